@@ -1,0 +1,58 @@
+// Package errdefs holds the few error classes mesolite uses everywhere and maps
+// them to HTTP status codes in one place. Packages wrap these sentinels with
+// context (fmt.Errorf("...: %w", errdefs.ErrNotFound)) and callers test them
+// with errors.Is, so the class survives any number of wrapping layers.
+package errdefs
+
+import (
+	"errors"
+	"net/http"
+)
+
+// The classes. Each one answers a question a caller actually asks: may I
+// retry, is it my fault, does the thing exist.
+var (
+	// ErrNotFound: the named thing does not exist (or no longer exists).
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the request is malformed; retrying it unchanged cannot help.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrConflict: the request clashes with current state (duplicate id, wrong state).
+	ErrConflict = errors.New("conflict")
+	// ErrForbidden: the caller may not do this (path outside a sandbox, not subscribed).
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnauthorized: the caller did not prove who it is.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrUnavailable: a dependency is down or not ready; retrying later may help.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrGone: the thing existed but was removed on purpose (a collected sandbox).
+	ErrGone = errors.New("gone")
+)
+
+// HTTPStatus maps an error to the status code an HTTP handler should answer.
+// Unclassified errors are internal errors.
+func HTTPStatus(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrGone):
+		// Mesos answers 404 for collected sandboxes too; the message tells them apart.
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// HTTPError writes err as a plain-text reason with the status HTTPStatus gives.
+func HTTPError(w http.ResponseWriter, err error) {
+	http.Error(w, err.Error(), HTTPStatus(err))
+}
