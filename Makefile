@@ -1,0 +1,31 @@
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+PKGS := ./...
+
+.PHONY: build test lint unit e2e bench proto demo
+
+build:
+	$(GO) build -o bin/mesolite ./cmd/mesolite
+
+# The one test command: formatting, vet, every package's tests (root,
+# dockerd, cgroups and ZooKeeper tests included when present), then the
+# end-to-end tests against the real binary.
+test: lint
+	$(GO) test -count=1 -timeout 40m -p 2 $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run ./internal/layercheck
+
+e2e: build
+	$(GO) test -count=1 -v ./e2e/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
+
+proto:
+	./api/v1/gen.sh
+
+demo:
+	./scripts/demo.sh

@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/executor"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/recordio"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/errdefs"
+	"google.golang.org/protobuf/proto"
+)
+
+const maxCallBytes = 16 << 20
+
+// serveExecutorAPI is POST /api/v1/executor.
+func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "the executor API takes POST", http.StatusMethodNotAllowed)
+		return
+	}
+	in, err := codec.ForContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxCallBytes+1))
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) > maxCallBytes {
+		http.Error(w, "call too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	call := &executor.Call{}
+	if err := in.Unmarshal(body, call); err != nil {
+		http.Error(w, "Failed to parse body into Call: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := validateExecutorCall(call); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch call.GetType() {
+	case executor.Call_SUBSCRIBE:
+		out, err := codec.ForAccept(r.Header.Get("Accept"), in)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotAcceptable)
+			return
+		}
+		a.executorSubscribe(w, r, call, out)
+	case executor.Call_UPDATE:
+		if err := a.executorUpdate(r.Context(), call); err != nil {
+			errdefs.HTTPError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	case executor.Call_MESSAGE:
+		a.master.message(r.Context(), call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue(), call.GetMessage().GetData())
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		http.Error(w, fmt.Sprintf("unknown call type %v", call.GetType()), http.StatusBadRequest)
+	}
+}
+
+func validateExecutorCall(c *executor.Call) error {
+	if c.Type == nil {
+		return fmt.Errorf("Expecting 'type' to be present")
+	}
+	if c.GetFrameworkId().GetValue() == "" || c.GetExecutorId().GetValue() == "" {
+		return fmt.Errorf("Expecting 'framework_id' and 'executor_id' to be present")
+	}
+	switch c.GetType() {
+	case executor.Call_SUBSCRIBE:
+		if c.Subscribe == nil {
+			return fmt.Errorf("Expecting 'subscribe' to be present")
+		}
+	case executor.Call_UPDATE:
+		st := c.GetUpdate().GetStatus()
+		if st == nil {
+			return fmt.Errorf("Expecting 'update' to be present")
+		}
+		if len(st.GetUuid()) == 0 {
+			return fmt.Errorf("Expecting 'uuid' to be present")
+		}
+		if st.GetTaskId().GetValue() == "" || st.State == nil {
+			return fmt.Errorf("Expecting 'status.task_id' and 'status.state' to be present")
+		}
+		if st.GetState() == mesos.TaskState_TASK_STAGING {
+			return fmt.Errorf("Received TASK_STAGING from executor which is not allowed")
+		}
+	case executor.Call_MESSAGE:
+		if c.Message == nil {
+			return fmt.Errorf("Expecting 'message' to be present")
+		}
+	}
+	return nil
+}
+
+func (a *Agent) lookupExecutorLocked(fwID, exID string) *executorState {
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		return nil
+	}
+	return fw.executors[exID]
+}
+
+func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *executor.Call, out codec.Codec) {
+	fwID, exID := call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue()
+	ctx := r.Context()
+	a.mu.Lock()
+	es := a.lookupExecutorLocked(fwID, exID)
+	if es == nil || es.terminated {
+		a.mu.Unlock()
+		http.Error(w, fmt.Sprintf("Executor %s of framework %s is not known to this agent", exID, fwID), http.StatusBadRequest)
+		return
+	}
+	if es.conn != nil {
+		es.conn.close() // a newer connection of the same executor wins
+	}
+	conn := &executorConn{events: make(chan *executor.Event, 64), done: make(chan struct{})}
+	es.conn = conn
+	es.subscribed = true
+	if es.regTimer != nil {
+		es.regTimer.Stop()
+	}
+	fw := a.frameworks[fwID]
+	sub := &executor.Event_Subscribed{
+		ExecutorInfo:  es.info,
+		FrameworkInfo: fw.info,
+		AgentInfo:     proto.Clone(a.info).(*mesos.AgentInfo),
+		ContainerId:   &mesos.ContainerID{Value: proto.String(es.containerID)},
+	}
+	// Tasks the executor already has (it resubscribes after an agent
+	// restart) are not launched again.
+	known := map[string]bool{}
+	for _, t := range call.GetSubscribe().GetUnacknowledgedTasks() {
+		known[t.GetTaskId().GetValue()] = true
+	}
+	var launch []*mesos.TaskInfo
+	for id, ts := range es.queued {
+		delete(es.queued, id)
+		es.launched[id] = ts
+		if !known[id] {
+			launch = append(launch, ts.info)
+		}
+	}
+	a.mu.Unlock()
+
+	// Updates the executor sent but we never checkpointed (we crashed
+	// between) are taken now; duplicates are dropped by uuid.
+	for _, u := range call.GetSubscribe().GetUnacknowledgedUpdates() {
+		_ = a.executorUpdate(ctx, &executor.Call{FrameworkId: call.FrameworkId, ExecutorId: call.ExecutorId, Update: u})
+	}
+
+	w.Header().Set("Content-Type", out.MediaType())
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rw := recordio.NewWriter(w)
+	write := func(ev *executor.Event) error {
+		b, err := out.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		return rw.WriteRecord(b)
+	}
+	if err := write(&executor.Event{Type: executor.Event_SUBSCRIBED.Enum(), Subscribed: sub}); err != nil {
+		conn.close()
+		return
+	}
+	for _, t := range launch {
+		if err := write(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: t}}); err != nil {
+			conn.close()
+			return
+		}
+	}
+	a.log.Info("executor subscribed", "framework_id", fwID, "executor_id", exID, "launched", len(launch))
+	for {
+		select {
+		case ev := <-conn.events:
+			if err := write(ev); err != nil {
+				a.executorDisconnected(es, conn)
+				return
+			}
+		case <-conn.done:
+			return
+		case <-ctx.Done():
+			a.executorDisconnected(es, conn)
+			return
+		}
+	}
+}
+
+func (a *Agent) executorDisconnected(es *executorState, conn *executorConn) {
+	conn.close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if es.conn == conn {
+		es.conn = nil
+	}
+}
+
+func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
+	fwID, exID := call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue()
+	st := proto.Clone(call.GetUpdate().GetStatus()).(*mesos.TaskStatus)
+	a.mu.Lock()
+	es := a.lookupExecutorLocked(fwID, exID)
+	var conn *executorConn
+	var cid string
+	if es != nil {
+		conn, cid = es.conn, es.containerID
+	}
+	a.mu.Unlock()
+	if es == nil {
+		return fmt.Errorf("executor %s of framework %s is not known to this agent: %w", exID, fwID, errdefs.ErrInvalid)
+	}
+	st.ExecutorId = call.ExecutorId
+	if st.Source == nil {
+		st.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
+	}
+	// A task that failed because its container hit a limit says so, no
+	// matter whether the executor or the cgroup's OOM event came first.
+	if st.GetState() == mesos.TaskState_TASK_FAILED {
+		if lr, ok := a.cz.(containerizer.LimitationReporter); ok {
+			if term, hit := lr.Limitation(ctx, cid); hit {
+				st.Reason = term.Reason.Enum()
+				st.Source = mesos.TaskStatus_SOURCE_AGENT.Enum()
+				st.Message = proto.String(term.Message)
+			}
+		}
+	}
+	if _, err := a.handleUpdate(ctx, fwID, st); err != nil {
+		return fmt.Errorf("checkpoint update: %w", err)
+	}
+	// The executor may forget an update once the agent holds it.
+	if conn != nil {
+		conn.send(&executor.Event{Type: executor.Event_ACKNOWLEDGED.Enum(), Acknowledged: &executor.Event_Acknowledged{TaskId: st.TaskId, Uuid: st.Uuid}})
+	}
+	return nil
+}

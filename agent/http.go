@@ -1,0 +1,387 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/proto"
+)
+
+type agentMetrics struct {
+	containersLaunched   int64
+	fetchOK, fetchFailed int64
+	updates              map[mesos.TaskState]int64
+}
+
+func (a *Agent) metricsInc(f func(*agentMetrics)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.metrics.updates == nil {
+		a.metrics.updates = map[mesos.TaskState]int64{}
+	}
+	f(&a.metrics)
+}
+
+// filesHandler is the sandbox files API, created once the agent has an id.
+func (a *Agent) filesHandler() *sandbox.FilesHandler {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.files
+}
+
+func (a *Agent) ensureFilesHandlerLocked() {
+	if a.files != nil || a.agentID == "" {
+		return
+	}
+	a.files = sandbox.NewFilesHandler(sandbox.FilesOptions{
+		Layout:    a.layout,
+		AgentID:   a.agentID,
+		Collected: a.cfg.Collected,
+		Logger:    a.cfg.Logger,
+	})
+	for _, fw := range a.frameworks {
+		for exID, es := range fw.executors {
+			a.files.Attach(sandbox.RunID{AgentID: a.agentID, FrameworkID: es.frameworkID, ExecutorID: exID, ContainerID: es.containerID})
+		}
+	}
+}
+
+// Handler is the agent's HTTP surface: the executor API, the files API,
+// state, health, usage statistics and metrics.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	ro := a.cfg.Wrap
+	if ro == nil {
+		ro = func(h http.Handler) http.Handler { return h }
+	}
+	mux.HandleFunc("/api/v1/executor", a.serveExecutorAPI)
+	mux.Handle("/files/", ro(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fh := a.filesHandler()
+		if fh == nil {
+			http.Error(w, "the agent has not registered yet: no sandboxes to serve", http.StatusServiceUnavailable)
+			return
+		}
+		fh.ServeHTTP(w, r)
+	})))
+	state := ro(http.HandlerFunc(a.serveState))
+	for _, p := range []string{"/state", "/state.json", "/slave(1)/state", "/slave(1)/state.json"} {
+		mux.Handle(p, state)
+	}
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/slave(1)/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.Handle("/flags", ro(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"flags": a.cfg.Flags})
+	})))
+	stats := ro(http.HandlerFunc(a.serveStatistics))
+	mux.Handle("/monitor/statistics", stats)
+	mux.Handle("/monitor/statistics.json", stats)
+	mux.Handle("/containers", ro(http.HandlerFunc(a.serveContainers)))
+	mux.Handle("/metrics/snapshot", ro(http.HandlerFunc(a.serveMetricsSnapshot)))
+	mux.Handle("/metrics", ro(promhttp.HandlerFor(a.prometheusRegistry(), promhttp.HandlerOpts{})))
+	for p, h := range a.cfg.ExtraHandlers {
+		mux.Handle(p, h)
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+// protoJSON turns a message into a value json.Marshal embeds verbatim, in
+// the v1 JSON form (snake_case, numbers as numbers).
+func protoJSON(m proto.Message) json.RawMessage {
+	if m == nil {
+		return json.RawMessage("null")
+	}
+	b, err := codec.JSON.Marshal(m)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return b
+}
+
+func resourcesMap(rs []*mesos.Resource) map[string]any {
+	out := map[string]any{"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
+	for _, r := range rs {
+		switch r.GetType() {
+		case mesos.Value_SCALAR:
+			v, _ := out[r.GetName()].(float64)
+			out[r.GetName()] = v + r.GetScalar().GetValue()
+		case mesos.Value_RANGES:
+			s := ""
+			for i, rg := range r.GetRanges().GetRange() {
+				if i > 0 {
+					s += ", "
+				}
+				s += fmt.Sprintf("%d-%d", rg.GetBegin(), rg.GetEnd())
+			}
+			out[r.GetName()] = "[" + s + "]"
+		}
+	}
+	return out
+}
+
+func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	taskJSON := func(fwID string, es *executorState, ts *taskState) map[string]any {
+		statuses := make([]json.RawMessage, 0, len(ts.statuses))
+		for _, s := range ts.statuses {
+			statuses = append(statuses, protoJSON(s))
+		}
+		return map[string]any{
+			"id": ts.info.GetTaskId().GetValue(), "name": ts.info.GetName(), "framework_id": fwID,
+			"executor_id": es.info.GetExecutorId().GetValue(), "slave_id": a.agentID,
+			"state": ts.state.String(), "resources": resourcesMap(ts.info.GetResources()), "statuses": statuses,
+		}
+	}
+	exJSON := func(fwID string, es *executorState) map[string]any {
+		var tasks, queued, completed []map[string]any
+		for _, ts := range es.launched {
+			tasks = append(tasks, taskJSON(fwID, es, ts))
+		}
+		for _, ts := range es.queued {
+			queued = append(queued, taskJSON(fwID, es, ts))
+		}
+		for _, ts := range es.terminal {
+			completed = append(completed, taskJSON(fwID, es, ts))
+		}
+		for _, ts := range es.finished {
+			completed = append(completed, taskJSON(fwID, es, ts))
+		}
+		return map[string]any{
+			"id": es.info.GetExecutorId().GetValue(), "name": es.info.GetName(), "source": es.info.GetSource(),
+			"container": es.containerID, "directory": es.directory, "framework_id": fwID,
+			"virtual_directory": sandbox.VirtualLatestPath(fwID, es.info.GetExecutorId().GetValue()),
+			"resources":         resourcesMap(es.resources), "tasks": nonNil(tasks), "queued_tasks": nonNil(queued),
+			"completed_tasks": nonNil(completed), "subscribed": es.subscribed,
+		}
+	}
+	fwJSON := func(fwID string, fw *framework) map[string]any {
+		var exs, done []map[string]any
+		for _, es := range fw.executors {
+			exs = append(exs, exJSON(fwID, es))
+		}
+		for _, es := range fw.completed {
+			done = append(done, exJSON(fwID, es))
+		}
+		return map[string]any{
+			"id": fwID, "name": fw.info.GetName(), "user": fw.info.GetUser(), "role": fw.info.GetRole(),
+			"checkpoint": fw.info.GetCheckpoint(), "executors": nonNil(exs), "completed_executors": nonNil(done),
+		}
+	}
+	var fws, done []map[string]any
+	for id, fw := range a.frameworks {
+		fws = append(fws, fwJSON(id, fw))
+	}
+	for _, fw := range a.completed {
+		done = append(done, fwJSON(fw.info.GetId().GetValue(), fw))
+	}
+	a.master.mu.Lock()
+	masterAddr := a.master.addr
+	a.master.mu.Unlock()
+	attrs := map[string]any{}
+	for _, at := range a.cfg.Attributes {
+		switch at.GetType() {
+		case mesos.Value_SCALAR:
+			attrs[at.GetName()] = at.GetScalar().GetValue()
+		case mesos.Value_TEXT:
+			attrs[at.GetName()] = at.GetText().GetValue()
+		}
+	}
+	writeJSON(w, map[string]any{
+		"version":              a.cfg.Version,
+		"id":                   a.agentID,
+		"pid":                  "slave(1)@" + a.Endpoint(),
+		"hostname":             a.cfg.Hostname,
+		"start_time":           float64(a.start.UnixNano()) / 1e9,
+		"resources":            resourcesMap(a.cfg.Resources),
+		"attributes":           attrs,
+		"master_hostname":      masterAddr,
+		"flags":                a.cfg.Flags,
+		"frameworks":           nonNil(fws),
+		"completed_frameworks": nonNil(done),
+	})
+}
+
+func nonNil(v []map[string]any) []map[string]any {
+	if v == nil {
+		return []map[string]any{}
+	}
+	return v
+}
+
+type containerRef struct {
+	fwID, exID, name, source, cid string
+}
+
+func (a *Agent) liveContainers() []containerRef {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []containerRef
+	for fwID, fw := range a.frameworks {
+		for exID, es := range fw.executors {
+			if !es.terminated && es.handle != nil {
+				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].cid < out[j].cid })
+	return out
+}
+
+func (a *Agent) usage(ctx context.Context, c containerRef) json.RawMessage {
+	st, err := a.cz.Usage(ctx, c.cid)
+	if err != nil || st == nil {
+		st = &mesos.ResourceStatistics{Timestamp: proto.Float64(float64(time.Now().UnixNano()) / 1e9)}
+	}
+	return protoJSON(st)
+}
+
+// serveStatistics is Mesos's /monitor/statistics.
+func (a *Agent) serveStatistics(w http.ResponseWriter, r *http.Request) {
+	out := []map[string]any{}
+	for _, c := range a.liveContainers() {
+		out = append(out, map[string]any{
+			"executor_id": c.exID, "executor_name": c.name, "framework_id": c.fwID, "source": c.source,
+			"statistics": a.usage(r.Context(), c),
+		})
+	}
+	writeJSON(w, out)
+}
+
+// serveContainers is Mesos's /containers.
+func (a *Agent) serveContainers(w http.ResponseWriter, r *http.Request) {
+	out := []map[string]any{}
+	for _, c := range a.liveContainers() {
+		out = append(out, map[string]any{
+			"container_id": c.cid, "executor_id": c.exID, "executor_name": c.name, "framework_id": c.fwID,
+			"source": c.source, "statistics": a.usage(r.Context(), c),
+		})
+	}
+	writeJSON(w, out)
+}
+
+func (a *Agent) snapshot() map[string]float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := map[string]float64{
+		"slave/uptime_secs":                            time.Since(a.start).Seconds(),
+		"slave/registered":                             0,
+		"slave/frameworks_active":                      float64(len(a.frameworks)),
+		"slave/containers_launched":                    float64(a.metrics.containersLaunched),
+		"containerizer/fetcher/task_fetches_succeeded": float64(a.metrics.fetchOK),
+		"containerizer/fetcher/task_fetches_failed":    float64(a.metrics.fetchFailed),
+	}
+	var execs, running, staging, starting, killing float64
+	var cpusUsed, memUsed float64
+	for _, fw := range a.frameworks {
+		for _, es := range fw.executors {
+			if !es.terminated {
+				execs++
+				cpusUsed += scalarOf(es.resources, "cpus")
+				memUsed += scalarOf(es.resources, "mem")
+			}
+			for _, ts := range es.launched {
+				switch ts.state {
+				case mesos.TaskState_TASK_RUNNING:
+					running++
+				case mesos.TaskState_TASK_STARTING:
+					starting++
+				case mesos.TaskState_TASK_KILLING:
+					killing++
+				default:
+					staging++
+				}
+			}
+			staging += float64(len(es.queued))
+		}
+	}
+	m["slave/executors_running"] = execs
+	m["slave/tasks_running"] = running
+	m["slave/tasks_staging"] = staging
+	m["slave/tasks_starting"] = starting
+	m["slave/tasks_killing"] = killing
+	m["slave/cpus_total"] = scalarOf(a.cfg.Resources, "cpus")
+	m["slave/mem_total"] = scalarOf(a.cfg.Resources, "mem")
+	m["slave/disk_total"] = scalarOf(a.cfg.Resources, "disk")
+	m["slave/cpus_used"] = cpusUsed
+	m["slave/mem_used"] = memUsed
+	for st, n := range a.metrics.updates {
+		switch st {
+		case mesos.TaskState_TASK_FINISHED:
+			m["slave/tasks_finished"] = float64(n)
+		case mesos.TaskState_TASK_FAILED:
+			m["slave/tasks_failed"] = float64(n)
+		case mesos.TaskState_TASK_KILLED:
+			m["slave/tasks_killed"] = float64(n)
+		case mesos.TaskState_TASK_LOST:
+			m["slave/tasks_lost"] = float64(n)
+		}
+	}
+	if a.cfg.GCMetrics != nil {
+		for k, v := range a.cfg.GCMetrics() {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func (a *Agent) serveMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+	m := a.snapshot()
+	if a.Connected() {
+		m["slave/registered"] = 1
+	}
+	writeJSON(w, m)
+}
+
+// prometheusRegistry exposes the snapshot as gauges named after Mesos's
+// metrics (slashes become underscores, prefixed mesolite_agent_).
+func (a *Agent) prometheusRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(snapshotCollector{a})
+	return reg
+}
+
+type snapshotCollector struct{ a *Agent }
+
+func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.a.snapshot()
+	if c.a.Connected() {
+		m["slave/registered"] = 1
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := "mesolite_agent_" + promName(k)
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, "Mesos metric "+k+".", nil, nil), prometheus.GaugeValue, m[k])
+	}
+}
+
+func promName(k string) string {
+	b := []byte(k)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

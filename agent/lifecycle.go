@@ -1,0 +1,671 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/executor"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/duration"
+	"github.com/mesolite/mesolite/sandbox"
+	"google.golang.org/protobuf/proto"
+)
+
+// EnvLoggerMaxSize and EnvLoggerMaxFiles tell built-in executors how to
+// rotate the task's stdout and stderr.
+const (
+	EnvLoggerMaxSize  = "MESOLITE_CONTAINER_LOGGER_MAX_SIZE"
+	EnvLoggerMaxFiles = "MESOLITE_CONTAINER_LOGGER_MAX_FILES"
+)
+
+// runTask handles RUN_TASK: it finds or creates the task's executor and
+// either hands the task to a subscribed executor or queues it.
+func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *mesos.TaskInfo) {
+	fwID := fi.GetId().GetValue()
+	taskID := task.GetTaskId().GetValue()
+	log := a.log.With("framework_id", fwID, "task_id", taskID)
+	ex, isCommand, err := a.executorFor(task)
+	if err != nil {
+		a.agentUpdate(ctx, fwID, task, mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID, err.Error(), nil)
+		return
+	}
+	a.mu.Lock()
+	if a.agentID == "" {
+		a.mu.Unlock()
+		log.Error("task arrived before registration; dropped")
+		return
+	}
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		fw = &framework{info: fi, executors: map[string]*executorState{}}
+		a.frameworks[fwID] = fw
+		if err := checkpointProto(filepath.Join(a.meta.framework(a.agentID, fwID), "framework.info"), fi); err != nil {
+			log.Error("checkpoint framework", "error", err)
+		}
+	} else {
+		fw.info = fi
+	}
+	if a.findTaskLocked(fwID, taskID) != nil {
+		a.mu.Unlock()
+		a.agentUpdate(ctx, fwID, task, mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID, "a task with id "+taskID+" already runs on this agent", nil)
+		return
+	}
+	ts := &taskState{info: task, state: mesos.TaskState_TASK_STAGING}
+	exID := ex.GetExecutorId().GetValue()
+	es := fw.executors[exID]
+	if es != nil && (es.terminated || es.shuttingDown) {
+		a.mu.Unlock()
+		a.agentUpdate(ctx, fwID, task, mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_EXECUTOR_TERMINATED, "executor "+exID+" is shutting down", nil)
+		return
+	}
+	if es != nil {
+		a.checkpointTaskLocked(es, ts)
+		es.resources = append(es.resources, task.GetResources()...)
+		if es.subscribed && es.conn != nil {
+			es.launched[taskID] = ts
+			conn := es.conn
+			res := append([]*mesos.Resource(nil), es.resources...)
+			cid := es.containerID
+			a.mu.Unlock()
+			if err := a.cz.Update(ctx, cid, res); err != nil {
+				log.Warn("update container limits", "error", err)
+			}
+			conn.send(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: task}})
+			return
+		}
+		es.queued[taskID] = ts
+		a.mu.Unlock()
+		return
+	}
+	es = &executorState{
+		info:        ex,
+		frameworkID: fwID,
+		containerID: uuidString(newUUID()),
+		commandTask: isCommand,
+		queued:      map[string]*taskState{taskID: ts},
+		launched:    map[string]*taskState{},
+		terminal:    map[string]*taskState{},
+		resources:   append(append([]*mesos.Resource(nil), ex.GetResources()...), task.GetResources()...),
+		launching:   true,
+	}
+	fw.executors[exID] = es
+	agentID := a.agentID
+	if err := checkpointProto(filepath.Join(a.meta.executor(agentID, fwID, exID), "executor.info"), ex); err != nil {
+		log.Error("checkpoint executor", "error", err)
+	}
+	a.checkpointTaskLocked(es, ts)
+	a.mu.Unlock()
+	go a.launchExecutor(context.WithoutCancel(ctx), es, task, fi)
+}
+
+// executorFor returns the task's executor, synthesizing the command
+// executor for a command task the way Mesos does (executor id = task id).
+func (a *Agent) executorFor(task *mesos.TaskInfo) (*mesos.ExecutorInfo, bool, error) {
+	hasCmd, hasEx := task.GetCommand() != nil, task.GetExecutor() != nil
+	switch {
+	case hasCmd && hasEx:
+		return nil, false, fmt.Errorf("task %s has both a command and an executor: %w", task.GetTaskId().GetValue(), errdefs.ErrInvalid)
+	case !hasCmd && !hasEx:
+		return nil, false, fmt.Errorf("task %s has neither a command nor an executor: %w", task.GetTaskId().GetValue(), errdefs.ErrInvalid)
+	case hasEx:
+		return task.GetExecutor(), false, nil
+	}
+	name := "Command Executor (Task: " + task.GetTaskId().GetValue() + ") (Command: " + describeCommand(task.GetCommand()) + ")"
+	ex := &mesos.ExecutorInfo{
+		Type:       mesos.ExecutorInfo_DEFAULT.Enum(),
+		ExecutorId: &mesos.ExecutorID{Value: proto.String(task.GetTaskId().GetValue())},
+		Name:       proto.String(name),
+		Source:     proto.String(task.GetTaskId().GetValue()),
+		Command: &mesos.CommandInfo{
+			Shell:     proto.Bool(false),
+			Value:     proto.String(a.cfg.Self),
+			Arguments: []string{a.cfg.Self, "executor", "command"},
+		},
+		Container: task.GetContainer(),
+		Labels:    task.GetLabels(),
+		// Mesos gives the command executor a small allowance on top of the task.
+		Resources: []*mesos.Resource{
+			{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(0.1)}},
+			{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(32)}},
+		},
+	}
+	return ex, true, nil
+}
+
+func describeCommand(c *mesos.CommandInfo) string {
+	if c.Shell == nil || c.GetShell() {
+		return "sh -c '" + c.GetValue() + "'"
+	}
+	return "[" + strings.Join(append([]string{c.GetValue()}, c.GetArguments()...), ", ") + "]"
+}
+
+func (a *Agent) checkpointTaskLocked(es *executorState, ts *taskState) {
+	dir := a.meta.task(a.agentID, es.frameworkID, es.info.GetExecutorId().GetValue(), es.containerID, ts.info.GetTaskId().GetValue())
+	if err := checkpointProto(filepath.Join(dir, "task.info"), ts.info); err != nil {
+		a.log.Error("checkpoint task", "task_id", ts.info.GetTaskId().GetValue(), "error", err)
+	}
+}
+
+func (a *Agent) findTaskLocked(fwID, taskID string) *taskState {
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		return nil
+	}
+	for _, es := range fw.executors {
+		for _, m := range []map[string]*taskState{es.queued, es.launched, es.terminal} {
+			if ts := m[taskID]; ts != nil {
+				return ts
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Agent) executorOfTaskLocked(fwID, taskID string) *executorState {
+	fw := a.frameworks[fwID]
+	if fw == nil {
+		return nil
+	}
+	for _, es := range fw.executors {
+		if es.queued[taskID] != nil || es.launched[taskID] != nil || es.terminal[taskID] != nil {
+			return es
+		}
+	}
+	return nil
+}
+
+// launchExecutor creates the sandbox, fetches URIs and starts the
+// container. The registration timeout starts only once Launch returned, so
+// slow pulls and fetches cannot time executors out.
+func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+	a.mu.Lock()
+	agentID := a.agentID
+	a.mu.Unlock()
+	exID := es.info.GetExecutorId().GetValue()
+	log := a.log.With("framework_id", es.frameworkID, "executor_id", exID, "container_id", es.containerID)
+	runID := sandbox.RunID{AgentID: agentID, FrameworkID: es.frameworkID, ExecutorID: exID, ContainerID: es.containerID}
+	dir, err := a.layout.CreateRun(runID)
+	if err != nil {
+		a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
+		return
+	}
+	a.mu.Lock()
+	es.directory = dir
+	a.mu.Unlock()
+	if fh := a.filesHandler(); fh != nil {
+		fh.Attach(runID)
+	}
+
+	uris := es.info.GetCommand().GetUris()
+	if es.commandTask {
+		uris = firstTask.GetCommand().GetUris()
+	}
+	if len(uris) > 0 {
+		if a.cfg.Fetch == nil {
+			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: this agent has no fetcher")
+			return
+		}
+		a.sendStarting(ctx, es, fmt.Sprintf("Fetching %d URI(s)", len(uris)))
+		if err := a.cfg.Fetch(ctx, uris, dir, fi.GetUser()); err != nil {
+			a.metricsInc(func(m *agentMetrics) { m.fetchFailed++ })
+			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: "+err.Error())
+			return
+		}
+		a.metricsInc(func(m *agentMetrics) { m.fetchOK++ })
+	}
+
+	spec := containerizer.LaunchSpec{
+		ContainerID: es.containerID,
+		Executor:    es.info,
+		Framework:   fi,
+		SandboxDir:  dir,
+		Env:         a.executorEnv(es, dir, fi),
+		Resources:   es.resources,
+		StdoutPath:  filepath.Join(dir, "stdout"),
+		StderrPath:  filepath.Join(dir, "stderr"),
+		Progress:    func(msg string) { a.sendStarting(ctx, es, msg) },
+	}
+	if es.commandTask {
+		spec.Task = firstTask
+	}
+	handle, err := a.cz.Launch(ctx, spec)
+	if err != nil {
+		reason := mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED
+		state := mesos.TaskState_TASK_FAILED
+		if errors.Is(err, errdefs.ErrInvalid) {
+			state, reason = mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID
+		}
+		log.Warn("container launch failed", "error", err)
+		a.failLaunchState(ctx, es, state, reason, "Failed to launch container: "+err.Error())
+		return
+	}
+	a.mu.Lock()
+	es.handle = &handle
+	es.launching = false
+	if err := writeJSONAtomic(filepath.Join(a.meta.run(agentID, es.frameworkID, exID, es.containerID), "handle.json"), handle); err != nil {
+		log.Error("checkpoint container handle", "error", err)
+	}
+	timeout := a.cfg.ExecutorRegistrationTimeout
+	es.regTimer = time.AfterFunc(timeout, func() { a.registrationTimedOut(es, timeout) })
+	a.mu.Unlock()
+	a.metricsInc(func(m *agentMetrics) { m.containersLaunched++ })
+	log.Info("executor launched", "pid", handle.Pid, "containerizer", handle.Containerizer)
+	go a.awaitContainer(context.WithoutCancel(ctx), es)
+}
+
+// sendStarting reports pre-start progress (fetch, pull) on every queued
+// task as TASK_STARTING with a message.
+func (a *Agent) sendStarting(ctx context.Context, es *executorState, msg string) {
+	a.mu.Lock()
+	var tasks []*taskState
+	for _, ts := range es.queued {
+		tasks = append(tasks, ts)
+	}
+	a.mu.Unlock()
+	for _, ts := range tasks {
+		a.agentUpdate(ctx, es.frameworkID, ts.info, mesos.TaskState_TASK_STARTING, 0, msg, nil)
+	}
+}
+
+func (a *Agent) failLaunch(ctx context.Context, es *executorState, reason mesos.TaskStatus_Reason, msg string) {
+	a.failLaunchState(ctx, es, mesos.TaskState_TASK_FAILED, reason, msg)
+}
+
+func (a *Agent) failLaunchState(ctx context.Context, es *executorState, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+	a.executorTerminated(ctx, es, &containerizer.Termination{ExitStatus: -1, Reason: reason, Message: msg, Limitation: true}, state)
+}
+
+func (a *Agent) registrationTimedOut(es *executorState, timeout time.Duration) {
+	a.mu.Lock()
+	if es.subscribed || es.terminated {
+		a.mu.Unlock()
+		return
+	}
+	es.regTimedOut = true
+	cid := es.containerID
+	a.mu.Unlock()
+	a.log.Warn("executor did not subscribe in time; destroying its container", "executor_id", es.info.GetExecutorId().GetValue(), "timeout", timeout)
+	if err := a.cz.Destroy(context.Background(), cid); err != nil {
+		a.log.Error("destroy container", "container_id", cid, "error", err)
+	}
+}
+
+func (a *Agent) awaitContainer(ctx context.Context, es *executorState) {
+	term, err := a.cz.Wait(ctx, es.containerID)
+	if err != nil {
+		term = containerizer.Termination{ExitStatus: -1, Message: "lost track of the container: " + err.Error()}
+	}
+	a.executorTerminated(ctx, es, &term, mesos.TaskState_TASK_FAILED)
+}
+
+// executorTerminated fails every non-terminal task of an executor whose
+// container ended, tells the master, and schedules the sandbox for GC.
+func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term *containerizer.Termination, state mesos.TaskState) {
+	a.mu.Lock()
+	if es.terminated {
+		a.mu.Unlock()
+		return
+	}
+	es.terminated = true
+	es.endedAt = time.Now()
+	if es.regTimer != nil {
+		es.regTimer.Stop()
+	}
+	if es.conn != nil {
+		es.conn.close()
+	}
+	reason, msg := term.Reason, term.Message
+	switch {
+	case term.Limitation:
+	case es.regTimedOut:
+		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
+		msg = "Executor did not register within " + duration.Format(a.cfg.ExecutorRegistrationTimeout)
+	case es.commandTask:
+		reason = mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED
+		msg = "Command executor terminated" + exitSuffix(term.ExitStatus)
+	default:
+		reason = mesos.TaskStatus_REASON_EXECUTOR_TERMINATED
+		msg = "Executor terminated" + exitSuffix(term.ExitStatus)
+	}
+	type pend struct {
+		ts    *taskState
+		state mesos.TaskState
+	}
+	var fails []pend
+	for _, m := range []map[string]*taskState{es.queued, es.launched} {
+		for _, ts := range m {
+			st := state
+			if ts.killRequested || es.shuttingDown {
+				st = mesos.TaskState_TASK_KILLED
+			}
+			fails = append(fails, pend{ts, st})
+		}
+	}
+	exID := es.info.GetExecutorId().GetValue()
+	runDir := a.meta.run(a.agentID, es.frameworkID, exID, es.containerID)
+	dir := es.directory
+	a.mu.Unlock()
+
+	_ = writeFileAtomic(filepath.Join(runDir, "terminated"), []byte(time.Now().UTC().Format(time.RFC3339)))
+	for _, p := range fails {
+		a.agentUpdate(ctx, es.frameworkID, p.ts.info, p.state, reason, msg, nil)
+	}
+	if err := a.cz.Destroy(ctx, es.containerID); err != nil {
+		a.log.Error("destroy container", "container_id", es.containerID, "error", err)
+	}
+	a.master.executorExited(ctx, es.frameworkID, exID, term.ExitStatus)
+	if a.cfg.GC != nil && dir != "" {
+		a.cfg.GC.Schedule(dir, es.endedAt)
+	}
+	a.log.Info("executor terminated", "framework_id", es.frameworkID, "executor_id", exID, "container_id", es.containerID, "message", msg)
+	a.maybeForgetExecutor(es)
+}
+
+func exitSuffix(status int) string {
+	if status < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (wait status %d)", status)
+}
+
+// maybeForgetExecutor moves an executor to the completed list once it is
+// terminated and every task's terminal update has been acknowledged.
+func (a *Agent) maybeForgetExecutor(es *executorState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !es.terminated || len(es.queued)+len(es.launched)+len(es.terminal) > 0 {
+		return
+	}
+	fw := a.frameworks[es.frameworkID]
+	if fw == nil {
+		return
+	}
+	exID := es.info.GetExecutorId().GetValue()
+	if fw.executors[exID] != es {
+		return
+	}
+	delete(fw.executors, exID)
+	fw.completed = append(fw.completed, es)
+	if len(fw.completed) > 150 {
+		fw.completed = fw.completed[len(fw.completed)-150:]
+	}
+	// Checkpoints of a finished executor are no longer needed for recovery.
+	_ = os.RemoveAll(a.meta.run(a.agentID, es.frameworkID, exID, es.containerID))
+	if len(fw.executors) == 0 {
+		delete(a.frameworks, es.frameworkID)
+		a.completed = append(a.completed, fw)
+		if len(a.completed) > 50 {
+			a.completed = a.completed[len(a.completed)-50:]
+		}
+		_ = os.RemoveAll(a.meta.framework(a.agentID, es.frameworkID))
+	}
+}
+
+// terminalAcked is called when a task's terminal update was acknowledged.
+func (a *Agent) terminalAcked(fwID, taskID string) {
+	a.mu.Lock()
+	es := a.executorOfTaskLocked(fwID, taskID)
+	if es == nil {
+		a.mu.Unlock()
+		return
+	}
+	if ts := es.terminal[taskID]; ts != nil {
+		delete(es.terminal, taskID)
+		es.finished = append(es.finished, ts)
+	}
+	a.mu.Unlock()
+	a.maybeForgetExecutor(es)
+}
+
+// agentUpdate generates a status update on the agent's behalf (source
+// SOURCE_AGENT) and feeds it to the status update manager.
+func (a *Agent) agentUpdate(ctx context.Context, fwID string, task *mesos.TaskInfo, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string, cs *mesos.ContainerStatus) {
+	st := &mesos.TaskStatus{
+		TaskId:          task.GetTaskId(),
+		State:           state.Enum(),
+		Source:          mesos.TaskStatus_SOURCE_AGENT.Enum(),
+		Uuid:            newUUID(),
+		Timestamp:       proto.Float64(float64(time.Now().UnixNano()) / 1e9),
+		ContainerStatus: cs,
+	}
+	if msg != "" {
+		st.Message = proto.String(msg)
+	}
+	if state != mesos.TaskState_TASK_STARTING || reason != 0 {
+		if reason != 0 || state == mesos.TaskState_TASK_FAILED {
+			st.Reason = reason.Enum()
+		}
+	}
+	a.mu.Lock()
+	if es := a.executorOfTaskLocked(fwID, task.GetTaskId().GetValue()); es != nil {
+		st.ExecutorId = es.info.GetExecutorId()
+	}
+	a.mu.Unlock()
+	a.handleUpdate(ctx, fwID, st)
+}
+
+// handleUpdate records a status update from an executor or the agent:
+// fills agent id and timestamp, moves the task between sets, checkpoints
+// and forwards it. It returns false for a duplicate.
+func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskStatus) (bool, error) {
+	a.mu.Lock()
+	if st.AgentId == nil && a.agentID != "" {
+		st.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
+	}
+	if st.Timestamp == nil {
+		st.Timestamp = proto.Float64(float64(time.Now().UnixNano()) / 1e9)
+	}
+	taskID := st.GetTaskId().GetValue()
+	es := a.executorOfTaskLocked(fwID, taskID)
+	var path string
+	var freed bool
+	var res []*mesos.Resource
+	var cid string
+	if es != nil {
+		ts := es.queued[taskID]
+		if ts == nil {
+			ts = es.launched[taskID]
+		}
+		if ts == nil {
+			ts = es.terminal[taskID]
+		}
+		if ts != nil && !isTerminal(ts.state) {
+			ts.state = st.GetState()
+			ts.statuses = append(ts.statuses, st)
+			if len(ts.statuses) > 50 {
+				ts.statuses = ts.statuses[len(ts.statuses)-50:]
+			}
+			if isTerminal(st.GetState()) {
+				delete(es.queued, taskID)
+				delete(es.launched, taskID)
+				es.terminal[taskID] = ts
+				es.resources = subtractResources(es.resources, ts.info.GetResources())
+				freed, res, cid = true, append([]*mesos.Resource(nil), es.resources...), es.containerID
+			}
+		}
+		dir := a.meta.task(a.agentID, fwID, es.info.GetExecutorId().GetValue(), es.containerID, taskID)
+		_ = os.MkdirAll(dir, 0o755)
+		path = filepath.Join(dir, "task.updates")
+	} else {
+		// An update for a task the agent no longer tracks (a kill of an
+		// unknown task): keep its stream beside the framework.
+		dir := filepath.Join(a.meta.framework(a.agentID, fwID), "orphan-tasks", taskID)
+		_ = os.MkdirAll(dir, 0o755)
+		path = filepath.Join(dir, "task.updates")
+	}
+	a.mu.Unlock()
+	dup, err := a.sum.Update(ctx, fwID, st, path)
+	if err != nil {
+		return false, err
+	}
+	if !dup {
+		a.metricsInc(func(m *agentMetrics) { m.updates[st.GetState()]++ })
+	}
+	if freed && len(res) > 0 && !dup {
+		if err := a.cz.Update(ctx, cid, res); err != nil && !errors.Is(err, containerizer.ErrUnknownContainer) {
+			a.log.Debug("shrink container limits", "container_id", cid, "error", err)
+		}
+	}
+	return !dup, nil
+}
+
+// subtractResources removes the scalar amounts of b from a; ranges and
+// sets of b are removed whole.
+func subtractResources(a, b []*mesos.Resource) []*mesos.Resource {
+	out := make([]*mesos.Resource, 0, len(a))
+	sub := map[string]float64{}
+	for _, r := range b {
+		if r.GetType() == mesos.Value_SCALAR {
+			sub[r.GetName()] += r.GetScalar().GetValue()
+		}
+	}
+	for _, r := range a {
+		if r.GetType() != mesos.Value_SCALAR {
+			out = append(out, r)
+			continue
+		}
+		v := r.GetScalar().GetValue()
+		take := min(v, sub[r.GetName()])
+		sub[r.GetName()] -= take
+		if v-take > 1e-9 {
+			c := proto.Clone(r).(*mesos.Resource)
+			c.Scalar.Value = proto.Float64(v - take)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// killTask handles KILL_TASK from the master.
+func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID, policy *mesos.KillPolicy) {
+	a.mu.Lock()
+	es := a.executorOfTaskLocked(fwID, taskID.GetValue())
+	if es == nil {
+		a.mu.Unlock()
+		a.agentUpdate(ctx, fwID, &mesos.TaskInfo{TaskId: taskID}, mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_TASK_UNKNOWN, "Cannot kill task: unknown to this agent", nil)
+		return
+	}
+	if ts := es.queued[taskID.GetValue()]; ts != nil {
+		ts.killRequested = true
+		empty := len(es.queued) == 1 && len(es.launched) == 0
+		cid := es.containerID
+		info := ts.info
+		a.mu.Unlock()
+		a.agentUpdate(ctx, fwID, info, mesos.TaskState_TASK_KILLED, 0, "Killed before the executor started", nil)
+		if empty {
+			a.mu.Lock()
+			es.shuttingDown = true
+			a.mu.Unlock()
+			_ = a.cz.Destroy(ctx, cid)
+		}
+		return
+	}
+	ts := es.launched[taskID.GetValue()]
+	if ts == nil {
+		a.mu.Unlock()
+		return // already terminal
+	}
+	ts.killRequested = true
+	conn := es.conn
+	cid := es.containerID
+	a.mu.Unlock()
+	if conn == nil || !conn.send(&executor.Event{Type: executor.Event_KILL.Enum(), Kill: &executor.Event_Kill{TaskId: taskID, KillPolicy: policy}}) {
+		// No executor to ask: destroy the container; its tasks end KILLED.
+		_ = a.cz.Destroy(ctx, cid)
+	}
+}
+
+// shutdownExecutor asks an executor to shut down and destroys its container
+// after the shutdown grace period.
+func (a *Agent) shutdownExecutor(ctx context.Context, fwID, exID string) {
+	a.mu.Lock()
+	fw := a.frameworks[fwID]
+	if fw == nil || fw.executors[exID] == nil {
+		a.mu.Unlock()
+		return
+	}
+	es := fw.executors[exID]
+	if es.shuttingDown && es.terminated {
+		a.mu.Unlock()
+		return
+	}
+	es.shuttingDown = true
+	conn := es.conn
+	cid := es.containerID
+	grace := a.cfg.ExecutorShutdownGracePeriod
+	a.mu.Unlock()
+	if conn != nil && conn.send(&executor.Event{Type: executor.Event_SHUTDOWN.Enum()}) {
+		go func() {
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				_ = a.cz.Destroy(context.WithoutCancel(ctx), cid)
+			case <-conn.done:
+				// Give the executor's exit a moment, then make sure.
+				time.Sleep(grace)
+				_ = a.cz.Destroy(context.WithoutCancel(ctx), cid)
+			}
+		}()
+		return
+	}
+	_ = a.cz.Destroy(ctx, cid)
+}
+
+func (a *Agent) shutdownFramework(ctx context.Context, fwID string) {
+	a.mu.Lock()
+	fw := a.frameworks[fwID]
+	var ids []string
+	if fw != nil {
+		for id := range fw.executors {
+			ids = append(ids, id)
+		}
+	}
+	a.mu.Unlock()
+	for _, id := range ids {
+		a.shutdownExecutor(ctx, fwID, id)
+	}
+}
+
+// executorEnv is the environment Mesos gives every executor.
+func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkInfo) []string {
+	a.mu.Lock()
+	agentID := a.agentID
+	a.mu.Unlock()
+	env := []string{
+		"MESOS_FRAMEWORK_ID=" + es.frameworkID,
+		"MESOS_EXECUTOR_ID=" + es.info.GetExecutorId().GetValue(),
+		"MESOS_DIRECTORY=" + dir,
+		"MESOS_SANDBOX=" + dir,
+		"MESOS_AGENT_ENDPOINT=" + a.Endpoint(),
+		"MESOS_SLAVE_ID=" + agentID,
+		"MESOS_SLAVE_PID=slave(1)@" + a.Endpoint(),
+		// The agent checkpoints every framework, so executors always wait
+		// for a restarting agent instead of dying with it.
+		"MESOS_CHECKPOINT=1",
+		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + duration.Format(a.cfg.ExecutorShutdownGracePeriod),
+		"MESOS_RECOVERY_TIMEOUT=" + duration.Format(a.cfg.RecoveryTimeout),
+		"MESOS_SUBSCRIPTION_BACKOFF_MAX=" + duration.Format(a.cfg.SubscriptionBackoffMax),
+		"MESOS_HTTP_COMMAND_EXECUTOR=1",
+		fmt.Sprintf("%s=%d", EnvLoggerMaxSize, a.cfg.ContainerLoggerMaxSize),
+		fmt.Sprintf("%s=%d", EnvLoggerMaxFiles, a.cfg.ContainerLoggerMaxFiles),
+	}
+	if p := os.Getenv("PATH"); p != "" {
+		env = append(env, "PATH="+p)
+	} else {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	for _, v := range es.info.GetCommand().GetEnvironment().GetVariables() {
+		if v.GetType() != mesos.Environment_Variable_SECRET {
+			env = append(env, v.GetName()+"="+v.GetValue())
+		}
+	}
+	return env
+}

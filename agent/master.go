@@ -1,0 +1,415 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/recordio"
+	"google.golang.org/protobuf/proto"
+)
+
+// ProtocolVersion is the master-agent protocol version this agent speaks.
+const ProtocolVersion = 1
+
+// LeaderFunc returns the leading master's host:port.
+type LeaderFunc func(ctx context.Context) (string, error)
+
+// masterLink keeps the agent registered: it opens the REGISTER stream,
+// handles its events and sends calls with the stream id.
+type masterLink struct {
+	a      *Agent
+	client *http.Client
+	stream *http.Client
+	codec  codec.Codec
+	leader LeaderFunc
+
+	mu        sync.Mutex
+	addr      string // current master host:port
+	streamID  string
+	connected bool
+	masterID  string
+}
+
+func newMasterLink(a *Agent) *masterLink {
+	return &masterLink{
+		a:      a,
+		client: &http.Client{Timeout: 10 * time.Second},
+		stream: &http.Client{},
+		codec:  codec.Protobuf,
+		leader: staticLeader(a.cfg.Master),
+	}
+}
+
+// SetLeaderFunc replaces master discovery (ZooKeeper, file://).
+func (a *Agent) SetLeaderFunc(f LeaderFunc) { a.master.leader = f }
+
+func staticLeader(master string) LeaderFunc {
+	return func(ctx context.Context) (string, error) {
+		m := strings.TrimPrefix(strings.TrimPrefix(master, "http://"), "//")
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return "", fmt.Errorf("--master=%q: want host:port, zk://... or file://...", master)
+		}
+		return m, nil
+	}
+}
+
+// Connected reports whether the agent is registered right now.
+func (a *Agent) Connected() bool {
+	a.master.mu.Lock()
+	defer a.master.mu.Unlock()
+	return a.master.connected
+}
+
+func (m *masterLink) run(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		addr, err := m.leader(ctx)
+		if err == nil {
+			err = m.session(ctx, addr)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		m.mu.Lock()
+		wasConnected := m.connected
+		m.connected = false
+		m.streamID = ""
+		m.mu.Unlock()
+		if wasConnected {
+			failures = 0
+			m.a.log.Warn("lost the master, re-registering", "master", addr, "error", err)
+		} else {
+			failures++
+			// One clear line when the master is first unreachable, then a
+			// reminder now and then rather than a line per attempt.
+			if failures == 1 || failures%10 == 0 {
+				m.a.log.Warn("cannot reach master, retrying with backoff", "master", m.a.cfg.Master, "attempt", failures, "error", err)
+			}
+		}
+		// Backoff: factor doubling up to a minute, with jitter.
+		d := m.a.cfg.RegistrationBackoffFactor << min(failures, 6)
+		d = min(d, time.Minute)
+		d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+		if wasConnected {
+			d = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// session registers once and handles events until the stream breaks.
+func (m *masterLink) session(ctx context.Context, addr string) error {
+	reg, err := m.a.registerCall()
+	if err != nil {
+		return err
+	}
+	body, err := m.codec.Marshal(reg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/agent", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", m.codec.MediaType())
+	req.Header.Set("Accept", m.codec.MediaType())
+	resp, err := m.stream.Do(req)
+	if err != nil {
+		return fmt.Errorf("register with master %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTemporaryRedirect {
+		loc := strings.TrimPrefix(resp.Header.Get("Location"), "//")
+		return fmt.Errorf("master %s is not the leader (leader: %s)", addr, loc)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("register with master %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	m.mu.Lock()
+	m.addr = addr
+	m.streamID = resp.Header.Get("Mesos-Stream-Id")
+	m.mu.Unlock()
+
+	// A silent master is a dead master: expect a PING at least every few
+	// heartbeat intervals.
+	var lastEvent sync.Mutex
+	last := time.Now()
+	interval := 15 * time.Second
+	watchdog := time.NewTicker(time.Second)
+	defer watchdog.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-watchdog.C:
+				lastEvent.Lock()
+				idle := time.Since(last)
+				lastEvent.Unlock()
+				if idle > 3*interval+5*time.Second {
+					m.a.log.Warn("no event or ping from the master; reconnecting", "idle", idle)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	rd := recordio.NewReader(bufio.NewReaderSize(resp.Body, 64<<10), 64<<20)
+	for {
+		rec, err := rd.ReadRecord()
+		if err != nil {
+			return fmt.Errorf("event stream from %s: %w", addr, err)
+		}
+		lastEvent.Lock()
+		last = time.Now()
+		lastEvent.Unlock()
+		ev := &agentpb.Event{}
+		if err := m.codec.Unmarshal(rec, ev); err != nil {
+			m.a.log.Error("undecodable event from master, skipped", "error", err)
+			continue
+		}
+		if ev.GetType() == agentpb.Event_REGISTERED {
+			if s := ev.GetRegistered().GetHeartbeatIntervalSeconds(); s > 0 {
+				interval = time.Duration(s * float64(time.Second))
+			}
+		}
+		if err := m.a.handleEvent(ctx, ev); err != nil {
+			return err
+		}
+	}
+}
+
+// call posts one agent call on the current stream.
+func (m *masterLink) call(ctx context.Context, c *agentpb.Call) error {
+	m.mu.Lock()
+	addr, sid, ok := m.addr, m.streamID, m.connected
+	m.mu.Unlock()
+	if !ok {
+		return errors.New("not registered with a master")
+	}
+	c.AgentId = &mesos.AgentID{Value: proto.String(m.a.ID())}
+	body, err := m.codec.Marshal(c)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/agent", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", m.codec.MediaType())
+	req.Header.Set("Mesos-Stream-Id", sid)
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s: %s", c.GetType(), resp.Status, strings.TrimSpace(string(msg)))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+func (a *Agent) forwardUpdate(ctx context.Context, fwID string, st *mesos.TaskStatus, latest mesos.TaskState) error {
+	return a.master.call(context.WithoutCancel(ctx), &agentpb.Call{
+		Type: agentpb.Call_UPDATE.Enum(),
+		Update: &agentpb.Call_Update{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+			Status:      st,
+			LatestState: latest.Enum(),
+		},
+	})
+}
+
+func (m *masterLink) executorExited(ctx context.Context, fwID, exID string, status int) {
+	c := &agentpb.Call{Type: agentpb.Call_EXECUTOR_EXITED.Enum(), ExecutorExited: &agentpb.Call_ExecutorExited{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+		ExecutorId:  &mesos.ExecutorID{Value: proto.String(exID)},
+		Status:      proto.Int32(int32(status)),
+	}}
+	if err := m.call(context.WithoutCancel(ctx), c); err != nil {
+		m.a.log.Debug("tell master executor exited", "error", err)
+	}
+}
+
+func (m *masterLink) message(ctx context.Context, fwID, exID string, data []byte) {
+	c := &agentpb.Call{Type: agentpb.Call_MESSAGE.Enum(), Message: &agentpb.Call_Message{
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+		ExecutorId:  &mesos.ExecutorID{Value: proto.String(exID)},
+		Data:        data,
+	}}
+	if err := m.call(context.WithoutCancel(ctx), c); err != nil {
+		m.a.log.Warn("forward executor message to master", "error", err)
+	}
+}
+
+// registerCall describes this agent and, when it has an id, every task it
+// still knows, so the master can reconcile.
+func (a *Agent) registerCall() (*agentpb.Call, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	info := proto.Clone(a.info).(*mesos.AgentInfo)
+	reg := &agentpb.Call_Register{
+		ProtocolVersion: proto.Uint32(ProtocolVersion),
+		AgentInfo:       info,
+		Address:         &mesos.Address{Ip: proto.String(a.cfg.AdvertiseIP), Port: proto.Int32(int32(a.cfg.Port)), Hostname: proto.String(a.cfg.Hostname)},
+		Version:         proto.String(a.cfg.Version),
+	}
+	c := &agentpb.Call{Type: agentpb.Call_REGISTER.Enum(), Register: reg}
+	if a.agentID != "" {
+		id := &mesos.AgentID{Value: proto.String(a.agentID)}
+		info.Id = id
+		c.AgentId = id
+		for fwID, fw := range a.frameworks {
+			reg.Frameworks = append(reg.Frameworks, fw.info)
+			for _, es := range fw.executors {
+				reg.Executors = append(reg.Executors, es.info)
+				reg.Containers = append(reg.Containers, &agentpb.Call_ExecutorContainer{
+					FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+					ExecutorId:  es.info.GetExecutorId(),
+					ContainerId: &mesos.ContainerID{Value: proto.String(es.containerID)},
+					Directory:   proto.String(es.directory),
+				})
+				for _, m := range []map[string]*taskState{es.queued, es.launched, es.terminal} {
+					for _, ts := range m {
+						reg.Tasks = append(reg.Tasks, a.taskLocked(fwID, es, ts))
+					}
+				}
+			}
+		}
+	}
+	return c, nil
+}
+
+func (a *Agent) taskLocked(fwID string, es *executorState, ts *taskState) *mesos.Task {
+	t := &mesos.Task{
+		Name:        ts.info.Name,
+		TaskId:      ts.info.TaskId,
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+		ExecutorId:  es.info.GetExecutorId(),
+		AgentId:     &mesos.AgentID{Value: proto.String(a.agentID)},
+		State:       ts.state.Enum(),
+		Resources:   ts.info.GetResources(),
+		Statuses:    ts.statuses,
+		Labels:      ts.info.Labels,
+		Discovery:   ts.info.Discovery,
+		Container:   ts.info.Container,
+		KillPolicy:  ts.info.KillPolicy,
+	}
+	if n := len(ts.statuses); n > 0 {
+		t.StatusUpdateState = ts.statuses[n-1].State
+		t.StatusUpdateUuid = ts.statuses[n-1].Uuid
+	}
+	if es.commandTask {
+		t.ExecutorId = nil
+	}
+	return t
+}
+
+// handleEvent applies one master event.
+func (a *Agent) handleEvent(ctx context.Context, ev *agentpb.Event) error {
+	switch ev.GetType() {
+	case agentpb.Event_REGISTERED:
+		r := ev.GetRegistered()
+		id := r.GetAgentId().GetValue()
+		a.mu.Lock()
+		old := a.agentID
+		if old != "" && old != id {
+			a.mu.Unlock()
+			return fmt.Errorf("master gave agent id %s but this agent is %s; refusing (remove %s to start afresh)", id, old, a.meta.latest())
+		}
+		a.agentID = id
+		a.info.Id = r.GetAgentId()
+		a.ensureFilesHandlerLocked()
+		a.mu.Unlock()
+		if old == "" {
+			if err := a.checkpointAgentID(id); err != nil {
+				return err
+			}
+		}
+		a.master.mu.Lock()
+		a.master.connected = true
+		a.master.masterID = r.GetMasterInfo().GetId()
+		a.master.mu.Unlock()
+		a.log.Info("registered with master", "agent_id", id, "master", net.JoinHostPort(r.GetMasterInfo().GetHostname(), strconv.Itoa(int(r.GetMasterInfo().GetPort()))), "reregistered", old != "")
+		a.sum.ResendAll(ctx)
+	case agentpb.Event_RUN_TASK:
+		rt := ev.GetRunTask()
+		a.runTask(ctx, rt.GetFramework(), rt.GetTask())
+	case agentpb.Event_RUN_TASK_GROUP:
+		g := ev.GetRunTaskGroup()
+		for _, t := range g.GetTaskGroup().GetTasks() {
+			a.agentUpdate(ctx, g.GetFramework().GetId().GetValue(), t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_TASK_INVALID, "task groups (LAUNCH_GROUP) need the default executor, which this agent does not provide yet", nil)
+		}
+	case agentpb.Event_KILL_TASK:
+		k := ev.GetKillTask()
+		a.killTask(ctx, k.GetFrameworkId().GetValue(), k.GetTaskId(), k.GetKillPolicy())
+	case agentpb.Event_ACKNOWLEDGE:
+		ack := ev.GetAcknowledge()
+		if ok, err := a.sum.Acknowledge(ctx, ack.GetFrameworkId().GetValue(), ack.GetTaskId().GetValue(), ack.GetUuid()); err != nil {
+			a.log.Error("checkpoint acknowledgement", "error", err)
+		} else if !ok {
+			a.log.Debug("acknowledgement for an update not at the head of its stream", "task_id", ack.GetTaskId().GetValue())
+		}
+	case agentpb.Event_SHUTDOWN_FRAMEWORK:
+		a.shutdownFramework(ctx, ev.GetShutdownFramework().GetFrameworkId().GetValue())
+	case agentpb.Event_SHUTDOWN_EXECUTOR:
+		s := ev.GetShutdownExecutor()
+		a.shutdownExecutor(ctx, s.GetFrameworkId().GetValue(), s.GetExecutorId().GetValue())
+	case agentpb.Event_MESSAGE:
+		msg := ev.GetMessage()
+		a.frameworkMessage(msg.GetFrameworkId().GetValue(), msg.GetExecutorId().GetValue(), msg.GetData())
+	case agentpb.Event_RECONCILE:
+		a.reconcile(ctx, ev.GetReconcile())
+	case agentpb.Event_PING:
+	case agentpb.Event_ERROR:
+		return fmt.Errorf("master error: %s", ev.GetError().GetMessage())
+	default:
+		a.log.Warn("unknown event from master, ignored", "type", ev.GetType().String())
+	}
+	return nil
+}
+
+func (a *Agent) frameworkMessage(fwID, exID string, data []byte) {
+	a.mu.Lock()
+	es := a.lookupExecutorLocked(fwID, exID)
+	var conn *executorConn
+	if es != nil {
+		conn = es.conn
+	}
+	a.mu.Unlock()
+	if conn == nil {
+		a.log.Warn("framework message for an executor that is not subscribed, dropped", "framework_id", fwID, "executor_id", exID)
+		return
+	}
+	conn.send(executorMessageEvent(data))
+}
+
+// reconcile resends the latest known status of the named tasks (all when
+// none are named) so the master's view catches up.
+func (a *Agent) reconcile(ctx context.Context, r *agentpb.Event_Reconcile) {
+	a.sum.ResendAll(ctx)
+}

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/executor"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/sandbox"
+)
+
+func executorMessageEvent(data []byte) *executor.Event {
+	return &executor.Event{Type: executor.Event_MESSAGE.Enum(), Message: &executor.Event_Message{Data: data}}
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}
+
+func (a *Agent) checkpointAgentID(id string) error {
+	if err := os.MkdirAll(a.meta.agent(id), 0o755); err != nil {
+		return err
+	}
+	if err := checkpointProto(filepath.Join(a.meta.agent(id), "agent.info"), a.info); err != nil {
+		return err
+	}
+	tmp := a.meta.latest() + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(id, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.meta.latest())
+}
+
+// recover rebuilds frameworks, executors, tasks and update streams from the
+// checkpoint, and reattaches the containerizer to live containers. Executors
+// whose container is gone have their tasks failed once the master is back.
+func (a *Agent) recover(ctx context.Context) error {
+	id, err := os.Readlink(a.meta.latest())
+	if errors.Is(err, fs.ErrNotExist) {
+		// A fresh agent still owns nothing: clean up what earlier runs left.
+		return a.cz.Recover(ctx, nil)
+	}
+	if err != nil {
+		return err
+	}
+	a.agentID = id
+	a.info.Id = &mesos.AgentID{Value: &id}
+	a.ensureFilesHandlerLocked()
+	var handles []containerizer.Handle
+	var dead []*executorState
+	fws, err := listDirs(filepath.Join(a.meta.agent(id), "frameworks"))
+	if err != nil {
+		return err
+	}
+	for _, fwID := range fws {
+		fi := &mesos.FrameworkInfo{}
+		if err := readProto(filepath.Join(a.meta.framework(id, fwID), "framework.info"), fi); err != nil {
+			a.log.Warn("skipping framework with unreadable checkpoint", "framework_id", fwID, "error", err)
+			continue
+		}
+		fw := &framework{info: fi, executors: map[string]*executorState{}}
+		exs, _ := listDirs(filepath.Join(a.meta.framework(id, fwID), "executors"))
+		for _, exID := range exs {
+			ei := &mesos.ExecutorInfo{}
+			if err := readProto(filepath.Join(a.meta.executor(id, fwID, exID), "executor.info"), ei); err != nil {
+				continue
+			}
+			runs, _ := listDirs(filepath.Join(a.meta.executor(id, fwID, exID), "runs"))
+			for _, cid := range runs {
+				runDir := a.meta.run(id, fwID, exID, cid)
+				es := &executorState{
+					info: ei, frameworkID: fwID, containerID: cid,
+					commandTask: len(ei.GetCommand().GetArguments()) == 3 && ei.GetCommand().GetArguments()[1] == "executor" && ei.GetCommand().GetArguments()[2] == "command",
+					queued:      map[string]*taskState{}, launched: map[string]*taskState{}, terminal: map[string]*taskState{},
+					directory: a.layout.RunDir(sandbox.RunID{AgentID: id, FrameworkID: fwID, ExecutorID: exID, ContainerID: cid}),
+				}
+				tasks, _ := listDirs(filepath.Join(runDir, "tasks"))
+				for _, tid := range tasks {
+					ti := &mesos.TaskInfo{}
+					if err := readProto(filepath.Join(runDir, "tasks", tid, "task.info"), ti); err != nil {
+						continue
+					}
+					ts := &taskState{info: ti, state: mesos.TaskState_TASK_STAGING}
+					s, err := a.sum.Recover(fwID, tid, filepath.Join(runDir, "tasks", tid, "task.updates"))
+					if err != nil {
+						a.log.Warn("read task updates", "task_id", tid, "error", err)
+					}
+					if s != nil {
+						ts.state = s.latest
+						ts.statuses = append(ts.statuses, s.pending...)
+						if isTerminal(s.latest) && len(s.pending) == 0 {
+							continue // finished and acknowledged
+						}
+					}
+					switch {
+					case isTerminal(ts.state):
+						es.terminal[tid] = ts
+					default:
+						es.launched[tid] = ts
+					}
+					es.resources = append(es.resources, ti.GetResources()...)
+				}
+				var h containerizer.Handle
+				b, herr := os.ReadFile(filepath.Join(runDir, "handle.json"))
+				_, terr := os.Stat(filepath.Join(runDir, "terminated"))
+				switch {
+				case terr == nil || herr != nil || json.Unmarshal(b, &h) != nil:
+					es.terminated = terr == nil
+					dead = append(dead, es)
+				default:
+					es.handle = &h
+					handles = append(handles, h)
+				}
+				fw.executors[exID] = es
+			}
+		}
+		a.frameworks[fwID] = fw
+	}
+	if err := a.cz.Recover(ctx, handles); err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	if ids, err := a.cz.Containers(ctx); err == nil {
+		for _, cid := range ids {
+			live[cid] = true
+		}
+	}
+	for _, fw := range a.frameworks {
+		for _, es := range fw.executors {
+			if es.handle != nil && !live[es.containerID] {
+				dead = append(dead, es)
+				es.handle = nil
+			}
+		}
+	}
+	a.log.Info("recovered checkpointed state", "agent_id", id, "frameworks", len(a.frameworks), "live_containers", len(live), "lost_containers", len(dead))
+	for _, fw := range a.frameworks {
+		for _, es := range fw.executors {
+			if es.handle != nil {
+				go a.awaitContainer(context.WithoutCancel(ctx), es)
+			}
+		}
+	}
+	for _, es := range dead {
+		go func(es *executorState) {
+			wasTerminated := es.terminated
+			es.terminated = false
+			if wasTerminated && len(es.launched) == 0 {
+				es.terminated = true
+				a.maybeForgetExecutor(es)
+				return
+			}
+			a.executorTerminated(context.WithoutCancel(ctx), es, &containerizer.Termination{
+				ExitStatus: -1, Limitation: true, Reason: mesos.TaskStatus_REASON_EXECUTOR_TERMINATED,
+				Message: "Executor's container was gone when the agent recovered",
+			}, mesos.TaskState_TASK_FAILED)
+		}(es)
+	}
+	return nil
+}
+
+// recoveryDeadline destroys recovered executors that do not resubscribe
+// within the recovery timeout: a live container whose executor never comes
+// back would otherwise hold resources for ever.
+func (a *Agent) recoveryDeadline(ctx context.Context) {
+	t := time.NewTimer(a.cfg.RecoveryTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	a.mu.Lock()
+	var stale []string
+	for _, fw := range a.frameworks {
+		for _, es := range fw.executors {
+			if es.handle != nil && !es.subscribed && !es.terminated && !es.launching && es.regTimer == nil {
+				stale = append(stale, es.containerID)
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, cid := range stale {
+		a.log.Warn("recovered executor did not resubscribe within the recovery timeout; destroying", "container_id", cid)
+		_ = a.cz.Destroy(ctx, cid)
+	}
+}

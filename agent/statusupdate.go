@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"google.golang.org/protobuf/proto"
+)
+
+// Retry schedule for unacknowledged updates, as in Mesos.
+const (
+	updateRetryMin = 10 * time.Second
+	updateRetryMax = 10 * time.Minute
+)
+
+// forwardFunc sends one update to the master. An error only means "try
+// again later": the manager keeps the update until it is acknowledged.
+type forwardFunc func(ctx context.Context, frameworkID string, status *mesos.TaskStatus, latest mesos.TaskState) error
+
+// statusUpdates is the agent's status update manager. Each task has a
+// stream: an ordered queue of updates, checkpointed to task.updates, of
+// which only the head is in flight; the next one goes out when the framework
+// acknowledges the head's uuid.
+type statusUpdates struct {
+	log     *slog.Logger
+	forward forwardFunc
+
+	mu      sync.Mutex
+	streams map[string]*updateStream // by framework/task
+	// notify is called when a task's terminal update was acknowledged.
+	onTerminalAcked func(frameworkID, taskID string)
+}
+
+type updateStream struct {
+	frameworkID, taskID string
+	path                string
+	pending             []*mesos.TaskStatus
+	seen                map[string]bool // uuids ever received, to drop duplicates
+	latest              mesos.TaskState
+	timer               *time.Timer
+	backoff             time.Duration
+	closed              bool
+}
+
+// updateRecord is one line of task.updates.
+type updateRecord struct {
+	Update []byte `json:"update,omitempty"` // a protobuf TaskStatus
+	Ack    []byte `json:"ack,omitempty"`    // an acknowledged uuid
+}
+
+func newStatusUpdates(log *slog.Logger, fwd forwardFunc) *statusUpdates {
+	return &statusUpdates{log: log.With("component", "status-updates"), forward: fwd, streams: map[string]*updateStream{}}
+}
+
+func streamKey(fw, task string) string { return fw + "/" + task }
+
+// Update checkpoints status (which must carry a uuid) and sends it when it
+// is the stream's head. Duplicates (same uuid) are dropped and reported.
+func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.TaskStatus, path string) (duplicate bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := streamKey(fw, status.GetTaskId().GetValue())
+	s := m.streams[key]
+	if s == nil {
+		s = &updateStream{frameworkID: fw, taskID: status.GetTaskId().GetValue(), path: path, seen: map[string]bool{}}
+		m.streams[key] = s
+	}
+	if s.seen[string(status.GetUuid())] {
+		return true, nil
+	}
+	b, err := proto.Marshal(status)
+	if err != nil {
+		return false, fmt.Errorf("encode update: %w", err)
+	}
+	if err := appendRecord(s.path, updateRecord{Update: b}); err != nil {
+		return false, err
+	}
+	s.seen[string(status.GetUuid())] = true
+	s.pending = append(s.pending, status)
+	s.latest = status.GetState()
+	if len(s.pending) == 1 {
+		m.sendHeadLocked(ctx, s, true)
+	}
+	return false, nil
+}
+
+// Latest is the newest state received for a task (possibly unacknowledged).
+func (m *statusUpdates) Latest(fw, task string) (mesos.TaskState, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[streamKey(fw, task)]
+	if s == nil {
+		return 0, false
+	}
+	return s.latest, true
+}
+
+// Pending returns the unacknowledged updates of a task, oldest first.
+func (m *statusUpdates) Pending(fw, task string) []*mesos.TaskStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[streamKey(fw, task)]
+	if s == nil {
+		return nil
+	}
+	return append([]*mesos.TaskStatus(nil), s.pending...)
+}
+
+func (m *statusUpdates) sendHeadLocked(ctx context.Context, s *updateStream, reset bool) {
+	if len(s.pending) == 0 || s.closed {
+		return
+	}
+	head := s.pending[0]
+	latest := s.latest
+	if reset || s.backoff == 0 {
+		s.backoff = updateRetryMin
+	} else {
+		s.backoff = min(s.backoff*2, updateRetryMax)
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	uuid := string(head.GetUuid())
+	s.timer = time.AfterFunc(s.backoff, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if len(s.pending) > 0 && string(s.pending[0].GetUuid()) == uuid && !s.closed {
+			m.log.Info("resending unacknowledged status update", "framework_id", s.frameworkID, "task_id", s.taskID, "state", head.GetState().String())
+			m.sendHeadLocked(context.Background(), s, false)
+		}
+	})
+	fw := s.frameworkID
+	go func() {
+		if err := m.forward(ctx, fw, head, latest); err != nil {
+			m.log.Debug("forward status update (will retry)", "framework_id", fw, "task_id", head.GetTaskId().GetValue(), "error", err)
+		}
+	}()
+}
+
+// Acknowledge pops the head of a stream when uuid matches it and sends the
+// next update. It reports whether the uuid was the head.
+func (m *statusUpdates) Acknowledge(ctx context.Context, fw, task string, uuid []byte) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[streamKey(fw, task)]
+	if s == nil || len(s.pending) == 0 {
+		return false, nil
+	}
+	if !bytes.Equal(s.pending[0].GetUuid(), uuid) {
+		return false, nil
+	}
+	if err := appendRecord(s.path, updateRecord{Ack: uuid}); err != nil {
+		return false, err
+	}
+	acked := s.pending[0]
+	s.pending = s.pending[1:]
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if len(s.pending) > 0 {
+		m.sendHeadLocked(ctx, s, true)
+	} else if isTerminal(acked.GetState()) {
+		s.closed = true
+		delete(m.streams, streamKey(fw, task))
+		if m.onTerminalAcked != nil {
+			go m.onTerminalAcked(fw, task)
+		}
+	}
+	return true, nil
+}
+
+// ResendAll sends every stream's head now (after re-registering).
+func (m *statusUpdates) ResendAll(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.streams {
+		m.sendHeadLocked(ctx, s, true)
+	}
+}
+
+// Recover rebuilds a stream from its task.updates file.
+func (m *statusUpdates) Recover(fw, task, path string) (*updateStream, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s := &updateStream{frameworkID: fw, taskID: task, path: path, seen: map[string]bool{}}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var rec updateRecord
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			// A torn last line from a crash mid-append: stop here.
+			break
+		}
+		switch {
+		case rec.Update != nil:
+			st := &mesos.TaskStatus{}
+			if err := proto.Unmarshal(rec.Update, st); err != nil {
+				continue
+			}
+			s.seen[string(st.GetUuid())] = true
+			s.pending = append(s.pending, st)
+			s.latest = st.GetState()
+		case rec.Ack != nil:
+			if len(s.pending) > 0 && bytes.Equal(s.pending[0].GetUuid(), rec.Ack) {
+				s.pending = s.pending[1:]
+			}
+		}
+	}
+	m.mu.Lock()
+	if len(s.pending) > 0 {
+		m.streams[streamKey(fw, task)] = s
+	}
+	m.mu.Unlock()
+	return s, nil
+}
+
+// Close stops every retry timer.
+func (m *statusUpdates) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.streams {
+		s.closed = true
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+	}
+}
+
+func appendRecord(path string, rec updateRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("checkpoint update: %w", err)
+	}
+	_, werr := f.Write(append(b, '\n'))
+	cerr := f.Close()
+	if werr != nil {
+		return fmt.Errorf("checkpoint update: %w", werr)
+	}
+	return cerr
+}
+
+func isTerminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/containerizer/composing"
+	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/internal/version"
+)
+
+// agentFlags are the agent's flags, Mesos names and defaults.
+type agentFlags struct {
+	fs *cliflags.FlagSet
+
+	master, ip, advertiseIP, hostname, workDir   *string
+	port                                         *int
+	resources, attributes                        *string
+	containerizers, isolation, launcher          *string
+	cgroupsRoot, cgroupsHierarchy                *string
+	cgroupsEnableCFS                             *bool
+	execRegTimeout, execShutdownGrace, recoveryT *time.Duration
+	regBackoff                                   *time.Duration
+	frameworksHome, fetcherCacheDir, hadoopHome  *string
+	fetcherCacheSize                             *string
+	fetcherStall                                 *time.Duration
+	sandboxDirectory                             *string
+	docker, dockerSocket                         *string
+	dockerKillOrphans, dockerAllowPrivileged     *bool
+	dockerRemoveDelay                            *time.Duration
+	loggerMaxSize                                *string
+	loggerMaxFiles                               *int
+	gcDelay, diskWatch                           *time.Duration
+	gcHeadroom                                   *float64
+	authReadonly                                 *bool
+	httpCredentials, tokenFile                   *string
+	loggingLevel, logFormat                      *string
+}
+
+func newAgentFlags(name string) *agentFlags {
+	fs := cliflags.New(name, `mesolite agent --master=HOST:PORT --work_dir=DIR [flags]
+
+Runs a node agent: registers with the master, offers this machine's
+resources, and runs tasks as Docker containers or as processes under cgroup
+and namespace isolation, keeping each task's sandbox under --work_dir.`)
+	f := &agentFlags{fs: fs}
+	f.master = fs.String("master", "127.0.0.1:5050", "the master: host:port, zk://host1:port1,host2:port2/path, or file:///path/to/file holding one of those")
+	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")
+	f.port = fs.Int("port", 5051, "port to listen on")
+	f.advertiseIP = fs.String("advertise_ip", "", "IP address the master and executors use to reach this agent (default: --ip)")
+	f.hostname = fs.String("hostname", "", "hostname the agent reports to the master (default: the system hostname)")
+	f.workDir = fs.String("work_dir", "/var/lib/mesolite/agent", "directory for sandboxes and checkpointed state")
+	f.resources = fs.String("resources", "", "total consumable resources, e.g. 'cpus:4;mem:8192;disk:10000;ports:[31000-32000]' or a JSON array of Resource objects; what is left out is detected")
+	f.attributes = fs.String("attributes", "", "attributes of this machine, e.g. 'rack:2;os:debian'")
+	f.containerizers = fs.String("containerizers", "mesos", "comma-separated containerizers in order of preference: mesos, docker")
+	f.isolation = fs.String("isolation", "posix/cpu,posix/mem", "isolation mechanisms for the mesos containerizer, e.g. cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,namespaces/uts,filesystem/linux (posix/cpu,posix/mem only report usage)")
+	f.launcher = fs.String("launcher", "", "process launcher: linux (namespaces, needs root) or posix (default: linux as root, posix otherwise)")
+	f.cgroupsRoot = fs.String("cgroups_root", "mesolite", "name of the cgroup under which every container's cgroup is created")
+	f.cgroupsHierarchy = fs.String("cgroups_hierarchy", "/sys/fs/cgroup", "where the cgroup hierarchies are mounted")
+	f.cgroupsEnableCFS = fs.Bool("cgroups_enable_cfs", false, "cap cpu time with CFS bandwidth control (hard limit) in addition to cpu shares")
+	f.execRegTimeout = fs.Duration("executor_registration_timeout", time.Minute, "how long an executor may take to subscribe once its container runs (image pull and fetch are not counted)")
+	f.execShutdownGrace = fs.Duration("executor_shutdown_grace_period", 5*time.Second, "how long an executor has to shut down before its container is destroyed")
+	f.recoveryT = fs.Duration("recovery_timeout", 15*time.Minute, "how long executors wait for a restarting agent, and the agent for their resubscription")
+	f.regBackoff = fs.Duration("registration_backoff_factor", time.Second, "base of the exponential backoff between attempts to (re-)register with the master")
+	f.frameworksHome = fs.String("frameworks_home", "", "directory prepended to relative executor and URI paths")
+	f.fetcherCacheDir = fs.String("fetcher_cache_dir", "", "fetcher cache directory (default: <work_dir>/fetch)")
+	f.fetcherCacheSize = fs.String("fetcher_cache_size", "2GB", "size of the fetcher cache; 0 disables caching")
+	f.fetcherStall = fs.Duration("fetcher_stall_timeout", time.Minute, "a download that receives no bytes for this long fails")
+	f.hadoopHome = fs.String("hadoop_home", "", "Hadoop installation for hdfs:// and s3n:// URIs (default: $HADOOP_HOME, then hadoop on PATH)")
+	f.sandboxDirectory = fs.String("sandbox_directory", "/mnt/mesos/sandbox", "where Docker containers see their sandbox")
+	f.docker = fs.String("docker", "docker", "the docker CLI (only used to report versions; the engine API is used directly)")
+	f.dockerSocket = fs.String("docker_socket", "/var/run/docker.sock", "the Docker engine's socket")
+	f.dockerKillOrphans = fs.Bool("docker_kill_orphans", true, "stop and remove containers of this agent that belong to no known task at start")
+	f.dockerRemoveDelay = fs.Duration("docker_remove_delay", 6*time.Hour, "how long to keep an exited Docker container before removing it")
+	f.dockerAllowPrivileged = fs.Bool("docker_allow_privileged", false, "let tasks ask for privileged Docker containers")
+	f.loggerMaxSize = fs.String("container_logger_max_size", "10MB", "rotate a task's stdout/stderr when it reaches this size")
+	f.loggerMaxFiles = fs.Int("container_logger_max_files", 5, "rotated stdout/stderr files kept per task")
+	f.gcDelay = fs.Duration("gc_delay", 7*24*time.Hour, "maximum time an ended executor's sandbox is kept (less under disk pressure)")
+	f.gcHeadroom = fs.Float64("gc_disk_headroom", 0.1, "fraction of disk to keep free: sandboxes age faster as usage approaches it")
+	f.diskWatch = fs.Duration("disk_watch_interval", time.Minute, "how often disk usage is checked for sandbox collection")
+	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, files, metrics, UI)")
+	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication: {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]}")
+	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
+	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	return f
+}
+
+func (f *agentFlags) values() map[string]string {
+	m := map[string]string{}
+	f.fs.VisitAll(func(fl *flag.Flag) { m[fl.Name] = fl.Value.String() })
+	return m
+}
+
+// buildAgent turns parsed flags into a running-ready agent.
+func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.Agent, error) {
+	res, err := agent.ParseResources(*f.resources)
+	if err != nil {
+		return nil, fmt.Errorf("--resources: %w", err)
+	}
+	attrs, err := agent.ParseAttributes(*f.attributes)
+	if err != nil {
+		return nil, fmt.Errorf("--attributes: %w", err)
+	}
+	cz, err := f.buildContainerizer(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg := agent.Config{
+		Master:                      *f.master,
+		IP:                          *f.ip,
+		Port:                        *f.port,
+		AdvertiseIP:                 *f.advertiseIP,
+		Hostname:                    *f.hostname,
+		WorkDir:                     *f.workDir,
+		Resources:                   res,
+		Attributes:                  attrs,
+		Version:                     version.Version,
+		ExecutorRegistrationTimeout: *f.execRegTimeout,
+		ExecutorShutdownGracePeriod: *f.execShutdownGrace,
+		RecoveryTimeout:             *f.recoveryT,
+		RegistrationBackoffFactor:   *f.regBackoff,
+		SandboxDirectory:            *f.sandboxDirectory,
+		ContainerLoggerMaxFiles:     *f.loggerMaxFiles,
+		Flags:                       f.values(),
+		Logger:                      log,
+	}
+	if n, err := parseBytes(*f.loggerMaxSize); err != nil {
+		return nil, fmt.Errorf("--container_logger_max_size: %w", err)
+	} else {
+		cfg.ContainerLoggerMaxSize = n
+	}
+	return agent.New(cfg, cz)
+}
+
+func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (containerizer.Containerizer, error) {
+	var named []composing.Named
+	for _, name := range strings.Split(*f.containerizers, ",") {
+		switch strings.TrimSpace(name) {
+		case "mesos":
+			named = append(named, composing.Named{Name: mesoscz.Name, Containerizer: mesoscz.New(mesoscz.Options{Logger: log})})
+		case "":
+		default:
+			return nil, fmt.Errorf("--containerizers: unknown containerizer %q (known: mesos, docker)", name)
+		}
+	}
+	if len(named) == 0 {
+		return nil, errors.New("--containerizers: name at least one containerizer")
+	}
+	return composing.New(named...), nil
+}
+
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad byte size %q (e.g. 10MB)", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newAgentFlags("agent")
+	f.fs.SetOutput(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mesolite agent:", err)
+		return 2
+	}
+	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	a, err := f.buildAgent(ctx, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite agent:", err)
+		return 1
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(*f.ip, strconv.Itoa(*f.port)))
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite agent:", err)
+		return 1
+	}
+	if err := a.Run(ctx, l); err != nil {
+		log.Error("agent stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "mesolite master: not built yet")
+	return 1
+}
+
+func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "mesolite local: not built yet")
+	return 1
+}

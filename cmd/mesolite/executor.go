@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/mesolite/mesolite/executor/command"
+)
+
+// executorMain runs a built-in executor: `mesolite executor command|docker`.
+func executorMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: mesolite executor command|docker (started by the agent, not by hand)")
+		return 2
+	}
+	switch args[0] {
+	case "command":
+		return command.Main(ctx, args[1:])
+	default:
+		fmt.Fprintf(stderr, "mesolite executor: unknown executor %q\n", args[0])
+		return 2
+	}
+}

@@ -1,0 +1,100 @@
+// Command mesolite is the one binary of mesolite: the master, the node
+// agent, the artifact server and the client commands, plus the hidden
+// subcommands the agent starts itself as (executors, the fetcher, the
+// container init).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/mesolite/mesolite/internal/version"
+)
+
+type subcommand struct {
+	summary string
+	hidden  bool
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() map[string]subcommand {
+	return map[string]subcommand{
+		"master":   {summary: "run a master", run: masterMain},
+		"agent":    {summary: "run a node agent", run: agentMain},
+		"local":    {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
+		"version":  {summary: "print the version", run: versionMain},
+		"executor": {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
+		usage(stdout, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mesolite: unknown command %q\n\n", args[0])
+		usage(stderr, cmds)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer, cmds map[string]subcommand) {
+	fmt.Fprintf(w, "mesolite %s: a Mesos-compatible cluster agent and master\n\nUsage: mesolite <command> [flags]\n\nCommands:\n", version.String())
+	var names []string
+	for n, c := range cmds {
+		if !c.hidden {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-18s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'mesolite <command> --help' for the flags of a command. Every flag can also be set as MESOS_<FLAG> in the environment.")
+}
+
+func versionMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stdout, "mesolite %s (Mesos API %s)\n", version.String(), version.MesosVersion)
+	return 0
+}
+
+// newLogger makes the process logger: text on stderr, or JSON with
+// --log_format=json; --logging_level picks the level (Mesos's names).
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToUpper(level) {
+	case "ERROR":
+		l = slog.LevelError
+	case "WARNING", "WARN":
+		l = slog.LevelWarn
+	case "DEBUG", "VERBOSE":
+		l = slog.LevelDebug
+	default:
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,188 @@
+// Package composing routes launches between containerizers the way Mesos's
+// `--containerizers=docker,mesos` does: a container of type DOCKER goes to
+// the docker containerizer, anything else to the first enabled one that
+// accepts it, in flag order. A container that needs a containerizer the
+// agent was not started with fails with a message naming the flag.
+package composing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+)
+
+// Named is one enabled containerizer with its flag name ("docker", "mesos").
+type Named struct {
+	Name string
+	containerizer.Containerizer
+}
+
+// Containerizer composes several.
+type Containerizer struct {
+	all []Named
+
+	mu    sync.Mutex
+	owner map[string]containerizer.Containerizer // container id -> its containerizer
+}
+
+// New composes cs in order.
+func New(cs ...Named) *Containerizer {
+	return &Containerizer{all: cs, owner: map[string]containerizer.Containerizer{}}
+}
+
+func (c *Containerizer) names() []string {
+	var n []string
+	for _, x := range c.all {
+		n = append(n, x.Name)
+	}
+	return n
+}
+
+func wants(spec containerizer.LaunchSpec) string {
+	ci := spec.Executor.GetContainer()
+	if spec.Task != nil && spec.Task.GetContainer() != nil {
+		ci = spec.Task.GetContainer()
+	}
+	if ci.GetType() == mesos.ContainerInfo_DOCKER {
+		return "docker"
+	}
+	return "mesos"
+}
+
+// Launch implements containerizer.Containerizer.
+func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpec) (containerizer.Handle, error) {
+	want := wants(spec)
+	for _, x := range c.all {
+		if x.Name != want {
+			continue
+		}
+		h, err := x.Launch(ctx, spec)
+		if errors.Is(err, containerizer.ErrNotSupported) {
+			continue
+		}
+		if err == nil {
+			c.mu.Lock()
+			c.owner[spec.ContainerID] = x.Containerizer
+			c.mu.Unlock()
+		}
+		return h, err
+	}
+	enabled := c.names()
+	return containerizer.Handle{}, fmt.Errorf("%w: %w: this container needs the %s containerizer; start the agent with --containerizers=%s",
+		containerizer.ErrLaunchFailed, containerizer.ErrNotEnabled, want, strings.Join(appendUnique(enabled, want), ","))
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func (c *Containerizer) of(id string) (containerizer.Containerizer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.owner[id]; ok {
+		return x, nil
+	}
+	return nil, fmt.Errorf("container %s: %w", id, containerizer.ErrUnknownContainer)
+}
+
+// Wait implements containerizer.Containerizer.
+func (c *Containerizer) Wait(ctx context.Context, id string) (containerizer.Termination, error) {
+	x, err := c.of(id)
+	if err != nil {
+		return containerizer.Termination{}, err
+	}
+	return x.Wait(ctx, id)
+}
+
+// Update implements containerizer.Containerizer.
+func (c *Containerizer) Update(ctx context.Context, id string, rs []*mesos.Resource) error {
+	x, err := c.of(id)
+	if err != nil {
+		return err
+	}
+	return x.Update(ctx, id, rs)
+}
+
+// Usage implements containerizer.Containerizer.
+func (c *Containerizer) Usage(ctx context.Context, id string) (*mesos.ResourceStatistics, error) {
+	x, err := c.of(id)
+	if err != nil {
+		return nil, err
+	}
+	return x.Usage(ctx, id)
+}
+
+// Destroy implements containerizer.Containerizer.
+func (c *Containerizer) Destroy(ctx context.Context, id string) error {
+	x, err := c.of(id)
+	if err != nil {
+		return nil
+	}
+	if err := x.Destroy(ctx, id); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.owner, id)
+	c.mu.Unlock()
+	return nil
+}
+
+// Limitation implements containerizer.LimitationReporter when the owner does.
+func (c *Containerizer) Limitation(ctx context.Context, id string) (containerizer.Termination, bool) {
+	x, err := c.of(id)
+	if err != nil {
+		return containerizer.Termination{}, false
+	}
+	if lr, ok := x.(containerizer.LimitationReporter); ok {
+		return lr.Limitation(ctx, id)
+	}
+	return containerizer.Termination{}, false
+}
+
+// Recover implements containerizer.Containerizer: each containerizer gets
+// the handles it wrote.
+func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Handle) error {
+	var errs []error
+	for _, x := range c.all {
+		var mine []containerizer.Handle
+		for _, h := range handles {
+			if h.Containerizer == x.Name {
+				mine = append(mine, h)
+			}
+		}
+		if err := x.Recover(ctx, mine); err != nil {
+			errs = append(errs, fmt.Errorf("%s containerizer: %w", x.Name, err))
+			continue
+		}
+		ids, _ := x.Containers(ctx)
+		c.mu.Lock()
+		for _, id := range ids {
+			c.owner[id] = x.Containerizer
+		}
+		c.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Containers implements containerizer.Containerizer.
+func (c *Containerizer) Containers(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, x := range c.all {
+		ids, err := x.Containers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ids...)
+	}
+	return out, nil
+}

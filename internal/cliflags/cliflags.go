@@ -1,0 +1,155 @@
+// Package cliflags parses the command line the way Mesos users expect:
+// underscore flag names (`--work_dir`), `--no-<flag>` to turn a boolean off,
+// and every flag also readable from the environment as MESOS_<NAME>, with
+// the command line winning. Durations use Mesos's format (`5secs`).
+package cliflags
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/internal/duration"
+)
+
+// FlagSet is a flag.FlagSet that also reads MESOS_<NAME> variables.
+type FlagSet struct {
+	*flag.FlagSet
+	name     string
+	synopsis string
+	lookup   func(string) (string, bool)
+	// EnvPrefix is MESOS_ by default; a variable MESOS_WORK_DIR sets --work_dir.
+	EnvPrefix string
+}
+
+// New returns a FlagSet for the subcommand name. synopsis is the usage line
+// and the paragraph shown above the flags by --help.
+func New(name, synopsis string) *FlagSet {
+	fs := &FlagSet{
+		FlagSet:   flag.NewFlagSet(name, flag.ContinueOnError),
+		name:      name,
+		synopsis:  synopsis,
+		lookup:    os.LookupEnv,
+		EnvPrefix: "MESOS_",
+	}
+	fs.Usage = func() { fs.PrintUsage(fs.Output()) }
+	return fs
+}
+
+// SetLookupEnv replaces os.LookupEnv (tests).
+func (fs *FlagSet) SetLookupEnv(f func(string) (string, bool)) { fs.lookup = f }
+
+// EnvName is the environment variable that can set flag name.
+func (fs *FlagSet) EnvName(name string) string {
+	return fs.EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// PrintUsage writes the synopsis and every flag with its default and its
+// environment variable.
+func (fs *FlagSet) PrintUsage(w io.Writer) {
+	fmt.Fprintf(w, "%s\n\nFlags (each also read from the environment variable shown):\n", strings.TrimSpace(fs.synopsis))
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		f := fs.Lookup(n)
+		typ, usage := flag.UnquoteUsage(f)
+		if typ != "" {
+			fmt.Fprintf(w, "  --%s=%s", n, typ)
+		} else {
+			fmt.Fprintf(w, "  --%s", n)
+		}
+		fmt.Fprintf(w, "  [$%s]\n", fs.EnvName(n))
+		fmt.Fprintf(w, "\t%s", strings.ReplaceAll(usage, "\n", "\n\t"))
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// Parse parses args, then fills every flag not given on the command line
+// from its MESOS_<NAME> variable. `--no-<flag>` sets a boolean flag false.
+// It returns flag.ErrHelp after printing usage for -h/--help.
+func (fs *FlagSet) Parse(args []string) error {
+	rewritten := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			rewritten = append(rewritten, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "--no-") && !strings.Contains(a, "=") {
+			name := strings.TrimPrefix(a, "--no-")
+			if f := fs.Lookup(name); f != nil && isBool(f) {
+				rewritten = append(rewritten, "--"+name+"=false")
+				continue
+			}
+		}
+		rewritten = append(rewritten, a)
+	}
+	if err := fs.FlagSet.Parse(rewritten); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		v, ok := fs.lookup(fs.EnvName(f.Name))
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s: %w", fs.EnvName(f.Name), err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// Duration defines a duration flag in Mesos's format (`5secs`, `15mins`);
+// Go's `5s` is accepted too.
+func (fs *FlagSet) Duration(name string, value time.Duration, usage string) *time.Duration {
+	p := new(time.Duration)
+	*p = value
+	fs.Var((*durationValue)(p), name, usage)
+	return p
+}
+
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return duration.Format(time.Duration(*d)) }
+func (d *durationValue) Set(s string) error {
+	v, err := duration.Parse(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// StringList defines a flag that may be repeated; each use appends.
+func (fs *FlagSet) StringList(name, usage string) *[]string {
+	p := new([]string)
+	fs.Var((*listValue)(p), name, usage)
+	return p
+}
+
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+func (l *listValue) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}

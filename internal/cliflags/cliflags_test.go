@@ -1,0 +1,62 @@
+package cliflags
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEnvAndPrecedence(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantDir string
+		wantDbg bool
+		wantTO  time.Duration
+	}{
+		{"defaults", nil, nil, "/var/lib/mesolite", true, time.Minute},
+		{"env fills", nil, map[string]string{"MESOS_WORK_DIR": "/env", "MESOS_REGISTRATION_TIMEOUT": "5secs"}, "/env", true, 5 * time.Second},
+		{"command line wins", []string{"--work_dir=/cli"}, map[string]string{"MESOS_WORK_DIR": "/env"}, "/cli", true, time.Minute},
+		{"no- prefix", []string{"--no-debug"}, nil, "/var/lib/mesolite", false, time.Minute},
+		{"env bool", nil, map[string]string{"MESOS_DEBUG": "false"}, "/var/lib/mesolite", false, time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := New("agent", "mesolite agent")
+			fs.SetLookupEnv(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			dir := fs.String("work_dir", "/var/lib/mesolite", "where state lives")
+			dbg := fs.Bool("debug", true, "debug")
+			to := fs.Duration("registration_timeout", time.Minute, "timeout")
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if *dir != tt.wantDir || *dbg != tt.wantDbg || *to != tt.wantTO {
+				t.Fatalf("got %q %v %v, want %q %v %v", *dir, *dbg, *to, tt.wantDir, tt.wantDbg, tt.wantTO)
+			}
+		})
+	}
+}
+
+func TestBadEnvValueIsAnError(t *testing.T) {
+	fs := New("agent", "x")
+	fs.SetLookupEnv(func(k string) (string, bool) { return "notaduration", k == "MESOS_TIMEOUT" })
+	fs.Duration("timeout", time.Second, "t")
+	err := fs.Parse(nil)
+	if err == nil || !strings.Contains(err.Error(), "MESOS_TIMEOUT") {
+		t.Fatalf("want error naming MESOS_TIMEOUT, got %v", err)
+	}
+}
+
+func TestUsageNamesEveryFlagAndVariable(t *testing.T) {
+	fs := New("agent", "mesolite agent [flags]")
+	fs.String("work_dir", "/x", "where state lives")
+	var b bytes.Buffer
+	fs.PrintUsage(&b)
+	for _, want := range []string{"--work_dir", "$MESOS_WORK_DIR", "where state lives", "default /x"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mesolite's tests and demo use. Idempotent.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo -E"; fi
+pkgs=(docker.io busybox-static zookeeper chromium nginx iproute2 procps curl git make ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+  echo "Go 1.26 is required (expected at /usr/local/go); install it from https://go.dev/dl/" >&2
+  exit 1
+fi
