@@ -261,9 +261,22 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	case err := <-errc:
 		return fmt.Errorf("agent http server: %w", err)
 	}
+	// Executor streams are long-lived: end them so Shutdown need not wait;
+	// the executors reconnect to the next agent run.
+	a.mu.Lock()
+	for _, fw := range a.frameworks {
+		for _, es := range fw.executors {
+			if es.conn != nil {
+				es.conn.close()
+			}
+		}
+	}
+	a.mu.Unlock()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
 	a.sum.Close()
 	return nil
 }

@@ -17,8 +17,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Retry schedule for unacknowledged updates, as in Mesos.
-const (
+// Retry schedule for unacknowledged updates, as in Mesos (variables so
+// tests can shorten them).
+var (
 	updateRetryMin = 10 * time.Second
 	updateRetryMax = 10 * time.Minute
 )

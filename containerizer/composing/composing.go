@@ -48,7 +48,8 @@ func wants(spec containerizer.LaunchSpec) string {
 	if spec.Task != nil && spec.Task.GetContainer() != nil {
 		ci = spec.Task.GetContainer()
 	}
-	if ci.GetType() == mesos.ContainerInfo_DOCKER {
+	// A nil ContainerInfo reads as DOCKER: proto2 defaults an enum to its first value.
+	if ci != nil && ci.GetType() == mesos.ContainerInfo_DOCKER {
 		return "docker"
 	}
 	return "mesos"

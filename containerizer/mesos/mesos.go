@@ -88,7 +88,8 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 	if spec.Task != nil && spec.Task.GetContainer() != nil {
 		ci = spec.Task.GetContainer()
 	}
-	if ci.GetType() == mesosv1.ContainerInfo_DOCKER {
+	// A nil ContainerInfo reads as DOCKER: proto2 defaults an enum to its first value.
+	if ci != nil && ci.GetType() == mesosv1.ContainerInfo_DOCKER {
 		return containerizer.Handle{}, containerizer.ErrNotSupported
 	}
 	c.mu.Lock()
