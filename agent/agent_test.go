@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,7 +47,6 @@ type fakeMaster struct {
 	updates chan *agentpb.Call_Update
 	regs    chan *agentpb.Call_Register
 	autoAck bool
-
 }
 
 func newFakeMaster(t *testing.T, autoAck bool) *fakeMaster {
@@ -146,8 +146,8 @@ var testFramework = &mesos.FrameworkInfo{
 func commandTask(id, cmd string) *mesos.TaskInfo {
 	return &mesos.TaskInfo{
 		Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
-		AgentId: &mesos.AgentID{Value: proto.String("agent-1")},
-		Command: &mesos.CommandInfo{Value: proto.String(cmd)},
+		AgentId:   &mesos.AgentID{Value: proto.String("agent-1")},
+		Command:   &mesos.CommandInfo{Value: proto.String(cmd)},
 		Resources: []*mesos.Resource{{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(0.1)}}},
 	}
 }
@@ -444,3 +444,52 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func buildExampleExecutor(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "example-executor")
+	out, err := exec.Command("go", "build", "-o", bin, "../examples/executor").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build example executor: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCustomExecutorRunsTwoTasks(t *testing.T) {
+	for _, enc := range []string{"json", "protobuf"} {
+		t.Run(enc, func(t *testing.T) {
+			bin := buildExampleExecutor(t)
+			fm := newFakeMaster(t, true)
+			startAgent(t, fm, t.TempDir(), 0, nil)
+			env := []*mesos.Environment_Variable{}
+			if enc == "protobuf" {
+				env = append(env, &mesos.Environment_Variable{Name: proto.String("EXAMPLE_EXECUTOR_PROTOBUF"), Value: proto.String("1")})
+			}
+			ex := &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String("custom")},
+				Command: &mesos.CommandInfo{Value: proto.String(bin), Environment: &mesos.Environment{Variables: env}}}
+			for _, id := range []string{"one", "two"} {
+				fm.events <- runTaskEvent(&mesos.TaskInfo{Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
+					AgentId: &mesos.AgentID{Value: proto.String("agent-1")}, Executor: ex, Data: []byte("echo task " + id)})
+			}
+			// Updates of the two tasks interleave; collect until both finished.
+			done := map[string]bool{}
+			deadline := time.After(15 * time.Second)
+			for len(done) < 2 {
+				select {
+				case u := <-fm.updates:
+					st := u.GetStatus()
+					if st.GetState() == mesos.TaskState_TASK_FINISHED {
+						done[st.GetTaskId().GetValue()] = true
+					}
+					if st.GetState() == mesos.TaskState_TASK_FAILED {
+						t.Fatalf("task failed: %v", st)
+					}
+				case <-deadline:
+					t.Fatalf("tasks finished: %v", done)
+				}
+			}
+			fm.events <- &agentpb.Event{Type: agentpb.Event_SHUTDOWN_EXECUTOR.Enum(), ShutdownExecutor: &agentpb.Event_ShutdownExecutor{
+				FrameworkId: testFramework.Id, ExecutorId: ex.ExecutorId}}
+		})
+	}
+}
