@@ -23,7 +23,7 @@ for i in $(seq 1 100); do
 done
 
 TASK=demo-$(date +%s)
-"$BIN" run --master=127.0.0.1:5050 --name="$TASK" --task_id="$TASK" \
+"$BIN" run --master=127.0.0.1:5050 --name="$TASK" --id="$TASK" \
   --command='echo "hello from mesolite: $(hostname) $(date)"; ls -la' | tee "$WORK/run.out"
 echo
 echo "== tasks"

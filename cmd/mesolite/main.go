@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mesolite/mesolite/cli"
 	"github.com/mesolite/mesolite/internal/version"
 )
 
@@ -26,11 +27,15 @@ type subcommand struct {
 
 func commands() map[string]subcommand {
 	return map[string]subcommand{
-		"master":   {summary: "run a master", run: masterMain},
-		"agent":    {summary: "run a node agent", run: agentMain},
-		"local":    {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
-		"version":  {summary: "print the version", run: versionMain},
-		"executor": {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
+		"master":            {summary: "run a master", run: masterMain},
+		"agent":             {summary: "run a node agent", run: agentMain},
+		"local":             {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
+		"version":           {summary: "print the version", run: versionMain},
+		"run":               {summary: "run one task and follow it to its end", run: cli.Run},
+		"tasks":             {summary: "list the cluster's tasks", run: cli.Tasks},
+		"logs":              {summary: "print or follow a task's stdout/stderr", run: cli.Logs},
+		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
+		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
 	}
 }
 

@@ -66,7 +66,7 @@ func (fs *FlagSet) PrintUsage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  [$%s]\n", fs.EnvName(n))
 		fmt.Fprintf(w, "\t%s", strings.ReplaceAll(usage, "\n", "\n\t"))
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" && f.DefValue != "0ns" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/mesolite/mesolite/internal/cliflags"
+)
+
+// Exit statuses shared by the commands.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// command is a flag set with the plumbing every command repeats: usage to
+// stdout on --help, errors to stderr, positional arguments allowed between
+// flags (`logs TASK_ID --master=...` as well as `logs --master=... TASK_ID`).
+type command struct {
+	*cliflags.FlagSet
+	name           string
+	stdout, stderr io.Writer
+}
+
+func newCommand(name, synopsis string, stdout, stderr io.Writer) *command {
+	// The scheduler client logs from its own goroutines to stderr too.
+	stderr = &lockedWriter{w: stderr}
+	fs := cliflags.New(name, synopsis)
+	// The flag package prints its own errors and usage; we print ours, to
+	// the right stream.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &command{FlagSet: fs, name: name, stdout: stdout, stderr: stderr}
+}
+
+// parse parses args and returns the positional arguments, or an exit
+// status when the command must stop: 0 after --help, 2 for bad flags.
+func (c *command) parse(args []string) (positional []string, exit int, stop bool) {
+	for {
+		err := c.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			c.PrintUsage(c.stdout)
+			return nil, exitOK, true
+		case err != nil:
+			return nil, c.usageError("%v", err), true
+		}
+		rest := c.Args()
+		// Go's flag package stops at the first positional argument; take
+		// it and go on parsing the flags after it. "--" ends the flags.
+		i := 0
+		for i < len(rest) && !strings.HasPrefix(rest[i], "-") {
+			i++
+		}
+		positional = append(positional, rest[:i]...)
+		if i == len(rest) {
+			return positional, 0, false
+		}
+		if rest[i] == "--" {
+			return append(positional, rest[i+1:]...), 0, false
+		}
+		args = rest[i:]
+	}
+}
+
+// usageError reports bad usage and returns exitUsage.
+func (c *command) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "mesolite %s: %s\nRun 'mesolite %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	return exitUsage
+}
+
+// fail reports a failure and returns exitFail.
+func (c *command) fail(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "mesolite %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	return exitFail
+}
+
+// given reports whether a flag was set, on the command line or from the
+// environment.
+func (c *command) given(name string) bool {
+	set := false
+	c.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// masterFlag defines --master the same way for every command.
+func (c *command) masterFlag() *string {
+	return c.String("master", "127.0.0.1:5050",
+		"the master: host:port (any master of the cluster; a non-leading one redirects\n"+
+			"to the leader), http://host:port, or file:///path naming a file that holds one")
+}
+
+// logger is for the scheduler client: its warnings (a lost master,
+// re-subscription attempts) go to stderr, the rest is the command's own
+// output.
+func (c *command) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

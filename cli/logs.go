@@ -1,0 +1,273 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/sandbox"
+)
+
+const logsSynopsis = `Usage: mesolite logs TASK_ID --master=HOST:PORT [--stderr] [--follow] [--offset=N]
+
+Prints a task's stdout (or stderr) from its sandbox. The master's
+/master/state says which agent ran the task and under which framework and
+executor; the file is read through that agent's files API at
+/frameworks/<fw>/executors/<exec>/runs/latest/stdout. Finished tasks work as
+long as the agent keeps their sandbox. With --follow, new output is printed
+as it comes until the task ends.`
+
+// readChunk is how much one /files/read asks for.
+const readChunk = 1 << 20
+
+// stateCheckInterval is how often --follow asks the master whether the task
+// has ended; a variable for tests.
+var stateCheckInterval = time.Second
+
+// Logs is `mesolite logs`.
+func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("logs", logsSynopsis, stdout, stderr)
+	master := c.masterFlag()
+	useStderr := c.Bool("stderr", false, "print the task's stderr instead of its stdout")
+	follow := c.Bool("follow", false, "keep printing new output until the task ends (Ctrl-C stops earlier)")
+	offset := c.Int64("offset", 0, "start at this byte of the file; a negative value starts that many bytes\n"+
+		"before its end (--offset=-2000: the last 2000 bytes)")
+	// Not --framework_id: MESOS_FRAMEWORK_ID is set inside every task.
+	frameworkID := c.String("framework", "", "the task's framework, when several frameworks have a task of that id\n"+
+		"(default: the task updated last)")
+	pos, code, stop := c.parse(args)
+	if stop {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageError("want one TASK_ID, got %d arguments", len(pos))
+	}
+	taskID := pos[0]
+
+	st, err := getState(ctx, *master)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	task, err := st.findTask(taskID, *frameworkID)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	if task.slave == nil {
+		return c.fail("task %s ran on agent %s, which the master no longer knows; its sandbox cannot be reached", taskID, task.SlaveID)
+	}
+	agent := task.slave.agentAddr()
+	name := "stdout"
+	if *useStderr {
+		name = "stderr"
+	}
+	file := sandboxPath(task.FrameworkID, task.executorID()) + "/" + name
+
+	start := *offset
+	if start < 0 {
+		size, err := readFile(ctx, agent, file, -1, 0)
+		if err != nil && !(*follow && errors.Is(err, errdefs.ErrNotFound)) {
+			return c.fail("%v", explainMissing(err, task))
+		}
+		start = max(0, size.Offset+start)
+	}
+
+	if !*follow {
+		if _, err := copyFile(ctx, agent, file, start, stdout); err != nil {
+			return c.fail("%v", explainMissing(err, task))
+		}
+		return exitOK
+	}
+
+	ended := func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		st, err := getState(sctx, *master)
+		if err != nil {
+			return false // the master may be failing over; keep following
+		}
+		t, err := st.findTask(taskID, task.FrameworkID)
+		return err != nil || terminalName(t.State)
+	}
+	if streams, err := streamSupported(ctx, agent, file); err == nil && !streams {
+		// An agent without /files/stream (Apache Mesos): poll /files/read.
+		err := pollFile(ctx, agent, file, start, stdout, ended)
+		if err != nil && ctx.Err() == nil {
+			return c.fail("%v", explainMissing(err, task))
+		}
+		return exitOK
+	}
+	_, err = sandbox.Follow(ctx, "http://"+agent, file, start, stdout, sandbox.FollowOptions{
+		Ended:         ended,
+		CheckInterval: stateCheckInterval,
+	})
+	if err != nil && ctx.Err() == nil {
+		return c.fail("%v", explainMissing(err, task))
+	}
+	return exitOK
+}
+
+// explainMissing adds the task's state to a missing-file error: a staging
+// task has no sandbox yet, a finished one may have had it collected.
+func explainMissing(err error, t taskRef) error {
+	if errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrGone) {
+		return fmt.Errorf("%w (task %s is %s on agent %s)", err, t.ID, t.State, t.slave.Hostname)
+	}
+	return err
+}
+
+func terminalName(state string) bool {
+	v, ok := mesos.TaskState_value[state]
+	return ok && terminal(mesos.TaskState(v))
+}
+
+// copyFile writes the file from offset to its current end and returns the
+// offset reached.
+func copyFile(ctx context.Context, agent, file string, offset int64, w io.Writer) (int64, error) {
+	for {
+		chunk, err := readFile(ctx, agent, file, offset, readChunk)
+		if err != nil {
+			return offset, err
+		}
+		if len(chunk.Data) == 0 {
+			return offset, nil
+		}
+		if _, err := w.Write(chunk.Data); err != nil {
+			return offset, err
+		}
+		offset = chunk.Offset + int64(len(chunk.Data))
+	}
+}
+
+// pollFile follows a file with /files/read until ended says the task is
+// over and the rest is printed.
+func pollFile(ctx context.Context, agent, file string, offset int64, w io.Writer, ended func() bool) error {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	lastCheck := time.Time{}
+	over := false
+	for {
+		var err error
+		offset, err = copyFile(ctx, agent, file, offset, w)
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if over {
+			return err
+		}
+		if time.Since(lastCheck) >= stateCheckInterval {
+			lastCheck = time.Now()
+			over = ended()
+			if over {
+				continue // one last read
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// streamSupported asks the agent whether it has /files/stream by reading
+// the file's end without following. Only an agent whose /files/read finds
+// the file but whose /files/stream does not lacks the endpoint.
+func streamSupported(ctx context.Context, agent, file string) (bool, error) {
+	size, err := readFile(ctx, agent, file, -1, 0)
+	if err != nil {
+		return true, err
+	}
+	u := filesURL(agent, "stream", file, fmt.Sprintf("offset=%d", size.Offset), "follow=false")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return true, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return true, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed, nil
+}
+
+// unquoteRaw decodes a JSON string keeping bytes that are not UTF-8 as they
+// are: the files API sends a file's bytes unchanged, and offset arithmetic
+// needs every one of them (encoding/json would turn them into U+FFFD).
+func unquoteRaw(s []byte) ([]byte, error) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return nil, fmt.Errorf("not a JSON string")
+	}
+	s = s[1 : len(s)-1]
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(s) {
+			return nil, fmt.Errorf("JSON string ends in a backslash")
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			out = append(out, s[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, n, err := hex4(s[i+1:])
+			if err != nil {
+				return nil, err
+			}
+			i += n
+			if utf16.IsSurrogate(r) && i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+				if r2, n2, err := hex4(s[i+3:]); err == nil {
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						r = dec
+						i += 2 + n2
+					}
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, fmt.Errorf("bad escape \\%c in JSON string", s[i])
+		}
+	}
+	return out, nil
+}
+
+func hex4(s []byte) (rune, int, error) {
+	if len(s) < 4 {
+		return 0, 0, fmt.Errorf("short \\u escape in JSON string")
+	}
+	var r rune
+	for _, c := range s[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		default:
+			return 0, 0, fmt.Errorf("bad \\u escape in JSON string")
+		}
+	}
+	return r, 4, nil
+}

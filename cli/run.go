@@ -1,0 +1,431 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/internal/duration"
+	"github.com/mesolite/mesolite/scheduler"
+)
+
+const runSynopsis = `Usage: mesolite run --master=HOST:PORT --name=NAME --command=CMD [flags]
+
+Runs one task on the cluster and follows it to its end, like Mesos's
+mesos-execute: subscribes as a framework, waits for an offer with enough
+resources (declining the others), launches the task, prints every state it
+goes through with reason and message, and where its sandbox is. Exits 0 only
+when the task ends TASK_FINISHED. Ctrl-C kills the task and tears the
+framework down.
+
+Examples:
+  mesolite run --name=hi --command='echo hi'
+  mesolite run --name=web --docker_image=busybox --network=bridge \
+      --port_mapping=31001:8080 --command='httpd -f -p 8080'
+  mesolite run --name=x --executor_command=./my-executor \
+      --uri=http://127.0.0.1:8000/my-executor,executable --command='echo hi'
+  mesolite run --task=task.json`
+
+// killWait bounds how long an interrupted run waits for its task to
+// report the kill before tearing the framework down anyway.
+const killWait = 30 * time.Second
+
+// Run is `mesolite run`.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("run", runSynopsis, stdout, stderr)
+	master := c.masterFlag()
+	var spec taskSpec
+	c.StringVar(&spec.name, "name", "", "the task's name (required unless --task gives one)")
+	// Not --task_id: MESOS_TASK_ID is set inside every Docker task, and a
+	// run started from one must not inherit its id.
+	c.StringVar(&spec.taskID, "id", "", "the task's id (default: the name and a random suffix)")
+	c.StringVar(&spec.command, "command", "",
+		"the command to run. With --executor_command it goes to the executor as the task's data")
+	c.BoolVar(&spec.shell, "shell", true,
+		"run the command with /bin/sh -c; with --shell=false it is split into words and run\n"+
+			"directly (in a Docker container: passed to the image's ENTRYPOINT; no --command\n"+
+			"runs the image's own ENTRYPOINT and CMD)")
+	c.StringVar(&spec.resources, "resources", "cpus:0.1;mem:32",
+		"what the task needs, in Mesos's form 'cpus:0.1;mem:32;disk:64;ports:[31000-31000]'\n"+
+			"(name(role):value takes from a reservation) or a JSON array of Resource objects")
+	envs := c.StringList("env", "an environment variable NAME=VALUE for the command (repeatable), or a JSON\n"+
+		"object of them as mesos-execute takes")
+	uris := c.StringList("uri", "fetch URL into the sandbox before the task starts (repeatable), with options\n"+
+		"URL[,executable][,extract=false][,cache][,output_file=NAME]: executable makes it\n"+
+		"mode 0755 and skips extraction, extract=false keeps an archive as it is, cache\n"+
+		"goes through the agent's fetcher cache, output_file names it in the sandbox")
+	c.StringVar(&spec.executorCommand, "executor_command", "",
+		"run the task under a custom executor started with this command (shell); the --uri\n"+
+			"files are fetched for the executor and --command travels as the task's data")
+	c.StringVar(&spec.dockerImage, "docker_image", "", "run the task in a Docker container of this image")
+	c.StringVar(&spec.network, "network", "",
+		"Docker network: host, bridge, none or user:NAME (default host, bridge with\n"+
+			"--port_mapping)")
+	pms := c.StringList("port_mapping", "publish a container port: HOST:CONTAINER[/tcp|/udp] (repeatable). The host\n"+
+		"port is taken from the offer's ports; 0 picks any offered port")
+	c.BoolVar(&spec.forcePullImage, "force_pull_image", false, "pull the Docker image even when the agent has it")
+	c.BoolVar(&spec.privileged, "privileged", false, "run the Docker container privileged (the agent must allow it)")
+	c.StringVar(&spec.taskFile, "task", "",
+		"a file holding a Mesos v1 TaskInfo in JSON to launch as it is; task_id and agent_id\n"+
+			"are filled in when absent (an agent_id pins the task to that agent), and\n"+
+			"--resources applies when it has no resources")
+	fwName := c.String("framework_name", "mesolite-run", "the framework's name")
+	role := c.String("role", "*", "the role the framework subscribes with")
+	user := c.String("user", "", "the Unix user the task runs as (default: yours)")
+	checkpoint := c.Bool("checkpoint", false, "ask agents to checkpoint the task so it survives an agent restart")
+	timeout := c.Duration("timeout", 0, "give up, killing the task, after this long (e.g. 5mins; 0: no limit)")
+	contentType := c.String("content_type", codec.MediaTypeJSON,
+		"encoding of the scheduler API: application/json or application/x-protobuf")
+
+	pos, code, stop := c.parse(args)
+	if stop {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.usageError("unexpected argument %q", pos[0])
+	}
+	spec.env, spec.uris, spec.portMappings = *envs, *uris, *pms
+	tmpl, err := buildTask(spec)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	cdc, err := codecFor(*contentType)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+
+	fw := &mesos.FrameworkInfo{
+		Name: mesos.Ptr(*fwName),
+		User: mesos.Ptr(*user),
+		Role: mesos.Ptr(*role),
+		Capabilities: []*mesos.FrameworkInfo_Capability{
+			{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE.Enum()},
+			{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()},
+		},
+	}
+	if *checkpoint {
+		fw.Checkpoint = mesos.Ptr(true)
+	}
+	if h, err := os.Hostname(); err == nil {
+		fw.Hostname = mesos.Ptr(h)
+	}
+
+	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, reported: map[string]bool{}}
+	return r.run(ctx, scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger()}, *timeout)
+}
+
+func codecFor(s string) (codec.Codec, error) {
+	switch strings.ToLower(s) {
+	case "json", codec.MediaTypeJSON:
+		return codec.JSON, nil
+	case "protobuf", codec.MediaTypeProtobuf:
+		return codec.Protobuf, nil
+	}
+	return nil, invalid("--content_type=%s: want %s or %s", s, codec.MediaTypeJSON, codec.MediaTypeProtobuf)
+}
+
+// runner follows one task through its life.
+type runner struct {
+	cmd        *command
+	out        io.Writer
+	masterFlag string
+	tmpl       *taskTemplate
+	client     *scheduler.Client
+
+	subscribed bool
+	task       *mesos.TaskInfo // set once launched
+	last       *mesos.TaskStatus
+	reported   map[string]bool // agents whose offers were too small, said once
+}
+
+func (r *runner) taskID() string { return r.tmpl.task.GetTaskId().GetValue() }
+
+func (r *runner) run(ctx context.Context, cfg scheduler.Config, timeout time.Duration) int {
+	// The subscription must outlive ctx: after Ctrl-C the task is killed,
+	// and calls need a live subscription.
+	life, stopClient := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopClient()
+	// Until subscribed, though, Ctrl-C just stops.
+	unhook := context.AfterFunc(ctx, stopClient)
+	client, err := scheduler.Subscribe(life, cfg)
+	if interrupted := !unhook(); interrupted {
+		if err == nil {
+			client.Close()
+		}
+		return r.cmd.fail("interrupted while subscribing")
+	}
+	if err != nil {
+		return r.cmd.fail("%v", err)
+	}
+	r.client = client
+	defer client.Close()
+
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		select {
+		case ev, ok := <-client.Events():
+			if !ok {
+				return r.cmd.fail("lost the master: %v", client.Err())
+			}
+			if code, done := r.handle(life, ev); done {
+				r.teardown(life)
+				return code
+			}
+		case <-ctx.Done():
+			return r.abort(life, "interrupted")
+		case <-deadline:
+			return r.abort(life, "timed out after "+duration.Format(timeout))
+		}
+	}
+}
+
+// handle acts on one event and says whether the run is over, with its
+// exit status.
+func (r *runner) handle(ctx context.Context, ev *schedv1.Event) (int, bool) {
+	switch ev.GetType() {
+	case schedv1.Event_SUBSCRIBED:
+		if !r.subscribed {
+			r.subscribed = true
+			r.printf("subscribed to master %s as framework %s\n", r.client.Master(), r.client.FrameworkID())
+			r.printf("waiting for an offer with %s\n", r.wantText())
+			return 0, false
+		}
+		r.printf("re-subscribed to master %s\n", r.client.Master())
+		if r.task != nil {
+			// Updates sent while we were away may be lost: ask.
+			if err := r.client.Reconcile(ctx, scheduler.ReconcileTask(r.taskID(), r.task.GetAgentId().GetValue())); err != nil {
+				r.printf("reconciling: %v\n", err)
+			}
+		}
+	case schedv1.Event_OFFERS:
+		return r.offers(ctx, ev.GetOffers().GetOffers())
+	case schedv1.Event_UPDATE:
+		return r.update(ev.GetUpdate().GetStatus())
+	case schedv1.Event_FAILURE:
+		f := ev.GetFailure()
+		if r.task != nil && f.GetAgentId().GetValue() == r.task.GetAgentId().GetValue() {
+			if f.ExecutorId != nil {
+				r.printf("executor %s on agent %s terminated (status %d)\n", f.GetExecutorId().GetValue(), f.GetAgentId().GetValue(), f.GetStatus())
+			} else {
+				r.printf("agent %s was lost\n", f.GetAgentId().GetValue())
+			}
+		}
+	case schedv1.Event_ERROR:
+		return r.cmd.fail("the master sent an error: %s", ev.GetError().GetMessage()), true
+	}
+	return 0, false
+}
+
+func (r *runner) wantText() string {
+	s := describeResources(r.tmpl.want)
+	if r.tmpl.pickPorts > 0 {
+		s += fmt.Sprintf(" and %d free port(s)", r.tmpl.pickPorts)
+	}
+	return s
+}
+
+// offers launches the task on the first offer it fits and declines the
+// rest.
+func (r *runner) offers(ctx context.Context, offers []*mesos.Offer) (int, bool) {
+	var decline []*mesos.OfferID
+	for _, o := range offers {
+		if r.task != nil {
+			decline = append(decline, o.GetId())
+			continue
+		}
+		task, err := r.tmpl.forOffer(o, r.client.FrameworkID())
+		if err != nil {
+			if !r.reported[o.GetAgentId().GetValue()] {
+				r.reported[o.GetAgentId().GetValue()] = true
+				r.printf("offer from %s does not fit: %v\n", o.GetHostname(), strings.TrimPrefix(err.Error(), errNoFit.Error()+": "))
+			}
+			decline = append(decline, o.GetId())
+			continue
+		}
+		if err := r.client.Launch(ctx, o, task); err != nil {
+			return r.cmd.fail("launching task %s: %v", r.taskID(), err), true
+		}
+		r.task = task
+		r.printf("launching task %s on agent %s (%s) with %s\n", r.taskID(), o.GetAgentId().GetValue(), o.GetHostname(), describeResources(task.GetResources()))
+		r.printSandbox(ctx, o)
+		// One task is all we want: stop the offers.
+		if err := r.client.Suppress(ctx); err != nil {
+			r.printf("suppressing offers: %v\n", err)
+		}
+	}
+	if len(decline) > 0 {
+		var filters *mesos.Filters
+		if r.task != nil {
+			filters = scheduler.RefuseFor(time.Hour)
+		}
+		if err := r.client.Decline(ctx, filters, decline...); err != nil && !errors.Is(err, context.Canceled) {
+			r.printf("declining offers: %v\n", err)
+		}
+	}
+	return 0, false
+}
+
+// printSandbox says where the task's files are: the agent's address, the
+// virtual path of the files API, a URL to read stdout and the logs command.
+func (r *runner) printSandbox(ctx context.Context, o *mesos.Offer) {
+	agent := r.agentAddr(ctx, o)
+	dir := sandboxPath(r.client.FrameworkID(), r.tmpl.executorID())
+	r.printf("sandbox: agent %s, path %s\n", agent, dir)
+	r.printf("  stdout: %s\n", filesURL(agent, "read", dir+"/stdout", "offset=0"))
+	r.printf("  logs:   mesolite logs --master=%s %s\n", r.masterFlag, r.taskID())
+}
+
+// agentAddr finds the agent's HTTP address: the offer's url when the
+// master sets it, else the agent's pid in /master/state, else the offer's
+// hostname and the default agent port.
+func (r *runner) agentAddr(ctx context.Context, o *mesos.Offer) string {
+	if a := o.GetUrl().GetAddress(); a.GetPort() != 0 {
+		host := a.GetIp()
+		if host == "" {
+			host = a.GetHostname()
+		}
+		if host != "" {
+			return net.JoinHostPort(host, strconv.Itoa(int(a.GetPort())))
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if st, err := getState(sctx, r.client.Master()); err == nil {
+		for i := range st.Slaves {
+			if st.Slaves[i].ID == o.GetAgentId().GetValue() {
+				return st.Slaves[i].agentAddr()
+			}
+		}
+	}
+	return net.JoinHostPort(o.GetHostname(), "5051")
+}
+
+// update prints a status of our task and ends the run at a terminal one.
+func (r *runner) update(st *mesos.TaskStatus) (int, bool) {
+	if st.GetTaskId().GetValue() != r.taskID() {
+		return 0, false
+	}
+	// The agent resends an update until it is acknowledged, and a
+	// reconciliation repeats the latest: print each change once.
+	if r.last == nil || r.last.GetState() != st.GetState() || r.last.GetMessage() != st.GetMessage() {
+		r.printf("%s\n", formatStatus(st))
+		if ips := containerIPs(st); st.GetState() == mesos.TaskState_TASK_RUNNING && len(ips) > 0 {
+			r.printf("  container address: %s\n", strings.Join(ips, ", "))
+		}
+	}
+	r.last = st
+	if !terminal(st.GetState()) {
+		return 0, false
+	}
+	if st.GetState() == mesos.TaskState_TASK_FINISHED {
+		return exitOK, true
+	}
+	return exitFail, true
+}
+
+// formatStatus is `STATE: message (reason: R, source: S)`.
+func formatStatus(st *mesos.TaskStatus) string {
+	var b strings.Builder
+	b.WriteString(st.GetState().String())
+	if m := strings.TrimSpace(st.GetMessage()); m != "" {
+		b.WriteString(": " + m)
+	}
+	var extra []string
+	if st.Reason != nil {
+		extra = append(extra, "reason: "+st.GetReason().String())
+	}
+	if st.Source != nil {
+		extra = append(extra, "source: "+st.GetSource().String())
+	}
+	if len(extra) > 0 {
+		b.WriteString(" (" + strings.Join(extra, ", ") + ")")
+	}
+	return b.String()
+}
+
+func containerIPs(st *mesos.TaskStatus) []string {
+	var ips []string
+	for _, ni := range st.GetContainerStatus().GetNetworkInfos() {
+		for _, ip := range ni.GetIpAddresses() {
+			if ip.GetIpAddress() != "" {
+				ips = append(ips, ip.GetIpAddress())
+			}
+		}
+	}
+	return ips
+}
+
+// terminal reports whether a task in state s is over for good. Unreachable
+// tasks may come back; TASK_UNKNOWN means the master forgot the task.
+func terminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR, mesos.TaskState_TASK_UNKNOWN:
+		return true
+	}
+	return false
+}
+
+// abort ends a run early: kills the task if it runs, waits a while for it
+// to say it is gone, and tears the framework down.
+func (r *runner) abort(ctx context.Context, why string) int {
+	if r.task == nil || (r.last != nil && terminal(r.last.GetState())) {
+		r.printf("%s; tearing down\n", why)
+		r.teardown(ctx)
+		return exitFail
+	}
+	r.printf("%s; killing task %s\n", why, r.taskID())
+	kctx, cancel := context.WithTimeout(ctx, killWait)
+	defer cancel()
+	if err := r.client.Kill(kctx, r.task.GetTaskId(), r.task.GetAgentId()); err != nil {
+		r.printf("killing: %v\n", err)
+	} else {
+	wait:
+		for {
+			select {
+			case ev, ok := <-r.client.Events():
+				if !ok {
+					break wait
+				}
+				if ev.GetType() == schedv1.Event_UPDATE {
+					if _, done := r.update(ev.GetUpdate().GetStatus()); done {
+						break wait
+					}
+				}
+			case <-kctx.Done():
+				r.printf("no terminal state within %s; tearing down\n", duration.Format(killWait))
+				break wait
+			}
+		}
+	}
+	r.teardown(ctx)
+	return exitFail
+}
+
+// teardown removes the framework; the master kills whatever is left.
+func (r *runner) teardown(ctx context.Context) {
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.client.Teardown(tctx); err != nil {
+		r.printf("tearing down framework %s: %v\n", r.client.FrameworkID(), err)
+	}
+}
+
+func (r *runner) printf(format string, args ...any) {
+	fmt.Fprintf(r.out, format, args...)
+}

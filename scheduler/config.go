@@ -1,0 +1,126 @@
+package scheduler
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/user"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/errdefs"
+	"google.golang.org/protobuf/proto"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMissedHeartbeats = 5
+	DefaultBackoffMin       = 500 * time.Millisecond
+	// DefaultBackoffMax is what the Mesos scheduler API docs recommend.
+	DefaultBackoffMax  = 15 * time.Second
+	DefaultCallTimeout = 30 * time.Second
+	// DefaultHeartbeatInterval applies when SUBSCRIBED does not say.
+	DefaultHeartbeatInterval = 15 * time.Second
+)
+
+// Config describes a subscription. Master and Framework are required; the
+// rest have defaults.
+type Config struct {
+	// Master is where to find the leading master: host:port (port 5050 if
+	// left out), http://host:port, or file:///path naming a file that holds
+	// one of those.
+	Master string
+	// Framework is sent in SUBSCRIBE. Name is required; User defaults to
+	// the current user. Set Id to fail over to an existing framework. The
+	// client keeps its own copy and fills in the id the master assigns.
+	Framework *mesos.FrameworkInfo
+	// Codec is the encoding of calls and events: codec.JSON (default) or
+	// codec.Protobuf.
+	Codec codec.Codec
+	// HTTPClient sends every request. It must not set a Timeout, which
+	// would cut the event stream; calls are bounded by CallTimeout instead.
+	// Its redirect policy is ignored: the client follows 307s itself,
+	// because a master's `Location: //host:port` drops the request path.
+	HTTPClient *http.Client
+	// Logger receives connection and re-subscription messages; the default
+	// discards them.
+	Logger *slog.Logger
+	// ManualAcknowledge turns off automatic acknowledgement of status
+	// updates; the caller then calls Acknowledge for every update with a
+	// uuid, after it has acted on it.
+	ManualAcknowledge bool
+	// MissedHeartbeats is how many heartbeat intervals may pass without any
+	// event before the stream counts as dead (DefaultMissedHeartbeats).
+	MissedHeartbeats int
+	// BackoffMin and BackoffMax bound the jittered exponential wait between
+	// re-subscription attempts.
+	BackoffMin, BackoffMax time.Duration
+	// CallTimeout bounds a call whose context has no deadline.
+	CallTimeout time.Duration
+	// ReconnectTimeout is how long the client keeps trying to re-subscribe
+	// after it lost the master before giving up; 0 means until the context
+	// is done.
+	ReconnectTimeout time.Duration
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Master == "" {
+		return cfg, fmt.Errorf("scheduler: Config.Master is empty: %w", errdefs.ErrInvalid)
+	}
+	if cfg.Framework == nil || cfg.Framework.GetName() == "" {
+		return cfg, fmt.Errorf("scheduler: Config.Framework needs a name: %w", errdefs.ErrInvalid)
+	}
+	cfg.Framework = proto.Clone(cfg.Framework).(*mesos.FrameworkInfo)
+	if cfg.Framework.GetUser() == "" {
+		cfg.Framework.User = mesos.Ptr(currentUser())
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = codec.JSON
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: defaultTransport()}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MissedHeartbeats <= 0 {
+		cfg.MissedHeartbeats = DefaultMissedHeartbeats
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	return cfg, nil
+}
+
+// defaultTransport bounds connecting and waiting for answer headers, which a
+// dead master would otherwise stretch to the kernel's TCP timeouts, but not
+// the body: the event stream lasts as long as the subscription.
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = 30 * time.Second
+	return t
+}
+
+// currentUser is the Unix user tasks run as when the framework does not say;
+// Mesos's own scheduler driver makes the same choice.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "root"
+}
+
+// RefuseFor returns Filters asking the master not to offer the declined
+// resources again for d.
+func RefuseFor(d time.Duration) *mesos.Filters {
+	return &mesos.Filters{RefuseSeconds: mesos.Ptr(d.Seconds())}
+}
