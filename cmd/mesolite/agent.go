@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/containerizer/composing"
+	"github.com/mesolite/mesolite/containerizer/docker"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
@@ -148,6 +151,34 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 	var named []composing.Named
 	for _, name := range strings.Split(*f.containerizers, ",") {
 		switch strings.TrimSpace(name) {
+		case "docker":
+			o := docker.DefaultOptions()
+			abs, err := filepath.Abs(*f.workDir)
+			if err != nil {
+				return nil, err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return nil, err
+			}
+			o.Owner = abs
+			o.DockerHost = *f.dockerSocket
+			if strings.Contains(*f.docker, "://") {
+				o.DockerHost = *f.docker
+			}
+			o.PublishIP = *f.ip
+			o.SandboxDirectory = *f.sandboxDirectory
+			o.KillOrphans = *f.dockerKillOrphans
+			o.RemoveDelay = *f.dockerRemoveDelay
+			o.AllowPrivileged = *f.dockerAllowPrivileged
+			o.EnableCFS = *f.cgroupsEnableCFS
+			o.ExecutorCommand = []string{self, "executor", "docker"}
+			o.Logger = log
+			cz, err := docker.New(ctx, o)
+			if err != nil {
+				return nil, fmt.Errorf("docker containerizer: %w", err)
+			}
+			named = append(named, composing.Named{Name: docker.Name, Containerizer: cz})
 		case "mesos":
 			named = append(named, composing.Named{Name: mesoscz.Name, Containerizer: mesoscz.New(mesoscz.Options{Logger: log})})
 		case "":

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/mesolite/mesolite/executor/command"
+	dockerexec "github.com/mesolite/mesolite/executor/docker"
 )
 
 // executorMain runs a built-in executor: `mesolite executor command|docker`.
@@ -17,6 +18,8 @@ func executorMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch args[0] {
 	case "command":
 		return command.Main(ctx, args[1:])
+	case "docker":
+		return dockerexec.Main(ctx, args[1:])
 	default:
 		fmt.Fprintf(stderr, "mesolite executor: unknown executor %q\n", args[0])
 		return 2
