@@ -70,8 +70,7 @@ type FetchFunc func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, use
 
 // SandboxGC is what the agent needs of the sandbox collector.
 type SandboxGC interface {
-	Schedule(path string, endedAt time.Time)
-	Unschedule(path string)
+	Schedule(path string, endedAt time.Time) error
 }
 
 // Agent is one node agent.

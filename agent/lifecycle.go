@@ -362,7 +362,9 @@ func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term 
 	}
 	a.master.executorExited(ctx, es.frameworkID, exID, term.ExitStatus)
 	if a.cfg.GC != nil && dir != "" {
-		a.cfg.GC.Schedule(dir, es.endedAt)
+		if err := a.cfg.GC.Schedule(dir, es.endedAt); err != nil {
+			a.log.Warn("schedule sandbox for collection", "directory", dir, "error", err)
+		}
 	}
 	a.log.Info("executor terminated", "framework_id", es.frameworkID, "executor_id", exID, "container_id", es.containerID, "message", msg)
 	a.maybeForgetExecutor(es)

@@ -19,7 +19,9 @@ import (
 	"github.com/mesolite/mesolite/containerizer/composing"
 	"github.com/mesolite/mesolite/containerizer/docker"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/internal/version"
 )
 
@@ -139,7 +141,34 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		Flags:                       f.values(),
 		Logger:                      log,
 	}
-	if n, err := parseBytes(*f.loggerMaxSize); err != nil {
+	gc, err := sandbox.NewGC(sandbox.GCOptions{
+		Root: *f.workDir, Delay: *f.gcDelay, DiskHeadroom: *f.gcHeadroom, DiskWatchInterval: *f.diskWatch, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox gc: %w", err)
+	}
+	go func() {
+		if err := gc.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("sandbox gc stopped", "error", err)
+		}
+	}()
+	cfg.GC = gc
+	cfg.Collected = gc.Collected
+	cfg.GCMetrics = func() map[string]float64 {
+		return map[string]float64{
+			"gc/path_removals_pending":   float64(gc.Pending()),
+			"gc/path_removals_succeeded": float64(gc.CollectedCount()),
+			"gc/path_removals_failed":    float64(gc.Failures()),
+		}
+	}
+	auth, err := httpauth.New(httpauth.Options{
+		Enabled: *f.authReadonly, Realm: "mesos-agent-readonly", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("http authentication: %w", err)
+	}
+	cfg.Wrap = auth.Wrap
+	if n, err := sandbox.ParseBytes(*f.loggerMaxSize); err != nil {
 		return nil, fmt.Errorf("--container_logger_max_size: %w", err)
 	} else {
 		cfg.ContainerLoggerMaxSize = n
@@ -190,25 +219,6 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 		return nil, errors.New("--containerizers: name at least one containerizer")
 	}
 	return composing.New(named...), nil
-}
-
-func parseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(strings.ToUpper(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad byte size %q (e.g. 10MB)", s)
-	}
-	return int64(n * float64(mult)), nil
 }
 
 func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
