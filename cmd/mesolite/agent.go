@@ -21,8 +21,8 @@ import (
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
-	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/internal/version"
+	"github.com/mesolite/mesolite/sandbox"
 )
 
 // agentFlags are the agent's flags, Mesos names and defaults.
