@@ -108,10 +108,10 @@ func (p *proc) kill9() {
 
 // cluster is a master and an agent on free loopback ports.
 type cluster struct {
-	master, agent          *proc
-	masterAddr, agentAddr  string
-	masterDir, agentDir    string
-	agentArgs              []string
+	master, agent         *proc
+	masterAddr, agentAddr string
+	masterDir, agentDir   string
+	agentArgs             []string
 }
 
 func startMaster(t *testing.T) (*proc, string, string) {
