@@ -248,4 +248,3 @@ func TestMesosTasksRunWithoutDockerd(t *testing.T) {
 		t.Fatalf("docker task without dockerd: exit %d\n%s", code, out)
 	}
 }
-
