@@ -248,3 +248,44 @@ func TestMesosTasksRunWithoutDockerd(t *testing.T) {
 		t.Fatalf("docker task without dockerd: exit %d\n%s", code, out)
 	}
 }
+
+// runningContainers lists the running containers this agent (its work dir
+// is the owner label) created.
+func runningContainers(t *testing.T, c *cluster) []string {
+	t.Helper()
+	out, err := exec.Command("docker", "ps", "-q", "--filter", "label=org.mesolite.owner="+c.agentDir, "--filter", "status=running").Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+// The Mesos+Docker tutorial's framework keeps N containers alive, also when
+// one is killed by hand.
+func TestExampleFrameworkKeepsInstances(t *testing.T) {
+	testutil.RequireDocker(t)
+	dockertest.Images(t)
+	c := startCluster(t, "--containerizers=docker,mesos")
+	fw := start(t, "example-framework", "example-framework", "--master="+c.masterAddr, "--image="+dockertest.BusyboxImage,
+		"--instances=2", "--command=sleep 600", "--refuse_seconds=1")
+	var first []string
+	testutil.Eventually(t, 60*time.Second, 200*time.Millisecond, func() bool {
+		first = runningContainers(t, c)
+		return len(first) == 2
+	}, "two containers running:\n%s", fw.out)
+	if out, err := exec.Command("docker", "kill", first[0]).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill: %v %s", err, out)
+	}
+	testutil.Eventually(t, 60*time.Second, 200*time.Millisecond, func() bool {
+		now := runningContainers(t, c)
+		if len(now) != 2 {
+			return false
+		}
+		for _, id := range now {
+			if id == first[0] {
+				return false
+			}
+		}
+		return true
+	}, "a replacement container after docker kill:\n%s", fw.out)
+}
