@@ -118,7 +118,9 @@ func TestSchedulerAPIOverHTTP(t *testing.T) {
 		want            int
 	}{
 		{"call with the stream id", revive, streamID, http.StatusAccepted},
-		{"call without the stream id", revive, "", http.StatusForbidden},
+		// Mesos answers a missing header with 400 and a wrong one with 403.
+		{"call without the stream id", revive, "", http.StatusBadRequest},
+		{"call with another stream id", revive, "not-" + streamID, http.StatusForbidden},
 		{"malformed json", `{"type":`, streamID, http.StatusBadRequest},
 		{"unknown framework", `{"type":"REVIVE","framework_id":{"value":"nope"}}`, streamID, http.StatusForbidden},
 	}
@@ -230,10 +232,13 @@ func TestDockerTaskBridgePortMapping(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 	// The container's log (httpd -v) lands in the sandbox.
-	testutil.Eventually(t, 10*time.Second, 100*time.Millisecond, func() bool {
-		out, _ := mesolite(t, 10*time.Second, "logs", "--master="+c.masterAddr, "--stderr", "web-1")
-		return strings.Contains(out, "GET /")
-	}, "httpd's request log in the sandbox stderr")
+	var logs string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs, "response:200"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("httpd's request log is not in the sandbox stderr; logs --stderr printed:\n%s", logs)
+		}
+		logs, _ = mesolite(t, 10*time.Second, "logs", "--master="+c.masterAddr, "--stderr", "web-1")
+	}
 }
 
 // With docker enabled but dockerd unreachable, mesos tasks keep working and

@@ -249,12 +249,3 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "mesolite master: not built yet")
-	return 1
-}
-
-func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "mesolite local: not built yet")
-	return 1
-}

@@ -1,0 +1,240 @@
+// Package launch benchmarks the command-task path end to end over loopback:
+// a real master and agent (in this process, talking HTTP), the built-in
+// command executor (a real child process), and a framework using the
+// scheduler client library.
+//
+//	go test -run '^$' -bench . -benchtime 200x ./bench/launch/
+package launch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/containerizer"
+	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/master"
+	"github.com/mesolite/mesolite/scheduler"
+	"google.golang.org/protobuf/proto"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mesolite-bench")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mesolite")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/mesolite").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// containerizerFactory lets a benchmark pick the isolation under test.
+type containerizerFactory func(b *testing.B, log *slog.Logger) containerizer.Containerizer
+
+func posix(b *testing.B, log *slog.Logger) containerizer.Containerizer {
+	return mesoscz.New(mesoscz.Options{Logger: log})
+}
+
+// cluster starts a master and one agent and returns the master's address.
+func cluster(b *testing.B, cz containerizerFactory) string {
+	b.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	mcfg := master.DefaultConfig()
+	mcfg.IP, mcfg.WorkDir, mcfg.Logger = "127.0.0.1", b.TempDir(), log
+	mcfg.AllocationInterval = 5 * time.Millisecond
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mcfg.Port = ml.Addr().(*net.TCPAddr).Port
+	m, err := master.New(mcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go m.Run(ctx, ml)
+	al, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, _ := agent.ParseResources("cpus:64;mem:65536;disk:65536;ports:[31000-32000]")
+	a, err := agent.New(agent.Config{
+		Master: ml.Addr().String(), IP: "127.0.0.1", Port: al.Addr().(*net.TCPAddr).Port,
+		WorkDir: b.TempDir(), Self: binary, Resources: res, Logger: log,
+		RegistrationBackoffFactor: 10 * time.Millisecond,
+	}, cz(b, log))
+	if err != nil {
+		b.Fatal(err)
+	}
+	go a.Run(ctx, al)
+	for i := 0; i < 500 && !a.Connected(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !a.Connected() {
+		b.Fatal("agent did not register")
+	}
+	return ml.Addr().String()
+}
+
+type framework struct {
+	c       *scheduler.Client
+	mu      sync.Mutex
+	waiters map[string]chan mesos.TaskState // task id -> states
+	offers  chan *mesos.Offer
+}
+
+func subscribe(b *testing.B, addr string) *framework {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	c, err := scheduler.Subscribe(ctx, scheduler.Config{
+		Master:    addr,
+		Framework: &mesos.FrameworkInfo{User: proto.String("root"), Name: proto.String("bench")},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fw := &framework{c: c, waiters: map[string]chan mesos.TaskState{}, offers: make(chan *mesos.Offer, 1024)}
+	go func() {
+		for ev := range c.Events() {
+			switch ev.GetType() {
+			case schedv1.Event_OFFERS:
+				for _, o := range ev.GetOffers().GetOffers() {
+					fw.offers <- o
+				}
+			case schedv1.Event_UPDATE:
+				st := ev.GetUpdate().GetStatus()
+				fw.mu.Lock()
+				ch := fw.waiters[st.GetTaskId().GetValue()]
+				fw.mu.Unlock()
+				if ch != nil {
+					ch <- st.GetState()
+				}
+			}
+		}
+	}()
+	return fw
+}
+
+func task(id, cmd string, agentID *mesos.AgentID) *mesos.TaskInfo {
+	return &mesos.TaskInfo{
+		Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)}, AgentId: agentID,
+		Command: &mesos.CommandInfo{Value: proto.String(cmd)},
+		Resources: []*mesos.Resource{
+			{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(0.01)}},
+			{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(1)}},
+		},
+	}
+}
+
+func (fw *framework) watch(id string) chan mesos.TaskState {
+	ch := make(chan mesos.TaskState, 16)
+	fw.mu.Lock()
+	fw.waiters[id] = ch
+	fw.mu.Unlock()
+	return ch
+}
+
+func waitFor(b *testing.B, ch chan mesos.TaskState, want mesos.TaskState) {
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case s := <-ch:
+			if s == want {
+				return
+			}
+			if s == mesos.TaskState_TASK_FAILED || s == mesos.TaskState_TASK_ERROR || s == mesos.TaskState_TASK_LOST {
+				b.Fatalf("task ended %v", s)
+			}
+		case <-timeout:
+			b.Fatalf("no %v within 30s", want)
+		}
+	}
+}
+
+// acceptToRunning measures, for one task at a time, the time from sending
+// ACCEPT to receiving its TASK_RUNNING.
+func acceptToRunning(b *testing.B, cz containerizerFactory) {
+	fw := subscribe(b, cluster(b, cz))
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		offer := <-fw.offers
+		id := "lat-" + strconv.Itoa(i)
+		ch := fw.watch(id)
+		start := time.Now()
+		if err := fw.c.Launch(ctx, offer, task(id, "sleep 1", offer.GetAgentId())); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, ch, mesos.TaskState_TASK_RUNNING)
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func BenchmarkAcceptToRunning(b *testing.B) {
+	b.Run("posix", func(b *testing.B) { acceptToRunning(b, posix) })
+	for name, f := range extraIsolations {
+		b.Run(name, func(b *testing.B) { acceptToRunning(b, f) })
+	}
+}
+
+// BenchmarkThroughput launches b.N tasks running `true` as fast as offers
+// allow, many per offer, and reports tasks launched and finished per second.
+func BenchmarkThroughput(b *testing.B) {
+	fw := subscribe(b, cluster(b, posix))
+	ctx := context.Background()
+	done := make(chan struct{}, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	launched := 0
+	for launched < b.N {
+		offer := <-fw.offers
+		n := min(100, b.N-launched)
+		tasks := make([]*mesos.TaskInfo, 0, n)
+		for j := 0; j < n; j++ {
+			id := "tp-" + strconv.Itoa(launched+j)
+			ch := fw.watch(id)
+			go func() { waitFor(b, ch, mesos.TaskState_TASK_FINISHED); done <- struct{}{} }()
+			tasks = append(tasks, task(id, "true", offer.GetAgentId()))
+		}
+		if err := fw.c.Launch(ctx, offer, tasks...); err != nil {
+			b.Fatal(err)
+		}
+		launched += n
+	}
+	for i := 0; i < b.N; i++ {
+		<-done
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+}

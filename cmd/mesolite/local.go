@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mesolite/mesolite/master"
+)
+
+// localMain runs a master and an agent in one process: the embedded
+// default for trying mesolite out on one machine.
+func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newAgentFlags("local")
+	masterPort := f.fs.Int("master_port", 5050, "port of the master")
+	*f.workDir = "/tmp/mesolite"
+	f.fs.Lookup("work_dir").DefValue = "/tmp/mesolite"
+	f.fs.Lookup("work_dir").Usage = "directory for both: the master's registry in <work_dir>/master, sandboxes and agent state in <work_dir>/agent"
+	f.fs.SetOutput(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 2
+	}
+	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	root, err := filepath.Abs(*f.workDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 1
+	}
+	masterAddr := net.JoinHostPort(*f.ip, strconv.Itoa(*masterPort))
+	mcfg := master.DefaultConfig()
+	mcfg.IP, mcfg.Port, mcfg.WorkDir, mcfg.Logger = *f.ip, *masterPort, filepath.Join(root, "master"), log.With("process", "master")
+	m, err := master.New(mcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local: master:", err)
+		return 1
+	}
+	ml, err := net.Listen("tcp", masterAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 1
+	}
+	*f.master = masterAddr
+	*f.workDir = filepath.Join(root, "agent")
+	a, err := f.buildAgent(ctx, log.With("process", "agent"))
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local: agent:", err)
+		return 1
+	}
+	al, err := net.Listen("tcp", net.JoinHostPort(*f.ip, strconv.Itoa(*f.port)))
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- m.Run(ctx, ml) }()
+	go func() { defer wg.Done(); errc <- a.Run(ctx, al) }()
+	go func() {
+		for i := 0; i < 100 && !a.Connected(); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Fprintf(stdout, "mesolite local: master http://%s/  agent http://%s/  work_dir %s\n", masterAddr, a.Endpoint(), root)
+		fmt.Fprintf(stdout, "try: mesolite run --master=%s --name=hello --command='echo hello'\n", masterAddr)
+	}()
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			log.Error("stopped", "error", err)
+			code = 1
+		}
+	}
+	cancel()
+	wg.Wait()
+	return code
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/internal/version"
+	"github.com/mesolite/mesolite/master"
+)
+
+type masterFlags struct {
+	fs                                     *cliflags.FlagSet
+	ip, advertiseIP, hostname, workDir, zk *string
+	port                                   *int
+	offerTimeout, reregisterTimeout        *time.Duration
+	pingTimeout, heartbeat, allocInterval  *time.Duration
+	clusterName                            *string
+	authReadonly                           *bool
+	httpCredentials, tokenFile             *string
+	loggingLevel, logFormat                *string
+}
+
+func newMasterFlags(name string) *masterFlags {
+	fs := cliflags.New(name, `mesolite master --work_dir=DIR [flags]
+
+Runs a master: agents register with it, frameworks subscribe through the
+Mesos v1 scheduler HTTP API and get resource offers. With --zk, several
+masters elect a leader through ZooKeeper; the others redirect to it.`)
+	f := &masterFlags{fs: fs}
+	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")
+	f.port = fs.Int("port", 5050, "port to listen on")
+	f.advertiseIP = fs.String("advertise_ip", "", "IP address agents and frameworks use to reach this master (default: --ip)")
+	f.hostname = fs.String("hostname", "", "hostname the master advertises (default: the system hostname)")
+	f.workDir = fs.String("work_dir", "/var/lib/mesolite/master", "directory of the master's registry (agents and frameworks survive a restart)")
+	f.zk = fs.String("zk", "", "ZooKeeper URL for leader election, e.g. zk://host1:2181,host2:2181/mesos (empty: standalone)")
+	f.offerTimeout = fs.Duration("offer_timeout", 0, "rescind offers a framework holds longer than this (0: never)")
+	f.reregisterTimeout = fs.Duration("agent_reregister_timeout", 10*time.Minute, "how long a disconnected agent has to come back before its tasks are lost")
+	f.pingTimeout = fs.Duration("agent_ping_timeout", 15*time.Second, "how often agents are pinged on their event stream")
+	f.heartbeat = fs.Duration("heartbeat_interval", 15*time.Second, "HEARTBEAT interval on scheduler streams")
+	f.allocInterval = fs.Duration("allocation_interval", time.Second, "how often offers are made")
+	f.clusterName = fs.String("cluster", "", "a name for the cluster, shown in the web UI")
+	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, metrics, UI)")
+	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication")
+	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
+	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	return f
+}
+
+func (f *masterFlags) config(log *slog.Logger) master.Config {
+	cfg := master.DefaultConfig()
+	cfg.IP = *f.ip
+	cfg.Port = *f.port
+	cfg.AdvertiseIP = *f.advertiseIP
+	cfg.Hostname = *f.hostname
+	cfg.WorkDir = *f.workDir
+	cfg.ZK = *f.zk
+	cfg.OfferTimeout = *f.offerTimeout
+	cfg.AgentReregisterTimeout = *f.reregisterTimeout
+	cfg.AgentPingTimeout = *f.pingTimeout
+	cfg.HeartbeatInterval = *f.heartbeat
+	cfg.AllocationInterval = *f.allocInterval
+	cfg.Cluster = *f.clusterName
+	cfg.Version = version.Version
+	cfg.Logger = log
+	flags := map[string]string{}
+	f.fs.VisitAll(func(fl *flag.Flag) { flags[fl.Name] = fl.Value.String() })
+	cfg.Flags = flags
+	return cfg
+}
+
+func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newMasterFlags("master")
+	f.fs.SetOutput(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 2
+	}
+	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	m, err := master.New(f.config(log))
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 1
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(*f.ip, strconv.Itoa(*f.port)))
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 1
+	}
+	if err := m.Run(ctx, l); err != nil && ctx.Err() == nil {
+		log.Error("master stopped", "error", err)
+		return 1
+	}
+	return 0
+}

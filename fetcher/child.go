@@ -1,0 +1,366 @@
+package fetcher
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// Options configure RunChild.
+type Options struct {
+	// Binary is the executable to start, normally the mesolite binary
+	// (os.Executable()).
+	Binary string
+	// Args come before ours, normally []string{"fetch"}; RunChild appends
+	// --result_fd=3.
+	Args []string
+	// Env is the child's environment; nil inherits the agent's (which
+	// carries HADOOP_HOME, proxies and cloud credentials).
+	Env []string
+	// Config is the agent's fetcher configuration, sent to the child.
+	Config Config
+	// Timeout bounds the whole fetch; 0 leaves only ctx.
+	Timeout time.Duration
+	// Logger receives the parent-side record of each fetch; nil discards.
+	Logger *slog.Logger
+	// Stats, when not nil, counts fetches (Mesos's task_fetches_succeeded
+	// and task_fetches_failed).
+	Stats *Stats
+}
+
+// Stats counts fetches by outcome; safe for concurrent use.
+type Stats struct {
+	succeeded atomic.Uint64
+	failed    atomic.Uint64
+}
+
+// Succeeded is the number of requests whose URIs were all fetched.
+func (s *Stats) Succeeded() uint64 { return s.succeeded.Load() }
+
+// Failed is the number of requests that failed.
+func (s *Stats) Failed() uint64 { return s.failed.Load() }
+
+// childInput is the JSON document the child reads from stdin.
+type childInput struct {
+	Config   Config    `json:"config"`
+	Request  Request   `json:"request"`
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// ChildMain is the hidden `mesolite fetch` subcommand. It reads one
+// {"config":…, "request":…} document from stdin, fetches, logs to stderr
+// (which the parent copies to the sandbox's stderr) and, with
+// --result_fd=N, writes one JSON event per line to fd N. Exit status: 0 all
+// fetched, 1 a URI failed, 2 bad invocation.
+func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	resultFD := fs.Int("result_fd", -1, "file descriptor to write per-URI JSON events to")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var in childInput
+	if err := json.NewDecoder(stdin).Decode(&in); err != nil {
+		fmt.Fprintf(stderr, "mesolite fetch: cannot read the request from stdin: %v\n", err)
+		return 2
+	}
+	var enc *json.Encoder
+	if *resultFD >= 0 {
+		rf := os.NewFile(uintptr(*resultFD), "result")
+		if rf == nil {
+			fmt.Fprintf(stderr, "mesolite fetch: bad --result_fd=%d\n", *resultFD)
+			return 2
+		}
+		defer rf.Close()
+		enc = json.NewEncoder(rf)
+	}
+	if !in.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, in.Deadline)
+		defer cancel()
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f := New(in.Config, log)
+	notify := func(ev event) {
+		if enc != nil {
+			_ = enc.Encode(ev)
+		}
+	}
+	if _, err := f.fetchAll(ctx, in.Request, notify); err != nil {
+		var ue *URIError
+		if !errors.As(err, &ue) {
+			// A request-level failure (bad sandbox) before any URI.
+			log.Error("fetch failed", "error", err.Error())
+			notify(event{Type: "done", Error: err.Error(), Class: className(err)})
+		}
+		return 1
+	}
+	return 0
+}
+
+// RunChild fetches req in a child process (Options.Binary, normally
+// `mesolite fetch`), copying its log lines to stderr (the sandbox's stderr
+// file). It returns nil when every URI was fetched, else a *URIError naming
+// the URI that failed, whose cause keeps its errdefs class:
+// ErrInvalid/ErrForbidden for a bad URI, output_file or hostile archive,
+// ErrNotFound for a missing artifact, ErrUnavailable for network failures,
+// stalls, timeouts and crashes. A request without URIs starts nothing.
+func RunChild(ctx context.Context, opts Options, req Request, stderr io.Writer) error {
+	err := runChild(ctx, opts, req, stderr)
+	if opts.Stats != nil {
+		if err == nil {
+			opts.Stats.succeeded.Add(1)
+		} else {
+			opts.Stats.failed.Add(1)
+		}
+	}
+	return err
+}
+
+func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) error {
+	if len(req.URIs) == 0 {
+		return nil
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "fetcher")
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	first := redactValue(req.URIs[0].Value)
+	if opts.Binary == "" {
+		return &URIError{URI: first, Err: fmt.Errorf("no fetcher binary configured: %w", errdefs.ErrInvalid)}
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	in := childInput{Config: opts.Config, Request: req}
+	if dl, ok := ctx.Deadline(); ok {
+		in.Deadline = dl
+	}
+	input, err := json.Marshal(in)
+	if err != nil {
+		return &URIError{URI: first, Err: err}
+	}
+
+	resultR, resultW, err := os.Pipe()
+	if err != nil {
+		return &URIError{URI: first, Err: fmt.Errorf("pipe: %v: %w", err, errdefs.ErrUnavailable)}
+	}
+	defer resultR.Close()
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		resultW.Close()
+		return &URIError{URI: first, Err: fmt.Errorf("pipe: %v: %w", err, errdefs.ErrUnavailable)}
+	}
+	defer logR.Close()
+
+	args := append(append([]string{}, opts.Args...), "--result_fd=3")
+	cmd := exec.CommandContext(ctx, opts.Binary, args...)
+	cmd.Env = opts.Env
+	cmd.Stdin = bytes.NewReader(input)
+	cmd.Stderr = logW
+	cmd.ExtraFiles = []*os.File{resultW}
+	// Its own process group, so a timeout also kills what it started
+	// (the Hadoop client's JVM, git).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := asUser(cmd, opts.Config, req, log); err != nil {
+		resultW.Close()
+		logW.Close()
+		return &URIError{URI: first, Err: err}
+	}
+
+	start := time.Now()
+	err = cmd.Start()
+	resultW.Close()
+	logW.Close()
+	if err != nil {
+		return &URIError{URI: first, Err: fmt.Errorf("start fetcher %s: %v: %w", opts.Binary, err, errdefs.ErrUnavailable)}
+	}
+
+	var wg sync.WaitGroup
+	var logTail tailBuffer
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		copyLines(stderr, logR, &logTail)
+	}()
+	var (
+		mu       sync.Mutex
+		inflight = first
+		failure  *event
+		done     int
+	)
+	go func() {
+		defer wg.Done()
+		dec := json.NewDecoder(resultR)
+		for {
+			var ev event
+			if err := dec.Decode(&ev); err != nil {
+				return
+			}
+			mu.Lock()
+			switch {
+			case ev.Type == "start":
+				inflight = ev.URI
+			case ev.Type == "done" && ev.Error != "":
+				e := ev
+				failure = &e
+			case ev.Type == "done":
+				done++
+			}
+			mu.Unlock()
+		}
+	}()
+	waitErr := cmd.Wait()
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	elapsed := time.Since(start).Round(time.Millisecond)
+	var result error
+	switch {
+	case failure != nil:
+		u := failure.URI
+		if u == "" {
+			u = inflight
+		}
+		result = &URIError{URI: u, Err: errorFromClass(failure.Error, failure.Class)}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		msg := fmt.Sprintf("fetch timed out after %s; fetcher process killed", elapsed)
+		fmt.Fprintf(stderr, "mesolite: %s while fetching '%s'\n", msg, inflight)
+		result = &URIError{URI: inflight, Err: fmt.Errorf("%s: %w", msg, errdefs.ErrUnavailable)}
+	case ctx.Err() != nil:
+		result = &URIError{URI: inflight, Err: fmt.Errorf("fetch canceled: %w", context.Cause(ctx))}
+	case waitErr != nil:
+		msg := fmt.Sprintf("fetcher process failed (%v)", waitErr)
+		if t := logTail.String(); t != "" {
+			msg += ": " + t
+		}
+		fmt.Fprintf(stderr, "mesolite: fetcher process failed (%v) while fetching '%s'\n", waitErr, inflight)
+		result = &URIError{URI: inflight, Err: fmt.Errorf("%s: %w", msg, errdefs.ErrUnavailable)}
+	case done != len(req.URIs):
+		result = &URIError{URI: inflight, Err: fmt.Errorf("fetcher process exited after %d of %d URIs: %w", done, len(req.URIs), errdefs.ErrUnavailable)}
+	}
+	if result != nil {
+		log.Warn("fetch failed", "sandbox", req.SandboxDir, "error", result.Error(), "duration", elapsed)
+	} else {
+		log.Info("fetch succeeded", "sandbox", req.SandboxDir, "uris", len(req.URIs), "duration", elapsed)
+	}
+	return result
+}
+
+// asUser makes the child fetch as the task user when the agent is root, as
+// Mesos does with os::su: the sandbox and that user's cache directory are
+// handed to the user first. Without root the child runs as the agent.
+func asUser(cmd *exec.Cmd, cfg Config, req Request, log *slog.Logger) error {
+	if req.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(req.User)
+	if err != nil {
+		return fmt.Errorf("look up user %q: %v: %w", req.User, err, errdefs.ErrNotFound)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("user %q has a non-numeric uid/gid: %w", req.User, errdefs.ErrInvalid)
+	}
+	if uid == 0 {
+		return nil
+	}
+	var groups []uint32
+	if ids, err := u.GroupIds(); err == nil {
+		for _, g := range ids {
+			if n, err := strconv.Atoi(g); err == nil {
+				groups = append(groups, uint32(n))
+			}
+		}
+	}
+	if err := os.Chown(req.SandboxDir, uid, gid); err != nil {
+		return fmt.Errorf("chown sandbox to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
+	}
+	if cfg.cacheEnabled() {
+		sub, err := userDirName(req.User)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(cfg.CacheDir, sub)
+		for _, d := range []string{dir, filepath.Join(dir, "entries"), filepath.Join(dir, "tmp")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("create cache directory: %v: %w", err, errdefs.ErrUnavailable)
+			}
+			if err := os.Chown(d, uid, gid); err != nil {
+				return fmt.Errorf("chown cache directory to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
+			}
+		}
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
+	log.Info("fetching as task user", "user", req.User, "uid", uid)
+	return nil
+}
+
+// copyLines copies r to w a line at a time, so the child's lines reach the
+// sandbox whole, and keeps the last lines for error messages.
+func copyLines(w io.Writer, r io.Reader, t *tailBuffer) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			_, _ = w.Write(line)
+			t.add(line)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// tailBuffer keeps the last few hundred bytes of the child's log.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 512
+
+func (t *tailBuffer) add(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.buf))
+}

@@ -1,0 +1,28 @@
+// Package fetcher downloads the URIs of a Mesos CommandInfo into a task's
+// sandbox before the task starts, with the semantics Mesos users know
+// (executable, extract, cache, output_file) and the safety Mesos lacked.
+//
+// The work happens in a child process: the agent calls RunChild, which
+// re-executes the mesolite binary as the hidden `mesolite fetch` subcommand
+// (ChildMain), hands it the Request as JSON on stdin and copies its log lines
+// to the sandbox's stderr file. A hostile archive, a hung server or a crash
+// in a download library therefore costs one child, never the agent.
+//
+// Inside the child:
+//
+//	URI ─► source (http/https, file, plain path under --frameworks_home,
+//	       s3/gcs/git through go-getter, hdfs/s3n/... through the Hadoop client)
+//	    ─► download (stall watchdog, size limit, checksum=…)        [direct]
+//	    or cache (flock-coordinated, LRU, revalidated with the origin) [cache=true]
+//	    ─► sandbox (rename, hard link or copy; mode 0755 when executable)
+//	    ─► our own extractor (tar, tar.gz/bz2/xz, zip, gz) through os.Root,
+//	       with limits on bytes and entries
+//
+// go-getter is used only to download; it never decompresses, never follows
+// X-Terraform-Get and never symlinks a local file into the sandbox.
+//
+// The cache lives in --fetcher_cache_dir, one directory per task user. Child
+// processes coordinate through the filesystem only: an index file guarded
+// by flock, and per-entry lock files whose holders the evictor skips. See
+// cache.go for the protocol.
+package fetcher

@@ -1,0 +1,607 @@
+package fetcher
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/artifactsrv"
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+func TestURIExtractDefaultsToTrue(t *testing.T) {
+	var u URI
+	if err := json.Unmarshal([]byte(`{"value":"http://x/a.tgz"}`), &u); err != nil {
+		t.Fatal(err)
+	}
+	if !u.Extract || !NewURI("x").Extract {
+		t.Fatal("extract must default to true as in Mesos")
+	}
+	if err := json.Unmarshal([]byte(`{"value":"x","extract":false}`), &u); err != nil || u.Extract {
+		t.Fatalf("explicit false lost: %+v %v", u, err)
+	}
+}
+
+func TestFetchExecutable(t *testing.T) {
+	o := newOrigin(t)
+	content := bytes.Repeat([]byte("#!/bin/sh\necho hi\n"), 1000)
+	o.put("bin/tool", content)
+	o.put("bin/tool.tgz", gz(t, makeTar(t, []tarEntry{{name: "inner", body: "x"}})))
+	l := newLayout(t)
+	log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{
+		{Value: o.url("bin/tool"), Executable: true, Extract: true},
+		// Executable wins over extract: the archive stays an archive.
+		{Value: o.url("bin/tool.tgz"), Executable: true, Extract: true},
+	}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	p := filepath.Join(l.sandbox, "tool")
+	if got := readFile(t, p); got != string(content) {
+		t.Fatal("bytes differ")
+	}
+	if m := modeOf(t, p).Perm(); m != 0o755 {
+		t.Fatalf("mode %o, want 755", m)
+	}
+	if m := modeOf(t, filepath.Join(l.sandbox, "tool.tgz")).Perm(); m != 0o755 {
+		t.Fatalf("tool.tgz mode %o", m)
+	}
+	if _, err := os.Stat(filepath.Join(l.sandbox, "inner")); err == nil {
+		t.Fatal("an executable URI was extracted")
+	}
+	for _, want := range []string{"fetching URI", "downloaded", fmt.Sprintf("bytes=%d", len(content)), "fetched all URIs"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	l.assertNothingOutside(t)
+}
+
+func TestFetchTarGzPreservesModes(t *testing.T) {
+	o := newOrigin(t)
+	o.put("app.tar.gz", gz(t, makeTar(t, []tarEntry{
+		{name: "app/", typ: tar.TypeDir, mode: 0o750},
+		{name: "app/run.sh", body: "#!/bin/sh\n", mode: 0o750},
+		{name: "app/conf", body: "k=v\n", mode: 0o600},
+		{name: "app/suid", body: "x", mode: 0o4755},
+		{name: "app/sgid", body: "x", mode: 0o2711},
+		{name: "app/current", typ: tar.TypeSymlink, linkname: "run.sh"},
+		{name: "app/hard", typ: tar.TypeLink, linkname: "app/conf"},
+	})))
+	l := newLayout(t)
+	log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("app.tar.gz"))}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	tests := []struct {
+		path string
+		mode fs.FileMode
+	}{
+		{"app", fs.ModeDir | 0o750},
+		{"app/run.sh", 0o750},
+		{"app/conf", 0o600},
+		{"app/suid", 0o755},
+		{"app/sgid", 0o711},
+		{"app/current", fs.ModeSymlink | 0o777},
+		// Mesos keeps the archive when fetching without the cache.
+		{"app.tar.gz", 0o644},
+	}
+	for _, tt := range tests {
+		if got := modeOf(t, filepath.Join(l.sandbox, tt.path)); got != tt.mode {
+			t.Errorf("%s: mode %v, want %v", tt.path, got, tt.mode)
+		}
+	}
+	if got := readFile(t, filepath.Join(l.sandbox, "app/current")); got != "#!/bin/sh\n" {
+		t.Errorf("symlink reads %q", got)
+	}
+	if !strings.Contains(log, "extracted archive") || !strings.Contains(log, "entries=7") {
+		t.Errorf("log lacks the extraction:\n%s", log)
+	}
+}
+
+func TestArchiveDetection(t *testing.T) {
+	o := newOrigin(t)
+	tgz := gz(t, makeTar(t, []tarEntry{{name: "from-archive", body: "ok"}}))
+	o.put("x.tgz", tgz)
+	o.put("download", tgz)
+	o.put("lib.jar", makeZip(t, []zipEntry{{name: "META-INF/MANIFEST.MF", body: "Manifest-Version: 1.0\n"}}))
+	o.put("data.gz", gz(t, []byte("plain data")))
+	o.put("b.zip", makeZip(t, []zipEntry{{name: "z/in-zip", body: "zz"}}))
+	tests := []struct {
+		name  string
+		uri   URI
+		files []string
+		gone  []string
+	}{
+		{"query string does not hide .tgz", NewURI(o.url("x.tgz") + "?op=OPEN&user.name=hdfs"), []string{"from-archive", "x.tgz"}, nil},
+		{"magic bytes without extension", NewURI(o.url("download")), []string{"from-archive", "download"}, nil},
+		{"jar stays a jar", NewURI(o.url("lib.jar")), []string{"lib.jar"}, []string{"META-INF"}},
+		{"single gz", NewURI(o.url("data.gz")), []string{"data", "data.gz"}, nil},
+		{"zip", NewURI(o.url("b.zip")), []string{"z/in-zip"}, nil},
+		{"extract=false", URI{Value: o.url("x.tgz")}, []string{"x.tgz"}, []string{"from-archive"}},
+		{"output_file names the type", URI{Value: o.url("download"), Extract: true, OutputFile: "pkg.tar.gz"}, []string{"from-archive", "pkg.tar.gz"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLayout(t)
+			log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{tt.uri}})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log)
+			}
+			for _, f := range tt.files {
+				if _, err := os.Stat(filepath.Join(l.sandbox, f)); err != nil {
+					t.Errorf("missing %s (have %v)", f, l.sandboxFiles(t))
+				}
+			}
+			for _, f := range tt.gone {
+				if _, err := os.Stat(filepath.Join(l.sandbox, f)); err == nil {
+					t.Errorf("%s should not exist", f)
+				}
+			}
+		})
+	}
+	if got := readFile(t, filepath.Join(newLayoutFetch(t, o, NewURI(o.url("data.gz"))), "data")); got != "plain data" {
+		t.Fatalf("gunzipped %q", got)
+	}
+}
+
+func newLayoutFetch(t *testing.T, o *origin, u URI) string {
+	t.Helper()
+	l := newLayout(t)
+	if log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{u}}); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	return l.sandbox
+}
+
+func TestOutputFile(t *testing.T) {
+	o := newOrigin(t)
+	o.put("a.bin", []byte("content"))
+	l := newLayout(t)
+	log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{
+		{Value: o.url("a.bin"), OutputFile: "sub/dir/renamed.bin"},
+	}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if got := readFile(t, filepath.Join(l.sandbox, "sub/dir/renamed.bin")); got != "content" {
+		t.Fatalf("got %q", got)
+	}
+
+	refused := []struct {
+		out   string
+		class error
+	}{
+		{filepath.Join(l.outside, "abs.bin"), errdefs.ErrInvalid},
+		{"../escape.bin", errdefs.ErrForbidden},
+		{"sub/../../escape.bin", errdefs.ErrForbidden},
+	}
+	for _, tt := range refused {
+		t.Run(tt.out, func(t *testing.T) {
+			_, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{{Value: o.url("a.bin"), OutputFile: tt.out}}})
+			var ue *URIError
+			if !errors.As(err, &ue) || ue.URI != o.url("a.bin") || !errors.Is(err, tt.class) {
+				t.Fatalf("got %v, want a URIError for %s wrapping %v", err, o.url("a.bin"), tt.class)
+			}
+			if !strings.Contains(err.Error(), "output_file") {
+				t.Fatalf("error does not say why: %v", err)
+			}
+		})
+	}
+	l.assertNothingOutside(t)
+}
+
+func writeScript(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeHadoop is a hadoop_home whose bin/hadoop answers `version` and
+// `fs -copyToLocal SRC DST` by copying from a local directory standing in
+// for HDFS, as Mesos's own fetcher tests do.
+func fakeHadoop(t *testing.T) (home, hdfsRoot string) {
+	t.Helper()
+	home = filepath.Join(t.TempDir(), "hadoop")
+	hdfsRoot = t.TempDir()
+	writeScript(t, filepath.Join(home, "bin", "hadoop"), fmt.Sprintf(`
+if [ "$1" = version ]; then echo "Hadoop 2.10.2"; exit 0; fi
+if [ "$1" = fs ] && [ "$2" = -copyToLocal ]; then
+  path=$(echo "$3" | sed -e 's#^[a-z0-9]*://[^/]*##')
+  exec cp "%s$path" "$4"
+fi
+echo "unexpected: $*" >&2
+exit 2
+`, hdfsRoot))
+	return home, hdfsRoot
+}
+
+func TestHadoop(t *testing.T) {
+	home, hdfsRoot := fakeHadoop(t)
+	if err := os.MkdirAll(filepath.Join(hdfsRoot, "apps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hdfsRoot, "apps", "job.jar"), []byte("jar bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hdfsRoot, "apps", "bundle.tgz"), gz(t, makeTar(t, []tarEntry{{name: "bundled", body: "b"}})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("hadoop_home", func(t *testing.T) {
+		l := newLayout(t)
+		log, err := runFetch(t, childOptions(t, Config{HadoopHome: home}), Request{SandboxDir: l.sandbox, URIs: []URI{
+			NewURI("hdfs://namenode:8020/apps/job.jar"),
+			NewURI("s3n://bucket/apps/bundle.tgz"),
+		}})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log)
+		}
+		if got := readFile(t, filepath.Join(l.sandbox, "job.jar")); got != "jar bytes" {
+			t.Fatalf("job.jar = %q", got)
+		}
+		if got := readFile(t, filepath.Join(l.sandbox, "bundled")); got != "b" {
+			t.Fatalf("bundled = %q", got)
+		}
+		if !strings.Contains(log, "via=hadoop") {
+			t.Errorf("log does not say the Hadoop client fetched:\n%s", log)
+		}
+	})
+	t.Run("HADOOP_HOME", func(t *testing.T) {
+		l := newLayout(t)
+		_, err := runFetch(t, childOptions(t, Config{}, "HADOOP_HOME="+home), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs:///apps/job.jar")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		l := newLayout(t)
+		_, err := runFetch(t, childOptions(t, Config{HadoopHome: home}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs:///apps/nope.jar")}})
+		if err == nil || !strings.Contains(err.Error(), "copyToLocal") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("no client installed", func(t *testing.T) {
+		l := newLayout(t)
+		opts := childOptions(t, Config{})
+		opts.Env = []string{childEnv + "=1", "PATH=" + t.TempDir()}
+		_, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs://namenode/apps/job.jar")}})
+		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "no Hadoop client installed") {
+			t.Fatalf("got %v", err)
+		}
+		if !strings.Contains(err.Error(), "hdfs://namenode/apps/job.jar") {
+			t.Fatalf("error does not name the URI: %v", err)
+		}
+	})
+	t.Run("hadoop_home without client", func(t *testing.T) {
+		l := newLayout(t)
+		_, err := runFetch(t, childOptions(t, Config{HadoopHome: t.TempDir()}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs:///apps/job.jar")}})
+		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "no Hadoop client at") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("broken client", func(t *testing.T) {
+		broken := filepath.Join(t.TempDir(), "hadoop")
+		writeScript(t, filepath.Join(broken, "bin", "hadoop"), "echo 'JAVA_HOME is not set' >&2; exit 1\n")
+		l := newLayout(t)
+		_, err := runFetch(t, childOptions(t, Config{HadoopHome: broken}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs:///apps/job.jar")}})
+		if err == nil || !strings.Contains(err.Error(), "JAVA_HOME is not set") || !strings.Contains(err.Error(), "not usable") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestHostileArchivesThroughChild(t *testing.T) {
+	o := newOrigin(t)
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	tests := []struct {
+		name    string
+		archive []byte
+		class   error
+		reason  string
+	}{
+		{"dotdot", gz(t, makeTar(t, []tarEntry{{name: "ok", body: "fine"}, {name: "../../victim", body: "pwned"}})), errdefs.ErrForbidden, "escapes"},
+		{"absolute", gz(t, makeTar(t, []tarEntry{{name: victim, body: "pwned"}})), errdefs.ErrForbidden, "absolute"},
+		{"symlink then write through", gz(t, makeTar(t, []tarEntry{
+			{name: "link", typ: tar.TypeSymlink, linkname: base},
+			{name: "link/victim", body: "pwned"},
+		})), errdefs.ErrForbidden, "points outside"},
+		{"relative symlink then write through", gz(t, makeTar(t, []tarEntry{
+			{name: "link", typ: tar.TypeSymlink, linkname: "../.."},
+			{name: "link/victim", body: "pwned"},
+		})), errdefs.ErrForbidden, "points outside"},
+		{"hard link out", gz(t, makeTar(t, []tarEntry{{name: "h", typ: tar.TypeLink, linkname: "../../etc/passwd"}})), errdefs.ErrForbidden, "escapes"},
+		{"device", gz(t, makeTar(t, []tarEntry{{name: "dev", typ: tar.TypeChar}})), errdefs.ErrForbidden, "device"},
+		{"bomb", gz(t, makeTar(t, []tarEntry{{name: "zeros", size: 64 << 20}})), errdefs.ErrInvalid, "decompresses to more than"},
+		{"zip bomb", makeZip(t, []zipEntry{{name: "zeros", size: 64 << 20}}), errdefs.ErrInvalid, "decompresses to more than"},
+		{"zip dotdot", makeZip(t, []zipEntry{{name: "../victim", body: "pwned"}}), errdefs.ErrForbidden, "escapes"},
+	}
+	cfg := Config{MaxExtractBytes: 1 << 20}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("evil%d.tgz", i)
+			if strings.HasPrefix(tt.name, "zip") {
+				name = fmt.Sprintf("evil%d.zip", i)
+			}
+			o.put(name, tt.archive)
+			sandbox := filepath.Join(base, "sandbox"+fmt.Sprint(i))
+			if err := os.Mkdir(sandbox, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			log, err := runFetch(t, childOptions(t, cfg), Request{SandboxDir: sandbox, URIs: []URI{NewURI(o.url(name))}})
+			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.reason) {
+				t.Fatalf("got %v, want %v mentioning %q", err, tt.class, tt.reason)
+			}
+			if !strings.Contains(log, "failed to fetch URI") {
+				t.Errorf("sandbox log lacks the reason:\n%s", log)
+			}
+			if _, err := os.Lstat(victim); err == nil {
+				t.Fatal("victim written outside the sandbox")
+			}
+			// The extraction is rolled back; only the archive (kept as in Mesos) remains.
+			ents, _ := os.ReadDir(sandbox)
+			for _, e := range ents {
+				if e.Name() != name {
+					t.Errorf("left in the sandbox after a failed extraction: %s", e.Name())
+				}
+			}
+		})
+	}
+	ents, _ := os.ReadDir(base)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "sandbox") {
+			t.Errorf("written outside: %s", e.Name())
+		}
+	}
+}
+
+func TestFrameworksHome(t *testing.T) {
+	base := t.TempDir()
+	home := filepath.Join(base, "frameworks")
+	if err := os.MkdirAll(filepath.Join(home, "pkg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "pkg", "app.bin"), []byte("app"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "secret"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "secret"), filepath.Join(home, "pkg", "link")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		cfg   Config
+		value string
+		class error
+	}{
+		{"relative under home", Config{FrameworksHome: home}, "pkg/app.bin", nil},
+		{"dotdot", Config{FrameworksHome: home}, "../secret", errdefs.ErrForbidden},
+		{"deep dotdot", Config{FrameworksHome: home}, "pkg/../../secret", errdefs.ErrForbidden},
+		{"symlink out", Config{FrameworksHome: home}, "pkg/link", errdefs.ErrForbidden},
+		{"no frameworks_home", Config{}, "pkg/app.bin", errdefs.ErrInvalid},
+		{"absolute path", Config{}, filepath.Join(home, "pkg", "app.bin"), nil},
+		{"file URI", Config{}, "file://" + filepath.Join(home, "pkg", "app.bin"), nil},
+		{"absolute symlink source refused", Config{}, filepath.Join(home, "pkg", "link"), errdefs.ErrForbidden},
+		{"missing", Config{FrameworksHome: home}, "pkg/none", errdefs.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLayout(t)
+			_, err := runFetch(t, childOptions(t, tt.cfg), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(tt.value)}})
+			if tt.class == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := readFile(t, filepath.Join(l.sandbox, "app.bin")); got != "app" {
+					t.Fatalf("got %q", got)
+				}
+				return
+			}
+			if !errors.Is(err, tt.class) {
+				t.Fatalf("got %v, want %v", err, tt.class)
+			}
+			if files := l.sandboxFiles(t); len(files) != 0 {
+				t.Fatalf("sandbox holds %v", files)
+			}
+		})
+	}
+}
+
+func TestStallTimeout(t *testing.T) {
+	o := newOrigin(t)
+	l := newLayout(t)
+	start := time.Now()
+	_, err := runFetch(t, childOptions(t, Config{StallTimeout: 300 * time.Millisecond}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("stall/big.bin"))}})
+	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "fetcher_stall_timeout") {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stall detected after %s", d)
+	}
+	if files := l.sandboxFiles(t); len(files) != 0 {
+		t.Fatalf("partial download left: %v", files)
+	}
+}
+
+func TestWholeFetchTimeout(t *testing.T) {
+	o := newOrigin(t)
+	l := newLayout(t)
+	opts := childOptions(t, Config{StallTimeout: -1})
+	opts.Timeout = 500 * time.Millisecond
+	var log syncBuffer
+	err := RunChild(context.Background(), opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("stall/big.bin"))}}, &log)
+	var ue *URIError
+	if !errors.As(err, &ue) || ue.URI != o.url("stall/big.bin") || !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(log.String(), "timed out") {
+		t.Fatalf("sandbox log does not say the fetch timed out:\n%s", log.String())
+	}
+}
+
+func TestChildCrash(t *testing.T) {
+	l := newLayout(t)
+	stats := &Stats{}
+	opts := childOptions(t, Config{}, crashEnv+"=1")
+	opts.Stats = stats
+	_, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("http://127.0.0.1:1/a.bin")}})
+	var ue *URIError
+	if !errors.As(err, &ue) || ue.URI != "http://127.0.0.1:1/a.bin" || !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "simulated fetcher crash") {
+		t.Fatalf("error lacks the child's last words: %v", err)
+	}
+	if stats.Failed() != 1 || stats.Succeeded() != 0 {
+		t.Fatalf("stats %d/%d", stats.Succeeded(), stats.Failed())
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	o := newOrigin(t)
+	o.put("c.bin", []byte("checked"))
+	sum := sha256.Sum256([]byte("checked"))
+	good := hex.EncodeToString(sum[:])
+	tests := []struct {
+		name  string
+		query string
+		class error
+	}{
+		{"sha256 match", "checksum=sha256:" + good, nil},
+		{"bare sha256 match", "checksum=" + good, nil},
+		{"md5 match", "checksum=md5:3793ea52a7be2d7deafd858fda50775c", nil},
+		{"md5 mismatch", "checksum=md5:ec8d1db7b45bf4f9e0d6c54d1a5e2a5a", errdefs.ErrInvalid},
+		{"mismatch", "checksum=sha256:" + strings.Repeat("0", 64), errdefs.ErrInvalid},
+		{"malformed", "checksum=sha256:xyz", errdefs.ErrInvalid},
+		{"file form refused", "checksum=file:http://x/SHA256SUMS", errdefs.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLayout(t)
+			_, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("c.bin") + "?a=1&" + tt.query)}})
+			if tt.class == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.class) {
+				t.Fatalf("got %v, want %v", err, tt.class)
+			}
+			if files := l.sandboxFiles(t); len(files) != 0 {
+				t.Fatalf("a file that failed its checksum is in the sandbox: %v", files)
+			}
+		})
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, q := range o.queries {
+		if strings.Contains(q, "checksum") {
+			t.Fatalf("checksum= was sent to the server: %q", q)
+		}
+		if q != "a=1" {
+			t.Fatalf("query altered: %q", q)
+		}
+	}
+}
+
+func TestHTTPErrorsNameTheURI(t *testing.T) {
+	o := newOrigin(t)
+	o.put("ok.bin", []byte("ok"))
+	l := newLayout(t)
+	stats := &Stats{}
+	opts := childOptions(t, Config{})
+	opts.Stats = stats
+	_, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("ok.bin")), NewURI(o.url("missing.bin"))}})
+	var ue *URIError
+	if !errors.As(err, &ue) || ue.URI != o.url("missing.bin") || !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "404") {
+		t.Fatalf("error lacks the status: %v", err)
+	}
+	if _, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("ok.bin"))}}); err != nil {
+		t.Fatal(err)
+	}
+	if stats.Succeeded() != 1 || stats.Failed() != 1 {
+		t.Fatalf("stats %d/%d", stats.Succeeded(), stats.Failed())
+	}
+	for _, v := range []string{"ftp://host/x", "http://x/a'b", "nope::http://x/y"} {
+		if _, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(v)}}); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%s: got %v", v, err)
+		}
+	}
+}
+
+func TestFromArtifactServer(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "svc.tgz"), gz(t, makeTar(t, []tarEntry{{name: "svc/bin", body: "binary", mode: 0o755}})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := artifactsrv.New(artifactsrv.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	cfg := Config{CacheDir: t.TempDir(), CacheSize: DefaultCacheSize}
+	for i := range 2 {
+		l := newLayout(t)
+		log, err := runFetch(t, childOptions(t, cfg), Request{SandboxDir: l.sandbox, URIs: []URI{{Value: ts.URL + "/svc.tgz", Extract: true, Cache: true}}})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log)
+		}
+		if m := modeOf(t, filepath.Join(l.sandbox, "svc/bin")).Perm(); m != 0o755 {
+			t.Fatalf("mode %o", m)
+		}
+		if i == 1 && !strings.Contains(log, "304 Not Modified") {
+			t.Fatalf("second fetch did not revalidate with the artifact server's ETag:\n%s", log)
+		}
+	}
+	if got := counter(t, srv, "artifactsrv_http_requests_total", "304"); got != 1 {
+		t.Fatalf("artifact server answered %v 304s, want 1", got)
+	}
+}
+
+func counter(t *testing.T, srv *artifactsrv.Server, name, code string) float64 {
+	t.Helper()
+	mfs, err := srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "code" && lp.GetValue() == code {
+					v += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return v
+}

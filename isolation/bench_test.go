@@ -1,0 +1,125 @@
+package isolation
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// BenchmarkLaunch measures one container's life with /bin/true as the
+// executor: create the cgroup (where there is one), launch, wait, delete
+// the cgroup. posix is a plain fork+exec+wait; the linux variants add the
+// init's re-exec in fresh pid and mount namespaces (fresh /proc) and the
+// cgroup in every controller; -prestart ones take an init started ahead
+// (LauncherOptions.Prestart), and wait for its replacement outside the
+// timed part, so they show the launch path alone. launch-ms is the time
+// spent in Launch.
+func BenchmarkLaunch(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	ctx := context.Background()
+	pidns := NamespacePID | NamespaceMount
+	cases := []struct {
+		name     string
+		posix    bool
+		ns       Namespaces
+		cgroups  bool
+		prestart int
+	}{
+		{"posix", true, 0, false, 0},
+		{"posix-cgroups", true, 0, true, 0},
+		{"linux-pidns", false, pidns, false, 0},
+		{"linux-pidns-prestart", false, pidns, false, 1},
+		{"linux-cgroups-pidns", false, pidns, true, 0},
+		{"linux-cgroups-pidns-prestart", false, pidns, true, 1},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			opts := testLauncherOptions(b)
+			opts.Prestart = c.prestart
+			var l Launcher
+			if c.posix {
+				l = NewPosixLauncher(opts)
+			} else {
+				l = NewLinuxLauncher(opts)
+			}
+			defer l.Close()
+			var m *Manager
+			if c.cgroups {
+				if !haveCgroups() {
+					b.Skip("needs cgroups")
+				}
+				m = newTestManager(b, allCgroups, DefaultCgroupsHierarchy)
+			}
+			var pool *initPool
+			switch l := l.(type) {
+			case *LinuxLauncher:
+				pool = l.pool
+			case *PosixLauncher:
+				pool = l.pool
+			}
+			var inLaunch time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if c.prestart > 0 {
+					b.StopTimer()
+					pool.fill(c.ns)
+					waitPrestarted(b, pool, c.ns)
+					b.StartTimer()
+				}
+				spec := Spec{Argv: []string{"/bin/true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/", Namespaces: c.ns}
+				var cg *Cgroup
+				if m != nil {
+					var err error
+					cg, err = m.Create(ctx, fmt.Sprintf("bench-%d", i), Limits{CPUs: 1, MemoryBytes: 64 << 20, Pids: 100})
+					if err != nil {
+						b.Fatal(err)
+					}
+					spec.Cgroup = cg
+				}
+				t0 := time.Now()
+				p, err := l.Launch(ctx, spec)
+				inLaunch += time.Since(t0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+					b.Fatalf("%s %v", st, err)
+				}
+				if cg != nil {
+					if err := cg.Delete(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(inLaunch.Microseconds())/1000/float64(b.N), "launch-ms")
+		})
+	}
+}
+
+// BenchmarkCgroupCreateDelete is the cgroup part of a launch alone.
+func BenchmarkCgroupCreateDelete(b *testing.B) {
+	if os.Geteuid() != 0 || !haveCgroups() {
+		b.Skip("needs root and cgroups")
+	}
+	ctx := context.Background()
+	m := newTestManager(b, allCgroups, DefaultCgroupsHierarchy)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		cg, err := m.Create(ctx, fmt.Sprintf("bench-%d", i), Limits{CPUs: 1, MemoryBytes: 64 << 20, Pids: 100})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cg.Delete(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func haveCgroups() bool {
+	return CheckHost(allCgroups, Options{Launcher: LauncherLinux}) == nil
+}

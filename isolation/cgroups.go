@@ -1,0 +1,622 @@
+package isolation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// Constants Mesos uses for cpu limits, kept so a task gets the same share of
+// a host under mesolite as under mesos-agent.
+const (
+	cpuSharesPerCPU = 1024
+	minCPUShares    = 2
+	cfsPeriodUsec   = 100_000 // 100 ms
+	minCFSQuotaUsec = 1_000   // 1 ms
+)
+
+// Limits are the resources of one container. A zero field means "no limit"
+// (for CPUs: the kernel's default weight).
+type Limits struct {
+	// CPUs weighs the container against others (cpu.shares = 1024 x CPUs on
+	// v1, the equivalent cpu.weight on v2) and, with EnableCFS, caps it
+	// (quota = CPUs x 100 ms per 100 ms period).
+	CPUs float64
+	// MemoryBytes is the hard memory limit; swap is kept out where the kernel
+	// lets us, so the limit means what it says.
+	MemoryBytes int64
+	// Pids caps processes plus threads (fork bombs).
+	Pids int64
+	// EnableCFS turns CPUs into a hard cap. The Manager also turns it on for
+	// every container when Options.EnableCFS is set.
+	EnableCFS bool
+}
+
+func (l Limits) validate() error {
+	if l.CPUs < 0 || l.MemoryBytes < 0 || l.Pids < 0 {
+		return fmt.Errorf("negative limit in %+v: %w", l, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// LinuxResources converts l into the runtime-spec form the cgroup drivers
+// take, with cgroup v1 meanings: shares, quota -1 for "no cap", memory limit
+// -1 for "no limit", swappiness 0 so the kernel does not swap the container
+// out instead of enforcing its limit. The v2 driver converts this further
+// (shares to weight, as runc and containerd do).
+func (l Limits) LinuxResources() *specs.LinuxResources {
+	shares := uint64(cpuSharesPerCPU)
+	if l.CPUs > 0 {
+		shares = max(uint64(l.CPUs*cpuSharesPerCPU), minCPUShares)
+	}
+	period := uint64(cfsPeriodUsec)
+	quota := int64(-1)
+	if l.EnableCFS && l.CPUs > 0 {
+		quota = max(int64(l.CPUs*cfsPeriodUsec), minCFSQuotaUsec)
+	}
+	mem := int64(-1)
+	if l.MemoryBytes > 0 {
+		mem = l.MemoryBytes
+	}
+	swappiness := uint64(0)
+	pids := int64(-1)
+	if l.Pids > 0 {
+		pids = l.Pids
+	}
+	return &specs.LinuxResources{
+		CPU:    &specs.LinuxCPU{Shares: &shares, Period: &period, Quota: &quota},
+		Memory: &specs.LinuxMemory{Limit: &mem, Swappiness: &swappiness},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+}
+
+// Stats is one sample of a container cgroup's usage. Fields a controller that
+// is not in use would give stay zero.
+type Stats struct {
+	Timestamp time.Time
+
+	CPUUserSeconds      float64
+	CPUSystemSeconds    float64
+	CPUPeriods          uint64 // CFS enforcement periods elapsed
+	CPUThrottled        uint64 // periods in which the quota ran out
+	CPUThrottledSeconds float64
+
+	MemoryRSSBytes      uint64 // anonymous memory (v1 total_rss, v2 anon)
+	MemoryCacheBytes    uint64 // page cache (v1 total_cache, v2 file)
+	MemoryUsageBytes    uint64 // everything charged (usage_in_bytes, memory.current)
+	MemoryLimitBytes    uint64 // 0 when unlimited
+	MemoryMaxUsageBytes uint64 // peak; 0 where the kernel does not keep one
+	MemorySwapBytes     uint64
+
+	Processes uint64
+	Threads   uint64
+	OOMKills  uint64 // processes the kernel OOM-killed in this cgroup, where counted
+}
+
+// backend is one cgroup version's driver for one container cgroup.
+type backend interface {
+	create(l Limits) error
+	load() error
+	update(l Limits) error
+	exists() bool
+	addProc(pid int) error
+	procs() ([]int, error)
+	stats() (Stats, error)
+	// signalAll kills every process once, as fast as the version allows.
+	killOnce(ctx context.Context) error
+	remove() error
+	watchOOM(ctx context.Context, id string, out chan<- OOMEvent) error
+	// intoCgroupFD opens the cgroup directory for clone3(CLONE_INTO_CGROUP);
+	// nil where the version has no such thing (v1).
+	intoCgroupFD() (*os.File, error)
+	describe() string
+}
+
+// Manager makes, finds and removes container cgroups under one root.
+type Manager struct {
+	opts    Options
+	set     Set
+	version int
+	// ctrls are v1 hierarchy directory names or v2 controller names.
+	ctrls []string
+}
+
+// NewManager detects the cgroup version at opts.CgroupsHierarchy and makes
+// the root cgroup (opts.CgroupsRoot) in every controller the set needs,
+// enabling v2 controllers down the chain. On v1 the freezer is always used:
+// it is how Kill stops a fork bomb, whatever the isolators.
+func NewManager(opts Options, set Set) (*Manager, error) {
+	opts = opts.WithDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	version, err := detectVersion(opts.CgroupsHierarchy)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, set: set, version: version}
+	if version == 1 {
+		m.ctrls = v1Controllers(set)
+	} else {
+		m.ctrls = v2Controllers(set)
+	}
+	if err := m.prepare(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Version is 1 (legacy or hybrid) or 2 (unified).
+func (m *Manager) Version() int { return m.version }
+
+// Root is the root cgroup path relative to the hierarchy ("/mesolite").
+func (m *Manager) Root() string { return "/" + strings.Trim(m.opts.CgroupsRoot, "/") }
+
+func v1Controllers(set Set) []string {
+	c := []string{"freezer"}
+	if set.Has(CgroupsCPU) {
+		c = append(c, "cpu", "cpuacct")
+	}
+	if set.Has(CgroupsMem) {
+		c = append(c, "memory")
+	}
+	if set.Has(CgroupsPids) {
+		c = append(c, "pids")
+	}
+	return c
+}
+
+func v2Controllers(set Set) []string {
+	var c []string
+	if set.Has(CgroupsCPU) {
+		c = append(c, "cpu")
+	}
+	if set.Has(CgroupsMem) {
+		c = append(c, "memory")
+	}
+	if set.Has(CgroupsPids) {
+		c = append(c, "pids")
+	}
+	return c
+}
+
+func (m *Manager) prepare() error {
+	if m.version == 1 {
+		for _, c := range m.ctrls {
+			if err := checkV1Mount(m.opts.CgroupsHierarchy, c); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Join(m.opts.CgroupsHierarchy, c, m.Root()), 0o755); err != nil {
+				return fmt.Errorf("create root cgroup: %w", err)
+			}
+		}
+		return nil
+	}
+	// v2: a controller reaches a cgroup only when every ancestor lists it in
+	// cgroup.subtree_control; the root cgroup itself never holds processes, so
+	// enabling them there is always allowed.
+	dir := m.opts.CgroupsHierarchy
+	parts := strings.Split(strings.Trim(m.Root(), "/"), "/")
+	for i := 0; ; i++ {
+		if err := enableV2Controllers(dir, m.ctrls); err != nil {
+			return err
+		}
+		if i == len(parts) {
+			return nil
+		}
+		dir = filepath.Join(dir, parts[i])
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create root cgroup: %w", err)
+		}
+	}
+}
+
+// Create makes the cgroup of container id with limits l. It is an error
+// wrapping errdefs.ErrConflict when the cgroup exists (recover it with Load),
+// errdefs.ErrInvalid for a bad id or limits.
+func (m *Manager) Create(ctx context.Context, id string, l Limits) (*Cgroup, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if err := l.validate(); err != nil {
+		return nil, err
+	}
+	l.EnableCFS = l.EnableCFS || m.opts.EnableCFS
+	c := m.cgroup(id)
+	if c.b.exists() {
+		return nil, fmt.Errorf("cgroup %s: %w", c.b.describe(), errdefs.ErrConflict)
+	}
+	if err := c.b.create(l); err != nil {
+		// Leave nothing half made: the next Create must not see a conflict.
+		_ = c.b.remove()
+		return nil, fmt.Errorf("create cgroup %s: %w", c.b.describe(), err)
+	}
+	return c, nil
+}
+
+// Load reopens the cgroup of container id, as after an agent restart. It is
+// an error wrapping errdefs.ErrNotFound when there is none.
+func (m *Manager) Load(id string) (*Cgroup, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	c := m.cgroup(id)
+	if !c.b.exists() {
+		return nil, fmt.Errorf("cgroup %s: %w", c.b.describe(), errdefs.ErrNotFound)
+	}
+	if err := c.b.load(); err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", c.b.describe(), err)
+	}
+	return c, nil
+}
+
+// List returns the ids of the container cgroups under the root, sorted, so
+// the agent can recover known containers and destroy orphans. On v1 a cgroup
+// that exists in any of the controllers counts, so a half-removed one is
+// still found and finished off.
+func (m *Manager) List() ([]string, error) {
+	var dirs []string
+	if m.version == 1 {
+		for _, c := range m.ctrls {
+			dirs = append(dirs, filepath.Join(m.opts.CgroupsHierarchy, c, m.Root()))
+		}
+	} else {
+		dirs = []string{filepath.Join(m.opts.CgroupsHierarchy, m.Root())}
+	}
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list cgroups: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() && validateID(e.Name()) == nil {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (m *Manager) cgroup(id string) *Cgroup {
+	rel := filepath.Join(m.Root(), id)
+	c := &Cgroup{id: id}
+	if m.version == 1 {
+		c.b = &v1Cgroup{hier: m.opts.CgroupsHierarchy, rel: rel, ctrls: m.ctrls}
+	} else {
+		c.b = &v2Cgroup{hier: m.opts.CgroupsHierarchy, rel: rel, path: filepath.Join(m.opts.CgroupsHierarchy, rel), ctrls: m.ctrls}
+	}
+	return c
+}
+
+// validateID keeps a container id to one plain path element, so it can name
+// a directory in every hierarchy without escaping the root or colliding with
+// a control file (those all contain a dot after a known prefix, and ids that
+// start with a dot are refused).
+func validateID(id string) error {
+	if id == "" || len(id) > 200 || id[0] == '.' {
+		return fmt.Errorf("container id %q: %w", id, errdefs.ErrInvalid)
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		default:
+			return fmt.Errorf("container id %q: only letters, digits, '-', '_' and '.' are allowed: %w", id, errdefs.ErrInvalid)
+		}
+	}
+	for _, prefix := range []string{"cgroup.", "cpu.", "cpuacct.", "memory.", "pids.", "freezer.", "io.", "notify_on_release", "release_agent", "tasks"} {
+		if strings.HasPrefix(id, prefix) {
+			return fmt.Errorf("container id %q clashes with a cgroup control file: %w", id, errdefs.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Cgroup is the cgroup of one container. Its methods are safe for
+// concurrent use.
+type Cgroup struct {
+	id string
+	b  backend
+	mu sync.Mutex
+}
+
+// ID is the container id the cgroup is named after.
+func (c *Cgroup) ID() string { return c.id }
+
+// String names the cgroup's path(s) for logs.
+func (c *Cgroup) String() string { return c.b.describe() }
+
+// AddProcess moves pid (and the threads of its process) into the cgroup in
+// every controller.
+func (c *Cgroup) AddProcess(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("add pid %d: %w", pid, errdefs.ErrInvalid)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.b.addProc(pid); err != nil {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, c.b.describe(), err)
+	}
+	return nil
+}
+
+// Update replaces the limits. Lowering memory below what the container uses
+// can fail with EBUSY when the kernel cannot reclaim enough.
+func (c *Cgroup) Update(l Limits) error {
+	if err := l.validate(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.b.update(l); err != nil {
+		return fmt.Errorf("update cgroup %s: %w", c.b.describe(), err)
+	}
+	return nil
+}
+
+// Stats samples usage.
+func (c *Cgroup) Stats() (Stats, error) {
+	s, err := c.b.stats()
+	if err != nil {
+		return Stats{}, fmt.Errorf("stats of cgroup %s: %w", c.b.describe(), err)
+	}
+	s.Timestamp = time.Now()
+	return s, nil
+}
+
+// Processes lists the pids (in the caller's pid namespace) in the cgroup and
+// its descendants.
+func (c *Cgroup) Processes() ([]int, error) {
+	pids, err := c.b.procs()
+	if err != nil {
+		return nil, fmt.Errorf("processes of cgroup %s: %w", c.b.describe(), err)
+	}
+	return pids, nil
+}
+
+// Kill SIGKILLs every process in the cgroup, daemonized ones included, and
+// returns once the cgroup is empty. Each round uses v2's cgroup.kill where
+// the kernel has it; otherwise it freezes the cgroup so nothing can fork,
+// SIGKILLs every pid, and thaws it so the signals are delivered. Rounds
+// repeat until no process is left or ctx ends.
+func (c *Cgroup) Kill(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		pids, err := c.b.procs()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("kill cgroup %s: %w", c.b.describe(), err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if err := c.b.killOnce(ctx); err != nil {
+			return fmt.Errorf("kill cgroup %s: %w", c.b.describe(), err)
+		}
+		// SIGKILL is delivered at once but exit (unmapping memory, closing
+		// files) takes a moment; give it up to a second before another round.
+		if empty, err := c.waitEmpty(ctx, time.Second); err != nil {
+			return fmt.Errorf("kill cgroup %s: %w", c.b.describe(), err)
+		} else if empty {
+			return nil
+		}
+	}
+}
+
+// Delete waits until the cgroup holds no process, then removes it (from
+// every controller on v1, child cgroups first). It does not kill: call Kill
+// first. A cgroup that is already gone is not an error.
+func (c *Cgroup) Delete(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.waitEmpty(ctx, 0); err != nil {
+		return fmt.Errorf("delete cgroup %s: %w", c.b.describe(), err)
+	}
+	// rmdir can answer EBUSY for a moment after the last process left, while
+	// the kernel finishes taking it out.
+	delay := time.Millisecond
+	for {
+		err := c.b.remove()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("delete cgroup %s: %w", c.b.describe(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("delete cgroup %s: %w (last: %w)", c.b.describe(), ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+// waitEmpty polls until no process is left; limit 0 means until ctx ends.
+func (c *Cgroup) waitEmpty(ctx context.Context, limit time.Duration) (bool, error) {
+	var deadline time.Time
+	if limit > 0 {
+		deadline = time.Now().Add(limit)
+	}
+	delay := 500 * time.Microsecond
+	for {
+		pids, err := c.b.procs()
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && len(pids) == 0) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w with %d processes left (%v)", ctx.Err(), len(pids), firstPids(pids))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+func firstPids(pids []int) []int {
+	if len(pids) > 8 {
+		return pids[:8]
+	}
+	return pids
+}
+
+// WatchOOM reports the kernel OOM-killing a process of the cgroup. The
+// channel carries at most one pending event (later ones coalesce into it),
+// and is closed when ctx ends or the cgroup is removed. Start it before the
+// executor runs. Needs the memory controller (cgroups/mem).
+func (c *Cgroup) WatchOOM(ctx context.Context) (<-chan OOMEvent, error) {
+	out := make(chan OOMEvent, 1)
+	if err := c.b.watchOOM(ctx, c.id, out); err != nil {
+		return nil, fmt.Errorf("watch OOM of cgroup %s: %w", c.b.describe(), err)
+	}
+	return out, nil
+}
+
+// readPidsFile parses a cgroup.procs / tasks style file.
+func readPidsFile(path string) ([]int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// walkPids reads name (cgroup.procs, tasks, cgroup.threads) in dir and every
+// child cgroup below it.
+func walkPids(dir, name string) ([]int, error) {
+	var pids []int
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// A child cgroup removed while we walk is not an error.
+			if p != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		got, err := readPidsFile(filepath.Join(p, name))
+		if err != nil {
+			if p != dir && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		pids = append(pids, got...)
+		return nil
+	})
+	return pids, err
+}
+
+// rmdirTree removes a cgroup directory and its child cgroups, deepest first
+// (cgroupfs refuses rmdir of a cgroup with children; its files go with it).
+func rmdirTree(dir string) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &fs.PathError{Op: "rmdir", Path: dirs[i], Err: err}
+		}
+	}
+	return nil
+}
+
+// writeFile writes a control file; cgroupfs wants one write per value.
+func writeFile(path, value string) error {
+	return os.WriteFile(path, []byte(value), 0)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func readTrimmed(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
+}
+
+// freezeWait writes a freeze request and polls until state reports done, at
+// most limit: a task stuck in uninterruptible sleep can keep a cgroup
+// FREEZING forever, and Kill must go on regardless.
+func freezeWait(ctx context.Context, limit time.Duration, write func() error, done func() bool) error {
+	if err := write(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(limit)
+	delay := 100 * time.Microsecond
+	for !done() {
+		if time.Now().After(deadline) {
+			return errors.New("freeze did not complete in time")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+	return nil
+}
+
+// killPids SIGKILLs each pid; ones already gone are fine.
+func killPids(pids []int) {
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+}

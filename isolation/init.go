@@ -1,0 +1,179 @@
+package isolation
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// forwarded are the signals the init passes on to the executor's process
+// group; SIGKILL and SIGSTOP cannot be caught and act on the init itself
+// (SIGKILL of a pid namespace's init kills the whole namespace).
+var forwarded = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, unix.SIGALRM,
+}
+
+// InitMain is the container init, the hidden "mesolite launch" subcommand:
+// cmd/mesolite must call os.Exit(isolation.InitMain(args)) with the
+// arguments after "launch" before doing anything else (no flag parsing, no
+// logging setup). Launchers start it with a socket on fd 3 that brings the
+// spec and the executor's stdout and stderr, and a status pipe on fd 4
+// (--spec-fd, --status-fd).
+//
+// It reads the spec, which the launcher writes only once the init is in the
+// container's cgroup, then: in a mount namespace makes every mount private;
+// in a pid namespace mounts a fresh /proc; in a UTS namespace sets the
+// hostname. Without a pid namespace it then execs the executor in place.
+// With one it stays as pid 1: it starts the executor in its own session,
+// forwards SIGTERM, SIGINT, SIGHUP and the like to its process group, reaps
+// every orphan, and when the executor exits writes its wait status (status
+// pipe and Spec.StatusPath) and exits with its code, or 128+signal. The
+// kernel then kills whatever is left in the namespace.
+func InitMain(args []string) int {
+	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	specFD := fs.Int("spec-fd", 3, "fd to read the launch spec from")
+	statusFD := fs.Int("status-fd", 4, "fd to report progress to")
+	if err := fs.Parse(args); err != nil {
+		return 125
+	}
+	// Neither pipe may leak into the executor.
+	unix.CloseOnExec(*specFD)
+	unix.CloseOnExec(*statusFD)
+	status := os.NewFile(uintptr(*statusFD), "status")
+	report := json.NewEncoder(status)
+	fail := func(code int, format string, a ...any) int {
+		msg := fmt.Sprintf(format, a...)
+		_ = report.Encode(initMessage{Error: msg})
+		fmt.Fprintln(os.Stderr, "mesolite launch: "+msg)
+		return code
+	}
+
+	cfg, err := receiveSpec(*specFD)
+	if err != nil {
+		if err == io.EOF {
+			// The launcher gave up on us (could not place us in the cgroup).
+			return 125
+		}
+		return fail(125, "read spec: %v", err)
+	}
+	if len(cfg.Argv) == 0 {
+		return fail(125, "empty argv")
+	}
+	if err := setupNamespaces(cfg); err != nil {
+		return fail(125, "%v", err)
+	}
+	path, err := lookPath(cfg.Argv[0], cfg.Env, cfg.Dir)
+	if err != nil {
+		return fail(127, "%v", err)
+	}
+	if !cfg.Namespaces.Has(NamespacePID) {
+		if cfg.Dir != "" {
+			if err := os.Chdir(cfg.Dir); err != nil {
+				return fail(125, "%v", err)
+			}
+		}
+		_ = report.Encode(initMessage{Exec: true})
+		err := unix.Exec(path, cfg.Argv, cfg.Env)
+		return fail(127, "exec %s: %v", path, err)
+	}
+	return supervise(cfg, path, report, status)
+}
+
+func setupNamespaces(cfg initConfig) error {
+	if cfg.Namespaces.Has(NamespaceMount) {
+		// Nothing mounted in here may propagate to the host, nor the host's
+		// later mounts in here.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make mounts private: %w", err)
+		}
+	}
+	if cfg.Namespaces.Has(NamespacePID) {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mount /proc: %w", err)
+		}
+	}
+	if cfg.Namespaces.Has(NamespaceUTS) && cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	return nil
+}
+
+func supervise(cfg initConfig, path string, report *json.Encoder, status *os.File) int {
+	sigs := make(chan os.Signal, 64)
+	// Subscribed before the executor starts, so its SIGCHLD cannot be missed.
+	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, forwarded...)...)
+	cmd := &exec.Cmd{
+		Path:        path,
+		Args:        cfg.Argv,
+		Env:         cfg.Env,
+		Dir:         cfg.Dir,
+		Stdin:       os.Stdin,
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		_ = report.Encode(initMessage{Error: err.Error()})
+		fmt.Fprintln(os.Stderr, "mesolite launch: "+err.Error())
+		return 127
+	}
+	child := cmd.Process.Pid
+	_ = report.Encode(initMessage{Started: child})
+
+	// Reaping is ours (wait4 on any pid), not exec.Cmd's; a SIGCHLD lost to a
+	// full channel is caught by the ticker.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD {
+				_ = unix.Kill(-child, sig.(syscall.Signal))
+				continue
+			}
+		case <-tick.C:
+		}
+		if ws, ok := reap(child); ok {
+			if cfg.StatusPath != "" {
+				if err := writeStatusFile(cfg.StatusPath, ws); err != nil {
+					fmt.Fprintln(os.Stderr, "mesolite launch: write status:", err)
+				}
+			}
+			w := int(ws)
+			_ = report.Encode(initMessage{Exit: &w})
+			status.Close()
+			return exitStatusFromWait(ws).Code
+		}
+	}
+}
+
+// reap collects every exited child; ok once child is among them.
+func reap(child int) (unix.WaitStatus, bool) {
+	var found unix.WaitStatus
+	ok := false
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return found, ok
+		}
+		if pid == child {
+			found, ok = ws, true
+		}
+	}
+}

@@ -1,0 +1,311 @@
+package isolation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initProc is a started init waiting for its spec. It may have been started
+// for this launch (cold) or ahead of time by an initPool (warm).
+type initProc struct {
+	cmd   *exec.Cmd
+	sock  *os.File // our end of the spec socket (fd 3 in the init)
+	statR *os.File // the init's status pipe (fd 4 in the init)
+	// inCgroup: clone3 already put it into the launch's cgroup.
+	inCgroup bool
+}
+
+// startInit starts an init in namespaces ns. A cold init gets the launch's
+// directory, outputs and cgroup at clone time; a warm one gets them with the
+// spec.
+func startInit(opts LauncherOptions, ns Namespaces, dir string, stdout, stderr, cgfd *os.File) (*initProc, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("launch: socketpair: %w", err)
+	}
+	sock := os.NewFile(uintptr(fds[0]), "spec")
+	childSock := os.NewFile(uintptr(fds[1]), "spec-child")
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		sock.Close()
+		childSock.Close()
+		return nil, err
+	}
+	args := append([]string{opts.InitPath}, opts.InitArgs...)
+	args = append(args, "--spec-fd=3", "--status-fd=4")
+	cmd := &exec.Cmd{
+		Path:       opts.InitPath,
+		Args:       args,
+		Env:        opts.InitEnv,
+		Dir:        dir,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{childSock, statW},
+		SysProcAttr: &syscall.SysProcAttr{
+			Setsid:     true,
+			Cloneflags: cloneFlags(ns),
+		},
+	}
+	if cgfd != nil {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(cgfd.Fd())
+	}
+	err = cmd.Start()
+	childSock.Close()
+	statW.Close()
+	if err != nil {
+		sock.Close()
+		statR.Close()
+		return nil, fmt.Errorf("launch: start init %s: %w", opts.InitPath, err)
+	}
+	return &initProc{cmd: cmd, sock: sock, statR: statR, inCgroup: cgfd != nil}, nil
+}
+
+// kill ends an init that will not be used and reaps it.
+func (ip *initProc) kill() {
+	_ = ip.cmd.Process.Kill()
+	_ = ip.cmd.Wait()
+	ip.sock.Close()
+	ip.statR.Close()
+}
+
+// handoff puts the init into spec's cgroup, sends it the spec with the
+// outputs, and waits until the executor runs. retry reports a failure of
+// the init itself before it saw the spec (a warm init that died meanwhile),
+// after which a fresh init may succeed.
+func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.File) (p Process, retry bool, err error) {
+	abort := func(retry bool, err error) (Process, bool, error) {
+		ip.kill()
+		return nil, retry, err
+	}
+	if spec.Cgroup != nil && !ip.inCgroup {
+		if err := spec.Cgroup.AddProcess(ip.cmd.Process.Pid); err != nil {
+			return abort(errors.Is(err, unix.ESRCH), fmt.Errorf("launch: %w", err))
+		}
+	}
+	// The init blocks reading this until now: it is in its cgroup before it
+	// can start anything.
+	cfg := initConfig{
+		Argv: spec.Argv, Env: nonNil(spec.Env), Dir: spec.Dir, Namespaces: spec.Namespaces,
+		Hostname: spec.Hostname, StatusPath: spec.StatusPath,
+	}
+	if err := ip.sendSpec(cfg, stdout, stderr); err != nil {
+		return abort(true, fmt.Errorf("launch: send spec to init: %w", err))
+	}
+
+	// A context end during the handshake kills the init, which ends the
+	// reads below with EOF.
+	stop := context.AfterFunc(ctx, func() { _ = ip.cmd.Process.Kill() })
+	defer stop()
+	dec := json.NewDecoder(ip.statR)
+	sawExec := false
+	var initErr string
+	for {
+		var msg initMessage
+		if err := dec.Decode(&msg); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return abort(false, fmt.Errorf("launch: read init status: %w", err))
+			}
+			break
+		}
+		switch {
+		case msg.Error != "":
+			initErr = msg.Error
+		case msg.Exec:
+			sawExec = true
+		case msg.Started != 0:
+			if ctx.Err() != nil {
+				return abort(false, fmt.Errorf("launch: %w", ctx.Err()))
+			}
+			return newChild(ip.cmd, true, spec.StatusPath, ip.statR, dec), false, nil
+		}
+	}
+	// EOF: the pipe closes on a successful exec (close-on-exec), or when the
+	// init exits having failed.
+	if initErr == "" && sawExec && ctx.Err() == nil {
+		ip.statR.Close()
+		return newChild(ip.cmd, false, spec.StatusPath, nil, nil), false, nil
+	}
+	werr := ip.cmd.Wait()
+	ip.statR.Close()
+	switch {
+	case ctx.Err() != nil:
+		return nil, false, fmt.Errorf("launch: %w", ctx.Err())
+	case initErr != "":
+		return nil, false, fmt.Errorf("launch %q: %s", spec.Argv[0], initErr)
+	default:
+		return nil, false, fmt.Errorf("launch %q: init exited before starting it (%v); see the container's stderr", spec.Argv[0], werr)
+	}
+}
+
+// sendSpec writes cfg as one JSON line, with the executor's stdout and
+// stderr passed along as SCM_RIGHTS on its first byte, then closes the
+// socket.
+func (ip *initProc) sendSpec(cfg initConfig, stdout, stderr *os.File) error {
+	defer ip.sock.Close()
+	payload, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	payload = append(payload, '\n')
+	var devnull *os.File
+	outFD := func(f *os.File) (int, error) {
+		if f != nil {
+			return int(f.Fd()), nil
+		}
+		if devnull == nil {
+			if devnull, err = os.OpenFile(os.DevNull, os.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
+				return -1, err
+			}
+		}
+		return int(devnull.Fd()), nil
+	}
+	defer func() {
+		if devnull != nil {
+			devnull.Close()
+		}
+	}()
+	o, err := outFD(stdout)
+	if err != nil {
+		return err
+	}
+	e, err := outFD(stderr)
+	if err != nil {
+		return err
+	}
+	n, err := unix.SendmsgN(int(ip.sock.Fd()), payload, unix.UnixRights(o, e), nil, 0)
+	if err != nil {
+		return err
+	}
+	if n < len(payload) {
+		// The init closes its end as soon as it has the whole spec, so only
+		// write what the first message did not carry.
+		_, err = ip.sock.Write(payload[n:])
+	}
+	return err
+}
+
+// receiveSpec is the init's side of sendSpec: it reads the spec from fd and
+// makes the passed outputs its stdout and stderr.
+func receiveSpec(fd int) (initConfig, error) {
+	var cfg initConfig
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if n == 0 {
+		return cfg, io.EOF
+	}
+	var rights []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for i := range msgs {
+			if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				rights = append(rights, fds...)
+			}
+		}
+	}
+	if len(rights) == 2 {
+		for i, target := range []int{1, 2} {
+			if err := unix.Dup3(rights[i], target, 0); err != nil {
+				return cfg, fmt.Errorf("install output fd: %w", err)
+			}
+			unix.Close(rights[i])
+		}
+	}
+	rest := os.NewFile(uintptr(fd), "spec")
+	defer rest.Close()
+	err = json.NewDecoder(io.MultiReader(bytes.NewReader(buf[:n]), rest)).Decode(&cfg)
+	return cfg, err
+}
+
+// initPool keeps opts.Prestart inits per namespace set started and waiting.
+type initPool struct {
+	opts    LauncherOptions
+	mu      sync.Mutex
+	idle    map[Namespaces][]*initProc
+	filling map[Namespaces]int
+	closed  bool
+}
+
+func newInitPool(opts LauncherOptions) *initPool {
+	return &initPool{opts: opts, idle: map[Namespaces][]*initProc{}, filling: map[Namespaces]int{}}
+}
+
+// take returns a waiting init for ns, or nil. The caller refills the pool
+// once its launch is through: starting an init is a burst of CPU that should
+// not compete with the launch it was kept for.
+func (p *initPool) take(ns Namespaces) *initProc {
+	if p.opts.Prestart <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ip *initProc
+	if list := p.idle[ns]; len(list) > 0 {
+		ip, p.idle[ns] = list[0], list[1:]
+	}
+	return ip
+}
+
+// fill starts inits in the background until ns has opts.Prestart of them.
+func (p *initPool) fill(ns Namespaces) {
+	if p.opts.Prestart <= 0 {
+		return
+	}
+	p.mu.Lock()
+	need := p.opts.Prestart - len(p.idle[ns]) - p.filling[ns]
+	if p.closed || need <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.filling[ns] += need
+	p.mu.Unlock()
+	for range need {
+		go func() {
+			ip, err := startInit(p.opts, ns, "/", nil, nil, nil)
+			p.mu.Lock()
+			p.filling[ns]--
+			keep := err == nil && !p.closed
+			if keep {
+				p.idle[ns] = append(p.idle[ns], ip)
+			}
+			p.mu.Unlock()
+			if err == nil && !keep {
+				ip.kill()
+			}
+		}()
+	}
+}
+
+func (p *initPool) close() error {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = map[Namespaces][]*initProc{}
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, ip := range list {
+			ip.kill()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package isolation
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/testutil"
+)
+
+func TestPidNamespace(t *testing.T) {
+	requireCgroups(t)
+	m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
+	ctx := testCtx(t, 30*time.Second)
+	cg, err := m.Create(ctx, "pidns", Limits{CPUs: 1, MemoryBytes: 256 << 20, Pids: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := modeSpec(t, "nsinfo")
+	spec.Namespaces = NamespacePID | NamespaceIPC | NamespaceUTS
+	spec.Hostname = "mesolite-test"
+	spec.Cgroup = cg
+	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+	spec.StderrPath = filepath.Join(spec.Dir, "stderr")
+	hostProcBefore := mountCount(t)
+	warm := testLauncherOptions(t)
+	warm.Prestart = 1
+	l := NewLinuxLauncher(warm)
+	defer l.Close()
+	l.Prestart(spec.Namespaces)
+	// Let the prestarted init come up, so the launch below takes it and the
+	// spec, cgroup and outputs all arrive after the clone.
+	warmPid := waitPrestarted(t, l.pool, spec.Namespaces|NamespaceMount)
+	p, err := l.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pid() != warmPid {
+		t.Errorf("launch used init %d, not the prestarted %d", p.Pid(), warmPid)
+	}
+	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+		errOut, _ := os.ReadFile(spec.StderrPath)
+		t.Fatalf("nsinfo: %s, %v (stderr %q)", st, err, errOut)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(readFileT(t, spec.StdoutPath), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		out[k] = v
+	}
+	hostNS, _ := os.Readlink("/proc/self/ns/pid")
+	if out["pidns"] == "" || out["pidns"] == hostNS {
+		t.Errorf("container pid namespace %q, host %q: want a different one", out["pidns"], hostNS)
+	}
+	// The init's threads take pids too, so the executor is not always 2.
+	if out["ppid"] != "1" || out["pid"] == "" || out["pid"] == "1" {
+		t.Errorf("executor pid %s ppid %s, want a child of the init (pid 1)", out["pid"], out["ppid"])
+	}
+	if got, want := out["procs"], "1,"+out["pid"]; got != want {
+		t.Errorf("/proc inside lists pids %q, want only the container's (%s)", got, want)
+	}
+	if hn, _ := os.Hostname(); out["hostname"] != "mesolite-test" || hn == "mesolite-test" {
+		t.Errorf("hostname inside %q (host %q), want mesolite-test inside only", out["hostname"], hn)
+	}
+	if after := mountCount(t); after != hostProcBefore {
+		t.Errorf("host mount table changed from %d to %d entries: the container's /proc leaked", hostProcBefore, after)
+	}
+	if err := cg.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPrestarted waits until pool has an init waiting for ns and returns its pid.
+func waitPrestarted(t testing.TB, pool *initPool, ns Namespaces) int {
+	t.Helper()
+	pid := 0
+	testutil.Eventually(t, 10*time.Second, time.Millisecond, func() bool {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		if list := pool.idle[ns]; len(list) > 0 {
+			pid = list[0].cmd.Process.Pid
+		}
+		return pid != 0
+	}, "prestarted init for %s", ns)
+	return pid
+}
+
+func mountCount(t *testing.T) int {
+	t.Helper()
+	return strings.Count(readFileT(t, "/proc/self/mountinfo"), "\n")
+}
+
+func launchers(t *testing.T) map[string]Launcher {
+	t.Helper()
+	warm := testLauncherOptions(t)
+	warm.Prestart = 2
+	ls := map[string]Launcher{
+		"posix":                NewPosixLauncher(testLauncherOptions(t)),
+		"linux-pidns":          pidnsLauncher{NewLinuxLauncher(testLauncherOptions(t))},
+		"linux-pidns-prestart": pidnsLauncher{NewLinuxLauncher(warm)},
+	}
+	for _, l := range ls {
+		t.Cleanup(func() { _ = l.Close() })
+	}
+	return ls
+}
+
+// pidnsLauncher launches everything in a pid namespace.
+type pidnsLauncher struct{ *LinuxLauncher }
+
+func (l pidnsLauncher) Launch(ctx context.Context, spec Spec) (Process, error) {
+	spec.Namespaces |= NamespacePID
+	return l.LinuxLauncher.Launch(ctx, spec)
+}
+
+func TestLaunchExitStatus(t *testing.T) {
+	testutil.RequireRoot(t)
+	for name, l := range launchers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			tests := []struct {
+				name string
+				spec Spec
+				want ExitStatus
+			}{
+				{"exit 0", modeSpec(t, "exit", "0"), ExitStatus{Known: true}},
+				{"exit 3", modeSpec(t, "exit", "3"), ExitStatus{Known: true, Code: 3}},
+				{"killed", modeSpec(t, "selfkill"), ExitStatus{Known: true, Code: 137, Signal: syscall.SIGKILL}},
+				{"true via PATH", Spec{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}}, ExitStatus{Known: true}},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					p, err := l.Launch(ctx, tt.spec)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := p.Wait(ctx)
+					if err != nil || got != tt.want {
+						t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+					}
+					if tt.want.Signal != 0 && got.WaitStatus() != int(tt.want.Signal) {
+						t.Errorf("wait status %#x", got.WaitStatus())
+					}
+					if err := p.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+						t.Errorf("Signal after exit: %v, want ErrProcessDone", err)
+					}
+				})
+			}
+			t.Run("not found", func(t *testing.T) {
+				_, err := l.Launch(ctx, Spec{Argv: []string{"no-such-executor"}, Env: []string{"PATH=/nonexistent"}})
+				if !errors.Is(err, exec.ErrNotFound) && (err == nil || !strings.Contains(err.Error(), "not found")) {
+					t.Fatalf("err = %v, want not found", err)
+				}
+			})
+			t.Run("invalid", func(t *testing.T) {
+				if _, err := l.Launch(ctx, Spec{}); !errors.Is(err, errdefs.ErrInvalid) {
+					t.Fatalf("empty argv: %v, want ErrInvalid", err)
+				}
+				if _, err := l.Launch(ctx, Spec{Argv: []string{"true"}, Hostname: "x"}); !errors.Is(err, errdefs.ErrInvalid) {
+					t.Fatalf("hostname without UTS: %v, want ErrInvalid", err)
+				}
+			})
+		})
+	}
+}
+
+func TestSignalForwarding(t *testing.T) {
+	testutil.RequireRoot(t)
+	for name, l := range launchers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			spec := modeSpec(t, "trap")
+			spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+			p, err := l.Launch(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitReady(t, spec.StdoutPath)
+			if err := p.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := p.Wait(ctx); err != nil || st.Code != 42 || st.Signal != 0 {
+				t.Fatalf("after SIGTERM: %s, %v; want the executor's own exit 42", st, err)
+			}
+		})
+	}
+}
+
+func waitReady(t *testing.T, stdout string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, 2*time.Millisecond, func() bool {
+		b, _ := os.ReadFile(stdout)
+		return strings.Contains(string(b), "ready")
+	}, "executor ready")
+}
+
+func TestAttach(t *testing.T) {
+	testutil.RequireRoot(t)
+	ctx := testCtx(t, 30*time.Second)
+	spec := modeSpec(t, "trap")
+	spec.Namespaces = NamespacePID
+	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+	spec.StatusPath = filepath.Join(spec.Dir, "status")
+	p, err := NewLinuxLauncher(testLauncherOptions(t)).Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, spec.StdoutPath)
+	h := p.Handle()
+	if h.Pid != p.Pid() || h.StartTime == 0 || !h.Supervised || h.StatusPath != spec.StatusPath {
+		t.Fatalf("handle %+v", h)
+	}
+	// As a restarted agent would: from the checkpointed handle alone.
+	a, err := Attach(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := testCtx(t, 50*time.Millisecond)
+	if _, err := a.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on a running process: %v", err)
+	}
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.Wait(ctx)
+	if err != nil || st != (ExitStatus{Known: true, Code: 42}) {
+		t.Fatalf("attached Wait: %+v, %v; want exit 42 from the status file", st, err)
+	}
+	if st, _ := p.Wait(ctx); st.Code != 42 {
+		t.Fatalf("launcher Wait: %s", st)
+	}
+
+	t.Run("recycled pid", func(t *testing.T) {
+		a, err := Attach(Handle{Pid: os.Getpid(), StartTime: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := a.Wait(ctx)
+		if err != nil || st.Known {
+			t.Fatalf("got %+v, %v; want an exited process with unknown status", st, err)
+		}
+	})
+	t.Run("unsupervised", func(t *testing.T) {
+		spec := modeSpec(t, "trap")
+		spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+		p, err := NewPosixLauncher(testLauncherOptions(t)).Launch(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitReady(t, spec.StdoutPath)
+		a, err := Attach(p.Handle())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := p.Wait(ctx); st.Code != 42 {
+			t.Fatalf("launcher Wait: %s", st)
+		}
+		if st, err := a.Wait(ctx); err != nil || st.Known {
+			t.Fatalf("attached Wait without a status file: %+v, %v; want unknown", st, err)
+		}
+	})
+}

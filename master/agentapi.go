@@ -1,0 +1,642 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/master/allocator"
+	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/master/store"
+	"google.golang.org/protobuf/proto"
+)
+
+// ProtocolVersion is the master-agent protocol version this master speaks
+// (docs/agent-protocol.md). A REGISTER with another version is refused.
+const ProtocolVersion = 1
+
+// handleAgent serves POST /api/v1/agent.
+func (m *Master) handleAgent(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && !m.isLeader() {
+		m.redirect(w, r)
+		return
+	}
+	call := &agentpb.Call{}
+	reqCodec, err := readCall(w, r, call)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	switch call.GetType() {
+	case agentpb.Call_REGISTER:
+		m.registerHTTP(w, r, call, reqCodec)
+		return
+	case agentpb.Call_UPDATE, agentpb.Call_MESSAGE, agentpb.Call_EXECUTOR_EXITED, agentpb.Call_UPDATE_RESOURCES:
+	default:
+		writeError(w, httpErr(http.StatusBadRequest, "Unknown or missing call type %q", call.GetType().String()))
+		return
+	}
+	if err := m.agentCall(r, call); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// registration is a validated REGISTER.
+type registration struct {
+	id      string // empty for a new agent
+	claimed bool   // the agent came with an id
+	info    *mesos.AgentInfo
+	total   resources.Resources
+	ip      string
+	port    int
+	addr    string
+	version string
+	reg     *agentpb.Call_Register
+}
+
+func validateRegister(call *agentpb.Call) (*registration, error) {
+	reg := call.GetRegister()
+	if reg == nil {
+		return nil, errors.New("Expecting 'register' to be present")
+	}
+	if v := reg.GetProtocolVersion(); v != ProtocolVersion {
+		return nil, fmt.Errorf("Agent speaks protocol version %d; this master speaks version %d: upgrade the older of the two", v, ProtocolVersion)
+	}
+	info := proto.Clone(reg.GetAgentInfo()).(*mesos.AgentInfo)
+	if info.GetHostname() == "" {
+		return nil, errors.New("'agent_info.hostname' must not be empty")
+	}
+	total, err := resources.FromProto(info.GetResources())
+	if err != nil {
+		return nil, fmt.Errorf("'agent_info.resources' are invalid: %v", err)
+	}
+	id := call.GetAgentId().GetValue()
+	if id == "" {
+		id = info.GetId().GetValue()
+	} else if info.Id != nil && info.GetId().GetValue() != id {
+		return nil, fmt.Errorf("'agent_id' %q differs from 'agent_info.id' %q", id, info.GetId().GetValue())
+	}
+	if id != "" {
+		if err := validateID("Agent ID", id); err != nil {
+			return nil, err
+		}
+	}
+	addr := reg.GetAddress()
+	port := int(addr.GetPort())
+	if port <= 0 || port > 65535 {
+		return nil, fmt.Errorf("'address.port' %d is not a TCP port", port)
+	}
+	ip := addr.GetIp()
+	if ip == "" {
+		ip = addr.GetHostname()
+	}
+	if ip == "" {
+		ip = info.GetHostname()
+	}
+	if info.Port == nil {
+		info.Port = proto.Int32(int32(port))
+	}
+	for _, t := range reg.GetTasks() {
+		if t.GetAgentId().GetValue() != "" && id != "" && t.GetAgentId().GetValue() != id {
+			return nil, fmt.Errorf("task %s is reported on agent %s, not %s", t.GetTaskId().GetValue(), t.GetAgentId().GetValue(), id)
+		}
+	}
+	return &registration{
+		id: id, claimed: id != "", info: info, total: total, ip: ip, port: port,
+		addr: net.JoinHostPort(ip, strconv.Itoa(port)), version: reg.GetVersion(), reg: reg,
+	}, nil
+}
+
+func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agentpb.Call, reqCodec codec.Codec) {
+	respCodec, err := codec.ForAccept(r.Header.Get("Accept"), reqCodec)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	reg, err := validateRegister(call)
+	if err != nil {
+		writeError(w, httpErr(http.StatusBadRequest, "%v", err))
+		return
+	}
+	m.mu.Lock()
+	if !m.elected {
+		m.mu.Unlock()
+		m.redirect(w, r)
+		return
+	}
+	registeredAt := m.clock.Now()
+	if reg.id == "" {
+		reg.id = fmt.Sprintf("%s-S%d", m.id, m.nextAgentID.Add(1)-1)
+	} else if a := m.agents[reg.id]; a != nil && !a.registeredTime.IsZero() {
+		registeredAt = a.registeredTime
+	}
+	reg.info.Id = &mesos.AgentID{Value: proto.String(reg.id)}
+	m.mu.Unlock()
+
+	if m.store != nil {
+		// Admission is durable before the agent hears of it, so a master
+		// restart never forgets an id it handed out.
+		if err := m.store.PutAgent(store.Agent{ID: reg.id, Info: reg.info, Address: reg.addr, Version: reg.version, RegisteredAt: registeredAt}); err != nil {
+			m.log.Error("cannot persist agent", "agent_id", reg.id, "error", err)
+			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the agent in the registry: %v", err))
+			return
+		}
+	}
+	s := newStream(uuid.NewString(), respCodec)
+	if err := m.admitAgent(reg, s); err != nil {
+		if errors.Is(err, errNotLeader) {
+			m.redirect(w, r)
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	startStream(w, respCodec, s.id)
+	ping, _ := respCodec.Marshal(&agentpb.Event{Type: agentpb.Event_PING.Enum()})
+	err = s.serve(r.Context(), w, ping, m.cfg.HeartbeatInterval, m.cfg.AgentPingTimeout)
+	m.agentStreamEnded(reg.id, s, err)
+}
+
+// fillAgent sets an agent's description from what it registered with.
+func (m *Master) fillAgent(a *agent, info *mesos.AgentInfo, addr, version string) {
+	a.info = info
+	a.hostname = info.GetHostname()
+	a.addr = addr
+	a.version = version
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		a.ip = host
+		a.port, _ = strconv.Atoi(port)
+	}
+	a.total, _ = resources.FromProto(info.GetResources())
+}
+
+// admitAgent installs a registration: a new agent, or an agent coming back
+// (after a disconnection, an agent restart or a master failover), whose
+// reported tasks are reconciled with the master's books.
+func (m *Master) admitAgent(reg *registration, s *stream) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.elected || m.shutdown {
+		return errNotLeader
+	}
+	now := m.clock.Now()
+	a := m.agents[reg.id]
+	log := m.log.With("agent_id", reg.id, "hostname", reg.info.GetHostname(), "address", reg.addr)
+	reregister := a != nil
+	if a == nil {
+		a = newAgent(reg.id)
+		a.registeredTime = now
+		m.agents[a.id] = a
+		if reg.claimed {
+			log.Info("agent re-admitted with an id this master did not know", "tasks", len(reg.reg.GetTasks()))
+		}
+	}
+	if a.stream != nil {
+		_ = a.stream.send(&agentpb.Event{Type: agentpb.Event_ERROR.Enum(), Error: &agentpb.Event_Error{Message: proto.String("agent re-registered on a new connection")}})
+		a.stream.close()
+	}
+	// Offers on the agent are void: its resources may have changed.
+	for _, o := range a.offers {
+		m.removeOffer(o, true, 0)
+	}
+	if reregister {
+		a.reregisteredTime = now
+		m.counters.agentReregistrations++
+	} else {
+		m.counters.agentRegistrations++
+	}
+	if a.registeredTime.IsZero() {
+		a.registeredTime = now
+	}
+	m.fillAgent(a, reg.info, reg.addr, reg.version)
+	a.stream = s
+	a.connected = true
+	a.recovered = false
+	a.removeDeadline = time.Time{}
+
+	m.alloc.AddAgent(a.id, a.total, true)
+	m.reconcileAgent(a, reg.reg)
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			if !t.released {
+				m.alloc.Use(t.fw.id, a.id, t.role, t.res)
+			}
+		}
+	}
+	for _, es := range a.executors {
+		for _, e := range es {
+			m.alloc.Use(e.fwID, a.id, e.role, e.res)
+		}
+	}
+	if addr := net.ParseIP(a.ip); addr != nil && addr.IsLoopback() && !m.selfIsLoopback() {
+		log.Warn("agent advertises a loopback address to a master that is not on loopback; set the agent's --advertise_ip")
+	}
+	_ = s.send(&agentpb.Event{
+		Type: agentpb.Event_REGISTERED.Enum(),
+		Registered: &agentpb.Event_Registered{
+			AgentId:                  &mesos.AgentID{Value: proto.String(a.id)},
+			MasterInfo:               m.info,
+			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
+		},
+	})
+	// Kills the agent missed while it was away.
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			if t.killRequested && !isTerminal(t.state()) {
+				m.sendAgent(a, killEvent(t.fw.id, t.t.GetTaskId(), t.killPolicy))
+			}
+		}
+	}
+	log.Info("agent registered", "reregistered", reregister, "resources", a.total.String(), "tasks", len(reg.reg.GetTasks()))
+	m.triggerAllocation()
+	return nil
+}
+
+func (m *Master) selfIsLoopback() bool {
+	ip := net.ParseIP(m.self.IP)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reconcileAgent brings the books in line with what a (re-)registering
+// agent reports. Tasks the master knows there but the agent does not are
+// lost (TASK_GONE for PARTITION_AWARE frameworks); tasks the agent reports
+// that the master does not know are adopted; tasks of torn-down frameworks
+// are shut down.
+func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
+	infos := make(map[string]*mesos.FrameworkInfo)
+	for _, fi := range reg.GetFrameworks() {
+		infos[fi.GetId().GetValue()] = fi
+	}
+	reported := make(map[string]map[string]*mesos.Task)
+	shutdown := make(map[string]bool)
+	for _, rt := range reg.GetTasks() {
+		fwID := rt.GetFrameworkId().GetValue()
+		if m.removedFWs[fwID] {
+			shutdown[fwID] = true
+			continue
+		}
+		if reported[fwID] == nil {
+			reported[fwID] = make(map[string]*mesos.Task)
+		}
+		reported[fwID][rt.GetTaskId().GetValue()] = rt
+	}
+	for _, e := range reg.GetExecutors() {
+		if fwID := e.GetFrameworkId().GetValue(); m.removedFWs[fwID] {
+			shutdown[fwID] = true
+		}
+	}
+	for fwID := range shutdown {
+		m.sendAgent(a, shutdownFramework(fwID))
+	}
+
+	// Known here, not reported: gone.
+	for fwID, ts := range a.tasks {
+		for _, id := range sortedTaskIDs(ts) {
+			t := ts[id]
+			if reported[fwID][id] != nil {
+				continue
+			}
+			if isTerminal(t.state()) {
+				// Its terminal update was delivered and the agent moved on.
+				m.completeTask(t)
+				continue
+			}
+			state := mesos.TaskState_TASK_LOST
+			if t.fw.partitionAware {
+				state = mesos.TaskState_TASK_GONE
+			}
+			msg := "Task is unknown to agent " + a.id + " which re-registered without it"
+			st := &mesos.TaskStatus{
+				TaskId: t.t.GetTaskId(), State: state.Enum(), Source: mesos.TaskStatus_SOURCE_MASTER.Enum(),
+				Reason: mesos.TaskStatus_REASON_TASK_UNKNOWN.Enum(), Message: proto.String(msg),
+				AgentId: t.t.GetAgentId(), Timestamp: proto.Float64(timestamp(m.clock.Now())),
+			}
+			m.setTaskState(t, st, state)
+			m.completeTask(t)
+			m.sendFramework(t.fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+		}
+	}
+
+	// Executors, with their containers for sandbox links.
+	containers := make(map[string]*agentpb.Call_ExecutorContainer)
+	for _, c := range reg.GetContainers() {
+		containers[c.GetFrameworkId().GetValue()+"/"+c.GetExecutorId().GetValue()] = c
+	}
+	for _, ei := range reg.GetExecutors() {
+		fwID := ei.GetFrameworkId().GetValue()
+		if fwID == "" || shutdown[fwID] {
+			continue
+		}
+		fw := m.adoptFramework(fwID, infos[fwID])
+		id := ei.GetExecutorId().GetValue()
+		e := fw.executor(a.id, id)
+		if e == nil {
+			res, err := resources.FromProto(ei.GetResources())
+			if err != nil {
+				m.log.Warn("executor with invalid resources reported; counting none", "agent_id", a.id, "executor_id", id, "error", err)
+			}
+			role := fw.allocationRole()
+			if roles, _ := resources.AllocationRoles(ei.GetResources()); len(roles) == 1 {
+				role = roles[0]
+			}
+			e = &executor{info: ei, fwID: fwID, agentID: a.id, res: res, role: role}
+			if fw.executors[a.id] == nil {
+				fw.executors[a.id] = map[string]*executor{}
+			}
+			fw.executors[a.id][id] = e
+			if a.executors[fwID] == nil {
+				a.executors[fwID] = map[string]*executor{}
+			}
+			a.executors[fwID][id] = e
+		}
+		if c := containers[fwID+"/"+id]; c != nil {
+			e.containerID = c.GetContainerId().GetValue()
+			e.directory = c.GetDirectory()
+		}
+	}
+	// Executors the master knows here but the agent no longer runs.
+	for fwID, es := range a.executors {
+		for id, e := range es {
+			found := false
+			for _, ei := range reg.GetExecutors() {
+				if ei.GetFrameworkId().GetValue() == fwID && ei.GetExecutorId().GetValue() == id {
+					found = true
+					break
+				}
+			}
+			if !found {
+				if fw := m.frameworks[fwID]; fw != nil {
+					m.removeExecutor(a, fw, e)
+				}
+			}
+		}
+	}
+
+	// Reported: adopt or refresh.
+	for fwID, ts := range reported {
+		fw := m.adoptFramework(fwID, infos[fwID])
+		for id, rt := range ts {
+			t := fw.tasks[id]
+			if t == nil || t.agentID != a.id {
+				if t != nil {
+					m.log.Warn("task reported by a second agent; keeping the newer report", "task_id", id, "old_agent", t.agentID, "agent_id", a.id)
+					m.completeTask(t)
+				}
+				t = m.adoptTask(a, fw, rt)
+			}
+			if len(rt.GetStatuses()) > 0 {
+				last := rt.GetStatuses()[len(rt.GetStatuses())-1]
+				if n := len(t.t.Statuses); n == 0 || !proto.Equal(t.t.Statuses[n-1], last) {
+					t.t.Statuses = append(t.t.Statuses, proto.Clone(last).(*mesos.TaskStatus))
+				}
+				if cid := last.GetContainerStatus().GetContainerId(); cid != nil {
+					for cid.GetParent() != nil {
+						cid = cid.GetParent()
+					}
+					t.containerID = cid.GetValue()
+				}
+			}
+			t.t.State = rt.State
+			t.t.StatusUpdateState = rt.StatusUpdateState
+			t.t.StatusUpdateUuid = rt.StatusUpdateUuid
+			if isTerminal(rt.GetState()) && !t.released {
+				t.released = true
+			} else if !isTerminal(rt.GetState()) && t.released {
+				// Back from the dead (the agent was removed, then returned).
+				t.released = false
+			}
+		}
+	}
+}
+
+// adoptFramework returns the framework, creating a recovered one when an
+// agent reports tasks of a framework this master has not seen subscribe.
+func (m *Master) adoptFramework(fwID string, info *mesos.FrameworkInfo) *framework {
+	if fw := m.frameworks[fwID]; fw != nil {
+		return fw
+	}
+	if info == nil {
+		info = &mesos.FrameworkInfo{User: proto.String(""), Name: proto.String("")}
+	} else {
+		info = proto.Clone(info).(*mesos.FrameworkInfo)
+	}
+	info.Id = &mesos.FrameworkID{Value: proto.String(fwID)}
+	fw := newFramework(fwID, info)
+	fw.recovered = true
+	fw.failoverTimeout = m.failoverTimeout(info)
+	fw.failoverDeadline = m.clock.Now().Add(max(fw.failoverTimeout, m.cfg.AgentReregisterTimeout))
+	m.frameworks[fwID] = fw
+	m.alloc.AddFramework(fwID, allocatorFramework(fw, false))
+	m.log.Info("framework recovered from an agent's report", "framework_id", fwID, "name", info.GetName())
+	return fw
+}
+
+// adoptTask records a task an agent reports that the master did not know.
+func (m *Master) adoptTask(a *agent, fw *framework, rt *mesos.Task) *task {
+	t := &task{t: proto.Clone(rt).(*mesos.Task), fw: fw, agentID: a.id, role: fw.allocationRole()}
+	t.t.AgentId = &mesos.AgentID{Value: proto.String(a.id)}
+	t.t.FrameworkId = &mesos.FrameworkID{Value: proto.String(fw.id)}
+	res, err := resources.FromProto(rt.GetResources())
+	if err != nil {
+		m.log.Warn("task with invalid resources reported; counting none", "agent_id", a.id, "task_id", rt.GetTaskId().GetValue(), "error", err)
+	}
+	t.res = res
+	if roles, _ := resources.AllocationRoles(rt.GetResources()); len(roles) == 1 {
+		t.role = roles[0]
+	}
+	t.released = isTerminal(rt.GetState())
+	fw.tasks[t.id()] = t
+	a.addTask(t)
+	return t
+}
+
+// agentCall handles the calls an agent makes on its stream.
+func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
+	id := call.GetAgentId().GetValue()
+	if id == "" {
+		return httpErr(http.StatusBadRequest, "Expecting 'agent_id' to be present")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.elected {
+		return httpErr(http.StatusServiceUnavailable, "Not the leading master")
+	}
+	a := m.agents[id]
+	if a == nil || a.stream == nil {
+		return httpErr(http.StatusForbidden, "Agent '%s' is not registered: send REGISTER first", id)
+	}
+	sid := r.Header.Get("Mesos-Stream-Id")
+	if sid == "" {
+		return httpErr(http.StatusBadRequest, "All non-register calls should include the 'Mesos-Stream-Id' header")
+	}
+	if sid != a.stream.id {
+		return httpErr(http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with agent ID '%s'", sid, id)
+	}
+	switch call.GetType() {
+	case agentpb.Call_UPDATE:
+		if call.Update == nil {
+			return httpErr(http.StatusBadRequest, "Expecting 'update' to be present")
+		}
+		m.statusUpdate(a, call.GetUpdate())
+	case agentpb.Call_MESSAGE:
+		msg := call.GetMessage()
+		if msg == nil {
+			return httpErr(http.StatusBadRequest, "Expecting 'message' to be present")
+		}
+		fw := m.frameworks[msg.GetFrameworkId().GetValue()]
+		if fw == nil || fw.stream == nil {
+			m.counters.droppedMessages++
+			return nil
+		}
+		m.counters.executorToFramework++
+		m.sendFramework(fw, &scheduler.Event{
+			Type: scheduler.Event_MESSAGE.Enum(),
+			Message: &scheduler.Event_Message{
+				AgentId:    &mesos.AgentID{Value: proto.String(a.id)},
+				ExecutorId: msg.GetExecutorId(),
+				Data:       msg.GetData(),
+			},
+		})
+	case agentpb.Call_EXECUTOR_EXITED:
+		ex := call.GetExecutorExited()
+		if ex == nil {
+			return httpErr(http.StatusBadRequest, "Expecting 'executor_exited' to be present")
+		}
+		fw := m.frameworks[ex.GetFrameworkId().GetValue()]
+		if fw == nil {
+			return nil
+		}
+		if e := fw.executor(a.id, ex.GetExecutorId().GetValue()); e != nil {
+			m.removeExecutor(a, fw, e)
+			m.triggerAllocation()
+		}
+		failure := &scheduler.Event_Failure{AgentId: &mesos.AgentID{Value: proto.String(a.id)}, ExecutorId: ex.GetExecutorId()}
+		if ex.Status != nil {
+			failure.Status = ex.Status
+		}
+		m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_FAILURE.Enum(), Failure: failure})
+	case agentpb.Call_UPDATE_RESOURCES:
+		ur := call.GetUpdateResources()
+		if ur == nil {
+			return httpErr(http.StatusBadRequest, "Expecting 'update_resources' to be present")
+		}
+		total, err := resources.FromProto(ur.GetResources())
+		if err != nil {
+			return httpErr(http.StatusBadRequest, "Invalid resources: %v", err)
+		}
+		for _, o := range a.offers {
+			m.removeOffer(o, true, 0)
+		}
+		a.total = total
+		a.info.Resources = ur.GetResources()
+		m.alloc.UpdateAgent(a.id, total)
+		if m.store != nil {
+			rec := store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version, RegisteredAt: a.registeredTime}
+			m.persistAsync("agent resources "+a.id, func() error { return m.store.PutAgent(rec) })
+		}
+		m.log.Info("agent resources updated", "agent_id", a.id, "resources", total.String())
+		m.triggerAllocation()
+	}
+	return nil
+}
+
+// agentStreamEnded handles an agent's connection going away: its offers
+// are rescinded and it has agentGone to come back.
+func (m *Master) agentStreamEnded(id string, s *stream, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[id]
+	if a == nil || a.stream != s || m.shutdown {
+		return
+	}
+	a.stream = nil
+	a.connected = false
+	a.removeDeadline = m.clock.Now().Add(m.cfg.agentGone())
+	m.alloc.SetAgentActive(a.id, false)
+	for _, o := range a.offers {
+		m.removeOffer(o, true, 0)
+	}
+	m.log.Warn("agent disconnected", "agent_id", id, "hostname", a.hostname, "remove_in", m.cfg.agentGone(), "error", err)
+}
+
+// removeAgent removes an agent that did not come back: its tasks are lost
+// (TASK_UNREACHABLE for PARTITION_AWARE frameworks), frameworks are told
+// with a FAILURE event, and it is forgotten.
+func (m *Master) removeAgent(a *agent) {
+	now := m.clock.Now()
+	m.log.Warn("removing agent that did not re-register in time", "agent_id", a.id, "hostname", a.hostname)
+	for _, o := range a.offers {
+		m.removeOffer(o, true, 0)
+	}
+	affected := map[*framework]bool{}
+	for _, ts := range a.tasks {
+		for _, id := range sortedTaskIDs(ts) {
+			t := ts[id]
+			affected[t.fw] = true
+			if isTerminal(t.state()) {
+				m.completeTask(t)
+				continue
+			}
+			state := mesos.TaskState_TASK_LOST
+			if t.fw.partitionAware {
+				state = mesos.TaskState_TASK_UNREACHABLE
+			}
+			st := &mesos.TaskStatus{
+				TaskId: t.t.GetTaskId(), State: state.Enum(), Source: mesos.TaskStatus_SOURCE_MASTER.Enum(),
+				Reason:  mesos.TaskStatus_REASON_AGENT_REMOVED.Enum(),
+				Message: proto.String(fmt.Sprintf("Agent %s (%s) was removed: it did not re-register in time", a.hostname, a.id)),
+				AgentId: t.t.GetAgentId(), Timestamp: proto.Float64(timestamp(now)),
+			}
+			if state == mesos.TaskState_TASK_UNREACHABLE {
+				st.UnreachableTime = &mesos.TimeInfo{Nanoseconds: proto.Int64(now.UnixNano())}
+			}
+			m.setTaskState(t, st, state)
+			if !t.released {
+				t.released = true
+				m.alloc.Recover(t.fw.id, t.agentID, t.role, t.res, 0)
+			}
+			m.completeTask(t)
+			m.sendFramework(t.fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+		}
+	}
+	for fwID, es := range a.executors {
+		fw := m.frameworks[fwID]
+		for _, e := range es {
+			if fw != nil {
+				m.removeExecutor(a, fw, e)
+				affected[fw] = true
+			}
+		}
+	}
+	for _, fw := range m.frameworks {
+		if fw.stream != nil {
+			m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_FAILURE.Enum(), Failure: &scheduler.Event_Failure{AgentId: &mesos.AgentID{Value: proto.String(a.id)}}})
+		}
+	}
+	if a.stream != nil {
+		a.stream.close()
+	}
+	m.alloc.RemoveAgent(a.id)
+	delete(m.agents, a.id)
+	m.counters.agentRemovals++
+	if m.store != nil {
+		id := a.id
+		m.persistAsync("agent removal "+id, func() error { return m.store.RemoveAgent(id) })
+	}
+}
+
+// allocatorFramework describes fw to the allocator.
+func allocatorFramework(fw *framework, active bool) allocator.Framework {
+	return allocator.Framework{Roles: fw.roles, GPU: fw.gpu, Suppressed: fw.suppressed, Active: active}
+}

@@ -1,0 +1,261 @@
+package master
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/duration"
+	"github.com/mesolite/mesolite/internal/version"
+	"github.com/mesolite/mesolite/master/resources"
+)
+
+// Clock tells the time. The master's timers (offer timeout, filters,
+// failover and re-registration timeouts) read it, so tests can move time.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Config configures a master. Every field has a Mesos flag of the same
+// name (shown in brackets) that cmd/mesolite wires.
+type Config struct {
+	// IP [--ip] is the address the master binds to and, without
+	// AdvertiseIP, tells others. Run takes the listener; these describe it.
+	IP string
+	// Port [--port], 5050.
+	Port int
+	// AdvertiseIP [--advertise_ip] and AdvertisePort [--advertise_port] are
+	// what the master tells agents, frameworks and ZooKeeper when the bind
+	// address is not reachable from outside (NAT, containers).
+	AdvertiseIP   string
+	AdvertisePort int
+	// Hostname [--hostname] is shown and redirected to; the IP when empty.
+	Hostname string
+	// WorkDir [--work_dir] holds the registry (agents, frameworks). Empty
+	// keeps the registry in memory (Mesos's --registry=in_memory).
+	WorkDir string
+	// ZK [--zk] is zk://host:2181/path for leader election among several
+	// masters; empty runs a single master that always leads.
+	ZK string
+	// ZKSessionTimeout [--zk_session_timeout], 10s.
+	ZKSessionTimeout time.Duration
+	// OfferTimeout [--offer_timeout] rescinds offers held longer; 0 never.
+	OfferTimeout time.Duration
+	// AgentReregisterTimeout [--agent_reregister_timeout], 10m: how long
+	// agents known from the registry have to re-register after the master
+	// starts or is elected, before they are removed and their tasks lost.
+	AgentReregisterTimeout time.Duration
+	// AgentPingTimeout [--agent_ping_timeout], 15s, and MaxAgentPingTimeouts
+	// [--max_agent_ping_timeouts], 5: an agent whose stream broke is removed
+	// when it has not come back within their product (or
+	// AgentReregisterTimeout if shorter). AgentPingTimeout also bounds one
+	// write to any event stream, so a peer that stopped reading is noticed.
+	AgentPingTimeout     time.Duration
+	MaxAgentPingTimeouts int
+	// HeartbeatInterval: HEARTBEAT events to frameworks and PING to agents,
+	// 15s.
+	HeartbeatInterval time.Duration
+	// AllocationInterval [--allocation_interval], 1s, between allocation
+	// cycles; events (a new agent, a REVIVE) trigger one sooner.
+	AllocationInterval time.Duration
+	// FrameworkFailoverTimeout is the failover_timeout of frameworks that
+	// set none. Mesos's default is 0: a framework whose connection drops is
+	// torn down at once.
+	FrameworkFailoverTimeout time.Duration
+	// MaxCompletedFrameworks [--max_completed_frameworks], 50, and
+	// MaxCompletedTasksPerFramework [--max_completed_tasks_per_framework],
+	// 1000, bound what state endpoints keep of the finished.
+	MaxCompletedFrameworks        int
+	MaxCompletedTasksPerFramework int
+	// Roles [--roles] is a whitelist of roles frameworks may use; empty
+	// allows any.
+	Roles []string
+	// Weights [--weights] of roles for DRF, role=weight; default 1.
+	Weights map[string]float64
+	// Cluster [--cluster] names the cluster in the UI.
+	Cluster string
+	// Version is reported in MasterInfo and state; the build's when empty.
+	Version string
+	// UI, when set, serves everything no endpoint claims, from "/".
+	UI http.Handler
+	// Logger; nothing is logged when nil.
+	Logger *slog.Logger
+	// Clock; the wall clock when nil.
+	Clock Clock
+	// Flags are shown verbatim in /master/state's "flags", merged over the
+	// ones derived from this Config; cmd/mesolite passes the command line.
+	Flags map[string]string
+}
+
+// DefaultConfig returns Mesos's defaults.
+func DefaultConfig() Config {
+	return Config{
+		IP:                            "0.0.0.0",
+		Port:                          5050,
+		ZKSessionTimeout:              10 * time.Second,
+		AgentReregisterTimeout:        10 * time.Minute,
+		AgentPingTimeout:              15 * time.Second,
+		MaxAgentPingTimeouts:          5,
+		HeartbeatInterval:             15 * time.Second,
+		AllocationInterval:            time.Second,
+		MaxCompletedFrameworks:        50,
+		MaxCompletedTasksPerFramework: 1000,
+	}
+}
+
+// normalize fills zero fields with defaults and checks the rest. Errors
+// wrap errdefs.ErrInvalid.
+func (c *Config) normalize() error {
+	d := DefaultConfig()
+	if c.IP == "" {
+		c.IP = d.IP
+	}
+	if c.Port == 0 {
+		c.Port = d.Port
+	}
+	if c.ZKSessionTimeout <= 0 {
+		c.ZKSessionTimeout = d.ZKSessionTimeout
+	}
+	if c.AgentReregisterTimeout <= 0 {
+		c.AgentReregisterTimeout = d.AgentReregisterTimeout
+	}
+	if c.AgentPingTimeout <= 0 {
+		c.AgentPingTimeout = d.AgentPingTimeout
+	}
+	if c.MaxAgentPingTimeouts <= 0 {
+		c.MaxAgentPingTimeouts = d.MaxAgentPingTimeouts
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.AllocationInterval <= 0 {
+		c.AllocationInterval = d.AllocationInterval
+	}
+	if c.MaxCompletedFrameworks < 0 {
+		c.MaxCompletedFrameworks = 0
+	}
+	if c.MaxCompletedTasksPerFramework < 0 {
+		c.MaxCompletedTasksPerFramework = 0
+	}
+	if c.OfferTimeout < 0 || c.FrameworkFailoverTimeout < 0 {
+		return fmt.Errorf("offer_timeout and framework failover timeout must not be negative: %w", errdefs.ErrInvalid)
+	}
+	if c.Port < 0 || c.Port > 65535 || c.AdvertisePort < 0 || c.AdvertisePort > 65535 {
+		return fmt.Errorf("port out of range: %w", errdefs.ErrInvalid)
+	}
+	for _, r := range c.Roles {
+		if err := resources.ValidateRole(r); err != nil {
+			return fmt.Errorf("--roles: %w", err)
+		}
+	}
+	for r, w := range c.Weights {
+		if err := resources.ValidateRole(r); err != nil {
+			return fmt.Errorf("--weights: %w", err)
+		}
+		if !(w > 0) || math.IsInf(w, 0) {
+			return fmt.Errorf("--weights: weight of %s must be a positive number: %w", r, errdefs.ErrInvalid)
+		}
+	}
+	if c.Version == "" {
+		c.Version = version.MesosVersion
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+// agentGone is how long a disconnected agent has to come back.
+func (c *Config) agentGone() time.Duration {
+	return min(c.AgentReregisterTimeout, c.AgentPingTimeout*time.Duration(c.MaxAgentPingTimeouts))
+}
+
+// flagMap is the "flags" object of /master/state.
+func (c *Config) flagMap() map[string]string {
+	weights := make([]string, 0, len(c.Weights))
+	for _, r := range slices.Sorted(maps.Keys(c.Weights)) {
+		weights = append(weights, r+"="+strconv.FormatFloat(c.Weights[r], 'f', -1, 64))
+	}
+	f := map[string]string{
+		"ip":                                c.IP,
+		"port":                              strconv.Itoa(c.Port),
+		"hostname":                          c.Hostname,
+		"work_dir":                          c.WorkDir,
+		"registry":                          "replicated_log",
+		"zk_session_timeout":                duration.Format(c.ZKSessionTimeout),
+		"agent_reregister_timeout":          duration.Format(c.AgentReregisterTimeout),
+		"agent_ping_timeout":                duration.Format(c.AgentPingTimeout),
+		"max_agent_ping_timeouts":           strconv.Itoa(c.MaxAgentPingTimeouts),
+		"allocation_interval":               duration.Format(c.AllocationInterval),
+		"allocator":                         "HierarchicalDRF",
+		"framework_sorter":                  "drf",
+		"role_sorter":                       "drf",
+		"max_completed_frameworks":          strconv.Itoa(c.MaxCompletedFrameworks),
+		"max_completed_tasks_per_framework": strconv.Itoa(c.MaxCompletedTasksPerFramework),
+		"authenticate_frameworks":           "false",
+		"authenticate_agents":               "false",
+		"authenticate_http_readonly":        "false",
+		"authenticate_http_readwrite":       "false",
+		"filter_gpu_resources":              "true",
+		"min_allocatable_resources":         "cpus:0.01|mem:32",
+	}
+	if c.WorkDir == "" {
+		f["registry"] = "in_memory"
+	}
+	if c.AdvertiseIP != "" {
+		f["advertise_ip"] = c.AdvertiseIP
+	}
+	if c.AdvertisePort != 0 {
+		f["advertise_port"] = strconv.Itoa(c.AdvertisePort)
+	}
+	if c.ZK != "" {
+		f["zk"] = redactZK(c.ZK)
+		f["quorum"] = "1"
+	}
+	if c.OfferTimeout > 0 {
+		f["offer_timeout"] = duration.Format(c.OfferTimeout)
+	}
+	if len(c.Roles) > 0 {
+		f["roles"] = strings.Join(c.Roles, ",")
+	}
+	if len(weights) > 0 {
+		f["weights"] = strings.Join(weights, ",")
+	}
+	if c.Cluster != "" {
+		f["cluster"] = c.Cluster
+	}
+	for k, v := range c.Flags {
+		f[k] = v
+	}
+	return f
+}
+
+// redactZK hides the password of zk://user:pass@... in what is shown.
+func redactZK(zk string) string {
+	rest, ok := strings.CutPrefix(zk, "zk://")
+	if !ok {
+		return zk
+	}
+	at := strings.LastIndex(rest, "@")
+	slash := strings.Index(rest, "/")
+	if at < 0 || (slash >= 0 && at > slash) {
+		return zk
+	}
+	user, _, _ := strings.Cut(rest[:at], ":")
+	return "zk://" + user + ":xxxxxx@" + rest[at+1:]
+}

@@ -1,0 +1,109 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/errdefs"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxBodyBytes bounds a call's body. An ACCEPT launching thousands of tasks
+// is a few megabytes; beyond this it is not a call but an attack.
+const maxBodyBytes = 32 << 20
+
+// statusError is an error with the HTTP status to answer it with.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func httpErr(code int, format string, args ...any) error {
+	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers err as plain text, as Mesos does.
+func writeError(w http.ResponseWriter, err error) {
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		http.Error(w, se.msg, se.code)
+	case errors.Is(err, codec.ErrUnsupportedMediaType):
+		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
+	case errors.Is(err, codec.ErrNotAcceptable):
+		http.Error(w, err.Error(), http.StatusNotAcceptable)
+	default:
+		errdefs.HTTPError(w, err)
+	}
+}
+
+// readCall decodes a POSTed call into msg by the request's Content-Type
+// and returns that codec. Errors carry their status: 405, 415, 413, 400.
+func readCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (codec.Codec, error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, httpErr(http.StatusMethodNotAllowed, "Expecting a 'POST' request, received '%s'", r.Method)
+	}
+	c, err := codec.ForContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, httpErr(http.StatusUnsupportedMediaType, "%v", err)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, httpErr(http.StatusRequestEntityTooLarge, "Request body is larger than %d bytes", tooBig.Limit)
+		}
+		return nil, httpErr(http.StatusBadRequest, "Failed to read the request body: %v", err)
+	}
+	if err := c.Unmarshal(body, msg); err != nil {
+		return nil, httpErr(http.StatusBadRequest, "Failed to parse body into %s: %v", msg.ProtoReflect().Descriptor().Name(), err)
+	}
+	return c, nil
+}
+
+// redirect answers a request that only the leader may serve: 307 to the
+// leader's //host:port plus the path, as Mesos does, or 503 while no
+// master leads.
+func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	leader := m.leader
+	m.mu.Unlock()
+	if leader.IsZero() {
+		http.Error(w, "No leader elected", http.StatusServiceUnavailable)
+		return
+	}
+	loc := "//" + leader.HostPort()
+	switch r.URL.Path {
+	case "/redirect", "/master/redirect":
+		// The leader's base URL: redirecting to the same path would loop.
+	default:
+		loc += r.URL.Path
+	}
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusTemporaryRedirect)
+}
+
+func (m *Master) isLeader() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.elected
+}
+
+// startStream writes the headers of a streaming answer: 200, the codec's
+// exact media type, no Content-Length (so chunked), the stream id.
+func startStream(w http.ResponseWriter, c codec.Codec, streamID string) {
+	h := w.Header()
+	h.Set("Content-Type", c.MediaType())
+	h.Set("Cache-Control", "no-cache")
+	if streamID != "" {
+		h.Set("Mesos-Stream-Id", streamID)
+	}
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+}

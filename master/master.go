@@ -1,0 +1,607 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/detector"
+	"github.com/mesolite/mesolite/master/allocator"
+	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/master/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+)
+
+// housekeepingInterval is how often timers (offer timeout, failover
+// timeout, agent removal) are checked against the clock.
+const housekeepingInterval = 250 * time.Millisecond
+
+// Master is a mesolite master. Create it with New, serve with Run.
+type Master struct {
+	cfg       Config
+	log       *slog.Logger
+	clock     Clock
+	id        string
+	startTime time.Time
+	store     *store.Store // nil with an in-memory registry
+
+	nextFrameworkID atomic.Uint64
+	nextAgentID     atomic.Uint64
+	nextOfferID     atomic.Uint64
+
+	kick    chan struct{}
+	handler http.Handler
+	prom    *prometheus.Registry
+
+	closeOnce sync.Once
+	// background registry writes, waited for before the registry closes
+	bg sync.WaitGroup
+
+	// mu guards everything below. Streams are written by their own
+	// handlers; the master only queues events on them while holding mu.
+	mu          sync.Mutex
+	self        detector.MasterInfo
+	info        *mesos.MasterInfo
+	elected     bool
+	electedTime time.Time
+	leader      detector.MasterInfo // zero while no leader is known
+	alloc       *allocator.Allocator
+	frameworks  map[string]*framework
+	completed   []*framework    // torn-down frameworks, newest last
+	removedFWs  map[string]bool // ids of torn-down frameworks, from the registry too
+	agents      map[string]*agent
+	offers      map[string]*offer
+	counters    counters
+	lastAllocMS float64
+	shutdown    bool
+}
+
+// New creates a master from cfg, opening (or creating) the registry under
+// cfg.WorkDir and reading back the agents and frameworks it holds. The
+// master serves nothing until Run.
+func New(cfg Config) (*Master, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	m := &Master{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "master"),
+		clock:      cfg.Clock,
+		id:         uuid.NewString(),
+		kick:       make(chan struct{}, 1),
+		frameworks: make(map[string]*framework),
+		removedFWs: make(map[string]bool),
+		agents:     make(map[string]*agent),
+		offers:     make(map[string]*offer),
+		counters: counters{
+			schedulerCalls: make(map[scheduler.Call_Type]uint64),
+			terminal:       make(map[mesos.TaskState]uint64),
+		},
+	}
+	m.startTime = m.clock.Now()
+	m.alloc = allocator.New(allocator.Options{Now: m.clock.Now, Weights: cfg.Weights})
+	m.setSelf(cfg.IP, cfg.Port)
+	if cfg.WorkDir != "" {
+		st, err := store.Open(cfg.WorkDir)
+		if err != nil {
+			return nil, err
+		}
+		m.store = st
+		if err := m.recover(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	m.handler = m.recoverPanics(m.routes())
+	m.prom = m.newPrometheus()
+	return m, nil
+}
+
+// ID is this master's id (a new one every start, as in Mesos).
+func (m *Master) ID() string { return m.id }
+
+// Handler serves every endpoint of the master.
+func (m *Master) Handler() http.Handler { return m.handler }
+
+// recover loads the registry. Agents come back as recovered (they must
+// re-register within AgentReregisterTimeout once this master leads),
+// frameworks as recovered and disconnected.
+func (m *Master) recover() error {
+	agents, err := m.store.Agents()
+	if err != nil {
+		return err
+	}
+	for _, rec := range agents {
+		a := newAgent(rec.ID)
+		m.fillAgent(a, rec.Info, rec.Address, rec.Version)
+		a.recovered = true
+		a.registeredTime = rec.RegisteredAt
+		m.agents[a.id] = a
+	}
+	fws, err := m.store.Frameworks()
+	if err != nil {
+		return err
+	}
+	for _, rec := range fws {
+		if rec.Completed {
+			m.removedFWs[rec.ID] = true
+			continue
+		}
+		fw := newFramework(rec.ID, rec.Info)
+		fw.recovered = true
+		fw.registeredTime = rec.RegisteredAt
+		fw.failoverTimeout = m.failoverTimeout(rec.Info)
+		m.frameworks[fw.id] = fw
+		m.alloc.AddFramework(fw.id, allocatorFramework(fw, false))
+	}
+	m.log.Info("registry recovered", "agents", len(agents), "frameworks", len(m.frameworks), "removed_frameworks", len(m.removedFWs))
+	return nil
+}
+
+// setSelf fills this master's MasterInfo from the address others reach it at.
+func (m *Master) setSelf(ip string, port int) {
+	if m.cfg.AdvertiseIP != "" {
+		ip = m.cfg.AdvertiseIP
+	}
+	if m.cfg.AdvertisePort != 0 {
+		port = m.cfg.AdvertisePort
+	}
+	if ip == "" || net.ParseIP(ip).IsUnspecified() {
+		ip = outboundIP()
+	}
+	host := m.cfg.Hostname
+	if host == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = ip
+		}
+	}
+	hp := net.JoinHostPort(ip, strconv.Itoa(port))
+	m.self = detector.MasterInfo{ID: m.id, IP: ip, Port: port, Hostname: host, PID: "master@" + hp, Version: m.cfg.Version}
+	m.info = &mesos.MasterInfo{
+		Id:       proto.String(m.id),
+		Ip:       proto.Uint32(detector.IPToUint32(ip)),
+		Port:     proto.Uint32(uint32(port)),
+		Pid:      proto.String(m.self.PID),
+		Hostname: proto.String(host),
+		Version:  proto.String(m.cfg.Version),
+		Address:  &mesos.Address{Hostname: proto.String(host), Ip: proto.String(ip), Port: proto.Int32(int32(port))},
+		Capabilities: []*mesos.MasterInfo_Capability{
+			{Type: mesos.MasterInfo_Capability_AGENT_UPDATE.Enum()},
+		},
+	}
+}
+
+// outboundIP is a non-loopback address of this machine, for a master bound
+// to 0.0.0.0; loopback when there is none.
+func outboundIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Run serves on ln until ctx ends, and in HA mode until this master loses
+// its ZooKeeper candidacy, which returns an error: like a Mesos master, the
+// process should then exit and be restarted, because another master may
+// already lead. Run closes the registry when it returns.
+func (m *Master) Run(ctx context.Context, ln net.Listener) error {
+	defer m.Close()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		m.mu.Lock()
+		ip := m.cfg.IP
+		if tcp.IP != nil && !tcp.IP.IsUnspecified() {
+			ip = tcp.IP.String()
+		}
+		m.setSelf(ip, tcp.Port)
+		m.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	srv := &http.Server{
+		Handler:           m.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	m.log.Info("master listening", "address", ln.Addr().String(), "id", m.id, "advertised", m.self.Addr(), "version", m.cfg.Version)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); m.allocationLoop(ctx) }()
+	go func() { defer wg.Done(); m.housekeepingLoop(ctx) }()
+
+	var lost <-chan struct{}
+	var contender *detector.Contender
+	if m.cfg.ZK == "" {
+		m.becomeLeader()
+	} else {
+		det, err := detector.New(m.cfg.ZK, detector.WithLogger(m.cfg.Logger), detector.WithSessionTimeout(m.cfg.ZKSessionTimeout))
+		if err != nil {
+			cancel()
+			_ = srv.Close()
+			wg.Wait()
+			return fmt.Errorf("--zk: %w", err)
+		}
+		defer det.Close()
+		wg.Add(1)
+		go func() { defer wg.Done(); m.followLeader(ctx, det) }()
+		m.mu.Lock()
+		self := m.self
+		m.mu.Unlock()
+		contender, err = detector.Contend(ctx, m.cfg.ZK, self, detector.WithLogger(m.cfg.Logger), detector.WithSessionTimeout(m.cfg.ZKSessionTimeout))
+		if err != nil {
+			cancel()
+			_ = srv.Close()
+			wg.Wait()
+			return fmt.Errorf("contend for leadership: %w", err)
+		}
+		defer contender.Close()
+		lost = contender.Lost()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-contender.Elected():
+				m.becomeLeader()
+			case <-ctx.Done():
+			case <-lost:
+			}
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		runErr = fmt.Errorf("serve: %w", err)
+	case <-lost:
+		runErr = fmt.Errorf("lost leadership candidacy, exiting so another master can lead: %w", contender.Err())
+	}
+	cancel()
+	m.closeStreams()
+	shCtx, shCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer shCancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		_ = srv.Close()
+	}
+	wg.Wait()
+	return runErr
+}
+
+// Close releases the registry. Run calls it; it is for masters that were
+// created but never run.
+func (m *Master) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		m.closeStreams()
+		m.bg.Wait()
+		if m.store != nil {
+			err = m.store.Close()
+		}
+	})
+	return err
+}
+
+// closeStreams ends every event stream so their handlers return.
+func (m *Master) closeStreams() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.shutdown = true
+	for _, fw := range m.frameworks {
+		if fw.stream != nil {
+			fw.stream.close()
+		}
+	}
+	for _, a := range m.agents {
+		if a.stream != nil {
+			a.stream.close()
+		}
+	}
+}
+
+func (m *Master) becomeLeader() {
+	m.mu.Lock()
+	now := m.clock.Now()
+	m.elected = true
+	m.electedTime = now
+	m.leader = m.self
+	// Whoever the registry remembers gets the re-registration window from
+	// now, not from when it was last seen.
+	for _, a := range m.agents {
+		if a.recovered {
+			a.removeDeadline = now.Add(m.cfg.AgentReregisterTimeout)
+		}
+	}
+	for _, fw := range m.frameworks {
+		if fw.recovered && fw.stream == nil {
+			fw.failoverDeadline = now.Add(max(fw.failoverTimeout, m.cfg.AgentReregisterTimeout))
+		}
+	}
+	m.mu.Unlock()
+	m.log.Info("elected as the leading master", "id", m.id, "address", m.self.Addr())
+	m.triggerAllocation()
+}
+
+// followLeader keeps the known leader current for redirects.
+func (m *Master) followLeader(ctx context.Context, det detector.Detector) {
+	for info := range det.Watch(ctx) {
+		m.mu.Lock()
+		if !m.elected {
+			m.leader = info
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *Master) triggerAllocation() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Master) allocationLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.AllocationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+		m.allocate()
+	}
+}
+
+func (m *Master) housekeepingLoop(ctx context.Context) {
+	t := time.NewTicker(housekeepingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.housekeeping()
+	}
+}
+
+// allocate runs one allocation cycle and sends the offers.
+func (m *Master) allocate() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.elected || m.shutdown {
+		return
+	}
+	start := time.Now()
+	grants := m.alloc.Cycle()
+	m.lastAllocMS = float64(time.Since(start).Microseconds()) / 1000
+	m.counters.allocationRuns++
+	if len(grants) == 0 {
+		return
+	}
+	byFramework := make(map[*framework][]*mesos.Offer)
+	for _, g := range grants {
+		fw := m.frameworks[g.FrameworkID]
+		a := m.agents[g.AgentID]
+		if fw == nil || a == nil || fw.stream == nil || !a.connected {
+			m.alloc.Recover(g.FrameworkID, g.AgentID, g.Role, g.Resources, 0)
+			continue
+		}
+		o := &offer{
+			id:    fmt.Sprintf("%s-O%d", m.id, m.nextOfferID.Add(1)-1),
+			fw:    fw,
+			agent: a,
+			role:  g.Role,
+			res:   g.Resources,
+		}
+		if m.cfg.OfferTimeout > 0 {
+			o.expires = m.clock.Now().Add(m.cfg.OfferTimeout)
+		}
+		m.offers[o.id] = o
+		fw.offers[o.id] = o
+		a.offers[o.id] = o
+		byFramework[fw] = append(byFramework[fw], m.offerProto(o))
+	}
+	for fw, offers := range byFramework {
+		m.sendFramework(fw, &scheduler.Event{
+			Type:   scheduler.Event_OFFERS.Enum(),
+			Offers: &scheduler.Event_Offers{Offers: offers},
+		})
+	}
+}
+
+func (m *Master) offerProto(o *offer) *mesos.Offer {
+	a := o.agent
+	allocRole := ""
+	if o.fw.multiRole {
+		allocRole = o.role
+	}
+	p := &mesos.Offer{
+		Id:          &mesos.OfferID{Value: proto.String(o.id)},
+		FrameworkId: &mesos.FrameworkID{Value: proto.String(o.fw.id)},
+		AgentId:     &mesos.AgentID{Value: proto.String(a.id)},
+		Hostname:    proto.String(a.hostname),
+		Url: &mesos.URL{
+			Scheme:  proto.String("http"),
+			Address: &mesos.Address{Hostname: proto.String(a.hostname), Ip: proto.String(a.ip), Port: proto.Int32(int32(a.port))},
+			Path:    proto.String("/slave(1)"),
+		},
+		Domain:     a.info.GetDomain(),
+		Resources:  o.res.ToProto(allocRole),
+		Attributes: a.info.GetAttributes(),
+	}
+	for id := range o.fw.executors[a.id] {
+		p.ExecutorIds = append(p.ExecutorIds, &mesos.ExecutorID{Value: proto.String(id)})
+	}
+	if o.fw.multiRole {
+		p.AllocationInfo = &mesos.Resource_AllocationInfo{Role: proto.String(o.role)}
+	}
+	return p
+}
+
+// removeOffer forgets an offer and gives its resources back, with a filter
+// of refuse for the framework. With rescind, the framework is told.
+func (m *Master) removeOffer(o *offer, rescind bool, refuse time.Duration) {
+	delete(m.offers, o.id)
+	delete(o.fw.offers, o.id)
+	delete(o.agent.offers, o.id)
+	m.alloc.Recover(o.fw.id, o.agent.id, o.role, o.res, refuse)
+	if rescind {
+		m.counters.offersRescinded++
+		m.sendFramework(o.fw, &scheduler.Event{
+			Type:    scheduler.Event_RESCIND.Enum(),
+			Rescind: &scheduler.Event_Rescind{OfferId: &mesos.OfferID{Value: proto.String(o.id)}},
+		})
+	}
+}
+
+// housekeeping fires the timers that are due.
+func (m *Master) housekeeping() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.elected || m.shutdown {
+		return
+	}
+	now := m.clock.Now()
+	for _, o := range m.offers {
+		if !o.expires.IsZero() && !now.Before(o.expires) {
+			m.log.Info("offer timed out, rescinding", "offer_id", o.id, "framework_id", o.fw.id, "agent_id", o.agent.id)
+			m.removeOffer(o, true, 0)
+		}
+	}
+	for _, fw := range m.frameworks {
+		if fw.stream == nil && !fw.failoverDeadline.IsZero() && !now.Before(fw.failoverDeadline) {
+			m.log.Info("framework failover timeout passed, tearing it down", "framework_id", fw.id, "failover_timeout", fw.failoverTimeout)
+			m.removeFramework(fw, "failover timeout")
+		}
+	}
+	for _, a := range m.agents {
+		if !a.connected && !a.removeDeadline.IsZero() && !now.Before(a.removeDeadline) {
+			m.removeAgent(a)
+		}
+	}
+}
+
+// persistAsync runs a registry write without holding up the caller (who
+// holds the master's lock); Close waits for it.
+func (m *Master) persistAsync(what string, write func() error) {
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		if err := write(); err != nil {
+			m.log.Error("registry write failed", "what", what, "error", err)
+		}
+	}()
+}
+
+// sendFramework sends an event to a connected framework. UPDATE events for
+// a disconnected one are kept for when it comes back; others are dropped,
+// as Mesos drops them.
+func (m *Master) sendFramework(fw *framework, ev *scheduler.Event) {
+	if fw.stream != nil {
+		if err := fw.stream.send(ev); err == nil {
+			return
+		} else if !errors.Is(err, errStreamClosed) && !errors.Is(err, errStreamOverflow) {
+			m.log.Error("cannot encode an event for a framework", "framework_id", fw.id, "type", ev.GetType().String(), "error", err)
+			return
+		}
+	}
+	if ev.GetType() != scheduler.Event_UPDATE {
+		m.counters.droppedMessages++
+		return
+	}
+	uuid := ev.GetUpdate().GetStatus().GetUuid()
+	if len(uuid) > 0 {
+		for _, p := range fw.pending {
+			if string(p.GetUpdate().GetStatus().GetUuid()) == string(uuid) {
+				return
+			}
+		}
+	}
+	if len(fw.pending) >= maxPendingUpdates {
+		fw.pending = fw.pending[1:]
+		m.counters.droppedMessages++
+	}
+	fw.pending = append(fw.pending, ev)
+}
+
+// sendAgent sends an event to a connected agent; it reports whether it
+// could.
+func (m *Master) sendAgent(a *agent, ev *agentpb.Event) bool {
+	if a == nil || a.stream == nil {
+		return false
+	}
+	if err := a.stream.send(ev); err != nil {
+		if !errors.Is(err, errStreamClosed) && !errors.Is(err, errStreamOverflow) {
+			m.log.Error("cannot encode an event for an agent", "agent_id", a.id, "type", ev.GetType().String(), "error", err)
+		}
+		return false
+	}
+	return true
+}
+
+// failoverTimeout is a framework's failover_timeout, or the configured
+// default when it sets none. Absurd values are capped so deadlines cannot
+// overflow.
+func (m *Master) failoverTimeout(info *mesos.FrameworkInfo) time.Duration {
+	if info.FailoverTimeout == nil {
+		return m.cfg.FrameworkFailoverTimeout
+	}
+	return secondsToDuration(info.GetFailoverTimeout())
+}
+
+// maxTimeout caps durations from the wire (failover timeouts, filters).
+const maxTimeout = 100 * 365 * 24 * time.Hour
+
+func secondsToDuration(s float64) time.Duration {
+	if !(s > 0) {
+		return 0
+	}
+	if s >= maxTimeout.Seconds() {
+		return maxTimeout
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
+// usedOnAgent sums the resources of non-terminal tasks and executors.
+func usedOnAgent(a *agent) resources.Resources {
+	var rs []resources.Resource
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			if !t.released {
+				rs = append(rs, t.res...)
+			}
+		}
+	}
+	for _, es := range a.executors {
+		for _, e := range es {
+			rs = append(rs, e.res...)
+		}
+	}
+	return resources.Of(rs...)
+}

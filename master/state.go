@@ -1,0 +1,210 @@
+package master
+
+import (
+	"slices"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/master/resources"
+)
+
+// maxPendingUpdates bounds the updates kept for a disconnected framework.
+// Agents retry unacknowledged updates anyway; the queue only spares the
+// framework the wait for their backoff.
+const maxPendingUpdates = 10_000
+
+// maxStatusesPerTask bounds the status history kept per task for the
+// state endpoints.
+const maxStatusesPerTask = 32
+
+type framework struct {
+	id    string
+	info  *mesos.FrameworkInfo
+	roles []string
+
+	multiRole, partitionAware, gpu bool
+
+	stream    *stream // nil while disconnected
+	connected bool
+	// recovered frameworks are known from the registry or from agents but
+	// have not subscribed to this master yet.
+	recovered bool
+
+	registeredTime   time.Time
+	reregisteredTime time.Time
+	unregisteredTime time.Time
+	// failoverDeadline is when a disconnected framework is torn down;
+	// zero while connected.
+	failoverDeadline time.Time
+	failoverTimeout  time.Duration
+
+	suppressed []string
+
+	tasks          map[string]*task
+	completedTasks []*task
+	offers         map[string]*offer
+	// executors by agent id, then executor id
+	executors map[string]map[string]*executor
+
+	// pending holds UPDATE events for a disconnected framework.
+	pending []*scheduler.Event
+}
+
+func newFramework(id string, info *mesos.FrameworkInfo) *framework {
+	fw := &framework{
+		id:        id,
+		tasks:     make(map[string]*task),
+		offers:    make(map[string]*offer),
+		executors: make(map[string]map[string]*executor),
+	}
+	fw.setInfo(info)
+	return fw
+}
+
+func (fw *framework) setInfo(info *mesos.FrameworkInfo) {
+	fw.info = info
+	fw.multiRole, fw.partitionAware, fw.gpu = false, false, false
+	for _, c := range info.GetCapabilities() {
+		switch c.GetType() {
+		case mesos.FrameworkInfo_Capability_MULTI_ROLE:
+			fw.multiRole = true
+		case mesos.FrameworkInfo_Capability_PARTITION_AWARE:
+			fw.partitionAware = true
+		case mesos.FrameworkInfo_Capability_GPU_RESOURCES:
+			fw.gpu = true
+		}
+	}
+	if fw.multiRole {
+		fw.roles = slices.Clone(info.GetRoles())
+	} else {
+		fw.roles = []string{info.GetRole()}
+	}
+}
+
+// allocationRole is the role of resources a framework holds when nothing
+// else says so (tasks adopted from an agent without allocation_info).
+func (fw *framework) allocationRole() string {
+	if len(fw.roles) > 0 {
+		return fw.roles[0]
+	}
+	return resources.Unreserved
+}
+
+func (fw *framework) executor(agentID, executorID string) *executor {
+	return fw.executors[agentID][executorID]
+}
+
+type task struct {
+	t    *mesos.Task
+	fw   *framework
+	res  resources.Resources
+	role string
+	// agentID is where the task runs; the agent may be gone.
+	agentID string
+	// released is set once the task's resources went back to the allocator
+	// (its latest state became terminal).
+	released      bool
+	killRequested bool
+	killPolicy    *mesos.KillPolicy
+	// containerID is the executor's (top-level) container, from updates.
+	containerID string
+}
+
+func (t *task) id() string             { return t.t.GetTaskId().GetValue() }
+func (t *task) state() mesos.TaskState { return t.t.GetState() }
+
+// executorID is the task's executor; command tasks run under the command
+// executor whose id is the task id, as in Mesos.
+func (t *task) executorID() string {
+	if id := t.t.GetExecutorId().GetValue(); id != "" {
+		return id
+	}
+	return t.id()
+}
+
+type executor struct {
+	info    *mesos.ExecutorInfo
+	fwID    string
+	agentID string
+	res     resources.Resources
+	role    string
+	// containerID and directory come from the agent, for sandbox links.
+	containerID string
+	directory   string
+}
+
+type agent struct {
+	id       string
+	info     *mesos.AgentInfo
+	hostname string
+	ip       string
+	port     int
+	addr     string // ip:port of its HTTP server
+	version  string
+	total    resources.Resources
+
+	stream    *stream
+	connected bool
+	// recovered agents are known from the registry and have not
+	// re-registered with this master yet.
+	recovered bool
+
+	registeredTime   time.Time
+	reregisteredTime time.Time
+	// removeDeadline is when a disconnected or recovered agent is removed.
+	removeDeadline time.Time
+
+	// tasks by framework id, then task id
+	tasks     map[string]map[string]*task
+	executors map[string]map[string]*executor
+	offers    map[string]*offer
+}
+
+func newAgent(id string) *agent {
+	return &agent{
+		id:        id,
+		tasks:     make(map[string]map[string]*task),
+		executors: make(map[string]map[string]*executor),
+		offers:    make(map[string]*offer),
+	}
+}
+
+func (a *agent) pid() string { return "slave(1)@" + a.addr }
+
+func (a *agent) addTask(t *task) {
+	fwID := t.fw.id
+	if a.tasks[fwID] == nil {
+		a.tasks[fwID] = make(map[string]*task)
+	}
+	a.tasks[fwID][t.id()] = t
+}
+
+func (a *agent) removeTask(t *task) {
+	if m := a.tasks[t.fw.id]; m != nil && m[t.id()] == t {
+		delete(m, t.id())
+		if len(m) == 0 {
+			delete(a.tasks, t.fw.id)
+		}
+	}
+}
+
+type offer struct {
+	id      string
+	fw      *framework
+	agent   *agent
+	role    string
+	res     resources.Resources
+	expires time.Time // zero: never
+}
+
+// isTerminal reports whether a task state is final.
+func isTerminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
+		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}

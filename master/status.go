@@ -1,0 +1,257 @@
+package master
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"google.golang.org/protobuf/proto"
+)
+
+// setTaskState records a status of a task: latest is the newest state the
+// agent knows (it may be ahead of st while older updates wait for their
+// acknowledgement). When latest is terminal the task's resources go back
+// to the allocator.
+func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskState) {
+	prev := t.state()
+	t.t.State = latest.Enum()
+	t.t.StatusUpdateState = st.State
+	t.t.StatusUpdateUuid = st.Uuid
+	// Keep statuses lean: data can be large and is the framework's.
+	kept := proto.Clone(st).(*mesos.TaskStatus)
+	kept.Data = nil
+	if n := len(t.t.Statuses); n == 0 || !proto.Equal(t.t.Statuses[n-1], kept) {
+		t.t.Statuses = append(t.t.Statuses, kept)
+		if len(t.t.Statuses) > maxStatusesPerTask {
+			t.t.Statuses = slices.Delete(t.t.Statuses, 0, len(t.t.Statuses)-maxStatusesPerTask)
+		}
+	}
+	if cid := st.GetContainerStatus().GetContainerId(); cid != nil {
+		for cid.GetParent() != nil {
+			cid = cid.GetParent()
+		}
+		t.containerID = cid.GetValue()
+	}
+	if isTerminal(latest) && !t.released {
+		t.released = true
+		m.alloc.Recover(t.fw.id, t.agentID, t.role, t.res, 0)
+		m.triggerAllocation()
+	}
+	if prev != latest && isTerminal(latest) {
+		m.counters.terminal[latest]++
+	}
+}
+
+// completeTask moves a task out of the active books into the framework's
+// completed tasks.
+func (m *Master) completeTask(t *task) {
+	fw := t.fw
+	if !t.released {
+		t.released = true
+		m.alloc.Recover(fw.id, t.agentID, t.role, t.res, 0)
+	}
+	if fw.tasks[t.id()] == t {
+		delete(fw.tasks, t.id())
+	}
+	if a := m.agents[t.agentID]; a != nil {
+		a.removeTask(t)
+	}
+	fw.completedTasks = append(fw.completedTasks, t)
+	if n := len(fw.completedTasks) - m.cfg.MaxCompletedTasksPerFramework; n > 0 {
+		fw.completedTasks = slices.Delete(fw.completedTasks, 0, n)
+	}
+}
+
+// removeExecutor forgets an executor and recovers its resources.
+func (m *Master) removeExecutor(a *agent, fw *framework, e *executor) {
+	id := e.info.GetExecutorId().GetValue()
+	if es := fw.executors[e.agentID]; es != nil && es[id] == e {
+		delete(es, id)
+		if len(es) == 0 {
+			delete(fw.executors, e.agentID)
+		}
+		m.alloc.Recover(fw.id, e.agentID, e.role, e.res, 0)
+	}
+	if a != nil {
+		if es := a.executors[fw.id]; es != nil && es[id] == e {
+			delete(es, id)
+			if len(es) == 0 {
+				delete(a.executors, fw.id)
+			}
+		}
+	}
+}
+
+// statusUpdate handles an UPDATE from an agent: the task's state is
+// tracked and the update goes to the framework as is (uuid included), or
+// waits for it to re-subscribe.
+func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) {
+	fwID := u.GetFrameworkId().GetValue()
+	st := proto.Clone(u.GetStatus()).(*mesos.TaskStatus)
+	if st.AgentId == nil {
+		st.AgentId = &mesos.AgentID{Value: proto.String(a.id)}
+	}
+	if st.Source == nil {
+		st.Source = mesos.TaskStatus_SOURCE_AGENT.Enum()
+	}
+	if st.Timestamp == nil {
+		st.Timestamp = proto.Float64(timestamp(m.clock.Now()))
+	}
+	fw := m.frameworks[fwID]
+	if fw == nil {
+		m.counters.invalidStatusUpdates++
+		if m.removedFWs[fwID] {
+			// The framework is gone; its tasks should be too.
+			m.sendAgent(a, shutdownFramework(fwID))
+			return
+		}
+		m.log.Warn("status update for an unknown framework dropped", "framework_id", fwID, "agent_id", a.id, "task_id", st.GetTaskId().GetValue())
+		return
+	}
+	m.counters.validStatusUpdates++
+	if t := fw.tasks[st.GetTaskId().GetValue()]; t != nil && t.agentID == a.id {
+		latest := st.GetState()
+		if u.LatestState != nil {
+			latest = u.GetLatestState()
+		}
+		m.setTaskState(t, st, latest)
+	}
+	m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+}
+
+func shutdownFramework(fwID string) *agentpb.Event {
+	return &agentpb.Event{
+		Type:              agentpb.Event_SHUTDOWN_FRAMEWORK.Enum(),
+		ShutdownFramework: &agentpb.Event_ShutdownFramework{FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)}},
+	}
+}
+
+// acknowledge forwards a framework's ACKNOWLEDGE to the agent; a task
+// whose terminal update is acknowledged is complete.
+func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
+	uuid := ack.GetUuid()
+	taskID := ack.GetTaskId().GetValue()
+	fw.pending = slices.DeleteFunc(fw.pending, func(ev *scheduler.Event) bool {
+		return bytes.Equal(ev.GetUpdate().GetStatus().GetUuid(), uuid)
+	})
+	a := m.agents[ack.GetAgentId().GetValue()]
+	if a == nil {
+		m.counters.invalidAcks++
+		m.log.Warn("acknowledgement for an unknown agent dropped", "framework_id", fw.id, "agent_id", ack.GetAgentId().GetValue(), "task_id", taskID)
+		return
+	}
+	m.counters.validAcks++
+	if !m.sendAgent(a, &agentpb.Event{
+		Type: agentpb.Event_ACKNOWLEDGE.Enum(),
+		Acknowledge: &agentpb.Event_Acknowledge{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)},
+			TaskId:      ack.GetTaskId(),
+			Uuid:        uuid,
+		},
+	}) {
+		// The agent resends the update when it is back; the framework
+		// acknowledges it again.
+		m.log.Debug("acknowledgement not forwarded: agent disconnected", "agent_id", a.id, "task_id", taskID)
+	}
+	if t := fw.tasks[taskID]; t != nil && t.agentID == a.id &&
+		isTerminal(t.t.GetStatusUpdateState()) && bytes.Equal(t.t.GetStatusUpdateUuid(), uuid) {
+		m.completeTask(t)
+	}
+}
+
+// kill handles KILL.
+func (m *Master) kill(fw *framework, k *scheduler.Call_Kill) {
+	taskID := k.GetTaskId().GetValue()
+	t := fw.tasks[taskID]
+	if t == nil {
+		// The agent might know a task the master lost (after a failover);
+		// tell it too, then answer as Mesos does.
+		if a := m.agents[k.GetAgentId().GetValue()]; a != nil {
+			m.sendAgent(a, killEvent(fw.id, k.GetTaskId(), k.GetKillPolicy()))
+		}
+		m.masterUpdate(fw, k.GetTaskId(), k.GetAgentId(), mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_RECONCILIATION, "Attempted to kill an unknown task")
+		return
+	}
+	if isTerminal(t.state()) {
+		// Already over: resend the latest state so the framework sees it.
+		m.reconcileTask(fw, t)
+		return
+	}
+	t.killRequested = true
+	if k.KillPolicy != nil {
+		t.killPolicy = k.GetKillPolicy()
+	}
+	if !m.sendAgent(m.agents[t.agentID], killEvent(fw.id, t.t.GetTaskId(), t.killPolicy)) {
+		m.log.Info("kill deferred until the agent re-registers", "framework_id", fw.id, "task_id", taskID, "agent_id", t.agentID)
+	}
+}
+
+func killEvent(fwID string, taskID *mesos.TaskID, policy *mesos.KillPolicy) *agentpb.Event {
+	return &agentpb.Event{
+		Type: agentpb.Event_KILL_TASK.Enum(),
+		KillTask: &agentpb.Event_KillTask{
+			FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+			TaskId:      taskID,
+			KillPolicy:  policy,
+		},
+	}
+}
+
+// reconcile answers RECONCILE from the master's books: the latest state of
+// each task (REASON_RECONCILIATION, no uuid), every task when none is
+// named.
+func (m *Master) reconcile(fw *framework, r *scheduler.Call_Reconcile) {
+	if len(r.GetTasks()) == 0 {
+		for _, id := range sortedTaskIDs(fw.tasks) {
+			m.reconcileTask(fw, fw.tasks[id])
+		}
+		return
+	}
+	for _, rt := range r.GetTasks() {
+		if t := fw.tasks[rt.GetTaskId().GetValue()]; t != nil {
+			m.reconcileTask(fw, t)
+			continue
+		}
+		agentID := rt.GetAgentId().GetValue()
+		a := m.agents[agentID]
+		switch {
+		case agentID != "" && a != nil && a.connected:
+			state := mesos.TaskState_TASK_LOST
+			if fw.partitionAware {
+				state = mesos.TaskState_TASK_GONE
+			}
+			m.masterUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), state, mesos.TaskStatus_REASON_RECONCILIATION, "Reconciliation: Task is unknown to the agent")
+		case agentID != "" && a != nil:
+			// The agent is away; it reports its tasks when it
+			// re-registers. Mesos stays silent here too.
+		default:
+			state := mesos.TaskState_TASK_LOST
+			if fw.partitionAware {
+				state = mesos.TaskState_TASK_UNKNOWN
+			}
+			m.masterUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), state, mesos.TaskStatus_REASON_RECONCILIATION, "Reconciliation: Task is unknown")
+		}
+	}
+}
+
+func (m *Master) reconcileTask(fw *framework, t *task) {
+	st := &mesos.TaskStatus{
+		TaskId:    t.t.GetTaskId(),
+		State:     t.t.State,
+		Source:    mesos.TaskStatus_SOURCE_MASTER.Enum(),
+		Reason:    mesos.TaskStatus_REASON_RECONCILIATION.Enum(),
+		Message:   proto.String("Reconciliation: Latest task state"),
+		AgentId:   t.t.GetAgentId(),
+		Timestamp: proto.Float64(timestamp(m.clock.Now())),
+	}
+	if t.t.ExecutorId != nil {
+		st.ExecutorId = t.t.ExecutorId
+	}
+	if n := len(t.t.Statuses); n > 0 {
+		last := t.t.Statuses[n-1]
+		st.Healthy, st.Labels, st.ContainerStatus, st.CheckStatus = last.Healthy, last.Labels, last.ContainerStatus, last.CheckStatus
+	}
+	m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+}
