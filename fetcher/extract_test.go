@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-	"runtime"
 
 	"github.com/ulikunitz/xz"
 
@@ -289,13 +287,6 @@ func FuzzExtract(f *testing.F) {
 	f.Add(gz(f, []byte("x")), uint8(kindGz))
 	f.Fuzz(func(t *testing.T, data []byte, k uint8) {
 		kind := archiveKind(k%uint8(kindGz)) + 1
-		dbgTimer := time.AfterFunc(3*time.Second, func() {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			_ = os.WriteFile("/tmp/hang-input", data, 0o644)
-			_ = os.WriteFile("/tmp/hang-stack", append([]byte(kind.String()+"\n"), buf[:n]...), 0o644)
-		})
-		defer dbgTimer.Stop()
 		l := newLayout(t)
 		_, _ = extractInto(t, l, data, kind, extractLimits{maxBytes: 1 << 20, maxEntries: 64})
 		l.assertNothingOutside(t, "archive")

@@ -248,4 +248,3 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	return 0
 }
-

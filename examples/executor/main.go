@@ -127,7 +127,8 @@ func (e *exampleExecutor) Kill(ctx context.Context, d *driver.Driver, id *mesos.
 	}
 }
 
-func (e *exampleExecutor) Acknowledged(ctx context.Context, d *driver.Driver, id *mesos.TaskID, uuid []byte) {}
+func (e *exampleExecutor) Acknowledged(ctx context.Context, d *driver.Driver, id *mesos.TaskID, uuid []byte) {
+}
 
 func (e *exampleExecutor) Message(ctx context.Context, d *driver.Driver, data []byte) {
 	_ = d.SendMessage(ctx, append([]byte("echo: "), data...))
