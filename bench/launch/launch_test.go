@@ -59,10 +59,18 @@ func posix(b *testing.B, log *slog.Logger) containerizer.Containerizer {
 func cluster(b *testing.B, cz containerizerFactory) string {
 	b.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	masterDir, agentDir := b.TempDir(), b.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
+	var wg sync.WaitGroup
+	// Registered after the temp dirs, so it runs before they are removed:
+	// stop both and let the agent's last bookkeeping finish.
+	b.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		time.Sleep(200 * time.Millisecond)
+	})
 	mcfg := master.DefaultConfig()
-	mcfg.IP, mcfg.WorkDir, mcfg.Logger = "127.0.0.1", b.TempDir(), log
+	mcfg.IP, mcfg.WorkDir, mcfg.Logger = "127.0.0.1", masterDir, log
 	mcfg.AllocationInterval = 5 * time.Millisecond
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +81,8 @@ func cluster(b *testing.B, cz containerizerFactory) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go m.Run(ctx, ml)
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = m.Run(ctx, ml) }()
 	al, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -81,13 +90,13 @@ func cluster(b *testing.B, cz containerizerFactory) string {
 	res, _ := agent.ParseResources("cpus:64;mem:65536;disk:65536;ports:[31000-32000]")
 	a, err := agent.New(agent.Config{
 		Master: ml.Addr().String(), IP: "127.0.0.1", Port: al.Addr().(*net.TCPAddr).Port,
-		WorkDir: b.TempDir(), Self: binary, Resources: res, Logger: log,
+		WorkDir: agentDir, Self: binary, Resources: res, Logger: log,
 		RegistrationBackoffFactor: 10 * time.Millisecond,
 	}, cz(b, log))
 	if err != nil {
 		b.Fatal(err)
 	}
-	go a.Run(ctx, al)
+	go func() { defer wg.Done(); _ = a.Run(ctx, al) }()
 	for i := 0; i < 500 && !a.Connected(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -149,6 +158,12 @@ func task(id, cmd string, agentID *mesos.AgentID) *mesos.TaskInfo {
 	}
 }
 
+// launch accepts offer with tasks, asking for the rest back at once (no
+// refuse filter) so the next offer does not wait for the default 5 s.
+func (fw *framework) launch(ctx context.Context, offer *mesos.Offer, tasks ...*mesos.TaskInfo) error {
+	return fw.c.Accept(ctx, []*mesos.OfferID{offer.GetId()}, []*mesos.Offer_Operation{scheduler.LaunchOperation(tasks...)}, scheduler.RefuseFor(0))
+}
+
 func (fw *framework) watch(id string) chan mesos.TaskState {
 	ch := make(chan mesos.TaskState, 16)
 	fw.mu.Lock()
@@ -186,7 +201,7 @@ func acceptToRunning(b *testing.B, cz containerizerFactory) {
 		id := "lat-" + strconv.Itoa(i)
 		ch := fw.watch(id)
 		start := time.Now()
-		if err := fw.c.Launch(ctx, offer, task(id, "sleep 1", offer.GetAgentId())); err != nil {
+		if err := fw.launch(ctx, offer, task(id, "sleep 1", offer.GetAgentId())); err != nil {
 			b.Fatal(err)
 		}
 		waitFor(b, ch, mesos.TaskState_TASK_RUNNING)
@@ -226,7 +241,7 @@ func BenchmarkThroughput(b *testing.B) {
 			go func() { waitFor(b, ch, mesos.TaskState_TASK_FINISHED); done <- struct{}{} }()
 			tasks = append(tasks, task(id, "true", offer.GetAgentId()))
 		}
-		if err := fw.c.Launch(ctx, offer, tasks...); err != nil {
+		if err := fw.launch(ctx, offer, tasks...); err != nil {
 			b.Fatal(err)
 		}
 		launched += n

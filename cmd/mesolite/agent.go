@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/agent"
+	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/containerizer/composing"
 	"github.com/mesolite/mesolite/containerizer/docker"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
@@ -154,12 +156,24 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	}()
 	cfg.GC = gc
 	cfg.Collected = gc.Collected
+	fetch, cacheDir, err := f.fetchFunc(log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Fetch = fetch
 	cfg.GCMetrics = func() map[string]float64 {
-		return map[string]float64{
+		m := map[string]float64{
 			"gc/path_removals_pending":   float64(gc.Pending()),
 			"gc/path_removals_succeeded": float64(gc.CollectedCount()),
 			"gc/path_removals_failed":    float64(gc.Failures()),
 		}
+		if cacheDir != "" {
+			if u, err := fetcher.ReadCacheUsage(cacheDir); err == nil {
+				m["containerizer/fetcher/cache_size_used_bytes"] = float64(u.Bytes)
+				m["containerizer/fetcher/cache_entries"] = float64(u.Entries)
+			}
+		}
+		return m
 	}
 	auth, err := httpauth.New(httpauth.Options{
 		Enabled: *f.authReadonly, Realm: "mesos-agent-readonly", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
@@ -219,6 +233,56 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 		return nil, errors.New("--containerizers: name at least one containerizer")
 	}
 	return composing.New(named...), nil
+}
+
+// fetchFunc runs every fetch in a `mesolite fetch` child process, so a
+// crash or hang in a download or an archive cannot take the agent down.
+func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error) {
+	size, err := sandbox.ParseBytes(*f.fetcherCacheSize)
+	if err != nil {
+		return nil, "", fmt.Errorf("--fetcher_cache_size: %w", err)
+	}
+	cacheDir := *f.fetcherCacheDir
+	if cacheDir == "" && size > 0 {
+		cacheDir = filepath.Join(*f.workDir, "fetch")
+	}
+	if size == 0 {
+		cacheDir = ""
+	}
+	if cacheDir != "" {
+		if cacheDir, err = filepath.Abs(cacheDir); err != nil {
+			return nil, "", err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	opts := fetcher.Options{
+		Binary: self,
+		Args:   []string{"fetch"},
+		Config: fetcher.Config{
+			FrameworksHome: *f.frameworksHome,
+			HadoopHome:     *f.hadoopHome,
+			CacheDir:       cacheDir,
+			CacheSize:      size,
+			StallTimeout:   *f.fetcherStall,
+		},
+		Logger: log,
+	}
+	return func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error {
+		req := fetcher.Request{SandboxDir: dir, User: user}
+		for _, u := range uris {
+			req.URIs = append(req.URIs, fetcher.URI{Value: u.GetValue(), Executable: u.GetExecutable(),
+				Extract: u.GetExtract(), Cache: u.GetCache(), OutputFile: u.GetOutputFile()})
+		}
+		stderr, err := os.OpenFile(filepath.Join(dir, "stderr"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open sandbox stderr: %w", err)
+		}
+		defer stderr.Close()
+		return fetcher.RunChild(ctx, opts, req, stderr)
+	}, cacheDir, nil
 }
 
 func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {

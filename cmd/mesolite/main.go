@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/mesolite/mesolite/cli"
+	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/internal/version"
 )
 
@@ -36,6 +37,8 @@ func commands() map[string]subcommand {
 		"logs":              {summary: "print or follow a task's stdout/stderr", run: cli.Logs},
 		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
 		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
+		"fetch":             {summary: "fetch URIs into a sandbox (started by the agent)", hidden: true, run: fetchMain},
+		"artifacts":         {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
 	}
 }
 
@@ -102,4 +105,9 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// fetchMain is the hidden `mesolite fetch`: one fetch in a child process.
+func fetchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return fetcher.ChildMain(ctx, args, os.Stdin, stderr)
 }
