@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/sandbox"
+	"github.com/mesolite/mesolite/webui"
 )
 
 // agentFlags are the agent's flags, Mesos names and defaults.
@@ -182,6 +184,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		return nil, fmt.Errorf("http authentication: %w", err)
 	}
 	cfg.Wrap = auth.Wrap
+	cfg.ExtraHandlers = map[string]http.Handler{"/": auth.Wrap(webui.Agent(webui.Options{}))}
 	if n, err := sandbox.ParseBytes(*f.loggerMaxSize); err != nil {
 		return nil, fmt.Errorf("--container_logger_max_size: %w", err)
 	} else {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/master"
+	"github.com/mesolite/mesolite/webui"
 )
 
 // localMain runs a master and an agent in one process: the embedded
@@ -40,6 +41,7 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	masterAddr := net.JoinHostPort(*f.ip, strconv.Itoa(*masterPort))
 	mcfg := master.DefaultConfig()
 	mcfg.IP, mcfg.Port, mcfg.WorkDir, mcfg.Logger = *f.ip, *masterPort, filepath.Join(root, "master"), log.With("process", "master")
+	mcfg.UI = webui.Master(webui.Options{Title: "mesolite local"})
 	m, err := master.New(mcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite local: master:", err)

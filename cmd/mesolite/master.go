@@ -14,6 +14,7 @@ import (
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/master"
+	"github.com/mesolite/mesolite/webui"
 )
 
 type masterFlags struct {
@@ -70,6 +71,7 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 	cfg.AllocationInterval = *f.allocInterval
 	cfg.Cluster = *f.clusterName
 	cfg.Version = version.Version
+	cfg.UI = webui.Master(webui.Options{Title: *f.clusterName})
 	cfg.Logger = log
 	flags := map[string]string{}
 	f.fs.VisitAll(func(fl *flag.Flag) { flags[fl.Name] = fl.Value.String() })

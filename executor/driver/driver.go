@@ -132,7 +132,7 @@ func New(cfg Config, h Handler, log *slog.Logger) *Driver {
 	return &Driver{
 		cfg:     cfg,
 		h:       h,
-		log:     log.With("component", "executor-driver", "executor_id", cfg.ExecutorID),
+		log:     log.With("executor_id", cfg.ExecutorID),
 		client:  &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}},
 		codec:   c,
 		tasks:   map[string]*mesos.TaskInfo{},
