@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -328,18 +329,59 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 		}
 	}
 
-	// Executors, with their containers for sandbox links.
+	// Executors, with their containers for sandbox links. An executor's
+	// framework is its framework_id, or that of the container record or
+	// the tasks that name it (an agent's synthesized command executors
+	// carry none).
 	containers := make(map[string]*agentpb.Call_ExecutorContainer)
+	owner := make(map[string]string) // executor id -> framework id, when unambiguous
+	claim := func(execID, fwID string) {
+		if prev, ok := owner[execID]; ok && prev != fwID {
+			owner[execID] = ""
+			return
+		}
+		owner[execID] = fwID
+	}
 	for _, c := range reg.GetContainers() {
 		containers[c.GetFrameworkId().GetValue()+"/"+c.GetExecutorId().GetValue()] = c
+		claim(c.GetExecutorId().GetValue(), c.GetFrameworkId().GetValue())
 	}
+	// A command task runs under an executor whose id is the task id; the
+	// master books no executor for it, as Mesos's does not.
+	commandExec := make(map[string]bool)
+	for fwID, ts := range reported {
+		for id, rt := range ts {
+			if rt.ExecutorId == nil {
+				commandExec[fwID+"/"+id] = true
+				claim(id, fwID)
+			} else {
+				claim(rt.GetExecutorId().GetValue(), fwID)
+			}
+		}
+	}
+	running := make(map[string]bool) // fw/executor ids the agent runs
+	commandContainers := make(map[string]*agentpb.Call_ExecutorContainer)
 	for _, ei := range reg.GetExecutors() {
+		id := ei.GetExecutorId().GetValue()
 		fwID := ei.GetFrameworkId().GetValue()
+		if fwID == "" {
+			fwID = owner[id]
+		}
 		if fwID == "" || shutdown[fwID] {
+			if fwID == "" {
+				m.log.Debug("executor of unknown framework reported; ignored", "agent_id", a.id, "executor_id", id)
+			}
+			continue
+		}
+		key := fwID + "/" + id
+		running[key] = true
+		if commandExec[key] {
+			if c := containers[key]; c != nil {
+				commandContainers[key] = c
+			}
 			continue
 		}
 		fw := m.adoptFramework(fwID, infos[fwID])
-		id := ei.GetExecutorId().GetValue()
 		e := fw.executor(a.id, id)
 		if e == nil {
 			res, err := resources.FromProto(ei.GetResources())
@@ -350,7 +392,9 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			if roles, _ := resources.AllocationRoles(ei.GetResources()); len(roles) == 1 {
 				role = roles[0]
 			}
-			e = &executor{info: ei, fwID: fwID, agentID: a.id, res: res, role: role}
+			info := proto.Clone(ei).(*mesos.ExecutorInfo)
+			info.FrameworkId = &mesos.FrameworkID{Value: proto.String(fwID)}
+			e = &executor{info: info, fwID: fwID, agentID: a.id, res: res, role: role}
 			if fw.executors[a.id] == nil {
 				fw.executors[a.id] = map[string]*executor{}
 			}
@@ -360,7 +404,7 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			}
 			a.executors[fwID][id] = e
 		}
-		if c := containers[fwID+"/"+id]; c != nil {
+		if c := containers[key]; c != nil {
 			e.containerID = c.GetContainerId().GetValue()
 			e.directory = c.GetDirectory()
 		}
@@ -368,14 +412,7 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 	// Executors the master knows here but the agent no longer runs.
 	for fwID, es := range a.executors {
 		for id, e := range es {
-			found := false
-			for _, ei := range reg.GetExecutors() {
-				if ei.GetFrameworkId().GetValue() == fwID && ei.GetExecutorId().GetValue() == id {
-					found = true
-					break
-				}
-			}
-			if !found {
+			if !running[fwID+"/"+id] {
 				if fw := m.frameworks[fwID]; fw != nil {
 					m.removeExecutor(a, fw, e)
 				}
@@ -415,6 +452,15 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			} else if !isTerminal(rt.GetState()) && t.released {
 				// Back from the dead (the agent was removed, then returned).
 				t.released = false
+			}
+		}
+	}
+	for key, c := range commandContainers {
+		fwID, taskID, _ := strings.Cut(key, "/")
+		if fw := m.frameworks[fwID]; fw != nil {
+			if t := fw.tasks[taskID]; t != nil && t.agentID == a.id {
+				t.containerID = c.GetContainerId().GetValue()
+				t.directory = c.GetDirectory()
 			}
 		}
 	}
@@ -538,8 +584,12 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 		for _, o := range a.offers {
 			m.removeOffer(o, true, 0)
 		}
+		// AgentInfo values are shared with offers and state snapshots:
+		// replace, never mutate.
+		info := proto.Clone(a.info).(*mesos.AgentInfo)
+		info.Resources = ur.GetResources()
+		a.info = info
 		a.total = total
-		a.info.Resources = ur.GetResources()
 		m.alloc.UpdateAgent(a.id, total)
 		if m.store != nil {
 			rec := store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version, RegisteredAt: a.registeredTime}

@@ -240,6 +240,9 @@ func (c *Config) flagMap() map[string]string {
 		f["cluster"] = c.Cluster
 	}
 	for k, v := range c.Flags {
+		if k == "zk" {
+			v = redactZK(v)
+		}
 		f[k] = v
 	}
 	return f

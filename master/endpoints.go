@@ -349,15 +349,15 @@ func (m *Master) executorJSON(e *executor) map[string]any {
 }
 
 // sandboxJSON tells a UI where to browse a sandbox: the agent's files API
-// with the virtual path Mesos agents serve.
+// with the virtual path Mesos agents serve (the latest run of the
+// executor), and the real directory when the agent reported it.
 func sandboxJSON(a *agent, fwID, execID, containerID, directory string) map[string]any {
-	run := "latest"
-	if containerID != "" {
-		run = containerID
-	}
 	j := map[string]any{
 		"agent_address": a.addr,
-		"path":          "/frameworks/" + fwID + "/executors/" + execID + "/runs/" + run,
+		"path":          "/frameworks/" + fwID + "/executors/" + execID + "/runs/latest",
+	}
+	if containerID != "" {
+		j["container_id"] = containerID
 	}
 	if directory != "" {
 		j["directory"] = directory
@@ -426,8 +426,8 @@ func (m *Master) taskJSON(t *task) map[string]any {
 		j["container_id"] = t.containerID
 	}
 	if a := m.agents[t.agentID]; a != nil {
-		dir := ""
-		if e := t.fw.executor(t.agentID, t.executorID()); e != nil {
+		dir := t.directory
+		if e := t.fw.executor(t.agentID, t.executorID()); e != nil && e.directory != "" {
 			dir = e.directory
 		}
 		j["sandbox"] = sandboxJSON(a, t.fw.id, t.executorID(), t.containerID, dir)

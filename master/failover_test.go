@@ -165,6 +165,13 @@ func TestAgentReregistrationReconciles(t *testing.T) {
 			AgentId: aid, State: mesos.TaskState_TASK_RUNNING.Enum(), Resources: []*mesos.Resource{scalarRes("cpus", 0.5), scalarRes("mem", 32)}},
 	}
 	call.Register.Frameworks = []*mesos.FrameworkInfo{{User: proto.String("tester"), Name: proto.String("pa"), Id: &mesos.FrameworkID{Value: proto.String(pa.fwID)}}}
+	// The agent's command executor for "reported": no framework id, its
+	// own small allowance that the master does not book, and a sandbox.
+	call.Register.Executors = []*mesos.ExecutorInfo{{ExecutorId: &mesos.ExecutorID{Value: proto.String("reported")},
+		Resources: []*mesos.Resource{scalarRes("cpus", 0.1), scalarRes("mem", 32)}}}
+	call.Register.Containers = []*agentpb.Call_ExecutorContainer{{FrameworkId: &mesos.FrameworkID{Value: proto.String(sc.fwID)},
+		ExecutorId: &mesos.ExecutorID{Value: proto.String("reported")}, ContainerId: &mesos.ContainerID{Value: proto.String("c1")},
+		Directory: proto.String("/var/lib/agent/slaves/x/frameworks/y/executors/reported/runs/c1")}}
 	agent2 := h.registerAgent(call)
 	if agent2.id != agent.id {
 		t.Fatalf("re-registered with id %s, want %s", agent2.id, agent.id)
@@ -178,17 +185,21 @@ func TestAgentReregistrationReconciles(t *testing.T) {
 	if len(tasks) != 1 || tasks[0].(map[string]any)["id"] != "stray" || tasks[0].(map[string]any)["state"] != "TASK_RUNNING" {
 		t.Fatalf("adopted tasks %v", fmtJSON(tasks))
 	}
-	// Reported tasks hold their resources: 4 - 1 - 0.5 cpus are left.
-	h.m.mu.Lock()
-	avail := h.m.alloc.Available(agent.id).Scalar("cpus")
-	h.m.mu.Unlock()
-	if avail != 2.5 {
-		// The framework may hold the rest in an offer already.
-		st := getJSON(t, h.base+"/master/state")
-		slave := st["slaves"].([]any)[0].(map[string]any)
-		if slave["used_resources"].(map[string]any)["cpus"] != 1.5 {
-			t.Fatalf("used cpus after re-registration: %v", fmtJSON(slave))
-		}
+	// Reported tasks hold their resources; the command executor's allowance
+	// is not booked.
+	state := getJSON(t, h.base+"/master/state")
+	slave := state["slaves"].([]any)[0].(map[string]any)
+	if got := slave["used_resources"].(map[string]any)["cpus"]; got != 1.5 {
+		t.Fatalf("used cpus after re-registration: %v", got)
+	}
+	fw, _ = frameworkState(t, h.base, sc.fwID)
+	task := fw["tasks"].([]any)[0].(map[string]any)
+	sb := task["sandbox"].(map[string]any)
+	if task["id"] != "reported" || sb["directory"] != "/var/lib/agent/slaves/x/frameworks/y/executors/reported/runs/c1" || sb["container_id"] != "c1" {
+		t.Fatalf("task after re-registration: %v", fmtJSON(task))
+	}
+	if ex := fw["executors"].([]any); len(ex) != 0 {
+		t.Fatalf("command executor booked as an executor: %v", fmtJSON(ex))
 	}
 }
 
@@ -307,5 +318,58 @@ func TestRecoveredAgentRemovedIfItDoesNotReturn(t *testing.T) {
 	m2.housekeeping()
 	if rec := getJSON(t, base2+"/master/slaves")["recovered_slaves"].([]any); len(rec) != 0 {
 		t.Fatalf("recovered agent kept past agent_reregister_timeout: %v", fmtJSON(rec))
+	}
+}
+
+func TestAgentProtocolErrors(t *testing.T) {
+	h := startMaster(t)
+	agent := h.registerAgent(agentRegister("node1", 5051))
+	pb := func(c *agentpb.Call) []byte {
+		data, err := codec.Protobuf.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	oldVersion := agentRegister("node2", 5052)
+	oldVersion.Register.ProtocolVersion = proto.Uint32(2)
+	badRes := agentRegister("node3", 5053, &mesos.Resource{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(-4)}})
+	update := &agentpb.Call{Type: agentpb.Call_UPDATE_RESOURCES.Enum(), AgentId: &mesos.AgentID{Value: proto.String(agent.id)},
+		UpdateResources: &agentpb.Call_UpdateResources{Resources: []*mesos.Resource{scalarRes("cpus", 8), scalarRes("mem", 1024)}}}
+	noAgent := proto.Clone(update).(*agentpb.Call)
+	noAgent.AgentId = nil
+	tests := []struct {
+		name     string
+		body     []byte
+		stream   string
+		want     int
+		wantBody string
+	}{
+		{"newer protocol", pb(oldVersion), "", http.StatusBadRequest, "protocol version 2"},
+		{"invalid resources", pb(badRes), "", http.StatusBadRequest, "resources"},
+		{"no register", pb(&agentpb.Call{Type: agentpb.Call_REGISTER.Enum()}), "", http.StatusBadRequest, "register"},
+		{"unknown call", pb(&agentpb.Call{}), agent.streamID, http.StatusBadRequest, "call type"},
+		{"no agent id", pb(noAgent), agent.streamID, http.StatusBadRequest, "agent_id"},
+		{"no stream id", pb(update), "", http.StatusBadRequest, "Mesos-Stream-Id"},
+		{"wrong stream id", pb(update), "old-stream", http.StatusForbidden, "stream ID"},
+		{"unknown agent", pb(&agentpb.Call{Type: agentpb.Call_UPDATE_RESOURCES.Enum(), AgentId: &mesos.AgentID{Value: proto.String("nobody")},
+			UpdateResources: &agentpb.Call_UpdateResources{}}), agent.streamID, http.StatusForbidden, "not registered"},
+		{"update resources", pb(update), agent.streamID, http.StatusAccepted, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := http.Header{}
+			if tt.stream != "" {
+				hdr.Set("Mesos-Stream-Id", tt.stream)
+			}
+			status, body, _ := post(t, h.base+"/api/v1/agent", codec.MediaTypeProtobuf, tt.body, hdr)
+			if status != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Fatalf("%d %q, want %d containing %q", status, body, tt.want, tt.wantBody)
+			}
+		})
+	}
+	sc := h.subscribe(frameworkInfo("sees-8"), codec.JSON)
+	if cpus := sc.offer().GetResources()[0]; cpus.GetName() != "cpus" || cpus.GetScalar().GetValue() != 8 {
+		t.Fatalf("offer after UPDATE_RESOURCES: %v", cpus)
 	}
 }

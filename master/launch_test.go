@@ -185,7 +185,7 @@ func TestTaskLifecycleWithFakeAgent(t *testing.T) {
 				t.Fatalf("task %v", fmtJSON(task))
 			}
 			sb := task["sandbox"].(map[string]any)
-			if sb["agent_address"] != "127.0.0.1:5051" || sb["path"] != "/frameworks/"+sc.fwID+"/executors/web-1/runs/c-web-1" {
+			if sb["agent_address"] != "127.0.0.1:5051" || sb["path"] != "/frameworks/"+sc.fwID+"/executors/web-1/runs/latest" || sb["container_id"] != "c-web-1" {
 				t.Fatalf("sandbox %v", sb)
 			}
 

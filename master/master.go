@@ -455,6 +455,13 @@ func (m *Master) offerProto(o *offer) *mesos.Offer {
 		Resources:  o.res.ToProto(allocRole),
 		Attributes: a.info.GetAttributes(),
 	}
+	if o.fw.refinement {
+		// Frameworks that understand reservation refinement read
+		// `reservations` only; the deprecated `role` would confuse them.
+		for _, r := range p.Resources {
+			r.Role = nil
+		}
+	}
 	for id := range o.fw.executors[a.id] {
 		p.ExecutorIds = append(p.ExecutorIds, &mesos.ExecutorID{Value: proto.String(id)})
 	}

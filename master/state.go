@@ -23,7 +23,7 @@ type framework struct {
 	info  *mesos.FrameworkInfo
 	roles []string
 
-	multiRole, partitionAware, gpu bool
+	multiRole, partitionAware, gpu, refinement bool
 
 	stream    *stream // nil while disconnected
 	connected bool
@@ -64,7 +64,7 @@ func newFramework(id string, info *mesos.FrameworkInfo) *framework {
 
 func (fw *framework) setInfo(info *mesos.FrameworkInfo) {
 	fw.info = info
-	fw.multiRole, fw.partitionAware, fw.gpu = false, false, false
+	fw.multiRole, fw.partitionAware, fw.gpu, fw.refinement = false, false, false, false
 	for _, c := range info.GetCapabilities() {
 		switch c.GetType() {
 		case mesos.FrameworkInfo_Capability_MULTI_ROLE:
@@ -73,6 +73,8 @@ func (fw *framework) setInfo(info *mesos.FrameworkInfo) {
 			fw.partitionAware = true
 		case mesos.FrameworkInfo_Capability_GPU_RESOURCES:
 			fw.gpu = true
+		case mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT:
+			fw.refinement = true
 		}
 	}
 	if fw.multiRole {
@@ -107,8 +109,10 @@ type task struct {
 	released      bool
 	killRequested bool
 	killPolicy    *mesos.KillPolicy
-	// containerID is the executor's (top-level) container, from updates.
+	// containerID is the executor's (top-level) container, from updates;
+	// directory its sandbox on the agent, when the agent reported it.
 	containerID string
+	directory   string
 }
 
 func (t *task) id() string             { return t.t.GetTaskId().GetValue() }

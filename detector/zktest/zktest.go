@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -61,7 +62,26 @@ func Start(t testing.TB) *Server {
 	_, err = os.Stat(Jar)
 	testutil.Require(t, err == nil, "ZooKeeper tests need "+Jar+" (apt-get install zookeeper)")
 
+	// The port is free when picked but another process (a parallel test
+	// package starting its own ZooKeeper) may take it before the JVM
+	// binds; then this server exits or someone else answers, and the start
+	// is retried on a new port.
+	var last string
+	for attempt := 0; attempt < 3; attempt++ {
+		s, out, ok := start(t, java)
+		if ok {
+			return s
+		}
+		last = out
+	}
+	t.Fatalf("ZooKeeper did not start:\n%s", last)
+	return nil
+}
+
+func start(t testing.TB, java string) (*Server, string, bool) {
+	t.Helper()
 	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
 	port := testutil.FreePort(t)
 	cfg := filepath.Join(dir, "zoo.cfg")
 	conf := fmt.Sprintf(`tickTime=500
@@ -73,8 +93,8 @@ clientPortAddress=127.0.0.1
 maxSessionTimeout=60000
 minSessionTimeout=1000
 admin.enableServer=false
-4lw.commands.whitelist=ruok
-`, filepath.Join(dir, "data"), port)
+4lw.commands.whitelist=ruok,conf
+`, dataDir, port)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +114,17 @@ admin.enableServer=false
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		if ok := ruok(s.Addr); ok {
-			return s
+		// Ours answers, and it is ours: its configuration names our data
+		// directory.
+		if ruok(s.Addr) && strings.Contains(fourLetter(s.Addr, "conf"), dataDir) {
+			return s, "", true
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("ZooKeeper exited at start:\n%s", s.out.String())
+			return nil, s.out.String(), false
 		case <-ctx.Done():
-			t.Fatalf("ZooKeeper did not answer on %s within 60s:\n%s", s.Addr, s.out.String())
+			s.Stop()
+			return nil, fmt.Sprintf("no answer on %s within 60s:\n%s", s.Addr, s.out.String()), false
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -109,18 +132,22 @@ admin.enableServer=false
 
 // ruok asks the four-letter health question.
 func ruok(addr string) bool {
+	return strings.HasPrefix(fourLetter(addr, "ruok"), "imok")
+}
+
+// fourLetter sends a four-letter command and returns the answer.
+func fourLetter(addr, cmd string) string {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("ruok")); err != nil {
-		return false
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return ""
 	}
-	buf := make([]byte, 4)
-	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "imok")
+	data, _ := io.ReadAll(c)
+	return string(data)
 }
 
 // URL returns a zk:// URL for path on this server.

@@ -56,11 +56,32 @@ type agentState struct {
 	available resources.Resources
 	hasGPU    bool
 	active    bool
+	// filters holds the offer filters on this agent, indexed by client
+	// slot: the hot loop asks "is this framework filtered here" for every
+	// agent and framework, and an index is far cheaper than a map.
+	filters []*filter
 }
 
 type filter struct {
 	res     resources.Resources
+	q       resources.Quantities
 	expires time.Time
+}
+
+// covers reports whether the filter refuses offerable (with quantities q):
+// whether offerable is within the declined resources. The cheap tests come
+// first: more of some scalar is never covered, and the very same slice
+// (the declined offer, recovered whole and unchanged since) always is.
+func (f *filter) covers(offerable resources.Resources, q resources.Quantities) bool {
+	for i := range q {
+		if q[i] > f.q[i] {
+			return false
+		}
+	}
+	if len(offerable) == len(f.res) && len(offerable) > 0 && &offerable[0] == &f.res[0] {
+		return true
+	}
+	return f.res.Contains(offerable)
 }
 
 // client is a framework within one role: DRF sorts these.
@@ -71,8 +92,9 @@ type client struct {
 	share      float64
 	grants     uint64 // breaks ties, as Mesos's sorter counts allocations
 	suppressed bool
-	enrolled   bool // false once the framework left the role; kept while it holds resources
-	filters    map[*agentState]filter
+	enrolled   bool          // false once the framework left the role; kept while it holds resources
+	slot       int           // index into agentState.filters
+	filtered   []*agentState // agents that may hold a filter of this client
 }
 
 type frameworkState struct {
@@ -102,6 +124,9 @@ type Allocator struct {
 	roles      map[string]*roleState
 	roleList   []*roleState // sorted by weighted share
 	total      resources.Quantities
+
+	nextSlot  int
+	freeSlots []int
 
 	// scratch space reused by Cycle
 	order     []*agentState
@@ -142,7 +167,7 @@ func (a *Allocator) AddFramework(id string, f Framework) {
 	for _, r := range f.Roles {
 		c := fw.clients[r]
 		if c == nil {
-			c = &client{fw: fw, role: a.role(r), filters: make(map[*agentState]filter)}
+			c = &client{fw: fw, role: a.role(r), slot: a.newSlot()}
 			fw.clients[r] = c
 			c.role.clients = append(c.role.clients, c)
 		}
@@ -190,7 +215,7 @@ func (a *Allocator) Suppress(id string, roles []string) {
 func (a *Allocator) Revive(id string, roles []string) {
 	a.forClients(id, roles, func(c *client) {
 		c.suppressed = false
-		clear(c.filters)
+		a.clearFilters(c)
 	})
 }
 
@@ -240,11 +265,7 @@ func (a *Allocator) RemoveAgent(id string) {
 	a.total = a.total.Sub(ag.total.Quantities())
 	delete(a.agents, id)
 	a.agentList = slices.DeleteFunc(a.agentList, func(x *agentState) bool { return x == ag })
-	for _, fw := range a.frameworks {
-		for _, c := range fw.clients {
-			delete(c.filters, ag)
-		}
-	}
+	ag.filters = nil
 }
 
 // SetAgentActive starts or stops offers of an agent's resources, as it
@@ -292,7 +313,7 @@ func (a *Allocator) Recover(frameworkID, agentID, role string, r resources.Resou
 	c.alloc = c.alloc.Sub(q)
 	c.role.alloc = c.role.alloc.Sub(q)
 	if refuse > 0 && ag != nil && !r.IsEmpty() {
-		c.filters[ag] = filter{res: r, expires: a.now().Add(refuse)}
+		a.setFilter(c, ag, &filter{res: r, q: q, expires: a.now().Add(refuse)})
 	}
 	if !c.enrolled && c.alloc == (resources.Quantities{}) {
 		a.dropClient(c)
@@ -338,6 +359,8 @@ func (a *Allocator) role(name string) *roleState {
 }
 
 func (a *Allocator) dropClient(c *client) {
+	a.clearFilters(c)
+	a.freeSlots = append(a.freeSlots, c.slot)
 	r := c.role
 	r.clients = slices.DeleteFunc(r.clients, func(x *client) bool { return x == c })
 	if len(r.clients) == 0 {
@@ -417,7 +440,7 @@ func (a *Allocator) Cycle() []Allocation {
 				continue
 			}
 			for i, c := range r.clients {
-				if !a.eligible(c, ag, offerable, now) {
+				if !a.eligible(c, ag, offerable, q, now) {
 					continue
 				}
 				out = append(out, Allocation{FrameworkID: c.fw.id, AgentID: ag.id, Role: r.name, Resources: offerable})
@@ -450,23 +473,66 @@ func (a *Allocator) repositionRole(r *roleState) {
 	}
 }
 
-func (a *Allocator) eligible(c *client, ag *agentState, offerable resources.Resources, now time.Time) bool {
+func (a *Allocator) eligible(c *client, ag *agentState, offerable resources.Resources, q resources.Quantities, now time.Time) bool {
 	if !c.enrolled || c.suppressed || !c.fw.active {
 		return false
 	}
 	if ag.hasGPU && !c.fw.gpu {
 		return false
 	}
-	if len(c.filters) > 0 {
-		if f, ok := c.filters[ag]; ok {
+	if c.slot < len(ag.filters) {
+		if f := ag.filters[c.slot]; f != nil {
 			if now.Before(f.expires) {
-				if f.res.Contains(offerable) {
+				if f.covers(offerable, q) {
 					return false
 				}
 			} else {
-				delete(c.filters, ag)
+				ag.filters[c.slot] = nil
 			}
 		}
 	}
 	return true
+}
+
+// newSlot hands out the lowest free client slot.
+func (a *Allocator) newSlot() int {
+	if n := len(a.freeSlots); n > 0 {
+		s := a.freeSlots[n-1]
+		a.freeSlots = a.freeSlots[:n-1]
+		return s
+	}
+	a.nextSlot++
+	return a.nextSlot - 1
+}
+
+func (a *Allocator) setFilter(c *client, ag *agentState, f *filter) {
+	if c.slot >= len(ag.filters) {
+		ag.filters = append(ag.filters, make([]*filter, c.slot+1-len(ag.filters))...)
+	}
+	if ag.filters[c.slot] == nil {
+		c.filtered = append(c.filtered, ag)
+		// Expired filters vanish lazily, so the list can hold agents
+		// twice; keep it in proportion to the cluster.
+		if len(c.filtered) > 2*len(a.agentList)+16 {
+			seen := make(map[*agentState]bool, len(c.filtered))
+			kept := c.filtered[:0]
+			for _, x := range c.filtered {
+				if c.slot < len(x.filters) && x.filters[c.slot] != nil && !seen[x] {
+					seen[x] = true
+					kept = append(kept, x)
+				}
+			}
+			c.filtered = kept
+		}
+	}
+	ag.filters[c.slot] = f
+}
+
+func (a *Allocator) clearFilters(c *client) {
+	for _, ag := range c.filtered {
+		if c.slot < len(ag.filters) {
+			ag.filters[c.slot] = nil
+		}
+	}
+	c.filtered = nil
 }

@@ -147,6 +147,20 @@ func TestFilterLetsOtherFrameworksIn(t *testing.T) {
 	}
 }
 
+func TestFiltersDieWithTheirFramework(t *testing.T) {
+	a, _ := newTest(t)
+	a.AddAgent("agent-1", agentRes(4, 4096), true)
+	a.AddFramework("old", Framework{Roles: []string{"*"}, Active: true})
+	got := a.Cycle()
+	a.Recover("old", "agent-1", "*", got[0].Resources, time.Hour)
+	a.RemoveFramework("old")
+	// The new framework may reuse the old one's slot; not its filter.
+	a.AddFramework("new", Framework{Roles: []string{"*"}, Active: true})
+	if got := a.Cycle(); len(got) != 1 || got[0].FrameworkID != "new" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
 func TestSuppressAndRevive(t *testing.T) {
 	a, _ := newTest(t)
 	a.AddAgent("agent-1", agentRes(4, 4096), true)
@@ -314,5 +328,54 @@ func BenchmarkAllocationCycle(b *testing.B) {
 	})
 	if len(per) != frameworks || slices.Max(counts)-slices.Min(counts) > 1 {
 		b.Fatalf("unfair cycle: %d frameworks got offers, spread %d..%d", len(per), slices.Min(counts), slices.Max(counts))
+	}
+}
+
+// BenchmarkAllocationCycleBusy is the same cluster when most frameworks
+// cannot take most agents: half of them have suppressed offers and the
+// others declined every agent but one in ten with a long filter, so each
+// agent walks far down the framework order before a grant.
+func BenchmarkAllocationCycleBusy(b *testing.B) {
+	const agents, frameworks = 10_000, 100
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	a := New(Options{Now: clk.Now, Rand: rand.New(rand.NewPCG(9, 10))})
+	total := resources.Of(
+		resources.NewScalar(resources.CPUs, "", 32),
+		resources.NewScalar(resources.Mem, "", 256*1024),
+		resources.NewScalar(resources.Disk, "", 1024*1024),
+		resources.NewRanges(resources.Ports, "", resources.Range{Begin: 31000, End: 32000}),
+	)
+	ids := make([]string, agents)
+	for i := range agents {
+		ids[i] = fmt.Sprintf("agent-%05d", i)
+		a.AddAgent(ids[i], total, true)
+	}
+	for i := range frameworks {
+		id := fmt.Sprintf("fw-%03d", i)
+		a.AddFramework(id, Framework{Roles: []string{"*"}, Active: true})
+		if i%2 == 0 {
+			a.Suppress(id, nil)
+			continue
+		}
+		for j, agentID := range ids {
+			if j%10 != (i/2)%10 {
+				a.Use(id, agentID, "*", total)
+				a.Recover(id, agentID, "*", total, time.Hour)
+			}
+		}
+	}
+	var last []Allocation
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		for _, al := range last {
+			a.Recover(al.FrameworkID, al.AgentID, al.Role, al.Resources, 0)
+		}
+		b.StartTimer()
+		last = a.Cycle()
+		if len(last) != agents {
+			b.Fatalf("granted %d agents, want %d", len(last), agents)
+		}
 	}
 }
