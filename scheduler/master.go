@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/detector"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
 )
@@ -63,8 +65,18 @@ func ResolveMaster(ctx context.Context, master string) (string, error) {
 		}
 		return ResolveMaster(ctx, inner)
 	case strings.HasPrefix(s, "zk://"):
-		return "", fmt.Errorf("master %s: ZooKeeper detection is not available to this client yet; give the leader's host:port: %w",
-			s, errdefs.ErrInvalid)
+		d, err := detector.New(s)
+		if err != nil {
+			return "", fmt.Errorf("master %s: %w", s, err)
+		}
+		defer d.Close()
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		mi, err := d.Leader(lctx)
+		if err != nil {
+			return "", fmt.Errorf("no leading master in %s: %w", s, err)
+		}
+		return mi.Addr(), nil
 	case strings.HasPrefix(s, "https://"):
 		return "", fmt.Errorf("master %s: https is not supported: %w", s, errdefs.ErrInvalid)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/mesolite/mesolite/containerizer/composing"
 	"github.com/mesolite/mesolite/containerizer/docker"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/detector"
 	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
@@ -190,7 +191,24 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	} else {
 		cfg.ContainerLoggerMaxSize = n
 	}
-	return agent.New(cfg, cz)
+	a, err := agent.New(cfg, cz)
+	if err != nil {
+		return nil, err
+	}
+	// Every form of --master (host:port, zk://, file://) goes through the
+	// detector, which follows leader changes in ZooKeeper.
+	d, err := detector.New(*f.master)
+	if err != nil {
+		return nil, fmt.Errorf("--master: %w", err)
+	}
+	a.SetLeaderFunc(func(ctx context.Context) (string, error) {
+		mi, err := d.Leader(ctx)
+		if err != nil {
+			return "", err
+		}
+		return mi.Addr(), nil
+	})
+	return a, nil
 }
 
 func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (containerizer.Containerizer, error) {
