@@ -25,6 +25,7 @@ import (
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/executor/command"
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/isolation"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -33,6 +34,9 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "command" {
 		os.Exit(command.Main(context.Background(), os.Args[3:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "launch" {
+		os.Exit(isolation.InitMain(os.Args[2:]))
 	}
 	updateRetryMin = 300 * time.Millisecond
 	os.Exit(m.Run())
@@ -187,7 +191,11 @@ func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate f
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	a, err := New(cfg, mesoscz.New(mesoscz.Options{Logger: cfg.Logger}))
+	cz, err := mesoscz.New(mesoscz.Options{Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, cz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +423,7 @@ func TestMasterDownIsRetried(t *testing.T) {
 	var logs syncBuf
 	self, _ := os.Executable()
 	a, err := New(Config{Master: addr, IP: "127.0.0.1", Port: port, WorkDir: t.TempDir(), Self: self,
-		RegistrationBackoffFactor: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, mesoscz.New(mesoscz.Options{}))
+		RegistrationBackoffFactor: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, mustPosix(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,4 +500,13 @@ func TestCustomExecutorRunsTwoTasks(t *testing.T) {
 				FrameworkId: testFramework.Id, ExecutorId: ex.ExecutorId}}
 		})
 	}
+}
+
+func mustPosix(t *testing.T) *mesoscz.Containerizer {
+	t.Helper()
+	cz, err := mesoscz.New(mesoscz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cz
 }

@@ -52,7 +52,11 @@ func TestMain(m *testing.M) {
 type containerizerFactory func(b *testing.B, log *slog.Logger) containerizer.Containerizer
 
 func posix(b *testing.B, log *slog.Logger) containerizer.Containerizer {
-	return mesoscz.New(mesoscz.Options{Logger: log})
+	cz, err := mesoscz.New(mesoscz.Options{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cz
 }
 
 // cluster starts a master and one agent and returns the master's address.

@@ -26,6 +26,7 @@ import (
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
+	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/webui"
 )
@@ -40,6 +41,7 @@ type agentFlags struct {
 	containerizers, isolation, launcher          *string
 	cgroupsRoot, cgroupsHierarchy                *string
 	cgroupsEnableCFS                             *bool
+	pidsLimit                                    *int64
 	execRegTimeout, execShutdownGrace, recoveryT *time.Duration
 	regBackoff                                   *time.Duration
 	frameworksHome, fetcherCacheDir, hadoopHome  *string
@@ -78,6 +80,7 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.launcher = fs.String("launcher", "", "process launcher: linux (namespaces, needs root) or posix (default: linux as root, posix otherwise)")
 	f.cgroupsRoot = fs.String("cgroups_root", "mesolite", "name of the cgroup under which every container's cgroup is created")
 	f.cgroupsHierarchy = fs.String("cgroups_hierarchy", "/sys/fs/cgroup", "where the cgroup hierarchies are mounted")
+	f.pidsLimit = fs.Int64("cgroups_pids_limit", mesoscz.DefaultPidsLimit, "pids.max of each container under cgroups/pids (processes plus threads)")
 	f.cgroupsEnableCFS = fs.Bool("cgroups_enable_cfs", false, "cap cpu time with CFS bandwidth control (hard limit) in addition to cpu shares")
 	f.execRegTimeout = fs.Duration("executor_registration_timeout", time.Minute, "how long an executor may take to subscribe once its container runs (image pull and fetch are not counted)")
 	f.execShutdownGrace = fs.Duration("executor_shutdown_grace_period", 5*time.Second, "how long an executor has to shut down before its container is destroyed")
@@ -244,7 +247,11 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 			}
 			named = append(named, composing.Named{Name: docker.Name, Containerizer: cz})
 		case "mesos":
-			named = append(named, composing.Named{Name: mesoscz.Name, Containerizer: mesoscz.New(mesoscz.Options{Logger: log})})
+			cz, err := f.mesosContainerizer(log)
+			if err != nil {
+				return nil, err
+			}
+			named = append(named, composing.Named{Name: mesoscz.Name, Containerizer: cz})
 		case "":
 		default:
 			return nil, fmt.Errorf("--containerizers: unknown containerizer %q (known: mesos, docker)", name)
@@ -254,6 +261,42 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 		return nil, errors.New("--containerizers: name at least one containerizer")
 	}
 	return composing.New(named...), nil
+}
+
+// mesosContainerizer builds the mesos containerizer with the isolation
+// the flags ask for; a host that cannot give it refuses to start.
+func (f *agentFlags) mesosContainerizer(log *slog.Logger) (*mesoscz.Containerizer, error) {
+	set, err := isolation.ParseIsolation(*f.isolation)
+	if err != nil {
+		return nil, fmt.Errorf("--isolation: %w", err)
+	}
+	kind, err := isolation.ParseLauncher(*f.launcher)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(*f.workDir)
+	if err != nil {
+		return nil, err
+	}
+	cz, err := mesoscz.New(mesoscz.Options{
+		Logger:    log,
+		Isolation: set,
+		Isolator: isolation.Options{
+			CgroupsRoot: *f.cgroupsRoot, CgroupsHierarchy: *f.cgroupsHierarchy,
+			EnableCFS: *f.cgroupsEnableCFS, Launcher: kind,
+		},
+		Launcher:   isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}, Prestart: 1},
+		RuntimeDir: filepath.Join(abs, "containers"),
+		PidsLimit:  *f.pidsLimit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mesos containerizer: %w", err)
+	}
+	return cz, nil
 }
 
 // fetchFunc runs every fetch in a `mesolite fetch` child process, so a

@@ -18,6 +18,7 @@ import (
 	"github.com/mesolite/mesolite/cli"
 	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/internal/version"
+	"github.com/mesolite/mesolite/isolation"
 )
 
 type subcommand struct {
@@ -38,7 +39,10 @@ func commands() map[string]subcommand {
 		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
 		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
 		"fetch":             {summary: "fetch URIs into a sandbox (started by the agent)", hidden: true, run: fetchMain},
-		"artifacts":         {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
+		"launch": {summary: "container init (started by the agent)", hidden: true, run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+			return isolation.InitMain(args)
+		}},
+		"artifacts": {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
 	}
 }
 

@@ -1,7 +1,10 @@
 // Package mesos is the mesos containerizer: it runs an executor as a
-// process on the host, under the isolation the agent's --isolation flag
-// asks for (cgroups and namespaces through package isolation, or plain
-// posix processes that only report usage).
+// process on the host under the isolation the agent's --isolation flag asks
+// for: cgroups (cpu, memory, pids) and namespaces (pid, mount, ipc, uts)
+// through package isolation, or plain posix processes that only report
+// usage. The executor starts inside its cgroup; an OOM kill in the cgroup
+// becomes a memory limitation; destroying a container kills every process
+// of its cgroup, daemons included, and removes the cgroup.
 package mesos
 
 import (
@@ -11,9 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -21,46 +22,107 @@ import (
 	mesosv1 "github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/errdefs"
-	"golang.org/x/sys/unix"
+	"github.com/mesolite/mesolite/isolation"
 	"google.golang.org/protobuf/proto"
 )
 
 // Name is this containerizer's name in --containerizers and in handles.
 const Name = "mesos"
 
+// DefaultPidsLimit caps processes plus threads per container under
+// cgroups/pids (Mesos has no pids resource to take it from).
+const DefaultPidsLimit = 4096
+
 // Options configure the containerizer.
 type Options struct {
 	Logger *slog.Logger
+	// Isolation is the parsed --isolation; zero means posix/cpu,posix/mem.
+	Isolation isolation.Set
+	// Isolator carries --cgroups_root, --cgroups_hierarchy,
+	// --cgroups_enable_cfs and --launcher.
+	Isolator isolation.Options
+	// Launcher says how to start the container init: the agent's own binary
+	// and the hidden `launch` subcommand.
+	Launcher isolation.LauncherOptions
+	// RuntimeDir keeps per-container files (the init's exit status) that
+	// must survive an agent restart: <work_dir>/containers. Empty: no
+	// status files (exit codes of recovered containers are then unknown).
+	RuntimeDir string
+	// PidsLimit is the pids.max of each container under cgroups/pids;
+	// 0 means DefaultPidsLimit.
+	PidsLimit int64
 }
 
-// Containerizer runs executors as host processes.
+// Containerizer runs executors under isolation.
 type Containerizer struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	set      isolation.Set
+	mgr      *isolation.Manager // nil without cgroups
+	launcher isolation.Launcher
 
 	mu         sync.Mutex
 	containers map[string]*container
 }
 
 type container struct {
-	id      string
-	pid     int
-	started uint64 // process start time (clock ticks), to tell a reused pid apart
-	done    chan struct{}
-	term    containerizer.Termination
+	id     string
+	proc   isolation.Process
+	cg     *isolation.Cgroup
+	cancel context.CancelFunc // stops the OOM watcher
+	done   chan struct{}
+
+	mu   sync.Mutex
+	oom  *isolation.OOMEvent
+	term containerizer.Termination
 }
 
 type handleData struct {
-	StartTime uint64 `json:"start_time"`
+	Process isolation.Handle `json:"process"`
+	Cgroup  bool             `json:"cgroup,omitempty"`
 }
 
-// New returns a mesos containerizer.
-func New(opts Options) *Containerizer {
+// New checks that the host can give every isolation asked for (a missing
+// controller or missing root refuses to start, never a silent downgrade)
+// and returns the containerizer.
+func New(opts Options) (*Containerizer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Containerizer{opts: opts, log: opts.Logger.With("component", "mesos-containerizer"), containers: map[string]*container{}}
+	if opts.Isolation == 0 {
+		opts.Isolation = isolation.Set(isolation.PosixCPU) | isolation.Set(isolation.PosixMem)
+	}
+	if opts.PidsLimit == 0 {
+		opts.PidsLimit = DefaultPidsLimit
+	}
+	opts.Isolator = opts.Isolator.WithDefaults()
+	// Namespaces need the linux launcher; an explicit posix launcher with
+	// namespaces asked for is a contradiction, not something to drop.
+	if opts.Isolation.Namespaces() != 0 && opts.Isolator.Launcher == isolation.LauncherPosix {
+		return nil, fmt.Errorf("--isolation=%s needs --launcher=linux: %w", opts.Isolation, errdefs.ErrInvalid)
+	}
+	if err := isolation.CheckHost(opts.Isolation, opts.Isolator); err != nil {
+		return nil, err
+	}
+	c := &Containerizer{opts: opts, log: opts.Logger.With("component", "mesos-containerizer"), set: opts.Isolation, containers: map[string]*container{}}
+	if opts.Isolation.UsesCgroups() {
+		mgr, err := isolation.NewManager(opts.Isolator, opts.Isolation)
+		if err != nil {
+			return nil, fmt.Errorf("cgroups: %w", err)
+		}
+		c.mgr = mgr
+	}
+	l, err := isolation.NewLauncher(opts.Isolator.Launcher, opts.Launcher)
+	if err != nil {
+		return nil, err
+	}
+	c.launcher = l
+	c.log.Info("mesos containerizer ready", "isolation", opts.Isolation.String(), "launcher", string(l.Kind()), "cgroups", c.mgr != nil)
+	return c, nil
 }
+
+// Close stops the launcher's prestarted inits.
+func (c *Containerizer) Close() error { return c.launcher.Close() }
 
 func commandArgv(ci *mesosv1.CommandInfo) ([]string, error) {
 	if ci == nil {
@@ -80,6 +142,30 @@ func commandArgv(ci *mesosv1.CommandInfo) ([]string, error) {
 		args = []string{ci.GetValue()}
 	}
 	return append([]string{ci.GetValue()}, args[1:]...), nil
+}
+
+func scalar(rs []*mesosv1.Resource, name string) float64 {
+	var v float64
+	for _, r := range rs {
+		if r.GetName() == name && r.GetType() == mesosv1.Value_SCALAR {
+			v += r.GetScalar().GetValue()
+		}
+	}
+	return v
+}
+
+func (c *Containerizer) limits(rs []*mesosv1.Resource) isolation.Limits {
+	l := isolation.Limits{}
+	if c.set.Has(isolation.CgroupsCPU) {
+		l.CPUs = scalar(rs, "cpus")
+	}
+	if c.set.Has(isolation.CgroupsMem) {
+		l.MemoryBytes = int64(scalar(rs, "mem") * (1 << 20))
+	}
+	if c.set.Has(isolation.CgroupsPids) {
+		l.Pids = c.opts.PidsLimit
+	}
+	return l
 }
 
 // Launch implements containerizer.Containerizer.
@@ -102,47 +188,108 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 	if err != nil {
 		return containerizer.Handle{}, err
 	}
-	stdout, err := os.OpenFile(spec.StdoutPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return containerizer.Handle{}, fmt.Errorf("%w: open stdout: %w", containerizer.ErrLaunchFailed, err)
+	ct := &container{id: spec.ContainerID, done: make(chan struct{})}
+	if c.mgr != nil {
+		cg, err := c.mgr.Create(ctx, spec.ContainerID, c.limits(spec.Resources))
+		if err != nil {
+			return containerizer.Handle{}, fmt.Errorf("%w: create cgroup: %w", containerizer.ErrLaunchFailed, err)
+		}
+		ct.cg = cg
 	}
-	defer stdout.Close()
-	stderr, err := os.OpenFile(spec.StderrPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return containerizer.Handle{}, fmt.Errorf("%w: open stderr: %w", containerizer.ErrLaunchFailed, err)
+	hostname := ""
+	if c.set.Has(isolation.NamespacesUTS) {
+		hostname = spec.ContainerID
+		if spec.Task != nil {
+			hostname = hostnameOf(spec.Task.GetTaskId().GetValue(), spec.ContainerID)
+		}
 	}
-	defer stderr.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = spec.Env
-	cmd.Dir = spec.SandboxDir
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// Its own session: the executor survives an agent restart and its whole
-	// process group can be killed at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	statusPath := ""
+	if c.opts.RuntimeDir != "" {
+		dir := filepath.Join(c.opts.RuntimeDir, spec.ContainerID)
+		if err := os.MkdirAll(dir, 0o700); err == nil {
+			statusPath = filepath.Join(dir, "status")
+		}
+	}
+	proc, err := c.launcher.Launch(ctx, isolation.Spec{
+		Argv: argv, Env: spec.Env, Dir: spec.SandboxDir,
+		StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath,
+		Namespaces: c.set.Namespaces(), Hostname: hostname, Cgroup: ct.cg, StatusPath: statusPath,
+	})
+	if err != nil {
+		if ct.cg != nil {
+			_ = ct.cg.Delete(context.WithoutCancel(ctx))
+		}
+		if errors.Is(err, errdefs.ErrInvalid) {
+			return containerizer.Handle{}, err
+		}
 		return containerizer.Handle{}, fmt.Errorf("%w: start executor %q: %w", containerizer.ErrLaunchFailed, argv[0], err)
 	}
-	ct := &container{id: spec.ContainerID, pid: cmd.Process.Pid, started: startTime(cmd.Process.Pid), done: make(chan struct{})}
-	c.mu.Lock()
-	c.containers[spec.ContainerID] = ct
-	c.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		status := 0
-		if err != nil {
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-				status = int(ws)
-			} else {
-				status = -1
-			}
+	ct.proc = proc
+	c.track(ct)
+	data, _ := json.Marshal(handleData{Process: proc.Handle(), Cgroup: ct.cg != nil})
+	return containerizer.Handle{ContainerID: spec.ContainerID, Containerizer: Name, Pid: proc.Pid(), Data: data}, nil
+}
+
+// hostnameOf is the task id when it is a valid hostname label, else the
+// container id (UTS hostnames are at most 64 bytes).
+func hostnameOf(taskID, containerID string) string {
+	if len(taskID) == 0 || len(taskID) > 63 {
+		return containerID
+	}
+	for _, r := range taskID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return containerID
 		}
-		// Whatever the executor left in its session goes with it.
-		_ = syscall.Kill(-ct.pid, syscall.SIGKILL)
-		ct.term = containerizer.Termination{ExitStatus: status}
+	}
+	return taskID
+}
+
+// track starts watching a launched or recovered container.
+func (c *Containerizer) track(ct *container) {
+	wctx, cancel := context.WithCancel(context.Background())
+	ct.cancel = cancel
+	c.mu.Lock()
+	c.containers[ct.id] = ct
+	c.mu.Unlock()
+	if ct.cg != nil && c.set.Has(isolation.CgroupsMem) {
+		if events, err := ct.cg.WatchOOM(wctx); err != nil {
+			c.log.Warn("cannot watch for OOM kills", "container_id", ct.id, "error", err)
+		} else {
+			go func() {
+				for ev := range events {
+					ct.mu.Lock()
+					first := ct.oom == nil
+					e := ev
+					ct.oom = &e
+					ct.mu.Unlock()
+					if first {
+						c.log.Warn("container hit its memory limit; destroying it", "container_id", ct.id, "limit_bytes", ev.LimitBytes, "max_usage_bytes", ev.MaxUsageBytes)
+						// Mesos destroys a container on a limitation; the
+						// executor may not survive half its processes.
+						_ = ct.cg.Kill(wctx)
+					}
+				}
+			}()
+		}
+	}
+	go func() {
+		st, err := ct.proc.Wait(context.Background())
+		term := containerizer.Termination{ExitStatus: -1}
+		if err == nil && st.Known {
+			term.ExitStatus = st.WaitStatus()
+		}
+		// Whatever the executor left behind in its cgroup goes with it.
+		if ct.cg != nil {
+			_ = ct.cg.Kill(context.Background())
+		}
+		if lim, ok := c.limitation(ct); ok {
+			term = lim
+		}
+		ct.mu.Lock()
+		ct.term = term
+		ct.mu.Unlock()
 		close(ct.done)
 	}()
-	data, _ := json.Marshal(handleData{StartTime: ct.started})
-	return containerizer.Handle{ContainerID: spec.ContainerID, Containerizer: Name, Pid: ct.pid, Data: data}, nil
 }
 
 func (c *Containerizer) get(id string) (*container, error) {
@@ -155,6 +302,38 @@ func (c *Containerizer) get(id string) (*container, error) {
 	return ct, nil
 }
 
+// limitation reports an OOM kill of the container: from the watcher's
+// event, or, when the event has not been read yet, from the cgroup's own
+// OOM kill counter.
+func (c *Containerizer) limitation(ct *container) (containerizer.Termination, bool) {
+	ct.mu.Lock()
+	ev := ct.oom
+	ct.mu.Unlock()
+	if ev == nil && ct.cg != nil && c.set.Has(isolation.CgroupsMem) {
+		if st, err := ct.cg.Stats(); err == nil && st.OOMKills > 0 {
+			ev = &isolation.OOMEvent{ContainerID: ct.id, Time: time.Now(), LimitBytes: st.MemoryLimitBytes, MaxUsageBytes: max(st.MemoryMaxUsageBytes, st.MemoryUsageBytes)}
+		}
+	}
+	if ev == nil {
+		return containerizer.Termination{}, false
+	}
+	return containerizer.Termination{
+		ExitStatus: -1,
+		Limitation: true,
+		Reason:     mesosv1.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY,
+		Message:    isolation.OOMMessage(*ev),
+	}, true
+}
+
+// Limitation implements containerizer.LimitationReporter.
+func (c *Containerizer) Limitation(ctx context.Context, id string) (containerizer.Termination, bool) {
+	ct, err := c.get(id)
+	if err != nil {
+		return containerizer.Termination{}, false
+	}
+	return c.limitation(ct)
+}
+
 // Wait implements containerizer.Containerizer.
 func (c *Containerizer) Wait(ctx context.Context, id string) (containerizer.Termination, error) {
 	ct, err := c.get(id)
@@ -165,97 +344,95 @@ func (c *Containerizer) Wait(ctx context.Context, id string) (containerizer.Term
 	case <-ctx.Done():
 		return containerizer.Termination{}, ctx.Err()
 	case <-ct.done:
+		ct.mu.Lock()
+		defer ct.mu.Unlock()
 		return ct.term, nil
 	}
 }
 
-// Update implements containerizer.Containerizer; posix isolation has no limits to change.
+// Update implements containerizer.Containerizer: limits follow the
+// executor's tasks.
 func (c *Containerizer) Update(ctx context.Context, id string, rs []*mesosv1.Resource) error {
-	_, err := c.get(id)
-	return err
+	ct, err := c.get(id)
+	if err != nil {
+		return err
+	}
+	if ct.cg == nil {
+		return nil
+	}
+	return ct.cg.Update(c.limits(rs))
 }
 
-// Usage implements containerizer.Containerizer from /proc of the executor's session.
+// Usage implements containerizer.Containerizer: from the cgroup, or from the
+// executor's process tree under posix isolation.
 func (c *Containerizer) Usage(ctx context.Context, id string) (*mesosv1.ResourceStatistics, error) {
 	ct, err := c.get(id)
 	if err != nil {
 		return nil, err
 	}
-	st := &mesosv1.ResourceStatistics{Timestamp: proto.Float64(float64(time.Now().UnixNano()) / 1e9)}
-	var utime, stime, rss uint64
-	var procs uint32
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, ok := procStat(pid)
-		if !ok || f.session != ct.pid {
-			continue
-		}
-		procs++
-		utime += f.utime
-		stime += f.stime
-		rss += f.rssPages * uint64(os.Getpagesize())
+	var st isolation.Stats
+	if ct.cg != nil {
+		st, err = ct.cg.Stats()
+	} else {
+		st, err = isolation.ProcessTreeStats(ct.proc.Pid())
 	}
-	const hz = 100
-	st.CpusUserTimeSecs = proto.Float64(float64(utime) / hz)
-	st.CpusSystemTimeSecs = proto.Float64(float64(stime) / hz)
-	st.MemRssBytes = proto.Uint64(rss)
-	st.Processes = proto.Uint32(procs)
-	return st, nil
-}
-
-type statFields struct {
-	session             int
-	utime, stime, start uint64
-	rssPages            uint64
-}
-
-func procStat(pid int) (statFields, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return statFields{}, false
+		return nil, fmt.Errorf("usage of container %s: %w", id, err)
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return statFields{}, false
+	u := isolation.Usage(st)
+	out := &mesosv1.ResourceStatistics{
+		Timestamp:             proto.Float64(u.Timestamp),
+		CpusUserTimeSecs:      proto.Float64(u.CPUsUserTimeSecs),
+		CpusSystemTimeSecs:    proto.Float64(u.CPUsSystemTimeSecs),
+		MemRssBytes:           proto.Uint64(u.MemRSSBytes),
+		MemCacheBytes:         proto.Uint64(u.MemCacheBytes),
+		MemSwapBytes:          proto.Uint64(u.MemSwapBytes),
+		MemTotalBytes:         proto.Uint64(u.MemTotalBytes),
+		Processes:             proto.Uint32(u.Processes),
+		Threads:               proto.Uint32(u.Threads),
+		CpusNrPeriods:         proto.Uint32(u.CPUsNrPeriods),
+		CpusNrThrottled:       proto.Uint32(u.CPUsNrThrottled),
+		CpusThrottledTimeSecs: proto.Float64(u.CPUsThrottledTimeSecs),
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 22 {
-		return statFields{}, false
+	if u.MemLimitBytes > 0 {
+		out.MemLimitBytes = proto.Uint64(u.MemLimitBytes)
 	}
-	atoi := func(x string) uint64 { v, _ := strconv.ParseUint(x, 10, 64); return v }
-	sess, _ := strconv.Atoi(f[3])
-	return statFields{session: sess, utime: atoi(f[11]), stime: atoi(f[12]), start: atoi(f[19]), rssPages: atoi(f[21])}, true
+	return out, nil
 }
 
-func startTime(pid int) uint64 {
-	f, _ := procStat(pid)
-	return f.start
-}
-
-// Destroy implements containerizer.Containerizer: it kills the executor's
-// whole session and waits for the executor to be gone.
+// Destroy implements containerizer.Containerizer: every process of the
+// container dies (the whole cgroup, daemons included), then the cgroup is
+// removed.
 func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 	ct, err := c.get(id)
 	if err != nil {
 		return nil
 	}
+	if ct.cg != nil {
+		if err := ct.cg.Kill(ctx); err != nil {
+			c.log.Warn("kill cgroup", "container_id", id, "error", err)
+		}
+	}
 	select {
 	case <-ct.done:
 	default:
-		_ = syscall.Kill(-ct.pid, syscall.SIGKILL)
-		_ = syscall.Kill(ct.pid, syscall.SIGKILL)
-		select {
-		case <-ct.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Second):
-			return fmt.Errorf("container %s: executor pid %d did not die: %w", id, ct.pid, errdefs.ErrUnavailable)
+		_ = ct.proc.Signal(syscall.SIGKILL)
+	}
+	select {
+	case <-ct.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("container %s: executor pid %d did not die: %w", id, ct.proc.Pid(), errdefs.ErrUnavailable)
+	}
+	ct.cancel()
+	if ct.cg != nil {
+		if err := ct.cg.Delete(ctx); err != nil {
+			return fmt.Errorf("remove cgroup of container %s: %w", id, err)
 		}
+	}
+	if c.opts.RuntimeDir != "" {
+		_ = os.RemoveAll(filepath.Join(c.opts.RuntimeDir, id))
 	}
 	c.mu.Lock()
 	delete(c.containers, id)
@@ -263,47 +440,55 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 	return nil
 }
 
-// Recover implements containerizer.Containerizer: processes from handles
-// that still run (same pid and start time) are watched through a pidfd;
-// the others are reported terminated.
+// Recover implements containerizer.Containerizer: executors from handles
+// that still run are re-attached (pid and start time must match); cgroups
+// under --cgroups_root that no handle accounts for are orphans of an
+// earlier run and are killed and removed.
 func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Handle) error {
+	known := map[string]bool{}
 	for _, h := range handles {
 		var d handleData
-		_ = json.Unmarshal(h.Data, &d)
-		ct := &container{id: h.ContainerID, pid: h.Pid, started: d.StartTime, done: make(chan struct{})}
-		if h.Pid <= 0 || startTime(h.Pid) != d.StartTime || d.StartTime == 0 {
-			continue // gone: the agent fails its tasks
+		if err := json.Unmarshal(h.Data, &d); err != nil || d.Process.Pid == 0 {
+			// Handles written before the isolation layer carried only a pid.
+			d.Process = isolation.Handle{Pid: h.Pid}
 		}
-		c.mu.Lock()
-		c.containers[h.ContainerID] = ct
-		c.mu.Unlock()
-		go c.watch(ct)
-		c.log.Info("recovered executor process", "container_id", h.ContainerID, "pid", h.Pid)
+		proc, err := isolation.Attach(d.Process)
+		if err != nil {
+			c.log.Warn("cannot re-attach executor", "container_id", h.ContainerID, "error", err)
+			continue
+		}
+		ct := &container{id: h.ContainerID, proc: proc, done: make(chan struct{})}
+		if d.Cgroup && c.mgr != nil {
+			if cg, err := c.mgr.Load(h.ContainerID); err == nil {
+				ct.cg = cg
+			}
+		}
+		known[h.ContainerID] = true
+		c.track(ct)
+		c.log.Info("recovered executor", "container_id", h.ContainerID, "pid", proc.Pid(), "cgroup", ct.cg != nil)
+	}
+	if c.mgr == nil {
+		return nil
+	}
+	ids, err := c.mgr.List()
+	if err != nil {
+		return fmt.Errorf("list container cgroups: %w", err)
+	}
+	for _, id := range ids {
+		if known[id] {
+			continue
+		}
+		cg, err := c.mgr.Load(id)
+		if err != nil {
+			continue
+		}
+		c.log.Warn("destroying orphaned container cgroup", "container_id", id)
+		_ = cg.Kill(ctx)
+		if err := cg.Delete(ctx); err != nil {
+			c.log.Error("remove orphaned cgroup", "container_id", id, "error", err)
+		}
 	}
 	return nil
-}
-
-// watch waits for a process that is not our child to exit.
-func (c *Containerizer) watch(ct *container) {
-	defer close(ct.done)
-	ct.term = containerizer.Termination{ExitStatus: -1}
-	fd, err := unix.PidfdOpen(ct.pid, 0)
-	if err == nil {
-		defer unix.Close(fd)
-		for {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(fds, -1); err != nil && errors.Is(err, unix.EINTR) {
-				continue
-			}
-			break
-		}
-		_ = syscall.Kill(-ct.pid, syscall.SIGKILL)
-		return
-	}
-	for startTime(ct.pid) == ct.started && ct.started != 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-	_ = syscall.Kill(-ct.pid, syscall.SIGKILL)
 }
 
 // Containers implements containerizer.Containerizer.
