@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/internal/testutil"
+)
+
+func isolatedCluster(t *testing.T) (*cluster, string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root := "mesolite-e2e-" + strconv.Itoa(os.Getpid())
+	c := startCluster(t, "--isolation=cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,namespaces/uts", "--cgroups_root="+root)
+	return c, root
+}
+
+// cgroupDirs lists the container cgroups under root in the memory (v1) or
+// unified (v2) hierarchy.
+func cgroupDirs(t *testing.T, root string) []string {
+	dir := filepath.Join("/sys/fs/cgroup", root)
+	if !testutil.CgroupV2() {
+		dir = filepath.Join("/sys/fs/cgroup/memory", root)
+	}
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// The "done when": a 64 MB task allocating 256 MB ends TASK_FAILED
+// with REASON_CONTAINER_LIMITATION_MEMORY.
+func TestIsolatedTaskOOM(t *testing.T) {
+	c, _ := isolatedCluster(t)
+	out, code := mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--name=oom", "--resources=cpus:0.1;mem:64",
+		"--command=head -c 268435456 /dev/zero | tail")
+	if code == 0 || !strings.Contains(out, "TASK_FAILED") || !strings.Contains(out, "REASON_CONTAINER_LIMITATION_MEMORY") || !strings.Contains(out, "Memory limit exceeded") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestIsolatedTaskNamespaces(t *testing.T) {
+	c, _ := isolatedCluster(t)
+	out, code := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--name=ns", "--id=ns-1",
+		"--command=readlink /proc/self/ns/pid; ps -e -o pid= | wc -l; hostname")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	logs, _ := mesolite(t, 30*time.Second, "logs", "--master="+c.masterAddr, "ns-1")
+	lines := strings.Fields(logs)
+	if len(lines) != 3 {
+		t.Fatalf("stdout %q", logs)
+	}
+	host, _ := os.Readlink("/proc/self/ns/pid")
+	if lines[0] == host {
+		t.Errorf("task shares the host's pid namespace %s", host)
+	}
+	// init, executor, sh, ps, wc: nothing of the host.
+	if n, _ := strconv.Atoi(lines[1]); n == 0 || n > 8 {
+		t.Errorf("ps inside sees %d processes", n)
+	}
+	if lines[2] != "ns-1" {
+		t.Errorf("hostname %q, want the task id", lines[2])
+	}
+}
+
+// A daemonized grandchild dies with its task and no cgroup is left.
+func TestIsolatedDaemonLeavesNothing(t *testing.T) {
+	c, root := isolatedCluster(t)
+	out, code := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--name=daemon",
+		"--command=setsid sh -c 'sleep 3141 & sleep 3142' >/dev/null 2>&1 & echo started")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		err := exec.Command("pgrep", "-f", "sleep 314[12]").Run()
+		return err != nil && len(cgroupDirs(t, root)) == 0
+	}, "daemonized processes and the container cgroup gone (cgroups left: %v)", cgroupDirs(t, root))
+}
+
+func TestIsolatedForkBombContained(t *testing.T) {
+	c, root := isolatedCluster(t)
+	c.agentArgs = append(c.agentArgs, "--cgroups_pids_limit=64")
+	c.agent.stop()
+	c.startAgent(t)
+	out, _ := mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--name=bomb", "--timeout=20secs",
+		"--command=b() { b | b & }; b; sleep 5; exit 0")
+	// The bomb is contained: the agent keeps serving and runs the next task.
+	if resp, err := http.Get("http://" + c.agentAddr + "/health"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("agent unhealthy after a fork bomb: %v\n%s", err, out)
+	} else {
+		resp.Body.Close()
+	}
+	if out, code := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--name=after", "--command=true"); code != 0 {
+		t.Fatalf("task after the fork bomb failed:\n%s", out)
+	}
+	testutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() bool { return len(cgroupDirs(t, root)) == 0 }, "bomb's cgroup removed")
+}
