@@ -31,6 +31,7 @@ func BenchmarkLaunch(b *testing.B) {
 	}{
 		{"posix", true, 0, false, 0},
 		{"posix-cgroups", true, 0, true, 0},
+		{"posix-cgroups-prestart", true, 0, true, 1},
 		{"linux-pidns", false, pidns, false, 0},
 		{"linux-pidns-prestart", false, pidns, false, 1},
 		{"linux-cgroups-pidns", false, pidns, true, 0},

@@ -349,6 +349,10 @@ func testKillDaemonized(t *testing.T, m *Manager, l Launcher) {
 	if !dead(leaf) {
 		t.Fatalf("daemon %d survived Kill", leaf)
 	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(leaf, &ws, 0, nil); err == nil && ws.Signal() != unix.SIGKILL {
+		t.Errorf("daemon %d ended with %v, want SIGKILL", leaf, ws)
+	}
 	if err := cg.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}

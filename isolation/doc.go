@@ -14,7 +14,8 @@
 //	m := NewManager(opts, set)        once
 //	cg := m.Create(ctx, id, limits)   mkdir in every controller, write limits
 //	oom := cg.WatchOOM(ctx)           before the executor can allocate
-//	p := launcher.Launch(ctx, spec)   spec.Cgroup = cg; the init waits until it is inside
+//	l := NewLauncher(kind, lopts)     once; lopts.Prestart keeps inits started ahead
+//	p := l.Launch(ctx, spec)          spec.Cgroup = cg; the init waits until it is inside
 //	... cg.Update / cg.Stats / Usage(stats)
 //	p.Wait(ctx)                       executor exit status
 //	cg.Kill(ctx); cg.Delete(ctx)      everything dead, then the cgroup gone

@@ -46,7 +46,7 @@ func InitMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 125
 	}
-	// Neither pipe may leak into the executor.
+	// Neither the spec socket nor the status pipe may leak into the executor.
 	unix.CloseOnExec(*specFD)
 	unix.CloseOnExec(*statusFD)
 	status := os.NewFile(uintptr(*statusFD), "status")
@@ -58,10 +58,14 @@ func InitMain(args []string) int {
 		return code
 	}
 
+	// A prestarted init counts as ready only from here: what came before
+	// (the runtime's start) is what prestarting takes off the launch path.
+	_ = report.Encode(initMessage{Ready: true})
 	cfg, err := receiveSpec(*specFD)
 	if err != nil {
 		if err == io.EOF {
-			// The launcher gave up on us (could not place us in the cgroup).
+			// The launcher gave up on us (could not place us in the cgroup),
+			// or closed its prestarted inits.
 			return 125
 		}
 		return fail(125, "read spec: %v", err)

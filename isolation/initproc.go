@@ -21,6 +21,7 @@ type initProc struct {
 	cmd   *exec.Cmd
 	sock  *os.File // our end of the spec socket (fd 3 in the init)
 	statR *os.File // the init's status pipe (fd 4 in the init)
+	dec   *json.Decoder
 	// inCgroup: clone3 already put it into the launch's cgroup.
 	inCgroup bool
 }
@@ -68,7 +69,19 @@ func startInit(opts LauncherOptions, ns Namespaces, dir string, stdout, stderr, 
 		statR.Close()
 		return nil, fmt.Errorf("launch: start init %s: %w", opts.InitPath, err)
 	}
-	return &initProc{cmd: cmd, sock: sock, statR: statR, inCgroup: cgfd != nil}, nil
+	return &initProc{cmd: cmd, sock: sock, statR: statR, dec: json.NewDecoder(statR), inCgroup: cgfd != nil}, nil
+}
+
+// waitReady reads the init's ready message.
+func (ip *initProc) waitReady() error {
+	var msg initMessage
+	if err := ip.dec.Decode(&msg); err != nil {
+		return fmt.Errorf("init %d did not come up: %w", ip.cmd.Process.Pid, err)
+	}
+	if !msg.Ready {
+		return fmt.Errorf("init %d: unexpected message %+v", ip.cmd.Process.Pid, msg)
+	}
+	return nil
 }
 
 // kill ends an init that will not be used and reaps it.
@@ -107,7 +120,7 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 	// reads below with EOF.
 	stop := context.AfterFunc(ctx, func() { _ = ip.cmd.Process.Kill() })
 	defer stop()
-	dec := json.NewDecoder(ip.statR)
+	dec := ip.dec
 	sawExec := false
 	var initErr string
 	for {
@@ -282,14 +295,20 @@ func (p *initPool) fill(ns Namespaces) {
 	for range need {
 		go func() {
 			ip, err := startInit(p.opts, ns, "/", nil, nil, nil)
+			if err == nil {
+				if err = ip.waitReady(); err != nil {
+					ip.kill()
+					ip = nil
+				}
+			}
 			p.mu.Lock()
 			p.filling[ns]--
-			keep := err == nil && !p.closed
+			keep := ip != nil && !p.closed
 			if keep {
 				p.idle[ns] = append(p.idle[ns], ip)
 			}
 			p.mu.Unlock()
-			if err == nil && !keep {
+			if ip != nil && !keep {
 				ip.kill()
 			}
 		}()

@@ -219,7 +219,7 @@ func (l *PosixLauncher) Launch(ctx context.Context, spec Spec) (Process, error) 
 	return launch(ctx, l.pool, spec)
 }
 
-// initConfig is what the parent sends the init over the spec pipe.
+// initConfig is what the parent sends the init over the spec socket.
 type initConfig struct {
 	Argv       []string   `json:"argv"`
 	Env        []string   `json:"env"`
@@ -229,10 +229,12 @@ type initConfig struct {
 	StatusPath string     `json:"status_path,omitempty"`
 }
 
-// initMessage is what the init reports over the status pipe: Exec before it
+// initMessage is what the init reports over the status pipe: Ready once its
+// runtime is up and it waits for the spec, Exec before it
 // execs the executor itself, Started once a supervised executor runs, Exit
 // with its wait status, Error when it could not.
 type initMessage struct {
+	Ready   bool   `json:"ready,omitempty"`
 	Exec    bool   `json:"exec,omitempty"`
 	Started int    `json:"started,omitempty"`
 	Exit    *int   `json:"exit,omitempty"`

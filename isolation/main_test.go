@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(modeEnv); mode != "" {
 		os.Exit(runMode(mode, os.Args[1:]))
 	}
+	// Daemons the tests orphan are adopted by this process, not by a pid 1
+	// that may never reap them, and the tests reap them after Kill.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	os.Exit(m.Run())
 }
 
@@ -45,7 +48,7 @@ func runMode(mode string, args []string) int {
 		return code
 	case "selfkill":
 		_ = unix.Kill(os.Getpid(), unix.SIGKILL)
-		select {}
+		sleepForever()
 	case "alloc":
 		// Allocate and touch args[0] MB, keeping every byte reachable.
 		mb, _ := strconv.Atoi(args[0])
@@ -108,10 +111,18 @@ func runMode(mode string, args []string) int {
 		p := os.Getenv("PIDFILE")
 		_ = os.WriteFile(p+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o644)
 		_ = os.Rename(p+".tmp", p)
-		select {}
+		sleepForever()
 	}
 	fmt.Fprintln(os.Stderr, "unknown mode", mode)
 	return 2
+}
+
+// sleepForever blocks without tripping the runtime's deadlock detector,
+// which a bare select{} in a process with no other goroutine does.
+func sleepForever() {
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 func selfPath(t testing.TB) string {
