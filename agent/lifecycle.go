@@ -478,13 +478,13 @@ func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskSta
 		if ts == nil {
 			ts = es.terminal[taskID]
 		}
-		if ts != nil && !isTerminal(ts.state) {
+		if ts != nil && !mesos.IsTerminal(ts.state) {
 			ts.state = st.GetState()
 			ts.statuses = append(ts.statuses, st)
 			if len(ts.statuses) > 50 {
 				ts.statuses = ts.statuses[len(ts.statuses)-50:]
 			}
-			if isTerminal(st.GetState()) {
+			if mesos.IsTerminal(st.GetState()) {
 				delete(es.queued, taskID)
 				delete(es.launched, taskID)
 				es.terminal[taskID] = ts

@@ -99,12 +99,12 @@ func (a *Agent) recover(ctx context.Context) error {
 					if s != nil {
 						ts.state = s.latest
 						ts.statuses = append(ts.statuses, s.pending...)
-						if isTerminal(s.latest) && len(s.pending) == 0 {
+						if mesos.IsTerminal(s.latest) && len(s.pending) == 0 {
 							continue // finished and acknowledged
 						}
 					}
 					switch {
-					case isTerminal(ts.state):
+					case mesos.IsTerminal(ts.state):
 						es.terminal[tid] = ts
 					default:
 						es.launched[tid] = ts

@@ -170,7 +170,7 @@ func (m *statusUpdates) Acknowledge(ctx context.Context, fw, task string, uuid [
 	}
 	if len(s.pending) > 0 {
 		m.sendHeadLocked(ctx, s, true)
-	} else if isTerminal(acked.GetState()) {
+	} else if mesos.IsTerminal(acked.GetState()) {
 		s.closed = true
 		delete(m.streams, streamKey(fw, task))
 		if m.onTerminalAcked != nil {
@@ -258,14 +258,4 @@ func appendRecord(path string, rec updateRecord) error {
 		return fmt.Errorf("checkpoint update: %w", werr)
 	}
 	return cerr
-}
-
-func isTerminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }

@@ -254,7 +254,7 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 	// Kills the agent missed while it was away.
 	for _, ts := range a.tasks {
 		for _, t := range ts {
-			if t.killRequested && !isTerminal(t.state()) {
+			if t.killRequested && !mesos.IsTerminal(t.state()) {
 				m.sendAgent(a, killEvent(t.fw.id, t.t.GetTaskId(), t.killPolicy))
 			}
 		}
@@ -308,7 +308,7 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			if reported[fwID][id] != nil {
 				continue
 			}
-			if isTerminal(t.state()) {
+			if mesos.IsTerminal(t.state()) {
 				// Its terminal update was delivered and the agent moved on.
 				m.completeTask(t)
 				continue
@@ -447,9 +447,9 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			t.t.State = rt.State
 			t.t.StatusUpdateState = rt.StatusUpdateState
 			t.t.StatusUpdateUuid = rt.StatusUpdateUuid
-			if isTerminal(rt.GetState()) && !t.released {
+			if mesos.IsTerminal(rt.GetState()) && !t.released {
 				t.released = true
-			} else if !isTerminal(rt.GetState()) && t.released {
+			} else if !mesos.IsTerminal(rt.GetState()) && t.released {
 				// Back from the dead (the agent was removed, then returned).
 				t.released = false
 			}
@@ -501,7 +501,7 @@ func (m *Master) adoptTask(a *agent, fw *framework, rt *mesos.Task) *task {
 	if roles, _ := resources.AllocationRoles(rt.GetResources()); len(roles) == 1 {
 		t.role = roles[0]
 	}
-	t.released = isTerminal(rt.GetState())
+	t.released = mesos.IsTerminal(rt.GetState())
 	fw.tasks[t.id()] = t
 	a.addTask(t)
 	return t
@@ -634,7 +634,7 @@ func (m *Master) removeAgent(a *agent) {
 		for _, id := range sortedTaskIDs(ts) {
 			t := ts[id]
 			affected[t.fw] = true
-			if isTerminal(t.state()) {
+			if mesos.IsTerminal(t.state()) {
 				m.completeTask(t)
 				continue
 			}

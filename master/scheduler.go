@@ -379,7 +379,7 @@ func (m *Master) removeFramework(fw *framework, reason string) {
 		})
 	}
 	for _, t := range fw.tasks {
-		if !isTerminal(t.state()) {
+		if !mesos.IsTerminal(t.state()) {
 			m.setTaskState(t, &mesos.TaskStatus{
 				TaskId:    t.t.GetTaskId(),
 				State:     mesos.TaskState_TASK_KILLED.Enum(),

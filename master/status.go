@@ -34,12 +34,12 @@ func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskSt
 		}
 		t.containerID = cid.GetValue()
 	}
-	if isTerminal(latest) && !t.released {
+	if mesos.IsTerminal(latest) && !t.released {
 		t.released = true
 		m.alloc.Recover(t.fw.id, t.agentID, t.role, t.res, 0)
 		m.triggerAllocation()
 	}
-	if prev != latest && isTerminal(latest) {
+	if prev != latest && mesos.IsTerminal(latest) {
 		m.counters.terminal[latest]++
 	}
 }
@@ -156,7 +156,7 @@ func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
 		m.log.Debug("acknowledgement not forwarded: agent disconnected", "agent_id", a.id, "task_id", taskID)
 	}
 	if t := fw.tasks[taskID]; t != nil && t.agentID == a.id &&
-		isTerminal(t.t.GetStatusUpdateState()) && bytes.Equal(t.t.GetStatusUpdateUuid(), uuid) {
+		mesos.IsTerminal(t.t.GetStatusUpdateState()) && bytes.Equal(t.t.GetStatusUpdateUuid(), uuid) {
 		m.completeTask(t)
 	}
 }
@@ -174,7 +174,7 @@ func (m *Master) kill(fw *framework, k *scheduler.Call_Kill) {
 		m.masterUpdate(fw, k.GetTaskId(), k.GetAgentId(), mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_RECONCILIATION, "Attempted to kill an unknown task")
 		return
 	}
-	if isTerminal(t.state()) {
+	if mesos.IsTerminal(t.state()) {
 		// Already over: resend the latest state so the framework sees it.
 		m.reconcileTask(fw, t)
 		return

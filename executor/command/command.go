@@ -258,7 +258,7 @@ func (e *Executor) Kill(ctx context.Context, d *driver.Driver, taskID *mesos.Tas
 		grace = time.Duration(p.GetNanoseconds())
 	}
 	e.mu.Unlock()
-	if hasCapability(d.FrameworkInfo(), mesos.FrameworkInfo_Capability_TASK_KILLING_STATE) {
+	if d.FrameworkInfo().HasCapability(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE) {
 		e.send(ctx, d, taskID, mesos.TaskState_TASK_KILLING, nil, "")
 	}
 	if cmd == nil || cmd.Process == nil {
@@ -283,15 +283,6 @@ func (e *Executor) killNow() {
 	if e.cmd != nil && e.cmd.Process != nil {
 		_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 	}
-}
-
-func hasCapability(fi *mesos.FrameworkInfo, c mesos.FrameworkInfo_Capability_Type) bool {
-	for _, cap := range fi.GetCapabilities() {
-		if cap.GetType() == c {
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Executor) LaunchGroup(ctx context.Context, d *driver.Driver, g *mesos.TaskGroupInfo) {

@@ -399,7 +399,7 @@ func (e *Executor) Kill(ctx context.Context, d *driver.Driver, taskID *mesos.Tas
 	e.killGrace = grace
 	started := e.started
 	e.mu.Unlock()
-	if hasCapability(d.FrameworkInfo(), mesos.FrameworkInfo_Capability_TASK_KILLING_STATE) {
+	if d.FrameworkInfo().HasCapability(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE) {
 		e.send(ctx, d, taskID, mesos.TaskState_TASK_KILLING, nil, "", nil)
 	}
 	e.log.Info("killing container", "task_id", taskID.GetValue(), "grace_period", grace)
@@ -424,15 +424,6 @@ func (e *Executor) stopSignal(ctx context.Context) string {
 		return ins.Config.StopSignal
 	}
 	return "SIGTERM"
-}
-
-func hasCapability(fi *mesos.FrameworkInfo, c mesos.FrameworkInfo_Capability_Type) bool {
-	for _, cap := range fi.GetCapabilities() {
-		if cap.GetType() == c {
-			return true
-		}
-	}
-	return false
 }
 
 // LaunchGroup implements driver.Handler: task groups need the default

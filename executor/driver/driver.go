@@ -306,7 +306,7 @@ func (d *Driver) dispatch(ctx context.Context, ev *executor.Event) {
 					break
 				}
 			}
-			if isTerminal(u.GetStatus().GetState()) {
+			if mesos.IsTerminal(u.GetStatus().GetState()) {
 				delete(d.tasks, a.GetTaskId().GetValue())
 			}
 		}
@@ -387,16 +387,6 @@ func (d *Driver) post(ctx context.Context, call *executor.Call) error {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
-}
-
-func isTerminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
-		mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED,
-		mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
-		return true
-	}
-	return false
 }
 
 // Getenv is os.Getenv, named here so callers read ConfigFromEnv(driver.Getenv).
