@@ -57,9 +57,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Checkpoint:    getenv("MESOS_CHECKPOINT") == "1",
 	}
 	var missing []string
-	for k, v := range map[string]string{"MESOS_AGENT_ENDPOINT": c.AgentEndpoint, "MESOS_FRAMEWORK_ID": c.FrameworkID, "MESOS_EXECUTOR_ID": c.ExecutorID} {
-		if v == "" {
-			missing = append(missing, k)
+	for _, kv := range [][2]string{{"MESOS_AGENT_ENDPOINT", c.AgentEndpoint}, {"MESOS_FRAMEWORK_ID", c.FrameworkID}, {"MESOS_EXECUTOR_ID", c.ExecutorID}} {
+		if kv[1] == "" {
+			missing = append(missing, kv[0])
 		}
 	}
 	if len(missing) > 0 {
