@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -266,11 +267,34 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		result = &URIError{URI: inflight, Err: fmt.Errorf("fetcher process exited after %d of %d URIs: %w", done, len(req.URIs), errdefs.ErrUnavailable)}
 	}
 	if result != nil {
+		// A killed child cannot clean up after itself.
+		removeStaging(req.SandboxDir)
 		log.Warn("fetch failed", "sandbox", req.SandboxDir, "error", result.Error(), "duration", elapsed)
 	} else {
 		log.Info("fetch succeeded", "sandbox", req.SandboxDir, "uris", len(req.URIs), "duration", elapsed)
 	}
 	return result
+}
+
+// removeStaging deletes the staging directories a child left in the
+// sandbox (the partial download of a fetch that was killed).
+func removeStaging(sandbox string) {
+	root, err := os.OpenRoot(sandbox)
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	d, err := root.Open(".")
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if strings.HasPrefix(n, stagingPrefix) {
+			_ = root.RemoveAll(n)
+		}
+	}
 }
 
 // asUser makes the child fetch as the task user when the agent is root, as

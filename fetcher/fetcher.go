@@ -109,7 +109,9 @@ type plan struct {
 	kind archiveKind
 	// sniff is true when the type may still come from magic bytes.
 	sniff bool
-	mode  fs.FileMode
+	// gzName is what a single .gz decompresses to: the name it was
+	// recognised by, without .gz (Mesos gunzips x.gz to x).
+	gzName string
 }
 
 func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI) (Result, error) {
@@ -123,9 +125,15 @@ func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI)
 	}
 	p := &plan{uri: u, src: src, out: out}
 	if u.Extract && !u.Executable {
+		named := out
 		p.kind = kindFromName(out)
 		if p.kind == kindNone && u.OutputFile != "" {
+			named = src.name
 			p.kind = kindFromName(src.name)
+		}
+		if p.kind == kindGz {
+			base := filepath.Base(named)
+			p.gzName = base[:len(base)-len(".gz")]
 		}
 		p.sniff = p.kind == kindNone && sniffable(out) && sniffable(src.name)
 	}
@@ -142,10 +150,13 @@ func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI)
 
 var errCacheUnusable = errors.New("fetcher cache unusable")
 
+// stagingPrefix names the hidden directory a direct fetch downloads into.
+const stagingPrefix = ".mesolite-fetch-"
+
 // fetchDirect downloads into a staging directory inside the sandbox (one
 // filesystem, so the final move is a rename), then places and extracts.
 func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan) (Result, error) {
-	stageName := ".mesolite-fetch-" + randHex(6)
+	stageName := stagingPrefix + randHex(6)
 	if err := sb.Mkdir(stageName, 0o700); err != nil {
 		return Result{}, fmt.Errorf("create staging directory: %w", classifyFS(err))
 	}
@@ -165,7 +176,11 @@ func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan) (Result
 	f.logDownload(p, d, start)
 
 	stagedRel := filepath.Join(stageName, "data")
-	if !d.dir {
+	if d.dir {
+		if err := checkTreeSymlinks(d.path); err != nil {
+			return Result{}, err
+		}
+	} else {
 		mode, err := finalMode(sb, stagedRel, p.uri.Executable)
 		if err != nil {
 			return Result{}, err
@@ -207,13 +222,8 @@ func (f *Fetcher) logDownload(p *plan, d *download, start time.Time) {
 }
 
 func (f *Fetcher) extract(ctx context.Context, af *os.File, kind archiveKind, p *plan, sb *os.Root) (int, error) {
-	gzName := ""
-	if kind == kindGz {
-		base := path.Base(filepath.ToSlash(p.out))
-		gzName = base[:len(base)-len(".gz")]
-	}
 	start := time.Now()
-	st, err := extractArchive(ctx, af, kind, gzName, sb, f.cfg.extractLimits())
+	st, err := extractArchive(ctx, af, kind, p.gzName, sb, f.cfg.extractLimits())
 	if err != nil {
 		return 0, fmt.Errorf("extract %s archive %q: %w", kind, p.out, err)
 	}
@@ -514,6 +524,29 @@ func (f *Fetcher) localUnchanged(s *source, e *cacheEntry) bool {
 		fi, err = os.Stat(s.path)
 	}
 	return err == nil && fi.Size() == e.SrcSize && fi.ModTime().UnixNano() == e.SrcMtime
+}
+
+// checkTreeSymlinks refuses a downloaded directory (a git checkout) that
+// holds a symlink pointing outside itself, by the extractor's rule.
+func checkTreeSymlinks(dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		target, err := root.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if path.IsAbs(target) || !filepath.IsLocal(path.Join(path.Dir(p), target)) {
+			return fmt.Errorf("downloaded tree has symlink %q -> %q pointing outside it: %w", p, target, errdefs.ErrForbidden)
+		}
+		return nil
+	})
 }
 
 func randHex(n int) string {

@@ -12,13 +12,17 @@ import (
 	"io/fs"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mesolite/mesolite/artifactsrv"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/testutil"
 )
 
 func TestURIExtractDefaultsToTrue(t *testing.T) {
@@ -132,6 +136,7 @@ func TestArchiveDetection(t *testing.T) {
 		{"zip", NewURI(o.url("b.zip")), []string{"z/in-zip"}, nil},
 		{"extract=false", URI{Value: o.url("x.tgz")}, []string{"x.tgz"}, []string{"from-archive"}},
 		{"output_file names the type", URI{Value: o.url("download"), Extract: true, OutputFile: "pkg.tar.gz"}, []string{"from-archive", "pkg.tar.gz"}, nil},
+		{"gz renamed by output_file", URI{Value: o.url("data.gz"), Extract: true, OutputFile: "sub/blob"}, []string{"sub/blob", "data"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -456,6 +461,9 @@ func TestWholeFetchTimeout(t *testing.T) {
 	if !strings.Contains(log.String(), "timed out") {
 		t.Fatalf("sandbox log does not say the fetch timed out:\n%s", log.String())
 	}
+	if files := l.sandboxFiles(t); len(files) != 0 {
+		t.Fatalf("the killed fetch left %v", files)
+	}
 }
 
 func TestChildCrash(t *testing.T) {
@@ -604,4 +612,116 @@ func counter(t *testing.T, srv *artifactsrv.Server, name, code string) float64 {
 		}
 	}
 	return v
+}
+
+// openUp lets other users traverse p and its parents below the temp dir
+// (t.TempDir makes them 0700).
+func openUp(t *testing.T, p string) {
+	t.Helper()
+	for d := p; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, fi.Mode().Perm()|0o055); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFetchAsTaskUser(t *testing.T) {
+	testutil.RequireRoot(t)
+	u, err := user.Lookup("nobody")
+	testutil.Require(t, err == nil, "test needs the user nobody")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child must be able to run the binary as nobody.
+	binDir := t.TempDir()
+	bin := filepath.Join(binDir, "fetcher.test")
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	openUp(t, binDir)
+
+	o := newOrigin(t)
+	o.put("a.bin", []byte("as nobody"))
+	l := newLayout(t)
+	cacheDir := filepath.Join(l.base, "cache")
+	openUp(t, l.sandbox)
+	opts := childOptions(t, Config{CacheDir: cacheDir, CacheSize: DefaultCacheSize})
+	opts.Binary = bin
+	log, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, User: "nobody", URIs: []URI{cachedURI(o.url("a.bin"))}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	fi, err := os.Stat(filepath.Join(l.sandbox, "a.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Uid); uid != u.Uid {
+		t.Fatalf("fetched file owned by uid %s, want nobody (%s)", uid, u.Uid)
+	}
+	if _, err := os.Stat(filepath.Join(cacheDir, "users", "nobody", "index.json")); err != nil {
+		t.Fatalf("per-user cache not used: %v", err)
+	}
+}
+
+func gitRepo(t *testing.T, files map[string]string, links map[string]string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"add", "."},
+		{"-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "init"},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	return dir
+}
+
+func TestFetchGitCheckout(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	good := gitRepo(t, map[string]string{"README": "hello"}, map[string]string{"inside": "README"})
+	evil := gitRepo(t, map[string]string{"README": "x"}, map[string]string{"passwd": "/etc/passwd"})
+	l := newLayout(t)
+	log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("git::file://" + good)}})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if got := readFile(t, filepath.Join(l.sandbox, "repo", "inside")); got != "hello" {
+		t.Fatalf("checkout: %q", got)
+	}
+	l = newLayout(t)
+	_, err = runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{{Value: "git::file://" + evil, OutputFile: "evil"}}})
+	if !errors.Is(err, errdefs.ErrForbidden) || !strings.Contains(err.Error(), "pointing outside") {
+		t.Fatalf("got %v", err)
+	}
+	if files := l.sandboxFiles(t); len(files) != 0 {
+		t.Fatalf("sandbox holds %v", files)
+	}
 }
