@@ -332,7 +332,10 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 			CacheSize:      size,
 			StallTimeout:   *f.fetcherStall,
 		},
-		Logger: log,
+		// The stall timeout catches a dead server; this bounds a fetch that
+		// trickles for ever.
+		Timeout: time.Hour,
+		Logger:  log,
 	}
 	return func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error {
 		req := fetcher.Request{SandboxDir: dir, User: user}
