@@ -90,6 +90,9 @@ type Config struct {
 	Version string
 	// UI, when set, serves everything no endpoint claims, from "/".
 	UI http.Handler
+	// ReadOnlyAuth, when set, wraps the read-only endpoints (UI, state,
+	// metrics) [--authenticate_http_readonly with --http_credentials].
+	ReadOnlyAuth func(http.Handler) http.Handler
 	// Logger; nothing is logged when nil.
 	Logger *slog.Logger
 	// Clock; the wall clock when nil.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +106,11 @@ func New(cfg Config) (*Master, error) {
 			return nil, err
 		}
 	}
-	m.handler = m.recoverPanics(m.routes())
+	var routes http.Handler = m.routes()
+	if cfg.ReadOnlyAuth != nil {
+		routes = readOnlyAuth(routes, cfg.ReadOnlyAuth)
+	}
+	m.handler = m.recoverPanics(routes)
 	m.prom = m.newPrometheus()
 	return m, nil
 }
@@ -611,4 +616,19 @@ func usedOnAgent(a *agent) resources.Resources {
 		}
 	}
 	return resources.Of(rs...)
+}
+
+// readOnlyAuth puts the read-only endpoints (UI, state, metrics) behind
+// auth, as --authenticate_http_readonly does; the scheduler and agent APIs
+// and /health stay open to their own protocol rules.
+func readOnlyAuth(next http.Handler, wrap func(http.Handler) http.Handler) http.Handler {
+	protected := wrap(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/api/v1/"), p == "/health", p == "/master/health":
+			next.ServeHTTP(w, r)
+		default:
+			protected.ServeHTTP(w, r)
+		}
+	})
 }

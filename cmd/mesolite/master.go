@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/master"
@@ -90,7 +91,18 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
-	m, err := master.New(f.config(log))
+	cfg := f.config(log)
+	auth, err := httpauth.New(httpauth.Options{
+		Enabled: *f.authReadonly, Realm: "mesos-master-readonly", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master: http authentication:", err)
+		return 1
+	}
+	if *f.authReadonly {
+		cfg.ReadOnlyAuth = auth.Wrap
+	}
+	m, err := master.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite master:", err)
 		return 1
