@@ -202,3 +202,21 @@ func mesolite(t *testing.T, timeout time.Duration, args ...string) (string, int)
 	}
 	return string(out), code
 }
+
+// getJSONAccept is getJSON asking for JSON explicitly (directory indexes).
+func getJSONAccept(url string, v any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
