@@ -45,9 +45,12 @@ func TestReadOnlyEndpointsNeedCredentials(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	// The files endpoints answer 503 until the agent has an id, so wait for
+	// registration rather than just for the listener.
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
-		return status("http://"+c.agentAddr+"/state", "ops", "s3cret") == http.StatusOK && status("http://"+c.masterAddr+"/master/slaves", "ops", "s3cret") == http.StatusOK
-	}, "agent up")
+		return status("http://"+c.agentAddr+"/state", "ops", "s3cret") == http.StatusOK &&
+			status("http://"+c.agentAddr+"/files/debug", "ops", "s3cret") != http.StatusServiceUnavailable
+	}, "agent registered")
 	tests := []struct {
 		url, user, pass string
 		want            int

@@ -109,6 +109,9 @@ func (h *FilesHandler) stream(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case offset == -1:
 		s.pos = fi.Size()
+	case offset > fi.Size() && s.resumeRotated(offset):
+		// The client read up to offset of a file that has since been
+		// rotated: carry on in the rotated file, then follow the rotation.
 	case offset > fi.Size():
 		if err := s.event(EventTruncated, 0, "size", fi.Size()); err != nil {
 			return nil
@@ -294,6 +297,26 @@ func (s *streamer) pump() error {
 		}
 		return errStreamEnd
 	}
+}
+
+// resumeRotated switches to <name>.1 at offset when that file is long
+// enough to hold it. A viewer that read a file's tail and then opened the
+// stream at its end races the writer's rotation; without this it would see a
+// truncation and lose the old file's last lines.
+func (s *streamer) resumeRotated(offset int64) bool {
+	prev := &Target{ID: s.t.ID, RunDir: s.t.RunDir, Rel: rotatedName(s.t.Rel, 1), Virtual: s.t.Virtual, root: s.t.root}
+	f, fi, err := openRegular(prev, "stream")
+	if err != nil {
+		return false
+	}
+	if fi.Size() < offset {
+		f.Close()
+		return false
+	}
+	s.f.Close()
+	s.setFile(f, fi)
+	s.pos = offset
+	return true
 }
 
 // maxChain is how far down <name>.1, <name>.2, ... switchFile looks for the

@@ -339,6 +339,31 @@ func TestStreamRotatedEventNamesOldFile(t *testing.T) {
 	}
 }
 
+// A client that read a file up to its end and reconnects after the file was
+// rotated continues in the rotated file instead of seeing a truncation.
+func TestStreamResumesInRotatedFile(t *testing.T) {
+	fx := newFixture(t)
+	srv, _ := newFilesServer(t, fx, FilesOptions{})
+	v := "/frameworks/fw1/executors/exec1/runs/c1/stdout"
+	p := filepath.Join(fx.layout.RunDir(fx.c1), "stdout")
+	appendFile(t, p, "old tail\n") // "hello\nold tail\n": the client read 6 bytes
+	must(t, os.Rename(p, p+".1"))
+	writeFile(t, p, "new\n")
+	ch := openStream(t, srv, url.Values{"path": {v}, "offset": {"6"}})
+	var got []string
+	for {
+		ev := next(t, ch)
+		got = append(got, ev.name+":"+string(ev.data))
+		if ev.name == EventEOF {
+			break
+		}
+	}
+	want := []string{"data:old tail\n", "rotated:", "data:new\n", "eof:"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
 func TestStreamDeleted(t *testing.T) {
 	for _, mode := range streamModes {
 		t.Run(mode.name, func(t *testing.T) {

@@ -143,12 +143,6 @@ func (b *browser) open(url string) {
 	b.do(chromedp.Navigate("about:blank"), chromedp.Navigate(url))
 }
 
-// back goes back in the tab's history, as the browser's button does.
-func (b *browser) back() {
-	b.t.Helper()
-	evalT[chromedp.Void](b, "history.back()")
-}
-
 // click clicks the element like a user: a mouse press and release at its
 // centre, after scrolling it into view.
 func (b *browser) click(sel string) {
@@ -179,9 +173,10 @@ func evalT[T any](b *browser, expr string) T {
 	return v
 }
 
+// text is what the element shows, lines as rendered (innerText).
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return evalT[string](b, fmt.Sprintf("(document.querySelector(%q) || {}).textContent || ''", sel))
+	return evalT[string](b, fmt.Sprintf("(document.querySelector(%q) || {}).innerText || ''", sel))
 }
 
 func (b *browser) screenshot(path string) {
@@ -205,7 +200,7 @@ func checkSequence(t *testing.T, text string, re *regexp.Regexp) (first, last in
 	for _, m := range re.FindAllStringSubmatch(text, -1) {
 		n, _ := strconv.Atoi(m[1])
 		if prev >= 0 && n != prev+1 {
-			t.Fatalf("%s: %d follows %d", re, n, prev)
+			t.Fatalf("%s: %d follows %d in:\n%s", re, n, prev, text)
 		}
 		if prev < 0 {
 			first = n
@@ -224,8 +219,10 @@ func checkSequence(t *testing.T, text string, re *regexp.Regexp) (first, last in
 // garbage collection, the polling fallback and the non-leader banner.
 // WEBUI_SCREENSHOTS=DIR saves screenshots there.
 func TestBrowserFakeCluster(t *testing.T) {
-	b := newBrowser(t)
+	// The cluster first, so that the browser, cleaned up first, lets go
+	// of its streams before the servers close.
 	fc := newFakeCluster(t)
+	b := newBrowser(t)
 	shots := os.Getenv("WEBUI_SCREENSHOTS")
 	agentHost := hostPort(fc.agent)
 	stdoutPath := fc.run.VirtualPath() + "/stdout"
@@ -302,9 +299,10 @@ func TestBrowserFakeCluster(t *testing.T) {
 		}
 	})
 
+	taskPage := fc.master.URL + "/#/frameworks/fw-1/tasks/ticker"
 	t.Run("stderr is text, not markup", func(t *testing.T) {
 		b := b.with(t)
-		b.back()
+		b.open(taskPage)
 		b.click("#stderr-link")
 		b.wait(`(document.getElementById('log-viewer')?.textContent || '').includes('not bold')`, "stderr shown")
 		if got := b.text("#log-viewer"); got != "warning: <b>not bold</b> & \"quoted\"\n" {
@@ -318,7 +316,7 @@ func TestBrowserFakeCluster(t *testing.T) {
 
 	t.Run("sandbox browser", func(t *testing.T) {
 		b := b.with(t)
-		b.back()
+		b.open(taskPage)
 		b.click("#sandbox-link")
 		b.wait(`document.querySelectorAll('#listing .file-row').length === 3`, "listing of stdout, stderr, sub")
 		names := evalT[[]string](b, `[...document.querySelectorAll('#listing .file-row')].map(r => r.dataset.name)`)
@@ -332,7 +330,7 @@ func TestBrowserFakeCluster(t *testing.T) {
 		}
 		b.click(`#listing a[data-name="note.txt"]`)
 		b.wait(`document.getElementById('log-viewer')?.textContent === 'a note\n'`, "note.txt shown")
-		b.click(`#breadcrumbs a.crumb`)
+		b.click(`#breadcrumbs li:nth-child(2) a.crumb`) // "sandbox of ticker"
 		b.wait(`!!document.querySelector('#listing a[data-name="stdout"]')`, "back at the sandbox root")
 		b.click("#nav-executors")
 		b.wait(`document.querySelectorAll('#executors .executor-row').length === 2`, "the agent's executors")
@@ -363,7 +361,7 @@ func TestBrowserFakeCluster(t *testing.T) {
 		}
 		b.click("#sandbox-link")
 		b.wait(`!!document.getElementById('sandbox-gone')`, "garbage collected notice in the browser")
-		b.back()
+		b.open(fc.master.URL + "/#/frameworks/fw-1/tasks/broken")
 		b.click("#stdout-link")
 		b.wait(`!!document.getElementById('sandbox-gone') && document.getElementById('log-viewer').dataset.state === 'gone'`, "garbage collected notice in the viewer")
 	})

@@ -38,20 +38,18 @@
   // /frameworks/F/executors/E/runs/R is one step, named after its executor.
   function crumbs(path) {
     const segs = path.split('/').filter(Boolean);
-    const items = [h('a', { href: '#/' }, 'Executors')];
+    const items = [{ label: 'Executors', href: '#/' }];
     let i = 0;
     if (segs.length >= 6 && segs[0] === 'frameworks' && segs[2] === 'executors' && segs[4] === 'runs') {
-      items.push({ label: `sandbox of ${segs[3]}`, path: '/' + segs.slice(0, 6).join('/'), title: '/' + segs.slice(0, 6).join('/') });
+      const root = '/' + segs.slice(0, 6).join('/');
+      items.push({ label: `sandbox of ${segs[3]}`, href: sandboxHref(root), title: root });
       i = 6;
     }
-    for (; i < segs.length; i++) items.push({ label: segs[i], path: '/' + segs.slice(0, i + 1).join('/') });
-    const last = items.length - 1;
-    const lis = items.map((it, n) => {
-      if (it instanceof Node) return h('li', null, it);
-      if (n === last) return h('li', { 'aria-current': 'page', title: it.title }, it.label);
-      return h('li', null, h('a', { href: sandboxHref(it.path), title: it.title, class: 'crumb' }, it.label));
-    });
-    return h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb', id: 'breadcrumbs' }, h('ol', null, lis));
+    for (; i < segs.length; i++) {
+      const p = '/' + segs.slice(0, i + 1).join('/');
+      items.push({ label: segs[i], href: sandboxHref(p), title: p });
+    }
+    return ML.crumbs(items, 'breadcrumbs');
   }
 
   // --- the agent's executors ---------------------------------------------------------
@@ -512,7 +510,7 @@
     stop = null;
     window.scrollTo(0, 0);
     const { parts, query } = ML.route();
-    ML.markNav(parts[0] === 'sandbox' || parts[0] === 'file' ? '' : parts[0]);
+    ML.markNav(parts[0] || '');
     switch (parts[0]) {
       case 'sandbox': case 'browse':
         stop = browseView(query.path || '');

@@ -164,6 +164,16 @@ const ML = (() => {
     return h('section', { class: 'panel' }, h('h2', null, title), kids);
   }
 
+  // crumbs is a breadcrumb trail of {label, href, title}; the last item is
+  // the current page and is not a link.
+  function crumbs(items, id) {
+    const last = items.length - 1;
+    return h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb', id }, h('ol', null, items.map((it, n) =>
+      n === last
+        ? h('li', { 'aria-current': 'page', title: it.title }, it.label)
+        : h('li', null, h('a', { href: it.href, title: it.title, class: 'crumb' }, it.label)))));
+  }
+
   function notice(kind, ...kids) {
     return h('div', { class: 'notice notice-' + kind, role: kind === 'error' ? 'alert' : 'status' }, kids);
   }
@@ -298,7 +308,7 @@ const ML = (() => {
 
   return {
     config, h, swap, num, bytes, mb, time, timeEl, code, stateClass, stateBadge, terminal, attrs,
-    table, info, section, notice, setStatus, banner, HTTPError, getJSON, gone, every,
+    table, info, section, crumbs, notice, setStatus, banner, HTTPError, getJSON, gone, every,
     encPath, query, route, markNav, byteLen,
   };
 })();

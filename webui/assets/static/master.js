@@ -104,34 +104,43 @@
   }
 
   // sandboxPath is the files API path of the task's sandbox: the run of its
-  // executor's container when known, else runs/latest; a task nested in a
-  // task group lives under containers/ of its executor's run, as in Mesos.
+  // executor's container when known, else the path the master gives (its
+  // "sandbox" object), else runs/latest; a task nested in a task group lives
+  // under containers/ of its executor's run, as in Mesos.
   function sandboxPath(t, fw, ex) {
     const fwID = t.framework_id || (fw && fw.id);
     const exID = t.executor_id || t.id;
     const base = `/frameworks/${fwID}/executors/${exID}/runs/`;
     const c = containerOf(t, ex);
-    if (!c) return base + 'latest';
+    if (!c) return (t.sandbox && t.sandbox.path) || base + 'latest';
     const chain = [];
     for (let x = c; x; x = x.parent) chain.unshift(x.value);
     return base + chain[0] + chain.slice(1).map((v) => '/containers/' + v).join('');
   }
 
+  // sandboxAgent is the agent that holds the task's sandbox: the registered
+  // agent, else the address the master's "sandbox" object names.
+  function sandboxAgent(t) {
+    const a = model.agents.get(t.slave_id);
+    if (agentAddr(a)) return a;
+    if (t.sandbox && t.sandbox.agent_address) return { http_address: t.sandbox.agent_address };
+    return null;
+  }
+
   // sandboxLinks returns [sandbox, stdout, stderr] links into the agent's
   // sandbox browser, or a note when the agent's address is unknown.
   function sandboxLinks(t, fw, ids) {
-    const a = model.agents.get(t.slave_id);
-    const ex = executorOf(fw, t);
-    const p = sandboxPath(t, fw, ex);
-    if (!agentAddr(a)) return [h('span', { class: 'muted', title: 'the agent is not registered' }, 'agent gone')];
-    const link = (label, hash, id, cls) => h('a', {
-      href: agentURL(a, hash), id: ids ? id : null, class: 'sandbox ' + cls,
+    const a = sandboxAgent(t);
+    const p = sandboxPath(t, fw, executorOf(fw, t));
+    if (!a) return [h('span', { class: 'muted', title: 'the agent is not registered' }, 'agent gone')];
+    const link = (label, hash, id) => h('a', {
+      href: agentURL(a, hash), id: ids ? id : null, class: 'sandbox ' + id,
       dataset: ids ? { testid: id } : null, title: label === 'Sandbox' ? p : null,
     }, label);
     return [
-      link('Sandbox', '#/sandbox?path=' + ML.encPath(p), 'sandbox-link', 'sandbox-link'),
-      link('stdout', '#/file?path=' + ML.encPath(p + '/stdout'), 'stdout-link', 'stdout-link'),
-      link('stderr', '#/file?path=' + ML.encPath(p + '/stderr'), 'stderr-link', 'stderr-link'),
+      link('Sandbox', '#/sandbox?path=' + ML.encPath(p), 'sandbox-link'),
+      link('stdout', '#/file?path=' + ML.encPath(p + '/stdout'), 'stdout-link'),
+      link('stderr', '#/file?path=' + ML.encPath(p + '/stderr'), 'stderr-link'),
     ];
   }
 
@@ -218,7 +227,8 @@
         timeEl(a.registered_time),
       ],
     }));
-    return table(['ID', 'Host', 'Address', 'Version', 'Status', 'CPUs (used / total)', 'GPUs', 'Mem', 'Disk', 'Tasks', 'Attributes', 'Registered'],
+    const nw = (label) => ({ label, class: 'nowrap' });
+    return table(['ID', 'Host', 'Address', 'Version', 'Status', nw('CPUs (used / total)'), nw('GPUs'), nw('Mem'), nw('Disk'), 'Tasks', 'Attributes', nw('Registered')],
       rows, { id, testid: id, empty: 'No agents registered', class: 'agents' });
   }
 
@@ -256,19 +266,15 @@
           ['Version', s.version],
           ['Started', timeEl(s.start_time)],
           ['Elected', timeEl(s.elected_time)],
+          ['Agents', [h('a', { href: '#/agents', id: 'agents-active' }, String(activeAgents)), ' active, ',
+            h('span', { id: 'agents-inactive' }, String(agents.length - activeAgents)), ' inactive']],
+          ['Frameworks', [h('a', { href: '#/frameworks', id: 'frameworks-active' }, String(active.filter((f) => f.active !== false).length)),
+            ' active, ', String(active.filter((f) => f.active === false).length), ' inactive, ',
+            String(fws.length - active.length), ' completed']],
         ], 'master-info')),
-        section('Resources', resourceTable([['Total', total], ['Used', used], ['Offered', offered], ['Idle', idle]], 'cluster-resources'),
+        h('section', { class: 'panel span2' }, h('h2', null, 'Resources'),
+          resourceTable([['Total', total], ['Used', used], ['Offered', offered], ['Idle', idle]], 'cluster-resources'),
           h('p', { class: 'muted meter-label' }, meter, ` ${usedPct}% of CPUs in use`)),
-        section('Agents', info([
-          ['Active', h('a', { href: '#/agents', id: 'agents-active' }, String(activeAgents))],
-          ['Inactive', String(agents.length - activeAgents)],
-        ], 'agent-counts'),
-        h('h3', null, 'Frameworks'),
-        info([
-          ['Active', h('a', { href: '#/frameworks', id: 'frameworks-active' }, String(active.filter((f) => f.active !== false).length))],
-          ['Inactive', String(active.filter((f) => f.active === false).length)],
-          ['Completed', String(fws.length - active.length)],
-        ], 'framework-counts')),
         section('Tasks', table(['State', 'Tasks'], states.map((st) => ({
           attrs: { dataset: { state: st } },
           cells: [stateBadge(st), h('span', { class: 'count' }, String(counts.get(st) || 0))],
@@ -300,7 +306,7 @@
     if (!fw) return notFound('framework', id);
     const mine = model.tasks.filter((x) => x.fw === fw);
     return [
-      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/frameworks' }, 'Frameworks'), ' / ', fw.name || fw.id),
+      ML.crumbs([{ label: 'Frameworks', href: '#/frameworks' }, { label: fw.name || fw.id, title: fw.id }], 'breadcrumbs'),
       h('h1', null, 'Framework ', h('span', { class: 'id' }, fw.name || fw.id)),
       h('div', { class: 'grid' },
         section('Details', info([
@@ -362,6 +368,7 @@
     const ex = executorOf(fw, t);
     const cid = containerOf(t, ex);
     const path = sandboxPath(t, fw, ex);
+    const dir = (ex && ex.directory) || (t.sandbox && t.sandbox.directory) || '';
     const statuses = (t.statuses || []).slice().sort((a, b) => (a.timestamp || 0) - (b.timestamp || 0));
     const newest = statuses[statuses.length - 1] || {};
     const ips = [];
@@ -370,9 +377,11 @@
     }
     const r = t.resources || {};
     return [
-      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' },
-        h('a', { href: '#/frameworks' }, 'Frameworks'), ' / ',
-        fw ? h('a', { href: fwHref(fw.id) }, fw.name || fw.id) : fwID, ' / ', t.id),
+      ML.crumbs([
+        { label: 'Frameworks', href: '#/frameworks' },
+        { label: fw ? fw.name || fw.id : fwID, href: fwHref(fwID), title: fwID },
+        { label: t.id },
+      ], 'breadcrumbs'),
       h('h1', null, 'Task ', h('span', { class: 'id', id: 'task-id' }, t.id), ' ', stateBadge(t.state)),
       h('p', { class: 'actions', id: 'task-sandbox' }, sandboxLinks(t, fw, true)),
       h('div', { class: 'grid' },
@@ -385,7 +394,7 @@
           ['Executor', code(t.executor_id || t.id)],
           ['Container', cid ? code(cid.value) : null],
           ['Sandbox', code(path)],
-          ['Directory', ex && ex.directory ? code(ex.directory) : null],
+          ['Directory', dir ? code(dir) : null],
           ['Role', t.role],
           ['IP addresses', ips.join(', ')],
           ['Healthy', newest.healthy === undefined ? null : String(newest.healthy)],
@@ -429,7 +438,7 @@
     const idle = {};
     for (const k of RES) idle[k] = Math.max(0, res(total, k) - res(used, k) - res(offered, k));
     return [
-      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/agents' }, 'Agents'), ' / ', a.hostname || a.id),
+      ML.crumbs([{ label: 'Agents', href: '#/agents' }, { label: a.hostname || a.id, title: a.id }], 'breadcrumbs'),
       h('h1', null, 'Agent ', h('span', { class: 'id' }, a.hostname || a.id)),
       h('div', { class: 'grid' },
         section('Details', info([
