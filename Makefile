@@ -2,7 +2,7 @@ GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 PKGS := ./...
 
-.PHONY: build test lint unit e2e bench proto demo
+.PHONY: build test test-cgroupv2 lint unit e2e bench proto demo
 
 build:
 	$(GO) build -o bin/mesolite ./cmd/mesolite
@@ -12,6 +12,11 @@ build:
 # end-to-end tests against the real binary.
 test: lint
 	$(GO) test -count=1 -timeout 40m -p 2 $(PKGS)
+
+# The isolation tests on a cgroup v2 kernel (User-mode Linux) from a v1 or
+# hybrid host; needs root and Debian's user-mode-linux.
+test-cgroupv2:
+	./scripts/test-cgroupv2.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -342,6 +342,12 @@ type Cgroup struct {
 	id string
 	b  backend
 	mu sync.Mutex
+
+	// watchMu guards stopWatches: the OOM watches Delete ends. A v2 watch
+	// would otherwise wait forever, since kernfs sends no IN_IGNORED for a
+	// file of a removed cgroup while the watch pins its inode.
+	watchMu     sync.Mutex
+	stopWatches []context.CancelFunc
 }
 
 // ID is the container id the cgroup is named after.
@@ -445,6 +451,7 @@ func (c *Cgroup) Delete(ctx context.Context) error {
 	for {
 		err := c.b.remove()
 		if err == nil {
+			c.endWatches()
 			return nil
 		}
 		if !errors.Is(err, syscall.EBUSY) {
@@ -499,10 +506,26 @@ func firstPids(pids []int) []int {
 // executor runs. Needs the memory controller (cgroups/mem).
 func (c *Cgroup) WatchOOM(ctx context.Context) (<-chan OOMEvent, error) {
 	out := make(chan OOMEvent, 1)
+	ctx, cancel := context.WithCancel(ctx)
 	if err := c.b.watchOOM(ctx, c.id, out); err != nil {
+		cancel()
 		return nil, fmt.Errorf("watch OOM of cgroup %s: %w", c.b.describe(), err)
 	}
+	c.watchMu.Lock()
+	c.stopWatches = append(c.stopWatches, cancel)
+	c.watchMu.Unlock()
 	return out, nil
+}
+
+// endWatches stops the OOM watches once the cgroup is gone; each closes its
+// channel after any event already read is delivered.
+func (c *Cgroup) endWatches() {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	for _, stop := range c.stopWatches {
+		stop()
+	}
+	c.stopWatches = nil
 }
 
 // readPidsFile parses a cgroup.procs / tasks style file.
