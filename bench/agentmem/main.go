@@ -1,0 +1,309 @@
+// Command agentmem measures the agent's resident memory idle and while it
+// runs many tasks, against the targets in docs/benchmarks.md:
+//
+//	go run ./bench/agentmem                          # 1,000 tasks on 10 executors
+//	go run ./bench/agentmem -tasks 2000 -executors 20
+//
+// It builds mesolite and the example executor, starts `mesolite master`
+// and `mesolite agent` as their own processes on loopback, reads the
+// agent's RSS from /proc once registered and settled, then subscribes a
+// framework that launches the tasks (`sleep`, so they hold still) spread
+// over custom executors, waits for every TASK_RUNNING, lets the agent
+// settle again (status updates acknowledged, checkpoints written) and reads
+// its RSS once more. Executors are separate processes and reported apart:
+// the target is the agent's own footprint.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/scheduler"
+)
+
+func main() {
+	tasks := flag.Int("tasks", 1000, "tasks to run at once")
+	executors := flag.Int("executors", 10, "custom executors the tasks are spread over")
+	settle := flag.Duration("settle", 5*time.Second, "wait before each reading, for the agent to go quiet")
+	flag.Parse()
+	if err := run(*tasks, *executors, *settle); err != nil {
+		fmt.Fprintln(os.Stderr, "agentmem:", err)
+		os.Exit(1)
+	}
+}
+
+func run(nTasks, nExecutors int, settle time.Duration) error {
+	dir, err := os.MkdirTemp("", "mesolite-agentmem")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "mesolite")
+	exe := filepath.Join(dir, "executor")
+	for out, pkg := range map[string]string{bin: "./cmd/mesolite", exe: "./examples/executor"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", pkg, err, b)
+		}
+	}
+	masterAddr, agentAddr := freeAddr(), freeAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	master, err := start(ctx, dir, "master", bin, "master", "--ip=127.0.0.1", "--port="+port(masterAddr),
+		"--work_dir="+filepath.Join(dir, "master"))
+	if err != nil {
+		return err
+	}
+	defer stop(master)
+	if err := waitHTTP(ctx, "http://"+masterAddr+"/master/health"); err != nil {
+		return err
+	}
+	agent, err := start(ctx, dir, "agent", bin, "agent", "--master="+masterAddr, "--ip=127.0.0.1", "--port="+port(agentAddr),
+		"--work_dir="+filepath.Join(dir, "agent"), "--resources=cpus:64;mem:262144;disk:65536;ports:[31000-32000]")
+	if err != nil {
+		return err
+	}
+	defer stop(agent)
+	// The files endpoints answer 503 until the agent has registered.
+	if err := waitHTTP(ctx, "http://"+agentAddr+"/files/debug"); err != nil {
+		return err
+	}
+	time.Sleep(settle)
+	idle := readMem(agent.Process.Pid)
+
+	fw, err := scheduler.Subscribe(ctx, scheduler.Config{
+		Master:    masterAddr,
+		Framework: &mesos.FrameworkInfo{User: proto.String("root"), Name: proto.String("agentmem")},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	start := time.Now()
+	running, launched := 0, 0
+	for running < nTasks {
+		select {
+		case ev, ok := <-fw.Events():
+			if !ok {
+				return fmt.Errorf("framework stream ended: %w", fw.Err())
+			}
+			switch ev.GetType() {
+			case schedv1.Event_OFFERS:
+				for _, o := range ev.GetOffers().GetOffers() {
+					var batch []*mesos.TaskInfo
+					for ; launched < nTasks && len(batch) < 200; launched++ {
+						batch = append(batch, task(launched, launched%nExecutors, exe, o.GetAgentId()))
+					}
+					if len(batch) == 0 {
+						_ = fw.Decline(ctx, scheduler.RefuseFor(time.Hour), o.GetId())
+						continue
+					}
+					// No refuse filter: the rest comes back in the next offer at once.
+					ops := []*mesos.Offer_Operation{scheduler.LaunchOperation(batch...)}
+					if err := fw.Accept(ctx, []*mesos.OfferID{o.GetId()}, ops, scheduler.RefuseFor(0)); err != nil {
+						return err
+					}
+				}
+			case schedv1.Event_UPDATE:
+				st := ev.GetUpdate().GetStatus()
+				if err := fw.Acknowledge(ctx, st); err != nil {
+					return err
+				}
+				switch st.GetState() {
+				case mesos.TaskState_TASK_RUNNING:
+					running++
+				case mesos.TaskState_TASK_STARTING, mesos.TaskState_TASK_STAGING:
+				default:
+					return fmt.Errorf("task %s: %s %s", st.GetTaskId().GetValue(), st.GetState(), st.GetMessage())
+				}
+			}
+		case <-time.After(2 * time.Minute):
+			return fmt.Errorf("only %d of %d tasks running after 2 minutes", running, nTasks)
+		}
+	}
+	launchTime := time.Since(start)
+	time.Sleep(settle)
+	busy := readMem(agent.Process.Pid)
+	var execRSS int64
+	for _, pid := range childrenNamed(agent.Process.Pid, "executor") {
+		execRSS += readMem(pid).rss
+	}
+	fmt.Printf("machine: %s, %d CPUs, %s\n", hostModel(), runtime.NumCPU(), runtime.Version())
+	fmt.Printf("agent RSS idle:                     %6.1f MB (peak %.1f MB)\n", mb(idle.rss), mb(idle.hwm))
+	fmt.Printf("agent RSS with %d tasks running: %6.1f MB (peak %.1f MB)\n", nTasks, mb(busy.rss), mb(busy.hwm))
+	fmt.Printf("%d executors: %.1f MB RSS together; %d tasks running %.1f s after the first offer\n",
+		nExecutors, mb(execRSS), nTasks, launchTime.Seconds())
+	_ = fw.Teardown(ctx)
+	return nil
+}
+
+func task(i, ex int, exe string, agentID *mesos.AgentID) *mesos.TaskInfo {
+	scalar := func(name string, v float64) *mesos.Resource {
+		return &mesos.Resource{Name: proto.String(name), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(v)}}
+	}
+	exID := "ex-" + strconv.Itoa(ex)
+	return &mesos.TaskInfo{
+		Name:      proto.String("sleeper"),
+		TaskId:    &mesos.TaskID{Value: proto.String("t-" + strconv.Itoa(i))},
+		AgentId:   agentID,
+		Resources: []*mesos.Resource{scalar("cpus", 0.01), scalar("mem", 1)},
+		Data:      []byte("exec sleep 3600"),
+		Executor: &mesos.ExecutorInfo{
+			ExecutorId: &mesos.ExecutorID{Value: proto.String(exID)},
+			Name:       proto.String(exID),
+			Command:    &mesos.CommandInfo{Value: proto.String(exe), Shell: proto.Bool(false), Arguments: []string{exe}},
+			Resources:  []*mesos.Resource{scalar("cpus", 0.1), scalar("mem", 32)},
+		},
+	}
+}
+
+type mem struct{ rss, hwm int64 } // bytes
+
+// readMem reads VmRSS and VmHWM of pid.
+func readMem(pid int) mem {
+	var m mem
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			m.rss = kb << 10
+		case "VmHWM":
+			m.hwm = kb << 10
+		}
+	}
+	return m
+}
+
+// childrenNamed finds the descendants of pid whose command name is name.
+func childrenNamed(pid int, name string) []int {
+	ents, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	comm := map[int]string{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 {
+			continue
+		}
+		comm[p] = s[open+1 : close]
+		fields := strings.Fields(s[close+1:])
+		if len(fields) > 1 {
+			parent[p], _ = strconv.Atoi(fields[1])
+		}
+	}
+	var out []int
+	for p, c := range comm {
+		if c != name {
+			continue
+		}
+		for a := parent[p]; a > 1; a = parent[a] {
+			if a == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func start(ctx context.Context, dir, name, bin string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return cmd, nil
+}
+
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("no 200 from " + url + " within 30s")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func hostModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
