@@ -16,7 +16,7 @@ import (
 	"github.com/mesolite/mesolite/errdefs"
 )
 
-// checksum is the `checksum=` query parameter in go-getter's form:
+// checksum is the `checksum=` query parameter in the form go-getter defined:
 // `<type>:<hex>` with type md5, sha1, sha256 or sha512, or a bare hex value
 // whose length names the type. go-getter's `file:<url>` form (fetch a
 // checksum file) is refused: it would be a second, unchecked download.

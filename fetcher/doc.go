@@ -11,15 +11,18 @@
 // Inside the child:
 //
 //	URI ─► source (http/https, file, plain path under --frameworks_home,
-//	       s3/gcs/git through go-getter, hdfs/s3n/... through the Hadoop client)
+//	       git through go-getter v2, hdfs/s3/s3a/gs/... through the Hadoop client)
 //	    ─► download (stall watchdog, size limit, checksum=…)        [direct]
 //	    or cache (flock-coordinated, LRU, revalidated with the origin) [cache=true]
 //	    ─► sandbox (rename, hard link or copy; mode 0755 when executable)
 //	    ─► our own extractor (tar, tar.gz/bz2/xz, zip, gz) through os.Root,
 //	       with limits on bytes and entries
 //
-// go-getter is used only to download; it never decompresses, never follows
-// X-Terraform-Get and never symlinks a local file into the sandbox.
+// go-getter (v2, whose core module links no cloud SDKs) is used only to
+// clone git sources, with no decompressors; http and local files are read
+// with the standard library, so no X-Terraform-Get and no symlinked local
+// file. Every start of the mesolite binary, not only fetches, pays for what
+// this package links.
 //
 // The cache lives in --fetcher_cache_dir, one directory per task user. Child
 // processes coordinate through the filesystem only: an index file guarded

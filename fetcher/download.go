@@ -13,12 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	getter "github.com/hashicorp/go-getter"
+	getter "github.com/hashicorp/go-getter/v2"
 
 	"github.com/mesolite/mesolite/errdefs"
 )
@@ -48,39 +47,8 @@ type conditional struct {
 // progress counts bytes received so the stall watchdog can see them.
 type progress struct{ n atomic.Int64 }
 
-type probeKey struct{}
-
-// httpProbe records what the server answered to the requests go-getter
-// makes on our behalf: go-getter reports only "bad response code", and we
-// need the status for the error class, the validators for the cache and a
-// byte counter for the stall watchdog.
-type httpProbe struct {
-	mu           sync.Mutex
-	status       int
-	statusText   string
-	etag         string
-	lastModified string
-	progress     *progress
-}
-
-type probeTransport struct{ base http.RoundTripper }
-
-func (t *probeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	p, _ := req.Context().Value(probeKey{}).(*httpProbe)
-	if err != nil || p == nil {
-		return resp, err
-	}
-	p.mu.Lock()
-	p.status = resp.StatusCode
-	p.statusText = resp.Status
-	p.etag = resp.Header.Get("ETag")
-	p.lastModified = resp.Header.Get("Last-Modified")
-	p.mu.Unlock()
-	resp.Body = &countingBody{ReadCloser: resp.Body, p: p.progress}
-	return resp, nil
-}
-
+// countingBody feeds the stall watchdog's byte counter as a response body
+// is read.
 type countingBody struct {
 	io.ReadCloser
 	p *progress
@@ -109,7 +77,7 @@ func newHTTPClient() *http.Client {
 		DisableCompression: true,
 	}
 	return &http.Client{
-		Transport: &probeTransport{base: tr},
+		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return fmt.Errorf("stopped after 10 redirects")
@@ -212,8 +180,8 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 		d, err = f.copyLocal(ctx, src, dst)
 	case srcHTTP:
 		d, err = f.getHTTP(ctx, src, dst, cond, prog)
-	case srcGetter:
-		d, err = f.getWithGoGetter(ctx, src, dst)
+	case srcGit:
+		d, err = f.getGit(ctx, src, dst)
 	case srcHadoop:
 		d, err = f.getWithHadoop(ctx, src, dst)
 	default:
@@ -273,97 +241,138 @@ func (f *Fetcher) copyFromFrameworksHome(ctx context.Context, src *source, dst s
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%q under --frameworks_home is not a regular file: %w", src.path, errdefs.ErrInvalid)
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(out, ctxReader{ctx: ctx, r: in}); err != nil {
-		out.Close()
+	if err := copyOpenFile(ctx, in, fi, dst); err != nil {
 		return nil, fmt.Errorf("copy %q: %w", src.path, err)
-	}
-	if err := out.Close(); err != nil {
-		return nil, err
 	}
 	return &download{srcSize: fi.Size(), srcMtime: fi.ModTime().UnixNano()}, nil
 }
 
-// copyLocal copies an absolute path with go-getter's file getter in copy
-// mode (its default symlinks the source into the sandbox) and with
-// DisableSymlinks, which refuses a source that is itself a symlink.
+// copyLocal copies an absolute path into the stage. A source that is itself
+// a symlink is refused, as go-getter v1's DisableSymlinks did: the check is
+// O_NOFOLLOW on the open, so the name cannot be swapped for a link between
+// a check and the open. The Lstat first keeps a FIFO from blocking the open.
 func (f *Fetcher) copyLocal(ctx context.Context, src *source, dst string) (*download, error) {
-	fi, err := os.Stat(src.path)
+	fi, err := os.Lstat(src.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", src.path, errdefs.ErrNotFound)
 		}
 		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrForbidden)
 	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symlink; symlinks are not followed: %w", src.path, errdefs.ErrForbidden)
+	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file: %w", src.path, errdefs.ErrInvalid)
 	}
-	g := &getter.FileGetter{Copy: true}
-	g.SetClient(f.getterClient(ctx))
-	if err := g.GetFile(dst, &url.URL{Scheme: "file", Path: src.path}); err != nil {
-		if errors.Is(err, getter.ErrSymlinkCopy) {
+	in, err := os.OpenFile(src.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("%s is a symlink; symlinks are not followed: %w", src.path, errdefs.ErrForbidden)
 		}
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrForbidden)
+	}
+	defer in.Close()
+	if fi, err = in.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: %w", src.path, errdefs.ErrInvalid)
+	}
+	if err := copyOpenFile(ctx, in, fi, dst); err != nil {
 		return nil, fmt.Errorf("copy %s: %w", src.path, err)
 	}
 	return &download{srcSize: fi.Size(), srcMtime: fi.ModTime().UnixNano()}, nil
 }
 
-func (f *Fetcher) getterClient(ctx context.Context) *getter.Client {
-	return &getter.Client{
-		Ctx:             ctx,
-		Umask:           0o022,
-		DisableSymlinks: true,
-		// A non-nil empty map: go-getter never decompresses; our extractor does.
-		Decompressors: map[string]getter.Decompressor{},
+// copyOpenFile copies in to a new file dst with in's permission bits less
+// group and other write (the umask go-getter was given), never set-id bits.
+func copyOpenFile(ctx context.Context, in *os.File, fi fs.FileInfo, dst string) error {
+	perm := fi.Mode().Perm() &^ 0o022
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
 	}
+	if _, err := io.Copy(out, ctxReader{ctx: ctx, r: in}); err != nil {
+		out.Close()
+		return err
+	}
+	// The process umask may be stricter than ours; the mode is the source's.
+	if err := out.Chmod(perm); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
-// getHTTP downloads with go-getter's HttpGetter, called directly so that
-// go-getter's URL magic (archive=, filename=, re-encoded queries,
-// X-Terraform-Get) never applies, and with a HEAD-less GET so a partial
-// file can never be "resumed" into a wrong one.
+// getHTTP is a plain GET with our client, not go-getter: go-getter v2 runs
+// its getters only through Client.Get, which re-encodes the query (a signed
+// URL's signature covers it), strips archive= and reports a failed request
+// only as "bad response code". Here the status gives the error class, the
+// validators go to the cache, and every byte read feeds the stall watchdog.
+// There is no HEAD first, so a partial file can never be "resumed" into a
+// wrong one, and no X-Terraform-Get.
 func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *conditional, prog *progress) (*download, error) {
-	probe := &httpProbe{progress: prog}
-	ctx = context.WithValue(ctx, probeKey{}, probe)
-	h := http.Header{"User-Agent": []string{"mesolite-fetcher"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("request for %s: %v: %w", src.redacted, err, errdefs.ErrInvalid)
+	}
+	req.Header.Set("User-Agent", "mesolite-fetcher")
 	if cond != nil {
 		if cond.etag != "" {
-			h.Set("If-None-Match", cond.etag)
+			req.Header.Set("If-None-Match", cond.etag)
 		}
 		if cond.lastModified != "" {
-			h.Set("If-Modified-Since", cond.lastModified)
+			req.Header.Set("If-Modified-Since", cond.lastModified)
 		}
 	}
-	g := &getter.HttpGetter{
-		Client:                f.client,
-		Header:                h,
-		DoNotCheckHeadFirst:   true,
-		XTerraformGetDisabled: true,
-		MaxBytes:              f.cfg.MaxDownloadBytes,
+	resp, err := f.client.Do(req)
+	if err != nil {
+		// url.Error repeats the URL with its query; the redacted one is
+		// already in the message.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
 	}
-	g.SetClient(f.getterClient(ctx))
-	err := g.GetFile(dst, src.url)
-
-	probe.mu.Lock()
-	status, statusText := probe.status, probe.statusText
-	d := &download{etag: probe.etag, lastModified: probe.lastModified}
-	probe.mu.Unlock()
-
-	if cond != nil && status == http.StatusNotModified {
+	defer resp.Body.Close()
+	d := &download{etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}
+	if cond != nil && resp.StatusCode == http.StatusNotModified {
 		d.notModified = true
 		return d, nil
 	}
-	if err == nil {
-		return d, nil
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("server answered %s: %w", resp.Status, httpClass(resp.StatusCode))
 	}
-	if status != 0 && status != http.StatusOK && status != http.StatusPartialContent {
-		return nil, fmt.Errorf("server answered %s: %w", statusText, httpClass(status))
+	limit := f.cfg.MaxDownloadBytes
+	if limit > 0 && resp.ContentLength > limit {
+		return nil, fmt.Errorf("download is %d bytes, over the limit of %d: %w", resp.ContentLength, limit, errdefs.ErrInvalid)
 	}
-	return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
+	var body io.Reader = &countingBody{ReadCloser: resp.Body, p: prog}
+	if limit > 0 {
+		// One byte more than allowed tells a body at the limit from one
+		// over it when the server sent no Content-Length.
+		body = io.LimitReader(body, limit+1)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(out, body)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && resp.ContentLength >= 0 && n < resp.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
+	}
+	if limit > 0 && n > limit {
+		return nil, fmt.Errorf("download is over the limit of %d bytes: %w", limit, errdefs.ErrInvalid)
+	}
+	return d, nil
 }
 
 func httpClass(status int) error {
@@ -381,24 +390,27 @@ func httpClass(status int) error {
 	}
 }
 
-// getWithGoGetter serves s3, gcs and git through a go-getter client that
-// knows only those protocols and never decompresses.
-func (f *Fetcher) getWithGoGetter(ctx context.Context, src *source, dst string) (*download, error) {
-	c := f.getterClient(ctx)
-	c.Src = src.raw
-	c.Dst = dst
-	c.Mode = getter.ClientModeFile
-	if src.dir {
-		c.Mode = getter.ClientModeDir
+// getGit clones through a go-getter v2 client that knows only git and has
+// no decompressors. parseSource let only URLs with a git transport scheme
+// through, so no detector (github.com/..., git@host:...) is needed. Symlinks
+// in the checkout are checked by checkTreeSymlinks once it is done.
+func (f *Fetcher) getGit(ctx context.Context, src *source, dst string) (*download, error) {
+	c := &getter.Client{
+		Getters: []getter.Getter{new(getter.GitGetter)},
+		// A non-nil empty map: go-getter never decompresses; our extractor does.
+		Decompressors:   map[string]getter.Decompressor{},
+		DisableSymlinks: true,
 	}
-	c.Getters = map[string]getter.Getter{
-		"s3":  new(getter.S3Getter),
-		"gcs": new(getter.GCSGetter),
-		"git": new(getter.GitGetter),
+	req := &getter.Request{
+		Src:             src.raw,
+		Dst:             dst,
+		GetMode:         getter.ModeDir,
+		Umask:           0o022,
+		DisableSymlinks: true,
 	}
-	c.Detectors = []getter.Detector{new(getter.GitDetector), new(getter.S3Detector), new(getter.GCSDetector)}
-	if err := c.Get(); err != nil {
-		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
+	if _, err := c.Get(ctx, req); err != nil {
+		// The error carries git's output, which may repeat the URL.
+		return nil, fmt.Errorf("download %s: %s: %w", src.redacted, scrubSecrets(err.Error(), src.url), errdefs.ErrUnavailable)
 	}
 	return &download{}, nil
 }

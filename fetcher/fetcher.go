@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -93,12 +94,21 @@ func (f *Fetcher) fetchAll(ctx context.Context, req Request, notify func(event))
 	return results, nil
 }
 
-// redactValue hides passwords in a value that may not even parse.
+// redactValue hides credentials in a value that may not be a valid source,
+// such as a refused s3:: form with its access keys in the query.
 func redactValue(v string) string {
 	if s, err := parseSource(v, "."); err == nil {
 		return s.redacted
 	}
-	return strings.TrimLeft(v, " \t\r\n")
+	v = strings.TrimLeft(v, " \t\r\n")
+	forced, rest := "", v
+	if m := forcedGetter.FindStringSubmatch(v); m != nil {
+		forced, rest = m[1]+"::", m[2]
+	}
+	if u, err := url.Parse(rest); err == nil && u.Scheme != "" {
+		return forced + redactURL(u)
+	}
+	return v
 }
 
 // plan is what fetchOne decided about a URI before moving bytes.
@@ -403,7 +413,7 @@ func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *
 			hit = f.localUnchanged(p.src, e)
 			validated = hit
 		default:
-			// No validator (hdfs, s3, gcs, or an http origin that sends
+			// No validator (hdfs, s3a, gs, or an http origin that sends
 			// neither ETag nor Last-Modified): as in Mesos, a cached URI
 			// is taken to be immutable.
 			hit = true

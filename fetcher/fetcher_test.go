@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -254,12 +255,17 @@ func TestHadoop(t *testing.T) {
 		log, err := runFetch(t, childOptions(t, Config{HadoopHome: home}), Request{SandboxDir: l.sandbox, URIs: []URI{
 			NewURI("hdfs://namenode:8020/apps/job.jar"),
 			NewURI("s3n://bucket/apps/bundle.tgz"),
+			{Value: "s3://bucket/apps/job.jar", OutputFile: "from-s3.jar"},
+			{Value: "s3a://bucket/apps/job.jar", OutputFile: "from-s3a.jar"},
+			{Value: "gs://bucket/apps/job.jar", OutputFile: "from-gs.jar"},
 		}})
 		if err != nil {
 			t.Fatalf("%v\n%s", err, log)
 		}
-		if got := readFile(t, filepath.Join(l.sandbox, "job.jar")); got != "jar bytes" {
-			t.Fatalf("job.jar = %q", got)
+		for _, name := range []string{"job.jar", "from-s3.jar", "from-s3a.jar", "from-gs.jar"} {
+			if got := readFile(t, filepath.Join(l.sandbox, name)); got != "jar bytes" {
+				t.Fatalf("%s = %q", name, got)
+			}
 		}
 		if got := readFile(t, filepath.Join(l.sandbox, "bundled")); got != "b" {
 			t.Fatalf("bundled = %q", got)
@@ -282,18 +288,28 @@ func TestHadoop(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("no client installed", func(t *testing.T) {
-		l := newLayout(t)
-		opts := childOptions(t, Config{})
-		opts.Env = []string{childEnv + "=1", "PATH=" + t.TempDir()}
-		_, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs://namenode/apps/job.jar")}})
-		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "no Hadoop client installed") {
-			t.Fatalf("got %v", err)
-		}
-		if !strings.Contains(err.Error(), "hdfs://namenode/apps/job.jar") {
-			t.Fatalf("error does not name the URI: %v", err)
-		}
-	})
+	// The cloud schemes go-getter v1 served (s3) and the ones Hadoop's
+	// connectors serve (s3a, gs) all reach the Hadoop client, and say so
+	// when there is none.
+	for _, uri := range []string{
+		"hdfs://namenode/apps/job.jar",
+		"s3://bucket/apps/job.jar",
+		"s3a://bucket/apps/job.jar",
+		"gs://bucket/apps/job.jar",
+	} {
+		t.Run("no client installed/"+uri, func(t *testing.T) {
+			l := newLayout(t)
+			opts := childOptions(t, Config{})
+			opts.Env = []string{childEnv + "=1", "PATH=" + t.TempDir()}
+			_, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(uri)}})
+			if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "no Hadoop client installed") {
+				t.Fatalf("got %v", err)
+			}
+			if !strings.Contains(err.Error(), uri) {
+				t.Fatalf("error does not name the URI: %v", err)
+			}
+		})
+	}
 	t.Run("hadoop_home without client", func(t *testing.T) {
 		l := newLayout(t)
 		_, err := runFetch(t, childOptions(t, Config{HadoopHome: t.TempDir()}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("hdfs:///apps/job.jar")}})
@@ -310,6 +326,45 @@ func TestHadoop(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestGoGetterCloudFormsRefused: go-getter v1's s3:: and gcs:: forms needed
+// the cloud SDKs mesolite no longer links. They fail before any download,
+// name the way to fetch instead, and never show their access keys.
+func TestGoGetterCloudFormsRefused(t *testing.T) {
+	home, _ := fakeHadoop(t)
+	tests := []struct {
+		value string
+		want  []string
+	}{
+		{"s3::https://s3.amazonaws.com/bucket/app.tgz?aws_access_key_id=AKIDEXAMPLE&aws_access_key_secret=SECRETKEY",
+			[]string{"s3::", "Hadoop", "presigned https://"}},
+		{"gcs::https://www.googleapis.com/storage/v1/bucket/app.tgz", []string{"gcs::", "gs://", "signed https://"}},
+		{"gcs://bucket/app.tgz", []string{"gcs://", "gs://"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			l := newLayout(t)
+			log, err := runFetch(t, childOptions(t, Config{HadoopHome: home}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(tt.value)}})
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if strings.Contains(err.Error()+log, "SECRETKEY") {
+				t.Errorf("the access key was shown:\n%v\n%s", err, log)
+			}
+			if strings.Contains(tt.value, "SECRETKEY") && !strings.Contains(log, "aws_access_key_secret=redacted") {
+				t.Errorf("log does not show the refused URI redacted:\n%s", log)
+			}
+			if files := l.sandboxFiles(t); len(files) != 0 {
+				t.Fatalf("sandbox holds %v", files)
+			}
+		})
+	}
 }
 
 func TestHostileArchivesThroughChild(t *testing.T) {
@@ -560,6 +615,116 @@ func TestHTTPErrorsNameTheURI(t *testing.T) {
 	}
 }
 
+// TestHTTPSizeLimit: MaxDownloadBytes holds whether or not the server sends
+// a Content-Length.
+func TestHTTPSizeLimit(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 2000
+		if r.URL.Path == "/exact.bin" {
+			n = 1000
+		}
+		if r.URL.Path == "/sized.bin" {
+			w.Header().Set("Content-Length", fmt.Sprint(n))
+		}
+		w.WriteHeader(http.StatusOK)
+		// Two writes with a flush between: no Content-Length, chunked.
+		_, _ = w.Write(bytes.Repeat([]byte("x"), n/2))
+		w.(http.Flusher).Flush()
+		_, _ = w.Write(bytes.Repeat([]byte("x"), n-n/2))
+	}))
+	defer ts.Close()
+	tests := []struct {
+		path  string
+		class error
+	}{
+		{"/sized.bin", errdefs.ErrInvalid},
+		{"/chunked.bin", errdefs.ErrInvalid},
+		{"/exact.bin", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			l := newLayout(t)
+			_, err := runFetch(t, childOptions(t, Config{MaxDownloadBytes: 1000}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(ts.URL + tt.path)}})
+			if tt.class == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), "over the limit") {
+				t.Fatalf("got %v, want %v over the limit", err, tt.class)
+			}
+			if files := l.sandboxFiles(t); len(files) != 0 {
+				t.Fatalf("sandbox holds %v", files)
+			}
+		})
+	}
+}
+
+func TestHTTPTransportErrorRedacted(t *testing.T) {
+	l := newLayout(t)
+	_, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{
+		NewURI("http://127.0.0.1:1/a.bin?X-Amz-Credential=AKID&X-Amz-Signature=SIGSECRET"),
+	}})
+	var ue *URIError
+	if !errors.As(err, &ue) || !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+	if strings.Contains(err.Error(), "SIGSECRET") || !strings.Contains(ue.URI, "X-Amz-Signature=redacted") {
+		t.Fatalf("signature shown: %v", err)
+	}
+}
+
+// TestLocalCopyModes: a local file keeps its permission bits less group and
+// other write, never its set-id bits; anything but a regular file is refused
+// without blocking on it.
+func TestLocalCopyModes(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		mode  fs.FileMode
+		want  fs.FileMode
+		class error
+	}{
+		{"tool", 0o755, 0o755, nil},
+		{"private", 0o600, 0o600, nil},
+		{"shared", 0o666, 0o644, nil},
+		{"setuid", 0o755 | fs.ModeSetuid, 0o755, nil},
+		{"fifo", 0, 0, errdefs.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := filepath.Join(dir, tt.name)
+			if tt.class == nil {
+				if err := os.WriteFile(src, []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(src, tt.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := newLayout(t)
+			_, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(src)}})
+			if tt.class != nil {
+				if !errors.Is(err, tt.class) {
+					t.Fatalf("got %v, want %v", err, tt.class)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := modeOf(t, filepath.Join(l.sandbox, tt.name)); got != tt.want {
+				t.Fatalf("mode %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestFromArtifactServer(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "svc.tgz"), gz(t, makeTar(t, []tarEntry{{name: "svc/bin", body: "binary", mode: 0o755}})), 0o644); err != nil {
@@ -723,5 +888,68 @@ func TestFetchGitCheckout(t *testing.T) {
 	}
 	if files := l.sandboxFiles(t); len(files) != 0 {
 		t.Fatalf("sandbox holds %v", files)
+	}
+}
+
+// TestFetchGitRefAndSubdir clones a local bare repository (no network) at a
+// tag and a subdirectory of it, through go-getter's ref= and //subdir.
+func TestFetchGitRefAndSubdir(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	work := gitRepo(t, map[string]string{"README": "v1"}, nil)
+	gitIn := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.com", "-c", "user.name=t"}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	gitIn(work, "tag", "v1")
+	if err := os.MkdirAll(filepath.Join(work, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "README"), []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "sub", "conf"), []byte("in sub"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitIn(work, "add", ".")
+	gitIn(work, "commit", "-q", "-m", "v2")
+	bare := filepath.Join(t.TempDir(), "app.git")
+	gitIn(work, "clone", "-q", "--bare", work, bare)
+
+	tests := []struct {
+		name  string
+		uri   URI
+		file  string
+		want  string
+		extra string // a file that must not be there
+	}{
+		{"default branch", NewURI("git::file://" + bare), "app/README", "v2", ""},
+		{"tag", NewURI("git::file://" + bare + "?ref=v1"), "app/README", "v1", "app/sub"},
+		{"subdir", URI{Value: "git::file://" + bare + "//sub", OutputFile: "conf.d"}, "conf.d/conf", "in sub", "conf.d/README"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLayout(t)
+			log, err := runFetch(t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{tt.uri}})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log)
+			}
+			if got := readFile(t, filepath.Join(l.sandbox, tt.file)); got != tt.want {
+				t.Fatalf("%s = %q, want %q", tt.file, got, tt.want)
+			}
+			if tt.extra != "" {
+				if _, err := os.Lstat(filepath.Join(l.sandbox, tt.extra)); err == nil {
+					t.Fatalf("%s is in the sandbox", tt.extra)
+				}
+			}
+			if !strings.Contains(log, "via=git") {
+				t.Errorf("log does not say git fetched:\n%s", log)
+			}
+		})
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 
-	getter "github.com/hashicorp/go-getter"
-
 	"github.com/mesolite/mesolite/errdefs"
 )
 
@@ -22,8 +20,8 @@ const (
 	srcLocalAbs
 	// srcHTTP is http:// or https://.
 	srcHTTP
-	// srcGetter is s3, gcs or git, downloaded by a restricted go-getter client.
-	srcGetter
+	// srcGit is git:// or git::<url>, cloned by go-getter's git getter.
+	srcGit
 	// srcHadoop is any other scheme, handed to `hadoop fs -copyToLocal` as Mesos does.
 	srcHadoop
 )
@@ -36,8 +34,8 @@ func (k sourceKind) String() string {
 		return "local"
 	case srcHTTP:
 		return "http"
-	case srcGetter:
-		return "go-getter"
+	case srcGit:
+		return "git"
 	case srcHadoop:
 		return "hadoop"
 	}
@@ -63,14 +61,26 @@ type source struct {
 	dir bool
 }
 
+// forcedGetter is go-getter's `<getter>::<url>` syntax.
 var forcedGetter = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
 
-// getterSchemes are the go-getter protocols we enable besides http and file.
-var getterSchemes = map[string]bool{"s3": true, "gcs": true, "git": true}
+// gitTransports are the URL schemes a git source may use. Git's other
+// transports (ext::, fd::) run commands or read descriptors, and go-getter
+// v2 puts the URL on git's command line without a `--` before it.
+var gitTransports = map[string]bool{"https": true, "http": true, "ssh": true, "git": true, "file": true}
+
+// cloudForms are go-getter v1's cloud storage forms, which need the AWS and
+// Google SDKs we no longer link: they fail with the way to fetch instead,
+// rather than reaching the Hadoop client under a name it does not know.
+var cloudForms = map[string]string{
+	"s3":  "fetch s3://bucket/key or s3a://bucket/key through the Hadoop client (--hadoop_home), or give a presigned https:// URL",
+	"gcs": "fetch gs://bucket/object through the Hadoop client (--hadoop_home) with the GCS connector, or give a signed https:// URL",
+}
 
 // parseSource classifies a URI value the way Mesos does (file:// and plain
-// paths are local, http(s) goes to the network client, anything else to the
-// Hadoop client), with go-getter's s3/gcs/git added.
+// paths are local, http(s) goes to the network client, anything else,
+// s3://, s3a:// and gs:// included, to the Hadoop client), with go-getter's
+// git added.
 func parseSource(value string, frameworksHome string) (*source, error) {
 	v := strings.TrimLeft(value, " \t\r\n")
 	if v == "" {
@@ -84,14 +94,20 @@ func parseSource(value string, frameworksHome string) (*source, error) {
 
 	if m := forcedGetter.FindStringSubmatch(v); m != nil {
 		forced := strings.ToLower(m[1])
-		if !getterSchemes[forced] {
-			return nil, fmt.Errorf("forced getter %q is not supported (s3, gcs, git): %w", forced, errdefs.ErrInvalid)
+		if how, ok := cloudForms[forced]; ok {
+			// The value is not echoed: these forms carry access keys in
+			// their query.
+			return nil, fmt.Errorf("go-getter's %s:: form is no longer supported: %s: %w", forced, how, errdefs.ErrInvalid)
+		}
+		if forced != "git" {
+			return nil, fmt.Errorf("forced getter %q is not supported (only git::): %w", forced, errdefs.ErrInvalid)
 		}
 		u, err := url.Parse(m[2])
 		if err != nil {
 			return nil, fmt.Errorf("parse URI %q: %v: %w", v, err, errdefs.ErrInvalid)
 		}
-		return getterSource(v, u, forced)
+		// go-getter matches the forced name case-sensitively.
+		return gitSource("git::"+m[2], u)
 	}
 
 	if !strings.Contains(v, "://") {
@@ -125,21 +141,25 @@ func parseSource(value string, frameworksHome string) (*source, error) {
 			return nil, err
 		}
 		s := &source{kind: srcHTTP, raw: raw, url: u, sum: sum, name: path.Base(u.Path)}
-		s.redacted = getter.RedactURL(u)
+		s.redacted = redactURL(u)
 		return s, nil
-	case getterSchemes[scheme]:
-		return getterSource(v, u, scheme)
+	case scheme == "git":
+		return gitSource(v, u)
+	case scheme == "gcs":
+		// Not a Hadoop filesystem: only go-getter v1 knew this name.
+		return nil, fmt.Errorf("gcs:// URIs are not supported: %s: %w", cloudForms["gcs"], errdefs.ErrInvalid)
 	case scheme == "ftp" || scheme == "ftps":
 		return nil, fmt.Errorf("%s URIs are not supported; serve the artifact over http(s): %w", scheme, errdefs.ErrInvalid)
 	default:
-		// Mesos hands every other scheme (hdfs, s3n, s3a, hftp, maprfs, ...)
-		// to the Hadoop client, which knows which filesystems it has.
+		// Mesos hands every other scheme (hdfs, s3, s3a, s3n, gs, hftp,
+		// maprfs, ...) to the Hadoop client, which knows which filesystems
+		// it has.
 		sum, raw, err := splitChecksum(u)
 		if err != nil {
 			return nil, err
 		}
 		s := &source{kind: srcHadoop, raw: raw, url: u, sum: sum, name: path.Base(u.Path)}
-		s.redacted = getter.RedactURL(u)
+		s.redacted = redactURL(u)
 		return s, nil
 	}
 }
@@ -161,34 +181,89 @@ func localSource(v, frameworksHome string) (*source, error) {
 	return s, nil
 }
 
-func getterSource(v string, u *url.URL, scheme string) (*source, error) {
-	sum, _, err := splitChecksum(u)
-	if err != nil {
-		return nil, err
+// gitSource is a git checkout: git://host/repo, or git::<url> with one of
+// gitTransports. go-getter reads ref=, depth= and sshkey= from the query.
+func gitSource(v string, u *url.URL) (*source, error) {
+	if !gitTransports[strings.ToLower(u.Scheme)] {
+		return nil, fmt.Errorf("git source must be a git://, https://, http://, ssh:// or file:// URL (git::https://host/org/repo.git), not scheme %q: %w", u.Scheme, errdefs.ErrInvalid)
 	}
-	raw := v
-	if sum != nil {
-		// Rebuild the value without checksum= so go-getter does not verify
-		// (and re-encode) it a second time.
-		i := strings.Index(v, "?")
-		raw = v[:i]
-		if u.RawQuery != "" {
-			raw += "?" + u.RawQuery
-		}
+	q := u.Query()
+	if q.Has("checksum") {
+		return nil, fmt.Errorf("checksum cannot be verified for a git checkout: %w", errdefs.ErrInvalid)
 	}
-	s := &source{kind: srcGetter, raw: raw, url: u, sum: sum, redacted: getter.RedactURL(u)}
-	s.name = path.Base(u.Path)
-	if scheme == "git" {
-		s.dir = true
-		s.name = strings.TrimSuffix(s.name, ".git")
-		if sum != nil {
-			return nil, fmt.Errorf("checksum cannot be verified for a git checkout: %w", errdefs.ErrInvalid)
-		}
+	// go-getter runs `git checkout <ref>` without `--`: a ref that looks
+	// like an option would be read as one.
+	if strings.HasPrefix(q.Get("ref"), "-") {
+		return nil, fmt.Errorf("git ref %q starts with '-': %w", q.Get("ref"), errdefs.ErrInvalid)
 	}
-	if !strings.HasPrefix(s.redacted, scheme) {
-		s.redacted = scheme + "::" + s.redacted
+	s := &source{kind: srcGit, raw: v, url: u, dir: true, redacted: redactURL(u)}
+	s.name = strings.TrimSuffix(path.Base(u.Path), ".git")
+	if !strings.HasPrefix(s.redacted, "git") {
+		s.redacted = "git::" + s.redacted
 	}
 	return s, nil
+}
+
+// redactedParams are query parameters whose values are credentials: the
+// ones go-getter v1 hid (sshkey, its s3 access keys) and the signatures
+// and tokens that make a presigned S3, GCS or Azure URL a bearer
+// credential until it expires.
+var redactedParams = map[string]bool{
+	"sshkey":                true,
+	"aws_access_key_id":     true,
+	"aws_access_key_secret": true,
+	"aws_access_token":      true,
+	"x-amz-credential":      true,
+	"x-amz-signature":       true,
+	"x-amz-security-token":  true,
+	"x-goog-credential":     true,
+	"x-goog-signature":      true,
+	"signature":             true,
+	"sig":                   true,
+}
+
+// redactURL is u as a string with its password and credential parameters
+// replaced by "redacted". A URL without them is returned as u.String(), so
+// that its query is shown exactly as it is sent.
+func redactURL(u *url.URL) string {
+	ru := *u
+	if _, has := ru.User.Password(); has {
+		ru.User = url.UserPassword(ru.User.Username(), "redacted")
+	}
+	if ru.RawQuery != "" {
+		parts := strings.Split(ru.RawQuery, "&")
+		for i, part := range parts {
+			k, _, _ := strings.Cut(part, "=")
+			if key, err := url.QueryUnescape(k); err == nil && redactedParams[strings.ToLower(key)] {
+				parts[i] = k + "=redacted"
+			}
+		}
+		ru.RawQuery = strings.Join(parts, "&")
+	}
+	return ru.String()
+}
+
+// scrubSecrets replaces in msg what redactURL hides in u: its password and
+// the values of credential parameters, in raw and decoded form.
+func scrubSecrets(msg string, u *url.URL) string {
+	var secrets []string
+	if pw, has := u.User.Password(); has {
+		secrets = append(secrets, pw, url.QueryEscape(pw))
+	}
+	for k, vals := range u.Query() {
+		if redactedParams[strings.ToLower(k)] {
+			for _, v := range vals {
+				secrets = append(secrets, v, url.QueryEscape(v))
+			}
+		}
+	}
+	for _, s := range secrets {
+		// A very short secret would also match unrelated text.
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, "redacted")
+		}
+	}
+	return msg
 }
 
 // splitChecksum removes `checksum=` from u's query without re-encoding the

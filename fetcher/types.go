@@ -34,8 +34,10 @@ type Request struct {
 // URI mirrors Mesos's CommandInfo.URI.
 //
 //   - Value: http(s)://, file://, a plain absolute path, a relative path
-//     (under Config.FrameworksHome), s3/gcs/git (go-getter forms) or any
-//     other scheme handed to the Hadoop client (hdfs://, s3n://, ...).
+//     (under Config.FrameworksHome), git://... or git::<url> (a checkout
+//     through go-getter) or any other scheme handed to the Hadoop client
+//     (hdfs://, s3://, s3a://, gs://, ...). go-getter's s3:: and gcs::
+//     forms are refused with the way to fetch instead.
 //     A `checksum=<type>:<hex>` query parameter is verified and not sent.
 //   - Executable: the file gets mode 0755 and is never extracted.
 //   - Extract: archives are unpacked into the sandbox root. Mesos defaults
