@@ -8,8 +8,10 @@
 # On a host that already has cgroup v2 the plain `go test` run covers v2 and
 # this script is not needed; it still works there.
 #
-# Usage: sudo scripts/test-cgroupv2.sh        (exit status: the tests')
+# Usage: sudo scripts/test-cgroupv2.sh         (exit status: the tests')
+#        sudo scripts/test-cgroupv2.sh bench   (the isolation benchmarks instead)
 set -eu
+mode=${1:-test}
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 command -v linux.uml >/dev/null 2>&1 || {
@@ -23,8 +25,10 @@ trap 'rm -rf "$work"' EXIT
 echo "test-cgroupv2: building static test binaries into $work"
 cd "$repo"
 CGO_ENABLED=0 go test -c -o "$work/isolation.test" ./isolation
-CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e
-CGO_ENABLED=0 go build -o "$work/mesolite" ./cmd/mesolite
+if [ "$mode" != bench ]; then
+	CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e
+	CGO_ENABLED=0 go build -o "$work/mesolite" ./cmd/mesolite
+fi
 
 # The guest's init: a private /proc, /sys and cgroup2 mount, loopback up,
 # a tmpfs for the tests' temporary files, then the tests; their exit status
@@ -43,8 +47,12 @@ ip link set lo up
 echo "guest: kernel \$(uname -r), cgroup2 controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 exec >>"$work/out" 2>&1
 rc=0
-cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m || rc=1
-cd "$repo/e2e" && MESOLITE_E2E_BINARY="$work/mesolite" "$work/e2e.test" -test.v -test.count=1 -test.timeout=15m -test.run 'Isolated' || rc=1
+if [ "$mode" = bench ]; then
+	cd "$repo/isolation" && "$work/isolation.test" -test.run '^\$' -test.bench . -test.count=6 -test.benchtime=50x || rc=1
+else
+	cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m || rc=1
+	cd "$repo/e2e" && MESOLITE_E2E_BINARY="$work/mesolite" "$work/e2e.test" -test.v -test.count=1 -test.timeout=15m -test.run 'Isolated' || rc=1
+fi
 echo \$rc >"$work/rc"
 halt -f
 EOF
