@@ -20,7 +20,8 @@ import (
 // events (text/event-stream), each a JSON object:
 //
 //	event: data       {"offset":N,"data":"..."}   bytes [N, N+len(data)) of the file; id: is the next offset
-//	event: heartbeat  {"offset":N}                every HeartbeatInterval, so proxies and clients see a live stream
+//	event: heartbeat  {"offset":N}                once caught up with the file, then every HeartbeatInterval,
+//	                                               so proxies and clients see a live stream
 //	event: truncated  {"offset":0,"size":S}       the file shrank (copytruncate); reading goes on from 0
 //	event: rotated    {"offset":0,"renamed_to":P} the file was replaced (renamed to P by rotation); the old one
 //	                                               was read to its end and reading goes on in the new one from 0
@@ -210,6 +211,7 @@ func (s *streamer) run(ctx context.Context) error {
 	defer pollT.Stop()
 	beat := time.NewTicker(s.h.opts.HeartbeatInterval)
 	defer beat.Stop()
+	caughtUp := false
 	for {
 		if err := s.pump(); err != nil {
 			return err
@@ -219,6 +221,15 @@ func (s *streamer) run(ctx context.Context) error {
 				return err
 			}
 			return errStreamEnd
+		}
+		if !caughtUp {
+			// The first heartbeat comes as soon as what the file held is
+			// sent: a client opening at an earlier offset knows its backlog
+			// is complete, and an idle file does not look like a dead stream.
+			if err := s.event(EventHeartbeat, s.pos); err != nil {
+				return err
+			}
+			caughtUp = true
 		}
 		if err := s.flush(); err != nil {
 			return err

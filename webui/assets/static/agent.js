@@ -191,6 +191,7 @@
     let es = null;
     let timer = null;
     let failures = 0;
+    let partial = false; // the stream starts mid-file: drop its first, partial line
 
     const follow = h('input', { type: 'checkbox', id: 'log-follow', checked: true, dataset: { testid: 'log-follow' } });
     const earlier = h('button', { type: 'button', id: 'log-earlier', dataset: { testid: 'log-earlier' }, disabled: true }, 'Load earlier');
@@ -238,6 +239,20 @@
       if (stick) toBottom();
     }
 
+    // consume shows bytes that follow end. As the pailer does, a view that
+    // opens mid-file starts at a line: the partial first one is dropped.
+    function consume(text) {
+      if (partial) {
+        const i = text.indexOf('\n');
+        const cut = i < 0 ? text : text.slice(0, i + 1);
+        start += ML.byteLen(cut);
+        text = text.slice(cut.length);
+        partial = i < 0;
+        updateEarlier();
+      }
+      append(text);
+    }
+
     // trim drops the oldest text down to 3/4 of MAX_CHARS, at a line end.
     function trim() {
       let excess = shown - (MAX_CHARS * 3) / 4;
@@ -275,6 +290,7 @@
       cur = h('span', { class: 'gen' });
       pre.appendChild(cur);
       start = end = 0;
+      partial = false;
       updateEarlier();
       if (stick) toBottom();
     }
@@ -319,18 +335,12 @@
         }
         return fail(e);
       }
-      const from = Math.max(0, size - PAGE);
-      let text = '';
-      try {
-        text = await readRange(from, size);
-      } catch (e) {
-        return fail(e);
-      }
       if (stopped) return;
-      [text, start] = dropPartialLine(text, from);
-      end = size;
-      append(text);
-      toBottom();
+      // The last page comes over the stream itself, not from a separate
+      // read: two requests could see two files when the writer rotates in
+      // between, and the stream carries a rotation across for us.
+      start = end = Math.max(0, size - PAGE);
+      partial = start > 0;
       updateEarlier();
       live();
     }
@@ -365,9 +375,9 @@
       const src = new EventSource(files('stream', { path, offset: end, follow: 'true' }));
       es = src;
       let opened = false;
+      // Live from the first heartbeat, which comes once the backlog is sent.
       src.onopen = () => {
         opened = true;
-        setState('live', 'following live', 'live');
       };
       src.addEventListener('data', (ev) => {
         const d = parse(ev.data);
@@ -376,13 +386,16 @@
           newGeneration(`skipped ${ML.bytes(d.offset - end)} the stream could not deliver`);
           start = end = d.offset;
         }
-        append(d.data);
+        consume(d.data);
         end = ev.lastEventId ? Number(ev.lastEventId) : (typeof d.offset === 'number' ? d.offset : end) + ML.byteLen(d.data);
         failures = 0;
       });
       src.addEventListener('heartbeat', () => {
         failures = 0;
-        setState('live', 'following live', 'live');
+        if (pre.dataset.state !== 'live') {
+          setState('live', 'following live', 'live');
+          if (follow.checked) toBottom();
+        }
       });
       src.addEventListener('truncated', () => newGeneration('the file was truncated; following it from its start'));
       src.addEventListener('rotated', (ev) => {
@@ -438,7 +451,7 @@
         try {
           const d = await read(end, PAGE);
           if (d.data) {
-            append(d.data);
+            consume(d.data);
             end += ML.byteLen(d.data);
             more = ML.byteLen(d.data) >= PAGE;
           } else {
