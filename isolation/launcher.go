@@ -294,6 +294,17 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 			defer cgfd.Close()
 		}
 	}
+	if spec.Namespaces == 0 && pool.opts.Prestart > 0 && sameFile(spec.Argv[0], pool.opts.InitPath) {
+		// The executor is our own binary: a prestarted init can become it
+		// in place (RunInit's InProcess), with no runtime start on the
+		// launch path. Without an idle one, go on as usual and refill.
+		defer pool.fill(0)
+		if ip := pool.take(0); ip != nil {
+			if p, retry, err := ip.handoff(ctx, spec, stdout, stderr); !retry {
+				return p, err
+			}
+		}
+	}
 	if spec.Namespaces == 0 && (spec.Cgroup == nil || cgfd != nil) {
 		p, err := launchDirect(spec, stdout, stderr, cgfd)
 		if err == nil || cgfd == nil {

@@ -3,6 +3,7 @@ package isolation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,4 +269,74 @@ func TestAttach(t *testing.T) {
 			t.Fatalf("attached Wait without a status file: %+v, %v; want unknown", st, err)
 		}
 	})
+}
+
+// A prestarted init whose executor is its own binary becomes the executor
+// in place: same pid as the init, the spec's environment, directory and
+// outputs, and no second exec (os.Args are still the init's).
+func TestInProcessExecutor(t *testing.T) {
+	for _, kind := range []LauncherKind{LauncherPosix, LauncherLinux} {
+		t.Run(string(kind), func(t *testing.T) {
+			if kind == LauncherLinux {
+				testutil.RequireRoot(t)
+			}
+			opts := testLauncherOptions(t)
+			opts.InitEnv = []string{initEnv + "=inprocess"}
+			opts.Prestart = 1
+			l, err := NewLauncher(kind, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			pool := l.(interface{ poolForTest() *initPool }).poolForTest()
+			pool.fill(0)
+			testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() bool {
+				pool.mu.Lock()
+				defer pool.mu.Unlock()
+				return len(pool.idle[0]) == 1
+			}, "an init prestarted")
+			pool.mu.Lock()
+			initPid := pool.idle[0][0].cmd.Process.Pid
+			pool.mu.Unlock()
+
+			dir := t.TempDir()
+			spec := Spec{
+				Argv: []string{selfPath(t), "report", "a", "b"},
+				Env:  []string{"FOO=bar", "PATH=/usr/bin:/bin"},
+				Dir:  dir, StdoutPath: filepath.Join(dir, "stdout"), StderrPath: filepath.Join(dir, "stderr"),
+			}
+			p, err := l.Launch(context.Background(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := p.Wait(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Code != 7 {
+				t.Errorf("exit %s, want 7", st)
+			}
+			out, _ := os.ReadFile(spec.StdoutPath)
+			errOut, _ := os.ReadFile(spec.StderrPath)
+			want := fmt.Sprintf("pid=%d\nargs=a b\nos_args=--spec-fd=3 --status-fd=4\nFOO=bar\nwd=%s\nmarker=\n", initPid, dir)
+			if string(out) != want || string(errOut) != "to stderr\n" {
+				t.Errorf("stdout %q, want %q; stderr %q", out, want, errOut)
+			}
+			if p.Pid() != initPid {
+				t.Errorf("process pid %d, want the prestarted init's %d", p.Pid(), initPid)
+			}
+			// Another binary is exec'ed as before.
+			spec.Argv = []string{"/bin/sh", "-c", "echo $FOO from sh"}
+			spec.StdoutPath = filepath.Join(dir, "stdout2")
+			if p, err = l.Launch(context.Background(), spec); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := p.Wait(context.Background()); err != nil || st.Code != 0 {
+				t.Fatalf("sh: %s %v", st, err)
+			}
+			if out, _ := os.ReadFile(spec.StdoutPath); string(out) != "bar from sh\n" {
+				t.Errorf("sh stdout %q", out)
+			}
+		})
+	}
 }

@@ -28,8 +28,16 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(initEnv) == "1" {
+	switch os.Getenv(initEnv) {
+	case "1":
 		os.Exit(InitMain(os.Args[1:]))
+	case "inprocess":
+		os.Exit(RunInit(os.Args[1:], InitOptions{InProcess: func(argv []string) func() int {
+			if len(argv) < 2 || argv[1] != "report" {
+				return nil
+			}
+			return func() int { return reportSelf(argv[2:]) }
+		}}))
 	}
 	if mode := os.Getenv(modeEnv); mode != "" {
 		os.Exit(runMode(mode, os.Args[1:]))
@@ -227,4 +235,14 @@ func sortedInts(s []int) []int {
 	out := append([]int(nil), s...)
 	sort.Ints(out)
 	return out
+}
+
+// reportSelf is the in-process executor of TestInProcessExecutor: it
+// writes what it sees of its process to stdout.
+func reportSelf(args []string) int {
+	wd, _ := os.Getwd()
+	fmt.Printf("pid=%d\nargs=%s\nos_args=%s\nFOO=%s\nwd=%s\nmarker=%s\n",
+		os.Getpid(), strings.Join(args, " "), strings.Join(os.Args[1:], " "), os.Getenv("FOO"), wd, os.Getenv(initEnv))
+	fmt.Fprintln(os.Stderr, "to stderr")
+	return 7
 }

@@ -28,7 +28,7 @@ func isolated(flag string) containerizerFactory {
 		cz, err := mesoscz.New(mesoscz.Options{
 			Logger: log, Isolation: set,
 			Isolator:   isolation.Options{CgroupsRoot: "mesolite-bench", Launcher: isolation.LauncherLinux},
-			Launcher:   isolation.LauncherOptions{InitPath: binary, InitArgs: []string{"launch"}, Prestart: 1},
+			Launcher:   isolation.LauncherOptions{InitPath: binary, InitArgs: []string{"launch"}, Prestart: 2},
 			RuntimeDir: filepath.Join(b.TempDir(), "containers"),
 		})
 		if err != nil {

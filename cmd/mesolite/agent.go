@@ -289,7 +289,7 @@ func (f *agentFlags) mesosContainerizer(log *slog.Logger) (*mesoscz.Containerize
 			CgroupsRoot: *f.cgroupsRoot, CgroupsHierarchy: *f.cgroupsHierarchy,
 			EnableCFS: *f.cgroupsEnableCFS, Launcher: kind,
 		},
-		Launcher:   isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}, Prestart: 1},
+		Launcher:   isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}, Prestart: 2},
 		RuntimeDir: filepath.Join(abs, "containers"),
 		PidsLimit:  *f.pidsLimit,
 	})

@@ -39,9 +39,7 @@ func commands() map[string]subcommand {
 		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
 		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
 		"fetch":             {summary: "fetch URIs into a sandbox (started by the agent)", hidden: true, run: fetchMain},
-		"launch": {summary: "container init (started by the agent)", hidden: true, run: func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-			return isolation.InitMain(args)
-		}},
+		"launch": {summary: "container init (started by the agent)", hidden: true, run: launchMain},
 		"artifacts": {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
 	}
 }
@@ -114,4 +112,16 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 // fetchMain is the hidden `mesolite fetch`: one fetch in a child process.
 func fetchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return fetcher.ChildMain(ctx, args, os.Stdin, stderr)
+}
+
+// launchMain is the container init. A prestarted init whose executor is a
+// built-in one (`mesolite executor ...`) and needs no pid namespace runs it
+// in place rather than exec'ing this binary a second time.
+func launchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return isolation.RunInit(args, isolation.InitOptions{InProcess: func(argv []string) func() int {
+		if len(argv) < 2 || argv[1] != "executor" {
+			return nil
+		}
+		return func() int { return executorMain(ctx, argv[2:], os.Stdout, os.Stderr) }
+	}})
 }

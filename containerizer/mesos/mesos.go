@@ -117,6 +117,15 @@ func New(opts Options) (*Containerizer, error) {
 		return nil, err
 	}
 	c.launcher = l
+	// Start the inits now, not at the first launch: a ready one takes a
+	// whole runtime start off the launch path (and for the built-in
+	// executors, becomes the executor in place).
+	switch l := l.(type) {
+	case *isolation.LinuxLauncher:
+		l.Prestart(opts.Isolation.Namespaces())
+	case *isolation.PosixLauncher:
+		l.Prestart()
+	}
 	c.log.Info("mesos containerizer ready", "isolation", opts.Isolation.String(), "launcher", string(l.Kind()), "cgroups", c.mgr != nil)
 	return c, nil
 }

@@ -1,0 +1,4 @@
+package isolation
+
+func (l *LinuxLauncher) poolForTest() *initPool { return l.pool }
+func (l *PosixLauncher) poolForTest() *initPool { return l.pool }
