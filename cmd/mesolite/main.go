@@ -39,8 +39,8 @@ func commands() map[string]subcommand {
 		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
 		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
 		"fetch":             {summary: "fetch URIs into a sandbox (started by the agent)", hidden: true, run: fetchMain},
-		"launch": {summary: "container init (started by the agent)", hidden: true, run: launchMain},
-		"artifacts": {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
+		"launch":            {summary: "container init (started by the agent)", hidden: true, run: launchMain},
+		"artifacts":         {summary: "serve executor binaries and archives over HTTP, or push one", run: artifactsMain},
 	}
 }
 
