@@ -175,6 +175,22 @@ func BenchmarkCacheHit(b *testing.B) {
 			}
 		}
 	})
+	// The agent's setting: a child started ahead waits for the request.
+	b.Run(fmt.Sprintf("child-prestarted/%dMB", size>>20), func(b *testing.B) {
+		opts := childOptions(b, cfg)
+		opts.Pool = NewChildPool(opts, 1)
+		b.Cleanup(func() { opts.Pool.Close() })
+		opts.Pool.Fill()
+		for b.Loop() {
+			b.StopTimer()
+			d := fresh()
+			waitIdle(b, opts.Pool)
+			b.StartTimer()
+			if _, err := runFetch(b, opts, Request{SandboxDir: d, URIs: []URI{u}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkChildOverhead is the floor under every fetch the agent runs:
@@ -204,4 +220,19 @@ func BenchmarkChildOverhead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// waitIdle waits, off the clock, for the pool to have a child ready: the
+// agent's fetches are seconds apart, not back to back.
+func waitIdle(b *testing.B, p *ChildPool) {
+	for i := 0; i < 2000; i++ {
+		p.mu.Lock()
+		n := len(p.idle)
+		p.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatal("no prestarted fetch child within 2s")
 }

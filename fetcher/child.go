@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -44,6 +43,10 @@ type Options struct {
 	// Stats, when not nil, counts fetches (Mesos's task_fetches_succeeded
 	// and task_fetches_failed).
 	Stats *Stats
+	// Pool, when not nil, holds children started ahead with this Binary,
+	// Args and Env; a fetch that runs as the agent's own user takes one
+	// instead of starting a process on the launch path.
+	Pool *ChildPool
 }
 
 // Stats counts fetches by outcome; safe for concurrent use.
@@ -77,11 +80,6 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var in childInput
-	if err := json.NewDecoder(stdin).Decode(&in); err != nil {
-		fmt.Fprintf(stderr, "mesolite fetch: cannot read the request from stdin: %v\n", err)
-		return 2
-	}
 	var enc *json.Encoder
 	if *resultFD >= 0 {
 		rf := os.NewFile(uintptr(*resultFD), "result")
@@ -91,6 +89,13 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 		}
 		defer rf.Close()
 		enc = json.NewEncoder(rf)
+		// The runtime is up: a prestarted child waits for the request here.
+		_ = enc.Encode(event{Type: "ready"})
+	}
+	var in childInput
+	if err := json.NewDecoder(stdin).Decode(&in); err != nil {
+		fmt.Fprintf(stderr, "mesolite fetch: cannot read the request from stdin: %v\n", err)
+		return 2
 	}
 	if !in.Deadline.IsZero() {
 		var cancel context.CancelFunc
@@ -165,42 +170,39 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		return &URIError{URI: first, Err: err}
 	}
 
-	resultR, resultW, err := os.Pipe()
+	cred, err := userCredential(opts.Config, req, log)
 	if err != nil {
-		return &URIError{URI: first, Err: fmt.Errorf("pipe: %v: %w", err, errdefs.ErrUnavailable)}
-	}
-	defer resultR.Close()
-	logR, logW, err := os.Pipe()
-	if err != nil {
-		resultW.Close()
-		return &URIError{URI: first, Err: fmt.Errorf("pipe: %v: %w", err, errdefs.ErrUnavailable)}
-	}
-	defer logR.Close()
-
-	args := append(append([]string{}, opts.Args...), "--result_fd=3")
-	cmd := exec.CommandContext(ctx, opts.Binary, args...)
-	cmd.Env = opts.Env
-	cmd.Stdin = bytes.NewReader(input)
-	cmd.Stderr = logW
-	cmd.ExtraFiles = []*os.File{resultW}
-	// Its own process group, so a timeout also kills what it started
-	// (the Hadoop client's JVM, git).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := asUser(cmd, opts.Config, req, log); err != nil {
-		resultW.Close()
-		logW.Close()
 		return &URIError{URI: first, Err: err}
 	}
-
-	start := time.Now()
-	err = cmd.Start()
-	resultW.Close()
-	logW.Close()
-	if err != nil {
-		return &URIError{URI: first, Err: fmt.Errorf("start fetcher %s: %v: %w", opts.Binary, err, errdefs.ErrUnavailable)}
+	var c *childProc
+	if cred == nil && opts.Pool != nil {
+		defer opts.Pool.Fill()
+		c = opts.Pool.take()
 	}
+	start := time.Now()
+	if c != nil {
+		if err := c.send(input); err != nil {
+			// It died waiting (killed, out of memory): start a fresh one.
+			c.discard()
+			c = nil
+		}
+	}
+	if c == nil {
+		if c, err = startChild(opts, cred); err != nil {
+			return &URIError{URI: first, Err: fmt.Errorf("start fetcher %s: %v: %w", opts.Binary, err, errdefs.ErrUnavailable)}
+		}
+		if err := c.send(input); err != nil {
+			c.discard()
+			return &URIError{URI: first, Err: fmt.Errorf("send the request to the fetcher: %v: %w", err, errdefs.ErrUnavailable)}
+		}
+	}
+	cmd, resultR, logR, dec := c.cmd, c.resultR, c.logR, c.dec
+	defer resultR.Close()
+	defer logR.Close()
+	// Its own process group, so a timeout also kills what it started
+	// (the Hadoop client's JVM, git).
+	stop := context.AfterFunc(ctx, c.kill)
+	defer stop()
 
 	var wg sync.WaitGroup
 	var logTail tailBuffer
@@ -217,7 +219,6 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 	)
 	go func() {
 		defer wg.Done()
-		dec := json.NewDecoder(resultR)
 		for {
 			var ev event
 			if err := dec.Decode(&ev); err != nil {
@@ -297,24 +298,24 @@ func removeStaging(sandbox string) {
 	}
 }
 
-// asUser makes the child fetch as the task user when the agent is root, as
-// Mesos does with os::su: the sandbox and that user's cache directory are
-// handed to the user first. Without root the child runs as the agent.
-func asUser(cmd *exec.Cmd, cfg Config, req Request, log *slog.Logger) error {
+// userCredential is who the child fetches as: the task user when the agent
+// is root, as Mesos does with os::su, after handing the sandbox and that
+// user's cache directory to the user; nil means the agent's own user.
+func userCredential(cfg Config, req Request, log *slog.Logger) (*syscall.Credential, error) {
 	if req.User == "" || os.Geteuid() != 0 {
-		return nil
+		return nil, nil
 	}
 	u, err := user.Lookup(req.User)
 	if err != nil {
-		return fmt.Errorf("look up user %q: %v: %w", req.User, err, errdefs.ErrNotFound)
+		return nil, fmt.Errorf("look up user %q: %v: %w", req.User, err, errdefs.ErrNotFound)
 	}
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)
 	if err1 != nil || err2 != nil {
-		return fmt.Errorf("user %q has a non-numeric uid/gid: %w", req.User, errdefs.ErrInvalid)
+		return nil, fmt.Errorf("user %q has a non-numeric uid/gid: %w", req.User, errdefs.ErrInvalid)
 	}
 	if uid == 0 {
-		return nil
+		return nil, nil
 	}
 	var groups []uint32
 	if ids, err := u.GroupIds(); err == nil {
@@ -325,26 +326,25 @@ func asUser(cmd *exec.Cmd, cfg Config, req Request, log *slog.Logger) error {
 		}
 	}
 	if err := os.Chown(req.SandboxDir, uid, gid); err != nil {
-		return fmt.Errorf("chown sandbox to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
+		return nil, fmt.Errorf("chown sandbox to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
 	}
 	if cfg.cacheEnabled() {
 		sub, err := userDirName(req.User)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		dir := filepath.Join(cfg.CacheDir, sub)
 		for _, d := range []string{dir, filepath.Join(dir, "entries"), filepath.Join(dir, "tmp")} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("create cache directory: %v: %w", err, errdefs.ErrUnavailable)
+				return nil, fmt.Errorf("create cache directory: %v: %w", err, errdefs.ErrUnavailable)
 			}
 			if err := os.Chown(d, uid, gid); err != nil {
-				return fmt.Errorf("chown cache directory to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
+				return nil, fmt.Errorf("chown cache directory to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
 			}
 		}
 	}
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}
 	log.Info("fetching as task user", "user", req.User, "uid", uid)
-	return nil
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
 // copyLines copies r to w a line at a time, so the child's lines reach the

@@ -52,7 +52,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]Result, error) {
 
 // event is what the child reports to its parent for each URI.
 type event struct {
-	Type   string  `json:"type"` // "start" or "done"
+	Type   string  `json:"type"` // "ready" (waiting for the request), "start" or "done"
 	URI    string  `json:"uri"`
 	Result *Result `json:"result,omitempty"`
 	Error  string  `json:"error,omitempty"`

@@ -821,9 +821,17 @@ func TestFetchAsTaskUser(t *testing.T) {
 	openUp(t, l.sandbox)
 	opts := childOptions(t, Config{CacheDir: cacheDir, CacheSize: DefaultCacheSize})
 	opts.Binary = bin
+	// A child waiting in the pool runs as root: the fetch must not take it.
+	opts.Pool = NewChildPool(opts, 1)
+	t.Cleanup(func() { opts.Pool.Close() })
+	opts.Pool.Fill()
+	waiting := idleChild(t, opts.Pool)
 	log, err := runFetch(t, opts, Request{SandboxDir: l.sandbox, User: "nobody", URIs: []URI{cachedURI(o.url("a.bin"))}})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
+	}
+	if still := idleChild(t, opts.Pool); still != waiting {
+		t.Errorf("the pool's root child %d was taken for a fetch as nobody", waiting)
 	}
 	fi, err := os.Stat(filepath.Join(l.sandbox, "a.bin"))
 	if err != nil {

@@ -337,6 +337,10 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 		Timeout: time.Hour,
 		Logger:  log,
 	}
+	// One child waits for the next fetch, so that a cache hit does not pay
+	// for a process start; it exits on its own (stdin EOF) with the agent.
+	opts.Pool = fetcher.NewChildPool(opts, 1)
+	opts.Pool.Fill()
 	return func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error {
 		req := fetcher.Request{SandboxDir: dir, User: user}
 		for _, u := range uris {

@@ -1,0 +1,192 @@
+package fetcher
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// childProc is a started fetch child waiting for its request on stdin,
+// with the read ends of its result and log pipes.
+type childProc struct {
+	cmd     *exec.Cmd
+	stdin   *os.File
+	resultR *os.File
+	logR    *os.File
+	dec     *json.Decoder // reads resultR
+}
+
+// startChild starts `Binary Args... --result_fd=3` in its own process
+// group, as cred when not nil. It reads its request from stdin, so it can
+// be started before there is one.
+func startChild(opts Options, cred *syscall.Credential) (*childProc, error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		if r, w, err = os.Pipe(); err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	stdinR, stdinW, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	resultR, resultW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	logR, logW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	args := append(append([]string{}, opts.Args...), "--result_fd=3")
+	cmd := exec.Command(opts.Binary, args...)
+	cmd.Env = opts.Env
+	cmd.Stdin = stdinR
+	cmd.Stderr = logW
+	cmd.ExtraFiles = []*os.File{resultW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	// A grandchild (the Hadoop client's JVM) may keep the pipes open after
+	// the child exits; do not wait on it for ever.
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Start()
+	stdinR.Close()
+	resultW.Close()
+	logW.Close()
+	if err != nil {
+		stdinW.Close()
+		resultR.Close()
+		logR.Close()
+		return nil, err
+	}
+	return &childProc{cmd: cmd, stdin: stdinW, resultR: resultR, logR: logR, dec: json.NewDecoder(resultR)}, nil
+}
+
+// waitReady reads the child's "ready" event: its runtime is up and it
+// waits for the request.
+func (c *childProc) waitReady() error {
+	var ev event
+	if err := c.dec.Decode(&ev); err != nil {
+		return fmt.Errorf("fetch child %d did not come up: %w", c.cmd.Process.Pid, err)
+	}
+	if ev.Type != "ready" {
+		return fmt.Errorf("fetch child %d: unexpected %q event", c.cmd.Process.Pid, ev.Type)
+	}
+	return nil
+}
+
+// send writes the request and closes stdin.
+func (c *childProc) send(input []byte) error {
+	_, err := c.stdin.Write(input)
+	if cerr := c.stdin.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// kill ends the child and whatever it started.
+func (c *childProc) kill() { _ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
+
+// discard kills an unused child and reaps it.
+func (c *childProc) discard() {
+	c.kill()
+	c.stdin.Close()
+	_ = c.cmd.Wait()
+	c.resultR.Close()
+	c.logR.Close()
+}
+
+// ChildPool keeps fetch children started ahead of need. A child's start is a
+// whole start of the agent's binary (tens of milliseconds of CPU); started
+// early, a fetch that hits the cache costs what the fetch itself costs. Only
+// fetches that run as the agent's own user use it: a task user's fetch
+// needs a child started with that user's credentials.
+type ChildPool struct {
+	opts Options
+	size int
+
+	mu      sync.Mutex
+	idle    []*childProc
+	filling int
+	closed  bool
+}
+
+// NewChildPool returns a pool of size children of opts.Binary, opts.Args
+// and opts.Env, none started yet: call Fill.
+func NewChildPool(opts Options, size int) *ChildPool {
+	return &ChildPool{opts: opts, size: size}
+}
+
+// Fill starts children in the background until size are waiting.
+func (p *ChildPool) Fill() {
+	p.mu.Lock()
+	need := p.size - len(p.idle) - p.filling
+	if p.closed || need <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.filling += need
+	p.mu.Unlock()
+	for range need {
+		go func() {
+			c, err := startChild(p.opts, nil)
+			if err == nil {
+				if err = c.waitReady(); err != nil {
+					c.discard()
+				}
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.filling--
+			switch {
+			case err != nil:
+				if p.opts.Logger != nil {
+					p.opts.Logger.Warn("cannot prestart a fetch child", "component", "fetcher", "error", err)
+				}
+			case p.closed:
+				go c.discard()
+			default:
+				p.idle = append(p.idle, c)
+			}
+		}()
+	}
+}
+
+func (p *ChildPool) take() *childProc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		return nil
+	}
+	c := p.idle[0]
+	p.idle = p.idle[1:]
+	return c
+}
+
+// Close stops the waiting children.
+func (p *ChildPool) Close() error {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	var errs []error
+	for _, c := range idle {
+		c.discard()
+		if c.cmd.ProcessState == nil {
+			errs = append(errs, fmt.Errorf("fetch child %d not reaped", c.cmd.Process.Pid))
+		}
+	}
+	return errors.Join(errs...)
+}
