@@ -179,12 +179,13 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		defer opts.Pool.Fill()
 		c = opts.Pool.take()
 	}
+	pooled := c != nil
 	start := time.Now()
 	if c != nil {
 		if err := c.send(input); err != nil {
 			// It died waiting (killed, out of memory): start a fresh one.
 			c.discard()
-			c = nil
+			c, pooled = nil, false
 		}
 	}
 	if c == nil {
@@ -216,6 +217,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		inflight = first
 		failure  *event
 		done     int
+		started  bool // the child read the request and began a URI
 	)
 	go func() {
 		defer wg.Done()
@@ -228,6 +230,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 			switch {
 			case ev.Type == "start":
 				inflight = ev.URI
+				started = true
 			case ev.Type == "done" && ev.Error != "":
 				e := ev
 				failure = &e
@@ -242,6 +245,15 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 
 	mu.Lock()
 	defer mu.Unlock()
+	if pooled && waitErr != nil && !started && failure == nil && ctx.Err() == nil {
+		// The waiting child died before it read the request (a write into
+		// a dying child's pipe can still succeed): nothing was fetched, so
+		// a fresh child can do it all.
+		log.Warn("prestarted fetch child died before the request; starting a fresh one", "error", waitErr)
+		fresh := opts
+		fresh.Pool = nil
+		return runChild(ctx, fresh, req, stderr)
+	}
 	elapsed := time.Since(start).Round(time.Millisecond)
 	var result error
 	switch {
