@@ -340,3 +340,42 @@ func TestInProcessExecutor(t *testing.T) {
 		})
 	}
 }
+
+// In a pid namespace the in-place executor is pid 1: it waits for its own
+// children as usual while the reaper takes the orphans.
+func TestInProcessExecutorPidNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	opts := testLauncherOptions(t)
+	opts.InitEnv = []string{initEnv + "=inprocess"}
+	opts.Prestart = 1
+	l := NewLinuxLauncher(opts)
+	t.Cleanup(func() { l.Close() })
+	ns := NamespacePID | NamespaceMount
+	l.Prestart(NamespacePID)
+	testutil.Eventually(t, 10*time.Second, 5*time.Millisecond, func() bool {
+		l.pool.mu.Lock()
+		defer l.pool.mu.Unlock()
+		return len(l.pool.idle[ns]) == 1
+	}, "an init prestarted")
+	dir := t.TempDir()
+	spec := Spec{
+		Argv: []string{selfPath(t), "orphans"}, Env: []string{"PATH=/usr/bin:/bin"},
+		Dir: dir, StdoutPath: filepath.Join(dir, "stdout"), StderrPath: filepath.Join(dir, "stderr"),
+		Namespaces: NamespacePID, StatusPath: filepath.Join(dir, "status"),
+	}
+	p, err := l.Launch(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Wait(testCtx(t, 30*time.Second))
+	out, _ := os.ReadFile(spec.StdoutPath)
+	if err != nil || st.Code != 0 {
+		t.Fatalf("exit %s %v; stdout %q", st, err, out)
+	}
+	if !strings.HasPrefix(string(out), "pid=1\n") || !strings.Contains(string(out), "orphan reaped") {
+		t.Errorf("stdout %q", out)
+	}
+	if got := readStatusFile(spec.StatusPath); !got.Known || got.Code != 0 {
+		t.Errorf("status file %+v", got)
+	}
+}
