@@ -181,9 +181,15 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 	}
 	pooled := c != nil
 	start := time.Now()
+	// The child has its own process group, so a timeout also kills what it
+	// started (the Hadoop client's JVM, git). The kill is armed before the
+	// request is written: a stuck child must not block a large write.
+	stop := func() bool { return false }
 	if c != nil {
+		stop = context.AfterFunc(ctx, c.kill)
 		if err := c.send(input); err != nil {
 			// It died waiting (killed, out of memory): start a fresh one.
+			stop()
 			c.discard()
 			c, pooled = nil, false
 		}
@@ -192,18 +198,19 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		if c, err = startChild(opts, cred); err != nil {
 			return &URIError{URI: first, Err: fmt.Errorf("start fetcher %s: %v: %w", opts.Binary, err, errdefs.ErrUnavailable)}
 		}
+		stop = context.AfterFunc(ctx, c.kill)
 		if err := c.send(input); err != nil {
+			stop()
 			c.discard()
 			return &URIError{URI: first, Err: fmt.Errorf("send the request to the fetcher: %v: %w", err, errdefs.ErrUnavailable)}
 		}
 	}
+	// Disarmed once the child is waited for (below): its pid, and so its
+	// group id, may belong to someone else after that.
+	defer func() { stop() }()
 	cmd, resultR, logR, dec := c.cmd, c.resultR, c.logR, c.dec
 	defer resultR.Close()
 	defer logR.Close()
-	// Its own process group, so a timeout also kills what it started
-	// (the Hadoop client's JVM, git).
-	stop := context.AfterFunc(ctx, c.kill)
-	defer stop()
 
 	var wg sync.WaitGroup
 	var logTail tailBuffer
@@ -241,6 +248,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		}
 	}()
 	waitErr := cmd.Wait()
+	stop()
 	wg.Wait()
 
 	mu.Lock()

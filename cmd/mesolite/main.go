@@ -117,11 +117,13 @@ func fetchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // launchMain is the container init. A prestarted init whose executor is a
 // built-in one (`mesolite executor ...`) and needs no pid namespace runs it
 // in place rather than exec'ing this binary a second time.
-func launchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func launchMain(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	return isolation.RunInit(args, isolation.InitOptions{InProcess: func(argv []string) func() int {
 		if len(argv) < 2 || argv[1] != "executor" {
 			return nil
 		}
-		return func() int { return executorMain(ctx, argv[2:], os.Stdout, os.Stderr) }
+		// A fresh context: the init's own may have seen a signal while it
+		// waited, which must not end the executor it becomes.
+		return func() int { return executorMain(context.Background(), argv[2:], os.Stdout, os.Stderr) }
 	}})
 }
