@@ -44,9 +44,8 @@ func InitMain(args []string) int { return RunInit(args, InitOptions{}) }
 // InitOptions change what the init does with the spec it receives.
 type InitOptions struct {
 	// InProcess may run the executor inside the init process instead of
-	// exec'ing it, when the executor is this same binary. In a pid
-	// namespace the executor is then pid 1 and reaps orphans itself; its
-	// own children must be started through StartChild. Given the executor's argv it
+	// exec'ing it, when the executor is this same binary and no pid
+	// namespace needs the init to stay pid 1. Given the executor's argv it
 	// returns the executor's main, or nil to exec as usual. The executor
 	// then finds the environment, working directory, stdout and stderr it
 	// would have had after exec; what it saves is a second start of the
@@ -97,36 +96,21 @@ func RunInit(args []string, opts InitOptions) int {
 	if err != nil {
 		return fail(127, "%v", err)
 	}
-	if main := inProcess(opts, path, cfg.Argv); main != nil {
-		if cfg.Dir != "" {
-			if err := os.Chdir(cfg.Dir); err != nil {
-				return fail(125, "%v", err)
-			}
-		}
-		if err := replaceEnv(cfg.Env); err != nil {
-			return fail(125, "%v", err)
-		}
-		if cfg.Namespaces.Has(NamespacePID) {
-			// The executor is pid 1 now: orphans are its to reap.
-			stop := startReaper()
-			defer stop()
-		}
-		// What exec would do to the status pipe (close-on-exec): the
-		// launcher reads EOF after Exec and knows the executor runs.
-		_ = report.Encode(initMessage{Exec: true})
-		status.Close()
-		code := main()
-		if cfg.StatusPath != "" {
-			// For an agent that re-attached after a restart and cannot wait.
-			_ = writeStatusFile(cfg.StatusPath, unix.WaitStatus((code&0xff)<<8))
-		}
-		return code
-	}
 	if !cfg.Namespaces.Has(NamespacePID) {
 		if cfg.Dir != "" {
 			if err := os.Chdir(cfg.Dir); err != nil {
 				return fail(125, "%v", err)
 			}
+		}
+		if main := inProcess(opts, path, cfg.Argv); main != nil {
+			if err := replaceEnv(cfg.Env); err != nil {
+				return fail(125, "%v", err)
+			}
+			// What exec would do to the status pipe (close-on-exec): the
+			// launcher reads EOF after Exec and knows the executor runs.
+			_ = report.Encode(initMessage{Exec: true})
+			status.Close()
+			return main()
 		}
 		_ = report.Encode(initMessage{Exec: true})
 		err := unix.Exec(path, cfg.Argv, cfg.Env)

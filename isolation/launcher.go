@@ -298,7 +298,6 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 		// The executor is our own binary: a prestarted init can become it
 		// in place (RunInit's InProcess), with no runtime start on the
 		// launch path. Without an idle one, go on as usual and refill.
-		// (With namespaces the prestarted init is used anyway, below.)
 		defer pool.fill(0)
 		if ip := pool.take(0); ip != nil {
 			if p, retry, err := ip.handoff(ctx, spec, stdout, stderr); !retry {

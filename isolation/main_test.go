@@ -33,13 +33,10 @@ func TestMain(m *testing.M) {
 		os.Exit(InitMain(os.Args[1:]))
 	case "inprocess":
 		os.Exit(RunInit(os.Args[1:], InitOptions{InProcess: func(argv []string) func() int {
-			switch {
-			case len(argv) >= 2 && argv[1] == "report":
-				return func() int { return reportSelf(argv[2:]) }
-			case len(argv) >= 2 && argv[1] == "orphans":
-				return orphans
+			if len(argv) < 2 || argv[1] != "report" {
+				return nil
 			}
-			return nil
+			return func() int { return reportSelf(argv[2:]) }
 		}}))
 	}
 	if mode := os.Getenv(modeEnv); mode != "" {
@@ -248,47 +245,4 @@ func reportSelf(args []string) int {
 		os.Getpid(), strings.Join(args, " "), strings.Join(os.Args[1:], " "), os.Getenv("FOO"), wd, os.Getenv(initEnv))
 	fmt.Fprintln(os.Stderr, "to stderr")
 	return 7
-}
-
-// orphans is the in-place executor of TestInProcessExecutorPidNamespace: as
-// pid 1 it starts a shell (through StartChild) that leaves a short-lived
-// background child behind; the shell must be waited for normally and the
-// orphan, once dead, reaped by the init's reaper. Exit 0 when both hold.
-func orphans() int {
-	fmt.Printf("pid=%d\n", os.Getpid())
-	cmd := exec.Command("/bin/sh", "-c", "sleep 0.2 & exit 3")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := StartChild(func() (int, error) {
-		if err := cmd.Start(); err != nil {
-			return 0, err
-		}
-		return cmd.Process.Pid, nil
-	}); err != nil {
-		fmt.Println("start:", err)
-		return 10
-	}
-	err := cmd.Wait()
-	ChildDone(cmd.Process.Pid)
-	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
-		fmt.Println("wait for own child:", err)
-		return 11
-	}
-	// The orphaned sleep ends after 0.2 s; the reaper must take it.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		ents, _ := os.ReadDir("/proc")
-		left := 0
-		for _, e := range ents {
-			if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
-				left++
-			}
-		}
-		if left == 0 {
-			fmt.Println("orphan reaped")
-			return 0
-		}
-	}
-	fmt.Println("orphan not reaped")
-	return 12
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/executor/driver"
-	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
 )
@@ -132,14 +131,7 @@ func (e *Executor) Launch(ctx context.Context, d *driver.Driver, task *mesos.Tas
 
 	cmd, err := e.buildCommand(task)
 	if err == nil {
-		// Through StartChild: run in place as a pid namespace's init, this
-		// process reaps orphans, and must not reap its own task.
-		err = isolation.StartChild(func() (int, error) {
-			if err := cmd.Start(); err != nil {
-				return 0, err
-			}
-			return cmd.Process.Pid, nil
-		})
+		err = cmd.Start()
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "Failed to launch command: %v\n", err)
@@ -189,7 +181,6 @@ func (e *Executor) buildCommand(task *mesos.TaskInfo) (*exec.Cmd, error) {
 
 func (e *Executor) wait(ctx context.Context, d *driver.Driver, cmd *exec.Cmd) {
 	err := cmd.Wait()
-	isolation.ChildDone(cmd.Process.Pid)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) && !errors.Is(err, exec.ErrWaitDelay) {
 		e.log.Warn("wait for command", "error", err)
