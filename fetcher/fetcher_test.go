@@ -876,9 +876,8 @@ func gitRepo(t *testing.T, files map[string]string, links map[string]string) str
 }
 
 func TestFetchGitCheckout(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	_, err := exec.LookPath("git")
+	testutil.Require(t, err == nil, "test needs git (Debian package git)")
 	good := gitRepo(t, map[string]string{"README": "hello"}, map[string]string{"inside": "README"})
 	evil := gitRepo(t, map[string]string{"README": "x"}, map[string]string{"passwd": "/etc/passwd"})
 	l := newLayout(t)
@@ -902,9 +901,8 @@ func TestFetchGitCheckout(t *testing.T) {
 // TestFetchGitRefAndSubdir clones a local bare repository (no network) at a
 // tag and a subdirectory of it, through go-getter's ref= and //subdir.
 func TestFetchGitRefAndSubdir(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	_, err := exec.LookPath("git")
+	testutil.Require(t, err == nil, "test needs git (Debian package git)")
 	work := gitRepo(t, map[string]string{"README": "v1"}, nil)
 	gitIn := func(dir string, args ...string) {
 		t.Helper()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/testutil"
 )
 
 func newFilesServer(t *testing.T, fx *fixture, opts FilesOptions) (*httptest.Server, *FilesHandler) {
@@ -345,7 +346,7 @@ func TestNonRegularFilesAreRefused(t *testing.T) {
 	srv, _ := newFilesServer(t, fx, FilesOptions{})
 	v := "/frameworks/fw1/executors/exec1/runs/c1"
 	if err := syscall.Mkfifo(filepath.Join(fx.layout.RunDir(fx.c1), "fifo"), 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		testutil.Require(t, false, fmt.Sprintf("test needs mkfifo: %v", err))
 	}
 	// Opening a FIFO for reading would block until a writer comes; the
 	// handler must answer at once instead.
