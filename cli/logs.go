@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
@@ -197,77 +195,3 @@ func streamSupported(ctx context.Context, agent, file string) (bool, error) {
 	return resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed, nil
 }
 
-// unquoteRaw decodes a JSON string keeping bytes that are not UTF-8 as they
-// are: the files API sends a file's bytes unchanged, and offset arithmetic
-// needs every one of them (encoding/json would turn them into U+FFFD).
-func unquoteRaw(s []byte) ([]byte, error) {
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
-		return nil, fmt.Errorf("not a JSON string")
-	}
-	s = s[1 : len(s)-1]
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, fmt.Errorf("JSON string ends in a backslash")
-		}
-		switch s[i] {
-		case '"', '\\', '/':
-			out = append(out, s[i])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, n, err := hex4(s[i+1:])
-			if err != nil {
-				return nil, err
-			}
-			i += n
-			if utf16.IsSurrogate(r) && i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
-				if r2, n2, err := hex4(s[i+3:]); err == nil {
-					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						r = dec
-						i += 2 + n2
-					}
-				}
-			}
-			out = utf8.AppendRune(out, r)
-		default:
-			return nil, fmt.Errorf("bad escape \\%c in JSON string", s[i])
-		}
-	}
-	return out, nil
-}
-
-func hex4(s []byte) (rune, int, error) {
-	if len(s) < 4 {
-		return 0, 0, fmt.Errorf("short \\u escape in JSON string")
-	}
-	var r rune
-	for _, c := range s[:4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			r |= rune(c-'A') + 10
-		default:
-			return 0, 0, fmt.Errorf("bad \\u escape in JSON string")
-		}
-	}
-	return r, 4, nil
-}

@@ -245,14 +245,14 @@ func TestUnquoteRaw(t *testing.T) {
 		{"\"\xff\xfe raw\"", "\xff\xfe raw"},
 	}
 	for _, tt := range tests {
-		got, err := unquoteRaw([]byte(tt.in))
+		got, err := sandbox.DecodeJSONString([]byte(tt.in))
 		if err != nil || string(got) != tt.want {
-			t.Errorf("unquoteRaw(%s) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("sandbox.DecodeJSONString(%s) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 	for _, bad := range []string{`plain`, `"\x"`, `"\u12"`, `"end\"`} {
-		if _, err := unquoteRaw([]byte(bad)); err == nil {
-			t.Errorf("unquoteRaw(%s) accepted", bad)
+		if _, err := sandbox.DecodeJSONString([]byte(bad)); err == nil {
+			t.Errorf("sandbox.DecodeJSONString(%s) accepted", bad)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/scheduler"
 )
 
@@ -269,7 +270,7 @@ func readFile(ctx context.Context, agent, file string, offset, length int64) (fi
 	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
 		return fileChunk{}, fmt.Errorf("reading %s on agent %s: bad JSON: %w", file, agent, err)
 	}
-	data, err := unquoteRaw(raw.Data)
+	data, err := sandbox.DecodeJSONString(raw.Data)
 	if err != nil {
 		return fileChunk{}, fmt.Errorf("reading %s on agent %s: %w", file, agent, err)
 	}

@@ -60,7 +60,7 @@ func BenchmarkFilesRead(b *testing.B) {
 	}
 	must(b, json.NewDecoder(resp.Body).Decode(&got))
 	resp.Body.Close()
-	if data, err := decodeJSONString(got.Data); err != nil || len(data) != benchChunk {
+	if data, err := DecodeJSONString(got.Data); err != nil || len(data) != benchChunk {
 		b.Fatalf("read %d bytes, %v", len(data), err)
 	}
 

@@ -250,7 +250,7 @@ func TestReadBinaryAndJSONP(t *testing.T) {
 		Data json.RawMessage `json:"data"`
 	}
 	must(t, json.Unmarshal(a.body, &raw))
-	data, err := decodeJSONString(raw.Data)
+	data, err := DecodeJSONString(raw.Data)
 	must(t, err)
 	if string(data) != string(all) {
 		t.Fatalf("bytes do not round-trip:\n got %q\nwant %q", data, all)
@@ -279,7 +279,7 @@ func TestReadBinaryAndJSONP(t *testing.T) {
 func TestJSONStringRoundTrip(t *testing.T) {
 	for _, s := range []string{"", "plain", "a\"b\\c\n\r\t\b\f\x00\x1f\x7f", "\xff\xfe invalid", "\u2028\u2029", "é✓😀", "\xe2\x80"} {
 		enc := appendJSONString(nil, []byte(s), true)
-		dec, err := decodeJSONString(enc)
+		dec, err := DecodeJSONString(enc)
 		if err != nil || string(dec) != s {
 			t.Errorf("round trip %q: %q %v", s, dec, err)
 		}
@@ -291,13 +291,13 @@ func TestJSONStringRoundTrip(t *testing.T) {
 		}
 	}
 	// Standard escapes from other encoders decode too.
-	dec, err := decodeJSONString([]byte(`"\u00e9\/\ud83d\ude00\ud800"`))
+	dec, err := DecodeJSONString([]byte(`"\u00e9\/\ud83d\ude00\ud800"`))
 	if err != nil || string(dec) != "é/😀\uFFFD" {
 		t.Fatalf("decode = %q, %v", dec, err)
 	}
 	for _, bad := range []string{``, `"`, `"\"`, `"\x"`, `"\u12"`, `"a"b"`} {
-		if _, err := decodeJSONString([]byte(bad)); err == nil {
-			t.Errorf("decodeJSONString(%s) accepted", bad)
+		if _, err := DecodeJSONString([]byte(bad)); err == nil {
+			t.Errorf("DecodeJSONString(%s) accepted", bad)
 		}
 	}
 }
@@ -492,7 +492,7 @@ func TestJSONStringMatchesReference(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("encode(%q, js=%v)\n got %s\nwant %s", src, js, got, want)
 			}
-			if dec, err := decodeJSONString(got); err != nil || !bytes.Equal(dec, src) {
+			if dec, err := DecodeJSONString(got); err != nil || !bytes.Equal(dec, src) {
 				t.Fatalf("decode(encode(%q)) = %q, %v", src, dec, err)
 			}
 		}

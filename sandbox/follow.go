@@ -225,7 +225,7 @@ func (f *follower) handle(event string, payload []byte) error {
 	}
 	switch event {
 	case EventData, "", "message":
-		b, err := decodeJSONString(ev.Data)
+		b, err := DecodeJSONString(ev.Data)
 		if err != nil {
 			return fmt.Errorf("follow %s: bad data event: %w", f.path, err)
 		}

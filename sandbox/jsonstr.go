@@ -117,9 +117,12 @@ func special8(x uint64, js bool) uint64 {
 
 var errBadJSONString = errors.New("malformed JSON string")
 
-// decodeJSONString reverses appendJSONString (and accepts any valid JSON
-// string): raw bytes are kept as they are, escapes are decoded.
-func decodeJSONString(q []byte) ([]byte, error) {
+// DecodeJSONString reverses appendJSONString (and accepts any valid JSON
+// string): raw bytes are kept as they are, escapes are decoded. Clients of
+// /files/read and /files/stream use it for the data field, whose bytes are
+// the file's own and need not be UTF-8 (encoding/json would turn those into
+// U+FFFD and break offset arithmetic).
+func DecodeJSONString(q []byte) ([]byte, error) {
 	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' {
 		return nil, errBadJSONString
 	}

@@ -64,7 +64,7 @@ func openStream(t *testing.T, srv *httptest.Server, q url.Values, hdr ...string)
 				}
 				ev.offset = p.Offset
 				if ev.name == EventData {
-					b, err := decodeJSONString(p.Data)
+					b, err := DecodeJSONString(p.Data)
 					if err != nil {
 						t.Errorf("bad data %q: %v", p.Data, err)
 						return
