@@ -194,4 +194,3 @@ func streamSupported(ctx context.Context, agent, file string) (bool, error) {
 	resp.Body.Close()
 	return resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed, nil
 }
-
