@@ -399,6 +399,29 @@ func TestStreamSandboxCollectedWhileFollowing(t *testing.T) {
 	}
 }
 
+// A following stream says when it has sent what the file held: a viewer
+// that opened at an earlier offset knows its backlog is complete.
+func TestStreamHeartbeatOnceCaughtUp(t *testing.T) {
+	fx := newFixture(t)
+	srv, _ := newFilesServer(t, fx, FilesOptions{HeartbeatInterval: time.Hour})
+	ch := openStream(t, srv, url.Values{"path": {"/frameworks/fw1/executors/exec1/runs/c1/stdout"}, "offset": {"0"}, "follow": {"true"}})
+	var got []string
+	for len(got) < 2 {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("stream ended after %v", got)
+			}
+			got = append(got, fmt.Sprintf("%s@%d", ev.name, ev.offset))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %v within 10s", got)
+		}
+	}
+	if want := []string{"data@0", "heartbeat@6"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
 func TestStreamHeartbeat(t *testing.T) {
 	fx := newFixture(t)
 	srv, _ := newFilesServer(t, fx, FilesOptions{HeartbeatInterval: 20 * time.Millisecond})
