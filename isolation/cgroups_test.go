@@ -188,7 +188,9 @@ func TestOOMKill(t *testing.T) {
 		if ev.ContainerID != "oom" || ev.LimitBytes != 64<<20 {
 			t.Errorf("event = %+v, want container oom with a 64 MB limit", ev)
 		}
-		if ev.MaxUsageBytes < 48<<20 || ev.MaxUsageBytes > 64<<20 {
+		// The kernel charges in pages and may record a peak a few pages over
+		// the limit before reclaim gives up and the OOM killer runs.
+		if ev.MaxUsageBytes < 48<<20 || ev.MaxUsageBytes > 65<<20 {
 			t.Errorf("peak usage %d, want close to the 64 MB limit", ev.MaxUsageBytes)
 		}
 		msg := OOMMessage(ev)
