@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +52,10 @@ type InitOptions struct {
 	// would have had after exec; what it saves is a second start of the
 	// runtime, the bulk of a prestarted launch's cost.
 	InProcess func(argv []string) func() int
+	// Warm, when set, runs in an init started ahead of its launch (the
+	// launcher passes --warm) before it reports ready: one-time work the
+	// executor it may become would otherwise do on the launch path.
+	Warm func()
 }
 
 // RunInit is InitMain with options.
@@ -59,6 +64,7 @@ func RunInit(args []string, opts InitOptions) int {
 	fs.SetOutput(os.Stderr)
 	specFD := fs.Int("spec-fd", 3, "fd to read the launch spec from")
 	statusFD := fs.Int("status-fd", 4, "fd to report progress to")
+	warm := fs.Bool("warm", false, "started ahead of its launch: run InitOptions.Warm before reporting ready")
 	if err := fs.Parse(args); err != nil {
 		return 125
 	}
@@ -74,8 +80,12 @@ func RunInit(args []string, opts InitOptions) int {
 		return code
 	}
 
+	if *warm {
+		warmUp(opts.Warm)
+	}
 	// A prestarted init counts as ready only from here: what came before
-	// (the runtime's start) is what prestarting takes off the launch path.
+	// (the runtime's start, the warm-up) is what prestarting takes off the
+	// launch path.
 	_ = report.Encode(initMessage{Ready: true})
 	cfg, err := receiveSpec(*specFD)
 	if err != nil {
@@ -117,6 +127,21 @@ func RunInit(args []string, opts InitOptions) int {
 		return fail(127, "exec %s: %v", path, err)
 	}
 	return supervise(cfg, path, report, status)
+}
+
+// warmUp does, in an init started ahead, one-time work of the process it
+// will become, then collects the garbage of it, so neither the work nor a
+// collection lands on the launch path.
+func warmUp(extra func()) {
+	// The first process start probes pidfd support with a throwaway child
+	// (os.checkPidfd); FindProcess runs the same probe now.
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Release()
+	}
+	if extra != nil {
+		extra()
+	}
+	runtime.GC()
 }
 
 func setupNamespaces(cfg initConfig) error {

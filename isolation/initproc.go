@@ -24,12 +24,15 @@ type initProc struct {
 	dec   *json.Decoder
 	// inCgroup: clone3 already put it into the launch's cgroup.
 	inCgroup bool
+	// idle: started with SCHED_IDLE (see startIdle), to be undone before
+	// it runs anything for a container.
+	idle bool
 }
 
 // startInit starts an init in namespaces ns. A cold init gets the launch's
-// directory, outputs and cgroup at clone time; a warm one gets them with the
-// spec.
-func startInit(opts LauncherOptions, ns Namespaces, dir string, stdout, stderr, cgfd *os.File) (*initProc, error) {
+// directory, outputs and cgroup at clone time; a warm one (ahead) gets them
+// with the spec, and warms up while it waits.
+func startInit(opts LauncherOptions, ns Namespaces, ahead bool, dir string, stdout, stderr, cgfd *os.File) (*initProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launch: socketpair: %w", err)
@@ -44,6 +47,9 @@ func startInit(opts LauncherOptions, ns Namespaces, dir string, stdout, stderr, 
 	}
 	args := append([]string{opts.InitPath}, opts.InitArgs...)
 	args = append(args, "--spec-fd=3", "--status-fd=4")
+	if ahead {
+		args = append(args, "--warm")
+	}
 	cmd := &exec.Cmd{
 		Path:       opts.InitPath,
 		Args:       args,
@@ -105,6 +111,18 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 		if err := spec.Cgroup.AddProcess(ip.cmd.Process.Pid); err != nil {
 			return abort(errors.Is(err, unix.ESRCH), fmt.Errorf("launch: %w", err))
 		}
+	}
+	if ip.idle {
+		if err := setNormalScheduling(ip.cmd.Process.Pid); err != nil {
+			return abort(true, fmt.Errorf("launch: %w", err))
+		}
+		// Once more when the executor runs: a thread the init created while
+		// the first pass went through its list inherited SCHED_IDLE.
+		defer func() {
+			if err == nil {
+				_ = setNormalScheduling(ip.cmd.Process.Pid)
+			}
+		}()
 	}
 	// The init blocks reading this until now: it is in its cgroup before it
 	// can start anything.
@@ -294,7 +312,14 @@ func (p *initPool) fill(ns Namespaces) {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			ip, err := startInit(p.opts, ns, "/", nil, nil, nil)
+			start := func() (*initProc, error) { return startInit(p.opts, ns, true, "/", nil, nil, nil) }
+			var ip *initProc
+			var err error
+			if idlePrestart {
+				ip, err = startIdle(start)
+			} else {
+				ip, err = start()
+			}
 			if err == nil {
 				if err = ip.waitReady(); err != nil {
 					ip.kill()

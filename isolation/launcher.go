@@ -321,9 +321,9 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 		}
 		// The prestarted init died while it waited; start a fresh one.
 	}
-	ip, err := startInit(pool.opts, spec.Namespaces, spec.Dir, stdout, stderr, cgfd)
+	ip, err := startInit(pool.opts, spec.Namespaces, false, spec.Dir, stdout, stderr, cgfd)
 	if err != nil && cgfd != nil {
-		ip, err = startInit(pool.opts, spec.Namespaces, spec.Dir, stdout, stderr, nil)
+		ip, err = startInit(pool.opts, spec.Namespaces, false, spec.Dir, stdout, stderr, nil)
 	}
 	if err != nil {
 		return nil, err

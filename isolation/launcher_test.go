@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
@@ -298,6 +300,19 @@ func TestInProcessExecutor(t *testing.T) {
 			pool.mu.Lock()
 			initPid := pool.idle[0][0].cmd.Process.Pid
 			pool.mu.Unlock()
+			// As root a waiting init gets CPU only when nothing else wants it.
+			if os.Geteuid() == 0 {
+				policies, err := threadPolicies(initPid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range policies {
+					if p != unix.SCHED_IDLE {
+						t.Errorf("waiting init's thread policies %v, want all SCHED_IDLE (%d)", policies, unix.SCHED_IDLE)
+						break
+					}
+				}
+			}
 
 			dir := t.TempDir()
 			spec := Spec{
@@ -318,7 +333,8 @@ func TestInProcessExecutor(t *testing.T) {
 			}
 			out, _ := os.ReadFile(spec.StdoutPath)
 			errOut, _ := os.ReadFile(spec.StderrPath)
-			want := fmt.Sprintf("pid=%d\nargs=a b\nos_args=--spec-fd=3 --status-fd=4\nFOO=bar\nwd=%s\nmarker=\n", initPid, dir)
+			// Warmed up while it waited, and back to normal scheduling.
+			want := fmt.Sprintf("pid=%d\nargs=a b\nos_args=--spec-fd=3 --status-fd=4 --warm\nFOO=bar\nwd=%s\nmarker=\nwarmed=true\nidle_threads=0\n", initPid, dir)
 			if string(out) != want || string(errOut) != "to stderr\n" {
 				t.Errorf("stdout %q, want %q; stderr %q", out, want, errOut)
 			}

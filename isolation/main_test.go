@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 				return nil
 			}
 			return func() int { return reportSelf(argv[2:]) }
-		}}))
+		}, Warm: func() { warmed = true }}))
 	}
 	if mode := os.Getenv(modeEnv); mode != "" {
 		os.Exit(runMode(mode, os.Args[1:]))
@@ -239,10 +239,49 @@ func sortedInts(s []int) []int {
 
 // reportSelf is the in-process executor of TestInProcessExecutor: it
 // writes what it sees of its process to stdout.
+// warmed is set by InitOptions.Warm in an init started ahead.
+var warmed bool
+
 func reportSelf(args []string) int {
 	wd, _ := os.Getwd()
-	fmt.Printf("pid=%d\nargs=%s\nos_args=%s\nFOO=%s\nwd=%s\nmarker=%s\n",
-		os.Getpid(), strings.Join(args, " "), strings.Join(os.Args[1:], " "), os.Getenv("FOO"), wd, os.Getenv(initEnv))
+	policies, _ := threadPolicies(os.Getpid())
+	idle := 0
+	for _, p := range policies {
+		if p == unix.SCHED_IDLE {
+			idle++
+		}
+	}
+	fmt.Printf("pid=%d\nargs=%s\nos_args=%s\nFOO=%s\nwd=%s\nmarker=%s\nwarmed=%v\nidle_threads=%d\n",
+		os.Getpid(), strings.Join(args, " "), strings.Join(os.Args[1:], " "), os.Getenv("FOO"), wd, os.Getenv(initEnv), warmed, idle)
 	fmt.Fprintln(os.Stderr, "to stderr")
 	return 7
+}
+
+// threadPolicies reads the scheduling policy of every thread of pid.
+func threadPolicies(pid int) ([]int, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses, start at
+		// field 3; the policy is field 41.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 39 {
+			return nil, fmt.Errorf("short stat for thread %s", e.Name())
+		}
+		p, err := strconv.Atoi(f[38])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

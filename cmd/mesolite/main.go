@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/mesolite/mesolite/executor/driver"
 	"io"
 	"log/slog"
 	"os"
@@ -125,5 +126,5 @@ func launchMain(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		// A fresh context: the init's own may have seen a signal while it
 		// waited, which must not end the executor it becomes.
 		return func() int { return executorMain(context.Background(), argv[2:], os.Stdout, os.Stderr) }
-	}})
+	}, Warm: driver.Warm})
 }

@@ -47,9 +47,9 @@ func main() {
 		}
 	case <-ex.quit:
 		// Give the agent the last updates before leaving.
-		for i := 0; i < 200 && d.Unacknowledged() > 0; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		d.WaitAcknowledged(wctx)
+		cancel()
 		d.Stop()
 	}
 }

@@ -29,6 +29,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// terminalAckTimeout bounds how long an executor whose task ended waits for
+// the agent to acknowledge the terminal update before it exits anyway.
+const terminalAckTimeout = 30 * time.Second
+
 // DefaultGracePeriod is the kill grace period when the task's KillPolicy
 // names none, as in Mesos.
 const DefaultGracePeriod = 3 * time.Second
@@ -127,12 +131,20 @@ func (e *Executor) Launch(ctx context.Context, d *driver.Driver, task *mesos.Tas
 	}
 	e.task = task
 	e.mu.Unlock()
-	e.send(ctx, d, task.GetTaskId(), mesos.TaskState_TASK_STARTING, nil, "")
+	// TASK_STARTING goes out while the command starts: each is a few
+	// milliseconds (a request to the agent, a fork and exec), and the order
+	// of updates is kept by waiting for it before sending the next.
+	starting := make(chan struct{})
+	go func() {
+		defer close(starting)
+		e.send(ctx, d, task.GetTaskId(), mesos.TaskState_TASK_STARTING, nil, "")
+	}()
 
 	cmd, err := e.buildCommand(task)
 	if err == nil {
 		err = cmd.Start()
 	}
+	<-starting
 	if err != nil {
 		fmt.Fprintf(e.stderr, "Failed to launch command: %v\n", err)
 		e.finish(ctx, d, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED.Enum(), "Failed to launch command: "+err.Error())
@@ -219,10 +231,9 @@ func (e *Executor) finish(ctx context.Context, d *driver.Driver, state mesos.Tas
 	// Leave once the agent holds the terminal update; give up waiting after
 	// a while so a lost ack cannot keep the executor alive for ever.
 	go func() {
-		deadline := time.Now().Add(30 * time.Second)
-		for d.Unacknowledged() > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		wctx, cancel := context.WithTimeout(ctx, terminalAckTimeout)
+		defer cancel()
+		d.WaitAcknowledged(wctx)
 		e.doneOnce.Do(func() { close(e.done) })
 	}()
 }

@@ -355,10 +355,9 @@ func (e *Executor) finish(ctx context.Context, d *driver.Driver, state mesos.Tas
 	// Leave once the agent holds the terminal update; a lost ack must not
 	// keep the executor alive for ever.
 	go func() {
-		deadline := time.Now().Add(30 * time.Second)
-		for d.Unacknowledged() > 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		d.WaitAcknowledged(wctx)
 		e.doneOnce.Do(func() { close(e.done) })
 	}()
 }

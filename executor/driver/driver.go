@@ -121,6 +121,9 @@ type Driver struct {
 	unackOrder []string
 	subscribed *executor.Event_Subscribed
 	stopped    bool
+	// acked is closed (and replaced) whenever an acknowledgement arrives,
+	// waking WaitAcknowledged.
+	acked chan struct{}
 }
 
 // New returns a driver for cfg that delivers events to h.
@@ -137,6 +140,7 @@ func New(cfg Config, h Handler, log *slog.Logger) *Driver {
 		codec:   c,
 		tasks:   map[string]*mesos.TaskInfo{},
 		unacked: map[string]*executor.Call_Update{},
+		acked:   make(chan struct{}),
 	}
 }
 
@@ -309,6 +313,8 @@ func (d *Driver) dispatch(ctx context.Context, ev *executor.Event) {
 			if mesos.IsTerminal(u.GetStatus().GetState()) {
 				delete(d.tasks, a.GetTaskId().GetValue())
 			}
+			close(d.acked)
+			d.acked = make(chan struct{})
 		}
 		d.mu.Unlock()
 		d.h.Acknowledged(ctx, d, a.GetTaskId(), a.GetUuid())
@@ -357,6 +363,25 @@ func (d *Driver) Unacknowledged() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.unacked)
+}
+
+// WaitAcknowledged blocks until the agent has acknowledged every update
+// sent so far, or ctx ends. It reports whether all were acknowledged. An
+// executor calls it before leaving, so its last update is not lost.
+func (d *Driver) WaitAcknowledged(ctx context.Context) bool {
+	for {
+		d.mu.Lock()
+		n, ch := len(d.unacked), d.acked
+		d.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // SendMessage sends data to the framework's scheduler.
