@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -80,8 +81,12 @@ func RunInit(args []string, opts InitOptions) int {
 		return code
 	}
 
+	var pre *initProc
 	if *warm {
 		warmUp(opts.Warm)
+		if os.Getpid() == 1 {
+			pre = prestartExecutor(args)
+		}
 	}
 	// A prestarted init counts as ready only from here: what came before
 	// (the runtime's start, the warm-up) is what prestarting takes off the
@@ -107,6 +112,9 @@ func RunInit(args []string, opts InitOptions) int {
 		return fail(127, "%v", err)
 	}
 	if !cfg.Namespaces.Has(NamespacePID) {
+		if pre != nil {
+			pre.kill()
+		}
 		if cfg.Dir != "" {
 			if err := os.Chdir(cfg.Dir); err != nil {
 				return fail(125, "%v", err)
@@ -126,7 +134,40 @@ func RunInit(args []string, opts InitOptions) int {
 		err := unix.Exec(path, cfg.Argv, cfg.Env)
 		return fail(127, "exec %s: %v", path, err)
 	}
-	return supervise(cfg, path, report, status)
+	if pre != nil && inProcess(opts, path, cfg.Argv) == nil {
+		// It would only exec: forking here does the same with one process
+		// less to talk to. Reaped now, so the executor never sees it.
+		pre.kill()
+		pre = nil
+	}
+	return supervise(cfg, path, report, status, pre)
+}
+
+// prestartExecutor starts, in an init started ahead that will stay pid 1
+// of its pid namespace, the process its executor will run in: an init of
+// its own (no namespaces to enter), warmed up and waiting for its spec like
+// this one, so that starting the executor costs no runtime start either.
+// The launcher moves it into the container's cgroup with its parent. nil
+// when it cannot be had: the executor is then started when the spec comes.
+func prestartExecutor(args []string) *initProc {
+	self, err := os.Executable()
+	if err != nil || len(os.Args) < len(args)+1 {
+		return nil
+	}
+	// The arguments that selected the init ("launch"), without its flags.
+	prefix := os.Args[1 : len(os.Args)-len(args)]
+	opts := LauncherOptions{InitPath: self, InitArgs: prefix, InitEnv: os.Environ()}
+	ip, err := startInit(opts, 0, true, "/", nil, nil, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mesolite launch: prestart executor process:", err)
+		return nil
+	}
+	if err := ip.waitReady(); err != nil {
+		ip.kill()
+		fmt.Fprintln(os.Stderr, "mesolite launch: prestart executor process:", err)
+		return nil
+	}
+	return ip
 }
 
 // warmUp does, in an init started ahead, one-time work of the process it
@@ -165,26 +206,40 @@ func setupNamespaces(cfg initConfig) error {
 	return nil
 }
 
-func supervise(cfg initConfig, path string, report *json.Encoder, status *os.File) int {
+func supervise(cfg initConfig, path string, report *json.Encoder, status *os.File, pre *initProc) int {
 	sigs := make(chan os.Signal, 64)
 	// Subscribed before the executor starts, so its SIGCHLD cannot be missed.
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, forwarded...)...)
-	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        cfg.Argv,
-		Env:         cfg.Env,
-		Dir:         cfg.Dir,
-		Stdin:       os.Stdin,
-		Stdout:      os.Stdout,
-		Stderr:      os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	child := 0
+	if pre != nil {
+		// The process started ahead becomes the executor, in its own
+		// session as below. Its exit is reaped by the loop below, never by
+		// exec.Cmd: only deliver, not handoff, which would wait for it.
+		spec := Spec{Argv: cfg.Argv, Env: cfg.Env, Dir: cfg.Dir}
+		if _, _, err := pre.deliver(context.Background(), spec, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "mesolite launch: prestarted executor process failed, starting a fresh one:", err)
+		} else {
+			child = pre.cmd.Process.Pid
+		}
 	}
-	if err := cmd.Start(); err != nil {
-		_ = report.Encode(initMessage{Error: err.Error()})
-		fmt.Fprintln(os.Stderr, "mesolite launch: "+err.Error())
-		return 127
+	if child == 0 {
+		cmd := &exec.Cmd{
+			Path:        path,
+			Args:        cfg.Argv,
+			Env:         cfg.Env,
+			Dir:         cfg.Dir,
+			Stdin:       os.Stdin,
+			Stdout:      os.Stdout,
+			Stderr:      os.Stderr,
+			SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+		}
+		if err := cmd.Start(); err != nil {
+			_ = report.Encode(initMessage{Error: err.Error()})
+			fmt.Fprintln(os.Stderr, "mesolite launch: "+err.Error())
+			return 127
+		}
+		child = cmd.Process.Pid
 	}
-	child := cmd.Process.Pid
 	_ = report.Encode(initMessage{Started: child})
 
 	// Reaping is ours (wait4 on any pid), not exec.Cmd's; a SIGCHLD lost to a

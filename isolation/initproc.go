@@ -27,6 +27,10 @@ type initProc struct {
 	// idle: started with SCHED_IDLE (see startIdle), to be undone before
 	// it runs anything for a container.
 	idle bool
+	// ahead: started before its launch (it warms up while it waits), into
+	// namespaces ns.
+	ahead bool
+	ns    Namespaces
 }
 
 // startInit starts an init in namespaces ns. A cold init gets the launch's
@@ -75,7 +79,7 @@ func startInit(opts LauncherOptions, ns Namespaces, ahead bool, dir string, stdo
 		statR.Close()
 		return nil, fmt.Errorf("launch: start init %s: %w", opts.InitPath, err)
 	}
-	return &initProc{cmd: cmd, sock: sock, statR: statR, dec: json.NewDecoder(statR), inCgroup: cgfd != nil}, nil
+	return &initProc{cmd: cmd, sock: sock, statR: statR, dec: json.NewDecoder(statR), inCgroup: cgfd != nil, ahead: ahead, ns: ns}, nil
 }
 
 // waitReady reads the init's ready message.
@@ -103,26 +107,68 @@ func (ip *initProc) kill() {
 // the init itself before it saw the spec (a warm init that died meanwhile),
 // after which a fresh init may succeed.
 func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.File) (p Process, retry bool, err error) {
-	abort := func(retry bool, err error) (Process, bool, error) {
-		ip.kill()
-		return nil, retry, err
+	pids := []int{ip.cmd.Process.Pid}
+	if ip.ahead && ip.ns.Has(NamespacePID) {
+		// An init that stays pid 1 started its executor's process ahead too
+		// (prestartExecutor); it joins the container with its init.
+		kids, err := childPids(ip.cmd.Process.Pid)
+		if err != nil {
+			ip.kill()
+			return nil, true, fmt.Errorf("launch: %w", err)
+		}
+		pids = append(pids, kids...)
 	}
 	if spec.Cgroup != nil && !ip.inCgroup {
-		if err := spec.Cgroup.AddProcess(ip.cmd.Process.Pid); err != nil {
-			return abort(errors.Is(err, unix.ESRCH), fmt.Errorf("launch: %w", err))
+		for i, pid := range pids {
+			if err := spec.Cgroup.AddProcess(pid); err != nil {
+				if i > 0 && errors.Is(err, unix.ESRCH) {
+					continue // the init starts a fresh one
+				}
+				ip.kill()
+				return nil, i == 0 && errors.Is(err, unix.ESRCH), fmt.Errorf("launch: %w", err)
+			}
 		}
 	}
 	if ip.idle {
-		if err := setNormalScheduling(ip.cmd.Process.Pid); err != nil {
-			return abort(true, fmt.Errorf("launch: %w", err))
+		for _, pid := range pids {
+			if err := setNormalScheduling(pid); err != nil {
+				ip.kill()
+				return nil, true, fmt.Errorf("launch: %w", err)
+			}
 		}
-		// Once more when the executor runs: a thread the init created while
-		// the first pass went through its list inherited SCHED_IDLE.
+		// Once more when the executor runs, off the launch path: a thread
+		// created while the first pass went through the list inherited
+		// SCHED_IDLE.
 		defer func() {
 			if err == nil {
-				_ = setNormalScheduling(ip.cmd.Process.Pid)
+				go func() {
+					for _, pid := range pids {
+						_ = setNormalScheduling(pid)
+					}
+				}()
 			}
 		}()
+	}
+	supervised, retry, err := ip.deliver(ctx, spec, stdout, stderr)
+	if err != nil {
+		return nil, retry, err
+	}
+	if supervised {
+		return newChild(ip.cmd, true, spec.StatusPath, ip.statR, ip.dec), false, nil
+	}
+	return newChild(ip.cmd, false, spec.StatusPath, nil, nil), false, nil
+}
+
+// deliver sends the init its spec with the outputs and waits until the
+// executor runs: supervised when the init reported it started the executor
+// as its child (it stays pid 1 and reports the exit on the status pipe,
+// which stays open), not supervised when the init became the executor (by
+// exec or in place), having closed the pipe. On an error the init is
+// killed and reaped; retry as in handoff.
+func (ip *initProc) deliver(ctx context.Context, spec Spec, stdout, stderr *os.File) (supervised, retry bool, err error) {
+	abort := func(retry bool, err error) (bool, bool, error) {
+		ip.kill()
+		return false, retry, err
 	}
 	// The init blocks reading this until now: it is in its cgroup before it
 	// can start anything.
@@ -138,12 +184,11 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 	// reads below with EOF.
 	stop := context.AfterFunc(ctx, func() { _ = ip.cmd.Process.Kill() })
 	defer stop()
-	dec := ip.dec
 	sawExec := false
 	var initErr string
 	for {
 		var msg initMessage
-		if err := dec.Decode(&msg); err != nil {
+		if err := ip.dec.Decode(&msg); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				return abort(false, fmt.Errorf("launch: read init status: %w", err))
 			}
@@ -158,24 +203,24 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 			if ctx.Err() != nil {
 				return abort(false, fmt.Errorf("launch: %w", ctx.Err()))
 			}
-			return newChild(ip.cmd, true, spec.StatusPath, ip.statR, dec), false, nil
+			return true, false, nil
 		}
 	}
 	// EOF: the pipe closes on a successful exec (close-on-exec), or when the
 	// init exits having failed.
 	if initErr == "" && sawExec && ctx.Err() == nil {
 		ip.statR.Close()
-		return newChild(ip.cmd, false, spec.StatusPath, nil, nil), false, nil
+		return false, false, nil
 	}
 	werr := ip.cmd.Wait()
 	ip.statR.Close()
 	switch {
 	case ctx.Err() != nil:
-		return nil, false, fmt.Errorf("launch: %w", ctx.Err())
+		return false, false, fmt.Errorf("launch: %w", ctx.Err())
 	case initErr != "":
-		return nil, false, fmt.Errorf("launch %q: %s", spec.Argv[0], initErr)
+		return false, false, fmt.Errorf("launch %q: %s", spec.Argv[0], initErr)
 	default:
-		return nil, false, fmt.Errorf("launch %q: init exited before starting it (%v); see the container's stderr", spec.Argv[0], werr)
+		return false, false, fmt.Errorf("launch %q: init exited before starting it (%v); see the container's stderr", spec.Argv[0], werr)
 	}
 }
 

@@ -18,68 +18,111 @@ import (
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
+// TestPidNamespace launches into a pid, ipc and uts namespace through a
+// prestarted init. That init started its executor's process ahead too: an
+// executor it can run in place (our own binary) runs as that process; any
+// other is forked and exec'ed by the init, and the process started ahead
+// is gone before it runs.
 func TestPidNamespace(t *testing.T) {
 	requireCgroups(t)
 	m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
-	ctx := testCtx(t, 30*time.Second)
-	cg, err := m.Create(ctx, "pidns", Limits{CPUs: 1, MemoryBytes: 256 << 20, Pids: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := modeSpec(t, "nsinfo")
-	spec.Namespaces = NamespacePID | NamespaceIPC | NamespaceUTS
-	spec.Hostname = "mesolite-test"
-	spec.Cgroup = cg
-	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
-	spec.StderrPath = filepath.Join(spec.Dir, "stderr")
-	hostProcBefore := mountCount(t)
-	warm := testLauncherOptions(t)
-	warm.Prestart = 1
-	l := NewLinuxLauncher(warm)
-	defer l.Close()
-	l.Prestart(spec.Namespaces)
-	// Let the prestarted init come up, so the launch below takes it and the
-	// spec, cgroup and outputs all arrive after the clone.
-	warmPid := waitPrestarted(t, l.pool, spec.Namespaces|NamespaceMount)
-	p, err := l.Launch(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Pid() != warmPid {
-		t.Errorf("launch used init %d, not the prestarted %d", p.Pid(), warmPid)
-	}
-	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
-		errOut, _ := os.ReadFile(spec.StderrPath)
-		t.Fatalf("nsinfo: %s, %v (stderr %q)", st, err, errOut)
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(readFileT(t, spec.StdoutPath), "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		out[k] = v
-	}
-	hostNS, _ := os.Readlink("/proc/self/ns/pid")
-	if out["pidns"] == "" || out["pidns"] == hostNS {
-		t.Errorf("container pid namespace %q, host %q: want a different one", out["pidns"], hostNS)
-	}
-	// The init's threads take pids too, so the executor is not always 2.
-	if out["ppid"] != "1" || out["pid"] == "" || out["pid"] == "1" {
-		t.Errorf("executor pid %s ppid %s, want a child of the init (pid 1)", out["pid"], out["ppid"])
-	}
-	if got, want := out["procs"], "1,"+out["pid"]; got != want {
-		t.Errorf("/proc inside lists pids %q, want only the container's (%s)", got, want)
-	}
-	if hn, _ := os.Hostname(); out["hostname"] != "mesolite-test" || hn == "mesolite-test" {
-		t.Errorf("hostname inside %q (host %q), want mesolite-test inside only", out["hostname"], hn)
-	}
-	if after := mountCount(t); after != hostProcBefore {
-		t.Errorf("host mount table changed from %d to %d entries: the container's /proc leaked", hostProcBefore, after)
-	}
-	if err := cg.Delete(ctx); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name    string
+		initEnv string
+		argv    []string
+		inPlace bool
+	}{
+		{"in place", initEnv + "=inprocess", []string{selfPath(t), "nsinfo"}, true},
+		{"exec", initEnv + "=1", []string{selfPath(t)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t, 30*time.Second)
+			cg, err := m.Create(ctx, "pidns", Limits{CPUs: 1, MemoryBytes: 256 << 20, Pids: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := modeSpec(t, "nsinfo")
+			spec.Argv = tc.argv
+			spec.Namespaces = NamespacePID | NamespaceIPC | NamespaceUTS
+			spec.Hostname = "mesolite-test"
+			spec.Cgroup = cg
+			spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+			spec.StderrPath = filepath.Join(spec.Dir, "stderr")
+			hostProcBefore := mountCount(t)
+			warm := testLauncherOptions(t)
+			warm.InitEnv = []string{tc.initEnv}
+			warm.Prestart = 1
+			l := NewLinuxLauncher(warm)
+			defer l.Close()
+			l.Prestart(spec.Namespaces)
+			// Let the prestarted init come up, so the launch below takes it
+			// and the spec, cgroup and outputs all arrive after the clone.
+			warmPid := waitPrestarted(t, l.pool, spec.Namespaces|NamespaceMount)
+			kids, err := childPids(warmPid)
+			if err != nil || len(kids) != 1 {
+				t.Fatalf("children of the prestarted init: %v %v, want one prestarted executor process", kids, err)
+			}
+			prePid := nsPid(t, kids[0])
+			p, err := l.Launch(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Pid() != warmPid {
+				t.Errorf("launch used init %d, not the prestarted %d", p.Pid(), warmPid)
+			}
+			if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+				errOut, _ := os.ReadFile(spec.StderrPath)
+				t.Fatalf("nsinfo: %s, %v (stderr %q)", st, err, errOut)
+			}
+			out := map[string]string{}
+			for _, line := range strings.Split(readFileT(t, spec.StdoutPath), "\n") {
+				k, v, _ := strings.Cut(line, "=")
+				out[k] = v
+			}
+			hostNS, _ := os.Readlink("/proc/self/ns/pid")
+			if out["pidns"] == "" || out["pidns"] == hostNS {
+				t.Errorf("container pid namespace %q, host %q: want a different one", out["pidns"], hostNS)
+			}
+			// The init's threads take pids too, so the executor is not always 2.
+			if out["ppid"] != "1" || out["pid"] == "" || out["pid"] == "1" {
+				t.Errorf("executor pid %s ppid %s, want a child of the init (pid 1)", out["pid"], out["ppid"])
+			}
+			if ranAsPre := out["pid"] == prePid; ranAsPre != tc.inPlace {
+				t.Errorf("executor pid %s, process started ahead %s: ran as it %v, want %v", out["pid"], prePid, ranAsPre, tc.inPlace)
+			}
+			// It joined the container's cgroup with its init.
+			if _, rel, _ := strings.Cut(cg.String(), ":"); out["memcg"] == "" || !strings.HasSuffix(out["memcg"], rel) {
+				t.Errorf("executor in memory cgroup %q, want the container's %s", out["memcg"], cg)
+			}
+			if got, want := out["procs"], "1,"+out["pid"]; got != want {
+				t.Errorf("/proc inside lists pids %q, want only the container's (%s)", got, want)
+			}
+			if hn, _ := os.Hostname(); out["hostname"] != "mesolite-test" || hn == "mesolite-test" {
+				t.Errorf("hostname inside %q (host %q), want mesolite-test inside only", out["hostname"], hn)
+			}
+			if after := mountCount(t); after != hostProcBefore {
+				t.Errorf("host mount table changed from %d to %d entries: the container's /proc leaked", hostProcBefore, after)
+			}
+			if err := cg.Delete(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
-// waitPrestarted waits until pool has an init waiting for ns and returns its pid.
+// nsPid is the pid of host pid in its innermost pid namespace.
+func nsPid(t testing.TB, pid int) string {
+	t.Helper()
+	for _, line := range strings.Split(readFileT(t, fmt.Sprintf("/proc/%d/status", pid)), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(v)
+			return f[len(f)-1]
+		}
+	}
+	t.Fatalf("no NSpid in /proc/%d/status", pid)
+	return ""
+}
+
 func waitPrestarted(t testing.TB, pool *initPool, ns Namespaces) int {
 	t.Helper()
 	pid := 0

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,10 +34,15 @@ func TestMain(m *testing.M) {
 		os.Exit(InitMain(os.Args[1:]))
 	case "inprocess":
 		os.Exit(RunInit(os.Args[1:], InitOptions{InProcess: func(argv []string) func() int {
-			if len(argv) < 2 || argv[1] != "report" {
+			switch {
+			case len(argv) < 2:
 				return nil
+			case argv[1] == "report":
+				return func() int { return reportSelf(argv[2:]) }
+			case argv[1] == "nsinfo":
+				return func() int { return runMode("nsinfo", argv[2:]) }
 			}
-			return func() int { return reportSelf(argv[2:]) }
+			return nil
 		}, Warm: func() { warmed = true }}))
 	}
 	if mode := os.Getenv(modeEnv); mode != "" {
@@ -88,7 +94,24 @@ func runMode(mode string, args []string) int {
 				pids = append(pids, e.Name())
 			}
 		}
-		fmt.Printf("pidns=%s\npid=%d\nppid=%d\nhostname=%s\nprocs=%s\n", ns, os.Getpid(), os.Getppid(), host, strings.Join(pids, ","))
+		// The memory cgroup this process is in: the v1 memory line, or v2's.
+		// (A hybrid host lists both; the v1 line is the one that counts.)
+		memcg, unified := "", ""
+		cgs, _ := os.ReadFile("/proc/self/cgroup")
+		for _, line := range strings.Split(strings.TrimSpace(string(cgs)), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			switch {
+			case len(f) < 3:
+			case slices.Contains(strings.Split(f[1], ","), "memory"):
+				memcg = f[2]
+			case f[1] == "":
+				unified = f[2]
+			}
+		}
+		if memcg == "" {
+			memcg = unified
+		}
+		fmt.Printf("pidns=%s\npid=%d\nppid=%d\nhostname=%s\nprocs=%s\nmemcg=%s\n", ns, os.Getpid(), os.Getppid(), host, strings.Join(pids, ","), memcg)
 		return 0
 	case "trap":
 		c := make(chan os.Signal, 1)
