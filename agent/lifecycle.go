@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/executor"
@@ -96,12 +97,9 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 		launching:   true,
 	}
 	fw.executors[exID] = es
-	agentID := a.agentID
-	if err := checkpointProto(filepath.Join(a.meta.executor(agentID, fwID, exID), "executor.info"), ex); err != nil {
-		log.Error("checkpoint executor", "error", err)
-	}
-	a.checkpointTaskLocked(es, ts)
 	a.mu.Unlock()
+	// The executor's and the task's checkpoints are written by
+	// launchExecutor, before anything is launched.
 	go a.launchExecutor(context.WithoutCancel(ctx), es, task, fi)
 }
 
@@ -191,7 +189,24 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	exID := es.info.GetExecutorId().GetValue()
 	log := a.log.With("framework_id", es.frameworkID, "executor_id", exID, "container_id", es.containerID)
 	runID := sandbox.RunID{AgentID: agentID, FrameworkID: es.frameworkID, ExecutorID: exID, ContainerID: es.containerID}
+	// Checkpoints first, so a restarted agent knows of any container it
+	// may have started. They and the sandbox are separate files, each a
+	// few directory and file creations (a millisecond or more on a VM's
+	// disk), so they are made side by side, outside the agent's lock.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := checkpointProto(filepath.Join(a.meta.executor(agentID, es.frameworkID, exID), "executor.info"), es.info); err != nil {
+			log.Error("checkpoint executor", "error", err)
+		}
+	})
+	taskDir := a.meta.task(agentID, es.frameworkID, exID, es.containerID, firstTask.GetTaskId().GetValue())
+	wg.Go(func() {
+		if err := checkpointProto(filepath.Join(taskDir, "task.info"), firstTask); err != nil {
+			log.Error("checkpoint task", "task_id", firstTask.GetTaskId().GetValue(), "error", err)
+		}
+	})
 	dir, err := a.layout.CreateRun(runID)
+	wg.Wait()
 	if err != nil {
 		a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
 		return

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -113,6 +114,7 @@ type Driver struct {
 	h      Handler
 	log    *slog.Logger
 	client *http.Client
+	dialer *spareDialer
 	codec  codec.Codec
 
 	mu         sync.Mutex
@@ -132,11 +134,13 @@ func New(cfg Config, h Handler, log *slog.Logger) *Driver {
 	if cfg.Protobuf {
 		c = codec.Protobuf
 	}
+	dialer := &spareDialer{Dialer: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}}
 	return &Driver{
 		cfg:     cfg,
 		h:       h,
 		log:     log.With("executor_id", cfg.ExecutorID),
-		client:  &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}},
+		dialer:  dialer,
+		client:  &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4, DialContext: dialer.DialContext}},
 		codec:   c,
 		tasks:   map[string]*mesos.TaskInfo{},
 		unacked: map[string]*executor.Call_Update{},
@@ -239,6 +243,8 @@ func (d *Driver) subscribeOnce(ctx context.Context) error {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("subscribe to agent at %s: %s: %s", d.cfg.AgentEndpoint, resp.Status, strings.TrimSpace(string(msg)))
 	}
+	// The stream keeps this connection; the next call needs another.
+	d.dialer.prime("tcp", d.cfg.AgentEndpoint)
 	rd := recordio.NewReader(bufio.NewReader(resp.Body), 64<<20)
 	gotEvent := false
 	for {
