@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -340,6 +341,20 @@ func (p *initPool) take(ns Namespaces) *initProc {
 		ip, p.idle[ns] = list[0], list[1:]
 	}
 	return ip
+}
+
+// refillDelay is how long after a launch the pool starts replacing the
+// init it took. The replacement's start (a runtime start, its page faults in
+// the same binary the new executor is faulting in) would otherwise overlap
+// the first milliseconds of that executor, the ones on the launch path.
+const refillDelay = 50 * time.Millisecond
+
+// refill is fill, refillDelay from now.
+func (p *initPool) refill(ns Namespaces) {
+	if p.opts.Prestart <= 0 {
+		return
+	}
+	time.AfterFunc(refillDelay, func() { p.fill(ns) })
 }
 
 // fill starts inits in the background until ns has opts.Prestart of them.

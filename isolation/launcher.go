@@ -298,7 +298,7 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 		// The executor is our own binary: a prestarted init can become it
 		// in place (RunInit's InProcess), with no runtime start on the
 		// launch path. Without an idle one, go on as usual and refill.
-		defer pool.fill(0)
+		defer pool.refill(0)
 		if ip := pool.take(0); ip != nil {
 			if p, retry, err := ip.handoff(ctx, spec, stdout, stderr); !retry {
 				return p, err
@@ -313,7 +313,7 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 		// clone3(CLONE_INTO_CGROUP) needs Linux 5.7; an exec error would come
 		// back from the init too, so just try the slower way.
 	}
-	defer pool.fill(spec.Namespaces)
+	defer pool.refill(spec.Namespaces)
 	if ip := pool.take(spec.Namespaces); ip != nil {
 		p, retry, err := ip.handoff(ctx, spec, stdout, stderr)
 		if !retry {
