@@ -176,7 +176,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 	}
 	var c *childProc
 	if cred == nil && opts.Pool != nil {
-		defer opts.Pool.Fill()
+		defer opts.Pool.refill()
 		c = opts.Pool.take()
 	}
 	pooled := c != nil
@@ -187,11 +187,17 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 	stop := func() bool { return false }
 	if c != nil {
 		stop = context.AfterFunc(ctx, c.kill)
-		if err := c.send(input); err != nil {
+		again, err := c.wake()
+		if err == nil {
+			err = c.send(input)
+		}
+		if err != nil {
 			// It died waiting (killed, out of memory): start a fresh one.
 			stop()
 			c.discard()
 			c, pooled = nil, false
+		} else {
+			again()
 		}
 	}
 	if c == nil {

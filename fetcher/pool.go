@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mesolite/mesolite/internal/idle"
 )
 
 // childProc is a started fetch child waiting for its request on stdin,
@@ -19,6 +21,9 @@ type childProc struct {
 	resultR *os.File
 	logR    *os.File
 	dec     *json.Decoder // reads resultR
+	// idle: started at SCHED_IDLE by a ChildPool; wake gives it normal
+	// scheduling before it is sent a request.
+	idle bool
 }
 
 // startChild starts `Binary Args... --result_fd=3` in its own process
@@ -87,6 +92,20 @@ func (c *childProc) waitReady() error {
 	return nil
 }
 
+// wake gives a child started idle normal scheduling, all its threads;
+// once more, off the fetch's path, after it has the request, for a thread
+// created in between.
+func (c *childProc) wake() (again func(), err error) {
+	if !c.idle {
+		return func() {}, nil
+	}
+	pid := c.cmd.Process.Pid
+	if err := idle.Leave(pid); err != nil {
+		return nil, err
+	}
+	return func() { go func() { _ = idle.Leave(pid) }() }, nil
+}
+
 // send writes the request and closes stdin.
 func (c *childProc) send(input []byte) error {
 	_, err := c.stdin.Write(input)
@@ -141,7 +160,16 @@ func (p *ChildPool) Fill() {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			c, err := startChild(p.opts, nil)
+			var c *childProc
+			var err error
+			start := func() { c, err = startChild(p.opts, nil) }
+			if idle.Possible() {
+				if idle.Start(start) && c != nil {
+					c.idle = true
+				}
+			} else {
+				start()
+			}
 			if err == nil {
 				if err = c.waitReady(); err != nil {
 					c.discard()
@@ -163,6 +191,14 @@ func (p *ChildPool) Fill() {
 		}()
 	}
 }
+
+// refillDelay is how long after taking a child the pool starts its
+// replacement: not during the fetch it was taken for and the launch that
+// follows.
+const refillDelay = 50 * time.Millisecond
+
+// refill is Fill, refillDelay from now.
+func (p *ChildPool) refill() { time.AfterFunc(refillDelay, p.Fill) }
 
 func (p *ChildPool) take() *childProc {
 	p.mu.Lock()

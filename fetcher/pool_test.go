@@ -3,12 +3,16 @@ package fetcher
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/mesolite/mesolite/internal/idle"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
@@ -58,6 +62,16 @@ func TestChildPool(t *testing.T) {
 			opts.Pool = pool
 			pool.Fill()
 			pid := idleChild(t, pool)
+			// As root it waits at SCHED_IDLE: CPU only when nothing else wants it.
+			if os.Geteuid() == 0 {
+				policies, err := idle.Policies(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.ContainsFunc(policies, func(p int) bool { return p == unix.SCHED_IDLE }) || slices.ContainsFunc(policies, func(p int) bool { return p != unix.SCHED_IDLE }) {
+					t.Errorf("waiting child's thread policies %v, want all SCHED_IDLE", policies)
+				}
+			}
 			if tt.spoil != nil {
 				tt.spoil(t, pid)
 			}
@@ -73,5 +87,33 @@ func TestChildPool(t *testing.T) {
 				t.Errorf("pool still offers child %d after it was used", pid)
 			}
 		})
+	}
+}
+
+// A child taken from the pool gets normal scheduling, every thread of it,
+// before it is sent its request.
+func TestPooledChildWakes(t *testing.T) {
+	testutil.RequireRoot(t)
+	opts := childOptions(t, Config{})
+	pool := NewChildPool(opts, 1)
+	t.Cleanup(func() { pool.Close() })
+	pool.Fill()
+	idleChild(t, pool)
+	c := pool.take()
+	defer c.discard()
+	if !c.idle {
+		t.Fatal("pooled child not started idle as root")
+	}
+	again, err := c.wake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again()
+	policies, err := idle.Policies(c.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(policies, unix.SCHED_IDLE) {
+		t.Errorf("thread policies after wake %v, want none SCHED_IDLE", policies)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mesolite/mesolite/internal/idle"
 )
 
 // initProc is a started init waiting for its spec. It may have been started
@@ -25,7 +27,7 @@ type initProc struct {
 	dec   *json.Decoder
 	// inCgroup: clone3 already put it into the launch's cgroup.
 	inCgroup bool
-	// idle: started with SCHED_IDLE (see startIdle), to be undone before
+	// idle: started with SCHED_IDLE (internal/idle), to be undone before
 	// it runs anything for a container.
 	idle bool
 	// ahead: started before its launch (it warms up while it waits), into
@@ -132,7 +134,7 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 	}
 	if ip.idle {
 		for _, pid := range pids {
-			if err := setNormalScheduling(pid); err != nil {
+			if err := idle.Leave(pid); err != nil {
 				ip.kill()
 				return nil, true, fmt.Errorf("launch: %w", err)
 			}
@@ -144,7 +146,7 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 			if err == nil {
 				go func() {
 					for _, pid := range pids {
-						_ = setNormalScheduling(pid)
+						_ = idle.Leave(pid)
 					}
 				}()
 			}
@@ -372,13 +374,15 @@ func (p *initPool) fill(ns Namespaces) {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			start := func() (*initProc, error) { return startInit(p.opts, ns, true, "/", nil, nil, nil) }
 			var ip *initProc
 			var err error
-			if idlePrestart {
-				ip, err = startIdle(start)
+			start := func() { ip, err = startInit(p.opts, ns, true, "/", nil, nil, nil) }
+			if idle.Possible() {
+				if idle.Start(start) && ip != nil {
+					ip.idle = true
+				}
 			} else {
-				ip, err = start()
+				start()
 			}
 			if err == nil {
 				if err = ip.waitReady(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/idle"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
@@ -345,7 +346,7 @@ func TestInProcessExecutor(t *testing.T) {
 			pool.mu.Unlock()
 			// As root a waiting init gets CPU only when nothing else wants it.
 			if os.Geteuid() == 0 {
-				policies, err := threadPolicies(initPid)
+				policies, err := idle.Policies(initPid)
 				if err != nil {
 					t.Fatal(err)
 				}

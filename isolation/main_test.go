@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mesolite/mesolite/internal/idle"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
@@ -267,7 +268,7 @@ var warmed bool
 
 func reportSelf(args []string) int {
 	wd, _ := os.Getwd()
-	policies, _ := threadPolicies(os.Getpid())
+	policies, _ := idle.Policies(os.Getpid())
 	idle := 0
 	for _, p := range policies {
 		if p == unix.SCHED_IDLE {
@@ -278,33 +279,4 @@ func reportSelf(args []string) int {
 		os.Getpid(), strings.Join(args, " "), strings.Join(os.Args[1:], " "), os.Getenv("FOO"), wd, os.Getenv(initEnv), warmed, idle)
 	fmt.Fprintln(os.Stderr, "to stderr")
 	return 7
-}
-
-// threadPolicies reads the scheduling policy of every thread of pid.
-func threadPolicies(pid int) ([]int, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name, which is in parentheses, start at
-		// field 3; the policy is field 41.
-		rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-		f := strings.Fields(rest)
-		if len(f) < 39 {
-			return nil, fmt.Errorf("short stat for thread %s", e.Name())
-		}
-		p, err := strconv.Atoi(f[38])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
