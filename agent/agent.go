@@ -122,6 +122,11 @@ type executorState struct {
 	terminated   bool
 	regTimer     *time.Timer
 	endedAt      time.Time
+	// checkpointed is closed once launchExecutor wrote executor.info and
+	// its first task's task.info; updates of its tasks wait for it, so no
+	// task.updates is on disk for a task a restarted agent could not find.
+	// nil for a recovered executor.
+	checkpointed chan struct{}
 }
 
 type taskState struct {

@@ -95,6 +95,8 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 		terminal:    map[string]*taskState{},
 		resources:   append(append([]*mesos.Resource(nil), ex.GetResources()...), task.GetResources()...),
 		launching:   true,
+
+		checkpointed: make(chan struct{}),
 	}
 	fw.executors[exID] = es
 	a.mu.Unlock()
@@ -207,6 +209,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	})
 	dir, err := a.layout.CreateRun(runID)
 	wg.Wait()
+	close(es.checkpointed)
 	if err != nil {
 		a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
 		return
@@ -473,6 +476,12 @@ func (a *Agent) agentUpdate(ctx context.Context, fwID string, task *mesos.TaskIn
 // and forwards it. It returns false for a duplicate.
 func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskStatus) (bool, error) {
 	a.mu.Lock()
+	if es := a.executorOfTaskLocked(fwID, st.GetTaskId().GetValue()); es != nil && es.checkpointed != nil {
+		ready := es.checkpointed
+		a.mu.Unlock()
+		<-ready
+		a.mu.Lock()
+	}
 	if st.AgentId == nil && a.agentID != "" {
 		st.AgentId = &mesos.AgentID{Value: proto.String(a.agentID)}
 	}

@@ -21,8 +21,8 @@ type childProc struct {
 	resultR *os.File
 	logR    *os.File
 	dec     *json.Decoder // reads resultR
-	// idle: started at SCHED_IDLE by a ChildPool; wake gives it normal
-	// scheduling before it is sent a request.
+	// idle: moved to SCHED_IDLE by a ChildPool while it waits; wake gives
+	// it normal scheduling before it is sent a request.
 	idle bool
 }
 
@@ -160,19 +160,15 @@ func (p *ChildPool) Fill() {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			var c *childProc
-			var err error
-			start := func() { c, err = startChild(p.opts, nil) }
-			if idle.Possible() {
-				if idle.Start(start) && c != nil {
-					c.idle = true
-				}
-			} else {
-				start()
-			}
+			c, err := startChild(p.opts, nil)
 			if err == nil {
+				// At once, while its runtime starts; and again once it is
+				// ready, for threads created meanwhile by one not yet moved.
+				c.idle = idle.Possible() && idle.Enter(c.cmd.Process.Pid) == nil
 				if err = c.waitReady(); err != nil {
 					c.discard()
+				} else if c.idle {
+					_ = idle.Enter(c.cmd.Process.Pid)
 				}
 			}
 			p.mu.Lock()

@@ -27,8 +27,8 @@ type initProc struct {
 	dec   *json.Decoder
 	// inCgroup: clone3 already put it into the launch's cgroup.
 	inCgroup bool
-	// idle: started with SCHED_IDLE (internal/idle), to be undone before
-	// it runs anything for a container.
+	// idle: moved to SCHED_IDLE (internal/idle) while it waits, to be
+	// undone before it runs anything for a container.
 	idle bool
 	// ahead: started before its launch (it warms up while it waits), into
 	// namespaces ns.
@@ -374,20 +374,16 @@ func (p *initPool) fill(ns Namespaces) {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			var ip *initProc
-			var err error
-			start := func() { ip, err = startInit(p.opts, ns, true, "/", nil, nil, nil) }
-			if idle.Possible() {
-				if idle.Start(start) && ip != nil {
-					ip.idle = true
-				}
-			} else {
-				start()
-			}
+			ip, err := startInit(p.opts, ns, true, "/", nil, nil, nil)
 			if err == nil {
+				// At once, while its runtime starts; and again once it is
+				// ready, for threads created meanwhile by one not yet moved.
+				ip.idle = idle.Possible() && idle.Enter(ip.cmd.Process.Pid) == nil
 				if err = ip.waitReady(); err != nil {
 					ip.kill()
 					ip = nil
+				} else if ip.idle {
+					_ = idle.Enter(ip.cmd.Process.Pid)
 				}
 			}
 			p.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,6 +65,13 @@ func TestPidNamespace(t *testing.T) {
 				t.Fatalf("children of the prestarted init: %v %v, want one prestarted executor process", kids, err)
 			}
 			prePid := nsPid(t, kids[0])
+			if idle.Possible() {
+				for _, pid := range []int{warmPid, kids[0]} {
+					if ps, err := idle.Policies(pid); err != nil || slices.ContainsFunc(ps, func(p int) bool { return p != unix.SCHED_IDLE }) {
+						t.Errorf("waiting process %d thread policies %v %v, want all SCHED_IDLE", pid, ps, err)
+					}
+				}
+			}
 			p, err := l.Launch(ctx, spec)
 			if err != nil {
 				t.Fatal(err)
@@ -90,6 +98,9 @@ func TestPidNamespace(t *testing.T) {
 			}
 			if ranAsPre := out["pid"] == prePid; ranAsPre != tc.inPlace {
 				t.Errorf("executor pid %s, process started ahead %s: ran as it %v, want %v", out["pid"], prePid, ranAsPre, tc.inPlace)
+			}
+			if out["idle_threads"] != "0" {
+				t.Errorf("executor has %s threads at SCHED_IDLE, want none", out["idle_threads"])
 			}
 			// It joined the container's cgroup with its init.
 			if _, rel, _ := strings.Cut(cg.String(), ":"); out["memcg"] == "" || !strings.HasSuffix(out["memcg"], rel) {
@@ -344,8 +355,8 @@ func TestInProcessExecutor(t *testing.T) {
 			pool.mu.Lock()
 			initPid := pool.idle[0][0].cmd.Process.Pid
 			pool.mu.Unlock()
-			// As root a waiting init gets CPU only when nothing else wants it.
-			if os.Geteuid() == 0 {
+			// A waiting init gets CPU only when nothing else wants it (where it can leave SCHED_IDLE).
+			if idle.Possible() {
 				policies, err := idle.Policies(initPid)
 				if err != nil {
 					t.Fatal(err)

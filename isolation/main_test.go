@@ -49,6 +49,12 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(modeEnv); mode != "" {
 		os.Exit(runMode(mode, os.Args[1:]))
 	}
+	// Started as an executor (arguments, no flags) without the variable
+	// that says which: never run the whole suite again, recursively.
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		fmt.Fprintf(os.Stderr, "isolation test binary run with arguments %q but neither %s nor %s set\n", os.Args[1:], initEnv, modeEnv)
+		os.Exit(2)
+	}
 	// Daemons the tests orphan are adopted by this process, not by a pid 1
 	// that may never reap them, and the tests reap them after Kill.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -112,7 +118,9 @@ func runMode(mode string, args []string) int {
 		if memcg == "" {
 			memcg = unified
 		}
-		fmt.Printf("pidns=%s\npid=%d\nppid=%d\nhostname=%s\nprocs=%s\nmemcg=%s\n", ns, os.Getpid(), os.Getppid(), host, strings.Join(pids, ","), memcg)
+		policies, _ := idle.Policies(os.Getpid())
+		fmt.Printf("pidns=%s\npid=%d\nppid=%d\nhostname=%s\nprocs=%s\nmemcg=%s\nidle_threads=%d\n", ns, os.Getpid(), os.Getppid(), host, strings.Join(pids, ","), memcg,
+			len(slices.DeleteFunc(policies, func(p int) bool { return p != unix.SCHED_IDLE })))
 		return 0
 	case "trap":
 		c := make(chan os.Signal, 1)

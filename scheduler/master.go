@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mesolite/mesolite/detector"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mesolite/mesolite/detector"
 	"github.com/mesolite/mesolite/errdefs"
 )
 

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/mesolite/mesolite/executor/driver"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/mesolite/mesolite/cli"
+	"github.com/mesolite/mesolite/executor/driver"
 	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/isolation"

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 type fakeAgent struct {
 	events  chan *executor.Event // written to the subscription stream
 	updates chan *mesos.TaskStatus
+
+	mu   sync.Mutex
+	seen map[string]bool // uuids: a resent update is dropped, as the agent does
 }
 
 func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +58,14 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case executor.Call_UPDATE:
 		w.WriteHeader(http.StatusAccepted)
-		a.updates <- call.GetUpdate().GetStatus()
+		st := call.GetUpdate().GetStatus()
+		a.mu.Lock()
+		dup := a.seen[string(st.GetUuid())]
+		a.seen[string(st.GetUuid())] = true
+		a.mu.Unlock()
+		if !dup {
+			a.updates <- st
+		}
 	}
 }
 
@@ -79,7 +90,7 @@ func (nopHandler) Shutdown(context.Context, *Driver)                            
 func (nopHandler) Error(context.Context, *Driver, string)                          {}
 
 func TestWaitAcknowledged(t *testing.T) {
-	agent := &fakeAgent{events: make(chan *executor.Event, 4), updates: make(chan *mesos.TaskStatus, 4)}
+	agent := &fakeAgent{events: make(chan *executor.Event, 4), updates: make(chan *mesos.TaskStatus, 4), seen: map[string]bool{}}
 	srv := httptest.NewServer(agent)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

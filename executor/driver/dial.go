@@ -43,8 +43,15 @@ func (p *spareDialer) DialContext(ctx context.Context, network, addr string) (ne
 // prime dials a spare connection in the background, replacing any other.
 // It is closed if nothing takes it within spareMaxAge.
 func (p *spareDialer) prime(network, addr string) {
+	age := p.maxAge
+	if age == 0 {
+		age = spareMaxAge
+	}
 	go func() {
-		c, err := p.Dialer.Dial(network, addr)
+		// A spare that takes longer than its lifetime to dial is no use.
+		d := p.Dialer
+		d.Timeout = age
+		c, err := d.Dial(network, addr)
 		if err != nil {
 			return // the request that needs one dials as usual
 		}
@@ -54,10 +61,6 @@ func (p *spareDialer) prime(network, addr string) {
 		p.mu.Unlock()
 		if old != nil {
 			old.Close()
-		}
-		age := p.maxAge
-		if age == 0 {
-			age = spareMaxAge
 		}
 		time.AfterFunc(age, func() {
 			p.mu.Lock()

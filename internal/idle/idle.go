@@ -1,11 +1,17 @@
-// Package idle starts processes at SCHED_IDLE priority and gives them
-// normal scheduling back. The agent starts some processes ahead of need
-// (container inits, fetch children): speculative work that spends tens of
-// milliseconds of CPU on a runtime start, usually right after a launch took
-// the previous one, while that launch's executor is subscribing and
-// starting its task. At SCHED_IDLE such a process (and every thread it
-// creates, which inherit the policy) only gets CPU nothing else wants;
-// whoever takes it calls Leave before it does real work.
+// Package idle moves processes to SCHED_IDLE priority and back. The agent
+// starts some processes ahead of need (container inits, fetch children):
+// speculative work that spends tens of milliseconds of CPU on a runtime
+// start, usually right after a launch took the previous one, while that
+// launch's executor is subscribing and starting its task. At SCHED_IDLE
+// such a process (and every thread it creates, which inherit the policy)
+// only gets CPU nothing else wants; whoever takes it calls Leave before it
+// does real work.
+//
+// The agent never runs any thread of its own at SCHED_IDLE: a thread that
+// forks keeps its P, unpreemptible, until the child has exec'ed, so an idle
+// forking thread on busy CPUs would hold up every stop-the-world of the
+// agent's garbage collector. Processes are started at normal priority and
+// moved with Enter at once.
 package idle
 
 import (
@@ -13,67 +19,73 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// Possible reports whether processes started idle can be given normal
-// scheduling back: leaving SCHED_IDLE needs CAP_SYS_NICE (RLIMIT_NICE is 0
-// by default), so an unprivileged agent starts them at normal priority.
-func Possible() bool { return os.Geteuid() == 0 }
+// Possible reports whether a process moved to SCHED_IDLE can be given
+// normal scheduling back. Going idle needs no privilege, leaving it needs
+// CAP_SYS_NICE in the initial user namespace (RLIMIT_NICE is 0 by
+// default): root under Docker's default capabilities or in a user namespace
+// lacks it, and prestarted processes then stay at normal priority.
+var Possible = sync.OnceValue(func() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil || data[0].Effective&(1<<unix.CAP_SYS_NICE) == 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+})
 
-// Start runs start on an OS thread with SCHED_IDLE, so any process it
-// forks inherits that policy, and reports whether the policy was set
-// (start runs either way). The thread gets its own policy back afterwards;
-// if that fails it is never unlocked, and Go ends a thread whose goroutine
-// exits locked, so no other goroutine ever runs on it at idle priority.
-func Start(start func()) bool {
-	done := make(chan bool, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := unix.SchedGetAttr(0, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			start()
-			done <- false
-			return
-		}
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
-		if unix.SchedSetAttr(0, &attr, 0) != nil {
-			runtime.UnlockOSThread()
-			start()
-			done <- false
-			return
-		}
-		start()
-		if unix.SchedSetAttr(0, own, 0) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- true
-	}()
-	return <-done
+// normal is what Leave restores: the policy and nice value of this
+// process's main thread (an agent started with Nice=5 gives its executors
+// nice 5, as a cold start would), never SCHED_IDLE itself.
+var normal = sync.OnceValue(func() unix.SchedAttr {
+	a := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	if own, err := unix.SchedGetAttr(os.Getpid(), 0); err == nil && own.Policy != unix.SCHED_IDLE {
+		a = *own
+		a.Size = unix.SizeofSchedAttr
+	}
+	return a
+})
+
+// Enter moves every thread of pid to SCHED_IDLE. A thread created while
+// it goes through the list inherits its creator's policy, so callers
+// repeat it once the process has settled.
+func Enter(pid int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
+	return setAll(pid, &attr)
 }
 
-// Leave moves every thread of pid to SCHED_OTHER with nice 0. A thread
-// that exits meanwhile is no error; a thread created while Leave goes
-// through the list may still be idle, so callers repeat it once the
-// process runs.
+// Leave gives every thread of pid this process's own scheduling (see
+// normal). It needs Possible.
 func Leave(pid int) error {
+	attr := normal()
+	return setAll(pid, &attr)
+}
+
+// setAll applies attr to every thread of pid; a thread that exits
+// meanwhile is no error.
+func setAll(pid int, attr *unix.SchedAttr) error {
 	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
 		return fmt.Errorf("list threads of %d: %w", pid, err)
 	}
-	normal := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetAttr(tid, &normal, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("reset scheduling of thread %d: %w", tid, err)
+		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("set scheduling of thread %d: %w", tid, err)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package idle
 
 import (
 	"os/exec"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -9,47 +10,33 @@ import (
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
-func TestStartAndLeave(t *testing.T) {
+func TestEnterAndLeave(t *testing.T) {
 	testutil.RequireRoot(t)
-	var cmd *exec.Cmd
-	var err error
-	ok := Start(func() {
-		cmd = exec.Command("sleep", "30")
-		err = cmd.Start()
-	})
-	if err != nil {
+	if !Possible() {
+		t.Skip("no CAP_SYS_NICE in the initial user namespace: processes cannot leave SCHED_IDLE")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if !ok {
-		t.Fatal("Start could not set SCHED_IDLE as root")
-	}
 	check := func(want int) {
 		t.Helper()
 		ps, err := Policies(cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ps) == 0 {
-			t.Fatal("no threads")
-		}
-		for _, p := range ps {
-			if p != want {
-				t.Fatalf("thread policies %v, want all %d", ps, want)
-			}
+		if len(ps) == 0 || slices.ContainsFunc(ps, func(p int) bool { return p != want }) {
+			t.Fatalf("thread policies %v, want all %d", ps, want)
 		}
 	}
-	check(unix.SCHED_IDLE)
-	// The caller's own threads are untouched: the idle thread died with
-	// its goroutine.
-	self, err := Policies(unix.Getpid())
-	if err != nil {
+	if err := Enter(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range self {
-		if p == unix.SCHED_IDLE {
-			t.Fatalf("a thread of the test process is left at SCHED_IDLE: %v", self)
-		}
+	check(unix.SCHED_IDLE)
+	// Enter touched only the child.
+	if self, err := Policies(unix.Getpid()); err != nil || slices.Contains(self, unix.SCHED_IDLE) {
+		t.Fatalf("this process's thread policies %v %v: none may be SCHED_IDLE", self, err)
 	}
 	if err := Leave(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
