@@ -389,6 +389,15 @@ func (p *initPool) fill(ns Namespaces) {
 					ip = nil
 				} else if ip.idle {
 					_ = idle.Enter(ip.cmd.Process.Pid)
+					// The process it started ahead (prestartExecutor) was
+					// forked by one of its threads, maybe one that escaped
+					// the first pass.
+					if ns.Has(NamespacePID) {
+						kids, _ := childPids(ip.cmd.Process.Pid)
+						for _, k := range kids {
+							_ = idle.Enter(k)
+						}
+					}
 				}
 			}
 			p.mu.Lock()
