@@ -164,12 +164,7 @@ func (p *ChildPool) Fill() {
 			if err == nil {
 				// At once, while its runtime starts; and again once it is
 				// ready, for threads created meanwhile by one not yet moved.
-				if idle.Possible() {
-					// A partial move is undone: only an idle one is woken.
-					if c.idle = idle.Enter(c.cmd.Process.Pid) == nil; !c.idle {
-						_ = idle.Leave(c.cmd.Process.Pid)
-					}
-				}
+				c.idle = idle.Park(c.cmd.Process.Pid)
 				if err = c.waitReady(); err != nil {
 					c.discard()
 				} else if c.idle {

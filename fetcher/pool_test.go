@@ -94,9 +94,7 @@ func TestChildPool(t *testing.T) {
 // before it is sent its request.
 func TestPooledChildWakes(t *testing.T) {
 	testutil.RequireRoot(t)
-	if !idle.Possible() {
-		t.Skip("no CAP_SYS_NICE in the initial user namespace: children are not moved to SCHED_IDLE")
-	}
+	testutil.Require(t, idle.Possible(), "CAP_SYS_NICE in the initial user namespace, to move children to SCHED_IDLE and back")
 	opts := childOptions(t, Config{})
 	pool := NewChildPool(opts, 1)
 	t.Cleanup(func() { pool.Close() })

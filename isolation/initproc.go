@@ -378,12 +378,7 @@ func (p *initPool) fill(ns Namespaces) {
 			if err == nil {
 				// At once, while its runtime starts; and again once it is
 				// ready, for threads created meanwhile by one not yet moved.
-				if idle.Possible() {
-					// A partial move is undone: only an idle one is woken.
-					if ip.idle = idle.Enter(ip.cmd.Process.Pid) == nil; !ip.idle {
-						_ = idle.Leave(ip.cmd.Process.Pid)
-					}
-				}
+				ip.idle = idle.Park(ip.cmd.Process.Pid)
 				if err = ip.waitReady(); err != nil {
 					ip.kill()
 					ip = nil

@@ -50,7 +50,8 @@ rc=0
 if [ "$mode" = bench ]; then
 	cd "$repo/isolation" && "$work/isolation.test" -test.run '^\$' -test.bench . -test.count=6 -test.benchtime=50x || rc=1
 else
-	cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m || rc=1
+	# The hybrid-layout test needs a v1 host's v2 mount; it ran in make test.
+	cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m -test.skip 'TestCgroupV2TrackingOnHybridHost' || rc=1
 	cd "$repo/e2e" && MESOLITE_E2E_BINARY="$work/mesolite" "$work/e2e.test" -test.v -test.count=1 -test.timeout=15m -test.run 'Isolated' || rc=1
 fi
 echo \$rc >"$work/rc"

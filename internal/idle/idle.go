@@ -65,6 +65,20 @@ func Enter(pid int) error {
 	return setAll(pid, &attr)
 }
 
+// Park moves a process started ahead of need to SCHED_IDLE where it can be
+// woken again (Possible), and reports whether it is idle now; a partial
+// move is undone, so a process Park reports as not idle has no idle thread.
+func Park(pid int) bool {
+	if !Possible() {
+		return false
+	}
+	if Enter(pid) == nil {
+		return true
+	}
+	_ = Leave(pid)
+	return false
+}
+
 // Leave gives every thread of pid this process's own scheduling (see
 // normal). It needs Possible.
 func Leave(pid int) error {

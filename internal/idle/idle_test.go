@@ -10,11 +10,9 @@ import (
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
-func TestEnterAndLeave(t *testing.T) {
+func TestParkAndLeave(t *testing.T) {
 	testutil.RequireRoot(t)
-	if !Possible() {
-		t.Skip("no CAP_SYS_NICE in the initial user namespace: processes cannot leave SCHED_IDLE")
-	}
+	testutil.Require(t, Possible(), "CAP_SYS_NICE in the initial user namespace, to leave SCHED_IDLE")
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -30,8 +28,8 @@ func TestEnterAndLeave(t *testing.T) {
 			t.Fatalf("thread policies %v, want all %d", ps, want)
 		}
 	}
-	if err := Enter(cmd.Process.Pid); err != nil {
-		t.Fatal(err)
+	if !Park(cmd.Process.Pid) {
+		t.Fatal("Park did not move the process to SCHED_IDLE")
 	}
 	check(unix.SCHED_IDLE)
 	// Enter touched only the child.
