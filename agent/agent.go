@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/httpauth"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,6 +61,17 @@ type Config struct {
 	Collected func(hostPath string) bool
 	// GCMetrics adds the collector's counters to /metrics/snapshot.
 	GCMetrics func() map[string]float64
+
+	// SwitchUser runs executors and tasks as the task's user (Mesos's
+	// --switch_user, default true); false runs them as the agent's user.
+	SwitchUser bool
+	// AuthenticateHTTPExecutors makes the executor token mandatory: an
+	// executor call without a valid Bearer token is refused even from
+	// inside the executor's container.
+	AuthenticateHTTPExecutors bool
+	// Credential is the principal and secret this agent registers with
+	// (--credential); nil registers without authentication.
+	Credential *httpauth.Credential
 
 	Flags  map[string]string
 	Logger *slog.Logger

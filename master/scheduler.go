@@ -3,10 +3,10 @@ package master
 import (
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/api/v1/validate"
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -108,24 +108,8 @@ func validateSchedulerCall(c *scheduler.Call) error {
 }
 
 // validateID applies Mesos's rules for framework-chosen ids (task,
-// executor): not empty, no '/', no NUL or control characters, not "." or
-// "..", because they become path components of the sandbox.
-func validateID(kind, id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%s must not be empty", kind)
-	case id == "." || id == "..":
-		return fmt.Errorf("%s '%s' is disallowed", kind, id)
-	case len(id) > 255:
-		return fmt.Errorf("%s is longer than 255 characters", kind)
-	}
-	for _, c := range id {
-		if c == '/' || c < 0x20 || c == 0x7f {
-			return fmt.Errorf("%s '%s' contains invalid characters", kind, strings.ToValidUTF8(id, "?"))
-		}
-	}
-	return nil
-}
+// executor, framework, agent): they become path components of the sandbox.
+func validateID(kind, id string) error { return validate.ID(kind, id) }
 
 func (m *Master) validateFrameworkInfo(info *mesos.FrameworkInfo, suppressed []string) error {
 	if id := info.GetId().GetValue(); info.Id != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/api/v1/validate"
 	"io/fs"
 	"os"
 	"path"
@@ -73,26 +74,9 @@ func (id RunID) Validate() error {
 	return nil
 }
 
-// maxIDLen is NAME_MAX on Linux: an id is one directory name.
-const maxIDLen = 255
-
-// ValidateID applies Mesos's rules for an id used as a directory name.
-func ValidateID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("empty id: %w", errdefs.ErrInvalid)
-	case len(id) > maxIDLen:
-		return fmt.Errorf("id longer than %d bytes: %w", maxIDLen, errdefs.ErrInvalid)
-	case id == "." || id == "..":
-		return fmt.Errorf("id %q is disallowed: %w", id, errdefs.ErrInvalid)
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x20 || c == 0x7f || c == '/' || c == '\\' {
-			return fmt.Errorf("id %q contains a path separator or control character: %w", id, errdefs.ErrInvalid)
-		}
-	}
-	return nil
-}
+// ValidateID applies Mesos's rules for an id used as a directory name
+// (validate.ID: one path component, printable, length-capped).
+func ValidateID(id string) error { return validate.ID("id", id) }
 
 // SlavesDir is <WorkDir>/slaves, the parent of every agent's sandboxes.
 func (l Layout) SlavesDir() string { return filepath.Join(l.WorkDir, SlavesDir) }

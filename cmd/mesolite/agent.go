@@ -58,6 +58,8 @@ type agentFlags struct {
 	authReadonly                                 *bool
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat                      *string
+	switchUser, authExecutors                    *bool
+	credential                                   *string
 }
 
 func newAgentFlags(name string) *agentFlags {
@@ -105,6 +107,9 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, files, metrics, UI)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication: {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]}")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
+	f.switchUser = fs.Bool("switch_user", true, "run executors and tasks as the task's user (CommandInfo.user, else FrameworkInfo.user); false runs them as the agent's user")
+	f.authExecutors = fs.Bool("authenticate_http_executors", false, "require every executor call to carry its MESOS_EXECUTOR_AUTHENTICATION_TOKEN (without it, executors that send no token are accepted only from inside their own container)")
+	f.credential = fs.String("credential", "", "file holding the principal and secret this agent authenticates with to the master: JSON {\"principal\":\"p\",\"secret\":\"s\"} or one line 'principal secret'")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
 	return f
@@ -146,6 +151,8 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		RegistrationBackoffFactor:   *f.regBackoff,
 		SandboxDirectory:            *f.sandboxDirectory,
 		ContainerLoggerMaxFiles:     *f.loggerMaxFiles,
+		SwitchUser:                  *f.switchUser,
+		AuthenticateHTTPExecutors:   *f.authExecutors,
 		Flags:                       f.values(),
 		Logger:                      log,
 	}
