@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/internal/safefile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,7 +260,9 @@ func openOutput(f *os.File, path string) (*os.File, bool, error) {
 	if f != nil || path == "" {
 		return f, false, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o644)
+	// The path is in a sandbox the task may have written before (a
+	// relaunch): never follow what it planted there.
+	f, err := safefile.OpenAppend(path, 0o644, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("launch: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mesolite/mesolite/api/v1/validate"
+	"github.com/mesolite/mesolite/internal/safefile"
 	"io/fs"
 	"os"
 	"path"
@@ -139,7 +140,7 @@ func (l Layout) CreateRun(id RunID) (string, error) {
 		return "", fmt.Errorf("chmod sandbox %s: %w", dir, err)
 	}
 	for _, name := range []string{StdoutFile, StderrFile} {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := safefile.OpenAppend(filepath.Join(dir, name), 0o644, nil)
 		if err != nil {
 			return "", fmt.Errorf("create %s in sandbox: %w", name, err)
 		}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/internal/safefile"
 	"io/fs"
 	"os"
 	"strconv"
@@ -52,7 +53,10 @@ func NewRotatingWriter(path string, maxSize int64, maxFiles int) (*RotatingWrite
 }
 
 func (w *RotatingWriter) open() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	// The task owns the sandbox: what it planted under the log's name (a
+	// symlink to a host file, a hard link, a FIFO) is replaced, never
+	// written through, on the first open, on rotation and on recovery.
+	f, err := safefile.OpenAppend(w.path, 0o644, nil)
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", w.path, err)
 	}

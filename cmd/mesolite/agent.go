@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mesolite/mesolite/internal/safefile"
 	"io"
 	"log/slog"
 	"net"
@@ -354,7 +355,7 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 			req.URIs = append(req.URIs, fetcher.URI{Value: u.GetValue(), Executable: u.GetExecutable(),
 				Extract: u.GetExtract(), Cache: u.GetCache(), OutputFile: u.GetOutputFile()})
 		}
-		stderr, err := os.OpenFile(filepath.Join(dir, "stderr"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		stderr, err := safefile.OpenAppend(filepath.Join(dir, "stderr"), 0o644, log)
 		if err != nil {
 			return fmt.Errorf("open sandbox stderr: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/internal/safefile"
 	"io"
 	"log/slog"
 	"os"
@@ -278,7 +279,7 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 	if err := c.health.ready(ctx); err != nil {
 		return containerizer.Handle{}, fmt.Errorf("%w: %w", containerizer.ErrLaunchFailed, err)
 	}
-	stderr, err := os.OpenFile(spec.StderrPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	stderr, err := safefile.OpenAppend(spec.StderrPath, 0o644, log)
 	if err != nil {
 		return containerizer.Handle{}, launchFailed("open sandbox stderr: %w", err)
 	}

@@ -899,3 +899,61 @@ func TestDockerdComesBack(t *testing.T) {
 		return engine.IsNotFound(err)
 	}, "orphan removed once dockerd answered")
 }
+
+// TestPlantedLogSymlinkNotFollowedOnRecover is the attack of a container
+// that replaces its sandbox's stdout and stderr with symlinks to a host
+// file, then waits for the agent to restart: recovery reopens the logs of
+// an executor container as root, and must replace the links rather than
+// append the container's output to the host file.
+func TestPlantedLogSymlinkNotFollowedOnRecover(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	victim := filepath.Join(t.TempDir(), "host-file")
+	if err := os.WriteFile(victim, []byte("host data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The container sees its sandbox at /mnt/mesos/sandbox; the links'
+	// target is a host path, which only the agent (on the host) resolves.
+	script := "ln -sf " + victim + " /mnt/mesos/sandbox/stdout && ln -sf " + victim + " /mnt/mesos/sandbox/stderr && touch /mnt/mesos/sandbox/planted; " +
+		"trap 'exit 0' TERM; while true; do echo pwned; echo pwned >&2; sleep 0.1; done"
+	exInfo := &mesos.ExecutorInfo{
+		ExecutorId: &mesos.ExecutorID{Value: proto.String("planter")},
+		Command:    shell(script),
+		Resources:  []*mesos.Resource{scalar("cpus", 0.1), scalar("mem", 64)},
+		Container: &mesos.ContainerInfo{Type: mesos.ContainerInfo_DOCKER.Enum(),
+			Docker: &mesos.ContainerInfo_DockerInfo{Image: proto.String(dockertest.BusyboxImage)}},
+	}
+	spec, _ := specFor(t, dockerTask("planter", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_HOST, nil), framework(false))
+	spec.Task, spec.Executor, spec.Resources = nil, exInfo, exInfo.Resources
+	handle, err := h.cz.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.cz.Destroy(context.Background(), spec.ContainerID) })
+	stdout := filepath.Join(spec.SandboxDir, "stdout")
+	testutil.Eventually(t, waitLong, 20*time.Millisecond, func() bool {
+		_, err := os.Stat(filepath.Join(spec.SandboxDir, "planted"))
+		return err == nil
+	}, "the container never planted its links")
+
+	// What a restarted agent builds and recovers.
+	cz2 := newContainerizer(t, h.opts)
+	if err := cz2.Recover(ctx, []containerizer.Handle{handle}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitLong, 20*time.Millisecond, func() bool {
+		fi, err := os.Lstat(stdout)
+		return err == nil && fi.Mode().IsRegular() && strings.Contains(readFile(t, stdout), "pwned")
+	}, "the recovered log follower never wrote into a fresh stdout")
+	if b, _ := os.ReadFile(victim); string(b) != "host data\n" {
+		t.Fatalf("the agent wrote the container's output through its symlink into a host file: %q", b)
+	}
+	wctx, cancel := context.WithTimeout(ctx, waitLong)
+	defer cancel()
+	if err := cz2.Destroy(wctx, spec.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "host data\n" {
+		t.Fatalf("host file written: %q", b)
+	}
+}

@@ -1,0 +1,108 @@
+package safefile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestOpenAppendRefusesPlanted plants, in a sandbox-like directory, each
+// thing a task could put where its log goes, and checks the victim file
+// outside is never written and the name ends up a fresh regular file.
+func TestOpenAppendRefusesPlanted(t *testing.T) {
+	tests := []struct {
+		name  string
+		plant func(t *testing.T, path, victim string)
+	}{
+		{"symlink to a host file", func(t *testing.T, path, victim string) {
+			if err := os.Symlink(victim, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"dangling symlink to a new host file", func(t *testing.T, path, victim string) {
+			if err := os.Symlink(victim+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"hard link to a host file", func(t *testing.T, path, victim string) {
+			if err := os.Link(victim, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"fifo", func(t *testing.T, path, victim string) {
+			if err := unix.Mkfifo(path, 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		for _, opener := range []struct {
+			name string
+			open func(string) (*os.File, error)
+		}{
+			{"append", func(p string) (*os.File, error) { return OpenAppend(p, 0o644, nil) }},
+			{"create", func(p string) (*os.File, error) { return Create(p, 0o644, nil) }},
+		} {
+			t.Run(tt.name+"/"+opener.name, func(t *testing.T) {
+				host := t.TempDir()
+				victim := filepath.Join(host, "shadow")
+				if err := os.WriteFile(victim, []byte("secret\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				sandbox := t.TempDir()
+				path := filepath.Join(sandbox, "stdout")
+				tt.plant(t, path, victim)
+				f, err := opener.open(path)
+				if err != nil {
+					t.Fatalf("open: %v", err)
+				}
+				if _, err := f.WriteString("task output\n"); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+				if b, _ := os.ReadFile(victim); string(b) != "secret\n" {
+					t.Fatalf("host file written through: %q", b)
+				}
+				if _, err := os.Lstat(victim + ".new"); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("host file created through a dangling link: %v", err)
+				}
+				fi, err := os.Lstat(path)
+				if err != nil || !fi.Mode().IsRegular() {
+					t.Fatalf("log is not a regular file: %v %v", fi, err)
+				}
+				if b, _ := os.ReadFile(path); string(b) != "task output\n" {
+					t.Fatalf("log holds %q", b)
+				}
+			})
+		}
+	}
+}
+
+func TestOpenAppendKeepsExisting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stdout")
+	if err := os.WriteFile(path, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenAppend(path, 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("b\n")
+	f.Close()
+	if b, _ := os.ReadFile(path); string(b) != "a\nb\n" {
+		t.Fatalf("got %q", b)
+	}
+}
+
+func TestOpenAppendRefusesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stdout")
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAppend(path, 0o644, nil); !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("got %v, want ErrUnsafe", err)
+	}
+}
