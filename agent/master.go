@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +44,62 @@ type masterLink struct {
 	streamID  string
 	connected bool
 	masterID  string
+	// token is the registration token the master gave this agent id; the
+	// agent presents it whenever it registers again, since the master
+	// refuses a REGISTER with a known id and no token (it would be anyone
+	// claiming to be this agent). Kept beside agent.info across restarts.
+	token string
+}
+
+// agentTokenHeader is master.AgentTokenHeader; the agent does not import
+// the master.
+const agentTokenHeader = "Mesolite-Agent-Token"
+
+// tokenFile is where an agent id's registration token is checkpointed.
+func (a *Agent) tokenFile(id string) string { return filepath.Join(a.meta.agent(id), "master.token") }
+
+// registrationToken is the token to present for id: the one in memory, else
+// the checkpointed one (after an agent restart), else none.
+func (m *masterLink) registrationToken(id string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.token == "" && id != "" {
+		if b, err := os.ReadFile(m.a.tokenFile(id)); err == nil {
+			m.token = strings.TrimSpace(string(b))
+		}
+	}
+	return m.token
+}
+
+// saveToken keeps the token the master handed out for id, readable by the
+// agent's user only: whoever holds it can register as this agent.
+func (m *masterLink) saveToken(id, token string) error {
+	m.mu.Lock()
+	same := m.token == token
+	m.token = token
+	m.mu.Unlock()
+	path := m.a.tokenFile(id)
+	if same {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// authorize adds the agent's credential (--credential), for a master with
+// --authenticate_agents; without one, nothing.
+func (m *masterLink) authorize(req *http.Request) {
+	if c := m.a.cfg.Credential; c != nil {
+		req.SetBasicAuth(c.Principal, c.Secret)
+	}
 }
 
 func newMasterLink(a *Agent) *masterLink {
@@ -133,6 +191,10 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 	}
 	req.Header.Set("Content-Type", m.codec.MediaType())
 	req.Header.Set("Accept", m.codec.MediaType())
+	if tok := m.registrationToken(reg.GetAgentId().GetValue()); tok != "" {
+		req.Header.Set(agentTokenHeader, tok)
+	}
+	m.authorize(req)
 	resp, err := m.stream.Do(req)
 	if err != nil {
 		return fmt.Errorf("register with master %s: %w", addr, err)
@@ -198,6 +260,15 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 		if err := m.a.handleEvent(ctx, ev); err != nil {
 			return err
 		}
+		if ev.GetType() == agentpb.Event_REGISTERED {
+			if tok := resp.Header.Get(agentTokenHeader); tok != "" {
+				if err := m.saveToken(ev.GetRegistered().GetAgentId().GetValue(), tok); err != nil {
+					// Without it, the next REGISTER after a restart is
+					// refused until the master forgets this agent.
+					m.a.log.Error("cannot checkpoint the master's registration token", "agent_id", ev.GetRegistered().GetAgentId().GetValue(), "error", err)
+				}
+			}
+		}
 	}
 }
 
@@ -220,6 +291,7 @@ func (m *masterLink) call(ctx context.Context, c *agentpb.Call) error {
 	}
 	req.Header.Set("Content-Type", m.codec.MediaType())
 	req.Header.Set("Mesos-Stream-Id", sid)
+	m.authorize(req)
 	resp, err := m.client.Do(req)
 	if err != nil {
 		return err

@@ -269,3 +269,44 @@ func warnIfOpen(log *slog.Logger, path string) {
 		log.Warn("permissions on secrets file are too open", "path", path, "mode", fi.Mode().Perm().String())
 	}
 }
+
+// LoadCredential reads the one credential a client authenticates with, as
+// Mesos's agent --credential and framework --secret_file take it: JSON
+// {"principal":"p","secret":"s"}, or one line "principal secret". Both
+// must be non-empty.
+func LoadCredential(path string) (*Credential, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	var c Credential
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		if err := json.Unmarshal(t, &c); err != nil {
+			return nil, fmt.Errorf("credential %s: %w: %w", path, errdefs.ErrInvalid, err)
+		}
+	} else {
+		f := strings.Fields(string(t))
+		if len(f) != 2 {
+			return nil, fmt.Errorf("credential %s: want JSON {\"principal\",\"secret\"} or one line \"principal secret\": %w", path, errdefs.ErrInvalid)
+		}
+		c = Credential{Principal: f[0], Secret: f[1]}
+	}
+	if c.Principal == "" || c.Secret == "" {
+		return nil, fmt.Errorf("credential %s: empty principal or secret: %w", path, errdefs.ErrInvalid)
+	}
+	return &c, nil
+}
+
+// ReadSecretFile reads a secret kept alone in a file (--secret_file),
+// without its trailing newline.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("secret file: %w", err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty: %w", path, errdefs.ErrInvalid)
+	}
+	return s, nil
+}

@@ -195,6 +195,9 @@ func (p *launchPlan) validateExecutor(m *Master, e *mesos.ExecutorInfo, group bo
 	if err := validateID("Executor ID", id); err != nil {
 		return nil, err
 	}
+	if err := validateExecutorText(e); err != nil {
+		return nil, err
+	}
 	if e.FrameworkId != nil && e.GetFrameworkId().GetValue() != p.fw.id {
 		return nil, fmt.Errorf("ExecutorInfo has an invalid FrameworkID (Actual: %s vs Expected: %s)", e.GetFrameworkId().GetValue(), p.fw.id)
 	}
@@ -242,6 +245,9 @@ func sameExecutor(a, b *mesos.ExecutorInfo, fwID string) bool {
 func (p *launchPlan) validateTaskCommon(ti *mesos.TaskInfo) (resources.Resources, error) {
 	id := ti.GetTaskId().GetValue()
 	if err := validateID("Task ID", id); err != nil {
+		return nil, err
+	}
+	if err := validateTaskText(ti); err != nil {
 		return nil, err
 	}
 	if ti.GetAgentId().GetValue() != p.agent.id {

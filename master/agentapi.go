@@ -14,6 +14,9 @@ import (
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/api/v1/validate"
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
 	"github.com/mesolite/mesolite/master/resources"
 	"github.com/mesolite/mesolite/master/store"
@@ -63,6 +66,12 @@ type registration struct {
 	addr    string
 	version string
 	reg     *agentpb.Call_Register
+	// principal the agent authenticated as ("" without
+	// --authenticate_agents); token its registration token, tokenHash
+	// the digest the master keeps.
+	principal string
+	token     string
+	tokenHash []byte
 }
 
 func validateRegister(call *agentpb.Call) (*registration, error) {
@@ -76,6 +85,19 @@ func validateRegister(call *agentpb.Call) (*registration, error) {
 	info := proto.Clone(reg.GetAgentInfo()).(*mesos.AgentInfo)
 	if info.GetHostname() == "" {
 		return nil, errors.New("'agent_info.hostname' must not be empty")
+	}
+	for _, f := range []struct{ kind, s string }{
+		{"'agent_info.hostname'", info.GetHostname()},
+		{"'version'", reg.GetVersion()},
+		{"'address.ip'", reg.GetAddress().GetIp()},
+		{"'address.hostname'", reg.GetAddress().GetHostname()},
+	} {
+		if err := validate.Text(f.kind, f.s, validate.MaxNameLen); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(info.GetAttributes()); n > validate.MaxLabels {
+		return nil, fmt.Errorf("'agent_info.attributes' has %d entries, more than the %d allowed", n, validate.MaxLabels)
 	}
 	total, err := resources.FromProto(info.GetResources())
 	if err != nil {
@@ -129,6 +151,8 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		writeError(w, httpErr(http.StatusBadRequest, "%v", err))
 		return
 	}
+	reg.principal, _ = httpauth.Principal(r.Context())
+	reg.token = r.Header.Get(AgentTokenHeader)
 	m.mu.Lock()
 	if !m.elected {
 		m.mu.Unlock()
@@ -136,10 +160,28 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		return
 	}
 	registeredAt := m.clock.Now()
+	var known *agent
 	if reg.id == "" {
 		reg.id = fmt.Sprintf("%s-S%d", m.id, m.nextAgentID.Add(1)-1)
-	} else if a := m.agents[reg.id]; a != nil && !a.registeredTime.IsZero() {
-		registeredAt = a.registeredTime
+	} else if known = m.agents[reg.id]; known != nil {
+		// Refused before the registry is written, so a refused REGISTER
+		// leaves the owner's record alone.
+		if err := agentMayRegister(known, reg); err != nil {
+			m.mu.Unlock()
+			m.log.Warn("REGISTER with the id of another agent refused", "agent_id", reg.id, "principal", reg.principal, "remote_addr", r.RemoteAddr, "reason", err.Error())
+			writeError(w, err)
+			return
+		}
+		if !known.registeredTime.IsZero() {
+			registeredAt = known.registeredTime
+		}
+	}
+	if known != nil && known.tokenHash != nil {
+		reg.tokenHash = known.tokenHash
+	} else {
+		// A new agent, an id this master did not know, or one admitted
+		// before tokens existed: from now on the id is this agent's.
+		reg.token, reg.tokenHash = newAgentToken()
 	}
 	reg.info.Id = &mesos.AgentID{Value: proto.String(reg.id)}
 	m.mu.Unlock()
@@ -147,9 +189,14 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 	if m.store != nil {
 		// Admission is durable before the agent hears of it, so a master
 		// restart never forgets an id it handed out.
-		if err := m.store.PutAgent(store.Agent{ID: reg.id, Info: reg.info, Address: reg.addr, Version: reg.version, RegisteredAt: registeredAt}); err != nil {
+		principal := reg.principal
+		if known != nil && known.principal != "" {
+			principal = known.principal
+		}
+		if err := m.store.PutAgent(store.Agent{ID: reg.id, Info: reg.info, Address: reg.addr, Version: reg.version, RegisteredAt: registeredAt, Principal: principal, TokenHash: reg.tokenHash}); err != nil {
+			// The error names the registry's path; the log keeps it.
 			m.log.Error("cannot persist agent", "agent_id", reg.id, "error", err)
-			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the agent in the registry: %v", err))
+			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the agent in the registry; the master's log says why"))
 			return
 		}
 	}
@@ -162,10 +209,26 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		writeError(w, err)
 		return
 	}
+	w.Header().Set(AgentTokenHeader, reg.token)
 	startStream(w, respCodec, s.id)
 	ping, _ := respCodec.Marshal(&agentpb.Event{Type: agentpb.Event_PING.Enum()})
 	err = s.serve(r.Context(), w, ping, m.cfg.HeartbeatInterval, m.cfg.AgentPingTimeout)
 	m.agentStreamEnded(reg.id, s, err)
+}
+
+// agentMayRegister says whether reg may take over the id of the known agent
+// a: a REGISTER with a real agent's id would otherwise disconnect it,
+// report its running tasks lost and receive its tasks and their secrets.
+// The id belongs to the principal that registered it (once it had one)
+// and to whoever holds its registration token. m.mu must be held.
+func agentMayRegister(a *agent, reg *registration) error {
+	if a.principal != "" && !principalMatches(a.principal, reg.principal) {
+		return fmt.Errorf("Agent '%s' is registered by another principal: %w", a.id, errdefs.ErrForbidden)
+	}
+	if a.tokenHash != nil && !agentTokenMatches(reg.token, a.tokenHash) {
+		return fmt.Errorf("Agent '%s' is registered by another agent: a REGISTER with its id must carry its %s: %w", a.id, AgentTokenHeader, errdefs.ErrForbidden)
+	}
+	return nil
 }
 
 // fillAgent sets an agent's description from what it registered with.
@@ -195,6 +258,12 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 	a := m.agents[reg.id]
 	log := m.log.With("agent_id", reg.id, "hostname", reg.info.GetHostname(), "address", reg.addr)
 	reregister := a != nil
+	if a != nil {
+		if err := agentMayRegister(a, reg); err != nil {
+			log.Warn("REGISTER with the id of another agent refused", "principal", reg.principal, "reason", err.Error())
+			return err
+		}
+	}
 	if a == nil {
 		a = newAgent(reg.id)
 		a.registeredTime = now
@@ -221,6 +290,10 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 		a.registeredTime = now
 	}
 	m.fillAgent(a, reg.info, reg.addr, reg.version)
+	if a.principal == "" {
+		a.principal = reg.principal
+	}
+	a.tokenHash = reg.tokenHash
 	a.stream = s
 	a.connected = true
 	a.recovered = false
@@ -427,7 +500,13 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			t := fw.tasks[id]
 			if t == nil || t.agentID != a.id {
 				if t != nil {
-					m.log.Warn("task reported by a second agent; keeping the newer report", "task_id", id, "old_agent", t.agentID, "agent_id", a.id)
+					if m.agents[t.agentID] != nil {
+						// The master placed it on an agent it still
+						// knows: one agent may not claim another's tasks.
+						m.log.Warn("agent reports a task the master placed on another agent; ignored", "framework_id", fwID, "task_id", id, "agent_id", a.id, "placed_on", t.agentID)
+						continue
+					}
+					m.log.Warn("task of a removed agent reported by another agent; adopting it", "framework_id", fwID, "task_id", id, "old_agent", t.agentID, "agent_id", a.id)
 					m.completeTask(t)
 				}
 				t = m.adoptTask(a, fw, rt)
@@ -531,19 +610,33 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 	}
 	switch call.GetType() {
 	case agentpb.Call_UPDATE:
-		if call.Update == nil {
-			return httpErr(http.StatusBadRequest, "Expecting 'update' to be present")
+		if call.Update == nil || call.GetUpdate().Status == nil {
+			return httpErr(http.StatusBadRequest, "Expecting 'update.status' to be present")
 		}
-		m.statusUpdate(a, call.GetUpdate())
+		if err := validateStatusText(call.GetUpdate().GetStatus()); err != nil {
+			return httpErr(http.StatusBadRequest, "Invalid status update: %v", err)
+		}
+		return m.statusUpdate(a, call.GetUpdate())
 	case agentpb.Call_MESSAGE:
 		msg := call.GetMessage()
 		if msg == nil {
 			return httpErr(http.StatusBadRequest, "Expecting 'message' to be present")
 		}
-		fw := m.frameworks[msg.GetFrameworkId().GetValue()]
+		if err := dataCap("'message.data'", msg.GetData(), validate.MaxDataLen); err != nil {
+			return httpErr(http.StatusBadRequest, "%v", err)
+		}
+		fwID := msg.GetFrameworkId().GetValue()
+		fw := m.frameworks[fwID]
 		if fw == nil || fw.stream == nil {
 			m.counters.droppedMessages++
 			return nil
+		}
+		if len(a.tasks[fwID]) == 0 && len(a.executors[fwID]) == 0 {
+			// Only an executor of the framework, so an agent running
+			// one of its tasks or executors, speaks to it.
+			m.counters.droppedMessages++
+			m.log.Warn("message for a framework with nothing on this agent refused", "framework_id", fwID, "agent_id", a.id)
+			return httpErr(http.StatusForbidden, "Framework '%s' has no task or executor on agent '%s'", fwID, a.id)
 		}
 		m.counters.executorToFramework++
 		m.sendFramework(fw, &scheduler.Event{
@@ -592,7 +685,7 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 		a.total = total
 		m.alloc.UpdateAgent(a.id, total)
 		if m.store != nil {
-			rec := store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version, RegisteredAt: a.registeredTime}
+			rec := store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version, RegisteredAt: a.registeredTime, Principal: a.principal, TokenHash: a.tokenHash}
 			m.persistAsync("agent resources "+a.id, func() error { return m.store.PutAgent(rec) })
 		}
 		m.log.Info("agent resources updated", "agent_id", a.id, "resources", total.String())

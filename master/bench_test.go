@@ -47,7 +47,7 @@ func BenchmarkMasterAllocationCycle(b *testing.B) {
 		}
 		s := newStream(fmt.Sprint("s", i), c)
 		streams = append(streams, s)
-		if err := m.installFramework(info, nil, s); err != nil {
+		if err := m.installFramework(info, "", nil, s); err != nil {
 			b.Fatal(err)
 		}
 	}

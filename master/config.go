@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/master/resources"
@@ -90,6 +91,33 @@ type Config struct {
 	Version string
 	// UI, when set, serves everything no endpoint claims, from "/".
 	UI http.Handler
+	// AuthenticateFrameworks [--authenticate_frameworks] and
+	// AuthenticateHTTPFrameworks [--authenticate_http_frameworks]: either
+	// one makes /api/v1/scheduler require HTTP Basic credentials from
+	// Credentials (mesolite has only the HTTP scheduler API, so both Mesos
+	// flags guard the same door). A framework's principal is then the
+	// authenticated one, and FrameworkInfo.principal must match it.
+	AuthenticateFrameworks     bool
+	AuthenticateHTTPFrameworks bool
+	// AuthenticateAgents [--authenticate_agents] makes /api/v1/agent
+	// require HTTP Basic credentials from Credentials.
+	AuthenticateAgents bool
+	// Credentials [--credentials] are the principals and secrets frameworks
+	// and agents authenticate with.
+	Credentials []httpauth.Credential
+	// MaxFrameworks [--max_frameworks], 1000, bounds the frameworks the
+	// master holds at once (connected, or disconnected within their
+	// failover timeout); MaxFrameworksPerPrincipal
+	// [--max_frameworks_per_principal], 0 for no cap, bounds those of one
+	// principal. Each framework costs memory, a registry record and a
+	// share of every state answer, so their number must not be up to
+	// whoever can reach the master.
+	MaxFrameworks             int
+	MaxFrameworksPerPrincipal int
+	// MaxRequestsPerIP [--max_requests_per_ip], 1024, bounds the requests
+	// (event streams included) one client address has in progress; more
+	// get 429.
+	MaxRequestsPerIP int
 	// ReadOnlyAuth, when set, wraps the read-only endpoints (UI, state,
 	// metrics) [--authenticate_http_readonly with --http_credentials].
 	ReadOnlyAuth func(http.Handler) http.Handler
@@ -115,6 +143,8 @@ func DefaultConfig() Config {
 		AllocationInterval:            time.Second,
 		MaxCompletedFrameworks:        50,
 		MaxCompletedTasksPerFramework: 1000,
+		MaxFrameworks:                 1000,
+		MaxRequestsPerIP:              1024,
 	}
 }
 
@@ -152,6 +182,15 @@ func (c *Config) normalize() error {
 	if c.MaxCompletedTasksPerFramework < 0 {
 		c.MaxCompletedTasksPerFramework = 0
 	}
+	if c.MaxFrameworks <= 0 {
+		c.MaxFrameworks = d.MaxFrameworks
+	}
+	if c.MaxFrameworksPerPrincipal < 0 {
+		c.MaxFrameworksPerPrincipal = 0
+	}
+	if c.MaxRequestsPerIP <= 0 {
+		c.MaxRequestsPerIP = d.MaxRequestsPerIP
+	}
 	if c.OfferTimeout < 0 || c.FrameworkFailoverTimeout < 0 {
 		return fmt.Errorf("offer_timeout and framework failover timeout must not be negative: %w", errdefs.ErrInvalid)
 	}
@@ -184,6 +223,11 @@ func (c *Config) normalize() error {
 }
 
 // agentGone is how long a disconnected agent has to come back.
+// authenticateFrameworks reports whether scheduler calls need credentials.
+func (c *Config) authenticateFrameworks() bool {
+	return c.AuthenticateFrameworks || c.AuthenticateHTTPFrameworks
+}
+
 func (c *Config) agentGone() time.Duration {
 	return min(c.AgentReregisterTimeout, c.AgentPingTimeout*time.Duration(c.MaxAgentPingTimeouts))
 }
@@ -210,8 +254,12 @@ func (c *Config) flagMap() map[string]string {
 		"role_sorter":                       "drf",
 		"max_completed_frameworks":          strconv.Itoa(c.MaxCompletedFrameworks),
 		"max_completed_tasks_per_framework": strconv.Itoa(c.MaxCompletedTasksPerFramework),
-		"authenticate_frameworks":           "false",
-		"authenticate_agents":               "false",
+		"authenticate_frameworks":           strconv.FormatBool(c.AuthenticateFrameworks),
+		"authenticate_http_frameworks":      strconv.FormatBool(c.AuthenticateHTTPFrameworks),
+		"authenticate_agents":               strconv.FormatBool(c.AuthenticateAgents),
+		"max_frameworks":                    strconv.Itoa(c.MaxFrameworks),
+		"max_frameworks_per_principal":      strconv.Itoa(c.MaxFrameworksPerPrincipal),
+		"max_requests_per_ip":               strconv.Itoa(c.MaxRequestsPerIP),
 		"authenticate_http_readonly":        "false",
 		"authenticate_http_readwrite":       "false",
 		"filter_gpu_resources":              "true",

@@ -17,8 +17,8 @@ import (
 
 func (m *Master) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/scheduler", m.handleScheduler)
-	mux.HandleFunc("/api/v1/agent", m.handleAgent)
+	mux.Handle("/api/v1/scheduler", m.fwAuth.Wrap(http.HandlerFunc(m.handleScheduler)))
+	mux.Handle("/api/v1/agent", m.agentAuth.Wrap(http.HandlerFunc(m.handleAgent)))
 	for _, p := range []string{"/master/health", "/health"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	}
@@ -83,7 +83,7 @@ func (m *Master) getOnly(h http.HandlerFunc) http.HandlerFunc {
 func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "Internal error: cannot encode the answer", http.StatusInternalServerError)
 		return
 	}
 	// JSONP, as Mesos's endpoints offer it, for old UIs.
@@ -280,7 +280,7 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 		"name":              fw.info.GetName(),
 		"user":              fw.info.GetUser(),
 		"hostname":          fw.info.GetHostname(),
-		"webui_url":         fw.info.GetWebuiUrl(),
+		"webui_url":         webURL(fw.info.GetWebuiUrl()),
 		"principal":         fw.info.GetPrincipal(),
 		"failover_timeout":  fw.info.GetFailoverTimeout(),
 		"checkpoint":        fw.info.GetCheckpoint(),
@@ -312,6 +312,16 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 		j["labels"] = protoJSON(l)
 	}
 	return j
+}
+
+// webURL is what the state shows of a framework-supplied URL: an http(s)
+// one, or nothing. Frameworks recovered from the registry or from agents may
+// carry what SUBSCRIBE now refuses.
+func webURL(s string) string {
+	if !safeWebURL(s) {
+		return ""
+	}
+	return s
 }
 
 func nonNilStrings(s []string) []string {

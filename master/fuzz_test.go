@@ -35,7 +35,7 @@ func fuzzMaster(t testing.TB) *Master {
 	info := frameworkInfo("fuzz", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
 	info.Id = &mesos.FrameworkID{Value: proto.String("m-0000")}
 	info.FailoverTimeout = proto.Float64(1e9)
-	if err := m.installFramework(info, nil, newStream("fw-stream", codec.JSON)); err != nil {
+	if err := m.installFramework(info, "", nil, newStream("fw-stream", codec.JSON)); err != nil {
 		t.Fatal(err)
 	}
 	reg, err := validateRegister(agentRegister("node", 5051))

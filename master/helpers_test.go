@@ -407,6 +407,8 @@ type fakeAgent struct {
 	stash    []*agentpb.Event
 	closed   chan struct{}
 	cancel   context.CancelFunc
+	// header goes with every call (credentials)
+	header http.Header
 }
 
 func agentRegister(hostname string, port int, res ...*mesos.Resource) *agentpb.Call {
@@ -437,7 +439,23 @@ func (h *harness) registerAgent(call *agentpb.Call) *fakeAgent {
 	return registerAgentAt(h.t, h.base, call)
 }
 
+// agentTokens are the registration tokens masters handed the fake agents,
+// by agent id: what a real agent checkpoints beside its agent.info, so
+// that re-registrations with an id present its token as a real agent does.
+var agentTokens sync.Map
+
 func registerAgentAt(t *testing.T, base string, call *agentpb.Call) *fakeAgent {
+	t.Helper()
+	header := http.Header{}
+	if tok, ok := agentTokens.Load(call.GetAgentId().GetValue()); ok {
+		header.Set(AgentTokenHeader, tok.(string))
+	}
+	return registerAgentWith(t, base, call, header)
+}
+
+// openRegister sends a REGISTER with exactly the given headers and returns
+// the answer, whatever it is.
+func openRegister(t *testing.T, base string, call *agentpb.Call, header http.Header) (*http.Response, context.CancelFunc) {
 	t.Helper()
 	c := codec.Protobuf
 	body, err := c.Marshal(call)
@@ -448,22 +466,35 @@ func registerAgentAt(t *testing.T, base string, call *agentpb.Call) *fakeAgent {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/agent", bytes.NewReader(body))
 	req.Header.Set("Content-Type", c.MediaType())
 	req.Header.Set("Accept", c.MediaType())
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
+	return resp, cancel
+}
+
+func registerAgentWith(t *testing.T, base string, call *agentpb.Call, header http.Header) *fakeAgent {
+	t.Helper()
+	c := codec.Protobuf
+	resp, cancel := openRegister(t, base, call, header)
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(resp.Body)
 		cancel()
 		t.Fatalf("REGISTER: %s: %s", resp.Status, data)
 	}
 	a := &fakeAgent{t: t, base: base, codec: c, resp: resp, streamID: resp.Header.Get("Mesos-Stream-Id"),
-		events: make(chan *agentpb.Event, 1000), closed: make(chan struct{}), cancel: cancel}
+		events: make(chan *agentpb.Event, 1000), closed: make(chan struct{}), cancel: cancel, header: header}
 	t.Cleanup(a.close)
 	go a.read()
 	ev := a.next(agentpb.Event_REGISTERED)
 	a.id = ev.GetRegistered().GetAgentId().GetValue()
+	if tok := resp.Header.Get(AgentTokenHeader); tok != "" {
+		agentTokens.Store(a.id, tok)
+	}
 	return a
 }
 
@@ -530,7 +561,12 @@ func (a *fakeAgent) call(c *agentpb.Call) (int, string) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	status, resp, _ := post(a.t, a.base+"/api/v1/agent", a.codec.MediaType(), body, http.Header{"Mesos-Stream-Id": {a.streamID}})
+	h := a.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Mesos-Stream-Id", a.streamID)
+	status, resp, _ := post(a.t, a.base+"/api/v1/agent", a.codec.MediaType(), body, h)
 	return status, resp
 }
 

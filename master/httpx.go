@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/errdefs"
@@ -37,6 +38,11 @@ func writeError(w http.ResponseWriter, err error) {
 		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
 	case errors.Is(err, codec.ErrNotAcceptable):
 		http.Error(w, err.Error(), http.StatusNotAcceptable)
+	case errdefs.HTTPStatus(err) == http.StatusInternalServerError:
+		// An unclassified error may name a host path (the registry's
+		// file, a work_dir); it is logged by whoever made it, and the
+		// answer says only that it happened.
+		http.Error(w, "Internal error in the master; its log says why", http.StatusInternalServerError)
 	default:
 		errdefs.HTTPError(w, err)
 	}
@@ -53,7 +59,12 @@ func readCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (codec.
 	if err != nil {
 		return nil, httpErr(http.StatusUnsupportedMediaType, "%v", err)
 	}
+	// A body trickled in byte by byte would hold this handler for ever;
+	// the deadline ends it (not every ResponseWriter has one: tests).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

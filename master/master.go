@@ -19,6 +19,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/detector"
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
 	"github.com/mesolite/mesolite/master/resources"
 	"github.com/mesolite/mesolite/master/store"
@@ -45,6 +46,10 @@ type Master struct {
 
 	kick    chan struct{}
 	handler http.Handler
+	// fwAuth and agentAuth check the credentials of scheduler and agent
+	// calls; nil when their flag is off.
+	fwAuth, agentAuth *httpauth.Authenticator
+	perIP             *ipLimiter
 	prom    *prometheus.Registry
 
 	closeOnce sync.Once
@@ -93,6 +98,12 @@ func New(cfg Config) (*Master, error) {
 		},
 	}
 	m.startTime = m.clock.Now()
+	fwAuth, agentAuth, err := newAuthenticators(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.fwAuth, m.agentAuth = fwAuth, agentAuth
+	m.perIP = newIPLimiter(cfg.MaxRequestsPerIP)
 	m.alloc = allocator.New(allocator.Options{Now: m.clock.Now, Weights: cfg.Weights})
 	m.setSelf(cfg.IP, cfg.Port)
 	if cfg.WorkDir != "" {
@@ -110,7 +121,7 @@ func New(cfg Config) (*Master, error) {
 	if cfg.ReadOnlyAuth != nil {
 		routes = readOnlyAuth(routes, cfg.ReadOnlyAuth)
 	}
-	m.handler = m.recoverPanics(routes)
+	m.handler = m.limitPerIP(m.bounded(m.recoverPanics(routes)))
 	m.prom = m.newPrometheus()
 	return m, nil
 }
@@ -134,6 +145,7 @@ func (m *Master) recover() error {
 		m.fillAgent(a, rec.Info, rec.Address, rec.Version)
 		a.recovered = true
 		a.registeredTime = rec.RegisteredAt
+		a.principal, a.tokenHash = rec.Principal, rec.TokenHash
 		m.agents[a.id] = a
 	}
 	fws, err := m.store.Frameworks()
@@ -146,6 +158,10 @@ func (m *Master) recover() error {
 			continue
 		}
 		fw := newFramework(rec.ID, rec.Info)
+		fw.principal = rec.Principal
+		if fw.principal == "" {
+			fw.principal = rec.Info.GetPrincipal()
+		}
 		fw.recovered = true
 		fw.registeredTime = rec.RegisteredAt
 		fw.failoverTimeout = m.failoverTimeout(rec.Info)
@@ -223,12 +239,8 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	srv := &http.Server{
-		Handler:           m.handler,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
+	srv := m.newServer(ctx)
+	m.warnIfOpen(ln)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	m.log.Info("master listening", "address", ln.Addr().String(), "id", m.id, "advertised", m.self.Addr(), "version", m.cfg.Version)
@@ -584,7 +596,7 @@ func (m *Master) failoverTimeout(info *mesos.FrameworkInfo) time.Duration {
 	if info.FailoverTimeout == nil {
 		return m.cfg.FrameworkFailoverTimeout
 	}
-	return secondsToDuration(info.GetFailoverTimeout())
+	return min(secondsToDuration(info.GetFailoverTimeout()), maxFailoverTimeout)
 }
 
 // maxTimeout caps durations from the wire (failover timeouts, filters).

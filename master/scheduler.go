@@ -3,17 +3,20 @@ package master
 import (
 	"errors"
 	"fmt"
-	"github.com/mesolite/mesolite/api/v1/validate"
 	"math"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/mesolite/mesolite/api/v1/validate"
+	"github.com/mesolite/mesolite/httpauth"
 
 	"github.com/google/uuid"
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/master/allocator"
 	"github.com/mesolite/mesolite/master/resources"
 	"github.com/mesolite/mesolite/master/store"
@@ -69,7 +72,13 @@ func validateSchedulerCall(c *scheduler.Call) error {
 	}
 	switch c.GetType() {
 	case scheduler.Call_SUBSCRIBE:
-		return present(c.Subscribe != nil, "subscribe")
+		if err := present(c.Subscribe != nil, "subscribe"); err != nil {
+			return err
+		}
+		if n := len(c.GetSubscribe().GetSuppressedRoles()); n > validate.MaxRoles {
+			return fmt.Errorf("'subscribe.suppressed_roles' has %d roles, more than the %d allowed", n, validate.MaxRoles)
+		}
+		return validateFrameworkText(c.GetSubscribe().GetFrameworkInfo())
 	case scheduler.Call_TEARDOWN, scheduler.Call_REVIVE, scheduler.Call_SUPPRESS:
 		return nil
 	case scheduler.Call_ACCEPT:
@@ -99,7 +108,10 @@ func validateSchedulerCall(c *scheduler.Call) error {
 	case scheduler.Call_RECONCILE_OPERATIONS:
 		return present(c.ReconcileOperations != nil, "reconcile_operations")
 	case scheduler.Call_MESSAGE:
-		return present(c.Message != nil, "message")
+		if err := present(c.Message != nil, "message"); err != nil {
+			return err
+		}
+		return dataCap("'message.data'", c.GetMessage().GetData(), validate.MaxDataLen)
 	case scheduler.Call_REQUEST:
 		return present(c.Request != nil, "request")
 	default:
@@ -153,10 +165,11 @@ func (m *Master) validateFrameworkInfo(info *mesos.FrameworkInfo, suppressed []s
 			return fmt.Errorf("Suppressed role '%s' is not contained in the list of roles", r)
 		}
 	}
-	if ft := info.GetFailoverTimeout(); math.IsNaN(ft) || math.IsInf(ft, 0) || ft < 0 {
-		return fmt.Errorf("Invalid 'FrameworkInfo.failover_timeout' %v: must be a non-negative number of seconds", ft)
+	if err := validateFrameworkText(info); err != nil {
+		return err
 	}
-	return nil
+	_, err := clampFailoverTimeout(info)
+	return err
 }
 
 func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *scheduler.Call) {
@@ -177,10 +190,36 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 		}
 		info.Id = &mesos.FrameworkID{Value: proto.String(callID)}
 	}
+	// The principal that owns the framework id: the authenticated one,
+	// which FrameworkInfo.principal must match (Mesos's rule), or with
+	// authentication off the one the framework claims.
+	principal, authenticated := httpauth.Principal(r.Context())
+	if authenticated {
+		switch {
+		case info.Principal == nil:
+			m.log.Warn("authenticated framework sets no 'FrameworkInfo.principal'; using the authenticated one", "principal", principal, "framework_id", info.GetId().GetValue())
+			info.Principal = &principal
+		case info.GetPrincipal() != principal:
+			writeError(w, httpErr(http.StatusBadRequest, "Authenticated principal '%s' does not match principal '%s' set in `FrameworkInfo`", principal, info.GetPrincipal()))
+			return
+		}
+	} else {
+		principal = info.GetPrincipal()
+	}
 	suppressed := call.GetSubscribe().GetSuppressedRoles()
+	askedFailover := info.GetFailoverTimeout()
 	if err := m.validateFrameworkInfo(info, suppressed); err != nil {
 		writeError(w, httpErr(http.StatusBadRequest, "Invalid framework: %v", err))
 		return
+	}
+	if info.GetFailoverTimeout() != askedFailover {
+		m.log.Warn("framework failover_timeout capped", "framework_id", info.GetId().GetValue(), "asked_seconds", askedFailover, "capped_seconds", info.GetFailoverTimeout())
+	}
+	if info.WebuiUrl != nil && !safeWebURL(info.GetWebuiUrl()) {
+		// The UI renders webui_url as a link: a javascript: URL there
+		// runs in the master's origin for whoever clicks it.
+		m.log.Warn("framework webui_url is not an absolute http(s) URL; dropped", "framework_id", info.GetId().GetValue(), "principal", principal, "webui_url", truncate(info.GetWebuiUrl(), 256))
+		info.WebuiUrl = nil
 	}
 
 	// Pick the id under the lock, write the registry outside it (an fsync
@@ -194,6 +233,16 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 	id := info.GetId().GetValue()
 	removed := id != "" && m.removedFWs[id]
 	registeredAt := m.clock.Now()
+	// Refused before the registry is written: a refused SUBSCRIBE must
+	// not overwrite the owner's record.
+	if !removed {
+		if err := m.mayInstallFrameworkLocked(id, principal); err != nil {
+			m.mu.Unlock()
+			m.log.Warn("SUBSCRIBE refused", "framework_id", id, "principal", principal, "remote_addr", r.RemoteAddr, "reason", err.Error())
+			writeError(w, err)
+			return
+		}
+	}
 	if id == "" {
 		id = fmt.Sprintf("%s-%04d", m.id, m.nextFrameworkID.Add(1)-1)
 		info.Id = &mesos.FrameworkID{Value: proto.String(id)}
@@ -212,13 +261,15 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 		return
 	}
 	if m.store != nil {
-		if err := m.store.PutFramework(store.Framework{ID: id, Info: info, RegisteredAt: registeredAt}); err != nil {
+		if err := m.store.PutFramework(store.Framework{ID: id, Info: info, RegisteredAt: registeredAt, Principal: principal}); err != nil {
+			// The error names the registry's path; the log keeps it, the
+			// answer does not.
 			m.log.Error("cannot persist framework", "framework_id", id, "error", err)
-			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the framework in the registry: %v", err))
+			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the framework in the registry; the master's log says why"))
 			return
 		}
 	}
-	if err := m.installFramework(info, suppressed, s); err != nil {
+	if err := m.installFramework(info, principal, suppressed, s); err != nil {
 		if errors.Is(err, errNotLeader) {
 			m.redirect(w, r)
 			return
@@ -234,10 +285,47 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 
 var errNotLeader = errors.New("not the leading master")
 
+// mayInstallFrameworkLocked says whether principal may subscribe framework
+// id ("" for a new one): an existing framework only under the principal
+// that owns it, since a SUBSCRIBE with its id fails the owner over and
+// hands its tasks to the caller; a new one only within MaxFrameworks and
+// MaxFrameworksPerPrincipal. m.mu must be held.
+func (m *Master) mayInstallFrameworkLocked(id, principal string) error {
+	if fw := m.frameworks[id]; id != "" && fw != nil {
+		if !principalMatches(fw.principal, principal) {
+			return fmt.Errorf("Framework '%s' is registered by another principal: only that principal may subscribe with its id: %w", id, errdefs.ErrForbidden)
+		}
+		return nil
+	}
+	if len(m.frameworks) >= m.cfg.MaxFrameworks {
+		return fmt.Errorf("Too many frameworks: this master holds at most %d (--max_frameworks): %w", m.cfg.MaxFrameworks, errdefs.ErrForbidden)
+	}
+	if max := m.cfg.MaxFrameworksPerPrincipal; max > 0 {
+		n := 0
+		for _, fw := range m.frameworks {
+			if fw.principal == principal {
+				n++
+			}
+		}
+		if n >= max {
+			return fmt.Errorf("Too many frameworks of principal '%s': at most %d (--max_frameworks_per_principal): %w", principal, max, errdefs.ErrForbidden)
+		}
+	}
+	return nil
+}
+
+// truncate shortens s for a log line.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 // installFramework makes s the framework's stream: a new framework, a
 // re-subscription after a disconnection or a master failover, or a
 // takeover of a live connection.
-func (m *Master) installFramework(info *mesos.FrameworkInfo, suppressed []string, s *stream) error {
+func (m *Master) installFramework(info *mesos.FrameworkInfo, principal string, suppressed []string, s *stream) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.elected || m.shutdown {
@@ -247,12 +335,18 @@ func (m *Master) installFramework(info *mesos.FrameworkInfo, suppressed []string
 	if m.removedFWs[id] {
 		return httpErr(http.StatusForbidden, "Framework has been removed")
 	}
+	// Checked again: another SUBSCRIBE may have come between the check
+	// before the registry write and now.
+	if err := m.mayInstallFrameworkLocked(id, principal); err != nil {
+		return err
+	}
 	now := m.clock.Now()
 	fw := m.frameworks[id]
 	resubscribe := fw != nil
 	log := m.log.With("framework_id", id, "name", info.GetName())
 	if fw == nil {
 		fw = newFramework(id, info)
+		fw.principal = principal
 		fw.registeredTime = now
 		m.frameworks[id] = fw
 		log.Info("framework subscribed", "roles", fw.roles)
@@ -398,7 +492,7 @@ func (m *Master) removeFramework(fw *framework, reason string) {
 	}
 	m.counters.frameworksRemoved++
 	if m.store != nil {
-		rec := store.Framework{ID: fw.id, Info: fw.info, RegisteredAt: fw.registeredTime, Completed: true, CompletedAt: now}
+		rec := store.Framework{ID: fw.id, Info: fw.info, RegisteredAt: fw.registeredTime, Principal: fw.principal, Completed: true, CompletedAt: now}
 		keep := max(m.cfg.MaxCompletedFrameworks, 1000)
 		m.persistAsync("framework removal "+fw.id, func() error {
 			if err := m.store.PutFramework(rec); err != nil {
@@ -439,6 +533,10 @@ func (m *Master) schedulerCall(r *http.Request, call *scheduler.Call, reqCodec c
 	fw := m.frameworks[fwID]
 	if fw == nil {
 		return 0, nil, httpErr(http.StatusForbidden, "Framework '%s' cannot be found: subscribe first", fwID)
+	}
+	if p, ok := httpauth.Principal(r.Context()); ok && !principalMatches(p, fw.principal) {
+		m.log.Warn("scheduler call refused: framework belongs to another principal", "framework_id", fwID, "principal", p, "type", call.GetType().String())
+		return 0, nil, httpErr(http.StatusForbidden, "Framework '%s' is registered by another principal", fwID)
 	}
 	if fw.stream == nil {
 		return 0, nil, httpErr(http.StatusForbidden, "Framework '%s' is not subscribed", fwID)

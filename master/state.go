@@ -22,6 +22,9 @@ type framework struct {
 	id    string
 	info  *mesos.FrameworkInfo
 	roles []string
+	// principal owns the id: the authenticated principal that registered
+	// it, or with authentication off the one it claimed.
+	principal string
 
 	multiRole, partitionAware, gpu, refinement bool
 
@@ -147,6 +150,15 @@ type agent struct {
 	addr     string // ip:port of its HTTP server
 	version  string
 	total    resources.Resources
+	// principal and tokenHash say who may register with this id again:
+	// the principal it authenticated as and the digest of the token it
+	// was given (nil for an agent known from before tokens existed).
+	principal string
+	tokenHash []byte
+	// expectUpdates are "framework/task" keys of tasks the master does not
+	// know but asked this agent about (a KILL for an unknown task); the
+	// agent may answer them with an update.
+	expectUpdates map[string]bool
 
 	stream    *stream
 	connected bool

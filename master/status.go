@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"net/http"
 	"slices"
 
 	"github.com/mesolite/mesolite/api/v1/agentpb"
@@ -87,12 +88,11 @@ func (m *Master) removeExecutor(a *agent, fw *framework, e *executor) {
 // statusUpdate handles an UPDATE from an agent: the task's state is
 // tracked and the update goes to the framework as is (uuid included), or
 // waits for it to re-subscribe.
-func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) {
+func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) error {
 	fwID := u.GetFrameworkId().GetValue()
 	st := proto.Clone(u.GetStatus()).(*mesos.TaskStatus)
-	if st.AgentId == nil {
-		st.AgentId = &mesos.AgentID{Value: proto.String(a.id)}
-	}
+	// An agent speaks for itself only, whatever its update says.
+	st.AgentId = &mesos.AgentID{Value: proto.String(a.id)}
 	if st.Source == nil {
 		st.Source = mesos.TaskStatus_SOURCE_AGENT.Enum()
 	}
@@ -105,21 +105,57 @@ func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) {
 		if m.removedFWs[fwID] {
 			// The framework is gone; its tasks should be too.
 			m.sendAgent(a, shutdownFramework(fwID))
-			return
+			return nil
 		}
 		m.log.Warn("status update for an unknown framework dropped", "framework_id", fwID, "agent_id", a.id, "task_id", st.GetTaskId().GetValue())
-		return
+		return nil
 	}
-	m.counters.validStatusUpdates++
-	if t := fw.tasks[st.GetTaskId().GetValue()]; t != nil && t.agentID == a.id {
+	taskID := st.GetTaskId().GetValue()
+	t := fw.tasks[taskID]
+	switch {
+	case t != nil && t.agentID == a.id:
 		latest := st.GetState()
 		if u.LatestState != nil {
 			latest = u.GetLatestState()
 		}
 		m.setTaskState(t, st, latest)
+	case t == nil && completedOn(fw, taskID, a.id):
+		// A retried update of a task already complete here.
+	case t == nil && a.expectUpdates[fwID+"/"+taskID]:
+		// The answer to a KILL of a task the master did not know.
+		if mesos.IsTerminal(st.GetState()) {
+			delete(a.expectUpdates, fwID+"/"+taskID)
+		}
+	default:
+		// Forwarding would let any agent tell a framework that its tasks
+		// elsewhere finished, failed or were lost.
+		m.counters.invalidStatusUpdates++
+		placedOn := ""
+		if t != nil {
+			placedOn = t.agentID
+		}
+		m.log.Warn("status update for a task the master did not place on this agent refused", "framework_id", fwID, "task_id", taskID, "agent_id", a.id, "placed_on", placedOn, "state", st.GetState().String())
+		return httpErr(http.StatusForbidden, "Task '%s' of framework '%s' is not on agent '%s'", taskID, fwID, a.id)
 	}
+	m.counters.validStatusUpdates++
 	m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+	return nil
 }
+
+// completedOn reports whether the framework's completed task taskID ran on
+// agentID.
+func completedOn(fw *framework, taskID, agentID string) bool {
+	for _, t := range fw.completedTasks {
+		if t.agentID == agentID && t.id() == taskID {
+			return true
+		}
+	}
+	return false
+}
+
+// maxExpectedUpdates bounds expectUpdates per agent: a framework could
+// otherwise grow it with KILLs of made-up tasks.
+const maxExpectedUpdates = 1024
 
 func shutdownFramework(fwID string) *agentpb.Event {
 	return &agentpb.Event{
@@ -169,7 +205,12 @@ func (m *Master) kill(fw *framework, k *scheduler.Call_Kill) {
 		// The agent might know a task the master lost (after a failover);
 		// tell it too, then answer as Mesos does.
 		if a := m.agents[k.GetAgentId().GetValue()]; a != nil {
-			m.sendAgent(a, killEvent(fw.id, k.GetTaskId(), k.GetKillPolicy()))
+			if m.sendAgent(a, killEvent(fw.id, k.GetTaskId(), k.GetKillPolicy())) && len(a.expectUpdates) < maxExpectedUpdates {
+				if a.expectUpdates == nil {
+					a.expectUpdates = make(map[string]bool)
+				}
+				a.expectUpdates[fw.id+"/"+taskID] = true
+			}
 		}
 		m.masterUpdate(fw, k.GetTaskId(), k.GetAgentId(), mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_RECONCILIATION, "Attempted to kill an unknown task")
 		return

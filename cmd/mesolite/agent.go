@@ -197,6 +197,13 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	}
 	cfg.Wrap = auth.Wrap
 	cfg.ExtraHandlers = map[string]http.Handler{"/": auth.Wrap(webui.Agent(webui.Options{}))}
+	if *f.credential != "" {
+		c, err := httpauth.LoadCredential(*f.credential)
+		if err != nil {
+			return nil, fmt.Errorf("--credential: %w", err)
+		}
+		cfg.Credential = c
+	}
 	if n, err := sandbox.ParseBytes(*f.loggerMaxSize); err != nil {
 		return nil, fmt.Errorf("--container_logger_max_size: %w", err)
 	} else {

@@ -37,6 +37,12 @@ type Agent struct {
 	Address      string
 	Version      string
 	RegisteredAt time.Time
+	// Principal is the principal the agent authenticated as when it was
+	// admitted ("" without --authenticate_agents), and TokenHash the
+	// SHA-256 of the registration token it was given: together they say
+	// who may register with this id again.
+	Principal string
+	TokenHash []byte
 }
 
 // Framework is a framework the master gave an id to.
@@ -44,6 +50,9 @@ type Framework struct {
 	ID           string
 	Info         *mesos.FrameworkInfo
 	RegisteredAt time.Time
+	// Principal owns the framework id: only a SUBSCRIBE under it may take
+	// the framework over, after a master restart too.
+	Principal string
 	// Completed frameworks were torn down; their id may not subscribe again.
 	Completed   bool
 	CompletedAt time.Time
@@ -105,11 +114,14 @@ type agentRecord struct {
 	Address      string    `json:"address"`
 	Version      string    `json:"version,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
+	Principal    string    `json:"principal,omitempty"`
+	TokenHash    []byte    `json:"token_sha256,omitempty"`
 }
 
 type frameworkRecord struct {
 	Info         []byte    `json:"info"`
 	RegisteredAt time.Time `json:"registered_at"`
+	Principal    string    `json:"principal,omitempty"`
 	Completed    bool      `json:"completed,omitempty"`
 	CompletedAt  time.Time `json:"completed_at,omitzero"`
 }
@@ -120,7 +132,7 @@ func (s *Store) PutAgent(a Agent) error {
 	if err != nil {
 		return fmt.Errorf("encode agent %s: %w", a.ID, err)
 	}
-	v, err := json.Marshal(agentRecord{Info: info, Address: a.Address, Version: a.Version, RegisteredAt: a.RegisteredAt})
+	v, err := json.Marshal(agentRecord{Info: info, Address: a.Address, Version: a.Version, RegisteredAt: a.RegisteredAt, Principal: a.Principal, TokenHash: a.TokenHash})
 	if err != nil {
 		return err
 	}
@@ -143,7 +155,7 @@ func (s *Store) Agents() ([]Agent, error) {
 			if err := proto.Unmarshal(rec.Info, info); err != nil {
 				return fmt.Errorf("agent %s: %w", k, err)
 			}
-			out = append(out, Agent{ID: string(k), Info: info, Address: rec.Address, Version: rec.Version, RegisteredAt: rec.RegisteredAt})
+			out = append(out, Agent{ID: string(k), Info: info, Address: rec.Address, Version: rec.Version, RegisteredAt: rec.RegisteredAt, Principal: rec.Principal, TokenHash: rec.TokenHash})
 			return nil
 		})
 	})
@@ -159,7 +171,7 @@ func (s *Store) PutFramework(f Framework) error {
 	if err != nil {
 		return fmt.Errorf("encode framework %s: %w", f.ID, err)
 	}
-	v, err := json.Marshal(frameworkRecord{Info: info, RegisteredAt: f.RegisteredAt, Completed: f.Completed, CompletedAt: f.CompletedAt})
+	v, err := json.Marshal(frameworkRecord{Info: info, RegisteredAt: f.RegisteredAt, Principal: f.Principal, Completed: f.Completed, CompletedAt: f.CompletedAt})
 	if err != nil {
 		return err
 	}
@@ -179,7 +191,7 @@ func (s *Store) Frameworks() ([]Framework, error) {
 			if err := proto.Unmarshal(rec.Info, info); err != nil {
 				return fmt.Errorf("framework %s: %w", k, err)
 			}
-			out = append(out, Framework{ID: string(k), Info: info, RegisteredAt: rec.RegisteredAt, Completed: rec.Completed, CompletedAt: rec.CompletedAt})
+			out = append(out, Framework{ID: string(k), Info: info, RegisteredAt: rec.RegisteredAt, Principal: rec.Principal, Completed: rec.Completed, CompletedAt: rec.CompletedAt})
 			return nil
 		})
 	})

@@ -24,6 +24,17 @@ const (
 	MaxEnvVars      = 4096      // environment variables of one command
 	MaxURIs         = 1024      // URIs of one command
 	MaxArgLen       = 128 << 10 // one command value or argument
+	MaxArgs         = 4096      // arguments of one command
+	MaxRoles        = 128       // roles of one framework
+	MaxCapabilities = 64        // capabilities of one framework (Mesos defines fewer than 20)
+	// MaxFrameworkInfoSize bounds one encoded FrameworkInfo, whatever the
+	// fields: the master keeps it, persists it and shows it in every state
+	// answer, so it costs memory, disk and bandwidth for as long as the
+	// framework lives.
+	MaxFrameworkInfoSize = 256 << 10
+	// MaxStatusSize bounds one encoded TaskStatus from an agent: its data
+	// plus the rest.
+	MaxStatusSize = MaxDataLen + 256<<10
 )
 
 // ID applies Mesos's rules for an id that becomes a path component: not
