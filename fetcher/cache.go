@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -27,10 +28,22 @@ import (
 //	<cache_dir>/<user dir>/
 //	  index.json        entries: key -> size, mode, sha256, ETag, Last-Modified, last use
 //	  index.lock        flock(EX) around every read-modify-write of index.json
-//	  entries/<key>        the cached file
-//	  entries/<key>.lock   flock(EX) while one fetch downloads, revalidates or links the entry
-//	  entries/<key>.use    flock(SH) while a fetch still reads the entry (extraction)
-//	  tmp/dl-*/            downloads in progress, each with a `lock` held by its owner
+//	  entries/<key>        the cached file, read-only (0444, or 0555 when executable)
+//	  entries/<key>.lock   flock(EX) while one fetch downloads, revalidates or stores the entry
+//	  entries/<key>.use    flock(SH) while a fetch still reads the entry (copy, extraction)
+//	  tmp/in-*             a copy being stored, renamed to entries/<key> when complete
+//
+// Downloads go to a staging directory in the fetching task's sandbox. Storing
+// one copies it (a reflink where the filesystem has them) into tmp/, hashes
+// the copy and renames it into entries/: the cache never shares an inode
+// with a sandbox, so nothing a task does to its files reaches the cache. A
+// hit hands out a copy the same way and checks the entry against its sha256
+// as it copies.
+//
+// Ownership: the directories and files are the agent's (root's, on a real
+// agent), directories 0755 and entries read-only. A fetch child that runs
+// as a task user cannot write here; it asks the agent (broker.go) for every
+// write and lock, and only reads entries itself.
 //
 // A fetch takes <key>.lock, so N concurrent fetches of one URI download it
 // once: the first downloads, the others find a fresh entry when the lock
@@ -41,6 +54,29 @@ import (
 //
 // Lock order: <key>.lock, then index.lock; the evictor only try-locks entry
 // locks while holding index.lock, so no cycle can form.
+
+// cacheStore is what a fetch needs from its user's cache directory. *cache
+// works on the directory itself; *brokerClient asks the agent to.
+type cacheStore interface {
+	// lock takes key's entry lock, waiting until ctx ends.
+	lock(ctx context.Context, key string) (unlock func(), err error)
+	// get returns key's entry when its file is present and unchanged in
+	// size and identity; the caller holds key's lock.
+	get(ctx context.Context, key string) (*cacheEntry, error)
+	// touch marks key used now, and validated now when validated is true.
+	touch(ctx context.Context, key string, validated bool) error
+	// use marks key's entry in use (its file is being read) until release.
+	use(ctx context.Context, key string) (release func(), err error)
+	// insert stores a copy of staged (a file in the sandbox sb) as key's
+	// entry; false when it is larger than the whole cache. The store hashes
+	// its own copy; e.SHA256 must match it. The caller holds key's lock.
+	insert(ctx context.Context, key string, sb *os.Root, staged string, e *cacheEntry) (bool, error)
+	// evictCorrupt drops key's entry when its recorded sha256 is still
+	// sha, readers or not: its bytes are known bad.
+	evictCorrupt(ctx context.Context, key, sha string) error
+	// entryPath is where key's entry can be opened for reading.
+	entryPath(key string) string
+}
 
 // cache is one user's cache directory.
 type cache struct {
@@ -76,7 +112,10 @@ type cacheEntry struct {
 	Inode     uint64 `json:"inode"`
 }
 
-const indexVersion = 1
+// indexVersion 2: entries are private read-only copies checked by sha256.
+// Version 1 entries were hard-linked into sandboxes and may have been
+// written through; they are dropped, their files swept as orphans.
+const indexVersion = 2
 
 // userDirName keeps users apart: a task must never be handed a file another
 // user's task could have written.
@@ -96,12 +135,57 @@ func openCache(cfg Config, user string, log *slog.Logger) (*cache, error) {
 		return nil, err
 	}
 	c := &cache{dir: filepath.Join(cfg.CacheDir, sub), capacity: cfg.CacheSize, log: log}
+	if err := c.claim(); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{c.dir, filepath.Join(c.dir, "entries"), filepath.Join(c.dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("fetcher cache: %w", err)
 		}
 	}
+	// Others may read entries but not write them; the temporary copies of
+	// entries being stored are nobody's business.
+	_ = os.Chmod(filepath.Join(c.dir, "tmp"), 0o700)
 	return c, nil
+}
+
+// claim discards a user directory that the agent does not own: earlier
+// versions handed each user's directory to that user, whose tasks could
+// then have rewritten its entries. A cache is only a cache.
+func (c *cache) claim() error {
+	fi, err := os.Lstat(c.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fetcher cache: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if fi.IsDir() && ok && int(st.Uid) == os.Geteuid() {
+		return nil
+	}
+	c.log.Warn("fetcher cache directory not owned by the agent; discarding it", "dir", c.dir)
+	// RemoveAll unlinks symlinks, never follows them.
+	if err := os.RemoveAll(c.dir); err != nil {
+		return fmt.Errorf("fetcher cache: discard a directory the agent does not own: %w", err)
+	}
+	return nil
+}
+
+func (c *cache) lock(ctx context.Context, key string) (func(), error) {
+	f, err := lockFile(ctx, c.lockPath(key), unix.LOCK_EX)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+func (c *cache) use(ctx context.Context, key string) (func(), error) {
+	f, err := lockFile(ctx, c.usePath(key), unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 func cacheKey(value string) string {
@@ -137,7 +221,7 @@ func lockFile(ctx context.Context, path string, how int) (*os.File, error) {
 // someone else holds a conflicting lock.
 func tryLockFile(path string, how int) (f *os.File, ok bool, err error) {
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o444)
 		if err != nil {
 			return nil, false, err
 		}
@@ -239,10 +323,9 @@ func (c *cache) get(ctx context.Context, key string) (*cacheEntry, error) {
 		fi, err := os.Stat(p)
 		if err == nil {
 			mtime, ino := fileIdentity(fi)
-			if fi.Size() == e.Size && mtime == e.FileMtime && ino == e.Inode {
-				if uint32(fi.Mode().Perm()) != e.Mode {
-					// chmod through a sandbox hard link; put it back.
-					_ = os.Chmod(p, fs.FileMode(e.Mode))
+			if fi.Mode().IsRegular() && fi.Size() == e.Size && mtime == e.FileMtime && ino == e.Inode {
+				if want := entryPerm(e.Mode); fi.Mode().Perm() != want {
+					_ = os.Chmod(p, want)
 				}
 				cp := *e
 				out = &cp
@@ -273,73 +356,71 @@ func (c *cache) touch(ctx context.Context, key string, validated bool) error {
 	})
 }
 
-// staging is a download directory under tmp/ whose lock tells the sweeper
-// its owner is alive.
-type staging struct {
-	dir  string
-	lock *os.File
-}
+// entryPerm is an entry file's mode: read-only, executable when the
+// fetched file was.
+func entryPerm(mode uint32) fs.FileMode { return fs.FileMode(mode).Perm() &^ 0o222 }
 
-func (s *staging) close() {
-	_ = os.RemoveAll(s.dir)
-	s.lock.Close()
-}
-
-func (c *cache) newStaging() (*staging, error) {
-	c.sweepStaging()
-	dir, err := os.MkdirTemp(filepath.Join(c.dir, "tmp"), "dl-")
+// insert stores a private copy of the staged file as key's entry (see
+// cacheStore). The staged file is opened through the sandbox's root, never
+// through a link, and a FIFO cannot block the open.
+func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged string, e *cacheEntry) (bool, error) {
+	src, err := sb.OpenFile(staged, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("fetcher cache: %w", err)
+		return false, fmt.Errorf("open the download: %w", classifyFS(err))
 	}
-	lk, ok, err := tryLockFile(filepath.Join(dir, "lock"), unix.LOCK_EX)
-	if err != nil || !ok {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("fetcher cache: lock staging dir: %v", err)
-	}
-	return &staging{dir: dir, lock: lk}, nil
-}
-
-// sweepStaging removes downloads left by crashed fetches: directories older
-// than a minute (younger ones may not have taken their lock yet) whose lock
-// nobody holds.
-func (c *cache) sweepStaging() {
-	tmp := filepath.Join(c.dir, "tmp")
-	ents, err := os.ReadDir(tmp)
+	defer src.Close()
+	fi, err := src.Stat()
 	if err != nil {
-		return
+		return false, err
 	}
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || time.Since(fi.ModTime()) < time.Minute {
-			continue
-		}
-		d := filepath.Join(tmp, e.Name())
-		lk, ok, err := tryLockFile(filepath.Join(d, "lock"), unix.LOCK_EX)
-		if err != nil || !ok {
-			continue
-		}
-		_ = os.RemoveAll(d)
-		lk.Close()
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("the download is not a regular file: %w", errdefs.ErrInvalid)
 	}
-}
-
-// insert moves a finished download into the cache and evicts what the
-// budget requires. It returns false, leaving file alone, when the file
-// alone is larger than the whole cache. The caller holds key's lock.
-func (c *cache) insert(ctx context.Context, key, file string, e *cacheEntry) (bool, error) {
-	if e.Size > c.capacity {
-		c.log.Info("artifact larger than the fetcher cache; not caching it", "uri", e.URI, "bytes", e.Size, "cache_size", c.capacity)
+	size := fi.Size()
+	if size > c.capacity {
+		c.log.Info("artifact larger than the fetcher cache; not caching it", "uri", e.URI, "bytes", size, "cache_size", c.capacity)
 		return false, nil
 	}
-	if f, err := os.Open(file); err == nil {
-		_ = f.Sync()
-		f.Close()
+	c.sweepTmp()
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "in-")
+	if err != nil {
+		return false, fmt.Errorf("fetcher cache: %w", err)
 	}
-	err := c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := cloneFile(tmp, src, size); err != nil {
+		return false, fmt.Errorf("fetcher cache: copy the download: %w", err)
+	}
+	// The sha256 recorded is that of our copy, whatever the staged file
+	// holds by now.
+	sum, err := hashFile(tmp, size)
+	if err != nil {
+		return false, err
+	}
+	if e.SHA256 != "" && e.SHA256 != sum {
+		return false, fmt.Errorf("the download changed while it was stored (sha256 %s, then %s): %w", e.SHA256, sum, errdefs.ErrConflict)
+	}
+	if err := tmp.Chmod(entryPerm(e.Mode)); err != nil {
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	e.Size, e.SHA256 = size, sum
+	err = c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
 		p := c.entryPath(key)
-		if err := os.Rename(file, p); err != nil {
+		if err := os.Rename(tmp.Name(), p); err != nil {
 			return false, fmt.Errorf("fetcher cache: %w", err)
 		}
+		done = true
 		fi, err := os.Stat(p)
 		if err != nil {
 			return false, err
@@ -352,6 +433,45 @@ func (c *cache) insert(ctx context.Context, key, file string, e *cacheEntry) (bo
 		return true, nil
 	})
 	return err == nil, err
+}
+
+// hashFile is the sha256 of f's first size bytes, in hex.
+func hashFile(f *os.File, size int64) (string, error) {
+	s := sha256.New()
+	if _, err := io.Copy(s, io.NewSectionReader(f, 0, size)); err != nil {
+		return "", fmt.Errorf("fetcher cache: hash the copy: %w", err)
+	}
+	return hex.EncodeToString(s.Sum(nil)), nil
+}
+
+// sweepTmp removes copies left by a crash while storing: older than an
+// hour, long past any copy in progress.
+func (c *cache) sweepTmp() {
+	tmp := filepath.Join(c.dir, "tmp")
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			_ = os.RemoveAll(filepath.Join(tmp, e.Name()))
+		}
+	}
+}
+
+// evictCorrupt drops key's entry if it still records sha (see cacheStore).
+// Readers keep their open file; the next fetch downloads again.
+func (c *cache) evictCorrupt(ctx context.Context, key, sha string) error {
+	return c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
+		e := idx.Entries[key]
+		if e == nil || e.SHA256 != sha {
+			return false, nil
+		}
+		delete(idx.Entries, key)
+		_ = os.Remove(c.entryPath(key))
+		c.log.Warn("evicted corrupt fetcher cache entry", "uri", e.URI, "sha256", sha)
+		return true, nil
+	})
 }
 
 // evictLocked drops least recently used entries until the budget holds,

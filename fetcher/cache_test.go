@@ -58,7 +58,7 @@ func TestCacheConcurrentFetchesDownloadOnce(t *testing.T) {
 	}
 }
 
-func TestCacheHitHardLinksAndRevalidates(t *testing.T) {
+func TestCacheHitCopiesAndRevalidates(t *testing.T) {
 	o := newOrigin(t)
 	o.put("tool", []byte("tool v1"))
 	cfg := Config{CacheDir: t.TempDir(), CacheSize: DefaultCacheSize}
@@ -85,8 +85,14 @@ func TestCacheHitHardLinksAndRevalidates(t *testing.T) {
 	entry := c.entryPath(cacheKey(o.url("tool")))
 	a, _ := os.Stat(entry)
 	b, _ := os.Stat(filepath.Join(sb, "tool"))
-	if !os.SameFile(a, b) {
-		t.Fatal("cache hit was copied, not hard-linked")
+	if os.SameFile(a, b) {
+		t.Fatal("cache hit shares the entry's inode with the sandbox")
+	}
+	if m := b.Mode().Perm(); m != 0o644 {
+		t.Fatalf("placed copy mode %o, want the download's 0644", m)
+	}
+	if m := a.Mode().Perm(); m != 0o444 {
+		t.Fatalf("cache entry mode %o, want read-only 0444", m)
 	}
 
 	// Executable from the same entry: a copy with mode 0755, the entry keeps its mode.
@@ -94,7 +100,7 @@ func TestCacheHitHardLinksAndRevalidates(t *testing.T) {
 	if m := modeOf(t, filepath.Join(sb, "tool")).Perm(); m != 0o755 {
 		t.Fatalf("executable from cache: mode %o", m)
 	}
-	if m := modeOf(t, entry).Perm(); m != 0o644 {
+	if m := modeOf(t, entry).Perm(); m != 0o444 {
 		t.Fatalf("cache entry mode changed to %o", m)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -92,7 +93,8 @@ func digestFile(path string, c *checksum) (string, error) {
 		w = io.MultiWriter(s, other)
 	}
 	if _, err := io.Copy(w, f); err != nil {
-		return "", fmt.Errorf("read %s for its checksum: %w", path, err)
+		// Not the path: it is the agent's, and this reaches the task.
+		return "", fmt.Errorf("read the download for its checksum: %v: %w", errors.Unwrap(err), errdefs.ErrUnavailable)
 	}
 	sum := s.Sum(nil)
 	if c != nil {
@@ -105,4 +107,40 @@ func digestFile(path string, c *checksum) (string, error) {
 		}
 	}
 	return hex.EncodeToString(sum), nil
+}
+
+// verifyEntry reads a cache entry once and checks it against the sha256
+// recorded when it was stored and, when the URI has one, its checksum=.
+// It reads with pread, so it can run while the same file is copied.
+func verifyEntry(f *os.File, e *cacheEntry, c *checksum) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != e.Size {
+		return fmt.Errorf("%w: %d bytes on disk, %d recorded", errEntryCorrupt, fi.Size(), e.Size)
+	}
+	s := sha256.New()
+	var w io.Writer = s
+	var other hash.Hash
+	if c != nil && c.typ != "sha256" {
+		other = c.new()
+		w = io.MultiWriter(s, other)
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(f, 0, e.Size)); err != nil {
+		return fmt.Errorf("read the cache entry: %w", err)
+	}
+	got := s.Sum(nil)
+	if hex.EncodeToString(got) != e.SHA256 {
+		return fmt.Errorf("%w: recorded %s, read %s", errEntryCorrupt, e.SHA256, hex.EncodeToString(got))
+	}
+	if c != nil {
+		if other != nil {
+			got = other.Sum(nil)
+		}
+		if !bytes.Equal(got, c.want) {
+			return fmt.Errorf("%w: it no longer matches checksum %s", errEntryCorrupt, c)
+		}
+	}
+	return nil
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mesolite/mesolite/errdefs"
 )
 
@@ -77,9 +79,13 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	resultFD := fs.Int("result_fd", -1, "file descriptor to write per-URI JSON events to")
+	cacheFD := fs.Int("cache_fd", -1, "socket to ask the agent for fetcher cache writes on")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// Another process of the task user must not attach to this one (ptrace,
+	// /proc/<pid>/mem) and change what it writes into a sandbox.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	var enc *json.Encoder
 	if *resultFD >= 0 {
 		rf := os.NewFile(uintptr(*resultFD), "result")
@@ -104,9 +110,30 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f := New(in.Config, log)
+	var notifyMu sync.Mutex
 	notify := func(ev event) {
+		notifyMu.Lock()
+		defer notifyMu.Unlock()
 		if enc != nil {
 			_ = enc.Encode(ev)
+		}
+	}
+	// The kernel's bound under ours: no file this process or a helper it
+	// starts (the Hadoop client, git) writes can pass the request's budget.
+	if lim := newBudget(in.Config, in.Request).limit; lim > 0 {
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: uint64(lim), Max: uint64(lim)}); err != nil {
+			log.Warn("cannot set RLIMIT_FSIZE", "error", err.Error())
+		}
+	}
+	f.onSpawn = func(pid int) { notify(event{Type: "spawn", Pid: pid}) }
+	if *cacheFD >= 0 {
+		sub, err := userDirName(in.Request.User)
+		if err == nil {
+			f.broker, err = newBrokerClient(os.NewFile(uintptr(*cacheFD), "cache"), filepath.Join(in.Config.CacheDir, sub))
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mesolite fetch: bad --cache_fd=%d: %v\n", *cacheFD, err)
+			return 2
 		}
 	}
 	if _, err := f.fetchAll(ctx, in.Request, notify); err != nil {
@@ -200,14 +227,47 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 			again()
 		}
 	}
+	var brokerDone chan struct{}
+	stopBroker := func() {}
 	if c == nil {
-		if c, err = startChild(opts, cred); err != nil {
-			return &URIError{URI: first, Err: fmt.Errorf("start fetcher %s: %v: %w", opts.Binary, err, errdefs.ErrUnavailable)}
+		var brokerEnd *os.File
+		if brokered(opts.Config, req, cred) {
+			conn, end, err := newBrokerPair()
+			if err != nil {
+				return &URIError{URI: first, Err: fmt.Errorf("fetcher cache broker: %v: %w", err, errdefs.ErrUnavailable)}
+			}
+			bctx, cancel := context.WithCancel(ctx)
+			brokerDone = make(chan struct{})
+			go func() {
+				defer close(brokerDone)
+				defer conn.Close()
+				serveBroker(bctx, conn, opts.Config, req.User, req.SandboxDir, log)
+			}()
+			stopBroker = func() {
+				cancel()
+				<-brokerDone
+			}
+			brokerEnd = end
+		}
+		c, err = startChild(opts, cred, brokerEnd)
+		if brokerEnd != nil {
+			brokerEnd.Close()
+		}
+		if err != nil {
+			stopBroker()
+			log.Error("cannot start the fetch child", "binary", opts.Binary, "error", err.Error())
+			// The binary's path is the agent's business, not the task's.
+			cause := err
+			if u := errors.Unwrap(err); u != nil {
+				cause = u
+			}
+			return &URIError{URI: first, Err: fmt.Errorf("start fetcher: %v: %w", cause, errdefs.ErrUnavailable)}
 		}
 		stop = context.AfterFunc(ctx, c.kill)
 		if err := c.send(input); err != nil {
 			stop()
 			c.discard()
+			stopBroker()
 			return &URIError{URI: first, Err: fmt.Errorf("send the request to the fetcher: %v: %w", err, errdefs.ErrUnavailable)}
 		}
 	}
@@ -244,6 +304,8 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 			case ev.Type == "start":
 				inflight = ev.URI
 				started = true
+			case ev.Type == "spawn":
+				c.addGroup(ev.Pid)
 			case ev.Type == "done" && ev.Error != "":
 				e := ev
 				failure = &e
@@ -255,6 +317,8 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 	}()
 	waitErr := cmd.Wait()
 	stop()
+	// The child is gone: whatever it still held in the cache is let go.
+	stopBroker()
 	wg.Wait()
 
 	mu.Lock()
@@ -294,7 +358,8 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		result = &URIError{URI: inflight, Err: fmt.Errorf("fetcher process exited after %d of %d URIs: %w", done, len(req.URIs), errdefs.ErrUnavailable)}
 	}
 	if result != nil {
-		// A killed child cannot clean up after itself.
+		// A killed child cannot clean up after itself: its partial
+		// download is removed here.
 		removeStaging(req.SandboxDir)
 		log.Warn("fetch failed", "sandbox", req.SandboxDir, "error", result.Error(), "duration", elapsed)
 	} else {
@@ -325,8 +390,9 @@ func removeStaging(sandbox string) {
 }
 
 // userCredential is who the child fetches as: the task user when the agent
-// is root, as Mesos does with os::su, after handing the sandbox and that
-// user's cache directory to the user; nil means the agent's own user.
+// is root, as Mesos does with os::su, after handing the sandbox to the
+// user; nil means the agent's own user. The cache stays the agent's: such
+// a child writes it through the agent (broker.go).
 func userCredential(cfg Config, req Request, log *slog.Logger) (*syscall.Credential, error) {
 	if req.User == "" || os.Geteuid() != 0 {
 		return nil, nil
@@ -353,21 +419,6 @@ func userCredential(cfg Config, req Request, log *slog.Logger) (*syscall.Credent
 	}
 	if err := os.Chown(req.SandboxDir, uid, gid); err != nil {
 		return nil, fmt.Errorf("chown sandbox to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
-	}
-	if cfg.cacheEnabled() {
-		sub, err := userDirName(req.User)
-		if err != nil {
-			return nil, err
-		}
-		dir := filepath.Join(cfg.CacheDir, sub)
-		for _, d := range []string{dir, filepath.Join(dir, "entries"), filepath.Join(dir, "tmp")} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return nil, fmt.Errorf("create cache directory: %v: %w", err, errdefs.ErrUnavailable)
-			}
-			if err := os.Chown(d, uid, gid); err != nil {
-				return nil, fmt.Errorf("chown cache directory to %q: %v: %w", req.User, err, errdefs.ErrForbidden)
-			}
-		}
 	}
 	log.Info("fetching as task user", "user", req.User, "uid", uid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil

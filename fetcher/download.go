@@ -1,11 +1,13 @@
 package fetcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -90,28 +92,60 @@ func newHTTPClient() *http.Client {
 	}
 }
 
-// errStalled is the cause set on the download context by the watchdog.
-type stallError struct{ d time.Duration }
+// stallError is the cause set on the download context by the watchdog.
+type stallError struct {
+	d       time.Duration
+	minRate int64
+}
 
 func (e *stallError) Error() string {
-	return fmt.Sprintf("no data received for %s (--fetcher_stall_timeout)", e.d)
+	return fmt.Sprintf("less than %d bytes/s received over %s (--fetcher_stall_timeout)", e.minRate, e.d)
 }
 func (e *stallError) Unwrap() error { return errdefs.ErrUnavailable }
 
-// watchStall cancels ctx when neither the byte counter nor the size of dir
-// grows for the stall timeout. The directory is polled only when the
-// counter is idle, so http downloads never walk it.
-func watchStall(ctx context.Context, cancel context.CancelCauseFunc, d time.Duration, p *progress, dir string) (stop func()) {
-	if d <= 0 {
+// watchdog watches one download: it cancels the download's context when
+// fewer than minRate*window bytes arrived over the last window (a dead
+// server, or one that trickles to hold the fetch open), or when a source
+// that writes its own files (the Hadoop client, git) has written more
+// than limit bytes.
+type watchdog struct {
+	window  time.Duration // <= 0: no stall rule
+	minRate int64
+	p       *progress
+	// dir is walked for the bytes written when walk is true, for sources
+	// that do not feed p; http downloads never walk it.
+	dir   string
+	walk  bool
+	limit int64 // < 0: no size rule
+	// overLimit is the cause given when a walked dir passes limit.
+	overLimit error
+}
+
+type sample struct {
+	t time.Time
+	n int64
+}
+
+func (w watchdog) start(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	sizeRule := w.walk && w.limit >= 0
+	if w.window <= 0 && !sizeRule {
 		return func() {}
 	}
-	tick := min(max(d/4, 10*time.Millisecond), time.Second)
+	tick := time.Second
+	if w.window > 0 {
+		tick = min(max(w.window/8, 10*time.Millisecond), time.Second)
+	}
+	need := int64(1)
+	if w.window > 0 {
+		need = max(1, int64(float64(w.minRate)*w.window.Seconds()))
+	}
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(tick)
 		defer t.Stop()
-		lastN, lastSize := p.n.Load(), int64(-1)
-		lastChange := time.Now()
+		// samples[0] is the newest sample at least one window old, once the
+		// download has run that long; the bytes since then must reach need.
+		samples := []sample{{t: time.Now(), n: 0}}
 		for {
 			select {
 			case <-ctx.Done():
@@ -119,19 +153,23 @@ func watchStall(ctx context.Context, cancel context.CancelCauseFunc, d time.Dura
 			case <-done:
 				return
 			case now := <-t.C:
-				if n := p.n.Load(); n != lastN {
-					lastN, lastChange = n, now
-					continue
-				}
-				if size := dirSize(dir); size != lastSize {
-					if lastSize >= 0 {
-						lastChange = now
+				n := w.p.n.Load()
+				if w.walk {
+					n = max(n, dirSize(w.dir))
+					if sizeRule && n > w.limit {
+						cancel(w.overLimit)
+						return
 					}
-					lastSize = size
+				}
+				if w.window <= 0 {
 					continue
 				}
-				if now.Sub(lastChange) >= d {
-					cancel(&stallError{d: d})
+				samples = append(samples, sample{t: now, n: n})
+				for len(samples) > 1 && now.Sub(samples[1].t) >= w.window {
+					samples = samples[1:]
+				}
+				if now.Sub(samples[0].t) >= w.window && n-samples[0].n < need {
+					cancel(&stallError{d: w.window, minRate: w.minRate})
 					return
 				}
 			}
@@ -156,9 +194,27 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// download fetches src into stageDir/data. cond, when not nil, makes an
-// http request conditional; a 304 comes back as notModified.
-func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, cond *conditional) (*download, error) {
+// sizeLimit is the most one download may be: what the request's budget
+// has left, or MaxDownloadBytes when smaller; tooBig makes the error.
+type sizeLimit struct {
+	n      int64
+	tooBig func(what string) error
+}
+
+func (f *Fetcher) sizeLimit(bud *budget) sizeLimit {
+	l := sizeLimit{n: bud.remaining(), tooBig: bud.exceeded}
+	if m := f.cfg.MaxDownloadBytes; m > 0 && m < l.n {
+		l = sizeLimit{n: m, tooBig: func(what string) error {
+			return fmt.Errorf("%s: over the limit of %d bytes for one download: %w", what, m, errdefs.ErrInvalid)
+		}}
+	}
+	return l
+}
+
+// download fetches src into stageDir/data, writing at most what bud has
+// left. cond, when not nil, makes an http request conditional; a 304 comes
+// back as notModified.
+func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, cond *conditional, bud *budget) (*download, error) {
 	if f.cfg.URITimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.cfg.URITimeout)
@@ -167,7 +223,14 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := &progress{}
-	stop := watchStall(ctx, cancel, f.cfg.stallTimeout(), prog, stageDir)
+	lim := f.sizeLimit(bud)
+	walks := src.kind == srcGit || src.kind == srcHadoop
+	wd := watchdog{window: f.cfg.stallTimeout(), minRate: f.cfg.stallMinRate(), p: prog,
+		dir: stageDir, walk: walks, limit: -1}
+	if walks && lim.n < math.MaxInt64 {
+		wd.limit, wd.overLimit = lim.n, lim.tooBig("download of "+src.redacted)
+	}
+	stop := wd.start(ctx, cancel)
 	defer stop()
 
 	dst := filepath.Join(stageDir, "data")
@@ -175,11 +238,11 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	var err error
 	switch src.kind {
 	case srcLocalRel:
-		d, err = f.copyFromFrameworksHome(ctx, src, dst)
+		d, err = f.copyFromFrameworksHome(ctx, src, dst, lim)
 	case srcLocalAbs:
-		d, err = f.copyLocal(ctx, src, dst)
+		d, err = f.copyLocal(ctx, src, dst, lim)
 	case srcHTTP:
-		d, err = f.getHTTP(ctx, src, dst, cond, prog)
+		d, err = f.getHTTP(ctx, src, dst, cond, prog, lim)
 	case srcGit:
 		d, err = f.getGit(ctx, src, dst)
 	case srcHadoop:
@@ -189,9 +252,12 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	}
 	if cause := context.Cause(ctx); cause != nil && err != nil {
 		var se *stallError
+		var le *limitError
 		switch {
 		case errors.As(cause, &se):
 			return nil, se
+		case errors.As(cause, &le):
+			return nil, cause
 		case errors.Is(cause, context.DeadlineExceeded):
 			return nil, fmt.Errorf("download timed out: %w", errdefs.ErrUnavailable)
 		}
@@ -208,11 +274,13 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 		return nil, fmt.Errorf("downloaded file: %w", err)
 	}
 	d.dir = fi.IsDir()
-	if !d.dir {
+	if d.dir {
+		d.size = dirSize(dst)
+	} else {
 		d.size = fi.Size()
 	}
-	if max := f.cfg.MaxDownloadBytes; max > 0 && d.size > max {
-		return nil, fmt.Errorf("download is %d bytes, over the limit of %d: %w", d.size, max, errdefs.ErrInvalid)
+	if d.size > lim.n {
+		return nil, lim.tooBig(fmt.Sprintf("download of %s is %d bytes", src.redacted, d.size))
 	}
 	return d, nil
 }
@@ -220,18 +288,22 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 // copyFromFrameworksHome opens a relative path through an os.Root on
 // --frameworks_home, so `..` and symlinks that leave it are refused by the
 // kernel-checked resolution, not by string prefix checks.
-func (f *Fetcher) copyFromFrameworksHome(ctx context.Context, src *source, dst string) (*download, error) {
+// The messages name the flag, not the host directory it points to: they
+// reach the task's status.
+func (f *Fetcher) copyFromFrameworksHome(ctx context.Context, src *source, dst string, lim sizeLimit) (*download, error) {
 	root, err := os.OpenRoot(f.cfg.FrameworksHome)
 	if err != nil {
-		return nil, fmt.Errorf("open --frameworks_home: %v: %w", err, errdefs.ErrUnavailable)
+		f.log.Error("cannot open --frameworks_home", "dir", f.cfg.FrameworksHome, "error", err.Error())
+		return nil, fmt.Errorf("cannot open --frameworks_home: %w", errdefs.ErrUnavailable)
 	}
 	defer root.Close()
-	in, err := root.Open(src.path)
+	// O_NONBLOCK: a FIFO planted under the directory must not hang the open.
+	in, err := root.OpenFile(src.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%q not found under --frameworks_home %s: %w", src.path, f.cfg.FrameworksHome, errdefs.ErrNotFound)
+			return nil, fmt.Errorf("%q not found under --frameworks_home: %w", src.path, errdefs.ErrNotFound)
 		}
-		return nil, fmt.Errorf("%q resolves outside --frameworks_home %s (%v): %w", src.path, f.cfg.FrameworksHome, err, errdefs.ErrForbidden)
+		return nil, fmt.Errorf("%q resolves outside --frameworks_home: %w", src.path, errdefs.ErrForbidden)
 	}
 	defer in.Close()
 	fi, err := in.Stat()
@@ -241,8 +313,8 @@ func (f *Fetcher) copyFromFrameworksHome(ctx context.Context, src *source, dst s
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%q under --frameworks_home is not a regular file: %w", src.path, errdefs.ErrInvalid)
 	}
-	if err := copyOpenFile(ctx, in, fi, dst); err != nil {
-		return nil, fmt.Errorf("copy %q: %w", src.path, err)
+	if err := copyOpenFile(ctx, in, fi, dst, lim, src.redacted); err != nil {
+		return nil, err
 	}
 	return &download{srcSize: fi.Size(), srcMtime: fi.ModTime().UnixNano()}, nil
 }
@@ -251,7 +323,7 @@ func (f *Fetcher) copyFromFrameworksHome(ctx context.Context, src *source, dst s
 // a symlink is refused, as go-getter v1's DisableSymlinks did: the check is
 // O_NOFOLLOW on the open, so the name cannot be swapped for a link between
 // a check and the open. The Lstat first keeps a FIFO from blocking the open.
-func (f *Fetcher) copyLocal(ctx context.Context, src *source, dst string) (*download, error) {
+func (f *Fetcher) copyLocal(ctx context.Context, src *source, dst string, lim sizeLimit) (*download, error) {
 	fi, err := os.Lstat(src.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -265,7 +337,7 @@ func (f *Fetcher) copyLocal(ctx context.Context, src *source, dst string) (*down
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file: %w", src.path, errdefs.ErrInvalid)
 	}
-	in, err := os.OpenFile(src.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	in, err := os.OpenFile(src.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("%s is a symlink; symlinks are not followed: %w", src.path, errdefs.ErrForbidden)
@@ -279,21 +351,31 @@ func (f *Fetcher) copyLocal(ctx context.Context, src *source, dst string) (*down
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file: %w", src.path, errdefs.ErrInvalid)
 	}
-	if err := copyOpenFile(ctx, in, fi, dst); err != nil {
-		return nil, fmt.Errorf("copy %s: %w", src.path, err)
+	if err := copyOpenFile(ctx, in, fi, dst, lim, src.redacted); err != nil {
+		return nil, err
 	}
 	return &download{srcSize: fi.Size(), srcMtime: fi.ModTime().UnixNano()}, nil
 }
 
 // copyOpenFile copies in to a new file dst with in's permission bits less
-// group and other write (the umask go-getter was given), never set-id bits.
-func copyOpenFile(ctx context.Context, in *os.File, fi fs.FileInfo, dst string) error {
-	perm := fi.Mode().Perm() &^ 0o022
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
+// group and other write (the umask go-getter was given), never set-id bits,
+// and no more than lim bytes (a file can grow while it is copied).
+func copyOpenFile(ctx context.Context, in *os.File, fi fs.FileInfo, dst string, lim sizeLimit, shown string) error {
+	if fi.Size() > lim.n {
+		return lim.tooBig(fmt.Sprintf("%s is %d bytes", shown, fi.Size()))
 	}
-	if _, err := io.Copy(out, ctxReader{ctx: ctx, r: in}); err != nil {
+	perm := fi.Mode().Perm() &^ 0o022
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return fmt.Errorf("copy %s: %v: %w", shown, err, errdefs.ErrUnavailable)
+	}
+	n, err := io.Copy(out, io.LimitReader(ctxReader{ctx: ctx, r: in}, lim.n+1))
+	if err == nil && n > lim.n {
+		err = lim.tooBig(fmt.Sprintf("%s grew while it was copied", shown))
+	} else if err != nil {
+		err = fmt.Errorf("copy %s: %v: %w", shown, err, errdefs.ErrUnavailable)
+	}
+	if err != nil {
 		out.Close()
 		return err
 	}
@@ -312,7 +394,7 @@ func copyOpenFile(ctx context.Context, in *os.File, fi fs.FileInfo, dst string) 
 // validators go to the cache, and every byte read feeds the stall watchdog.
 // There is no HEAD first, so a partial file can never be "resumed" into a
 // wrong one, and no X-Terraform-Get.
-func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *conditional, prog *progress) (*download, error) {
+func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *conditional, prog *progress, lim sizeLimit) (*download, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.raw, nil)
 	if err != nil {
 		return nil, fmt.Errorf("request for %s: %v: %w", src.redacted, err, errdefs.ErrInvalid)
@@ -345,17 +427,14 @@ func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *co
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("server answered %s: %w", resp.Status, httpClass(resp.StatusCode))
 	}
-	limit := f.cfg.MaxDownloadBytes
-	if limit > 0 && resp.ContentLength > limit {
-		return nil, fmt.Errorf("download is %d bytes, over the limit of %d: %w", resp.ContentLength, limit, errdefs.ErrInvalid)
+	limit := lim.n
+	if resp.ContentLength > limit {
+		return nil, lim.tooBig(fmt.Sprintf("%s is %d bytes", src.redacted, resp.ContentLength))
 	}
-	var body io.Reader = &countingBody{ReadCloser: resp.Body, p: prog}
-	if limit > 0 {
-		// One byte more than allowed tells a body at the limit from one
-		// over it when the server sent no Content-Length.
-		body = io.LimitReader(body, limit+1)
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// One byte more than allowed tells a body at the limit from one over it
+	// when the server sent no Content-Length (or one that lies).
+	body := io.LimitReader(&countingBody{ReadCloser: resp.Body, p: prog}, min(limit, math.MaxInt64-1)+1)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -363,14 +442,14 @@ func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *co
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && n > limit {
+		return nil, lim.tooBig(fmt.Sprintf("download of %s passed %d bytes", src.redacted, limit))
+	}
 	if err == nil && resp.ContentLength >= 0 && n < resp.ContentLength {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
-	}
-	if limit > 0 && n > limit {
-		return nil, fmt.Errorf("download is over the limit of %d bytes: %w", limit, errdefs.ErrInvalid)
 	}
 	return d, nil
 }
@@ -428,7 +507,8 @@ func (f *Fetcher) hadoopBinary(ctx context.Context) (string, error) {
 		if home != "" {
 			bin = filepath.Join(home, "bin", "hadoop")
 			if _, err := os.Stat(bin); err != nil {
-				f.hadoopErr = fmt.Errorf("no Hadoop client at %s (from --hadoop_home or HADOOP_HOME): %w", bin, errdefs.ErrUnavailable)
+				f.log.Error("no Hadoop client", "path", bin)
+				f.hadoopErr = fmt.Errorf("no Hadoop client at bin/hadoop under --hadoop_home or HADOOP_HOME: %w", errdefs.ErrUnavailable)
 				return
 			}
 		} else if p, err := exec.LookPath("hadoop"); err == nil {
@@ -439,9 +519,10 @@ func (f *Fetcher) hadoopBinary(ctx context.Context) (string, error) {
 		}
 		vctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		out, err := hadoopCommand(vctx, bin, "version").CombinedOutput()
+		out, err := f.runSpawned(f.hadoopCommand(vctx, bin, "version"))
 		if err != nil {
-			f.hadoopErr = fmt.Errorf("Hadoop client %s is not usable: `hadoop version` failed: %v: %s: %w", bin, err, tail(out, 512), errdefs.ErrUnavailable)
+			f.log.Error("Hadoop client not usable", "path", bin, "error", err.Error())
+			f.hadoopErr = fmt.Errorf("Hadoop client is not usable: `hadoop version` failed: %v: %s: %w", err, tail(out, 512), errdefs.ErrUnavailable)
 			return
 		}
 		f.hadoopBin = bin
@@ -449,13 +530,33 @@ func (f *Fetcher) hadoopBinary(ctx context.Context) (string, error) {
 	return f.hadoopBin, f.hadoopErr
 }
 
-func hadoopCommand(ctx context.Context, bin string, args ...string) *exec.Cmd {
+// hadoopCommand runs the Hadoop client in a process group of its own, so a
+// stall or a size limit here kills the script and the JVM it starts
+// without killing this process. That group is outside the one the agent
+// kills when the fetch is cancelled, so its id is reported (onSpawn) for
+// the agent to kill too, and the script dies with this process in any case
+// (Pdeathsig).
+func (f *Fetcher) hadoopCommand(ctx context.Context, bin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, bin, args...)
-	// The `hadoop` script starts a JVM; kill the whole group on cancel.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
+}
+
+// runSpawned runs cmd for its combined output, reporting its process
+// group before it can write a byte.
+func (f *Fetcher) runSpawned(cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if f.onSpawn != nil {
+		f.onSpawn(cmd.Process.Pid)
+	}
+	err := cmd.Wait()
+	return out.Bytes(), err
 }
 
 func (f *Fetcher) getWithHadoop(ctx context.Context, src *source, dst string) (*download, error) {
@@ -463,7 +564,7 @@ func (f *Fetcher) getWithHadoop(ctx context.Context, src *source, dst string) (*
 	if err != nil {
 		return nil, fmt.Errorf("cannot fetch %s: %w", src.redacted, err)
 	}
-	out, err := hadoopCommand(ctx, bin, "fs", "-copyToLocal", src.raw, dst).CombinedOutput()
+	out, err := f.runSpawned(f.hadoopCommand(ctx, bin, "fs", "-copyToLocal", src.raw, dst))
 	if err != nil {
 		class := errdefs.ErrUnavailable
 		if strings.Contains(string(out), "No such file") {

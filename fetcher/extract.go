@@ -116,6 +116,9 @@ func isTarHeader(b []byte) bool { return len(b) >= 262 && string(b[257:262]) == 
 type extractLimits struct {
 	maxBytes   int64
 	maxEntries int
+	// over makes the error when maxBytes is the request's budget rather
+	// than the extraction limit, so the message names what to raise.
+	over func(what string) error
 }
 
 var errLimit = errors.New("decompression limit exceeded")
@@ -135,6 +138,11 @@ type extractor struct {
 	created []string
 	dirs    map[string]dirMeta
 	links   []string
+	// current is the directory entry mkdir is making, already counted.
+	current string
+	// madeDirs counts directories made for names without an entry of
+	// their own; they count against maxEntries too.
+	madeDirs int
 }
 
 type dirMeta struct {
@@ -212,8 +220,8 @@ func (x *extractor) count() error {
 		return err
 	}
 	x.entries++
-	if x.entries > x.lim.maxEntries {
-		return fmt.Errorf("archive has more than %d entries: %w: %w", x.lim.maxEntries, errLimit, errdefs.ErrInvalid)
+	if x.entries+x.madeDirs > x.lim.maxEntries {
+		return fmt.Errorf("archive has more than %d entries (files and directories): %w: %w", x.lim.maxEntries, errLimit, errdefs.ErrInvalid)
 	}
 	return nil
 }
@@ -371,6 +379,14 @@ func (x *extractor) mkdirAll(dir string) error {
 		case err == nil:
 			return fmt.Errorf("%q exists and is not a directory: %w", p, errdefs.ErrConflict)
 		case errors.Is(err, fs.ErrNotExist):
+			// Directories made for a deep name count as entries: one
+			// entry named a/b/c/... must not make thousands for free.
+			if i < len(parts)-1 || !x.counted(p) {
+				x.madeDirs++
+				if x.entries+x.madeDirs > x.lim.maxEntries {
+					return fmt.Errorf("archive makes more than %d files and directories: %w: %w", x.lim.maxEntries, errLimit, errdefs.ErrInvalid)
+				}
+			}
 			if err := x.root.Mkdir(p, 0o755); err != nil {
 				return fmt.Errorf("mkdir %q: %w", p, classifyFS(err))
 			}
@@ -382,7 +398,13 @@ func (x *extractor) mkdirAll(dir string) error {
 	return nil
 }
 
+// counted reports whether the last element of a mkdirAll is the archive
+// entry being extracted, which count has already charged.
+func (x *extractor) counted(p string) bool { return p == x.current }
+
 func (x *extractor) mkdir(name string, mode fs.FileMode, mtime time.Time) error {
+	x.current = name
+	defer func() { x.current = "" }()
 	if err := x.mkdirAll(name); err != nil {
 		return err
 	}
@@ -423,7 +445,12 @@ func (x *extractor) writeFile(name string, mode fs.FileMode, mtime time.Time, r 
 	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx: x.ctx, r: r}, remaining+1))
 	x.bytes += n
 	if err == nil && n > remaining {
-		err = fmt.Errorf("archive decompresses to more than %d bytes: %w: %w", x.lim.maxBytes, errLimit, errdefs.ErrInvalid)
+		what := fmt.Sprintf("archive decompresses to more than %d bytes", x.lim.maxBytes)
+		if x.lim.over != nil {
+			err = fmt.Errorf("%w: %w", errLimit, x.lim.over(what))
+		} else {
+			err = fmt.Errorf("%s (the fetcher's extraction limit): %w: %w", what, errLimit, errdefs.ErrInvalid)
+		}
 	} else if err != nil {
 		err = fmt.Errorf("extract %q: %v: %w", name, err, errdefs.ErrInvalid)
 	}

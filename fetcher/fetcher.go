@@ -34,6 +34,13 @@ type Fetcher struct {
 	hadoopOnce sync.Once
 	hadoopBin  string
 	hadoopErr  error
+
+	// onSpawn, when set, is told the pid (and process group) of every
+	// helper process started in a group of its own.
+	onSpawn func(pid int)
+	// broker, when set, does the cache's writes: the agent, as root, for a
+	// child that runs as the task user (see broker.go).
+	broker *brokerClient
 }
 
 // New returns a Fetcher for cfg. A nil logger discards.
@@ -52,11 +59,13 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]Result, error) {
 
 // event is what the child reports to its parent for each URI.
 type event struct {
-	Type   string  `json:"type"` // "ready" (waiting for the request), "start" or "done"
+	Type   string  `json:"type"` // "ready" (waiting for the request), "start", "spawn" or "done"
 	URI    string  `json:"uri"`
 	Result *Result `json:"result,omitempty"`
 	Error  string  `json:"error,omitempty"`
 	Class  string  `json:"class,omitempty"`
+	// Pid is a helper's process group, for "spawn" events.
+	Pid int `json:"pid,omitempty"`
 }
 
 func (f *Fetcher) fetchAll(ctx context.Context, req Request, notify func(event)) ([]Result, error) {
@@ -68,10 +77,13 @@ func (f *Fetcher) fetchAll(ctx context.Context, req Request, notify func(event))
 	}
 	sb, err := os.OpenRoot(req.SandboxDir)
 	if err != nil {
-		return nil, fmt.Errorf("open sandbox: %v: %w", err, errdefs.ErrNotFound)
+		// The error names the host path; the status the task gets does not.
+		f.log.Error("cannot open the sandbox", "sandbox", req.SandboxDir, "error", err.Error())
+		return nil, fmt.Errorf("cannot open the sandbox: %w", errdefs.ErrNotFound)
 	}
 	defer sb.Close()
 
+	bud := newBudget(f.cfg, req)
 	results := make([]Result, 0, len(req.URIs))
 	for _, u := range req.URIs {
 		shown := redactValue(u.Value)
@@ -79,7 +91,7 @@ func (f *Fetcher) fetchAll(ctx context.Context, req Request, notify func(event))
 		f.log.Info("fetching URI", "uri", shown, "output_file", u.OutputFile,
 			"executable", u.Executable, "extract", u.Extract, "cache", u.Cache)
 		start := time.Now()
-		res, err := f.fetchOne(ctx, sb, req.User, u)
+		res, err := f.fetchOne(ctx, sb, req.User, u, bud)
 		if err != nil {
 			f.log.Error("failed to fetch URI", "uri", shown, "error", err.Error())
 			notify(event{Type: "done", URI: shown, Error: err.Error(), Class: className(err)})
@@ -124,7 +136,7 @@ type plan struct {
 	gzName string
 }
 
-func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI) (Result, error) {
+func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI, bud *budget) (Result, error) {
 	src, err := parseSource(u.Value, f.cfg.FrameworksHome)
 	if err != nil {
 		return Result{}, err
@@ -148,33 +160,56 @@ func (f *Fetcher) fetchOne(ctx context.Context, sb *os.Root, user string, u URI)
 		p.sniff = p.kind == kindNone && sniffable(out) && sniffable(src.name)
 	}
 	if u.Cache && f.cfg.cacheEnabled() && !src.dir {
-		res, err := f.fetchCached(ctx, sb, user, p)
+		res, err := f.fetchCached(ctx, sb, user, p, bud)
 		if !errors.Is(err, errCacheUnusable) {
 			return res, err
 		}
 		// Mesos falls back to fetching directly when the cache fails.
 		f.log.Warn("fetcher cache unusable; fetching directly into the sandbox", "uri", src.redacted, "error", err.Error())
 	}
-	return f.fetchDirect(ctx, sb, p)
+	return f.fetchDirect(ctx, sb, p, bud)
 }
 
 var errCacheUnusable = errors.New("fetcher cache unusable")
 
-// stagingPrefix names the hidden directory a direct fetch downloads into.
+// stagingPrefix names the hidden directory a fetch downloads into.
 const stagingPrefix = ".mesolite-fetch-"
 
-// fetchDirect downloads into a staging directory inside the sandbox (one
-// filesystem, so the final move is a rename), then places and extracts.
-func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan) (Result, error) {
-	stageName := stagingPrefix + randHex(6)
-	if err := sb.Mkdir(stageName, 0o700); err != nil {
-		return Result{}, fmt.Errorf("create staging directory: %w", classifyFS(err))
+// stage is a staging directory inside the sandbox: one filesystem with the
+// sandbox, so the final move is a rename, and removed by the agent if the
+// child is killed before it can remove it itself.
+type stage struct {
+	sb  *os.Root
+	rel string // the directory, relative to the sandbox
+	abs string
+}
+
+func newStage(sb *os.Root) (*stage, error) {
+	rel := stagingPrefix + randHex(6)
+	if err := sb.Mkdir(rel, 0o700); err != nil {
+		return nil, fmt.Errorf("create staging directory: %w", classifyFS(err))
 	}
-	defer sb.RemoveAll(stageName)
-	stageAbs := filepath.Join(sb.Name(), stageName)
+	return &stage{sb: sb, rel: rel, abs: filepath.Join(sb.Name(), rel)}, nil
+}
+
+func (s *stage) data() string { return filepath.Join(s.rel, "data") }
+
+func (s *stage) remove() {
+	if s != nil {
+		_ = s.sb.RemoveAll(s.rel)
+	}
+}
+
+// fetchDirect downloads into a staging directory, then places and extracts.
+func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan, bud *budget) (Result, error) {
+	st, err := newStage(sb)
+	if err != nil {
+		return Result{}, err
+	}
+	defer st.remove()
 
 	start := time.Now()
-	d, err := f.download(ctx, p.src, stageAbs, nil)
+	d, err := f.download(ctx, p.src, st.abs, nil, bud)
 	if err != nil {
 		return Result{}, err
 	}
@@ -184,31 +219,45 @@ func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan) (Result
 		}
 	}
 	f.logDownload(p, d, start)
+	return f.finishStaged(ctx, sb, p, st, d, bud, false)
+}
 
-	stagedRel := filepath.Join(stageName, "data")
+// finishStaged moves a verified download from its stage into the sandbox
+// and extracts it. keepArchiveOut, for downloads that went to the cache,
+// extracts an archive without placing the archive itself, as Mesos does
+// for archives it extracts from its cache.
+func (f *Fetcher) finishStaged(ctx context.Context, sb *os.Root, p *plan, st *stage, d *download, bud *budget, keepArchiveOut bool) (Result, error) {
+	res := Result{URI: p.src.redacted, Bytes: d.size}
+	staged := st.data()
 	if d.dir {
 		if err := checkTreeSymlinks(d.path); err != nil {
 			return Result{}, err
 		}
-	} else {
-		mode, err := finalMode(sb, stagedRel, p.uri.Executable)
-		if err != nil {
+		if err := f.place(sb, staged, p.out); err != nil {
 			return Result{}, err
 		}
-		if err := sb.Chmod(stagedRel, mode); err != nil {
-			return Result{}, fmt.Errorf("chmod: %w", classifyFS(err))
-		}
+		bud.charge(d.size)
+		res.Path = p.out
+		return res, nil
 	}
-	if err := f.place(sb, stagedRel, p.out); err != nil {
+	mode, err := finalMode(sb, staged, p.uri.Executable)
+	if err != nil {
 		return Result{}, err
 	}
-	res := Result{URI: p.src.redacted, Path: p.out, Bytes: d.size}
-	if d.dir {
-		return res, nil
+	if err := sb.Chmod(staged, mode); err != nil {
+		return Result{}, fmt.Errorf("chmod: %w", classifyFS(err))
 	}
 	kind := p.kind
 	if kind == kindNone && p.sniff {
-		kind = sniffIn(sb, p.out)
+		kind = sniffIn(sb, staged)
+	}
+	if kind == kindNone || !keepArchiveOut {
+		if err := f.place(sb, staged, p.out); err != nil {
+			return Result{}, err
+		}
+		bud.charge(d.size)
+		res.Path = p.out
+		staged = p.out
 	}
 	if kind == kindNone {
 		if p.uri.Extract && !p.uri.Executable {
@@ -216,12 +265,12 @@ func (f *Fetcher) fetchDirect(ctx context.Context, sb *os.Root, p *plan) (Result
 		}
 		return res, nil
 	}
-	af, err := sb.Open(p.out)
+	af, err := sb.OpenFile(staged, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return Result{}, fmt.Errorf("open %q: %w", p.out, classifyFS(err))
 	}
 	defer af.Close()
-	n, err := f.extract(ctx, af, kind, p, sb)
+	n, err := f.extract(ctx, af, kind, p, sb, bud)
 	res.Extracted = n
 	return res, err
 }
@@ -231,19 +280,26 @@ func (f *Fetcher) logDownload(p *plan, d *download, start time.Time) {
 		"duration", time.Since(start).Round(time.Millisecond))
 }
 
-func (f *Fetcher) extract(ctx context.Context, af *os.File, kind archiveKind, p *plan, sb *os.Root) (int, error) {
+// extract unpacks af into the sandbox within what the request's budget has
+// left, and charges what it wrote.
+func (f *Fetcher) extract(ctx context.Context, af *os.File, kind archiveKind, p *plan, sb *os.Root, bud *budget) (int, error) {
 	start := time.Now()
-	st, err := extractArchive(ctx, af, kind, p.gzName, sb, f.cfg.extractLimits())
+	lim := f.cfg.extractLimits()
+	if rem := bud.remaining(); rem < lim.maxBytes {
+		lim.maxBytes, lim.over = rem, bud.exceeded
+	}
+	st, err := extractArchive(ctx, af, kind, p.gzName, sb, lim)
 	if err != nil {
 		return 0, fmt.Errorf("extract %s archive %q: %w", kind, p.out, err)
 	}
-	f.log.Info("extracted archive", "archive", p.out, "type", kind.String(), "into", sb.Name(),
+	bud.charge(st.bytes)
+	f.log.Info("extracted archive", "archive", p.out, "type", kind.String(),
 		"entries", st.entries, "bytes", st.bytes, "duration", time.Since(start).Round(time.Millisecond))
 	return st.entries, nil
 }
 
 func sniffIn(sb *os.Root, name string) archiveKind {
-	af, err := sb.Open(name)
+	af, err := sb.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return kindNone
 	}
@@ -295,63 +351,32 @@ func (f *Fetcher) place(sb *os.Root, staged, out string) error {
 	return nil
 }
 
-// linkOrCopy puts an outside file (a cache entry) at out in the sandbox:
-// a hard link when the mode already matches and the filesystem allows it,
-// else a copy (copy_file_range, a reflink where the filesystem has them).
-func linkOrCopy(sb *os.Root, src string, srcMode fs.FileMode, out string, mode fs.FileMode) (linked bool, err error) {
-	if err := prepareDest(sb, out); err != nil {
-		return false, err
-	}
-	if srcMode == mode {
-		dir, err := sb.Open(filepath.Dir(out))
-		if err != nil {
-			return false, fmt.Errorf("open %q: %w", filepath.Dir(out), classifyFS(err))
-		}
-		// The parent was resolved through the root; the last element is a
-		// plain name, and linkat never follows it.
-		err = unix.Linkat(unix.AT_FDCWD, src, int(dir.Fd()), filepath.Base(out), 0)
-		dir.Close()
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, syscall.EXDEV) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EMLINK) && !errors.Is(err, syscall.EACCES) {
-			return false, fmt.Errorf("link %q: %w", out, classifyFS(err))
-		}
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
-	w, err := sb.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return false, fmt.Errorf("create %q: %w", out, classifyFS(err))
-	}
-	_, err = io.Copy(w, in)
-	if err == nil {
-		err = w.Chmod(mode)
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = sb.Remove(out)
-		return false, fmt.Errorf("copy into %q: %w", out, classifyFS(err))
-	}
-	return false, nil
-}
+// errEntryCorrupt marks a cache entry whose bytes no longer match the
+// sha256 recorded when it was stored; it has been evicted.
+var errEntryCorrupt = errors.New("fetcher cache entry does not match its recorded sha256")
 
 // fetchCached serves a URI through the cache (see cache.go for the locking).
-// Errors that concern the cache itself come back wrapping errCacheUnusable
-// so the caller can fall back to a direct fetch.
-func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *plan) (Result, error) {
-	c, err := openCache(f.cfg, user, f.log)
+// A hit is a private copy of the entry, verified against the entry's
+// sha256 as it is made: nothing a task does to its copy reaches the cache
+// or another task. An entry found corrupt is evicted and fetched again
+// once. Errors that concern the cache itself come back wrapping
+// errCacheUnusable so the caller can fall back to a direct fetch.
+func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *plan, bud *budget) (Result, error) {
+	st, err := f.openStore(user)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
 	}
+	res, err := f.fetchCachedOnce(ctx, sb, st, p, bud, false)
+	if errors.Is(err, errEntryCorrupt) {
+		res, err = f.fetchCachedOnce(ctx, sb, st, p, bud, true)
+	}
+	return res, err
+}
+
+func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore, p *plan, bud *budget, refetch bool) (Result, error) {
 	start := time.Now()
 	key := cacheKey(p.uri.Value)
-	lk, err := lockFile(ctx, c.lockPath(key), unix.LOCK_EX)
+	unlock, err := c.lock(ctx, key)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, err
@@ -361,22 +386,20 @@ func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *
 	locked := true
 	defer func() {
 		if locked {
-			lk.Close()
+			unlock()
 		}
 	}()
 
-	e, err := c.get(ctx, key)
-	if err != nil {
-		return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+	var e *cacheEntry
+	if !refetch {
+		if e, err = c.get(ctx, key); err != nil {
+			return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+		}
 	}
+	var stg *stage
+	defer func() { stg.remove() }()
 	hit, validated := false, false
 	var d *download
-	var stage *staging
-	defer func() {
-		if stage != nil {
-			stage.close()
-		}
-	}()
 	if e != nil {
 		switch {
 		case e.ValidatedAt >= start.UnixNano():
@@ -391,10 +414,10 @@ func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *
 			}
 			hit, validated = match, match
 		case p.src.kind == srcHTTP && (e.ETag != "" || e.LastModified != ""):
-			if stage, err = c.newStaging(); err != nil {
-				return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+			if stg, err = newStage(sb); err != nil {
+				return Result{}, err
 			}
-			d, err = f.download(ctx, p.src, stage.dir, &conditional{etag: e.ETag, lastModified: e.LastModified})
+			d, err = f.download(ctx, p.src, stg.abs, &conditional{etag: e.ETag, lastModified: e.LastModified}, bud)
 			switch {
 			case err != nil && errors.Is(err, errdefs.ErrUnavailable) && ctx.Err() == nil:
 				// The origin is down, not saying the artifact changed:
@@ -420,104 +443,164 @@ func (f *Fetcher) fetchCached(ctx context.Context, sb *os.Root, user string, p *
 		}
 	}
 
-	var entryPath string
-	var entryMode fs.FileMode
-	var size int64
-	cached := true
 	if hit {
 		if err := c.touch(ctx, key, validated); err != nil {
 			return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
 		}
-		entryPath, entryMode, size = c.entryPath(key), fs.FileMode(e.Mode), e.Size
-		f.log.Info("cache hit", "uri", p.src.redacted, "bytes", size)
-	} else {
-		dlStart := time.Now()
-		if d == nil || d.notModified {
-			if stage == nil {
-				if stage, err = c.newStaging(); err != nil {
-					return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
-				}
-			}
-			if d, err = f.download(ctx, p.src, stage.dir, nil); err != nil {
-				return Result{}, err
-			}
-		}
-		if d.dir {
-			return Result{}, fmt.Errorf("%w: directories are not cached", errCacheUnusable)
-		}
-		sum, err := digestFile(d.path, p.src.sum)
-		if err != nil {
-			return Result{}, err
-		}
-		f.logDownload(p, d, dlStart)
-		mode := fs.FileMode(0o644)
-		if fi, err := os.Stat(d.path); err == nil {
-			mode = fi.Mode().Perm()
-		}
-		if p.uri.Executable {
-			mode = 0o755
-		}
-		if err := os.Chmod(d.path, mode); err != nil {
-			return Result{}, err
-		}
-		ne := &cacheEntry{URI: p.src.redacted, Size: d.size, Mode: uint32(mode), SHA256: sum,
-			ETag: d.etag, LastModified: d.lastModified, SrcSize: d.srcSize, SrcMtime: d.srcMtime}
-		ok, err := c.insert(ctx, key, d.path, ne)
+		// Mark the entry in use before letting go of its lock, so the
+		// evictor cannot slip in between.
+		release, err := c.use(ctx, key)
 		if err != nil {
 			return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
 		}
-		entryMode, size = mode, d.size
-		if ok {
-			entryPath = c.entryPath(key)
-		} else {
-			entryPath, cached = d.path, false
+		defer release()
+		af, err := openEntry(c.entryPath(key))
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
 		}
+		defer af.Close()
+		unlock()
+		locked = false
+		f.log.Info("cache hit", "uri", p.src.redacted, "bytes", e.Size)
+		res, err := f.placeFromCache(ctx, sb, af, e, p, bud)
+		if errors.Is(err, errEntryCorrupt) {
+			f.log.Error("fetcher cache entry corrupt; evicting it and fetching again", "uri", p.src.redacted, "error", err.Error())
+			if eerr := c.evictCorrupt(ctx, key, e.SHA256); eerr != nil {
+				return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, eerr)
+			}
+		}
+		return res, err
 	}
 
-	// Mark the entry in use before letting go of its lock, so the evictor
-	// cannot slip in between.
-	if cached {
-		use, err := lockFile(ctx, c.usePath(key), unix.LOCK_SH)
-		if err != nil {
-			return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+	dlStart := time.Now()
+	if d == nil || d.notModified {
+		stg.remove()
+		if stg, err = newStage(sb); err != nil {
+			return Result{}, err
 		}
-		defer use.Close()
+		if d, err = f.download(ctx, p.src, stg.abs, nil, bud); err != nil {
+			return Result{}, err
+		}
 	}
-	af, err := os.Open(entryPath)
+	if d.dir {
+		return Result{}, fmt.Errorf("%w: directories are not cached", errCacheUnusable)
+	}
+	sum, err := digestFile(d.path, p.src.sum)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+		return Result{}, err
 	}
-	defer af.Close()
-	lk.Close()
+	f.logDownload(p, d, dlStart)
+	mode, err := finalMode(sb, stg.data(), p.uri.Executable)
+	if err != nil {
+		return Result{}, err
+	}
+	ne := &cacheEntry{URI: p.src.redacted, Size: d.size, Mode: uint32(mode), SHA256: sum,
+		ETag: d.etag, LastModified: d.lastModified, SrcSize: d.srcSize, SrcMtime: d.srcMtime}
+	if _, err := c.insert(ctx, key, sb, stg.data(), ne); err != nil {
+		// The download itself is good: the task gets it, the cache does not.
+		f.log.Warn("cannot store the download in the fetcher cache", "uri", p.src.redacted, "error", err.Error())
+	}
+	unlock()
 	locked = false
+	return f.finishStaged(ctx, sb, p, stg, d, bud, true)
+}
 
-	res := Result{URI: p.src.redacted, Bytes: size, CacheHit: hit}
+// openEntry opens a cache entry for reading; never through a link, and a
+// FIFO put in its place cannot block the open.
+func openEntry(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("fetcher cache entry is not a regular file: %w", errdefs.ErrInvalid)
+	}
+	return f, nil
+}
+
+// placeFromCache gives the sandbox its own copy of an entry (a reflink
+// where the filesystem has them, else copy_file_range), or extracts the
+// entry when it is an archive; the entry's bytes are checked against its
+// recorded sha256 (and the URI's checksum=) in the same pass.
+func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, e *cacheEntry, p *plan, bud *budget) (Result, error) {
+	res := Result{URI: p.src.redacted, Bytes: e.Size, CacheHit: true}
+	if e.Size > bud.remaining() {
+		return Result{}, bud.exceeded(fmt.Sprintf("cached artifact %s is %d bytes", p.src.redacted, e.Size))
+	}
 	kind := p.kind
 	if kind == kindNone && p.sniff {
 		kind = sniffKind(af)
 	}
 	if kind != kindNone {
-		// As in Mesos, an archive from the cache is extracted into the
-		// sandbox without a copy of the archive itself.
-		n, err := f.extract(ctx, af, kind, p, sb)
+		// Checked first, so what is extracted is what was checked.
+		if err := verifyEntry(af, e, p.src.sum); err != nil {
+			return Result{}, err
+		}
+		n, err := f.extract(ctx, af, kind, p, sb, bud)
 		res.Extracted = n
 		return res, err
 	}
-	want := entryMode
+	mode := fs.FileMode(e.Mode).Perm()
 	if p.uri.Executable {
-		want = 0o755
+		mode = 0o755
 	}
-	linked, err := linkOrCopy(sb, entryPath, entryMode, p.out, want)
-	if err != nil {
+	if err := prepareDest(sb, p.out); err != nil {
 		return Result{}, err
 	}
-	res.Path = p.out
-	how := "copied"
-	if linked {
-		how = "hard-linked"
+	w, err := sb.OpenFile(p.out, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return Result{}, fmt.Errorf("create %q: %w", p.out, classifyFS(err))
 	}
+	verified := make(chan error, 1)
+	go func() { verified <- verifyEntry(af, e, p.src.sum) }()
+	how, err := cloneFile(w, af, e.Size)
+	verr := <-verified
+	if err == nil {
+		err = w.Chmod(mode)
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = verr
+	}
+	if err != nil {
+		_ = sb.Remove(p.out)
+		if errors.Is(err, errEntryCorrupt) {
+			return Result{}, err
+		}
+		return Result{}, fmt.Errorf("copy into %q: %w", p.out, classifyFS(err))
+	}
+	bud.charge(e.Size)
+	res.Path = p.out
 	f.log.Info("placed from cache", "path", p.out, "how", how)
 	return res, nil
+}
+
+// cloneFile copies src's first size bytes into the empty file dst: a
+// reflink (FICLONE) where the filesystem shares extents, else
+// copy_file_range through io.Copy, else plain reads and writes. Both are
+// private copies: writes to dst never reach src.
+func cloneFile(dst, src *os.File, size int64) (string, error) {
+	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
+		return "reflinked", nil
+	}
+	n, err := io.Copy(dst, io.NewSectionReader(src, 0, size))
+	if err == nil && n != size {
+		err = fmt.Errorf("copied %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return "copied", err
+}
+
+// openStore is the cache of user's fetches: through the agent when the
+// agent brokers this child's cache writes, else the directory itself.
+func (f *Fetcher) openStore(user string) (cacheStore, error) {
+	if f.broker != nil {
+		return f.broker, nil
+	}
+	return openCache(f.cfg, user, f.log)
 }
 
 // localUnchanged revalidates a local source by size and mtime.

@@ -1,6 +1,7 @@
 package fetcher
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,12 +25,57 @@ type childProc struct {
 	// idle: moved to SCHED_IDLE by a ChildPool while it waits; wake gives
 	// it normal scheduling before it is sent a request.
 	idle bool
+
+	// groups are the process groups of helpers the child started in groups
+	// of their own (the Hadoop client), killed with it.
+	mu     sync.Mutex
+	groups []int
+}
+
+// addGroup records a helper's process group, as the child reported it.
+// The report is believed only for a direct child of this child that leads
+// its own group: a child run as a task user must not get the agent to kill
+// anything else. (In a pid namespace the reported pid is the namespace's,
+// matches nothing here, and is not needed: the kernel kills the helpers.)
+func (c *childProc) addGroup(pid int) {
+	if pid <= 1 || !isGroupLeaderChildOf(pid, c.cmd.Process.Pid) {
+		return
+	}
+	c.mu.Lock()
+	c.groups = append(c.groups, pid)
+	c.mu.Unlock()
+}
+
+// isGroupLeaderChildOf reads /proc/<pid>/stat: is pid a child of parent
+// and the leader of its process group?
+func isGroupLeaderChildOf(pid, parent int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The command name is in parentheses and may hold anything; the
+	// fields after its last ')' are: state ppid pgrp ...
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	var state string
+	var ppid, pgrp int
+	if _, err := fmt.Sscan(string(b[i+1:]), &state, &ppid, &pgrp); err != nil {
+		return false
+	}
+	return ppid == parent && pgrp == pid
 }
 
 // startChild starts `Binary Args... --result_fd=3` in its own process
-// group, as cred when not nil. It reads its request from stdin, so it can
-// be started before there is one.
-func startChild(opts Options, cred *syscall.Credential) (*childProc, error) {
+// group, as cred when not nil, with broker (when not nil) as its
+// --cache_fd. It reads its request from stdin, so it can be started before
+// there is one.
+//
+// As root it also gets a pid namespace of its own, of which it is init:
+// when it is killed the kernel kills everything it started, whatever
+// process group or session those put themselves in.
+func startChild(opts Options, cred *syscall.Credential, broker *os.File) (*childProc, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -57,16 +103,37 @@ func startChild(opts Options, cred *syscall.Credential) (*childProc, error) {
 		return nil, err
 	}
 	args := append(append([]string{}, opts.Args...), "--result_fd=3")
-	cmd := exec.Command(opts.Binary, args...)
-	cmd.Env = opts.Env
-	cmd.Stdin = stdinR
-	cmd.Stderr = logW
-	cmd.ExtraFiles = []*os.File{resultW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	// A grandchild (the Hadoop client's JVM) may keep the pipes open after
-	// the child exits; do not wait on it for ever.
-	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Start()
+	extra := []*os.File{resultW}
+	if broker != nil {
+		args = append(args, "--cache_fd=4")
+		extra = append(extra, broker)
+	}
+	newCmd := func(clone uintptr) *exec.Cmd {
+		cmd := exec.Command(opts.Binary, args...)
+		cmd.Env = opts.Env
+		cmd.Stdin = stdinR
+		cmd.Stderr = logW
+		cmd.ExtraFiles = extra
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Cloneflags: clone}
+		// A grandchild (the Hadoop client's JVM) may keep the pipes open
+		// after the child exits; do not wait on it for ever.
+		cmd.WaitDelay = 5 * time.Second
+		return cmd
+	}
+	var cmd *exec.Cmd
+	if os.Geteuid() == 0 {
+		cmd = newCmd(syscall.CLONE_NEWPID)
+		err = cmd.Start()
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) {
+			// No pid namespaces here (a restricted container): the process
+			// group kill still covers the child and its helpers.
+			cmd = nil
+		}
+	}
+	if cmd == nil {
+		cmd = newCmd(0)
+		err = cmd.Start()
+	}
 	stdinR.Close()
 	resultW.Close()
 	logW.Close()
@@ -115,8 +182,21 @@ func (c *childProc) send(input []byte) error {
 	return err
 }
 
-// kill ends the child and whatever it started.
-func (c *childProc) kill() { _ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
+// kill ends the child and whatever it started: first the helpers' groups,
+// checked again so that a recycled pid is never hit, while the child is
+// still their parent; then the child's own group.
+func (c *childProc) kill() {
+	pid := c.cmd.Process.Pid
+	c.mu.Lock()
+	groups := c.groups
+	c.mu.Unlock()
+	for _, g := range groups {
+		if isGroupLeaderChildOf(g, pid) {
+			_ = syscall.Kill(-g, syscall.SIGKILL)
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
 
 // discard kills an unused child and reaps it.
 func (c *childProc) discard() {
@@ -160,7 +240,7 @@ func (p *ChildPool) Fill() {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			c, err := startChild(p.opts, nil)
+			c, err := startChild(p.opts, nil, nil)
 			if err == nil {
 				// At once, while its runtime starts; and again once it is
 				// ready, for threads created meanwhile by one not yet moved.

@@ -19,16 +19,29 @@ const (
 	DefaultMaxExtractBytes int64 = 16 << 30
 	// DefaultMaxExtractEntries bounds the number of entries one archive may hold.
 	DefaultMaxExtractEntries = 200_000
+	// DefaultMaxSize is --fetcher_max_size: what one fetch request may write
+	// into a sandbox when the task declares no smaller disk.
+	DefaultMaxSize int64 = 10 << 30
+	// DefaultStallMinRate is the slowest a download may be over a whole
+	// stall window before it counts as stalled. A trickle that sends a
+	// byte now and then is as dead as one that sends nothing, and would
+	// otherwise hold a slot and a sandbox until the whole-fetch timeout.
+	DefaultStallMinRate int64 = 1024
 )
 
 // Request is one fetch: every URI of a task's CommandInfo, fetched in order
 // into SandboxDir. User is the task user (CommandInfo.user or the framework
 // user); it selects the cache directory and, when the agent runs as root,
 // the identity the child process fetches as.
+//
+// MaxBytes is the task's disk resource in bytes (0: none declared). The
+// whole request, downloads and extracted archives together, may write no
+// more than the smaller of MaxBytes and Config.MaxSize into the sandbox.
 type Request struct {
 	SandboxDir string `json:"sandbox_dir"`
 	User       string `json:"user,omitempty"`
 	URIs       []URI  `json:"uris"`
+	MaxBytes   int64  `json:"max_bytes,omitempty"`
 }
 
 // URI mirrors Mesos's CommandInfo.URI.
@@ -80,9 +93,18 @@ type Config struct {
 	// CacheSize is --fetcher_cache_size in bytes; 0 disables the cache. The
 	// budget applies to each user's cache directory.
 	CacheSize int64 `json:"cache_size,omitempty"`
-	// StallTimeout is --fetcher_stall_timeout: a download that receives no
-	// byte for this long fails. 0 means DefaultStallTimeout, negative disables.
+	// StallTimeout is --fetcher_stall_timeout: a download that receives
+	// less than StallMinRate bytes per second over this long fails. 0 means
+	// DefaultStallTimeout, negative disables.
 	StallTimeout time.Duration `json:"stall_timeout,omitempty"`
+	// StallMinRate is the least bytes per second a download must average
+	// over each StallTimeout window; 0 means DefaultStallMinRate.
+	StallMinRate int64 `json:"stall_min_rate,omitempty"`
+	// MaxSize is --fetcher_max_size: what one request may write into a
+	// sandbox, downloads and extracted bytes together, whatever the task
+	// declares. 0 means DefaultMaxSize, negative means no cap of its own
+	// (the task's disk, when given, still bounds the fetch).
+	MaxSize int64 `json:"max_size,omitempty"`
 	// URITimeout bounds one URI's download; 0 means no bound beyond the
 	// whole fetch's deadline.
 	URITimeout time.Duration `json:"uri_timeout,omitempty"`
@@ -115,6 +137,13 @@ func (c Config) extractLimits() extractLimits {
 		l.maxEntries = DefaultMaxExtractEntries
 	}
 	return l
+}
+
+func (c Config) stallMinRate() int64 {
+	if c.StallMinRate <= 0 {
+		return DefaultStallMinRate
+	}
+	return c.StallMinRate
 }
 
 func (c Config) cacheEnabled() bool { return c.CacheDir != "" && c.CacheSize > 0 }
