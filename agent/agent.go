@@ -103,6 +103,7 @@ type Agent struct {
 	completed  []*framework
 	metrics    agentMetrics
 	files      *sandbox.FilesHandler
+	tokens     *executorTokens
 }
 
 type framework struct {
@@ -233,6 +234,9 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 		frameworks: map[string]*framework{},
 		start:      time.Now(),
 	}
+	if a.tokens, err = loadExecutorTokens(filepath.Join(a.meta.root, "executor_secret_key")); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a.sum = newStatusUpdates(cfg.Logger, a.forwardUpdate)
 	a.sum.onTerminalAcked = a.terminalAcked
 	a.info = &mesos.AgentInfo{
@@ -263,7 +267,11 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	if err := a.recover(ctx); err != nil {
 		return fmt.Errorf("agent recovery: %w", err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := a.newServer()
+	total, perIP := connLimits()
+	l = newLimitListener(l, total, perIP, func(ip string) {
+		a.log.Warn("refused a connection past the connection cap", "remote", ip, "max_total", total, "max_per_client", perIP)
+	})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	a.log.Info("agent listening", "address", l.Addr().String(), "advertise", a.Endpoint(), "resources", ResourcesString(a.cfg.Resources))

@@ -35,13 +35,20 @@ func (m meta) task(a, f, e, c, t string) string {
 }
 
 // writeFileAtomic writes data so a crash leaves either the old or the new
-// content, never a torn file.
+// content, never a torn file. Checkpoints are the agent's alone and hold
+// what frameworks sent (URIs with credentials, environment, task data):
+// mode 0600.
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileAtomicMode(path, data, 0o600)
+}
+
+func writeFileAtomicMode(path string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	_ = os.Remove(tmp)
+	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

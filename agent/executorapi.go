@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/api/v1/validate"
 	"io"
 	"net/http"
 
@@ -47,6 +49,13 @@ func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if err := a.authorizeExecutorCall(r, call); err != nil {
+		if errors.Is(err, errdefs.ErrUnauthorized) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mesos-agent-executor"`)
+		}
+		errdefs.HTTPError(w, err)
+		return
+	}
 	switch call.GetType() {
 	case executor.Call_SUBSCRIBE:
 		out, err := codec.ForAccept(r.Header.Get("Accept"), in)
@@ -76,6 +85,13 @@ func validateExecutorCall(c *executor.Call) error {
 	if c.GetFrameworkId().GetValue() == "" || c.GetExecutorId().GetValue() == "" {
 		return fmt.Errorf("Expecting 'framework_id' and 'executor_id' to be present")
 	}
+	// Ids become path components of checkpoints: names, never paths.
+	if err := validate.ID("framework_id", c.GetFrameworkId().GetValue()); err != nil {
+		return err
+	}
+	if err := validate.ID("executor_id", c.GetExecutorId().GetValue()); err != nil {
+		return err
+	}
 	switch c.GetType() {
 	case executor.Call_SUBSCRIBE:
 		if c.Subscribe == nil {
@@ -95,12 +111,40 @@ func validateExecutorCall(c *executor.Call) error {
 		if st.GetState() == mesos.TaskState_TASK_STAGING {
 			return fmt.Errorf("Received TASK_STAGING from executor which is not allowed")
 		}
+		if err := validate.ID("status.task_id", st.GetTaskId().GetValue()); err != nil {
+			return err
+		}
+		if err := validate.Text("status.message", st.GetMessage(), validate.MaxMessageLen); err != nil {
+			return err
+		}
+		if err := validate.Text("status.data", string(st.GetData()), validate.MaxDataLen); err != nil {
+			return err
+		}
 	case executor.Call_MESSAGE:
 		if c.Message == nil {
 			return fmt.Errorf("Expecting 'message' to be present")
 		}
+		if err := validate.Text("message.data", string(c.GetMessage().GetData()), validate.MaxDataLen); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// executorOwnsTask says whether taskID was given to es (queued, running,
+// terminal or finished).
+func (a *Agent) executorOwnsTask(es *executorState, taskID string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if es.queued[taskID] != nil || es.launched[taskID] != nil || es.terminal[taskID] != nil {
+		return true
+	}
+	for _, ts := range es.finished {
+		if ts.info.GetTaskId().GetValue() == taskID {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) lookupExecutorLocked(fwID, exID string) *executorState {
@@ -219,6 +263,11 @@ func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
 	a.mu.Unlock()
 	if es == nil {
 		return fmt.Errorf("executor %s of framework %s is not known to this agent: %w", exID, fwID, errdefs.ErrInvalid)
+	}
+	// An executor speaks only for its own tasks: an update for a task of
+	// another executor (or one this agent never gave it) is refused.
+	if !a.executorOwnsTask(es, st.GetTaskId().GetValue()) {
+		return fmt.Errorf("task %s is not a task of executor %s: %w", st.GetTaskId().GetValue(), exID, errdefs.ErrForbidden)
 	}
 	st.ExecutorId = call.ExecutorId
 	if st.Source == nil {

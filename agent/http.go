@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -64,14 +65,16 @@ func (a *Agent) Handler() http.Handler {
 		ro = func(h http.Handler) http.Handler { return h }
 	}
 	mux.HandleFunc("/api/v1/executor", a.serveExecutorAPI)
-	mux.Handle("/files/", ro(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	streams := newStreamLimiter(maxStreamsTotal, maxStreamsPerIP)
+	isStream := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/files/stream") }
+	mux.Handle("/files/", ro(streams.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fh := a.filesHandler()
 		if fh == nil {
 			http.Error(w, "the agent has not registered yet: no sandboxes to serve", http.StatusServiceUnavailable)
 			return
 		}
 		fh.ServeHTTP(w, r)
-	})))
+	}), isStream)))
 	state := ro(http.HandlerFunc(a.serveState))
 	for _, p := range []string{"/state", "/state.json", "/slave(1)/state", "/slave(1)/state.json"} {
 		mux.Handle(p, state)

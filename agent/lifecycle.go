@@ -682,6 +682,7 @@ func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkIn
 		"MESOS_HTTP_COMMAND_EXECUTOR=1",
 		fmt.Sprintf("%s=%d", EnvLoggerMaxSize, a.cfg.ContainerLoggerMaxSize),
 		fmt.Sprintf("%s=%d", EnvLoggerMaxFiles, a.cfg.ContainerLoggerMaxFiles),
+		EnvExecutorToken + "=" + a.tokens.sign(tokenClaims{FrameworkID: es.frameworkID, ExecutorID: es.info.GetExecutorId().GetValue(), ContainerID: es.containerID}),
 	}
 	if p := os.Getenv("PATH"); p != "" {
 		env = append(env, "PATH="+p)

@@ -45,6 +45,9 @@ type Config struct {
 	ShutdownGracePeriod    time.Duration
 	// Protobuf selects application/x-protobuf instead of JSON.
 	Protobuf bool
+	// Token is MESOS_EXECUTOR_AUTHENTICATION_TOKEN, sent as a Bearer
+	// token on every call so the agent knows the call is this executor's.
+	Token string
 }
 
 // ConfigFromEnv reads the variables the agent sets for every executor.
@@ -56,6 +59,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Directory:     getenv("MESOS_DIRECTORY"),
 		Sandbox:       getenv("MESOS_SANDBOX"),
 		Checkpoint:    getenv("MESOS_CHECKPOINT") == "1",
+		Token:         getenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
 	}
 	var missing []string
 	for _, kv := range [][2]string{{"MESOS_AGENT_ENDPOINT", c.AgentEndpoint}, {"MESOS_FRAMEWORK_ID", c.FrameworkID}, {"MESOS_EXECUTOR_ID", c.ExecutorID}} {
@@ -234,6 +238,7 @@ func (d *Driver) subscribeOnce(ctx context.Context) error {
 	}
 	req.Header.Set("Content-Type", d.codec.MediaType())
 	req.Header.Set("Accept", d.codec.MediaType())
+	d.authorize(req)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("subscribe to agent at %s: %w", d.cfg.AgentEndpoint, err)
@@ -407,6 +412,7 @@ func (d *Driver) post(ctx context.Context, call *executor.Call) error {
 		return err
 	}
 	req.Header.Set("Content-Type", d.codec.MediaType())
+	d.authorize(req)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s to agent: %w", call.GetType(), err)
@@ -418,6 +424,13 @@ func (d *Driver) post(ctx context.Context, call *executor.Call) error {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
+}
+
+// authorize adds the executor's token, when the agent gave one.
+func (d *Driver) authorize(req *http.Request) {
+	if d.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
+	}
 }
 
 // Getenv is os.Getenv, named here so callers read ConfigFromEnv(driver.Getenv).
