@@ -268,7 +268,7 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 		return fmt.Errorf("agent recovery: %w", err)
 	}
 	srv := a.newServer()
-	total, perIP := connLimits()
+	total, perIP := connLimitsFor()
 	l = newLimitListener(l, total, perIP, func(ip string) {
 		a.log.Warn("refused a connection past the connection cap", "remote", ip, "max_total", total, "max_per_client", perIP)
 	})

@@ -65,7 +65,7 @@ func (a *Agent) Handler() http.Handler {
 		ro = func(h http.Handler) http.Handler { return h }
 	}
 	mux.HandleFunc("/api/v1/executor", a.serveExecutorAPI)
-	streams := newStreamLimiter(maxStreamsTotal, maxStreamsPerIP)
+	streams := newStreamLimiter(streamsTotal, streamsPerIP)
 	isStream := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/files/stream") }
 	mux.Handle("/files/", ro(streams.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fh := a.filesHandler()

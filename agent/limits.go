@@ -24,6 +24,12 @@ const (
 	maxStreamsPerIP = 64
 )
 
+// Caps as variables so that a test can run a flood against small ones.
+var (
+	connLimitsFor              = connLimits
+	streamsTotal, streamsPerIP = maxStreamsTotal, maxStreamsPerIP
+)
+
 // connLimits returns the caps on open connections: half the process's
 // descriptor limit in all (the other half is for tasks, logs and
 // checkpoints), and a quarter of that per client address, so that one
