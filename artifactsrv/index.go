@@ -97,13 +97,12 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request, rel string, 
 
 // digestOf is the digest for a listing: computed (once) when missing.
 func (s *Server) digestOf(rel string) string {
-	f, err := s.root.Open(rel)
+	f, fi, err := s.openServed(rel)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if !fi.Mode().IsRegular() {
 		return ""
 	}
 	sum, _ := s.digests.get(rel, f, fi)

@@ -262,34 +262,71 @@ func contentType(name string) string {
 	return mime.TypeByExtension(ext)
 }
 
+// errNotServable is a name that is neither a regular file nor a
+// directory: a FIFO, socket or device is never opened for a client.
+var errNotServable = errors.New("not a regular file")
+
+// openServed opens rel if it is a regular file or a directory. The type is
+// checked before the open, so a device is never opened, and again on the
+// open file, with O_NONBLOCK, so a FIFO swapped in between cannot block
+// the open waiting for a writer.
+func (s *Server) openServed(rel string) (*os.File, fs.FileInfo, error) {
+	fi, err := s.root.Stat(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() && !fi.IsDir() {
+		return nil, nil, errNotServable
+	}
+	f, err := s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi, err = f.Stat(); err != nil || (!fi.Mode().IsRegular() && !fi.IsDir()) {
+		f.Close()
+		return nil, nil, errNotServable
+	}
+	// Fd puts the descriptor back in blocking mode for plain reads.
+	_ = f.Fd()
+	return f, fi, nil
+}
+
+// httpError answers err with the status its class gives. A 5xx body says
+// no more than the status: those errors carry host paths and errnos from
+// deep in the filesystem, which belong in the log, not with clients.
+func (s *Server) httpError(w http.ResponseWriter, err error) {
+	status := errdefs.HTTPStatus(err)
+	if status >= http.StatusInternalServerError {
+		s.log.Error("request failed", "status", status, "error", err.Error())
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	errdefs.HTTPError(w, err)
+}
+
 func (s *Server) serveGet(w http.ResponseWriter, r *http.Request) {
 	rel, err := relPath(r.URL.Path)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
-	f, err := s.root.Open(rel)
+	f, fi, err := s.openServed(rel)
+	if errors.Is(err, errNotServable) {
+		s.httpError(w, fmt.Errorf("%s is not a regular file: %w", r.URL.Path, errdefs.ErrForbidden))
+		return
+	}
 	if err != nil {
-		errdefs.HTTPError(w, openErr(r.URL.Path, err))
+		s.httpError(w, openErr(r.URL.Path, err))
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		errdefs.HTTPError(w, err)
-		return
-	}
 	if fi.IsDir() {
 		s.serveIndex(w, r, rel, f)
 		return
 	}
-	if !fi.Mode().IsRegular() {
-		errdefs.HTTPError(w, fmt.Errorf("%s is not a regular file: %w", r.URL.Path, errdefs.ErrForbidden))
-		return
-	}
 	sum, err := s.digests.get(rel, f, fi)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
 	h := w.Header()
@@ -306,27 +343,26 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveDigest(w http.ResponseWriter, r *http.Request, p string) {
 	rel, err := relPath(p)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
-	f, err := s.root.Open(rel)
+	f, fi, err := s.openServed(rel)
+	if errors.Is(err, errNotServable) {
+		s.httpError(w, fmt.Errorf("%s is not a file: %w", p, errdefs.ErrInvalid))
+		return
+	}
 	if err != nil {
-		errdefs.HTTPError(w, openErr(p, err))
+		s.httpError(w, openErr(p, err))
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		errdefs.HTTPError(w, err)
-		return
-	}
 	if !fi.Mode().IsRegular() {
-		errdefs.HTTPError(w, fmt.Errorf("%s is not a file: %w", p, errdefs.ErrInvalid))
+		s.httpError(w, fmt.Errorf("%s is not a file: %w", p, errdefs.ErrInvalid))
 		return
 	}
 	sum, err := s.digests.get(rel, f, fi)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

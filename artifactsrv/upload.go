@@ -61,17 +61,17 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	rel, err := relPath(r.URL.Path)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
 	if rel == "." || strings.HasSuffix(r.URL.Path, "/") {
-		errdefs.HTTPError(w, fmt.Errorf("PUT needs a file path, not a directory: %w", errdefs.ErrInvalid))
+		s.httpError(w, fmt.Errorf("PUT needs a file path, not a directory: %w", errdefs.ErrInvalid))
 		return
 	}
 	var want []byte
 	if h := r.Header.Get("X-Checksum-Sha256"); h != "" {
 		if want, err = hex.DecodeString(strings.TrimSpace(h)); err != nil || len(want) != sha256.Size {
-			errdefs.HTTPError(w, fmt.Errorf("X-Checksum-Sha256 is not a sha256 in hex: %w", errdefs.ErrInvalid))
+			s.httpError(w, fmt.Errorf("X-Checksum-Sha256 is not a sha256 in hex: %w", errdefs.ErrInvalid))
 			return
 		}
 	}
@@ -87,7 +87,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Warn("upload failed", "path", r.URL.Path, "error", err.Error())
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
 	s.received.Add(float64(res.Size))
@@ -196,23 +196,23 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	rel, err := relPath(r.URL.Path)
 	if err != nil {
-		errdefs.HTTPError(w, err)
+		s.httpError(w, err)
 		return
 	}
 	if rel == "." {
-		errdefs.HTTPError(w, fmt.Errorf("cannot delete the artifact directory: %w", errdefs.ErrInvalid))
+		s.httpError(w, fmt.Errorf("cannot delete the artifact directory: %w", errdefs.ErrInvalid))
 		return
 	}
 	if _, err := s.root.Lstat(rel); err != nil {
-		errdefs.HTTPError(w, openErr(r.URL.Path, err))
+		s.httpError(w, openErr(r.URL.Path, err))
 		return
 	}
 	if err := s.root.Remove(rel); err != nil {
 		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
-			errdefs.HTTPError(w, fmt.Errorf("%s is a directory that is not empty: %w", r.URL.Path, errdefs.ErrConflict))
+			s.httpError(w, fmt.Errorf("%s is a directory that is not empty: %w", r.URL.Path, errdefs.ErrConflict))
 			return
 		}
-		errdefs.HTTPError(w, openErr(r.URL.Path, err))
+		s.httpError(w, openErr(r.URL.Path, err))
 		return
 	}
 	s.digests.forget(rel)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -119,9 +120,12 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 		}
 	}
 	// The kernel's bound under ours: no file this process or a helper it
-	// starts (the Hadoop client, git) writes can pass the request's budget.
-	if lim := newBudget(in.Config, in.Request).limit; lim > 0 {
-		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: uint64(lim), Max: uint64(lim)}); err != nil {
+	// starts (the Hadoop client, git) writes can pass the request's budget
+	// by more than the slack that lets our own checks, which name the limit,
+	// speak first.
+	if lim := newBudget(in.Config, in.Request).limit; lim > 0 && lim < math.MaxInt64-rlimitSlack {
+		fsize := uint64(lim + rlimitSlack)
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: fsize, Max: fsize}); err != nil {
 			log.Warn("cannot set RLIMIT_FSIZE", "error", err.Error())
 		}
 	}
@@ -147,6 +151,9 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 	}
 	return 0
 }
+
+// rlimitSlack is how far past the budget RLIMIT_FSIZE sits.
+const rlimitSlack = 1 << 20
 
 // RunChild fetches req in a child process (Options.Binary, normally
 // `mesolite fetch`), copying its log lines to stderr (the sandbox's stderr

@@ -246,7 +246,7 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	case srcGit:
 		d, err = f.getGit(ctx, src, dst)
 	case srcHadoop:
-		d, err = f.getWithHadoop(ctx, src, dst)
+		d, err = f.getWithHadoop(ctx, src, dst, lim)
 	default:
 		err = fmt.Errorf("unknown source kind %d", src.kind)
 	}
@@ -271,7 +271,7 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	d.path = dst
 	fi, err := os.Stat(dst)
 	if err != nil {
-		return nil, fmt.Errorf("downloaded file: %w", err)
+		return nil, fmt.Errorf("downloaded file: %w", scrubPath(err))
 	}
 	d.dir = fi.IsDir()
 	if d.dir {
@@ -367,13 +367,13 @@ func copyOpenFile(ctx context.Context, in *os.File, fi fs.FileInfo, dst string, 
 	perm := fi.Mode().Perm() &^ 0o022
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
 	if err != nil {
-		return fmt.Errorf("copy %s: %v: %w", shown, err, errdefs.ErrUnavailable)
+		return fmt.Errorf("copy %s: %v: %w", shown, scrubPath(err), errdefs.ErrUnavailable)
 	}
 	n, err := io.Copy(out, io.LimitReader(ctxReader{ctx: ctx, r: in}, lim.n+1))
 	if err == nil && n > lim.n {
 		err = lim.tooBig(fmt.Sprintf("%s grew while it was copied", shown))
 	} else if err != nil {
-		err = fmt.Errorf("copy %s: %v: %w", shown, err, errdefs.ErrUnavailable)
+		err = fmt.Errorf("copy %s: %v: %w", shown, scrubPath(err), errdefs.ErrUnavailable)
 	}
 	if err != nil {
 		out.Close()
@@ -449,7 +449,7 @@ func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *co
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, err, errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("download %s: %v: %w", src.redacted, scrubPath(err), errdefs.ErrUnavailable)
 	}
 	return d, nil
 }
@@ -559,12 +559,17 @@ func (f *Fetcher) runSpawned(cmd *exec.Cmd) ([]byte, error) {
 	return out.Bytes(), err
 }
 
-func (f *Fetcher) getWithHadoop(ctx context.Context, src *source, dst string) (*download, error) {
+func (f *Fetcher) getWithHadoop(ctx context.Context, src *source, dst string, lim sizeLimit) (*download, error) {
 	bin, err := f.hadoopBinary(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cannot fetch %s: %w", src.redacted, err)
 	}
 	out, err := f.runSpawned(f.hadoopCommand(ctx, bin, "fs", "-copyToLocal", src.raw, dst))
+	if err != nil && dirSize(filepath.Dir(dst)) >= lim.n {
+		// Stopped by RLIMIT_FSIZE at the budget (SIGXFSZ or EFBIG), not
+		// by a failure of its own.
+		return nil, lim.tooBig("download of " + src.redacted)
+	}
 	if err != nil {
 		class := errdefs.ErrUnavailable
 		if strings.Contains(string(out), "No such file") {

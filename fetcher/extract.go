@@ -452,7 +452,7 @@ func (x *extractor) writeFile(name string, mode fs.FileMode, mtime time.Time, r 
 			err = fmt.Errorf("%s (the fetcher's extraction limit): %w: %w", what, errLimit, errdefs.ErrInvalid)
 		}
 	} else if err != nil {
-		err = fmt.Errorf("extract %q: %v: %w", name, err, errdefs.ErrInvalid)
+		err = fmt.Errorf("extract %q: %v: %w", name, scrubPath(err), errdefs.ErrInvalid)
 	}
 	if err == nil {
 		// Permission bits only: setuid, setgid and sticky are dropped.
@@ -555,6 +555,7 @@ func (x *extractor) rollback() {
 // os.Root: not-exist stays not-found, anything else on a path we built
 // ourselves means the root refused to leave the sandbox.
 func classifyFS(err error) error {
+	err = scrubPath(err)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
@@ -565,4 +566,19 @@ func classifyFS(err error) error {
 	default:
 		return fmt.Errorf("%v: %w", err, errdefs.ErrForbidden)
 	}
+}
+
+// scrubPath drops an absolute path from a filesystem error: such messages
+// reach the task's status, and the host's layout is not the task's
+// business. Paths relative to the sandbox are kept.
+func scrubPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && filepath.IsAbs(pe.Path) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) && (filepath.IsAbs(le.Old) || filepath.IsAbs(le.New)) {
+		return fmt.Errorf("%s: %w", le.Op, le.Err)
+	}
+	return err
 }
