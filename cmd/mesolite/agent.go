@@ -46,7 +46,7 @@ type agentFlags struct {
 	execRegTimeout, execShutdownGrace, recoveryT *time.Duration
 	regBackoff                                   *time.Duration
 	frameworksHome, fetcherCacheDir, hadoopHome  *string
-	fetcherCacheSize                             *string
+	fetcherCacheSize, fetcherMaxSize             *string
 	fetcherStall                                 *time.Duration
 	sandboxDirectory                             *string
 	docker, dockerSocket                         *string
@@ -92,7 +92,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.frameworksHome = fs.String("frameworks_home", "", "directory prepended to relative executor and URI paths")
 	f.fetcherCacheDir = fs.String("fetcher_cache_dir", "", "fetcher cache directory (default: <work_dir>/fetch)")
 	f.fetcherCacheSize = fs.String("fetcher_cache_size", "2GB", "size of the fetcher cache; 0 disables caching")
-	f.fetcherStall = fs.Duration("fetcher_stall_timeout", time.Minute, "a download that receives no bytes for this long fails")
+	f.fetcherStall = fs.Duration("fetcher_stall_timeout", time.Minute, "a download that receives less than 1KB/s averaged over this long fails")
+	f.fetcherMaxSize = fs.String("fetcher_max_size", "10GB", "most one task's fetch may write into its sandbox, downloads and extracted archives together (the task's disk, when smaller, bounds it too); 0 leaves only the task's disk")
 	f.hadoopHome = fs.String("hadoop_home", "", "Hadoop installation for hdfs://, s3://, s3a://, gs:// and other URIs that are not http(s), file or git (default: $HADOOP_HOME, then hadoop on PATH)")
 	f.sandboxDirectory = fs.String("sandbox_directory", "/mnt/mesos/sandbox", "where Docker containers see their sandbox")
 	f.docker = fs.String("docker", "docker", "the docker CLI (only used to report versions; the engine API is used directly)")
@@ -321,6 +322,14 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("--fetcher_cache_size: %w", err)
 	}
+	maxSize, err := sandbox.ParseBytes(*f.fetcherMaxSize)
+	if err != nil {
+		return nil, "", fmt.Errorf("--fetcher_max_size: %w", err)
+	}
+	if maxSize == 0 {
+		// 0 on the flag: no cap of the agent's own.
+		maxSize = -1
+	}
 	cacheDir := *f.fetcherCacheDir
 	if cacheDir == "" && size > 0 {
 		cacheDir = filepath.Join(*f.workDir, "fetch")
@@ -346,6 +355,7 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 			CacheDir:       cacheDir,
 			CacheSize:      size,
 			StallTimeout:   *f.fetcherStall,
+			MaxSize:        maxSize,
 		},
 		// The stall timeout catches a dead server; this bounds a fetch that
 		// trickles for ever.
