@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/isolation"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,6 +221,21 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	if fh := a.filesHandler(); fh != nil {
 		fh.Attach(runID)
 	}
+	runAs := a.taskUser(es, firstTask, fi)
+	if runAs != "" {
+		// The user must exist before anything runs as it; the sandbox is
+		// then the user's, so the task (and the fetch, and the executor)
+		// write there as it and never as root.
+		u, err := isolation.LookupUser(runAs)
+		if err != nil {
+			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
+			return
+		}
+		if err := chownSandbox(dir, u); err != nil {
+			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to hand the sandbox to user "+runAs+": "+err.Error())
+			return
+		}
+	}
 
 	uris := es.info.GetCommand().GetUris()
 	if es.commandTask {
@@ -248,6 +264,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 		Resources:   es.resources,
 		StdoutPath:  filepath.Join(dir, "stdout"),
 		StderrPath:  filepath.Join(dir, "stderr"),
+		User:        runAs,
 		Progress:    func(msg string) { a.sendStarting(ctx, es, msg) },
 	}
 	if es.commandTask {
@@ -276,6 +293,38 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	a.metricsInc(func(m *agentMetrics) { m.containersLaunched++ })
 	log.Info("executor launched", "pid", handle.Pid, "containerizer", handle.Containerizer)
 	go a.awaitContainer(context.WithoutCancel(ctx), es)
+}
+
+// taskUser is who the executor and its tasks run as (Mesos's
+// --switch_user): the command's user, else the framework's. Empty when the
+// agent does not switch (the flag is off, or it is not root) or the user
+// is root already.
+func (a *Agent) taskUser(es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) string {
+	if !a.cfg.SwitchUser || os.Geteuid() != 0 {
+		return ""
+	}
+	name := es.info.GetCommand().GetUser()
+	if es.commandTask {
+		name = firstTask.GetCommand().GetUser()
+	}
+	if name == "" {
+		name = fi.GetUser()
+	}
+	if name == "root" {
+		return ""
+	}
+	return name
+}
+
+// chownSandbox hands the new sandbox and the logs the agent created in it
+// to u. Nothing in it is the task's yet, so there is nothing to follow.
+func chownSandbox(dir string, u *isolation.User) error {
+	for _, p := range []string{dir, filepath.Join(dir, sandbox.StdoutFile), filepath.Join(dir, sandbox.StderrFile)} {
+		if err := os.Lchown(p, int(u.UID), int(u.GID)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sendStarting reports pre-start progress (fetch, pull) on every queued

@@ -3,6 +3,7 @@ package isolation
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -120,6 +122,11 @@ func RunInit(args []string, opts InitOptions) int {
 				return fail(125, "%v", err)
 			}
 		}
+		// The namespaces are set up: from here on nothing needs root.
+		exe := openExe(path, cfg.User)
+		if err := cfg.User.become(); err != nil {
+			return fail(125, "%v", err)
+		}
 		if main := inProcess(opts, path, cfg.Argv); main != nil {
 			if err := replaceEnv(cfg.Env); err != nil {
 				return fail(125, "%v", err)
@@ -131,7 +138,7 @@ func RunInit(args []string, opts InitOptions) int {
 			return main()
 		}
 		_ = report.Encode(initMessage{Exec: true})
-		err := unix.Exec(path, cfg.Argv, cfg.Env)
+		err := execAs(path, exe, cfg.Argv, cfg.Env)
 		return fail(127, "exec %s: %v", path, err)
 	}
 	if pre != nil && inProcess(opts, path, cfg.Argv) == nil {
@@ -139,6 +146,13 @@ func RunInit(args []string, opts InitOptions) int {
 		// less to talk to. Reaped now, so the executor never sees it.
 		pre.kill()
 		pre = nil
+	}
+	if pre == nil && cfg.User != nil {
+		// A child forked as the user could not exec a binary below a
+		// directory it may not search: a root init of our own, with no
+		// namespaces to enter, takes the spec and execs it as the user
+		// (execAs).
+		pre = prestartExecutor(args)
 	}
 	return supervise(cfg, path, report, status, pre)
 }
@@ -215,7 +229,7 @@ func supervise(cfg initConfig, path string, report *json.Encoder, status *os.Fil
 		// The process started ahead becomes the executor, in its own
 		// session as below. Its exit is reaped by the loop below, never by
 		// exec.Cmd: only deliver, not handoff, which would wait for it.
-		spec := Spec{Argv: cfg.Argv, Env: cfg.Env, Dir: cfg.Dir}
+		spec := Spec{Argv: cfg.Argv, Env: cfg.Env, Dir: cfg.Dir, User: cfg.User}
 		if _, _, err := pre.deliver(context.Background(), spec, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "mesolite launch: prestarted executor process failed, starting a fresh one:", err)
 		} else {
@@ -231,7 +245,7 @@ func supervise(cfg initConfig, path string, report *json.Encoder, status *os.Fil
 			Stdin:       os.Stdin,
 			Stdout:      os.Stdout,
 			Stderr:      os.Stderr,
-			SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+			SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: cfg.User.credential()},
 		}
 		if err := cmd.Start(); err != nil {
 			_ = report.Encode(initMessage{Error: err.Error()})
@@ -286,6 +300,40 @@ func reap(child int) (unix.WaitStatus, bool) {
 			found, ok = ws, true
 		}
 	}
+}
+
+// openExe keeps a handle on the executor's binary, taken while the init
+// is still root: an executor switched to a task user may not be allowed to
+// walk to the binary's directory (a root-only install or build directory)
+// though it may run the file itself. -1 when it cannot be had.
+func openExe(path string, u *User) int {
+	if u == nil {
+		return -1
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// execAs execs path; refused for want of search permission on its
+// directories, it execs the handle openExe took (execveat, AT_EMPTY_PATH),
+// which needs only the file's own execute bit.
+func execAs(path string, exe int, argv, env []string) error {
+	err := unix.Exec(path, argv, env)
+	if !errors.Is(err, unix.EACCES) || exe < 0 {
+		return err
+	}
+	empty, _ := syscall.BytePtrFromString("")
+	argvp, err1 := syscall.SlicePtrFromStrings(argv)
+	envp, err2 := syscall.SlicePtrFromStrings(env)
+	if err1 != nil || err2 != nil {
+		return err
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(exe), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	return errno
 }
 
 // inProcess returns the executor's main when opts allow running argv in

@@ -177,7 +177,7 @@ func (ip *initProc) deliver(ctx context.Context, spec Spec, stdout, stderr *os.F
 	// can start anything.
 	cfg := initConfig{
 		Argv: spec.Argv, Env: nonNil(spec.Env), Dir: spec.Dir, Namespaces: spec.Namespaces,
-		Hostname: spec.Hostname, StatusPath: spec.StatusPath,
+		Hostname: spec.Hostname, StatusPath: spec.StatusPath, User: spec.User,
 	}
 	if err := ip.sendSpec(cfg, stdout, stderr); err != nil {
 		return abort(true, fmt.Errorf("launch: send spec to init: %w", err))

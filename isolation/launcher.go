@@ -41,6 +41,9 @@ type Spec struct {
 	// writes the executor's wait status as it exits, so that a process
 	// re-attached after an agent restart still has an exit status.
 	StatusPath string
+	// User, when set, is who the executor runs as; the init sets up the
+	// namespaces as root first. nil keeps the launcher's own user.
+	User *User
 }
 
 // Launcher starts executors (Mesos's launcher).
@@ -228,6 +231,7 @@ type initConfig struct {
 	Namespaces Namespaces `json:"namespaces"`
 	Hostname   string     `json:"hostname,omitempty"`
 	StatusPath string     `json:"status_path,omitempty"`
+	User       *User      `json:"user,omitempty"`
 }
 
 // initMessage is what the init reports over the status pipe: Ready once its
@@ -308,7 +312,9 @@ func launch(ctx context.Context, pool *initPool, spec Spec) (Process, error) {
 			}
 		}
 	}
-	if spec.Namespaces == 0 && (spec.Cgroup == nil || cgfd != nil) {
+	// A task user goes through an init, which switches to the user only
+	// after it opened the executor's binary as root (see execAs).
+	if spec.Namespaces == 0 && spec.User == nil && (spec.Cgroup == nil || cgfd != nil) {
 		p, err := launchDirect(spec, stdout, stderr, cgfd)
 		if err == nil || cgfd == nil {
 			return p, err
@@ -349,7 +355,7 @@ func launchDirect(spec Spec, stdout, stderr, cgfd *os.File) (Process, error) {
 		Dir:         spec.Dir,
 		Stdout:      stdout,
 		Stderr:      stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: spec.User.credential()},
 	}
 	if cgfd != nil {
 		cmd.SysProcAttr.UseCgroupFD = true

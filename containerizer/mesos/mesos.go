@@ -219,10 +219,22 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 			statusPath = filepath.Join(dir, "status")
 		}
 	}
+	var runAs *isolation.User
+	if spec.User != "" {
+		u, err := isolation.LookupUser(spec.User)
+		if err != nil {
+			if ct.cg != nil {
+				_ = ct.cg.Delete(context.WithoutCancel(ctx))
+			}
+			return containerizer.Handle{}, fmt.Errorf("%w: %w", containerizer.ErrLaunchFailed, err)
+		}
+		runAs = u
+	}
 	proc, err := c.launcher.Launch(ctx, isolation.Spec{
 		Argv: argv, Env: spec.Env, Dir: spec.SandboxDir,
 		StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath,
 		Namespaces: c.set.Namespaces(), Hostname: hostname, Cgroup: ct.cg, StatusPath: statusPath,
+		User: runAs,
 	})
 	if err != nil {
 		if ct.cg != nil {
