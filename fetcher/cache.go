@@ -438,7 +438,7 @@ func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged stri
 // hashFile is the sha256 of f's first size bytes, in hex.
 func hashFile(f *os.File, size int64) (string, error) {
 	s := sha256.New()
-	if _, err := io.Copy(s, io.NewSectionReader(f, 0, size)); err != nil {
+	if _, err := io.CopyBuffer(s, io.NewSectionReader(f, 0, size), make([]byte, 1<<20)); err != nil {
 		return "", fmt.Errorf("fetcher cache: hash the copy: %w", err)
 	}
 	return hex.EncodeToString(s.Sum(nil)), nil

@@ -127,7 +127,7 @@ func verifyEntry(f *os.File, e *cacheEntry, c *checksum) error {
 		other = c.new()
 		w = io.MultiWriter(s, other)
 	}
-	if _, err := io.Copy(w, io.NewSectionReader(f, 0, e.Size)); err != nil {
+	if _, err := io.CopyBuffer(w, io.NewSectionReader(f, 0, e.Size), make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("read the cache entry: %w", err)
 	}
 	got := s.Sum(nil)

@@ -581,13 +581,15 @@ func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, 
 
 // cloneFile copies src's first size bytes into the empty file dst: a
 // reflink (FICLONE) where the filesystem shares extents, else
-// copy_file_range through io.Copy, else plain reads and writes. Both are
-// private copies: writes to dst never reach src.
+// copy_file_range (io.Copy from an *os.File, or a LimitedReader of one,
+// uses it), else plain reads and writes. All are private copies: writes
+// to dst never reach src. src must be at offset 0; readers running beside
+// it use pread.
 func cloneFile(dst, src *os.File, size int64) (string, error) {
 	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
 		return "reflinked", nil
 	}
-	n, err := io.Copy(dst, io.NewSectionReader(src, 0, size))
+	n, err := io.Copy(dst, io.LimitReader(src, size))
 	if err == nil && n != size {
 		err = fmt.Errorf("copied %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 	}
