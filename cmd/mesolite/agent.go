@@ -51,6 +51,7 @@ type agentFlags struct {
 	sandboxDirectory                             *string
 	docker, dockerSocket                         *string
 	dockerKillOrphans, dockerAllowPrivileged     *bool
+	dockerVolumePaths, dockerAllowedParams       *string
 	dockerRemoveDelay                            *time.Duration
 	loggerMaxSize                                *string
 	loggerMaxFiles                               *int
@@ -100,6 +101,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.dockerSocket = fs.String("docker_socket", "/var/run/docker.sock", "the Docker engine's socket")
 	f.dockerKillOrphans = fs.Bool("docker_kill_orphans", true, "stop and remove containers of this agent that belong to no known task at start")
 	f.dockerRemoveDelay = fs.Duration("docker_remove_delay", 6*time.Hour, "how long to keep an exited Docker container before removing it")
+	f.dockerVolumePaths = fs.String("docker_volume_allowed_paths", "", "comma-separated host paths Docker tasks may bind-mount (with everything below them); the sandbox always may")
+	f.dockerAllowedParams = fs.String("docker_allowed_parameters", "", "comma-separated escapes from the container Docker tasks may ask for: device, cap-add, security-opt, sysctl, pid, ipc, uts, userns, cgroupns, oom-kill-disable, cgroup-parent, volume-driver")
 	f.dockerAllowPrivileged = fs.Bool("docker_allow_privileged", false, "let tasks ask for privileged Docker containers")
 	f.loggerMaxSize = fs.String("container_logger_max_size", "10MB", "rotate a task's stdout/stderr when it reaches this size")
 	f.loggerMaxFiles = fs.Int("container_logger_max_files", 5, "rotated stdout/stderr files kept per task")
@@ -254,6 +257,8 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 			o.KillOrphans = *f.dockerKillOrphans
 			o.RemoveDelay = *f.dockerRemoveDelay
 			o.AllowPrivileged = *f.dockerAllowPrivileged
+			o.Policy.VolumeAllowedPaths = splitList(*f.dockerVolumePaths)
+			o.Policy.AllowedParameters = splitList(*f.dockerAllowedParams)
 			o.EnableCFS = *f.cgroupsEnableCFS
 			o.ExecutorCommand = []string{self, "executor", "docker"}
 			o.Logger = log
@@ -379,6 +384,17 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 		defer stderr.Close()
 		return fetcher.RunChild(ctx, opts, req, stderr)
 	}, cacheDir, nil
+}
+
+// splitList reads a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {

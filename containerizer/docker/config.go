@@ -88,6 +88,9 @@ func (c *Containerizer) translate(r request) (*dockerConfig, error) {
 		return nil, err
 	}
 	d.config.Entrypoint, d.config.Cmd = entrypoint, cmd
+	// A task that names its user runs as it in the image (a "user"
+	// parameter, applied below, wins).
+	d.config.User = r.command.GetUser()
 
 	if err := c.networkConfig(d, r); err != nil {
 		return nil, err
@@ -98,12 +101,7 @@ func (c *Containerizer) translate(r request) (*dockerConfig, error) {
 		}
 		d.config.Hostname = r.info.GetHostname()
 	}
-	if di.GetPrivileged() {
-		if !c.opts.AllowPrivileged {
-			return nil, fmt.Errorf("%w: privileged docker containers are not allowed on this agent (start it with --docker_allow_privileged)", errdefs.ErrForbidden)
-		}
-		d.host.Privileged = true
-	}
+	d.host.Privileged = di.GetPrivileged()
 	limits(d, r.resources, c.opts.EnableCFS)
 
 	sandboxMount := c.opts.SandboxDirectory
@@ -134,6 +132,11 @@ func (c *Containerizer) translate(r request) (*dockerConfig, error) {
 		return nil, err
 	}
 	d.config.Env = env.list()
+	policy := c.opts.Policy
+	policy.AllowPrivileged = policy.AllowPrivileged || c.opts.AllowPrivileged
+	if err := policy.check(d, r.sandbox); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -175,7 +175,7 @@ func TestTranslate(t *testing.T) {
 		{name: "secret env refused", mutate: func(r *request) {
 			r.command.Environment = &mesos.Environment{Variables: []*mesos.Environment_Variable{{Name: proto.String("S"), Type: mesos.Environment_Variable_SECRET.Enum()}}}
 		}, wantErr: errdefs.ErrInvalid, errText: "secrets"},
-		{name: "parameters", mutate: func(r *request) {
+		{name: "parameters", opts: func(o *Options) { o.Policy.AllowedParameters = []string{"cap-add"} }, mutate: func(r *request) {
 			for _, kv := range [][2]string{{"memory-swap", "1g"}, {"ulimit", "nofile=1024:2048"}, {"cap-add", "NET_ADMIN"}, {"--cap-drop", "MKNOD"},
 				{"add-host", "db:10.0.0.1"}, {"dns", "10.0.0.2"}, {"user", "nobody"}, {"workdir", "/w"}, {"hostname", "h1"},
 				{"entrypoint", "/bin/true"}, {"shm-size", "128m"}, {"label", "team=x"}, {"read-only", "true"}, {"tmpfs", "/run:size=1m"}, {"pids-limit", "50"}} {
@@ -207,7 +207,7 @@ func TestTranslate(t *testing.T) {
 		{name: "label may not forge ownership", mutate: func(r *request) {
 			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("label"), Value: proto.String("org.mesolite.owner=other")}}
 		}, wantErr: errdefs.ErrInvalid, errText: "agent's"},
-		{name: "volumes", mutate: func(r *request) {
+		{name: "volumes", opts: func(o *Options) { o.Policy.VolumeAllowedPaths = []string{"/srv"} }, mutate: func(r *request) {
 			r.info.Volumes = []*mesos.Volume{
 				{ContainerPath: proto.String("/data"), HostPath: proto.String("data/sub"), Mode: mesos.Volume_RW.Enum()},
 				{ContainerPath: proto.String("conf"), HostPath: proto.String("file.conf"), Mode: mesos.Volume_RO.Enum()},
@@ -240,6 +240,40 @@ func TestTranslate(t *testing.T) {
 		{name: "volume escaping by symlink", mutate: func(r *request) {
 			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/x"), HostPath: proto.String("escape/sub"), Mode: mesos.Volume_RW.Enum()}}
 		}, wantErr: errdefs.ErrInvalid, errText: "inside the sandbox"},
+		// What a framework asked of dockerd to escape its container, each
+		// refused unless the agent's operator allowed it.
+		{name: "host root as a volume", mutate: func(r *request) {
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/host"), HostPath: proto.String("/"), Mode: mesos.Volume_RW.Enum()}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_volume_allowed_paths"},
+		{name: "host path outside the allowed ones", opts: func(o *Options) { o.Policy.VolumeAllowedPaths = []string{"/srv"} }, mutate: func(r *request) {
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/etc2"), HostPath: proto.String("/srv/../etc"), Mode: mesos.Volume_RW.Enum()}}
+		}, wantErr: errdefs.ErrForbidden, errText: "/etc"},
+		{name: "HOST_PATH source", mutate: func(r *request) {
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/h"), Mode: mesos.Volume_RW.Enum(),
+				Source: &mesos.Volume_Source{Type: mesos.Volume_Source_HOST_PATH.Enum(), HostPath: &mesos.Volume_Source_HostPath{Path: proto.String("/var/run/docker.sock")}}}}
+		}, wantErr: errdefs.ErrForbidden, errText: "docker.sock"},
+		{name: "volume parameter", mutate: func(r *request) {
+			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("volume"), Value: proto.String("/:/host")}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_volume_allowed_paths"},
+		{name: "local volume bound to a host path", mutate: func(r *request) {
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/v"), Mode: mesos.Volume_RW.Enum(),
+				Source: &mesos.Volume_Source{Type: mesos.Volume_Source_DOCKER_VOLUME.Enum(), DockerVolume: &mesos.Volume_Source_DockerVolume{
+					Name: proto.String("v"), Driver: proto.String("local"), DriverOptions: &mesos.Parameters{Parameter: []*mesos.Parameter{
+						{Key: proto.String("o"), Value: proto.String("bind")}, {Key: proto.String("device"), Value: proto.String("/")}}}}}}}
+		}, wantErr: errdefs.ErrForbidden, errText: "volume-driver"},
+		{name: "device parameter", mutate: func(r *request) {
+			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("device"), Value: proto.String("/dev/sda")}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=device"},
+		{name: "pid=host parameter", mutate: func(r *request) {
+			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("pid"), Value: proto.String("host")}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=pid"},
+		{name: "cap-add parameter", mutate: func(r *request) {
+			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("cap-add"), Value: proto.String("SYS_ADMIN")}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=cap-add"},
+		{name: "unconfined seccomp", mutate: func(r *request) {
+			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("security-opt"), Value: proto.String("seccomp=unconfined")}}
+		}, wantErr: errdefs.ErrForbidden, errText: "security-opt"},
+		{name: "privileged parameter-free", mutate: func(r *request) { r.info.Docker.Privileged = proto.Bool(true) }, wantErr: errdefs.ErrForbidden, errText: "--docker_allow_privileged"},
 		{name: "no image", mutate: func(r *request) { r.info.Docker.Image = proto.String("") }, wantErr: errdefs.ErrInvalid, errText: "image"},
 		{name: "tty and rlimits", mutate: func(r *request) {
 			r.info.TtyInfo = &mesos.TTYInfo{}

@@ -61,6 +61,9 @@ type Options struct {
 	// AllowPrivileged lets DockerInfo.privileged through
 	// (--docker_allow_privileged).
 	AllowPrivileged bool
+	// Policy refuses what a task would reach beyond its container
+	// (host paths, devices, host namespaces, capabilities) unless allowed.
+	Policy Policy
 	// EnableCFS sets a CFS quota from the cpus resource (--cgroups_enable_cfs).
 	EnableCFS bool
 	// DockerConfig is a docker config.json (its JSON, or a path to it)

@@ -529,6 +529,19 @@ func TestRefusedConfigurations(t *testing.T) {
 		{"volume out of the sandbox", dockerTask("vol", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), func(t *mesos.TaskInfo) {
 			t.Container.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/data"), HostPath: proto.String("../../etc"), Mode: mesos.Volume_RW.Enum()}}
 		}), errdefs.ErrInvalid, "inside the sandbox"},
+		// Escapes from the container through dockerd, with the agent's
+		// default --docker_allow_privileged=false and no allowances.
+		{"host root bind-mounted", dockerTask("root", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("cat /host/etc/shadow"), func(t *mesos.TaskInfo) {
+			t.Container.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/host"), HostPath: proto.String("/"), Mode: mesos.Volume_RW.Enum()}}
+		}), errdefs.ErrForbidden, "--docker_volume_allowed_paths"},
+		{"docker socket through volume=", dockerTask("sock", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), withParams("volume", "/var/run/docker.sock:/var/run/docker.sock")),
+			errdefs.ErrForbidden, "--docker_volume_allowed_paths"},
+		{"host device", dockerTask("dev", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), withParams("device", "/dev/mem")),
+			errdefs.ErrForbidden, "--docker_allowed_parameters=device"},
+		{"host pid namespace", dockerTask("pid", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), withParams("pid", "host")),
+			errdefs.ErrForbidden, "--docker_allowed_parameters=pid"},
+		{"capability", dockerTask("cap", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), withParams("cap-add", "SYS_ADMIN")),
+			errdefs.ErrForbidden, "--docker_allowed_parameters=cap-add"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
