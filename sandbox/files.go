@@ -220,6 +220,13 @@ func openRegular(t *Target, verb string) (*os.File, fs.FileInfo, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("cannot %s %s: not a regular file: %w", verb, t.Virtual, errdefs.ErrInvalid)
 	}
+	// A file with more than one name may be a host file the task linked
+	// into its sandbox (a task running as root can link /etc/shadow); the
+	// agent reads as root, so it serves only files the sandbox alone holds.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		f.Close()
+		return nil, nil, fmt.Errorf("cannot %s %s: it is hard-linked from elsewhere, and may not be the task's: %w", verb, t.Virtual, errdefs.ErrForbidden)
+	}
 	return f, fi, nil
 }
 

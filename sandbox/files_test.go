@@ -358,6 +358,28 @@ func TestNonRegularFilesAreRefused(t *testing.T) {
 	}
 }
 
+// TestHardLinkedHostFileIsRefused is a task (running as root, where it
+// can) that hard-links a host secret into its sandbox for the files API,
+// which reads as root, to serve.
+func TestHardLinkedHostFileIsRefused(t *testing.T) {
+	fx := newFixture(t)
+	srv, _ := newFilesServer(t, fx, FilesOptions{})
+	secret := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(secret, []byte("root:$6$secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(secret, filepath.Join(fx.layout.RunDir(fx.c1), "shadow")); err != nil {
+		t.Fatal(err)
+	}
+	v := "/frameworks/fw1/executors/exec1/runs/c1/shadow"
+	for _, ep := range []string{"/files/read", "/files/download", "/files/stream"} {
+		a := get(t, srv, ep, url.Values{"path": {v}, "offset": {"0"}})
+		if a.status != 403 || strings.Contains(string(a.body), "secret") {
+			t.Errorf("%s of a hard-linked host file: status %d: %s", ep, a.status, a.body)
+		}
+	}
+}
+
 func TestDebugAttachDetach(t *testing.T) {
 	fx := newFixture(t)
 	srv, h := newFilesServer(t, fx, FilesOptions{})
