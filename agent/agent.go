@@ -140,6 +140,10 @@ type executorState struct {
 	// task.updates is on disk for a task a restarted agent could not find.
 	// nil for a recovered executor.
 	checkpointed chan struct{}
+	// cancelLaunch ends the fetch, image pull or container start of an
+	// executor still launching (a kill of its only task); nil once
+	// recovered.
+	cancelLaunch context.CancelFunc
 }
 
 type taskState struct {

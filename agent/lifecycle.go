@@ -99,11 +99,13 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 
 		checkpointed: make(chan struct{}),
 	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	es.cancelLaunch = cancel
 	fw.executors[exID] = es
 	a.mu.Unlock()
 	// The executor's and the task's checkpoints are written by
 	// launchExecutor, before anything is launched.
-	go a.launchExecutor(context.WithoutCancel(ctx), es, task, fi)
+	go a.launchExecutor(lctx, es, task, fi)
 }
 
 // executorFor returns the task's executor, synthesizing the command
@@ -185,7 +187,11 @@ func (a *Agent) executorOfTaskLocked(fwID, taskID string) *executorState {
 // launchExecutor creates the sandbox, fetches URIs and starts the
 // container. The registration timeout starts only once Launch returned, so
 // slow pulls and fetches cannot time executors out.
-func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+func (a *Agent) launchExecutor(launchCtx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+	// launchCtx ends when the launch is called off (its only task killed):
+	// the fetch, the pull and the start observe it. Updates and the
+	// bookkeeping after use ctx, which does not end.
+	ctx := context.WithoutCancel(launchCtx)
 	a.mu.Lock()
 	agentID := a.agentID
 	a.mu.Unlock()
@@ -247,7 +253,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 			return
 		}
 		a.sendStarting(ctx, es, fmt.Sprintf("Fetching %d URI(s)", len(uris)))
-		if err := a.cfg.Fetch(ctx, uris, dir, fi.GetUser()); err != nil {
+		if err := a.cfg.Fetch(launchCtx, uris, dir, fi.GetUser()); err != nil {
 			a.metricsInc(func(m *agentMetrics) { m.fetchFailed++ })
 			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: "+err.Error())
 			return
@@ -270,7 +276,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	if es.commandTask {
 		spec.Task = firstTask
 	}
-	handle, err := a.cz.Launch(ctx, spec)
+	handle, err := a.cz.Launch(launchCtx, spec)
 	if err != nil {
 		reason := mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED
 		state := mesos.TaskState_TASK_FAILED
@@ -284,6 +290,16 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	a.mu.Lock()
 	es.handle = &handle
 	es.launching = false
+	if es.shuttingDown && len(es.launched) == 0 {
+		// Killed while the container started: nothing may keep running.
+		a.mu.Unlock()
+		log.Info("launch called off by a kill; destroying the new container")
+		go a.awaitContainer(ctx, es)
+		if err := a.cz.Destroy(ctx, es.containerID); err != nil {
+			log.Error("destroy container", "error", err)
+		}
+		return
+	}
 	if err := writeJSONAtomic(filepath.Join(a.meta.run(agentID, es.frameworkID, exID, es.containerID), "handle.json"), handle); err != nil {
 		log.Error("checkpoint container handle", "error", err)
 	}
@@ -637,7 +653,11 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 		if empty {
 			a.mu.Lock()
 			es.shuttingDown = true
+			cancel := es.cancelLaunch
 			a.mu.Unlock()
+			if cancel != nil {
+				cancel() // ends a fetch or pull in progress at once
+			}
 			_ = a.cz.Destroy(ctx, cid)
 		}
 		return
