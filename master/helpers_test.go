@@ -187,6 +187,7 @@ type schedClient struct {
 	stash    []*scheduler.Event
 	closed   chan struct{}
 	cancel   context.CancelFunc
+	header   http.Header
 }
 
 func frameworkInfo(name string, caps ...mesos.FrameworkInfo_Capability_Type) *mesos.FrameworkInfo {
@@ -217,6 +218,13 @@ func subscribeTo(t *testing.T, base string, info *mesos.FrameworkInfo, c codec.C
 
 func openSubscribe(t *testing.T, base string, info *mesos.FrameworkInfo, c codec.Codec) *schedClient {
 	t.Helper()
+	return openSubscribeWith(t, base, info, c, nil)
+}
+
+// openSubscribeWith sends SUBSCRIBE with extra headers (credentials), which
+// the client's later calls carry too.
+func openSubscribeWith(t *testing.T, base string, info *mesos.FrameworkInfo, c codec.Codec, header http.Header) *schedClient {
+	t.Helper()
 	call := &scheduler.Call{Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: info}}
 	if info.Id != nil {
 		call.FrameworkId = info.Id
@@ -229,13 +237,16 @@ func openSubscribe(t *testing.T, base string, info *mesos.FrameworkInfo, c codec
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/scheduler", bytes.NewReader(body))
 	req.Header.Set("Content-Type", c.MediaType())
 	req.Header.Set("Accept", c.MediaType())
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	sc := &schedClient{t: t, base: base, codec: c, resp: resp, streamID: resp.Header.Get("Mesos-Stream-Id"),
-		events: make(chan *scheduler.Event, 1000), closed: make(chan struct{}), cancel: cancel}
+		events: make(chan *scheduler.Event, 1000), closed: make(chan struct{}), cancel: cancel, header: header}
 	t.Cleanup(sc.close)
 	if resp.StatusCode == http.StatusOK {
 		go sc.read()
@@ -339,7 +350,12 @@ func (sc *schedClient) call(c *scheduler.Call) (int, string) {
 	if err != nil {
 		sc.t.Fatal(err)
 	}
-	status, resp, _ := post(sc.t, sc.base+"/api/v1/scheduler", sc.codec.MediaType(), body, http.Header{"Mesos-Stream-Id": {sc.streamID}})
+	h := sc.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Mesos-Stream-Id", sc.streamID)
+	status, resp, _ := post(sc.t, sc.base+"/api/v1/scheduler", sc.codec.MediaType(), body, h)
 	return status, resp
 }
 

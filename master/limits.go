@@ -29,9 +29,6 @@ const maxFailoverTimeout = 365 * 24 * time.Hour
 // validateFrameworkText checks the size of every field of a FrameworkInfo
 // the master stores. Errors wrap errdefs.ErrInvalid.
 func validateFrameworkText(info *mesos.FrameworkInfo) error {
-	if n := proto.Size(info); n > validate.MaxFrameworkInfoSize {
-		return fmt.Errorf("FrameworkInfo is %d bytes encoded, more than the %d allowed: %w", n, validate.MaxFrameworkInfoSize, errdefs.ErrInvalid)
-	}
 	for _, f := range []struct {
 		kind string
 		s    string
@@ -59,7 +56,14 @@ func validateFrameworkText(info *mesos.FrameworkInfo) error {
 	if n := len(info.GetCapabilities()); n > validate.MaxCapabilities {
 		return fmt.Errorf("'FrameworkInfo.capabilities' has %d entries, more than the %d allowed: %w", n, validate.MaxCapabilities, errdefs.ErrInvalid)
 	}
-	return validateLabels("'FrameworkInfo.labels'", info.GetLabels())
+	if err := validateLabels("'FrameworkInfo.labels'", info.GetLabels()); err != nil {
+		return err
+	}
+	// Last, so that the error names a field when one is too long.
+	if n := proto.Size(info); n > validate.MaxFrameworkInfoSize {
+		return fmt.Errorf("FrameworkInfo is %d bytes encoded, more than the %d allowed: %w", n, validate.MaxFrameworkInfoSize, errdefs.ErrInvalid)
+	}
+	return nil
 }
 
 // clampFailoverTimeout refuses a failover_timeout that is not a number of
@@ -156,9 +160,6 @@ func validateCommand(kind string, c *mesos.CommandInfo) error {
 // keeps its name and labels for the state endpoints and passes the rest to
 // an agent, which must not be made to hold more than a task needs.
 func validateTaskText(ti *mesos.TaskInfo) error {
-	if n := proto.Size(ti); n > validate.MaxTaskInfoSize {
-		return fmt.Errorf("TaskInfo is %d bytes encoded, more than the %d allowed: %w", n, validate.MaxTaskInfoSize, errdefs.ErrInvalid)
-	}
 	if err := validate.Text("Task 'name'", ti.GetName(), validate.MaxNameLen); err != nil {
 		return err
 	}
@@ -171,7 +172,13 @@ func validateTaskText(ti *mesos.TaskInfo) error {
 	if err := validateCommand("Task 'command'", ti.GetCommand()); err != nil {
 		return err
 	}
-	return validateExecutorText(ti.GetExecutor())
+	if err := validateExecutorText(ti.GetExecutor()); err != nil {
+		return err
+	}
+	if n := proto.Size(ti); n > validate.MaxTaskInfoSize {
+		return fmt.Errorf("TaskInfo is %d bytes encoded, more than the %d allowed: %w", n, validate.MaxTaskInfoSize, errdefs.ErrInvalid)
+	}
+	return nil
 }
 
 func validateExecutorText(e *mesos.ExecutorInfo) error {

@@ -50,7 +50,7 @@ type Master struct {
 	// calls; nil when their flag is off.
 	fwAuth, agentAuth *httpauth.Authenticator
 	perIP             *ipLimiter
-	prom    *prometheus.Registry
+	prom              *prometheus.Registry
 
 	closeOnce sync.Once
 	// background registry writes, waited for before the registry closes

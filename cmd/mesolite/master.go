@@ -27,6 +27,10 @@ type masterFlags struct {
 	clusterName                            *string
 	authReadonly                           *bool
 	httpCredentials, tokenFile             *string
+	authFrameworks, authHTTPFrameworks     *bool
+	authAgents                             *bool
+	credentials                            *string
+	maxFrameworks, maxPerPrincipal, maxIP  *int
 	loggingLevel, logFormat                *string
 }
 
@@ -52,6 +56,13 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, metrics, UI)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
+	f.authFrameworks = fs.Bool("authenticate_frameworks", false, "require frameworks to authenticate (HTTP Basic on /api/v1/scheduler with --credentials); a framework id then belongs to the authenticated principal")
+	f.authHTTPFrameworks = fs.Bool("authenticate_http_frameworks", false, "the same as --authenticate_frameworks: mesolite has only the HTTP scheduler API")
+	f.authAgents = fs.Bool("authenticate_agents", false, "require agents to authenticate (HTTP Basic on /api/v1/agent with --credentials; agents pass --credential)")
+	f.credentials = fs.String("credentials", "", "file of the principals and secrets frameworks and agents authenticate with: JSON {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]} or 'principal secret' lines")
+	f.maxFrameworks = fs.Int("max_frameworks", 1000, "most frameworks the master holds at once; more SUBSCRIBEs are refused")
+	f.maxPerPrincipal = fs.Int("max_frameworks_per_principal", 0, "most frameworks of one principal (0: no cap beyond --max_frameworks)")
+	f.maxIP = fs.Int("max_requests_per_ip", 1024, "most requests (event streams included) one client address may have in progress; more get 429")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
 	return f
@@ -71,6 +82,12 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 	cfg.HeartbeatInterval = *f.heartbeat
 	cfg.AllocationInterval = *f.allocInterval
 	cfg.Cluster = *f.clusterName
+	cfg.AuthenticateFrameworks = *f.authFrameworks
+	cfg.AuthenticateHTTPFrameworks = *f.authHTTPFrameworks
+	cfg.AuthenticateAgents = *f.authAgents
+	cfg.MaxFrameworks = *f.maxFrameworks
+	cfg.MaxFrameworksPerPrincipal = *f.maxPerPrincipal
+	cfg.MaxRequestsPerIP = *f.maxIP
 	cfg.Version = version.Version
 	cfg.UI = webui.Master(webui.Options{Title: *f.clusterName})
 	cfg.Logger = log
@@ -101,6 +118,14 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if *f.authReadonly {
 		cfg.ReadOnlyAuth = auth.Wrap
+	}
+	if *f.credentials != "" {
+		creds, err := httpauth.LoadCredentials(*f.credentials)
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite master: --credentials:", err)
+			return 1
+		}
+		cfg.Credentials = creds
 	}
 	m, err := master.New(cfg)
 	if err != nil {
