@@ -212,3 +212,33 @@ func TestBrowserFakeCluster(t *testing.T) {
 		}
 	})
 }
+
+// TestBrowserJavascriptURLIsNoLink: a framework's webui_url of
+// "javascript:..." was rendered as a link that ran in the master's origin
+// when clicked. The page shows it as text, and no href anywhere may hold a
+// non-http(s) URL; the CSP would stop an inline script anyway.
+func TestBrowserJavascriptURLIsNoLink(t *testing.T) {
+	fc := newFakeCluster(t)
+	b := browsertest.New(t)
+	defer b.CheckErrors()
+	b.Open(fc.master.URL + "/#/frameworks/" + fakeEvilFwID)
+	b.Wait(`!!document.getElementById('framework-webui')`, "the framework's web UI row")
+	if tag := browsertest.Eval[string](b, `document.getElementById('framework-webui').tagName`); tag != "SPAN" {
+		t.Errorf("webui_url rendered as %s", tag)
+	}
+	if got := b.Text("#framework-webui"); got != fakeEvilURL {
+		t.Errorf("webui_url text = %q", got)
+	}
+	b.Click("#framework-webui")
+	for expr, want := range map[string]bool{
+		`[...document.querySelectorAll('[href],[src]')].some(e => /^\s*(javascript|data|vbscript):/i.test(e.getAttribute('href') || e.getAttribute('src') || ''))`: false,
+		`document.body.dataset.pwned === 'yes'`:                            false,
+		`ML.safeURL('javascript:alert(1)') || ML.safeURL(' JAVASCRIPT:x')`: false,
+		`ML.h('a', {href: 'javascript:alert(1)'}).hasAttribute('href')`:    false,
+		`ML.safeURL('https://example.com/ui') && ML.safeURL('#/agents')`:   true,
+	} {
+		if got := browsertest.Eval[bool](b, expr); got != want {
+			t.Errorf("%s = %v, want %v", expr, got, want)
+		}
+	}
+}

@@ -38,6 +38,9 @@ const (
 	fakeTask    = "ticker"
 	fakeRotTask = "rotator"
 	fakeGoneEx  = "collected"
+
+	fakeEvilFwID = "fw-evil"
+	fakeEvilURL  = "javascript:document.body.dataset.pwned='yes'"
 )
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -230,6 +233,11 @@ func (fc *fakeCluster) masterState(w http.ResponseWriter, r *http.Request) {
 		}},
 		"completed_frameworks": []obj{{
 			"id": "fw-old", "name": "old-framework", "user": "tester", "active": false,
+			"registered_time": ts - 3600, "unregistered_time": ts - 60, "tasks": []obj{}, "completed_tasks": []obj{},
+		}, {
+			// What a master without the server-side check showed: a
+			// framework's webui_url is the framework's to choose.
+			"id": fakeEvilFwID, "name": "evil", "user": "tester", "active": false, "webui_url": fakeEvilURL,
 			"registered_time": ts - 3600, "unregistered_time": ts - 60, "tasks": []obj{}, "completed_tasks": []obj{},
 		}},
 		"orphan_tasks": []obj{}, "unregistered_frameworks": []string{},

@@ -278,3 +278,47 @@ func TestMountedBesideEndpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestContentSecurityPolicy: every page and asset carries the policy, which
+// allows scripts from the UI's own origin only, no plugins and no framing;
+// the index has no inline script the policy would have to allow.
+func TestContentSecurityPolicy(t *testing.T) {
+	for _, h := range []http.Handler{Master(Options{}), Agent(Options{})} {
+		idx := get(t, h, http.MethodGet, "/", nil)
+		page := body(t, idx)
+		paths := []string{"/"}
+		for _, m := range regexp.MustCompile(`(?:src|href)="(/static/[^"]+)"`).FindAllStringSubmatch(page, -1) {
+			paths = append(paths, m[1])
+		}
+		if len(paths) < 4 {
+			t.Fatalf("index references %v", paths)
+		}
+		for _, p := range paths {
+			r := get(t, h, http.MethodGet, p, nil)
+			csp := r.Header.Get("Content-Security-Policy")
+			for _, want := range []string{"script-src 'self'", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("%s: Content-Security-Policy %q lacks %q", p, csp, want)
+				}
+			}
+			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+				t.Errorf("%s: Content-Security-Policy %q allows inline code", p, csp)
+			}
+			if r.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s: no nosniff", p)
+			}
+		}
+		if m := regexp.MustCompile(`<script(?:\s[^>]*)?>`).FindAllString(page, -1); len(m) == 0 {
+			t.Fatal("no script tags")
+		} else {
+			for _, tag := range m {
+				if !strings.Contains(tag, "src=") {
+					t.Errorf("inline script %s", tag)
+				}
+			}
+		}
+		if regexp.MustCompile(`\son[a-z]+=`).MatchString(page) {
+			t.Errorf("inline event handler in the index")
+		}
+	}
+}

@@ -24,11 +24,26 @@ const ML = (() => {
         if (k === 'class') el.className = v;
         else if (k === 'dataset') Object.assign(el.dataset, v);
         else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+        else if ((k === 'href' || k === 'src') && !safeURL(v)) continue;
         else el.setAttribute(k, v === true ? '' : String(v));
       }
     }
     add(el, kids);
     return el;
+  }
+
+  // safeURL reports whether u may become an href or src: it resolves (as
+  // the browser would) to http or https. Frameworks and agents choose some
+  // of the URLs the pages show (webui_url); a javascript: one would run in
+  // this page's origin when clicked. Every link goes through h, so this is
+  // the one place that decides.
+  function safeURL(u) {
+    try {
+      const p = new URL(String(u), location.href).protocol;
+      return p === 'http:' || p === 'https:';
+    } catch (e) {
+      return false;
+    }
   }
 
   function add(el, kids) {
@@ -307,7 +322,7 @@ const ML = (() => {
   const byteLen = (s) => encoder.encode(s).length;
 
   return {
-    config, h, swap, num, bytes, mb, time, timeEl, code, stateClass, stateBadge, terminal, attrs,
+    config, h, safeURL, swap, num, bytes, mb, time, timeEl, code, stateClass, stateBadge, terminal, attrs,
     table, info, section, crumbs, notice, setStatus, banner, HTTPError, getJSON, gone, every,
     encPath, query, route, markNav, byteLen,
   };

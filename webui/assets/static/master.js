@@ -316,7 +316,11 @@
           ['Role', fw.role || (fw.roles || []).join(', ')],
           ['Principal', fw.principal],
           ['Hostname', fw.hostname],
-          ['Web UI', fw.webui_url ? h('a', { href: fw.webui_url, rel: 'noopener' }, fw.webui_url) : null],
+          // Absolute http(s) URLs only: a relative one would point into
+          // this master, anything else is shown as text, never a link.
+          ['Web UI', !fw.webui_url ? null : /^https?:\/\//i.test(fw.webui_url) && ML.safeURL(fw.webui_url)
+            ? h('a', { href: fw.webui_url, rel: 'noopener noreferrer', id: 'framework-webui' }, fw.webui_url)
+            : h('span', { id: 'framework-webui', class: 'muted', title: 'not an http(s) URL' }, fw.webui_url)],
           ['Status', fw._completed ? 'completed' : fw.active === false ? 'inactive (disconnected)' : 'active'],
           ['Checkpoint', fw.checkpoint === undefined ? null : String(fw.checkpoint)],
           ['Failover timeout', fw.failover_timeout ? `${fw.failover_timeout} s` : null],
