@@ -12,9 +12,13 @@
 //
 //	URI ─► source (http/https, file, plain path under --frameworks_home,
 //	       git through go-getter v2, hdfs/s3/s3a/gs/... through the Hadoop client)
-//	    ─► download (stall watchdog, size limit, checksum=…)        [direct]
-//	    or cache (flock-coordinated, LRU, revalidated with the origin) [cache=true]
-//	    ─► sandbox (rename, hard link or copy; mode 0755 when executable)
+//	    ─► download (minimum-rate stall watchdog, the request's byte
+//	       budget, checksum=…)                                         [direct]
+//	    or cache (flock-coordinated, LRU, revalidated with the origin,
+//	       entries read-only and the agent's, written for a child that
+//	       runs as a task user by the agent itself: broker.go)          [cache=true]
+//	    ─► sandbox (rename, or from the cache a private copy checked
+//	       against the entry's sha256; mode 0755 when executable)
 //	    ─► our own extractor (tar, tar.gz/bz2/xz, zip, gz) through os.Root,
 //	       with limits on bytes and entries
 //
@@ -23,6 +27,10 @@
 // with the standard library, so no X-Terraform-Get and no symlinked local
 // file. Every start of the mesolite binary, not only fetches, pays for what
 // this package links.
+//
+// Every request has a byte budget: the task's disk (Request.MaxBytes) or
+// --fetcher_max_size, whichever is smaller, for downloads and extracted
+// bytes together (limits.go).
 //
 // The cache lives in --fetcher_cache_dir, one directory per task user. Child
 // processes coordinate through the filesystem only: an index file guarded
