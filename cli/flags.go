@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 )
 
@@ -26,6 +29,10 @@ type command struct {
 	*cliflags.FlagSet
 	name           string
 	stdout, stderr io.Writer
+	// creds are the credential flags, defined with --master; principal
+	// and secret their values once parsed.
+	creds             *credentials
+	principal, secret string
 }
 
 func newCommand(name, synopsis string, stdout, stderr io.Writer) *command {
@@ -59,14 +66,32 @@ func (c *command) parse(args []string) (positional []string, exit int, stop bool
 			i++
 		}
 		positional = append(positional, rest[:i]...)
-		if i == len(rest) {
-			return positional, 0, false
-		}
-		if rest[i] == "--" {
-			return append(positional, rest[i+1:]...), 0, false
+		if i == len(rest) || rest[i] == "--" {
+			if i < len(rest) {
+				positional = append(positional, rest[i+1:]...)
+			}
+			exit, stop := c.resolveCredentials()
+			return positional, exit, stop
 		}
 		args = rest[i:]
 	}
+}
+
+// resolveCredentials reads the credential flags once parsing is done.
+func (c *command) resolveCredentials() (exit int, stop bool) {
+	if c.creds == nil {
+		return 0, false
+	}
+	var err error
+	if c.principal, c.secret, err = c.creds.resolve(); err != nil {
+		return c.usageError("%v", err), true
+	}
+	return 0, false
+}
+
+// context makes requests sent with ctx carry the command's credentials.
+func (c *command) context(ctx context.Context) context.Context {
+	return withCredentials(ctx, c.principal, c.secret)
 }
 
 // usageError reports bad usage and returns exitUsage.
@@ -95,6 +120,7 @@ func (c *command) given(name string) bool {
 
 // masterFlag defines --master the same way for every command.
 func (c *command) masterFlag() *string {
+	c.creds = c.credentialFlags()
 	return c.String("master", "127.0.0.1:5050",
 		"the master: host:port (any master of the cluster; a non-leading one redirects\n"+
 			"to the leader), http://host:port, or file:///path naming a file that holds one")
@@ -117,4 +143,56 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// credentials are --principal and --secret (or --secret_file): HTTP Basic
+// credentials for a master started with --authenticate_frameworks, and
+// for masters and agents with --authenticate_http_readonly.
+type credentials struct {
+	principal, secret, secretFile *string
+}
+
+func (c *command) credentialFlags() *credentials {
+	return &credentials{
+		principal:  c.String("principal", "", "the principal to authenticate as (and the framework's principal, which owns its id)"),
+		secret:     c.String("secret", "", "the principal's secret (visible to other users in the process list: prefer --secret_file)"),
+		secretFile: c.String("secret_file", "", "a file holding the principal's secret"),
+	}
+}
+
+// resolve returns the principal and secret; a secret without a principal,
+// or both --secret and --secret_file, is a usage error.
+func (f *credentials) resolve() (principal, secret string, err error) {
+	principal, secret = *f.principal, *f.secret
+	if *f.secretFile != "" {
+		if secret != "" {
+			return "", "", errors.New("give --secret or --secret_file, not both")
+		}
+		if secret, err = httpauth.ReadSecretFile(*f.secretFile); err != nil {
+			return "", "", err
+		}
+	}
+	if secret != "" && principal == "" {
+		return "", "", errors.New("--secret needs --principal")
+	}
+	return principal, secret, nil
+}
+
+type credentialsKey struct{}
+
+// withCredentials makes the requests the commands send with ctx carry the
+// credentials.
+func withCredentials(ctx context.Context, principal, secret string) context.Context {
+	if secret == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, credentialsKey{}, [2]string{principal, secret})
+}
+
+// authorize adds the credentials of req's context, if any.
+func authorize(req *http.Request) *http.Request {
+	if c, ok := req.Context().Value(credentialsKey{}).([2]string); ok {
+		req.SetBasicAuth(c[0], c[1])
+	}
+	return req
 }

@@ -48,6 +48,7 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.usageError("want one TASK_ID, got %d arguments", len(pos))
 	}
 	taskID := pos[0]
+	ctx = c.context(ctx)
 
 	st, err := getState(ctx, *master)
 	if err != nil {
@@ -187,7 +188,7 @@ func streamSupported(ctx context.Context, agent, file string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := httpClient.Do(authorize(req))
 	if err != nil {
 		return true, err
 	}

@@ -120,7 +120,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, reported: map[string]bool{}}
-	return r.run(ctx, scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger()}, *timeout)
+	return r.run(c.context(ctx), scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger(), Principal: c.principal, Secret: c.secret}, *timeout)
 }
 
 func codecFor(s string) (codec.Codec, error) {

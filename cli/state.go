@@ -186,7 +186,7 @@ func getMasterJSON(ctx context.Context, master, p string, out any) error {
 		if err != nil {
 			return fmt.Errorf("master %s: %w", addr, errdefs.ErrInvalid)
 		}
-		resp, err := httpClient.Do(req)
+		resp, err := httpClient.Do(authorize(req))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -244,7 +244,7 @@ func readFile(ctx context.Context, agent, file string, offset, length int64) (fi
 	if err != nil {
 		return fileChunk{}, fmt.Errorf("agent %s: %w", agent, errdefs.ErrInvalid)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := httpClient.Do(authorize(req))
 	if err != nil {
 		if ctx.Err() != nil {
 			return fileChunk{}, ctx.Err()

@@ -43,7 +43,7 @@ func Tasks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return c.usageError("unexpected argument %q", pos[0])
 	}
-	st, err := getState(ctx, *master)
+	st, err := getState(c.context(ctx), *master)
 	if err != nil {
 		return c.fail("%v", err)
 	}

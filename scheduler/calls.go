@@ -55,6 +55,7 @@ func (c *Client) Call(ctx context.Context, call *schedv1.Call) error {
 	req.Header.Set("Content-Type", c.cfg.Codec.MediaType())
 	req.Header.Set("Accept", c.cfg.Codec.MediaType())
 	req.Header.Set(StreamIDHeader, sid)
+	c.cfg.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -219,6 +219,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, body []byte) 
 	}
 	req.Header.Set("Content-Type", c.cfg.Codec.MediaType())
 	req.Header.Set("Accept", c.cfg.Codec.MediaType())
+	c.cfg.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fail(unreachable(master, err))

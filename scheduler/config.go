@@ -44,6 +44,13 @@ type Config struct {
 	// Its redirect policy is ignored: the client follows 307s itself,
 	// because a master's `Location: //host:port` drops the request path.
 	HTTPClient *http.Client
+	// Principal and Secret authenticate every request with HTTP Basic, for
+	// a master started with --authenticate_frameworks (or
+	// --authenticate_http_frameworks). Principal is also the framework's
+	// FrameworkInfo.principal when that is unset, which the master
+	// requires to match; a framework id belongs to its principal, so a
+	// failover must use the same one. Empty: no credentials.
+	Principal, Secret string
 	// Logger receives connection and re-subscription messages; the default
 	// discards them.
 	Logger *slog.Logger
@@ -76,6 +83,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Framework.GetUser() == "" {
 		cfg.Framework.User = mesos.Ptr(currentUser())
 	}
+	switch {
+	case cfg.Principal != "" && cfg.Framework.Principal == nil:
+		cfg.Framework.Principal = mesos.Ptr(cfg.Principal)
+	case cfg.Principal == "" && cfg.Secret != "":
+		cfg.Principal = cfg.Framework.GetPrincipal()
+		if cfg.Principal == "" {
+			return cfg, fmt.Errorf("scheduler: Config.Secret without a principal: %w", errdefs.ErrInvalid)
+		}
+	}
 	if cfg.Codec == nil {
 		cfg.Codec = codec.JSON
 	}
@@ -98,6 +114,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
 	return cfg, nil
+}
+
+// authorize adds the credentials, if any, to a request to the master.
+func (cfg *Config) authorize(req *http.Request) {
+	if cfg.Secret != "" {
+		req.SetBasicAuth(cfg.Principal, cfg.Secret)
+	}
 }
 
 // defaultTransport bounds connecting and waiting for answer headers, which a
