@@ -28,14 +28,22 @@ func BenchmarkLaunch(b *testing.B) {
 		ns       Namespaces
 		cgroups  bool
 		prestart int
+		user     bool // run as nobody (--switch_user)
 	}{
-		{"posix", true, 0, false, 0},
-		{"posix-cgroups", true, 0, true, 0},
-		{"posix-cgroups-prestart", true, 0, true, 1},
-		{"linux-pidns", false, pidns, false, 0},
-		{"linux-pidns-prestart", false, pidns, false, 1},
-		{"linux-cgroups-pidns", false, pidns, true, 0},
-		{"linux-cgroups-pidns-prestart", false, pidns, true, 1},
+		{"posix", true, 0, false, 0, false},
+		{"posix-user", true, 0, false, 0, true},
+		{"posix-cgroups", true, 0, true, 0, false},
+		{"posix-cgroups-prestart", true, 0, true, 1, false},
+		{"posix-cgroups-prestart-user", true, 0, true, 1, true},
+		{"linux-pidns", false, pidns, false, 0, false},
+		{"linux-pidns-prestart", false, pidns, false, 1, false},
+		{"linux-pidns-prestart-user", false, pidns, false, 1, true},
+		{"linux-cgroups-pidns", false, pidns, true, 0, false},
+		{"linux-cgroups-pidns-prestart", false, pidns, true, 1, false},
+	}
+	nobody, err := LookupUser("nobody")
+	if err != nil {
+		b.Skip("needs the user nobody")
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -73,6 +81,9 @@ func BenchmarkLaunch(b *testing.B) {
 					b.StartTimer()
 				}
 				spec := Spec{Argv: []string{"/bin/true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/", Namespaces: c.ns}
+				if c.user {
+					spec.User = nobody
+				}
 				var cg *Cgroup
 				if m != nil {
 					var err error

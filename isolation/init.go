@@ -141,9 +141,12 @@ func RunInit(args []string, opts InitOptions) int {
 		err := execAs(path, exe, cfg.Argv, cfg.Env)
 		return fail(127, "exec %s: %v", path, err)
 	}
-	if pre != nil && inProcess(opts, path, cfg.Argv) == nil {
+	if pre != nil && cfg.User == nil && inProcess(opts, path, cfg.Argv) == nil {
 		// It would only exec: forking here does the same with one process
-		// less to talk to. Reaped now, so the executor never sees it.
+		// less to talk to. Reaped now, so the executor never sees it. For
+		// a task user it stays: it switches to the user and execs from a
+		// handle on the binary it opened as root (execAs), which a child
+		// forked here as the user could not.
 		pre.kill()
 		pre = nil
 	}
