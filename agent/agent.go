@@ -77,8 +77,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// FetchFunc downloads uris into dir, logging into the sandbox's stderr.
-type FetchFunc func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error
+// FetchFunc downloads a launch's URIs into its sandbox, logging into the
+// sandbox's stderr. It must return as soon as ctx ends (a kill).
+type FetchFunc func(ctx context.Context, req FetchRequest) error
+
+// FetchRequest is one launch's fetch.
+type FetchRequest struct {
+	URIs []*mesos.CommandInfo_URI
+	// Dir is the sandbox.
+	Dir string
+	// User fetches (and owns what is fetched); empty: the agent's user.
+	User string
+	// MaxBytes is the executor's and tasks' disk resource in bytes (0:
+	// none declared): a fetch may not write more into the sandbox.
+	MaxBytes int64
+}
 
 // SandboxGC is what the agent needs of the sandbox collector.
 type SandboxGC interface {

@@ -37,8 +37,8 @@ func TestKillDuringFetchEndsIt(t *testing.T) {
 	fetchDone := make(chan error, 1)
 	fm := newFakeMaster(t, true)
 	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) {
-		c.Fetch = func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, uris[0].GetValue(), nil)
+		c.Fetch = func(ctx context.Context, fr FetchRequest) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fr.URIs[0].GetValue(), nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
 				close(fetching)

@@ -253,7 +253,8 @@ func (a *Agent) launchExecutor(launchCtx context.Context, es *executorState, fir
 			return
 		}
 		a.sendStarting(ctx, es, fmt.Sprintf("Fetching %d URI(s)", len(uris)))
-		if err := a.cfg.Fetch(launchCtx, uris, dir, fi.GetUser()); err != nil {
+		req := FetchRequest{URIs: uris, Dir: dir, User: runAs, MaxBytes: diskBytes(es.resources)}
+		if err := a.cfg.Fetch(launchCtx, req); err != nil {
 			a.metricsInc(func(m *agentMetrics) { m.fetchFailed++ })
 			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: "+err.Error())
 			return
@@ -309,6 +310,18 @@ func (a *Agent) launchExecutor(launchCtx context.Context, es *executorState, fir
 	a.metricsInc(func(m *agentMetrics) { m.containersLaunched++ })
 	log.Info("executor launched", "pid", handle.Pid, "containerizer", handle.Containerizer)
 	go a.awaitContainer(context.WithoutCancel(ctx), es)
+}
+
+// diskBytes is the disk the resources declare, in bytes (Mesos counts
+// disk in MB); 0 when none is declared.
+func diskBytes(res []*mesos.Resource) int64 {
+	var mb float64
+	for _, r := range res {
+		if r.GetName() == "disk" && r.GetType() == mesos.Value_SCALAR {
+			mb += r.GetScalar().GetValue()
+		}
+	}
+	return int64(mb * 1024 * 1024)
 }
 
 // taskUser is who the executor and its tasks run as (Mesos's

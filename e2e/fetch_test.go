@@ -24,6 +24,9 @@ func TestArtifactServerFetchFlow(t *testing.T) {
 		t.Fatalf("build example executor: %v\n%s", err, out)
 	}
 	writeTarGz(t, filepath.Join(dir, "scripts.tar.gz"), map[string]string{"scripts/hello.sh": "#!/bin/sh\necho hello from the archive\n"})
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	port := testutil.FreePort(t)
 	srv := start(t, "artifacts", "artifacts", "serve", "--dir="+dir, "--ip=127.0.0.1", "--port="+strconv.Itoa(port))
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -68,6 +71,13 @@ func TestArtifactServerFetchFlow(t *testing.T) {
 	}
 	if len(entries) != 1 || !strings.HasSuffix(entries[0].Path, "hello.sh") || entries[0].Mode != "-rwxr-xr-x" {
 		t.Fatalf("extracted entries %+v", entries)
+	}
+	// A fetch is bounded by the task's disk: 3 MB into a 1 MB task fails
+	// it, saying which limit and how to raise it.
+	out, code = mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--name=too-big", "--resources=cpus:0.1;mem:32;disk:1",
+		"--uri="+base+"/big.bin", "--command=true")
+	if code == 0 || !strings.Contains(out, "REASON_CONTAINER_LAUNCH_FAILED") || !strings.Contains(out, "disk") {
+		t.Fatalf("fetch over the task's disk: exit %d\n%s", code, out)
 	}
 	// A failed fetch fails the task with the reason and the URI.
 	out, code = mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--name=missing", "--uri="+base+"/nope.tgz", "--command=true")

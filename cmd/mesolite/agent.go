@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/agent"
-	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/containerizer/composing"
 	"github.com/mesolite/mesolite/containerizer/docker"
@@ -371,9 +370,10 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 	// for a process start; it exits on its own (stdin EOF) with the agent.
 	opts.Pool = fetcher.NewChildPool(opts, 1)
 	opts.Pool.Fill()
-	return func(ctx context.Context, uris []*mesos.CommandInfo_URI, dir, user string) error {
-		req := fetcher.Request{SandboxDir: dir, User: user}
-		for _, u := range uris {
+	return func(ctx context.Context, fr agent.FetchRequest) error {
+		dir := fr.Dir
+		req := fetcher.Request{SandboxDir: dir, User: fr.User, MaxBytes: fr.MaxBytes}
+		for _, u := range fr.URIs {
 			req.URIs = append(req.URIs, fetcher.URI{Value: u.GetValue(), Executable: u.GetExecutable(),
 				Extract: u.GetExtract(), Cache: u.GetCache(), OutputFile: u.GetOutputFile()})
 		}
