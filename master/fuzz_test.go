@@ -5,14 +5,17 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/api/v1/validate"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,11 +23,14 @@ import (
 // framework ("m-0000", stream "fw-stream"), one agent ("m-S0", stream
 // "agent-stream") and an offer, driven through its handler without a
 // network: the fuzzers reach the call handling, not just the decoder.
-func fuzzMaster(t testing.TB) *Master {
+func fuzzMaster(t testing.TB, opts ...harnessOpt) *Master {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.IP, cfg.Hostname = "127.0.0.1", "127.0.0.1"
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, o := range opts {
+		o(&cfg)
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +41,8 @@ func fuzzMaster(t testing.TB) *Master {
 	info := frameworkInfo("fuzz", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
 	info.Id = &mesos.FrameworkID{Value: proto.String("m-0000")}
 	info.FailoverTimeout = proto.Float64(1e9)
-	if err := m.installFramework(info, "", nil, newStream("fw-stream", codec.JSON)); err != nil {
+	info.Principal = proto.String("victim")
+	if err := m.installFramework(info, info.GetPrincipal(), nil, newStream("fw-stream", codec.JSON)); err != nil {
 		t.Fatal(err)
 	}
 	reg, err := validateRegister(agentRegister("node", 5051))
@@ -149,6 +156,59 @@ func FuzzAgentCall(f *testing.F) {
 		code := fuzzRequest(m, "/api/v1/agent", fuzzContentTypes[int(ct)%len(fuzzContentTypes)], body, "agent-stream")
 		if code >= 500 {
 			t.Fatalf("status %d for %q", code, body)
+		}
+	})
+}
+
+// FuzzSubscribeValidation drives the decode and validation of a SUBSCRIBE
+// (what the master keeps of a framework) with arbitrary bodies: whatever
+// passes is within every cap, its failover_timeout is a finite number of
+// seconds of at most a year, and its webui_url, if kept, is http(s).
+func FuzzSubscribeValidation(f *testing.F) {
+	for _, info := range []*mesos.FrameworkInfo{
+		frameworkInfo("seed"),
+		{User: proto.String("u"), Name: proto.String("n"), FailoverTimeout: proto.Float64(1e308), WebuiUrl: proto.String("javascript:alert(1)")},
+		{User: proto.String("u"), Name: proto.String("n"), Roles: []string{"a", "b"}, Capabilities: []*mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE.Enum()}},
+			Labels: &mesos.Labels{Labels: []*mesos.Label{{Key: proto.String("k"), Value: proto.String("v")}}}, WebuiUrl: proto.String("https://x/")},
+	} {
+		call := &scheduler.Call{Type: scheduler.Call_SUBSCRIBE.Enum(), Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: info}}
+		for i, cd := range []codec.Codec{codec.JSON, codec.Protobuf} {
+			data, err := cd.Marshal(call)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(uint8(i), data)
+		}
+	}
+	f.Add(uint8(0), []byte(`{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n","failover_timeout":"NaN"}}}`))
+	f.Add(uint8(0), []byte(`{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n","failover_timeout":-1e308}}}`))
+	m := fuzzMaster(f)
+	f.Fuzz(func(t *testing.T, c uint8, body []byte) {
+		cd := []codec.Codec{codec.JSON, codec.Protobuf}[int(c)%2]
+		call := &scheduler.Call{}
+		if cd.Unmarshal(body, call) != nil || validateSchedulerCall(call) != nil || call.GetType() != scheduler.Call_SUBSCRIBE {
+			return
+		}
+		info := proto.Clone(call.GetSubscribe().GetFrameworkInfo()).(*mesos.FrameworkInfo)
+		if m.validateFrameworkInfo(info, call.GetSubscribe().GetSuppressedRoles()) != nil {
+			return
+		}
+		if n := proto.Size(info); n > validate.MaxFrameworkInfoSize {
+			t.Fatalf("accepted a %d-byte FrameworkInfo", n)
+		}
+		for _, s := range []string{info.GetName(), info.GetPrincipal(), info.GetUser(), info.GetHostname(), info.GetRole()} {
+			if len(s) > validate.MaxNameLen {
+				t.Fatalf("accepted a %d-byte field", len(s))
+			}
+		}
+		if ft := info.GetFailoverTimeout(); math.IsNaN(ft) || ft < 0 || ft > maxFailoverTimeout.Seconds() {
+			t.Fatalf("accepted failover_timeout %v", ft)
+		}
+		if d := m.failoverTimeout(info); d < 0 || d > maxFailoverTimeout {
+			t.Fatalf("failover timeout applied: %v", d)
+		}
+		if u := webURL(info.GetWebuiUrl()); u != "" && !strings.HasPrefix(strings.ToLower(u), "http") {
+			t.Fatalf("webui_url %q would become a link", u)
 		}
 	})
 }
