@@ -5,7 +5,10 @@
 package errdefs
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net/http"
 )
 
@@ -52,7 +55,19 @@ func HTTPStatus(err error) int {
 	}
 }
 
-// HTTPError writes err as a plain-text reason with the status HTTPStatus gives.
+// HTTPError writes err as a plain-text reason with the status HTTPStatus
+// gives. An unclassified error (500) is the server's own failure, and its
+// text may name host paths or internals: the body says only that it
+// happened, with an id to find the detail, which goes to the log.
 func HTTPError(w http.ResponseWriter, err error) {
-	http.Error(w, err.Error(), HTTPStatus(err))
+	code := HTTPStatus(err)
+	if code != http.StatusInternalServerError {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	ref := hex.EncodeToString(id[:])
+	slog.Default().Error("internal error answered 500", "error", err, "ref", ref)
+	http.Error(w, "internal server error (ref "+ref+"; the detail is in the server's log)", code)
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +28,18 @@ func TestHTTPStatus(t *testing.T) {
 		if got := HTTPStatus(tt.err); got != tt.want {
 			t.Errorf("HTTPStatus(%v) = %d, want %d", tt.err, got, tt.want)
 		}
+	}
+}
+
+func TestHTTPErrorHidesInternalDetail(t *testing.T) {
+	rec := httptest.NewRecorder()
+	HTTPError(rec, fmt.Errorf("checkpoint /var/lib/mesolite/agent/meta/x: %w", errors.New("disk full")))
+	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "/var/lib") {
+		t.Fatalf("500 body %q", rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	HTTPError(rec, fmt.Errorf("task id %q is not valid: %w", "a/b", ErrInvalid))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "a/b") {
+		t.Fatalf("400 body %q", rec.Body.String())
 	}
 }
