@@ -185,3 +185,34 @@ func TestWarnsAboutOpenPermissions(t *testing.T) {
 		t.Fatalf("no warning: %s", logs.String())
 	}
 }
+
+func TestLoadCredential(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          *Credential
+	}{
+		{"json", `{"principal":"agent","secret":"s"}`, &Credential{Principal: "agent", Secret: "s"}},
+		{"line", "agent s\n", &Credential{Principal: "agent", Secret: "s"}},
+		{"empty secret", `{"principal":"agent"}`, nil},
+		{"three words", "a b c", nil},
+		{"empty", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "credential")
+			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadCredential(p)
+			if tt.want == nil {
+				if !errors.Is(err, errdefs.ErrInvalid) {
+					t.Fatalf("LoadCredential = %v, %v; want ErrInvalid", got, err)
+				}
+				return
+			}
+			if err != nil || *got != *tt.want {
+				t.Fatalf("LoadCredential = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
