@@ -1,0 +1,100 @@
+package tlsconfig
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir, name string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	cert, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return cert, key
+}
+
+func TestServerAndClient(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir, "server")
+	scfg, err := Files{Cert: cert, Key: key}.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	srv.TLS = scfg
+	srv.StartTLS()
+	defer srv.Close()
+
+	ccfg, err := Files{CA: cert}.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: ccfg}}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("client trusting the CA: %v", err)
+	}
+	resp.Body.Close()
+
+	// A client with another CA refuses the server.
+	other, _ := writeCert(t, dir, "other")
+	bad, _ := Files{CA: other}.Client()
+	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: bad}}).Get(srv.URL); err == nil {
+		t.Fatal("a client trusting another CA accepted the server")
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert, _ := writeCert(t, dir, "s")
+	if _, err := (Files{Cert: cert}).Server(); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Fatalf("cert without key: %v", err)
+	}
+	junk := filepath.Join(dir, "junk")
+	os.WriteFile(junk, []byte("not pem"), 0o644)
+	if _, err := (Files{CA: junk}).Client(); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Fatalf("junk CA: %v", err)
+	}
+	if cfg, err := (Files{}).Server(); cfg != nil || err != nil {
+		t.Fatalf("no files: %v %v", cfg, err)
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	env := map[string]string{EnvEnabled: "true", EnvCA: "/ca.pem"}
+	f, on := FromEnv(func(k string) string { return env[k] })
+	if !on || f.CA != "/ca.pem" {
+		t.Fatalf("%+v %v", f, on)
+	}
+}
