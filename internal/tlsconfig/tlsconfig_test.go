@@ -11,7 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,17 +51,21 @@ func TestServerAndClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
-	srv.TLS = scfg
-	srv.StartTLS()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })}
+	go srv.Serve(tls.NewListener(l, scfg))
 	defer srv.Close()
+	url := "https://" + l.Addr().String()
 
 	ccfg, err := Files{CA: cert}.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: ccfg}}
-	resp, err := c.Get(srv.URL)
+	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatalf("client trusting the CA: %v", err)
 	}
@@ -70,7 +74,7 @@ func TestServerAndClient(t *testing.T) {
 	// A client with another CA refuses the server.
 	other, _ := writeCert(t, dir, "other")
 	bad, _ := Files{CA: other}.Client()
-	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: bad}}).Get(srv.URL); err == nil {
+	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: bad}}).Get(url); err == nil {
 		t.Fatal("a client trusting another CA accepted the server")
 	}
 }
