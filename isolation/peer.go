@@ -112,9 +112,32 @@ func parseProcAddr(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
 }
 
-// descendants lists root and every process below it, from each process's
-// parent in /proc/<pid>/stat.
+// descendants lists root and every process below it: from the kernel's
+// children lists (/proc/<pid>/task/<tid>/children), which cost only the
+// container's own processes, else from every process's parent.
 func descendants(root int) []int {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(root) + "/task/" + strconv.Itoa(root) + "/children"); err == nil {
+		out := []int{root}
+		for i := 0; i < len(out); i++ {
+			tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(out[i]) + "/task")
+			for _, t := range tasks {
+				b, err := os.ReadFile("/proc/" + strconv.Itoa(out[i]) + "/task/" + t.Name() + "/children")
+				if err != nil {
+					continue
+				}
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						out = append(out, pid)
+					}
+				}
+			}
+		}
+		return out
+	}
+	return descendantsByParent(root)
+}
+
+func descendantsByParent(root int) []int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {

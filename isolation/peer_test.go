@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -90,4 +91,26 @@ func TestSocketOwnerIn(t *testing.T) {
 	if _, err := SocketOwnerIn(0, peer, local); err == nil {
 		t.Fatal("pid 0 accepted")
 	}
+}
+
+// TestDescendantsAgree: the children-list walk and the parent scan find
+// the same tree.
+func TestDescendantsAgree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	root := cmd.Process.Pid
+	var a, b []int
+	for i := 0; i < 100; i++ {
+		a, b = descendants(root), descendantsByParent(root)
+		slices.Sort(a)
+		slices.Sort(b)
+		if len(a) == 3 && slices.Equal(a, b) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("children walk %v, parent scan %v", a, b)
 }
