@@ -34,6 +34,7 @@ var rules = []rule{
 	{from: "artifactsrv", banned: upper},
 	{from: "httpauth", banned: upper},
 	{from: "internal/duration", banned: upper},
+	{from: "internal/tlsconfig", banned: upper},
 	{from: "containerizer", banned: []string{"master", "agent", "cli", "scheduler"}},
 	{from: "master", banned: []string{"agent", "containerizer", "executor", "isolation"}},
 	{from: "agent", banned: []string{"master", "cli", "scheduler"}},
