@@ -37,8 +37,8 @@ import (
 // one copies it (a reflink where the filesystem has them) into tmp/, hashes
 // the copy and renames it into entries/: the cache never shares an inode
 // with a sandbox, so nothing a task does to its files reaches the cache. A
-// hit hands out a copy the same way and checks the entry against its sha256
-// as it copies.
+// hit hands out a copy the same way, of bytes known to match the entry's
+// sha256: by its stamp, or by hashing them again (see "Trusting a stamp").
 //
 // Ownership: the directories and files are the agent's (root's, on a real
 // agent), directories 0755 and entries read-only. A fetch child that runs
@@ -53,15 +53,54 @@ import (
 // a locker checks that the file it locked is still the one at the path.
 //
 // Lock order: <key>.lock, then index.lock; the evictor only try-locks entry
-// locks while holding index.lock, so no cycle can form.
+// locks while holding index.lock, so no cycle can form. Nothing reads a
+// whole entry under index.lock.
+//
+// Trusting a stamp. A hit must never hand out bytes that differ from the
+// sha256 recorded for them, but hashing 100 MB costs ~100 ms where the
+// reflinked copy costs ~0.1 ms. The bytes need hashing only when they may
+// have changed since they were last hashed, and every change to a file's
+// bytes (write, truncate, fallocate, a clone or copy_file_range onto it,
+// the first write to a clean page of a writable mapping) sets the inode's
+// ctime to the current time, as do chmod, chown, link, unlink and utimes.
+// No system call sets ctime to a chosen value: utimensat, which puts an
+// mtime back, moves ctime to now. So whenever the agent hashes an entry it
+// records the file's stamp (device, inode, size, ctime in ns, mode,
+// owner), taken before the hash began, and a hit whose open file shows the
+// same stamp trusts the recorded sha256 (and compares a sha256 checksum=
+// with it); any difference means a rehash. A new file at the same inode
+// number has a new ctime too. Two details keep this sound:
+//
+//   - ctime moves in ticks: the kernel's coarse clock (1-10 ms) and the
+//     filesystem's granularity (1 ns on xfs, btrfs, tmpfs and ext4 with
+//     256-byte inodes, 1 s with 128-byte ones). A change within the tick
+//     of the previous one leaves ctime where it was. A stamp is therefore
+//     trusted only when its ctime is at least ctimeSettle older than the
+//     start of the hash that recorded it: any change after that start
+//     lands on a later tick and a later second, so it shows. An entry
+//     stored or changed less than ctimeSettle ago is hashed by each reader
+//     as it copies (the per-hit check of before), and the first check
+//     after that records a stamp that can be trusted.
+//   - Some changes escape ctime: a disk or controller corrupting a block,
+//     writes to the block device, the filesystem edited while unmounted,
+//     the clock set back to the nanosecond, later writes to an already
+//     dirty page of a writable mapping. All need root (entries are root's,
+//     read-only, and made in a directory only root can enter) or the
+//     hardware. Against them an entry is also rehashed in full when its
+//     last hash is older than fullCheckEvery.
+//
+// The stamp is read with fstat on the descriptor that is copied, and again
+// after the copy or extraction: bytes changed while they were read fail
+// the hit like a corrupt entry.
 
 // cacheStore is what a fetch needs from its user's cache directory. *cache
 // works on the directory itself; *brokerClient asks the agent to.
 type cacheStore interface {
 	// lock takes key's entry lock, waiting until ctx ends.
 	lock(ctx context.Context, key string) (unlock func(), err error)
-	// get returns key's entry when its file is present and unchanged in
-	// size and identity; the caller holds key's lock.
+	// get returns key's entry, checked as cache.check describes: nil when
+	// its file is gone, changed size or owner, or was found not to match
+	// its sha256 (then evicted). The caller holds key's lock.
 	get(ctx context.Context, key string) (*cacheEntry, error)
 	// touch marks key used now, and validated now when validated is true.
 	touch(ctx context.Context, key string, validated bool) error
@@ -106,10 +145,11 @@ type cacheEntry struct {
 	ValidatedAt int64 `json:"validated_at"`
 	// LastUsed orders eviction (unix ns).
 	LastUsed int64 `json:"last_used"`
-	// FileMtime and Inode detect a cached file changed behind our back,
-	// for instance written through a hard link in a sandbox.
-	FileMtime int64  `json:"file_mtime"`
-	Inode     uint64 `json:"inode"`
+	// Stamp is the entry's file as it was when a hash of its bytes that
+	// began at CheckedAt (unix ns) matched SHA256; see "Trusting a
+	// stamp" above.
+	Stamp     fileStamp `json:"stamp"`
+	CheckedAt int64     `json:"checked_at"`
 }
 
 // indexVersion 2: entries are private read-only copies checked by sha256.
@@ -303,41 +343,153 @@ func (c *cache) writeIndex(idx *cacheIndex) error {
 	return os.Rename(tmp, c.indexPath())
 }
 
-func fileIdentity(fi fs.FileInfo) (mtime int64, ino uint64) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
-	return fi.ModTime().UnixNano(), ino
+// fileStamp is what fstat says of an entry's file; see "Trusting a stamp".
+type fileStamp struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Ctime int64  `json:"ctime_ns"`
+	Mode  uint32 `json:"mode"` // st_mode: type and permission bits
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
 }
 
-// get returns a copy of key's entry when its file is intact. An entry whose
-// file is gone or changed is dropped. The caller holds key's lock.
+func stampOf(fi fs.FileInfo) fileStamp {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileStamp{}
+	}
+	return fileStamp{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Ctime: st.Ctim.Nano(),
+		Mode: st.Mode, UID: st.Uid, GID: st.Gid}
+}
+
+func statStamp(f *os.File) (fileStamp, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return stampOf(fi), nil
+}
+
+var (
+	// ctimeSettle is how much older than the hash that recorded it a
+	// stamp's ctime must be for the stamp to be trusted: past a tick of
+	// the coarse clock and a second of a filesystem with 1 s timestamps,
+	// with room for both. A variable so that tests need not wait 2 s.
+	ctimeSettle = 2 * time.Second
+	// fullCheckEvery bounds how long a change that ctime does not show
+	// can be served. One full pass over a full 2 GB cache is ~2 s of one
+	// core at ~1 GB/s, 0.01% of a core every 6 hours; the hit that takes
+	// an entry's turn pays what every hit paid before (~100 ms per
+	// 100 MB), a few times a day.
+	fullCheckEvery = 6 * time.Hour
+)
+
+// trusts reports whether e's recorded sha256 holds, without reading the
+// file, for a file whose fstat shows st (see "Trusting a stamp").
+func (e *cacheEntry) trusts(st fileStamp) bool {
+	return e.Stamp.Ino != 0 && st == e.Stamp && e.Stamp.Ctime+ctimeSettle.Nanoseconds() < e.CheckedAt
+}
+
+// get returns a copy of key's entry when its file is intact (see
+// cacheStore). The entry is checked outside index.lock: the caller's entry
+// lock keeps the evictor and other fetches of key away meanwhile.
 func (c *cache) get(ctx context.Context, key string) (*cacheEntry, error) {
-	var out *cacheEntry
+	var e *cacheEntry
 	err := c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
-		e := idx.Entries[key]
-		if e == nil {
+		if got := idx.Entries[key]; got != nil {
+			cp := *got
+			e = &cp
+		}
+		return false, nil
+	})
+	if err != nil || e == nil {
+		return nil, err
+	}
+	return c.check(ctx, key, e)
+}
+
+// check decides what a hit on e may rely on. An entry whose file is gone,
+// is no longer a regular file of the agent's, or changed size is dropped.
+// One whose stamp is trusted and whose last hash is recent is returned as
+// it is: the reader copies it without hashing. Otherwise the entry is
+// hashed now if its ctime has settled: a mismatch evicts it (nil, a miss:
+// the caller fetches again), a match records the stamp the hash began
+// with. An entry changed too recently for that is returned with the stamp
+// it had, which the reader's file will not match: the reader hashes it as
+// it copies.
+func (c *cache) check(ctx context.Context, key string, e *cacheEntry) (*cacheEntry, error) {
+	p := c.entryPath(key)
+	f, err := openEntry(p)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("fetcher cache entry is not a regular file; dropping it", "uri", e.URI)
+			_ = os.Remove(p)
+		}
+		return nil, c.drop(ctx, key, e.SHA256)
+	}
+	defer f.Close()
+	st, err := statStamp(f)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size != e.Size || int(st.UID) != os.Geteuid() {
+		c.log.Warn("fetcher cache entry changed size or owner on disk; dropping it", "uri", e.URI)
+		_ = os.Remove(p)
+		return nil, c.drop(ctx, key, e.SHA256)
+	}
+	if want := entryPerm(e.Mode); fs.FileMode(st.Mode).Perm() != want {
+		// Someone made it writable, or changed its mode otherwise: put it
+		// back. The chmod moves ctime, so the bytes are hashed below or
+		// by the reader.
+		if err := f.Chmod(want); err != nil {
+			return nil, err
+		}
+		if st, err = statStamp(f); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	if e.trusts(st) && start.UnixNano()-e.CheckedAt < fullCheckEvery.Nanoseconds() {
+		return e, nil
+	}
+	if st.Ctime+ctimeSettle.Nanoseconds() >= start.UnixNano() {
+		return e, nil
+	}
+	sum, err := hashFile(f, e.Size)
+	if err != nil {
+		return nil, err
+	}
+	if sum != e.SHA256 {
+		c.log.Error("fetcher cache entry does not match its recorded sha256", "uri", e.URI,
+			"recorded", e.SHA256, "read", sum)
+		return nil, c.evictCorrupt(ctx, key, e.SHA256)
+	}
+	if after, err := statStamp(f); err != nil || after != st {
+		// Changed while it was read: record nothing; the reader hashes.
+		return e, err
+	}
+	e.Stamp, e.CheckedAt = st, start.UnixNano()
+	err = c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
+		ie := idx.Entries[key]
+		if ie == nil || ie.SHA256 != sum {
 			return false, nil
 		}
-		p := c.entryPath(key)
-		fi, err := os.Stat(p)
-		if err == nil {
-			mtime, ino := fileIdentity(fi)
-			if fi.Mode().IsRegular() && fi.Size() == e.Size && mtime == e.FileMtime && ino == e.Inode {
-				if want := entryPerm(e.Mode); fi.Mode().Perm() != want {
-					_ = os.Chmod(p, want)
-				}
-				cp := *e
-				out = &cp
-				return false, nil
-			}
-			c.log.Warn("fetcher cache entry changed on disk; dropping it", "uri", e.URI)
-			_ = os.Remove(p)
+		ie.Stamp, ie.CheckedAt = e.Stamp, e.CheckedAt
+		return true, nil
+	})
+	return e, err
+}
+
+// drop removes key's index entry when it still records sha.
+func (c *cache) drop(ctx context.Context, key, sha string) error {
+	return c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
+		if e := idx.Entries[key]; e == nil || e.SHA256 != sha {
+			return false, nil
 		}
 		delete(idx.Entries, key)
 		return true, nil
 	})
-	return out, err
 }
 
 // touch marks key used now, and validated now when validated is true.
@@ -398,6 +550,7 @@ func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged stri
 	}
 	// The sha256 recorded is that of our copy, whatever the staged file
 	// holds by now.
+	hashed := time.Now()
 	sum, err := hashFile(tmp, size)
 	if err != nil {
 		return false, err
@@ -411,9 +564,6 @@ func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged stri
 	if err := tmp.Sync(); err != nil {
 		return false, err
 	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
 	e.Size, e.SHA256 = size, sum
 	err = c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
 		p := c.entryPath(key)
@@ -421,11 +571,15 @@ func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged stri
 			return false, fmt.Errorf("fetcher cache: %w", err)
 		}
 		done = true
-		fi, err := os.Stat(p)
+		defer tmp.Close()
+		// The chmod and the rename moved ctime past the hash's start, so
+		// this stamp is not trusted yet: the first check once it has
+		// settled hashes the entry again and records one that is.
+		st, err := statStamp(tmp)
 		if err != nil {
 			return false, err
 		}
-		e.FileMtime, e.Inode = fileIdentity(fi)
+		e.Stamp, e.CheckedAt = st, hashed.UnixNano()
 		now := time.Now().UnixNano()
 		e.LastUsed, e.ValidatedAt = now, now
 		idx.Entries[key] = e
@@ -437,6 +591,7 @@ func (c *cache) insert(ctx context.Context, key string, sb *os.Root, staged stri
 
 // hashFile is the sha256 of f's first size bytes, in hex.
 func hashFile(f *os.File, size int64) (string, error) {
+	entryReads.Add(1)
 	s := sha256.New()
 	if _, err := io.CopyBuffer(s, io.NewSectionReader(f, 0, size), make([]byte, 1<<20)); err != nil {
 		return "", fmt.Errorf("fetcher cache: hash the copy: %w", err)

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ulikunitz/xz"
-
 	"github.com/mesolite/mesolite/errdefs"
 )
 
@@ -95,7 +93,7 @@ func sniffKind(f *os.File) archiveKind {
 			return kindTarBz2
 		}
 	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		if xr, err := xz.NewReader(sr()); err == nil && holdsTar(xr) {
+		if xr, err := newXZReader(sr()); err == nil && holdsTar(xr) {
 			return kindTarXz
 		}
 	case isTarHeader(head):
@@ -123,19 +121,18 @@ type extractLimits struct {
 
 var errLimit = errors.New("decompression limit exceeded")
 
-// extractor unpacks one archive into an os.Root. Every path goes through
-// the root, so `..`, absolute names and symlinks that leave it fail in the
-// kernel-checked resolution; on top of that, names with `..`, absolute
-// names, symlinks pointing outside, hard links to anything but a file
-// already extracted, and device files or FIFOs are refused outright. On
-// failure everything it created is removed.
+// extractor unpacks one archive into an os.Root, the staging directory of
+// extractArchive. Every path goes through the root, so `..`, absolute
+// names and symlinks that leave it fail in the kernel-checked resolution;
+// on top of that, names with `..`, absolute names, symlinks pointing
+// outside, hard links to anything but a file already extracted, and
+// device files or FIFOs are refused outright.
 type extractor struct {
 	ctx     context.Context
 	root    *os.Root
 	lim     extractLimits
 	entries int
 	bytes   int64
-	created []string
 	dirs    map[string]dirMeta
 	links   []string
 	// current is the directory entry mkdir is making, already counted.
@@ -155,16 +152,37 @@ type extractStats struct {
 	bytes   int64
 }
 
-// extractArchive unpacks f (of the given kind) into root. gzName is the
-// file name a single .gz decompresses to.
-func extractArchive(ctx context.Context, f *os.File, kind archiveKind, gzName string, root *os.Root, lim extractLimits) (extractStats, error) {
-	x := &extractor{ctx: ctx, root: root, lim: lim, dirs: map[string]dirMeta{}}
-	err := x.run(f, kind, gzName)
+// extractArchive unpacks f (of the given kind) into root by way of a
+// staging directory inside it: the whole archive is extracted there, its
+// symlinks checked, beforeCommit (when not nil) called, and only then is
+// the tree moved into place (commit). Until then nothing of the archive is
+// in the sandbox proper, so a refused archive, a cancelled fetch and a
+// fetch child killed mid-extraction leave none of it: the staging
+// directory is removed here, or by the agent (removeStaging) after a
+// kill. gzName is the file name a single .gz decompresses to.
+func extractArchive(ctx context.Context, f *os.File, kind archiveKind, gzName string, root *os.Root, lim extractLimits, beforeCommit func() error) (extractStats, error) {
+	stg, err := newStage(root)
+	if err != nil {
+		return extractStats{}, err
+	}
+	defer stg.remove()
+	tree, err := root.OpenRoot(stg.rel)
+	if err != nil {
+		return extractStats{}, fmt.Errorf("open the staging directory: %w", classifyFS(err))
+	}
+	defer tree.Close()
+	x := &extractor{ctx: ctx, root: tree, lim: lim, dirs: map[string]dirMeta{}}
+	err = x.run(f, kind, gzName)
 	if err == nil {
-		err = x.finish()
+		err = x.checkLinks()
+	}
+	if err == nil && beforeCommit != nil {
+		err = beforeCommit()
+	}
+	if err == nil {
+		err = x.commit(root, stg.rel)
 	}
 	if err != nil {
-		x.rollback()
 		return extractStats{}, err
 	}
 	return extractStats{entries: x.entries, bytes: x.bytes}, nil
@@ -184,7 +202,10 @@ func (x *extractor) run(f *os.File, kind archiveKind, gzName string) error {
 	case kindTarBz2:
 		return x.tar(bzip2.NewReader(br()))
 	case kindTarXz:
-		xr, err := xz.NewReader(br())
+		xr, err := newXZReader(br())
+		if errors.Is(err, errLimit) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("not an xz stream: %v: %w", err, errdefs.ErrInvalid)
 		}
@@ -257,6 +278,9 @@ func (x *extractor) tar(r io.Reader) error {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if errors.Is(err, errLimit) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("corrupt tar archive: %v: %w", err, errdefs.ErrInvalid)
@@ -390,7 +414,6 @@ func (x *extractor) mkdirAll(dir string) error {
 			if err := x.root.Mkdir(p, 0o755); err != nil {
 				return fmt.Errorf("mkdir %q: %w", p, classifyFS(err))
 			}
-			x.created = append(x.created, p)
 		default:
 			return fmt.Errorf("%q: %w", p, classifyFS(err))
 		}
@@ -440,7 +463,6 @@ func (x *extractor) writeFile(name string, mode fs.FileMode, mtime time.Time, r 
 	if err != nil {
 		return fmt.Errorf("create %q: %w", name, classifyFS(err))
 	}
-	x.created = append(x.created, name)
 	remaining := x.lim.maxBytes - x.bytes
 	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx: x.ctx, r: r}, remaining+1))
 	x.bytes += n
@@ -451,6 +473,8 @@ func (x *extractor) writeFile(name string, mode fs.FileMode, mtime time.Time, r 
 		} else {
 			err = fmt.Errorf("%s (the fetcher's extraction limit): %w: %w", what, errLimit, errdefs.ErrInvalid)
 		}
+	} else if errors.Is(err, errLimit) {
+		err = fmt.Errorf("extract %q: %w", name, err)
 	} else if err != nil {
 		err = fmt.Errorf("extract %q: %v: %w", name, scrubPath(err), errdefs.ErrInvalid)
 	}
@@ -486,7 +510,6 @@ func (x *extractor) symlink(name, target string) error {
 	if err := x.root.Symlink(target, name); err != nil {
 		return fmt.Errorf("symlink %q: %w", name, classifyFS(err))
 	}
-	x.created = append(x.created, name)
 	x.links = append(x.links, name)
 	return nil
 }
@@ -515,17 +538,37 @@ func (x *extractor) hardlink(name, target string) error {
 	if err := x.root.Link(t, name); err != nil {
 		return fmt.Errorf("hard link %q: %w", name, classifyFS(err))
 	}
-	x.created = append(x.created, name)
 	return nil
 }
 
-// finish checks every symlink once the tree is complete (a chain of
-// individually harmless links can still lead out) and applies directory
-// modes last, so a read-only directory does not stop its own extraction.
-func (x *extractor) finish() error {
+// checkLinks checks every symlink once the tree is complete: a chain of
+// individually harmless links can still lead out.
+func (x *extractor) checkLinks() error {
 	for _, l := range x.links {
 		if _, err := x.root.Stat(l); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("symlink %q resolves outside the sandbox: %w", l, errdefs.ErrForbidden)
+		}
+	}
+	return nil
+}
+
+// commit moves the extracted tree from the staging directory stage into
+// sb, merging it with what the sandbox holds as extracting in place did: a
+// name the sandbox lacks is renamed in whole, a file or symlink replaces
+// the file or symlink of the same name (rename never writes through
+// either), and a directory merges into the sandbox's directory (or a
+// symlink to one inside the sandbox). All conflicts are found before the
+// first rename, so a refused archive moves nothing. Directory modes and
+// times are applied last, at their final places: a directory read-only in
+// the archive must not stop the moves into it.
+func (x *extractor) commit(sb *os.Root, stage string) error {
+	var moves []string
+	if err := x.planMoves(sb, ".", &moves); err != nil {
+		return err
+	}
+	for _, m := range moves {
+		if err := sb.Rename(path.Join(stage, m), m); err != nil {
+			return fmt.Errorf("move %q into the sandbox: %w", m, classifyFS(err))
 		}
 	}
 	dirs := make([]string, 0, len(x.dirs))
@@ -535,20 +578,60 @@ func (x *extractor) finish() error {
 	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
 	for _, d := range dirs {
 		m := x.dirs[d]
-		if err := x.root.Chmod(d, m.mode); err != nil {
+		if err := sb.Chmod(d, m.mode); err != nil {
 			return fmt.Errorf("chmod %q: %w", d, classifyFS(err))
 		}
 		if !m.mtime.IsZero() {
-			_ = x.root.Chtimes(d, m.mtime, m.mtime)
+			_ = sb.Chtimes(d, m.mtime, m.mtime)
 		}
 	}
 	return nil
 }
 
-func (x *extractor) rollback() {
-	for i := len(x.created) - 1; i >= 0; i-- {
-		_ = x.root.RemoveAll(x.created[i])
+// planMoves lists the renames that put the staged directory dir (relative
+// to the tree) into sb, or says why they cannot.
+func (x *extractor) planMoves(sb *os.Root, dir string, moves *[]string) error {
+	d, err := x.root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("read the staged %q: %w", dir, classifyFS(err))
 	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("read the staged %q: %w", dir, classifyFS(err))
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		rel := path.Join(dir, n)
+		src, err := x.root.Lstat(rel)
+		if err != nil {
+			return fmt.Errorf("%q: %w", rel, classifyFS(err))
+		}
+		dst, err := sb.Lstat(rel)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			*moves = append(*moves, rel)
+		case err != nil:
+			return fmt.Errorf("%q: %w", rel, classifyFS(err))
+		case src.IsDir():
+			if !dst.IsDir() {
+				if dst.Mode()&fs.ModeSymlink == 0 {
+					return fmt.Errorf("%q exists and is not a directory: %w", rel, errdefs.ErrConflict)
+				}
+				if st, err := sb.Stat(rel); err != nil || !st.IsDir() {
+					return fmt.Errorf("%q is a symlink that does not lead to a directory inside the sandbox: %w", rel, errdefs.ErrForbidden)
+				}
+			}
+			if err := x.planMoves(sb, rel, moves); err != nil {
+				return err
+			}
+		case dst.IsDir():
+			return fmt.Errorf("%q exists as a directory: %w", rel, errdefs.ErrConflict)
+		default:
+			*moves = append(*moves, rel)
+		}
+	}
+	return nil
 }
 
 // classifyFS maps a filesystem error met while resolving through an

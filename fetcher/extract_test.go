@@ -34,7 +34,7 @@ func extractInto(t testing.TB, l layout, archive []byte, kind archiveKind, lim e
 		t.Fatal(err)
 	}
 	defer root.Close()
-	return extractArchive(context.Background(), f, kind, "decompressed", root, lim)
+	return extractArchive(context.Background(), f, kind, "decompressed", root, lim, nil)
 }
 
 var testLimits = extractLimits{maxBytes: 1 << 20, maxEntries: 100}

@@ -270,7 +270,7 @@ func (f *Fetcher) finishStaged(ctx context.Context, sb *os.Root, p *plan, st *st
 		return Result{}, fmt.Errorf("open %q: %w", p.out, classifyFS(err))
 	}
 	defer af.Close()
-	n, err := f.extract(ctx, af, kind, p, sb, bud)
+	n, err := f.extract(ctx, af, kind, p, sb, bud, nil)
 	res.Extracted = n
 	return res, err
 }
@@ -282,13 +282,16 @@ func (f *Fetcher) logDownload(p *plan, d *download, start time.Time) {
 
 // extract unpacks af into the sandbox within what the request's budget has
 // left, and charges what it wrote.
-func (f *Fetcher) extract(ctx context.Context, af *os.File, kind archiveKind, p *plan, sb *os.Root, bud *budget) (int, error) {
+// beforeCommit, when not nil, runs once the archive is extracted into its
+// staging directory and before anything is moved into the sandbox; an
+// error from it fails the extraction.
+func (f *Fetcher) extract(ctx context.Context, af *os.File, kind archiveKind, p *plan, sb *os.Root, bud *budget, beforeCommit func() error) (int, error) {
 	start := time.Now()
 	lim := f.cfg.extractLimits()
 	if rem := bud.remaining(); rem < lim.maxBytes {
 		lim.maxBytes, lim.over = rem, bud.exceeded
 	}
-	st, err := extractArchive(ctx, af, kind, p.gzName, sb, lim)
+	st, err := extractArchive(ctx, af, kind, p.gzName, sb, lim, beforeCommit)
 	if err != nil {
 		return 0, fmt.Errorf("extract %s archive %q: %w", kind, p.out, err)
 	}
@@ -399,6 +402,8 @@ func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore
 	var stg *stage
 	defer func() { stg.remove() }()
 	hit, validated := false, false
+	// unchecked is the checksum= a hit still has to check.
+	unchecked := p.src.sum
 	var d *download
 	if e != nil {
 		switch {
@@ -409,10 +414,9 @@ func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore
 		case p.src.sum != nil:
 			match, decided := p.src.sum.matchesSHA256(e.SHA256)
 			if !decided {
-				_, err := digestFile(c.entryPath(key), p.src.sum)
-				match = err == nil
+				match = f.entryMatches(c.entryPath(key), e, p.src.sum)
 			}
-			hit, validated = match, match
+			hit, validated, unchecked = match, match, nil
 		case p.src.kind == srcHTTP && (e.ETag != "" || e.LastModified != ""):
 			if stg, err = newStage(sb); err != nil {
 				return Result{}, err
@@ -461,8 +465,7 @@ func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore
 		defer af.Close()
 		unlock()
 		locked = false
-		f.log.Info("cache hit", "uri", p.src.redacted, "bytes", e.Size)
-		res, err := f.placeFromCache(ctx, sb, af, e, p, bud)
+		res, err := f.placeFromCache(ctx, sb, af, e, p, unchecked, bud)
 		if errors.Is(err, errEntryCorrupt) {
 			f.log.Error("fetcher cache entry corrupt; evicting it and fetching again", "uri", p.src.redacted, "error", err.Error())
 			if eerr := c.evictCorrupt(ctx, key, e.SHA256); eerr != nil {
@@ -505,6 +508,18 @@ func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore
 	return f.finishStaged(ctx, sb, p, stg, d, bud, true)
 }
 
+// entryMatches reports whether the entry at path matches c, a checksum
+// that the recorded sha256 cannot settle. Whether the bytes are still
+// the entry's is placeFromCache's to check.
+func (f *Fetcher) entryMatches(path string, e *cacheEntry, c *checksum) bool {
+	af, err := openEntry(path)
+	if err != nil {
+		return false
+	}
+	defer af.Close()
+	return verifyEntry(af, e, c, false) == nil
+}
+
 // openEntry opens a cache entry for reading; never through a link, and a
 // FIFO put in its place cannot block the open.
 func openEntry(path string) (*os.File, error) {
@@ -522,12 +537,33 @@ func openEntry(path string) (*os.File, error) {
 
 // placeFromCache gives the sandbox its own copy of an entry (a reflink
 // where the filesystem has them, else copy_file_range), or extracts the
-// entry when it is an archive; the entry's bytes are checked against its
-// recorded sha256 (and the URI's checksum=) in the same pass.
-func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, e *cacheEntry, p *plan, bud *budget) (Result, error) {
+// entry when it is an archive. The bytes handed out are the entry's as
+// last hashed: when the open file's stamp is the entry's trusted one (see
+// "Trusting a stamp" in cache.go) they are not read again, otherwise they
+// are hashed in the same pass as the copy (before an extraction). sum is
+// the URI's checksum= still to check. A stamp that changes while the
+// entry is read fails the hit as corrupt.
+func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, e *cacheEntry, p *plan, sum *checksum, bud *budget) (Result, error) {
 	res := Result{URI: p.src.redacted, Bytes: e.Size, CacheHit: true}
 	if e.Size > bud.remaining() {
 		return Result{}, bud.exceeded(fmt.Sprintf("cached artifact %s is %d bytes", p.src.redacted, e.Size))
+	}
+	st, err := statStamp(af)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, err)
+	}
+	full := !e.trusts(st)
+	check := "stamp"
+	if full {
+		check = "sha256"
+	}
+	f.log.Info("cache hit", "uri", p.src.redacted, "bytes", e.Size, "checked_by", check)
+	unchanged := func() error {
+		after, err := statStamp(af)
+		if err == nil && after != st {
+			err = fmt.Errorf("%w: it changed while it was read", errEntryCorrupt)
+		}
+		return err
 	}
 	kind := p.kind
 	if kind == kindNone && p.sniff {
@@ -535,10 +571,10 @@ func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, 
 	}
 	if kind != kindNone {
 		// Checked first, so what is extracted is what was checked.
-		if err := verifyEntry(af, e, p.src.sum); err != nil {
+		if err := verifyEntry(af, e, sum, full); err != nil {
 			return Result{}, err
 		}
-		n, err := f.extract(ctx, af, kind, p, sb, bud)
+		n, err := f.extract(ctx, af, kind, p, sb, bud, unchanged)
 		res.Extracted = n
 		return res, err
 	}
@@ -554,9 +590,12 @@ func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, 
 		return Result{}, fmt.Errorf("create %q: %w", p.out, classifyFS(err))
 	}
 	verified := make(chan error, 1)
-	go func() { verified <- verifyEntry(af, e, p.src.sum) }()
+	go func() { verified <- verifyEntry(af, e, sum, full) }()
 	how, err := cloneFile(w, af, e.Size)
 	verr := <-verified
+	if verr == nil {
+		verr = unchanged()
+	}
 	if err == nil {
 		err = w.Chmod(mode)
 	}

@@ -675,7 +675,7 @@ func FuzzBrokerRequest(f *testing.F) {
 			if !filepath.IsLocal(r.Staged) || !strings.HasPrefix(r.Staged, stagingPrefix) || strings.Count(r.Staged, "/") != 1 {
 				t.Fatalf("accepted staged file %q", r.Staged)
 			}
-			if r.Entry.Mode&^0o777 != 0 || r.Entry.Size != 0 || r.Entry.Inode != 0 {
+			if r.Entry.Mode&^0o777 != 0 || r.Entry.Size != 0 || r.Entry.Stamp != (fileStamp{}) || r.Entry.CheckedAt != 0 {
 				t.Fatalf("accepted entry %+v", r.Entry)
 			}
 		}
