@@ -77,7 +77,7 @@ func ExampleFramework(ctx context.Context, args []string, stdout, stderr io.Writ
 	life, stopClient := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopClient()
 	unhook := context.AfterFunc(ctx, stopClient) // Ctrl-C while subscribing just stops
-	client, err := scheduler.Subscribe(life, scheduler.Config{Master: *master, Framework: fw, Logger: c.logger(), Principal: c.principal, Secret: c.secret})
+	client, err := scheduler.Subscribe(life, scheduler.Config{Master: *master, Framework: fw, Logger: c.logger(), Principal: c.principal, Secret: c.secret, TLS: c.tls()})
 	if interrupted := !unhook(); interrupted {
 		if err == nil {
 			client.Close()

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -33,6 +35,10 @@ type command struct {
 	// and secret their values once parsed.
 	creds             *credentials
 	principal, secret string
+	// master and sslCA are --master and --ssl_ca_file, defined together;
+	// transport what they (and the environment) settle on.
+	master, sslCA *string
+	transport     *transport
 }
 
 func newCommand(name, synopsis string, stdout, stderr io.Writer) *command {
@@ -77,7 +83,8 @@ func (c *command) parse(args []string) (positional []string, exit int, stop bool
 	}
 }
 
-// resolveCredentials reads the credential flags once parsing is done.
+// resolveCredentials reads the credential and TLS flags once parsing is
+// done.
 func (c *command) resolveCredentials() (exit int, stop bool) {
 	if c.creds == nil {
 		return 0, false
@@ -86,12 +93,25 @@ func (c *command) resolveCredentials() (exit int, stop bool) {
 	if c.principal, c.secret, err = c.creds.resolve(); err != nil {
 		return c.usageError("%v", err), true
 	}
+	if c.transport, err = resolveTLS(*c.sslCA, *c.master, os.Getenv); err != nil {
+		return c.usageError("%v", err), true
+	}
 	return 0, false
 }
 
-// context makes requests sent with ctx carry the command's credentials.
+// context makes requests sent with ctx carry the command's credentials and
+// speak its TLS setting.
 func (c *command) context(ctx context.Context) context.Context {
-	return withCredentials(ctx, c.principal, c.secret)
+	return withTransport(withCredentials(ctx, c.principal, c.secret), c.transport)
+}
+
+// tls is the configuration the scheduler client speaks to the master
+// with; nil for plain http.
+func (c *command) tls() *tls.Config {
+	if c.transport == nil {
+		return nil
+	}
+	return c.transport.tls
 }
 
 // usageError reports bad usage and returns exitUsage.
@@ -121,9 +141,12 @@ func (c *command) given(name string) bool {
 // masterFlag defines --master the same way for every command.
 func (c *command) masterFlag() *string {
 	c.creds = c.credentialFlags()
-	return c.String("master", "127.0.0.1:5050",
+	c.sslCA = c.String("ssl_ca_file", "", "CA bundle to verify the master and the agents with; giving it makes the command\n"+
+		"speak https (so do --master=https://... and LIBPROCESS_SSL_ENABLED=true, with the system's roots)")
+	c.master = c.String("master", "127.0.0.1:5050",
 		"the master: host:port (any master of the cluster; a non-leading one redirects\n"+
-			"to the leader), http://host:port, or file:///path naming a file that holds one")
+			"to the leader), http(s)://host:port, zk://host:2181/path, or file:///path naming a file that holds one")
+	return c.master
 }
 
 // logger is for the scheduler client: its warnings (a lost master,

@@ -102,7 +102,9 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	_, err = sandbox.Follow(ctx, "http://"+agent, file, start, stdout, sandbox.FollowOptions{
+	t := transportOf(ctx)
+	_, err = sandbox.Follow(ctx, t.scheme()+"://"+agent, file, start, stdout, sandbox.FollowOptions{
+		Client:        t.stream,
 		Ended:         ended,
 		CheckInterval: stateCheckInterval,
 	})
@@ -183,12 +185,13 @@ func streamSupported(ctx context.Context, agent, file string) (bool, error) {
 	if err != nil {
 		return true, err
 	}
-	u := filesURL(agent, "stream", file, fmt.Sprintf("offset=%d", size.Offset), "follow=false")
+	t := transportOf(ctx)
+	u := filesURL(t.scheme(), agent, "stream", file, fmt.Sprintf("offset=%d", size.Offset), "follow=false")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return true, err
 	}
-	resp, err := httpClient.Do(authorize(req))
+	resp, err := t.client.Do(authorize(req))
 	if err != nil {
 		return true, err
 	}

@@ -120,7 +120,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, reported: map[string]bool{}}
-	return r.run(c.context(ctx), scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger(), Principal: c.principal, Secret: c.secret}, *timeout)
+	return r.run(c.context(ctx), scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger(), Principal: c.principal, Secret: c.secret, TLS: c.tls()}, *timeout)
 }
 
 func codecFor(s string) (codec.Codec, error) {
@@ -285,7 +285,7 @@ func (r *runner) printSandbox(ctx context.Context, o *mesos.Offer) {
 	agent := r.agentAddr(ctx, o)
 	dir := sandboxPath(r.client.FrameworkID(), r.tmpl.executorID())
 	r.printf("sandbox: agent %s, path %s\n", agent, dir)
-	r.printf("  stdout: %s\n", filesURL(agent, "read", dir+"/stdout", "offset=0"))
+	r.printf("  stdout: %s\n", filesURL(transportOf(ctx).scheme(), agent, "read", dir+"/stdout", "offset=0"))
 	r.printf("  logs:   mesolite logs --master=%s %s\n", r.masterFlag, r.taskID())
 }
 

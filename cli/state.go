@@ -12,7 +12,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/sandbox"
@@ -157,36 +156,32 @@ func sandboxPath(frameworkID, executorID string) string {
 
 // filesURL is a files API URL for a sandbox file, with the path readable
 // (slashes are fine in a query).
-func filesURL(agent, endpoint, file string, query ...string) string {
-	u := "http://" + agent + "/files/" + endpoint + "?path=" + strings.ReplaceAll(url.QueryEscape(file), "%2F", "/")
+func filesURL(scheme, agent, endpoint, file string, query ...string) string {
+	u := scheme + "://" + agent + "/files/" + endpoint + "?path=" + strings.ReplaceAll(url.QueryEscape(file), "%2F", "/")
 	for _, q := range query {
 		u += "&" + q
 	}
 	return u
 }
 
-// httpClient bounds every request of the commands: the master and the
-// agents answer these at once or not at all.
-var httpClient = &http.Client{
-	Timeout: 30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
-}
-
 // getMasterJSON GETs path from the leading master, following redirects
 // from other masters, and decodes the JSON answer into out.
 func getMasterJSON(ctx context.Context, master, p string, out any) error {
-	addr, err := scheduler.ResolveMaster(ctx, master)
+	addr, https, err := scheduler.ResolveMasterScheme(ctx, master)
 	if err != nil {
 		return err
 	}
+	t := transportOf(ctx)
+	scheme := t.scheme()
+	if https {
+		scheme = "https"
+	}
 	for range 5 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+p, nil)
 		if err != nil {
 			return fmt.Errorf("master %s: %w", addr, errdefs.ErrInvalid)
 		}
-		resp, err := httpClient.Do(authorize(req))
+		resp, err := t.client.Do(authorize(req))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -239,12 +234,13 @@ type fileChunk struct {
 // -1 asks only for the file's size (returned as Offset). A missing file
 // wraps errdefs.ErrNotFound.
 func readFile(ctx context.Context, agent, file string, offset, length int64) (fileChunk, error) {
-	u := filesURL(agent, "read", file, "offset="+strconv.FormatInt(offset, 10), "length="+strconv.FormatInt(length, 10))
+	t := transportOf(ctx)
+	u := filesURL(t.scheme(), agent, "read", file, "offset="+strconv.FormatInt(offset, 10), "length="+strconv.FormatInt(length, 10))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fileChunk{}, fmt.Errorf("agent %s: %w", agent, errdefs.ErrInvalid)
 	}
-	resp, err := httpClient.Do(authorize(req))
+	resp, err := t.client.Do(authorize(req))
 	if err != nil {
 		if ctx.Err() != nil {
 			return fileChunk{}, ctx.Err()

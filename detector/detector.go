@@ -26,6 +26,11 @@ type MasterInfo struct {
 	Hostname string
 	PID      string // libprocess style, master@ip:port
 	Version  string
+	// Scheme is "https" when a --master value said https://; empty
+	// otherwise. Masters found in ZooKeeper never carry one (Mesos's
+	// MasterInfo has no scheme): a client configured for TLS speaks https
+	// to them.
+	Scheme string
 }
 
 // IsZero reports whether m names no master (no leader is known).
@@ -120,9 +125,10 @@ func New(master string, opts ...Option) (Detector, error) {
 	return &standalone{info: info, closed: make(chan struct{})}, nil
 }
 
-// ParseHostPort reads host:port, master@host:port or http://host:port.
+// ParseHostPort reads host:port, master@host:port, http://host:port or
+// https://host:port.
 func ParseHostPort(s string) (MasterInfo, error) {
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
+	s, https := strings.CutPrefix(strings.TrimPrefix(s, "http://"), "https://")
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "master@"), "/")
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || host == "" {
@@ -137,6 +143,9 @@ func ParseHostPort(s string) (MasterInfo, error) {
 		m.IP = addr.String()
 	}
 	m.PID = "master@" + net.JoinHostPort(host, port)
+	if https {
+		m.Scheme = "https"
+	}
 	return m, nil
 }
 

@@ -55,6 +55,10 @@ func TestStandaloneAndFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("  10.1.2.3:5050\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	httpsFile := filepath.Join(dir, "https-master")
+	if err := os.WriteFile(httpsFile, []byte("https://node2:5050\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		flag string
 		want MasterInfo
@@ -62,6 +66,8 @@ func TestStandaloneAndFile(t *testing.T) {
 		{"127.0.0.1:5050", MasterInfo{IP: "127.0.0.1", Hostname: "127.0.0.1", Port: 5050, PID: "master@127.0.0.1:5050"}},
 		{"master@node1:5051", MasterInfo{Hostname: "node1", Port: 5051, PID: "master@node1:5051"}},
 		{"http://node1:5050/", MasterInfo{Hostname: "node1", Port: 5050, PID: "master@node1:5050"}},
+		{"https://10.0.0.7:5050", MasterInfo{IP: "10.0.0.7", Hostname: "10.0.0.7", Port: 5050, PID: "master@10.0.0.7:5050", Scheme: "https"}},
+		{"file://" + httpsFile, MasterInfo{Hostname: "node2", Port: 5050, PID: "master@node2:5050", Scheme: "https"}},
 		{"file://" + file, MasterInfo{IP: "10.1.2.3", Hostname: "10.1.2.3", Port: 5050, PID: "master@10.1.2.3:5050"}},
 	}
 	for _, tt := range tests {

@@ -25,7 +25,7 @@ func (c *Client) Call(ctx context.Context, call *schedv1.Call) error {
 		return fmt.Errorf("SUBSCRIBE goes through scheduler.Subscribe: %w", errdefs.ErrInvalid)
 	}
 	c.mu.Lock()
-	master, sid, fwID := c.master, c.streamID, c.framework.GetId()
+	master, scheme, sid, fwID := c.master, c.scheme, c.streamID, c.framework.GetId()
 	c.mu.Unlock()
 	if sid == "" {
 		select {
@@ -48,7 +48,7 @@ func (c *Client) Call(ctx context.Context, call *schedv1.Call) error {
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+master+APIPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+master+APIPath, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%s request to %s: %w", typ, master, errdefs.ErrInvalid)
 	}

@@ -45,6 +45,7 @@ type Client struct {
 	mu         sync.Mutex
 	framework  *mesos.FrameworkInfo // Id filled in from SUBSCRIBED
 	master     string               // host:port of the master holding the stream
+	scheme     string               // http or https, for master
 	streamID   string               // empty while not subscribed
 	masterInfo *mesos.MasterInfo
 	heartbeat  time.Duration
@@ -55,6 +56,7 @@ type Client struct {
 // stream is one SUBSCRIBE connection, from its SUBSCRIBED event on.
 type stream struct {
 	master   string
+	scheme   string
 	streamID string
 	body     io.ReadCloser
 	dec      *recordio.Decoder
@@ -163,9 +165,13 @@ func (c *Client) StreamID() string {
 // subscribe resolves the master, follows redirects to the leader and reads
 // SUBSCRIBED. The stream lives as long as ctx.
 func (c *Client) subscribe(ctx context.Context) (*stream, error) {
-	master, err := ResolveMaster(ctx, c.cfg.Master)
+	master, https, err := ResolveMasterScheme(ctx, c.cfg.Master)
 	if err != nil {
 		return nil, err
+	}
+	scheme := "http"
+	if https || c.cfg.TLS != nil {
+		scheme = "https"
 	}
 	c.mu.Lock()
 	fw := proto.Clone(c.framework).(*mesos.FrameworkInfo)
@@ -180,7 +186,7 @@ func (c *Client) subscribe(ctx context.Context) (*stream, error) {
 		return nil, fmt.Errorf("encoding SUBSCRIBE: %w", err)
 	}
 	for hop := 0; ; hop++ {
-		s, leader, err := c.subscribeOnce(ctx, master, body)
+		s, leader, err := c.subscribeOnce(ctx, scheme, master, body)
 		if err != nil || s != nil {
 			return s, err
 		}
@@ -195,7 +201,7 @@ func (c *Client) subscribe(ctx context.Context) (*stream, error) {
 
 // subscribeOnce posts SUBSCRIBE to one master. It returns the stream, or
 // the leader's address when this master is not it.
-func (c *Client) subscribeOnce(ctx context.Context, master string, body []byte) (*stream, string, error) {
+func (c *Client) subscribeOnce(ctx context.Context, scheme, master string, body []byte) (*stream, string, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	// A master that accepts the connection but never answers must not hang
 	// the subscription: SUBSCRIBED comes at once or not at all.
@@ -213,7 +219,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, body []byte) 
 		return nil, "", err
 	}
 
-	req, err := http.NewRequestWithContext(sctx, http.MethodPost, "http://"+master+APIPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(sctx, http.MethodPost, scheme+"://"+master+APIPath, bytes.NewReader(body))
 	if err != nil {
 		return fail(fmt.Errorf("SUBSCRIBE request to %s: %w", master, errdefs.ErrInvalid))
 	}
@@ -271,6 +277,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, body []byte) 
 	}
 	return &stream{
 		master:   master,
+		scheme:   scheme,
 		streamID: sid,
 		body:     resp.Body,
 		dec:      dec,
@@ -343,7 +350,7 @@ func (c *Client) connected(s *stream) {
 	sub := s.first.GetSubscribed()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.master = s.master
+	c.master, c.scheme = s.master, s.scheme
 	c.streamID = s.streamID
 	if id := sub.GetFrameworkId(); id != nil {
 		c.framework.Id = proto.Clone(id).(*mesos.FrameworkID)

@@ -3,6 +3,8 @@ package scheduler_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,7 @@ import (
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"github.com/mesolite/mesolite/scheduler"
 	"github.com/mesolite/mesolite/scheduler/schedulertest"
 )
@@ -482,32 +485,42 @@ func TestResolveMaster(t *testing.T) {
 	if err := os.WriteFile(file, []byte("10.0.0.1:5050\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	httpsFile := filepath.Join(dir, "https-master")
+	if err := os.WriteFile(httpsFile, []byte("https://10.0.0.2:5050\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	loop := filepath.Join(dir, "loop")
 	if err := os.WriteFile(loop, []byte("file://"+loop), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		in, want string
-		wantErr  bool
+		in, want       string
+		https, wantErr bool
 	}{
-		{"127.0.0.1:5050", "127.0.0.1:5050", false},
-		{"master.example", "master.example:5050", false},
-		{"http://127.0.0.1:5051/", "127.0.0.1:5051", false},
-		{"http://m:1/master", "m:1", false},
-		{"[::1]:5050", "[::1]:5050", false},
-		{"::1", "[::1]:5050", false},
-		{"file://" + file, "10.0.0.1:5050", false},
-		{"file://" + loop, "", true},
-		{"file:///nonexistent/master", "", true},
-		{"zk://zk1:2181/mesos", "", true},
-		{"", "", true},
-		{"a b:1", "", true},
+		{in: "127.0.0.1:5050", want: "127.0.0.1:5050"},
+		{in: "master.example", want: "master.example:5050"},
+		{in: "http://127.0.0.1:5051/", want: "127.0.0.1:5051"},
+		{in: "http://m:1/master", want: "m:1"},
+		{in: "https://m:1/master", want: "m:1", https: true},
+		{in: "https://m", want: "m:5050", https: true},
+		{in: "[::1]:5050", want: "[::1]:5050"},
+		{in: "::1", want: "[::1]:5050"},
+		{in: "file://" + file, want: "10.0.0.1:5050"},
+		{in: "file://" + httpsFile, want: "10.0.0.2:5050", https: true},
+		{in: "file://" + loop, wantErr: true},
+		{in: "file:///nonexistent/master", wantErr: true},
+		{in: "zk://zk1:2181/mesos", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "a b:1", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := scheduler.ResolveMaster(context.Background(), tt.in)
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Fatalf("ResolveMaster(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			got, https, err := scheduler.ResolveMasterScheme(context.Background(), tt.in)
+			if (err != nil) != tt.wantErr || got != tt.want || https != tt.https {
+				t.Fatalf("ResolveMasterScheme(%q) = %q, %v, %v; want %q, %v, error %v", tt.in, got, https, err, tt.want, tt.https, tt.wantErr)
+			}
+			if hp, _ := scheduler.ResolveMaster(context.Background(), tt.in); hp != got {
+				t.Fatalf("ResolveMaster(%q) = %q, want %q", tt.in, hp, got)
 			}
 		})
 	}
@@ -529,5 +542,46 @@ func TestMasterFromLocation(t *testing.T) {
 	}
 	if _, err := scheduler.MasterFromLocation(""); err == nil {
 		t.Error("empty Location accepted")
+	}
+}
+
+// A TLS master is reached over https and verified: with its CA the client
+// subscribes and calls; without it, or speaking plain http, it refuses
+// and says why.
+func TestSubscribeOverTLS(t *testing.T) {
+	m := schedulertest.NewTLSMaster(t)
+	trusted := x509.NewCertPool()
+	trusted.AddCert(m.Server.Certificate())
+	tests := []struct {
+		name    string
+		master  string
+		tls     *tls.Config
+		wantErr error
+	}{
+		{name: "trusted", master: m.Addr(), tls: &tls.Config{RootCAs: trusted}},
+		{name: "https master, trusted", master: "https://" + m.Addr(), tls: &tls.Config{RootCAs: trusted}},
+		{name: "https master, system roots", master: "https://" + m.Addr(), wantErr: tlsconfig.ErrUntrusted},
+		{name: "another CA", master: m.Addr(), tls: &tls.Config{RootCAs: x509.NewCertPool()}, wantErr: tlsconfig.ErrUntrusted},
+		{name: "plain http", master: m.Addr(), wantErr: tlsconfig.ErrPlainToTLS},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(tt.master)
+			cfg.TLS = tt.tls
+			if tt.wantErr != nil {
+				_, err := scheduler.Subscribe(context.Background(), cfg)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Subscribe: %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			c := subscribe(t, cfg)
+			next(t, c)
+			if err := c.Revive(context.Background()); err != nil {
+				t.Fatalf("REVIVE over https: %v", err)
+			}
+			m.WaitCall(t, schedv1.Call_REVIVE)
+			c.Close()
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,8 +31,8 @@ const (
 // rest have defaults.
 type Config struct {
 	// Master is where to find the leading master: host:port (port 5050 if
-	// left out), http://host:port, or file:///path naming a file that holds
-	// one of those.
+	// left out), http://host:port, https://host:port, zk://host:2181/path,
+	// or file:///path naming a file that holds one of those.
 	Master string
 	// Framework is sent in SUBSCRIBE. Name is required; User defaults to
 	// the current user. Set Id to fail over to an existing framework. The
@@ -44,6 +46,13 @@ type Config struct {
 	// Its redirect policy is ignored: the client follows 307s itself,
 	// because a master's `Location: //host:port` drops the request path.
 	HTTPClient *http.Client
+	// TLS, when set, makes the client speak https to the master, verifying
+	// it with this configuration (its RootCAs, or the system's roots when
+	// nil); the default HTTPClient uses it, a caller's own must carry its
+	// TLS settings itself. A Master of https://host:port speaks https with
+	// the system's roots when TLS is nil. Masters found in ZooKeeper carry
+	// no scheme, so a client of a TLS cluster behind zk:// sets TLS.
+	TLS *tls.Config
 	// Principal and Secret authenticate every request with HTTP Basic, for
 	// a master started with --authenticate_frameworks (or
 	// --authenticate_http_frameworks). Principal is also the framework's
@@ -96,7 +105,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Codec = codec.JSON
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: defaultTransport()}
+		t := defaultTransport()
+		t.TLSClientConfig = cfg.TLS
+		cfg.HTTPClient = &http.Client{Transport: tlsconfig.ExplainErrors(t)}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

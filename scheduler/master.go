@@ -44,45 +44,53 @@ func unreachable(master string, err error) error {
 }
 
 // ResolveMaster turns a --master value into the host:port of a master to
-// ask: host:port or host (port 5050), http://host:port, or file:///path
+// ask: host:port or host (port 5050), http(s)://host:port, the leader
+// named in zk://host:2181/path, or file:///path
 // naming a file that holds one of those (Mesos's form for a static
 // configuration). A non-leading master redirects its callers to the leader,
 // so any master of the cluster will do.
 func ResolveMaster(ctx context.Context, master string) (string, error) {
+	hp, _, err := ResolveMasterScheme(ctx, master)
+	return hp, err
+}
+
+// ResolveMasterScheme is ResolveMaster that also reports whether the value
+// asked for https: https://host:port, or a file holding one. Masters found
+// in ZooKeeper carry no scheme (false): the caller's TLS setting decides.
+func ResolveMasterScheme(ctx context.Context, master string) (addr string, https bool, err error) {
 	s := strings.TrimSpace(master)
 	switch {
 	case s == "":
-		return "", fmt.Errorf("no master given (--master=host:port): %w", errdefs.ErrInvalid)
+		return "", false, fmt.Errorf("no master given (--master=host:port): %w", errdefs.ErrInvalid)
 	case strings.HasPrefix(s, "file://"):
 		p := strings.TrimPrefix(s, "file://")
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return "", fmt.Errorf("reading master address from %s: %w", s, err)
+			return "", false, fmt.Errorf("reading master address from %s: %w", s, err)
 		}
 		inner := strings.TrimSpace(string(b))
 		if strings.HasPrefix(inner, "file://") {
-			return "", fmt.Errorf("master file %s points to another file (%s): %w", p, inner, errdefs.ErrInvalid)
+			return "", false, fmt.Errorf("master file %s points to another file (%s): %w", p, inner, errdefs.ErrInvalid)
 		}
-		return ResolveMaster(ctx, inner)
+		return ResolveMasterScheme(ctx, inner)
 	case strings.HasPrefix(s, "zk://"):
 		d, err := detector.New(s)
 		if err != nil {
-			return "", fmt.Errorf("master %s: %w", s, err)
+			return "", false, fmt.Errorf("master %s: %w", s, err)
 		}
 		defer d.Close()
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		mi, err := d.Leader(lctx)
 		if err != nil {
-			return "", fmt.Errorf("no leading master in %s: %w", s, err)
+			return "", false, fmt.Errorf("no leading master in %s: %w", s, err)
 		}
-		return mi.Addr(), nil
-	case strings.HasPrefix(s, "https://"):
-		return "", fmt.Errorf("master %s: https is not supported: %w", s, errdefs.ErrInvalid)
+		return mi.Addr(), false, nil
 	}
-	s = strings.TrimPrefix(s, "http://")
+	s, https = strings.CutPrefix(strings.TrimPrefix(s, "http://"), "https://")
 	s, _, _ = strings.Cut(s, "/")
-	return hostPort(s)
+	addr, err = hostPort(s)
+	return addr, https, err
 }
 
 // hostPort checks a host[:port] and adds the default port.

@@ -56,6 +56,18 @@ func (s *subscriber) cut() { s.once.Do(func() { close(s.drop) }) }
 // NewMaster starts a fake master, closed when the test ends.
 func NewMaster(t testing.TB) *Master {
 	t.Helper()
+	return newMaster(t, false)
+}
+
+// NewTLSMaster is NewMaster serving https only, with httptest's
+// certificate for 127.0.0.1 (Server.Certificate).
+func NewTLSMaster(t testing.TB) *Master {
+	t.Helper()
+	return newMaster(t, true)
+}
+
+func newMaster(t testing.TB, https bool) *Master {
+	t.Helper()
 	m := &Master{
 		Mux:               http.NewServeMux(),
 		FrameworkID:       "fake-framework-0001",
@@ -64,7 +76,12 @@ func NewMaster(t testing.TB) *Master {
 	m.cond = sync.NewCond(&m.mu)
 	m.taken = map[*schedv1.Call]bool{}
 	m.Mux.HandleFunc("POST /api/v1/scheduler", m.serveScheduler)
-	m.Server = httptest.NewServer(m.Mux)
+	m.Server = httptest.NewUnstartedServer(m.Mux)
+	if https {
+		m.Server.StartTLS()
+	} else {
+		m.Server.Start()
+	}
 	t.Cleanup(func() {
 		m.DropStream()
 		m.Server.Close()
@@ -73,7 +90,9 @@ func NewMaster(t testing.TB) *Master {
 }
 
 // Addr is the master's host:port.
-func (m *Master) Addr() string { return strings.TrimPrefix(m.Server.URL, "http://") }
+func (m *Master) Addr() string {
+	return strings.TrimPrefix(strings.TrimPrefix(m.Server.URL, "http://"), "https://")
+}
 
 // Subscribes counts the SUBSCRIBE calls answered with a stream.
 func (m *Master) Subscribes() int {
