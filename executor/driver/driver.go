@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/recordio"
 	"github.com/mesolite/mesolite/internal/duration"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -48,11 +50,16 @@ type Config struct {
 	// Token is MESOS_EXECUTOR_AUTHENTICATION_TOKEN, sent as a Bearer
 	// token on every call so the agent knows the call is this executor's.
 	Token string
+	// TLS, when set, makes the driver reach the agent over https, verified
+	// with it: a TLS agent sets LIBPROCESS_SSL_ENABLED=true and
+	// LIBPROCESS_SSL_CA_FILE (without it, the system's roots) for its
+	// executors. nil: plain http.
+	TLS *tls.Config
 }
 
 // ConfigFromEnv reads the variables the agent sets for every executor.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{
+func ConfigFromEnv(getenv func(string) string) (c Config, err error) {
+	c = Config{
 		AgentEndpoint: getenv("MESOS_AGENT_ENDPOINT"),
 		FrameworkID:   getenv("MESOS_FRAMEWORK_ID"),
 		ExecutorID:    getenv("MESOS_EXECUTOR_ID"),
@@ -72,6 +79,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.Sandbox == "" {
 		c.Sandbox = c.Directory
+	}
+	files, on := tlsconfig.FromEnv(getenv)
+	if on {
+		// A client certificate only when the agent handed one over.
+		if c.TLS, err = files.Client(); err != nil {
+			return c, fmt.Errorf("%s: %w", tlsconfig.EnvCA, err)
+		}
 	}
 	durations := []struct {
 		env string
@@ -140,11 +154,13 @@ func New(cfg Config, h Handler, log *slog.Logger) *Driver {
 	}
 	dialer := &spareDialer{Dialer: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}}
 	return &Driver{
-		cfg:     cfg,
-		h:       h,
-		log:     log.With("executor_id", cfg.ExecutorID),
-		dialer:  dialer,
-		client:  &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4, DialContext: dialer.DialContext}},
+		cfg:    cfg,
+		h:      h,
+		log:    log.With("executor_id", cfg.ExecutorID),
+		dialer: dialer,
+		client: &http.Client{Transport: tlsconfig.ExplainErrors(&http.Transport{
+			DisableCompression: true, MaxIdleConnsPerHost: 4, DialContext: dialer.DialContext, TLSClientConfig: cfg.TLS,
+		})},
 		codec:   c,
 		tasks:   map[string]*mesos.TaskInfo{},
 		unacked: map[string]*executor.Call_Update{},
@@ -183,14 +199,14 @@ func (d *Driver) Run(ctx context.Context) error {
 			return nil
 		}
 		if !d.cfg.Checkpoint {
-			return fmt.Errorf("%w: %v (checkpointing off, not reconnecting)", ErrAgentGone, err)
+			return fmt.Errorf("%w: %w (checkpointing off, not reconnecting)", ErrAgentGone, err)
 		}
 		if down.IsZero() {
 			down = time.Now()
 			d.log.Warn("lost the agent, reconnecting", "error", err, "recovery_timeout", d.cfg.RecoveryTimeout)
 		}
 		if time.Since(down) > d.cfg.RecoveryTimeout {
-			return fmt.Errorf("%w: not back within the recovery timeout %s: %v", ErrAgentGone, d.cfg.RecoveryTimeout, err)
+			return fmt.Errorf("%w: not back within the recovery timeout %s: %w", ErrAgentGone, d.cfg.RecoveryTimeout, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -206,7 +222,9 @@ func (d *Driver) Run(ctx context.Context) error {
 
 var errSubscribedOnce = errors.New("stream ended after subscribing")
 
-func (d *Driver) endpoint() string { return "http://" + d.cfg.AgentEndpoint + "/api/v1/executor" }
+func (d *Driver) endpoint() string {
+	return tlsconfig.Scheme(d.cfg.TLS) + "://" + d.cfg.AgentEndpoint + "/api/v1/executor"
+}
 
 func (d *Driver) baseCall(t executor.Call_Type) *executor.Call {
 	return &executor.Call{
