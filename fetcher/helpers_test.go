@@ -24,6 +24,8 @@ import (
 const (
 	childEnv = "MESOLITE_FETCHER_TEST_CHILD"
 	crashEnv = "MESOLITE_FETCHER_TEST_CRASH"
+	// settleEnv sets ctimeSettle in the child (see shortSettle).
+	settleEnv = "MESOLITE_FETCHER_TEST_CTIME_SETTLE"
 )
 
 // TestMain turns the test binary into the fetch child when asked: the same
@@ -32,6 +34,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		if os.Getenv(crashEnv) == "1" {
 			panic("simulated fetcher crash")
+		}
+		if d, err := time.ParseDuration(os.Getenv(settleEnv)); err == nil {
+			ctimeSettle = d
 		}
 		os.Exit(ChildMain(context.Background(), os.Args[1:], os.Stdin, os.Stderr))
 	}

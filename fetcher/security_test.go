@@ -250,6 +250,92 @@ func TestAttackCacheEntryCorruptedOnDisk(t *testing.T) {
 	}
 }
 
+// TestAttackCacheEntryRewrittenAsRoot: hits on a settled entry trust its
+// stamp and read none of its bytes. Root then rewrites the read-only entry
+// in place without touching its mode (root needs no write bit) and puts
+// its atime and mtime back: size, mode, owner, inode and mtime are as the
+// index recorded them, only the ctime moved. The next hit, right after the
+// rewrite (the reader hashes) or once its ctime has settled (the agent's
+// check hashes), must catch it, evict the entry, log it, and hand the
+// sandbox the origin's bytes.
+func TestAttackCacheEntryRewrittenAsRoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	env := shortSettle(t, 20*time.Millisecond)
+	good := []byte("the artifact as published, v1")
+	evil := []byte("the artifact as POISONED!, v1")
+	for _, settled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "hit right after the rewrite", true: "hit once the rewrite settled"}[settled], func(t *testing.T) {
+			o := newOrigin(t)
+			o.put("a.bin", good)
+			cfg := Config{CacheDir: t.TempDir(), CacheSize: DefaultCacheSize}
+			u := cachedURI(o.url("a.bin"))
+			fetch := func() (string, string) {
+				t.Helper()
+				l := newLayout(t)
+				log, err := runFetch(t, childOptions(t, cfg, env), Request{SandboxDir: l.sandbox, URIs: []URI{u}})
+				if err != nil {
+					t.Fatalf("%v\n%s", err, log)
+				}
+				return readFile(t, filepath.Join(l.sandbox, "a.bin")), log
+			}
+			entry := filepath.Join(cfg.CacheDir, "shared", "entries", cacheKey(u.Value))
+			fetch()
+			waitSettled(t, entry)
+			fetch()
+			if _, log := fetch(); !strings.Contains(log, "checked_by=stamp") {
+				t.Fatalf("a hit on a settled entry did not trust its stamp:\n%s", log)
+			}
+
+			before, err := os.Stat(entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bst syscall.Stat_t
+			if err := syscall.Stat(entry, &bst); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(entry, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(evil, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			atime := time.Unix(bst.Atim.Unix())
+			if err := os.Chtimes(entry, atime, before.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			after, err := os.Stat(entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(before, after) || after.Size() != before.Size() || after.Mode() != before.Mode() ||
+				!after.ModTime().Equal(before.ModTime()) || readFile(t, entry) != string(evil) {
+				t.Fatalf("the rewrite left more than the ctime to see: %v %v", before, after)
+			}
+			if settled {
+				waitSettled(t, entry)
+			}
+
+			downloads := o.full.Load()
+			got, log := fetch()
+			if got != string(good) {
+				t.Fatalf("sandbox got %q\n%s", got, log)
+			}
+			if !strings.Contains(log, "corrupt") && !strings.Contains(log, "does not match its recorded sha256") {
+				t.Errorf("the rewrite was not logged:\n%s", log)
+			}
+			if o.full.Load() != downloads+1 {
+				t.Errorf("origin served %d downloads after the rewrite, want 1", o.full.Load()-downloads)
+			}
+			if readFile(t, entry) != string(good) {
+				t.Errorf("the cache still holds the rewrite")
+			}
+		})
+	}
+}
+
 // sparseTarGz is the 128-byte bomb: one GNU sparse file that claims size
 // bytes, all of them a hole but the last, gzipped.
 func sparseTarGz(t testing.TB, size int64) []byte {
