@@ -22,6 +22,7 @@ import (
 	getter "github.com/hashicorp/go-getter/v2"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 )
 
 // download is what a source produced in a staging directory.
@@ -62,7 +63,10 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newHTTPClient() *http.Client {
+// newHTTPClient is the client of http(s) downloads. caFile, when set (the
+// agent's --ssl_ca_file), is trusted besides the system's roots, so that the
+// cluster's own TLS artifact servers verify as public origins do.
+func newHTTPClient(caFile string) *http.Client {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -78,8 +82,21 @@ func newHTTPClient() *http.Client {
 		// gunzipped body would defeat Content-Length and checksums.
 		DisableCompression: true,
 	}
+	var rt http.RoundTripper = tr
+	if caFile != "" {
+		cfg, err := tlsconfig.Files{CA: caFile}.ClientWithSystemRoots()
+		if err != nil {
+			// Every download fails saying why, rather than trusting less
+			// than the agent was told to.
+			rt = failedTransport{err: err}
+		} else {
+			tr.TLSClientConfig = cfg
+		}
+	}
 	return &http.Client{
-		Transport: tr,
+		// TLS failures come back saying what is wrong (an untrusted
+		// certificate, a plain URL to a TLS server).
+		Transport: tlsconfig.ExplainErrors(rt),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return fmt.Errorf("stopped after 10 redirects")
@@ -90,6 +107,17 @@ func newHTTPClient() *http.Client {
 			return nil
 		},
 	}
+}
+
+// failedTransport answers every request with the error that kept the
+// client from being set up.
+type failedTransport struct{ err error }
+
+func (t failedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return nil, t.err
 }
 
 // stallError is the cause set on the download context by the watchdog.

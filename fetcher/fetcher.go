@@ -48,7 +48,7 @@ func New(cfg Config, log *slog.Logger) *Fetcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Fetcher{cfg: cfg, log: log.With("component", "fetcher"), client: newHTTPClient()}
+	return &Fetcher{cfg: cfg, log: log.With("component", "fetcher"), client: newHTTPClient(cfg.CAFile)}
 }
 
 // Fetch fetches every URI of req in order and stops at the first failure,

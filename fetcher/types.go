@@ -116,6 +116,10 @@ type Config struct {
 	// MaxExtractEntries bounds the entries of one archive; 0 means
 	// DefaultMaxExtractEntries.
 	MaxExtractEntries int `json:"max_extract_entries,omitempty"`
+	// CAFile is a PEM bundle https downloads trust besides the system's
+	// roots: the agent's --ssl_ca_file, for the cluster's TLS artifact
+	// servers. It must be readable by the task users fetches run as.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 func (c Config) stallTimeout() time.Duration {

@@ -181,7 +181,7 @@ func (e explainer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if string(head[:n]) == plainToTLS {
 		resp.Body.Close()
 		return nil, &explained{class: ErrPlainToTLS, msg: fmt.Sprintf(
-			"%s speaks TLS only and this client spoke plain http: give it --ssl_ca_file, --master=https://... or LIBPROCESS_SSL_ENABLED=true", req.URL.Host)}
+			"%s speaks TLS only and this client spoke plain http: use https:// (mesolite commands: --ssl_ca_file, --master=https://... or LIBPROCESS_SSL_ENABLED=true)", req.URL.Host)}
 	}
 	resp.Body = readCloser{Reader: io.MultiReader(bytes.NewReader(head[:n]), resp.Body), Closer: resp.Body}
 	return resp, nil
