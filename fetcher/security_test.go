@@ -440,6 +440,9 @@ func TestAttackDecompressionBombs(t *testing.T) {
 		{name: "zip", file: "z.zip", archive: func(t *testing.T) []byte { return makeZip(t, []zipEntry{{name: "zeros", size: zeros}}) }, maxDisk: limit, want: "give the task more disk"},
 		{name: "gz", file: "zeros.gz", archive: func(t *testing.T) []byte { return gz(t, make([]byte, zeros)) }, maxDisk: limit, want: "give the task more disk"},
 		{name: "flag cap without a task disk", file: "bomb.tar.gz", archive: func(t *testing.T) []byte { return sparseTarGz(t, 4<<30) }, cfg: Config{MaxSize: limit}, want: "--fetcher_max_size"},
+		{name: "tar.xz asking for a 4 GiB dictionary", file: "dict.tar.xz", archive: func(t *testing.T) []byte {
+			return patchXZDict(t, xzOf(t, makeTar(t, []tarEntry{{name: "f", body: "x"}})), 12, 40)
+		}, want: "dictionary"},
 		{name: "deep names make directories", file: "deep.tar", archive: func(t *testing.T) []byte { return makeTar(t, []tarEntry{{name: deep, body: "x"}}) }, cfg: Config{MaxExtractEntries: 100}, want: "files and directories"},
 	}
 	for _, tt := range tests {
