@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/mesolite/mesolite/httpauth"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +74,17 @@ type Config struct {
 	// Credential is the principal and secret this agent registers with
 	// (--credential); nil registers without authentication.
 	Credential *httpauth.Credential
+	// TLS, when set, makes the agent serve https only (--ssl_cert_file,
+	// --ssl_key_file); executors are then told to speak https too.
+	TLS *tls.Config
+	// MasterTLS, when set, makes the agent reach the master over https,
+	// verifying it with this configuration; nil: plain http, unless the
+	// leader's address itself says https://.
+	MasterTLS *tls.Config
+	// ExecutorCAFile is what executors and fetches of a TLS agent verify
+	// the agent (and TLS artifact servers) with, handed to executors as
+	// LIBPROCESS_SSL_CA_FILE; empty: the system's roots.
+	ExecutorCAFile string
 
 	Flags  map[string]string
 	Logger *slog.Logger
@@ -289,9 +302,14 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	l = newLimitListener(l, total, perIP, func(ip string) {
 		a.log.Warn("refused a connection past the connection cap", "remote", ip, "max_total", total, "max_per_client", perIP)
 	})
+	if a.cfg.TLS != nil {
+		// After the cap: a connection past it costs no handshake. (Its 503
+		// then reaches a TLS client as a failed handshake.)
+		l = tls.NewListener(l, a.cfg.TLS)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	a.log.Info("agent listening", "address", l.Addr().String(), "advertise", a.Endpoint(), "resources", ResourcesString(a.cfg.Resources))
+	a.log.Info("agent listening", "address", l.Addr().String(), "advertise", a.Endpoint(), "tls", a.cfg.TLS != nil, "resources", ResourcesString(a.cfg.Resources))
 	if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.IsLoopback() && !isLocalMaster(a.cfg.Master) {
 		a.log.Warn("this agent advertises a loopback address to a master that is not on loopback: the master and executors elsewhere cannot reach it; set --advertise_ip", "advertise_ip", a.cfg.AdvertiseIP, "master", a.cfg.Master)
 	}
@@ -323,6 +341,7 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 }
 
 func isLocalMaster(master string) bool {
+	master = strings.TrimPrefix(strings.TrimPrefix(master, "http://"), "https://")
 	host, _, err := net.SplitHostPort(master)
 	if err != nil {
 		return false

@@ -61,7 +61,9 @@ func newFakeMaster(t *testing.T, autoAck bool) *fakeMaster {
 	return fm
 }
 
-func (fm *fakeMaster) addr() string { return strings.TrimPrefix(fm.srv.URL, "http://") }
+func (fm *fakeMaster) addr() string {
+	return strings.TrimPrefix(strings.TrimPrefix(fm.srv.URL, "http://"), "https://")
+}
 
 func (fm *fakeMaster) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)

@@ -16,6 +16,7 @@ import (
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/duration"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
 )
@@ -765,6 +766,14 @@ func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkIn
 		fmt.Sprintf("%s=%d", EnvLoggerMaxSize, a.cfg.ContainerLoggerMaxSize),
 		fmt.Sprintf("%s=%d", EnvLoggerMaxFiles, a.cfg.ContainerLoggerMaxFiles),
 		EnvExecutorToken + "=" + a.tokens.sign(tokenClaims{FrameworkID: es.frameworkID, ExecutorID: es.info.GetExecutorId().GetValue(), ContainerID: es.containerID}),
+	}
+	if a.cfg.TLS != nil {
+		// Mesos's variables, which our executor driver and libprocess-based
+		// executors both read: the agent's executor API is https only.
+		env = append(env, tlsconfig.EnvEnabled+"=true")
+		if a.cfg.ExecutorCAFile != "" {
+			env = append(env, tlsconfig.EnvCA+"="+a.cfg.ExecutorCAFile)
+		}
 	}
 	if p := os.Getenv("PATH"); p != "" {
 		env = append(env, "PATH="+p)

@@ -21,6 +21,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/recordio"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -54,6 +55,11 @@ type masterLink struct {
 // agentTokenHeader is master.AgentTokenHeader; the agent does not import
 // the master.
 const agentTokenHeader = "Mesolite-Agent-Token"
+
+// agentSchemeHeader is master.AgentSchemeHeader: a REGISTER says "https"
+// in it when the agent serves TLS, so that the master's offers point
+// frameworks at the right scheme.
+const agentSchemeHeader = "Mesolite-Agent-Scheme"
 
 // tokenFile is where an agent id's registration token is checkpointed.
 func (a *Agent) tokenFile(id string) string { return filepath.Join(a.meta.agent(id), "master.token") }
@@ -103,13 +109,29 @@ func (m *masterLink) authorize(req *http.Request) {
 }
 
 func newMasterLink(a *Agent) *masterLink {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = a.cfg.MasterTLS
+	// One transport for calls and the stream; TLS failures come back
+	// saying what to fix rather than as a bare handshake error.
+	rt := tlsconfig.ExplainErrors(tr)
 	return &masterLink{
 		a:      a,
-		client: &http.Client{Timeout: 10 * time.Second},
-		stream: &http.Client{},
+		client: &http.Client{Timeout: 10 * time.Second, Transport: rt},
+		stream: &http.Client{Transport: rt},
 		codec:  codec.Protobuf,
 		leader: staticLeader(a.cfg.Master),
 	}
+}
+
+// apiURL is the master's agent API at addr (host:port, or https://host:port
+// when the --master value said so): https when the agent was given TLS
+// for the master. ZooKeeper entries carry no scheme, so the agent's own
+// setting decides for them.
+func (m *masterLink) apiURL(addr string) string {
+	if hp, ok := strings.CutPrefix(addr, "https://"); ok {
+		return "https://" + hp + "/api/v1/agent"
+	}
+	return tlsconfig.Scheme(m.a.cfg.MasterTLS) + "://" + addr + "/api/v1/agent"
 }
 
 // SetLeaderFunc replaces master discovery (ZooKeeper, file://).
@@ -118,7 +140,7 @@ func (a *Agent) SetLeaderFunc(f LeaderFunc) { a.master.leader = f }
 func staticLeader(master string) LeaderFunc {
 	return func(ctx context.Context) (string, error) {
 		m := strings.TrimPrefix(strings.TrimPrefix(master, "http://"), "//")
-		if _, _, err := net.SplitHostPort(m); err != nil {
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(m, "https://")); err != nil {
 			return "", fmt.Errorf("--master=%q: want host:port, zk://... or file://...", master)
 		}
 		return m, nil
@@ -185,7 +207,7 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/agent", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.apiURL(addr), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -193,6 +215,9 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 	req.Header.Set("Accept", m.codec.MediaType())
 	if tok := m.registrationToken(reg.GetAgentId().GetValue()); tok != "" {
 		req.Header.Set(agentTokenHeader, tok)
+	}
+	if m.a.cfg.TLS != nil {
+		req.Header.Set(agentSchemeHeader, "https")
 	}
 	m.authorize(req)
 	resp, err := m.stream.Do(req)
@@ -285,7 +310,7 @@ func (m *masterLink) call(ctx context.Context, c *agentpb.Call) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/agent", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.apiURL(addr), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

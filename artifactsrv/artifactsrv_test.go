@@ -477,7 +477,7 @@ func TestPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := Push(context.Background(), src, f.ts.URL+"/up/art.bin", "tok", &out); err != nil {
+	if err := Push(context.Background(), src, f.ts.URL+"/up/art.bin", "tok", nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(f.dir, "up/art.bin")); !bytes.Equal(got, content) {
@@ -494,13 +494,13 @@ func TestPush(t *testing.T) {
 		{"wrong", errdefs.ErrForbidden},
 	}
 	for _, tt := range tests {
-		err := Push(context.Background(), src, f.ts.URL+"/up/other.bin", tt.token, nil)
+		err := Push(context.Background(), src, f.ts.URL+"/up/other.bin", tt.token, nil, nil)
 		if !errors.Is(err, tt.class) {
 			t.Errorf("token %q: %v, want %v", tt.token, err, tt.class)
 		}
 	}
 	ro := newFixture(t, "")
-	if err := Push(context.Background(), src, ro.ts.URL+"/x", "tok", nil); !errors.Is(err, errdefs.ErrForbidden) {
+	if err := Push(context.Background(), src, ro.ts.URL+"/x", "tok", nil, nil); !errors.Is(err, errdefs.ErrForbidden) {
 		t.Errorf("push to a read-only server: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package artifactsrv
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 )
 
 // Push uploads file to url (`mesolite artifacts push FILE URL`) with a PUT
@@ -23,8 +25,9 @@ import (
 // (nil: silent): a live bar when it is a terminal, one summary line
 // otherwise. Errors carry errdefs classes: ErrUnauthorized (no token),
 // ErrForbidden (wrong token or uploads disabled), ErrInvalid (checksum or
-// path refused), ErrUnavailable (server or network trouble).
-func Push(ctx context.Context, file, url, token string, progress io.Writer) error {
+// path refused), ErrUnavailable (server or network trouble). tlsCfg
+// verifies an https server (nil: the system's roots).
+func Push(ctx context.Context, file, url, token string, tlsCfg *tls.Config, progress io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("push: %v: %w", err, errdefs.ErrNotFound)
@@ -64,12 +67,14 @@ func Push(ctx context.Context, file, url, token string, progress io.Writer) erro
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	resp, err := (&http.Client{Transport: tlsconfig.ExplainErrors(tr)}).Do(req)
 	if bar != nil {
 		bar.stop()
 	}
 	if err != nil {
-		return fmt.Errorf("push %s: %v: %w", url, err, errdefs.ErrUnavailable)
+		return fmt.Errorf("push %s: %w: %w", url, err, errdefs.ErrUnavailable)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

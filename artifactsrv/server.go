@@ -3,6 +3,7 @@ package artifactsrv
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,9 @@ type Options struct {
 	UploadToken string
 	// MaxUploadBytes bounds one upload; 0 means unlimited.
 	MaxUploadBytes int64
+	// TLS, when set, makes the server speak https only (--ssl_cert_file,
+	// --ssl_key_file). Files then go through TLS instead of sendfile.
+	TLS *tls.Config
 	// Logger receives the access log; nil discards.
 	Logger *slog.Logger
 }
@@ -153,7 +157,10 @@ func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("serving artifacts", "dir", s.opts.Dir, "addr", l.Addr().String(), "uploads", s.opts.UploadToken != "")
+	if s.opts.TLS != nil {
+		l = tls.NewListener(l, s.opts.TLS)
+	}
+	s.log.Info("serving artifacts", "dir", s.opts.Dir, "addr", l.Addr().String(), "uploads", s.opts.UploadToken != "", "tls", s.opts.TLS != nil)
 	err := srv.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		<-stopped

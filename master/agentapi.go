@@ -64,6 +64,7 @@ type registration struct {
 	ip      string
 	port    int
 	addr    string
+	https   bool
 	version string
 	reg     *agentpb.Call_Register
 	// principal the agent authenticated as ("" without
@@ -153,6 +154,7 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 	}
 	reg.principal, _ = httpauth.Principal(r.Context())
 	reg.token = r.Header.Get(AgentTokenHeader)
+	reg.https = r.Header.Get(AgentSchemeHeader) == "https"
 	m.mu.Lock()
 	if !m.elected {
 		m.mu.Unlock()
@@ -290,6 +292,7 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 		a.registeredTime = now
 	}
 	m.fillAgent(a, reg.info, reg.addr, reg.version)
+	a.https = reg.https
 	if a.principal == "" {
 		a.principal = reg.principal
 	}

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,6 +119,9 @@ type Config struct {
 	// (event streams included) one client address has in progress; more
 	// get 429.
 	MaxRequestsPerIP int
+	// TLS [--ssl_cert_file, --ssl_key_file], when set, makes Run serve
+	// https only on the listener it is given.
+	TLS *tls.Config
 	// ReadOnlyAuth, when set, wraps the read-only endpoints (UI, state,
 	// metrics) [--authenticate_http_readonly with --http_credentials].
 	ReadOnlyAuth func(http.Handler) http.Handler

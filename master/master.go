@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -241,9 +242,12 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 
 	srv := m.newServer(ctx)
 	m.warnIfOpen(ln)
+	if m.cfg.TLS != nil {
+		ln = tls.NewListener(ln, m.cfg.TLS)
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	m.log.Info("master listening", "address", ln.Addr().String(), "id", m.id, "advertised", m.self.Addr(), "version", m.cfg.Version)
+	m.log.Info("master listening", "address", ln.Addr().String(), "id", m.id, "advertised", m.self.Addr(), "tls", m.cfg.TLS != nil, "version", m.cfg.Version)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -464,7 +468,7 @@ func (m *Master) offerProto(o *offer) *mesos.Offer {
 		AgentId:     &mesos.AgentID{Value: proto.String(a.id)},
 		Hostname:    proto.String(a.hostname),
 		Url: &mesos.URL{
-			Scheme:  proto.String("http"),
+			Scheme:  proto.String(a.scheme()),
 			Address: &mesos.Address{Hostname: proto.String(a.hostname), Ip: proto.String(a.ip), Port: proto.Int32(int32(a.port))},
 			Path:    proto.String("/slave(1)"),
 		},

@@ -30,6 +30,11 @@ const (
 // given it, with or without --authenticate_agents (docs/agent-protocol.md).
 const AgentTokenHeader = "Mesolite-Agent-Token"
 
+// AgentSchemeHeader on a REGISTER is "https" when the agent serves TLS
+// (Mesos's MasterInfo-style Address has no scheme); the master puts it in
+// the url of the agent's offers.
+const AgentSchemeHeader = "Mesolite-Agent-Scheme"
+
 // Server bounds (DESIGN.md: every server is bounded). Event streams live as
 // long as their subscription, so there is no WriteTimeout: a stream's
 // writes are bounded one by one (AgentPingTimeout) instead.

@@ -148,6 +148,7 @@ type agent struct {
 	ip       string
 	port     int
 	addr     string // ip:port of its HTTP server
+	https    bool   // it serves TLS (AgentSchemeHeader)
 	version  string
 	total    resources.Resources
 	// principal and tokenHash say who may register with this id again:
@@ -175,6 +176,14 @@ type agent struct {
 	tasks     map[string]map[string]*task
 	executors map[string]map[string]*executor
 	offers    map[string]*offer
+}
+
+// scheme is the URL scheme of the agent's HTTP server.
+func (a *agent) scheme() string {
+	if a.https {
+		return "https"
+	}
+	return "http"
 }
 
 func newAgent(id string) *agent {
