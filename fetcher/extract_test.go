@@ -313,3 +313,90 @@ func FuzzExtract(f *testing.F) {
 		})
 	})
 }
+
+// TestExtractMergesIntoSandbox: an archive is extracted into a staging
+// directory and then merged with what the sandbox holds, as extracting in
+// place did: directories merge (also through a symlink to a directory
+// inside the sandbox), files and symlinks are replaced, never written
+// through, and modes of read-only directories are applied last.
+func TestExtractMergesIntoSandbox(t *testing.T) {
+	l := newLayout(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(l.sandbox, "bin"), 0o755))
+	must(os.WriteFile(filepath.Join(l.sandbox, "bin", "old"), []byte("old"), 0o755))
+	must(os.WriteFile(filepath.Join(l.sandbox, "conf"), []byte("previous run"), 0o644))
+	must(os.WriteFile(filepath.Join(l.outside, "secret"), []byte("host"), 0o644))
+	must(os.Symlink(filepath.Join(l.outside, "secret"), filepath.Join(l.sandbox, "planted")))
+	must(os.Symlink("bin", filepath.Join(l.sandbox, "tools")))
+	archive := makeTar(t, []tarEntry{
+		{name: "bin/new", body: "new", mode: 0o755},
+		{name: "conf", body: "from the archive"},
+		{name: "planted", body: "replaces the link"},
+		{name: "tools/x", body: "through the link"},
+		{name: "fresh/", typ: tar.TypeDir, mode: 0o555},
+		{name: "fresh/a", body: "a"},
+	})
+	if _, err := extractInto(t, l, archive, kindTar, testLimits); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{
+		"bin/old": "old", "bin/new": "new", "conf": "from the archive",
+		"planted": "replaces the link", "bin/x": "through the link", "fresh/a": "a",
+	} {
+		if got := readFile(t, filepath.Join(l.sandbox, p)); got != want {
+			t.Errorf("%s: %q, want %q", p, got, want)
+		}
+	}
+	if got := readFile(t, filepath.Join(l.outside, "secret")); got != "host" {
+		t.Errorf("written through the planted symlink: %q", got)
+	}
+	if m := modeOf(t, filepath.Join(l.sandbox, "fresh")); m != fs.ModeDir|0o555 {
+		t.Errorf("fresh: %v", m)
+	}
+	_ = os.Chmod(filepath.Join(l.sandbox, "fresh"), 0o755)
+	for _, f := range l.sandboxFiles(t) {
+		if strings.HasPrefix(f, stagingPrefix) {
+			t.Errorf("staging directory %s left behind", f)
+		}
+	}
+}
+
+// TestExtractConflictMovesNothing: a conflict with the sandbox found while
+// merging (a directory over a file, a file over a directory) refuses the
+// archive before anything of it is moved in.
+func TestExtractConflictMovesNothing(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, sandbox string)
+		archive []tarEntry
+	}{
+		{
+			name:    "directory over a file",
+			prepare: func(t *testing.T, sb string) { _ = os.WriteFile(filepath.Join(sb, "lib"), []byte("x"), 0o644) },
+			archive: []tarEntry{{name: "a", body: "a"}, {name: "lib/x.so", body: "so"}, {name: "z", body: "z"}},
+		},
+		{
+			name:    "file over a directory",
+			prepare: func(t *testing.T, sb string) { _ = os.Mkdir(filepath.Join(sb, "lib"), 0o755) },
+			archive: []tarEntry{{name: "a", body: "a"}, {name: "lib", body: "not a dir"}, {name: "z", body: "z"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLayout(t)
+			tt.prepare(t, l.sandbox)
+			before := l.sandboxFiles(t)
+			if _, err := extractInto(t, l, makeTar(t, tt.archive), kindTar, testLimits); !errors.Is(err, errdefs.ErrConflict) {
+				t.Fatalf("got %v, want a conflict", err)
+			}
+			if after := l.sandboxFiles(t); strings.Join(after, ",") != strings.Join(before, ",") {
+				t.Fatalf("sandbox went from %v to %v", before, after)
+			}
+		})
+	}
+}

@@ -251,15 +251,12 @@ func (f *Fetcher) finishStaged(ctx context.Context, sb *os.Root, p *plan, st *st
 	if kind == kindNone && p.sniff {
 		kind = sniffIn(sb, staged)
 	}
-	if kind == kindNone || !keepArchiveOut {
+	if kind == kindNone {
 		if err := f.place(sb, staged, p.out); err != nil {
 			return Result{}, err
 		}
 		bud.charge(d.size)
 		res.Path = p.out
-		staged = p.out
-	}
-	if kind == kindNone {
 		if p.uri.Extract && !p.uri.Executable {
 			f.log.Info("not an archive; kept as is", "path", p.out)
 		}
@@ -270,7 +267,16 @@ func (f *Fetcher) finishStaged(ctx context.Context, sb *os.Root, p *plan, st *st
 		return Result{}, fmt.Errorf("open %q: %w", p.out, classifyFS(err))
 	}
 	defer af.Close()
-	n, err := f.extract(ctx, af, kind, p, sb, bud, nil)
+	// The archive joins the sandbox with what it extracts to, just before
+	// it (an entry of the same name still wins, as when Mesos extracts in
+	// place): a fetch killed while extracting leaves neither.
+	var placeArchive func() error
+	if !keepArchiveOut {
+		bud.charge(d.size)
+		res.Path = p.out
+		placeArchive = func() error { return f.place(sb, staged, p.out) }
+	}
+	n, err := f.extract(ctx, af, kind, p, sb, bud, placeArchive)
 	res.Extracted = n
 	return res, err
 }

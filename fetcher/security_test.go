@@ -657,6 +657,39 @@ while :; do head -c 65536 /dev/zero; sleep 0.01; done > "$4"
 	}
 }
 
+// TestAttackKillDuringExtraction: the fetch child is killed (the task was
+// killed) while it extracts an archive of many files. Nothing of the
+// archive stays in the sandbox, neither what was extracted so far nor the
+// archive itself: both were still in staging directories.
+func TestAttackKillDuringExtraction(t *testing.T) {
+	var entries []tarEntry
+	for i := range 40_000 {
+		entries = append(entries, tarEntry{name: fmt.Sprintf("d%03d/f%05d", i%200, i)})
+	}
+	src := filepath.Join(t.TempDir(), "many.tar")
+	if err := os.WriteFile(src, makeTar(t, entries), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLayout(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := runFetchCtx(ctx, t, childOptions(t, Config{}), Request{SandboxDir: l.sandbox, URIs: []URI{NewURI("file://" + src)}})
+		done <- err
+	}()
+	testutil.Eventually(t, time.Minute, 2*time.Millisecond, func() bool {
+		return len(l.sandboxFiles(t)) > 500
+	}, "the extraction did not start")
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want the cancellation", err)
+	}
+	if files := l.sandboxFiles(t); len(files) != 0 {
+		t.Fatalf("the killed extraction left %d files, among them %v", len(files), files[:min(len(files), 5)])
+	}
+}
+
 func readPid(p string, pid *int) bool {
 	b, err := os.ReadFile(p)
 	if err != nil {
