@@ -61,6 +61,7 @@ type agentFlags struct {
 	loggingLevel, logFormat                      *string
 	switchUser, authExecutors                    *bool
 	credential                                   *string
+	ssl                                          *sslFlags
 }
 
 func newAgentFlags(name string) *agentFlags {
@@ -116,6 +117,9 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.credential = fs.String("credential", "", "file holding the principal and secret this agent authenticates with to the master: JSON {\"principal\":\"p\",\"secret\":\"s\"} or one line 'principal secret'")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	f.ssl = defineSSLFlags(fs, "CA bundle that verifies the master, and that executors (LIBPROCESS_SSL_CA_FILE) and fetches\n"+
+		"trust; giving it makes the agent reach the master over https. Default with a certificate: the\n"+
+		"certificate itself when it is self-signed, else the system's roots")
 	return f
 }
 
@@ -134,6 +138,14 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	attrs, err := agent.ParseAttributes(*f.attributes)
 	if err != nil {
 		return nil, fmt.Errorf("--attributes: %w", err)
+	}
+	st, err := f.ssl.setup()
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	masterTLS, err := st.client()
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
 	}
 	cz, err := f.buildContainerizer(ctx, log)
 	if err != nil {
@@ -157,8 +169,13 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		ContainerLoggerMaxFiles:     *f.loggerMaxFiles,
 		SwitchUser:                  *f.switchUser,
 		AuthenticateHTTPExecutors:   *f.authExecutors,
+		TLS:                         st.server,
+		MasterTLS:                   masterTLS,
 		Flags:                       f.values(),
 		Logger:                      log,
+	}
+	if st.server != nil {
+		cfg.ExecutorCAFile = st.clusterCA
 	}
 	gc, err := sandbox.NewGC(sandbox.GCOptions{
 		Root: *f.workDir, Delay: *f.gcDelay, DiskHeadroom: *f.gcHeadroom, DiskWatchInterval: *f.diskWatch, Logger: log,
@@ -173,7 +190,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	}()
 	cfg.GC = gc
 	cfg.Collected = gc.Collected
-	fetch, cacheDir, err := f.fetchFunc(log)
+	fetch, cacheDir, err := f.fetchFunc(log, st.clusterCA)
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +243,10 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		mi, err := d.Leader(ctx)
 		if err != nil {
 			return "", err
+		}
+		if mi.Scheme == "https" {
+			// --master=https://...: https even without TLS flags.
+			return "https://" + mi.Addr(), nil
 		}
 		return mi.Addr(), nil
 	})
@@ -321,7 +342,7 @@ func (f *agentFlags) mesosContainerizer(log *slog.Logger) (*mesoscz.Containerize
 
 // fetchFunc runs every fetch in a `mesolite fetch` child process, so a
 // crash or hang in a download or an archive cannot take the agent down.
-func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error) {
+func (f *agentFlags) fetchFunc(log *slog.Logger, caFile string) (agent.FetchFunc, string, error) {
 	size, err := sandbox.ParseBytes(*f.fetcherCacheSize)
 	if err != nil {
 		return nil, "", fmt.Errorf("--fetcher_cache_size: %w", err)
@@ -360,6 +381,7 @@ func (f *agentFlags) fetchFunc(log *slog.Logger) (agent.FetchFunc, string, error
 			CacheSize:      size,
 			StallTimeout:   *f.fetcherStall,
 			MaxSize:        maxSize,
+			CAFile:         caFile,
 		},
 		// The stall timeout catches a dead server; this bounds a fetch that
 		// trickles for ever.

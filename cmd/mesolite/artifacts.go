@@ -6,15 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 
 	"github.com/mesolite/mesolite/artifactsrv"
 	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 )
 
 // artifactsMain is `mesolite artifacts serve|push`.
 func artifactsMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "serve" && args[0] != "push") {
-		fmt.Fprintln(stderr, "usage: mesolite artifacts serve --dir=DIR [--ip=127.0.0.1] [--port=8000] [--upload_token=T]\n       mesolite artifacts push FILE http://HOST:PORT/PATH [--token=T]")
+		fmt.Fprintln(stderr, "usage: mesolite artifacts serve --dir=DIR [--ip=127.0.0.1] [--port=8000] [--upload_token=T] [--ssl_cert_file=F --ssl_key_file=F]\n       mesolite artifacts push FILE http(s)://HOST:PORT/PATH [--token=T] [--ssl_ca_file=F]")
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
 			return 0
 		}
@@ -29,9 +32,10 @@ func artifactsMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 func artifactsServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := cliflags.New("artifacts serve", `mesolite artifacts serve --dir=DIR [flags]
 
-Serves the files under DIR over HTTP for agents to fetch (executor
-binaries, archives): Range and conditional requests, directory indexes in
-HTML or JSON, sha256 digests, and uploads with a bearer token.`)
+Serves the files under DIR over HTTP (HTTPS with --ssl_cert_file and
+--ssl_key_file) for agents to fetch (executor binaries, archives): Range
+and conditional requests, directory indexes in HTML or JSON, sha256
+digests, and uploads with a bearer token.`)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "the directory to serve (required)")
 	ip := fs.String("ip", artifactsrv.DefaultIP, "IP address to listen on")
@@ -39,6 +43,8 @@ HTML or JSON, sha256 digests, and uploads with a bearer token.`)
 	token := fs.String("upload_token", "", "enable PUT and DELETE for clients presenting this bearer token")
 	maxUpload := fs.Int64("max_upload_bytes", 0, "largest accepted upload in bytes (0: unlimited)")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	ssl := defineSSLFlags(fs, "CA bundle of the cluster's certificates (the server calls no peer; accepted so that one\n"+
+		"environment serves every process)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -51,13 +57,18 @@ HTML or JSON, sha256 digests, and uploads with a bearer token.`)
 		return 2
 	}
 	log := newLogger(stderr, *level, "text")
-	srv, err := artifactsrv.New(artifactsrv.Options{Dir: *dir, IP: *ip, Port: *port, UploadToken: *token, MaxUploadBytes: *maxUpload, Logger: log})
+	st, err := ssl.setup()
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite artifacts serve: TLS:", err)
+		return 1
+	}
+	srv, err := artifactsrv.New(artifactsrv.Options{Dir: *dir, IP: *ip, Port: *port, UploadToken: *token, MaxUploadBytes: *maxUpload, TLS: st.server, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite artifacts serve:", err)
 		return 1
 	}
 	defer srv.Close()
-	log.Info("serving artifacts", "dir", *dir, "address", fmt.Sprintf("%s:%d", *ip, *port), "uploads", *token != "")
+	log.Info("serving artifacts", "dir", *dir, "url", fmt.Sprintf("%s://%s", st.scheme(), net.JoinHostPort(*ip, strconv.Itoa(*port))), "uploads", *token != "")
 	if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "mesolite artifacts serve:", err)
 		return 1
@@ -66,11 +77,12 @@ HTML or JSON, sha256 digests, and uploads with a bearer token.`)
 }
 
 func artifactsPush(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := cliflags.New("artifacts push", `mesolite artifacts push FILE http://HOST:PORT/PATH [--token=T]
+	fs := cliflags.New("artifacts push", `mesolite artifacts push FILE http(s)://HOST:PORT/PATH [--token=T] [--ssl_ca_file=F]
 
 Uploads FILE to an artifact server started with --upload_token.`)
 	fs.SetOutput(stderr)
 	token := fs.String("token", "", "the server's upload token")
+	caFile := fs.String("ssl_ca_file", "", "CA bundle to verify an https server with (default: the system's roots)")
 	var pos []string
 	rest := args
 	for {
@@ -88,10 +100,15 @@ Uploads FILE to an artifact server started with --upload_token.`)
 		rest = fs.Args()[1:]
 	}
 	if len(pos) != 2 {
-		fmt.Fprintln(stderr, "usage: mesolite artifacts push FILE http://HOST:PORT/PATH [--token=T]")
+		fmt.Fprintln(stderr, "usage: mesolite artifacts push FILE http(s)://HOST:PORT/PATH [--token=T] [--ssl_ca_file=F]")
 		return 2
 	}
-	if err := artifactsrv.Push(ctx, pos[0], pos[1], *token, stdout); err != nil {
+	tlsCfg, err := tlsconfig.Files{CA: *caFile}.ClientIf(*caFile != "")
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite artifacts push:", err)
+		return 2
+	}
+	if err := artifactsrv.Push(ctx, pos[0], pos[1], *token, tlsCfg, stdout); err != nil {
 		fmt.Fprintln(stderr, "mesolite artifacts push:", err)
 		return 1
 	}

@@ -42,6 +42,14 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	mcfg := master.DefaultConfig()
 	mcfg.IP, mcfg.Port, mcfg.WorkDir, mcfg.Logger = *f.ip, *masterPort, filepath.Join(root, "master"), log.With("process", "master")
 	mcfg.UI = webui.Master(webui.Options{Title: "mesolite local"})
+	// One certificate for both: the agent then trusts the master through
+	// --ssl_ca_file, or through the certificate itself when self-signed.
+	st, err := f.ssl.setup()
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local: TLS:", err)
+		return 1
+	}
+	mcfg.TLS = st.server
 	m, err := master.New(mcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite local: master:", err)
@@ -75,8 +83,17 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		for i := 0; i < 100 && !a.Connected(); i++ {
 			time.Sleep(50 * time.Millisecond)
 		}
-		fmt.Fprintf(stdout, "mesolite local: master http://%s/  agent http://%s/  work_dir %s\n", masterAddr, a.Endpoint(), root)
-		fmt.Fprintf(stdout, "try: mesolite run --master=%s --name=hello --command='echo hello'\n", masterAddr)
+		scheme := st.scheme()
+		fmt.Fprintf(stdout, "mesolite local: master %s://%s/  agent %s://%s/  work_dir %s\n", scheme, masterAddr, scheme, a.Endpoint(), root)
+		if st.server != nil {
+			ca := st.clusterCA
+			if ca == "" {
+				ca = "CA.pem"
+			}
+			fmt.Fprintf(stdout, "try: mesolite run --master=%s --ssl_ca_file=%s --name=hello --command='echo hello'\n", masterAddr, ca)
+		} else {
+			fmt.Fprintf(stdout, "try: mesolite run --master=%s --name=hello --command='echo hello'\n", masterAddr)
+		}
 	}()
 	code := 0
 	select {

@@ -32,6 +32,7 @@ type masterFlags struct {
 	credentials                            *string
 	maxFrameworks, maxPerPrincipal, maxIP  *int
 	loggingLevel, logFormat                *string
+	ssl                                    *sslFlags
 }
 
 func newMasterFlags(name string) *masterFlags {
@@ -65,6 +66,8 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.maxIP = fs.Int("max_requests_per_ip", 1024, "most requests (event streams included) one client address may have in progress; more get 429")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	f.ssl = defineSSLFlags(fs, "CA bundle of the cluster's certificates (the master calls no peer; accepted so that one\n"+
+		"environment serves every process)")
 	return f
 }
 
@@ -127,6 +130,12 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		cfg.Credentials = creds
 	}
+	st, err := f.ssl.setup()
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master: TLS:", err)
+		return 1
+	}
+	cfg.TLS = st.server
 	m, err := master.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite master:", err)

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/internal/testutil"
+)
+
+// testPKI is a CA and a server certificate it signed for 127.0.0.1, as an
+// operator would issue them.
+type testPKI struct {
+	ca, cert, key string // PEM files
+	pool          *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mesolite e2e CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "server.pem"), key: filepath.Join(dir, "server.key"), pool: x509.NewCertPool()}
+	p.pool.AddCert(caCert)
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+		mode      os.FileMode
+	}{{p.ca, "CERTIFICATE", caDER, 0o644}, {p.cert, "CERTIFICATE", srvDER, 0o644}, {p.key, "EC PRIVATE KEY", keyDER, 0o600}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// client verifies the cluster's servers with the CA.
+func (p testPKI) client() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
+}
+
+func (p testPKI) getJSON(url string, v any) error {
+	resp, err := p.client().Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestClusterOverTLS runs a whole cluster over TLS: master, agent and
+// artifact server with the operator's certificates; a task whose
+// executable comes from the TLS artifact server runs through an executor
+// that reaches the agent over https; the commands verify every server with
+// the CA; plain and unverified clients are refused with errors naming the
+// fix.
+func TestClusterOverTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	ssl := []string{"--ssl_cert_file=" + pki.cert, "--ssl_key_file=" + pki.key}
+
+	artDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(artDir, "hello.sh"), []byte("#!/bin/sh\necho hello over tls from $LIBPROCESS_SSL_ENABLED\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	artPort := strconv.Itoa(testutil.FreePort(t))
+	art := start(t, "artifacts", append([]string{"artifacts", "serve", "--dir=" + artDir, "--ip=127.0.0.1", "--port=" + artPort}, ssl...)...)
+	artBase := "https://127.0.0.1:" + artPort
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := pki.client().Get(artBase + "/hello.sh")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "artifact server up over https:\n%s", art.out)
+
+	masterPort := strconv.Itoa(testutil.FreePort(t))
+	masterAddr := "127.0.0.1:" + masterPort
+	master := start(t, "master", append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...)...)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := pki.client().Get("https://" + masterAddr + "/master/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "master healthy over https:\n%s", master.out)
+
+	agentPort := strconv.Itoa(testutil.FreePort(t))
+	agentAddr := "127.0.0.1:" + agentPort
+	start(t, "agent", append([]string{"agent", "--master=" + masterAddr, "--ip=127.0.0.1", "--port=" + agentPort,
+		"--work_dir=" + t.TempDir(), "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--registration_backoff_factor=100ms",
+		"--ssl_ca_file=" + pki.ca}, ssl...)...)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		var st struct {
+			Slaves []struct {
+				Active bool `json:"active"`
+			} `json:"slaves"`
+		}
+		return pki.getJSON("https://"+masterAddr+"/master/state", &st) == nil && len(st.Slaves) == 1 && st.Slaves[0].Active
+	}, "the agent registered over https")
+
+	// The executable comes from the TLS artifact server (the fetcher trusts
+	// the agent's CA), the command executor reaches the agent over https.
+	out, code := mesolite(t, 90*time.Second, "run", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "--name=tls", "--id=tls-1",
+		"--uri="+artBase+"/hello.sh,executable", "--command=./hello.sh")
+	if code != 0 || !strings.Contains(out, "TASK_FINISHED") {
+		t.Fatalf("run over TLS: exit %d\n%s", code, out)
+	}
+	if want := "stdout: https://" + agentAddr + "/files/read"; !strings.Contains(out, want) {
+		t.Errorf("run output lacks %q:\n%s", want, out)
+	}
+	logs, code := mesolite(t, 30*time.Second, "logs", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "tls-1")
+	if code != 0 || strings.TrimSpace(logs) != "hello over tls from true" {
+		t.Fatalf("logs over TLS: exit %d, %q", code, logs)
+	}
+	// The agent's files API, read directly with the CA.
+	if err := pki.getJSON("https://"+agentAddr+"/files/debug", &map[string]any{}); err != nil {
+		t.Errorf("agent files API over https: %v", err)
+	}
+
+	refusals := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plain command", []string{"tasks", "--master=" + masterAddr}, "speaks TLS only"},
+		{"https without the CA", []string{"tasks", "--master=https://" + masterAddr}, "is not trusted"},
+		{"plain logs", []string{"logs", "--master=" + masterAddr, "tls-1"}, "speaks TLS only"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := mesolite(t, 30*time.Second, tt.args...)
+			if code == 0 || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, want a failure naming %q:\n%s", code, tt.want, out)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+	// Plain-http clients of every server are answered with a 400, never
+	// served.
+	for _, url := range []string{"http://" + masterAddr + "/master/state", "http://" + agentAddr + "/state", "http://127.0.0.1:" + artPort + "/hello.sh"} {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("plain GET %s: %s, want 400", url, resp.Status)
+			}
+		}
+	}
+}
