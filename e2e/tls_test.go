@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/internal/testutil/browsertest"
 )
 
 // testPKI is a CA and a server certificate it signed for 127.0.0.1, as an
@@ -99,6 +100,40 @@ func (p testPKI) getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// startTLSCluster starts a master and an agent serving TLS with pki's
+// certificate, the agent verifying the master with its CA, and returns
+// their addresses once the agent registered.
+func startTLSCluster(t *testing.T, pki testPKI) (masterAddr, agentAddr string) {
+	t.Helper()
+	ssl := []string{"--ssl_cert_file=" + pki.cert, "--ssl_key_file=" + pki.key}
+	masterPort := strconv.Itoa(testutil.FreePort(t))
+	masterAddr = "127.0.0.1:" + masterPort
+	master := start(t, "master", append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...)...)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := pki.client().Get("https://" + masterAddr + "/master/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "master healthy over https:\n%s", master.out)
+
+	agentPort := strconv.Itoa(testutil.FreePort(t))
+	agentAddr = "127.0.0.1:" + agentPort
+	start(t, "agent", append([]string{"agent", "--master=" + masterAddr, "--ip=127.0.0.1", "--port=" + agentPort,
+		"--work_dir=" + t.TempDir(), "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--registration_backoff_factor=100ms",
+		"--ssl_ca_file=" + pki.ca}, ssl...)...)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		var st struct {
+			Slaves []struct {
+				Active bool `json:"active"`
+			} `json:"slaves"`
+		}
+		return pki.getJSON("https://"+masterAddr+"/master/state", &st) == nil && len(st.Slaves) == 1 && st.Slaves[0].Active
+	}, "the agent registered over https")
+	return masterAddr, agentAddr
+}
+
 // TestClusterOverTLS runs a whole cluster over TLS: master, agent and
 // artifact server with the operator's certificates; a task whose
 // executable comes from the TLS artifact server runs through an executor
@@ -125,31 +160,7 @@ func TestClusterOverTLS(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, "artifact server up over https:\n%s", art.out)
 
-	masterPort := strconv.Itoa(testutil.FreePort(t))
-	masterAddr := "127.0.0.1:" + masterPort
-	master := start(t, "master", append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...)...)
-	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
-		resp, err := pki.client().Get("https://" + masterAddr + "/master/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "master healthy over https:\n%s", master.out)
-
-	agentPort := strconv.Itoa(testutil.FreePort(t))
-	agentAddr := "127.0.0.1:" + agentPort
-	start(t, "agent", append([]string{"agent", "--master=" + masterAddr, "--ip=127.0.0.1", "--port=" + agentPort,
-		"--work_dir=" + t.TempDir(), "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--registration_backoff_factor=100ms",
-		"--ssl_ca_file=" + pki.ca}, ssl...)...)
-	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
-		var st struct {
-			Slaves []struct {
-				Active bool `json:"active"`
-			} `json:"slaves"`
-		}
-		return pki.getJSON("https://"+masterAddr+"/master/state", &st) == nil && len(st.Slaves) == 1 && st.Slaves[0].Active
-	}, "the agent registered over https")
+	masterAddr, agentAddr := startTLSCluster(t, pki)
 
 	// The executable comes from the TLS artifact server (the fetcher trusts
 	// the agent's CA), the command executor reaches the agent over https.
@@ -199,4 +210,53 @@ func TestClusterOverTLS(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBrowserOverTLS: the master's UI served over https links to the
+// agent's pages over https (the page's own scheme: the master's state
+// carries none), and the agent's log viewer follows a task's stdout live
+// over https.
+func TestBrowserOverTLS(t *testing.T) {
+	testutil.Require(t, browsertest.Path() != "", "test needs Chromium (Debian package chromium)")
+	pki := newTestPKI(t)
+	masterAddr, agentAddr := startTLSCluster(t, pki)
+	start(t, "run", "run", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "--name=ticker", "--id=ticker-tls",
+		"--command=i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done")
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		var st struct {
+			Frameworks []struct {
+				Tasks []struct {
+					ID    string `json:"id"`
+					State string `json:"state"`
+				} `json:"tasks"`
+			} `json:"frameworks"`
+		}
+		if pki.getJSON("https://"+masterAddr+"/master/state", &st) != nil {
+			return false
+		}
+		for _, f := range st.Frameworks {
+			for _, tk := range f.Tasks {
+				if tk.ID == "ticker-tls" && tk.State == "TASK_RUNNING" {
+					return true
+				}
+			}
+		}
+		return false
+	}, "ticker-tls running")
+
+	b := browsertest.New(t, browsertest.IgnoreCertificateErrors())
+	defer b.CheckErrors()
+	b.Open("https://" + masterAddr + "/#/frameworks")
+	b.Wait(`!!document.querySelector('#active-frameworks a[data-testid="framework-link"]')`, "the framework listed")
+	b.Click(`#active-frameworks a[data-testid="framework-link"]`)
+	b.Wait(`!!document.querySelector('#framework-active-tasks tr[data-task-id="ticker-tls"] a[data-testid="task-link"]')`, "the task listed")
+	b.Click(`#framework-active-tasks tr[data-task-id="ticker-tls"] a[data-testid="task-link"]`)
+	b.Wait(`!!document.getElementById('stdout-link')`, "task page with its stdout link")
+	if href := browsertest.Eval[string](b, `document.getElementById('stdout-link').href`); !strings.HasPrefix(href, "https://"+agentAddr+"/") {
+		t.Fatalf("stdout link %q, want https://%s/...", href, agentAddr)
+	}
+	b.Click("#stdout-link")
+	b.Wait(fmt.Sprintf(`location.protocol === 'https:' && location.host === %q && document.querySelector('#log-viewer')?.dataset.state === 'live'`, agentAddr),
+		"the live log viewer on the agent over https")
+	b.Wait(`/line \d+\n/.test(document.getElementById('log-viewer').textContent)`, "the task's lines in the viewer")
 }

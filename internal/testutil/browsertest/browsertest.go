@@ -50,6 +50,14 @@ type Option func(*config)
 
 type config struct {
 	width, height int
+	insecureTLS   bool
+}
+
+// IgnoreCertificateErrors makes the browser accept any TLS certificate:
+// for pages served with a test CA the browser does not know, where what is
+// tested is the page, not the certificate.
+func IgnoreCertificateErrors() Option {
+	return func(c *config) { c.insecureTLS = true }
 }
 
 // WindowSize sets the browser window's size (1280x860 unless set); the
@@ -83,6 +91,9 @@ func New(t *testing.T, options ...Option) *Browser {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(cfg.width, cfg.height),
+	}
+	if cfg.insecureTLS {
+		opts = append(opts, chromedp.Flag("ignore-certificate-errors", true))
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
