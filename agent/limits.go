@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -51,7 +52,9 @@ func (a *Agent) newServer() *http.Server {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnContext:       withConnProof,
-		ErrorLog:          nil,
+		// Failed handshakes (a plain client at a TLS agent, a peer that
+		// distrusts the certificate) are the client's to report.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
 }
 
