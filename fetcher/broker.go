@@ -46,6 +46,7 @@ type brokerRequest struct {
 	Validated bool        `json:"validated,omitempty"`
 	Staged    string      `json:"staged,omitempty"`
 	SHA256    string      `json:"sha256,omitempty"`
+	Ino       uint64      `json:"ino,omitempty"`
 	Entry     *cacheEntry `json:"entry,omitempty"`
 }
 
@@ -198,8 +199,8 @@ func (b *brokerClient) insert(ctx context.Context, key string, _ *os.Root, stage
 	return rep.Stored, nil
 }
 
-func (b *brokerClient) evictCorrupt(ctx context.Context, key, sha string) error {
-	_, err := b.call(ctx, brokerRequest{Op: "evict", Key: key, SHA256: sha})
+func (b *brokerClient) evictCorrupt(ctx context.Context, key, sha string, ino uint64) error {
+	_, err := b.call(ctx, brokerRequest{Op: "evict", Key: key, SHA256: sha, Ino: ino})
 	return err
 }
 
@@ -339,7 +340,7 @@ func (s *brokerServer) index(ctx context.Context, req *brokerRequest) (brokerRep
 	case "touch":
 		return brokerReply{}, s.c.touch(ctx, req.Key, req.Validated)
 	case "evict":
-		return brokerReply{}, s.c.evictCorrupt(ctx, req.Key, req.SHA256)
+		return brokerReply{}, s.c.evictCorrupt(ctx, req.Key, req.SHA256, req.Ino)
 	}
 	if s.sb == nil {
 		sb, err := os.OpenRoot(s.sandbox)

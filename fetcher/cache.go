@@ -111,8 +111,9 @@ type cacheStore interface {
 	// its own copy; e.SHA256 must match it. The caller holds key's lock.
 	insert(ctx context.Context, key string, sb *os.Root, staged string, e *cacheEntry) (bool, error)
 	// evictCorrupt drops key's entry when its recorded sha256 is still
-	// sha, readers or not: its bytes are known bad.
-	evictCorrupt(ctx context.Context, key, sha string) error
+	// sha and its file the inode ino that was found bad (0: any), readers
+	// or not: its bytes are known bad, a replacement's are not.
+	evictCorrupt(ctx context.Context, key, sha string, ino uint64) error
 	// entryPath is where key's entry can be opened for reading.
 	entryPath(key string) string
 }
@@ -463,7 +464,7 @@ func (c *cache) check(ctx context.Context, key string, e *cacheEntry) (*cacheEnt
 	if sum != e.SHA256 {
 		c.log.Error("fetcher cache entry does not match its recorded sha256", "uri", e.URI,
 			"recorded", e.SHA256, "read", sum)
-		return nil, c.evictCorrupt(ctx, key, e.SHA256)
+		return nil, c.evictCorrupt(ctx, key, e.SHA256, st.Ino)
 	}
 	if after, err := statStamp(f); err != nil || after != st {
 		// Changed while it was read: record nothing; the reader hashes.
@@ -614,12 +615,13 @@ func (c *cache) sweepTmp() {
 	}
 }
 
-// evictCorrupt drops key's entry if it still records sha (see cacheStore).
-// Readers keep their open file; the next fetch downloads again.
-func (c *cache) evictCorrupt(ctx context.Context, key, sha string) error {
+// evictCorrupt drops key's entry if it still records sha and the inode
+// ino (see cacheStore). Readers keep their open file; the next fetch
+// downloads again.
+func (c *cache) evictCorrupt(ctx context.Context, key, sha string, ino uint64) error {
 	return c.withIndex(ctx, func(idx *cacheIndex) (bool, error) {
 		e := idx.Entries[key]
-		if e == nil || e.SHA256 != sha {
+		if e == nil || e.SHA256 != sha || ino != 0 && e.Stamp.Ino != 0 && e.Stamp.Ino != ino {
 			return false, nil
 		}
 		delete(idx.Entries, key)

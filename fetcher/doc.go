@@ -17,10 +17,12 @@
 //	    or cache (flock-coordinated, LRU, revalidated with the origin,
 //	       entries read-only and the agent's, written for a child that
 //	       runs as a task user by the agent itself: broker.go)          [cache=true]
-//	    ─► sandbox (rename, or from the cache a private copy checked
-//	       against the entry's sha256; mode 0755 when executable)
+//	    ─► sandbox (rename, or from the cache a private copy of bytes
+//	       known to match the entry's sha256: by the file's unchanged
+//	       stamp, else hashed; mode 0755 when executable)
 //	    ─► our own extractor (tar, tar.gz/bz2/xz, zip, gz) through os.Root,
-//	       with limits on bytes and entries
+//	       with limits on bytes, entries and xz dictionaries, into a
+//	       staging directory moved into place once complete
 //
 // go-getter (v2, whose core module links no cloud SDKs) is used only to
 // clone git sources, with no decompressors; http and local files are read

@@ -474,7 +474,11 @@ func (f *Fetcher) fetchCachedOnce(ctx context.Context, sb *os.Root, c cacheStore
 		res, err := f.placeFromCache(ctx, sb, af, e, p, unchecked, bud)
 		if errors.Is(err, errEntryCorrupt) {
 			f.log.Error("fetcher cache entry corrupt; evicting it and fetching again", "uri", p.src.redacted, "error", err.Error())
-			if eerr := c.evictCorrupt(ctx, key, e.SHA256); eerr != nil {
+			var ino uint64
+			if st, err := statStamp(af); err == nil {
+				ino = st.Ino
+			}
+			if eerr := c.evictCorrupt(ctx, key, e.SHA256, ino); eerr != nil {
 				return Result{}, fmt.Errorf("%w: %v", errCacheUnusable, eerr)
 			}
 		}
@@ -600,7 +604,13 @@ func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, 
 	how, err := cloneFile(w, af, e.Size)
 	verr := <-verified
 	if verr == nil {
-		verr = unchanged()
+		if verr = unchanged(); errors.Is(verr, errEntryCorrupt) {
+			// Changed, replaced or evicted (an unlink moves ctime too)
+			// while it was copied: the copy stands if its own bytes are
+			// the entry's.
+			f.log.Warn("cache entry changed while it was copied; checking the copy", "uri", p.src.redacted)
+			verr = verifyCopy(sb, p.out, e, sum)
+		}
 	}
 	if err == nil {
 		err = w.Chmod(mode)
@@ -622,6 +632,17 @@ func (f *Fetcher) placeFromCache(ctx context.Context, sb *os.Root, af *os.File, 
 	res.Path = p.out
 	f.log.Info("placed from cache", "path", p.out, "how", how)
 	return res, nil
+}
+
+// verifyCopy checks the copy of an entry at out against the entry's
+// sha256 and sum.
+func verifyCopy(sb *os.Root, out string, e *cacheEntry, sum *checksum) error {
+	cf, err := sb.OpenFile(out, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer cf.Close()
+	return verifyEntry(cf, e, sum, true)
 }
 
 // cloneFile copies src's first size bytes into the empty file dst: a

@@ -6,6 +6,8 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -241,4 +243,32 @@ func TestCacheRehashesWhatTheStampCannotVouchFor(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEvictCorruptSparesReplacement: a reader that found the entry it read
+// bad evicts that inode only; an entry stored in its place meanwhile, with
+// the same sha256, stays.
+func TestEvictCorruptSparesReplacement(t *testing.T) {
+	o := newOrigin(t)
+	o.put("a.bin", []byte("payload"))
+	u := cachedURI(o.url("a.bin"))
+	s := newStampFetcher(t, u.Value)
+	s.fetch(u)
+	e := indexEntry(t, s.c, s.key)
+	ctx := context.Background()
+	if err := s.c.evictCorrupt(ctx, s.key, e.SHA256, e.Stamp.Ino+1); err != nil {
+		t.Fatal(err)
+	}
+	if s.c.readIndex().Entries[s.key] == nil {
+		t.Fatal("evicted the entry that replaced the bad one")
+	}
+	if err := s.c.evictCorrupt(ctx, s.key, e.SHA256, e.Stamp.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if s.c.readIndex().Entries[s.key] != nil {
+		t.Fatal("the bad entry stayed")
+	}
+	if _, err := os.Stat(s.entry); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("its file stayed: %v", err)
+	}
 }
