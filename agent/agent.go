@@ -130,6 +130,48 @@ type Agent struct {
 	metrics    agentMetrics
 	files      *sandbox.FilesHandler
 	tokens     *executorTokens
+
+	// base ends when Run does; goroutines the agent starts (spawn) are
+	// counted in wg, and Run waits for them before it returns.
+	base context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// runCtx is the agent's lifetime: it ends when Run returns.
+func (a *Agent) runCtx() context.Context { return a.base }
+
+// spawn runs f in a goroutine that Run waits for.
+func (a *Agent) spawn(f func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f()
+	}()
+}
+
+// destroy destroys es's container, retrying with backoff until it is gone:
+// a Destroy that fails (dockerd restarting, a cgroup still busy) must not
+// leave a container running that the agent has given up on. It stops
+// trying when the agent stops; the next run recovers the container.
+func (a *Agent) destroy(es *executorState) {
+	ctx := a.runCtx()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := a.cz.Destroy(ctx, es.containerID)
+		if err == nil || errors.Is(err, containerizer.ErrUnknownContainer) || ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("destroy container failed; retrying", "framework_id", es.frameworkID,
+			"executor_id", es.info.GetExecutorId().GetValue(), "container_id", es.containerID,
+			"attempt", attempt, "retry_in", backoff, "error", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }
 
 type framework struct {
@@ -153,23 +195,36 @@ type executorState struct {
 	finished  []*taskState          // terminal and acknowledged (for /state)
 	resources []*mesos.Resource
 
-	conn         *executorConn
-	subscribed   bool
-	launching    bool
-	shuttingDown bool
-	regTimedOut  bool
-	terminated   bool
-	regTimer     *time.Timer
-	endedAt      time.Time
+	conn *executorConn
+	// phase is where the executor is in its life (executorstate.go);
+	// cause why the agent is ending it, when it is.
+	phase    executorPhase
+	cause    killCause
+	regTimer *time.Timer
+	endedAt  time.Time
 	// checkpointed is closed once launchExecutor wrote executor.info and
 	// its first task's task.info; updates of its tasks wait for it, so no
 	// task.updates is on disk for a task a restarted agent could not find.
 	// nil for a recovered executor.
 	checkpointed chan struct{}
-	// cancelLaunch ends the fetch, image pull or container start of an
-	// executor still launching (a kill of its only task); nil once
-	// recovered.
-	cancelLaunch context.CancelFunc
+	// ctx ends when the executor enters killing or terminated: the fetch,
+	// the image pull and the container start of a launch observe it.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// newExecutorState is an executor in phase (launching for a new one,
+// registering for one recovered with a live container).
+func newExecutorState(info *mesos.ExecutorInfo, fwID, containerID string, phase executorPhase) *executorState {
+	ctx, cancel := context.WithCancel(context.Background())
+	if phase >= phaseKilling {
+		cancel()
+	}
+	return &executorState{
+		info: info, frameworkID: fwID, containerID: containerID, phase: phase,
+		queued: map[string]*taskState{}, launched: map[string]*taskState{}, terminal: map[string]*taskState{},
+		ctx: ctx, cancel: cancel,
+	}
 }
 
 type taskState struct {
@@ -188,12 +243,37 @@ type executorConn struct {
 
 func (c *executorConn) close() { c.once.Do(func() { close(c.done) }) }
 
+// Bounds on an executor's event stream: an executor that does not read
+// its events is disconnected rather than allowed to stall the agent (a
+// send waits at most executorSendTimeout for room in the queue; a write to
+// its connection at most executorWriteTimeout). It resubscribes, and what
+// it missed is sent again.
+const (
+	executorQueueLen     = 64
+	executorSendTimeout  = 5 * time.Second
+	executorWriteTimeout = 10 * time.Second
+)
+
+// send queues ev; false when the executor is gone or did not make room in
+// time (its connection is then closed).
 func (c *executorConn) send(ev *executor.Event) bool {
 	select {
 	case <-c.done:
 		return false
 	case c.events <- ev:
 		return true
+	default:
+	}
+	t := time.NewTimer(executorSendTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return false
+	case c.events <- ev:
+		return true
+	case <-t.C:
+		c.close()
+		return false
 	}
 }
 
@@ -267,6 +347,7 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	if a.tokens, err = loadExecutorTokens(filepath.Join(a.meta.root, "executor_secret_key")); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a.base, a.stop = context.WithCancel(context.Background())
 	a.sum = newStatusUpdates(cfg.Logger, a.forwardUpdate)
 	a.sum.onTerminalAcked = a.terminalAcked
 	a.info = &mesos.AgentInfo{
@@ -294,6 +375,9 @@ func (a *Agent) ID() string {
 // Run recovers checkpointed state, serves HTTP on l and keeps the agent
 // registered with the master until ctx ends.
 func (a *Agent) Run(ctx context.Context, l net.Listener) error {
+	defer a.wait()
+	stopWithRun := context.AfterFunc(ctx, a.stop)
+	defer stopWithRun()
 	if err := a.recover(ctx); err != nil {
 		return fmt.Errorf("agent recovery: %w", err)
 	}
@@ -313,8 +397,8 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.IsLoopback() && !isLocalMaster(a.cfg.Master) {
 		a.log.Warn("this agent advertises a loopback address to a master that is not on loopback: the master and executors elsewhere cannot reach it; set --advertise_ip", "advertise_ip", a.cfg.AdvertiseIP, "master", a.cfg.Master)
 	}
-	go a.master.run(ctx)
-	go a.recoveryDeadline(ctx)
+	a.spawn(func() { a.master.run(ctx) })
+	a.spawn(func() { a.recoveryDeadline(ctx) })
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -338,6 +422,20 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	}
 	a.sum.Close()
 	return nil
+}
+
+// wait ends the agent's lifetime and waits, for a bounded time, for the
+// goroutines it started: a Destroy or a checkpoint in progress finishes;
+// one blocked beyond reason is logged and left.
+func (a *Agent) wait() {
+	a.stop()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		a.log.Warn("agent goroutines still running 5s after stop")
+	}
 }
 
 func isLocalMaster(master string) bool {

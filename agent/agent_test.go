@@ -223,7 +223,7 @@ func (ta *testAgent) stop() {
 		busy := 0
 		for _, fw := range ta.frameworks {
 			for _, es := range fw.executors {
-				if es.terminated || len(es.queued)+len(es.launched) == 0 {
+				if !es.live() || len(es.queued)+len(es.launched) == 0 {
 					busy++
 				}
 			}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"time"
 	"context"
 	"errors"
 	"fmt"
@@ -160,7 +161,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	ctx := r.Context()
 	a.mu.Lock()
 	es := a.lookupExecutorLocked(fwID, exID)
-	if es == nil || es.terminated {
+	if es == nil || !es.live() {
 		a.mu.Unlock()
 		http.Error(w, fmt.Sprintf("Executor %s of framework %s is not known to this agent", exID, fwID), http.StatusBadRequest)
 		return
@@ -168,9 +169,12 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	if es.conn != nil {
 		es.conn.close() // a newer connection of the same executor wins
 	}
-	conn := &executorConn{events: make(chan *executor.Event, 64), done: make(chan struct{})}
+	conn := &executorConn{events: make(chan *executor.Event, executorQueueLen), done: make(chan struct{})}
 	es.conn = conn
-	es.subscribed = true
+	a.setPhaseLocked(es, phaseRunning)
+	// An executor that reconnects while it is being shut down is told
+	// again.
+	shutdown := es.phase == phaseKilling
 	if es.regTimer != nil {
 		es.regTimer.Stop()
 	}
@@ -207,16 +211,31 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	rw := recordio.NewWriter(w)
+	rc := http.NewResponseController(w)
 	write := func(ev *executor.Event) error {
 		b, err := out.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		return rw.WriteRecord(b)
+		// An executor that stops reading cannot hold this stream (and
+		// what waits on it) for ever.
+		_ = rc.SetWriteDeadline(time.Now().Add(executorWriteTimeout))
+		if err := rw.WriteRecord(b); err != nil {
+			return err
+		}
+		_ = rc.SetWriteDeadline(time.Time{})
+		return nil
 	}
 	if err := write(&executor.Event{Type: executor.Event_SUBSCRIBED.Enum(), Subscribed: sub}); err != nil {
 		conn.close()
 		return
+	}
+	if shutdown {
+		launch = nil
+		if err := write(&executor.Event{Type: executor.Event_SHUTDOWN.Enum()}); err != nil {
+			conn.close()
+			return
+		}
 	}
 	for _, t := range launch {
 		if err := write(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: t}}); err != nil {

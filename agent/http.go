@@ -169,7 +169,7 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 			"container": es.containerID, "directory": es.directory, "framework_id": fwID,
 			"virtual_directory": sandbox.VirtualLatestPath(fwID, es.info.GetExecutorId().GetValue()),
 			"resources":         resourcesMap(es.resources), "tasks": nonNil(tasks), "queued_tasks": nonNil(queued),
-			"completed_tasks": nonNil(completed), "subscribed": es.subscribed,
+			"completed_tasks": nonNil(completed), "subscribed": es.phase == phaseRunning, "phase": es.phase.String(),
 		}
 	}
 	fwJSON := func(fwID string, fw *framework) map[string]any {
@@ -236,7 +236,7 @@ func (a *Agent) liveContainers() []containerRef {
 	var out []containerRef
 	for fwID, fw := range a.frameworks {
 		for exID, es := range fw.executors {
-			if !es.terminated && es.handle != nil {
+			if es.live() && es.handle != nil {
 				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID})
 			}
 		}
@@ -292,7 +292,7 @@ func (a *Agent) snapshot() map[string]float64 {
 	var cpusUsed, memUsed float64
 	for _, fw := range a.frameworks {
 		for _, es := range fw.executors {
-			if !es.terminated {
+			if es.live() {
 				execs++
 				cpusUsed += scalarOf(es.resources, "cpus")
 				memUsed += scalarOf(es.resources, "mem")

@@ -63,7 +63,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 	ts := &taskState{info: task, state: mesos.TaskState_TASK_STAGING}
 	exID := ex.GetExecutorId().GetValue()
 	es := fw.executors[exID]
-	if es != nil && (es.terminated || es.shuttingDown) {
+	if es != nil && es.phase >= phaseKilling {
 		a.mu.Unlock()
 		a.agentUpdate(ctx, fwID, task, mesos.TaskState_TASK_LOST, mesos.TaskStatus_REASON_EXECUTOR_TERMINATED, "executor "+exID+" is shutting down", nil)
 		return
@@ -71,7 +71,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 	if es != nil {
 		a.checkpointTaskLocked(es, ts)
 		es.resources = append(es.resources, task.GetResources()...)
-		if es.subscribed && es.conn != nil {
+		if es.conn != nil {
 			es.launched[taskID] = ts
 			conn := es.conn
 			res := append([]*mesos.Resource(nil), es.resources...)
@@ -80,33 +80,32 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 			if err := a.cz.Update(ctx, cid, res); err != nil {
 				log.Warn("update container limits", "error", err)
 			}
-			conn.send(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: task}})
+			if !conn.send(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: task}}) {
+				// The executor went away (or stopped reading): it gets the
+				// task when it subscribes again.
+				a.mu.Lock()
+				if es.launched[taskID] == ts {
+					delete(es.launched, taskID)
+					es.queued[taskID] = ts
+				}
+				a.mu.Unlock()
+			}
 			return
 		}
 		es.queued[taskID] = ts
 		a.mu.Unlock()
 		return
 	}
-	es = &executorState{
-		info:        ex,
-		frameworkID: fwID,
-		containerID: uuidString(newUUID()),
-		commandTask: isCommand,
-		queued:      map[string]*taskState{taskID: ts},
-		launched:    map[string]*taskState{},
-		terminal:    map[string]*taskState{},
-		resources:   append(append([]*mesos.Resource(nil), ex.GetResources()...), task.GetResources()...),
-		launching:   true,
-
-		checkpointed: make(chan struct{}),
-	}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	es.cancelLaunch = cancel
+	es = newExecutorState(ex, fwID, uuidString(newUUID()), phaseLaunching)
+	es.commandTask = isCommand
+	es.queued[taskID] = ts
+	es.resources = append(append([]*mesos.Resource(nil), ex.GetResources()...), task.GetResources()...)
+	es.checkpointed = make(chan struct{})
 	fw.executors[exID] = es
 	a.mu.Unlock()
 	// The executor's and the task's checkpoints are written by
 	// launchExecutor, before anything is launched.
-	go a.launchExecutor(lctx, es, task, fi)
+	a.spawn(func() { a.launchExecutor(ctx, es, task, fi) })
 }
 
 // executorFor returns the task's executor, synthesizing the command
@@ -188,11 +187,12 @@ func (a *Agent) executorOfTaskLocked(fwID, taskID string) *executorState {
 // launchExecutor creates the sandbox, fetches URIs and starts the
 // container. The registration timeout starts only once Launch returned, so
 // slow pulls and fetches cannot time executors out.
-func (a *Agent) launchExecutor(launchCtx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
-	// launchCtx ends when the launch is called off (its only task killed):
-	// the fetch, the pull and the start observe it. Updates and the
-	// bookkeeping after use ctx, which does not end.
-	ctx := context.WithoutCancel(launchCtx)
+func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+	// es.ctx ends when the launch is called off (a kill, a shutdown): the
+	// fetch, the pull and the start observe it. Updates and the
+	// bookkeeping after use ctx, which does not end with them.
+	ctx = context.WithoutCancel(ctx)
+	launchCtx := es.ctx
 	a.mu.Lock()
 	agentID := a.agentID
 	a.mu.Unlock()
@@ -291,26 +291,28 @@ func (a *Agent) launchExecutor(launchCtx context.Context, es *executorState, fir
 	}
 	a.mu.Lock()
 	es.handle = &handle
-	es.launching = false
-	if es.shuttingDown && len(es.launched) == 0 {
+	if es.phase == phaseKilling {
 		// Killed while the container started: nothing may keep running.
 		a.mu.Unlock()
 		log.Info("launch called off by a kill; destroying the new container")
-		go a.awaitContainer(ctx, es)
-		if err := a.cz.Destroy(ctx, es.containerID); err != nil {
-			log.Error("destroy container", "error", err)
-		}
+		a.spawn(func() { a.awaitContainer(es) })
+		a.destroy(es)
 		return
 	}
+	// An executor that subscribed before Launch returned is running
+	// already, and needs no registration timer.
+	registering := a.setPhaseLocked(es, phaseRegistering)
 	if err := writeJSONAtomic(filepath.Join(a.meta.run(agentID, es.frameworkID, exID, es.containerID), "handle.json"), handle); err != nil {
 		log.Error("checkpoint container handle", "error", err)
 	}
-	timeout := a.cfg.ExecutorRegistrationTimeout
-	es.regTimer = time.AfterFunc(timeout, func() { a.registrationTimedOut(es, timeout) })
+	if registering {
+		timeout := a.cfg.ExecutorRegistrationTimeout
+		es.regTimer = time.AfterFunc(timeout, func() { a.registrationTimedOut(es, timeout) })
+	}
 	a.mu.Unlock()
 	a.metricsInc(func(m *agentMetrics) { m.containersLaunched++ })
 	log.Info("executor launched", "pid", handle.Pid, "containerizer", handle.Containerizer)
-	go a.awaitContainer(context.WithoutCancel(ctx), es)
+	a.spawn(func() { a.awaitContainer(es) })
 }
 
 // diskBytes is the disk the resources declare, in bytes (Mesos counts
@@ -381,36 +383,40 @@ func (a *Agent) failLaunchState(ctx context.Context, es *executorState, state me
 
 func (a *Agent) registrationTimedOut(es *executorState, timeout time.Duration) {
 	a.mu.Lock()
-	if es.subscribed || es.terminated {
+	if es.phase != phaseRegistering {
 		a.mu.Unlock()
 		return
 	}
-	es.regTimedOut = true
-	cid := es.containerID
+	es.cause = causeRegistrationTimeout
+	a.setPhaseLocked(es, phaseKilling)
 	a.mu.Unlock()
 	a.log.Warn("executor did not subscribe in time; destroying its container", "executor_id", es.info.GetExecutorId().GetValue(), "timeout", timeout)
-	if err := a.cz.Destroy(context.Background(), cid); err != nil {
-		a.log.Error("destroy container", "container_id", cid, "error", err)
-	}
+	a.destroy(es)
 }
 
-func (a *Agent) awaitContainer(ctx context.Context, es *executorState) {
+// awaitContainer waits for es's container to end and reports it. When the
+// agent stops first, it returns without a word: the container outlives the
+// agent, and the next run recovers it.
+func (a *Agent) awaitContainer(es *executorState) {
+	ctx := a.runCtx()
 	term, err := a.cz.Wait(ctx, es.containerID)
+	if ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		term = containerizer.Termination{ExitStatus: -1, Message: "lost track of the container: " + err.Error()}
 	}
-	a.executorTerminated(ctx, es, &term, mesos.TaskState_TASK_FAILED)
+	a.executorTerminated(context.WithoutCancel(ctx), es, &term, mesos.TaskState_TASK_FAILED)
 }
 
 // executorTerminated fails every non-terminal task of an executor whose
 // container ended, tells the master, and schedules the sandbox for GC.
 func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term *containerizer.Termination, state mesos.TaskState) {
 	a.mu.Lock()
-	if es.terminated {
+	if !a.setPhaseLocked(es, phaseTerminated) {
 		a.mu.Unlock()
 		return
 	}
-	es.terminated = true
 	es.endedAt = time.Now()
 	if es.regTimer != nil {
 		es.regTimer.Stop()
@@ -421,9 +427,12 @@ func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term 
 	reason, msg := term.Reason, term.Message
 	switch {
 	case term.Limitation:
-	case es.regTimedOut:
+	case es.cause == causeRegistrationTimeout:
 		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
 		msg = "Executor did not register within " + duration.Format(a.cfg.ExecutorRegistrationTimeout)
+	case es.cause == causeReregistrationTimeout:
+		reason = mesos.TaskStatus_REASON_EXECUTOR_REREGISTRATION_TIMEOUT
+		msg = "Executor did not reregister within " + duration.Format(a.cfg.RecoveryTimeout) + " of the agent's restart"
 	case es.commandTask:
 		reason = mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED
 		msg = "Command executor terminated" + exitSuffix(term.ExitStatus)
@@ -439,7 +448,7 @@ func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term 
 	for _, m := range []map[string]*taskState{es.queued, es.launched} {
 		for _, ts := range m {
 			st := state
-			if ts.killRequested || es.shuttingDown {
+			if ts.killRequested || es.cause == causeKilled {
 				st = mesos.TaskState_TASK_KILLED
 			}
 			fails = append(fails, pend{ts, st})
@@ -454,9 +463,7 @@ func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term 
 	for _, p := range fails {
 		a.agentUpdate(ctx, es.frameworkID, p.ts.info, p.state, reason, msg, nil)
 	}
-	if err := a.cz.Destroy(ctx, es.containerID); err != nil {
-		a.log.Error("destroy container", "container_id", es.containerID, "error", err)
-	}
+	a.destroy(es)
 	a.master.executorExited(ctx, es.frameworkID, exID, term.ExitStatus)
 	if a.cfg.GC != nil && dir != "" {
 		if err := a.cfg.GC.Schedule(dir, es.endedAt); err != nil {
@@ -479,7 +486,7 @@ func exitSuffix(status int) string {
 func (a *Agent) maybeForgetExecutor(es *executorState) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !es.terminated || len(es.queued)+len(es.launched)+len(es.terminal) > 0 {
+	if es.live() || len(es.queued)+len(es.launched)+len(es.terminal) > 0 {
 		return
 	}
 	fw := a.frameworks[es.frameworkID]
@@ -660,19 +667,19 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 	if ts := es.queued[taskID.GetValue()]; ts != nil {
 		ts.killRequested = true
 		empty := len(es.queued) == 1 && len(es.launched) == 0
-		cid := es.containerID
 		info := ts.info
 		a.mu.Unlock()
 		a.agentUpdate(ctx, fwID, info, mesos.TaskState_TASK_KILLED, 0, "Killed before the executor started", nil)
 		if empty {
+			// Its only task is gone: the launch is called off (the fetch or
+			// pull in progress ends at once) and the container destroyed.
 			a.mu.Lock()
-			es.shuttingDown = true
-			cancel := es.cancelLaunch
-			a.mu.Unlock()
-			if cancel != nil {
-				cancel() // ends a fetch or pull in progress at once
+			if es.phase < phaseKilling {
+				es.cause = causeKilled
+				a.setPhaseLocked(es, phaseKilling)
 			}
-			_ = a.cz.Destroy(ctx, cid)
+			a.mu.Unlock()
+			a.destroy(es)
 		}
 		return
 	}
@@ -683,11 +690,16 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 	}
 	ts.killRequested = true
 	conn := es.conn
-	cid := es.containerID
 	a.mu.Unlock()
 	if conn == nil || !conn.send(&executor.Event{Type: executor.Event_KILL.Enum(), Kill: &executor.Event_Kill{TaskId: taskID, KillPolicy: policy}}) {
 		// No executor to ask: destroy the container; its tasks end KILLED.
-		_ = a.cz.Destroy(ctx, cid)
+		a.mu.Lock()
+		if es.phase < phaseKilling {
+			es.cause = causeKilled
+			a.setPhaseLocked(es, phaseKilling)
+		}
+		a.mu.Unlock()
+		a.destroy(es)
 	}
 }
 
@@ -701,31 +713,38 @@ func (a *Agent) shutdownExecutor(ctx context.Context, fwID, exID string) {
 		return
 	}
 	es := fw.executors[exID]
-	if es.shuttingDown && es.terminated {
+	if !es.live() {
 		a.mu.Unlock()
 		return
 	}
-	es.shuttingDown = true
+	if es.phase < phaseKilling {
+		es.cause = causeKilled
+		a.setPhaseLocked(es, phaseKilling)
+	}
 	conn := es.conn
-	cid := es.containerID
 	grace := a.cfg.ExecutorShutdownGracePeriod
 	a.mu.Unlock()
 	if conn != nil && conn.send(&executor.Event{Type: executor.Event_SHUTDOWN.Enum()}) {
-		go func() {
+		a.spawn(func() {
 			t := time.NewTimer(grace)
 			defer t.Stop()
 			select {
 			case <-t.C:
-				_ = a.cz.Destroy(context.WithoutCancel(ctx), cid)
 			case <-conn.done:
 				// Give the executor's exit a moment, then make sure.
-				time.Sleep(grace)
-				_ = a.cz.Destroy(context.WithoutCancel(ctx), cid)
+				select {
+				case <-t.C:
+				case <-a.runCtx().Done():
+					return
+				}
+			case <-a.runCtx().Done():
+				return
 			}
-		}()
+			a.destroy(es)
+		})
 		return
 	}
-	_ = a.cz.Destroy(ctx, cid)
+	a.destroy(es)
 }
 
 func (a *Agent) shutdownFramework(ctx context.Context, fwID string) {

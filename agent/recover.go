@@ -79,12 +79,11 @@ func (a *Agent) recover(ctx context.Context) error {
 			runs, _ := listDirs(filepath.Join(a.meta.executor(id, fwID, exID), "runs"))
 			for _, cid := range runs {
 				runDir := a.meta.run(id, fwID, exID, cid)
-				es := &executorState{
-					info: ei, frameworkID: fwID, containerID: cid,
-					commandTask: len(ei.GetCommand().GetArguments()) == 3 && ei.GetCommand().GetArguments()[1] == "executor" && ei.GetCommand().GetArguments()[2] == "command",
-					queued:      map[string]*taskState{}, launched: map[string]*taskState{}, terminal: map[string]*taskState{},
-					directory: a.layout.RunDir(sandbox.RunID{AgentID: id, FrameworkID: fwID, ExecutorID: exID, ContainerID: cid}),
-				}
+				// Recovered executors wait to resubscribe (registering)
+				// until the recovery timeout.
+				es := newExecutorState(ei, fwID, cid, phaseRegistering)
+				es.commandTask = len(ei.GetCommand().GetArguments()) == 3 && ei.GetCommand().GetArguments()[1] == "executor" && ei.GetCommand().GetArguments()[2] == "command"
+				es.directory = a.layout.RunDir(sandbox.RunID{AgentID: id, FrameworkID: fwID, ExecutorID: exID, ContainerID: cid})
 				tasks, _ := listDirs(filepath.Join(runDir, "tasks"))
 				for _, tid := range tasks {
 					ti := &mesos.TaskInfo{}
@@ -116,7 +115,12 @@ func (a *Agent) recover(ctx context.Context) error {
 				_, terr := os.Stat(filepath.Join(runDir, "terminated"))
 				switch {
 				case terr == nil || herr != nil || json.Unmarshal(b, &h) != nil:
-					es.terminated = terr == nil
+					if terr == nil && len(es.launched) == 0 {
+						// Ended before the restart, its tasks reported:
+						// only its acknowledgements may be pending.
+						es.phase = phaseTerminated
+						es.cancel()
+					}
 					dead = append(dead, es)
 				default:
 					es.handle = &h
@@ -148,16 +152,13 @@ func (a *Agent) recover(ctx context.Context) error {
 	for _, fw := range a.frameworks {
 		for _, es := range fw.executors {
 			if es.handle != nil {
-				go a.awaitContainer(context.WithoutCancel(ctx), es)
+				a.spawn(func() { a.awaitContainer(es) })
 			}
 		}
 	}
 	for _, es := range dead {
-		go func(es *executorState) {
-			wasTerminated := es.terminated
-			es.terminated = false
-			if wasTerminated && len(es.launched) == 0 {
-				es.terminated = true
+		a.spawn(func() {
+			if !es.live() {
 				a.maybeForgetExecutor(es)
 				return
 			}
@@ -165,7 +166,7 @@ func (a *Agent) recover(ctx context.Context) error {
 				ExitStatus: -1, Limitation: true, Reason: mesos.TaskStatus_REASON_EXECUTOR_TERMINATED,
 				Message: "Executor's container was gone when the agent recovered",
 			}, mesos.TaskState_TASK_FAILED)
-		}(es)
+		})
 	}
 	return nil
 }
@@ -182,17 +183,19 @@ func (a *Agent) recoveryDeadline(ctx context.Context) {
 	case <-t.C:
 	}
 	a.mu.Lock()
-	var stale []string
+	var stale []*executorState
 	for _, fw := range a.frameworks {
 		for _, es := range fw.executors {
-			if es.handle != nil && !es.subscribed && !es.terminated && !es.launching && es.regTimer == nil {
-				stale = append(stale, es.containerID)
+			if es.handle != nil && es.phase == phaseRegistering && es.regTimer == nil {
+				es.cause = causeReregistrationTimeout
+				a.setPhaseLocked(es, phaseKilling)
+				stale = append(stale, es)
 			}
 		}
 	}
 	a.mu.Unlock()
-	for _, cid := range stale {
-		a.log.Warn("recovered executor did not resubscribe within the recovery timeout; destroying", "container_id", cid)
-		_ = a.cz.Destroy(ctx, cid)
+	for _, es := range stale {
+		a.log.Warn("recovered executor did not resubscribe within the recovery timeout; destroying", "container_id", es.containerID)
+		a.destroy(es)
 	}
 }
