@@ -1,13 +1,13 @@
 package agent
 
 import (
-	"time"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/mesolite/mesolite/api/v1/validate"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/executor"
