@@ -1,7 +1,7 @@
 package store
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +12,6 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 )
 
 // FileName is the registry's file under the master's work_dir.
@@ -22,7 +21,10 @@ var (
 	bucketMeta       = []byte("meta")
 	bucketAgents     = []byte("agents")
 	bucketFrameworks = []byte("frameworks")
-	keySchema        = []byte("schema")
+	// bucketTasks holds one bucket per framework id of its completed
+	// tasks, keyed by task id.
+	bucketTasks = []byte("tasks")
+	keySchema   = []byte("schema")
 )
 
 // schemaVersion is bumped when records change incompatibly; Open refuses a
@@ -43,6 +45,11 @@ type Agent struct {
 	// who may register with this id again.
 	Principal string
 	TokenHash []byte
+	// UnreachableAt is when the agent was removed for not coming back in
+	// time (zero for an admitted agent). The record stays, with its token,
+	// so that the agent is recognised when it returns and its tasks are
+	// handled as Mesos handles tasks of an unreachable agent.
+	UnreachableAt time.Time
 }
 
 // Framework is a framework the master gave an id to.
@@ -83,7 +90,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketFrameworks} {
+		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketFrameworks, bucketTasks} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -107,32 +114,9 @@ func Open(dir string) (*Store, error) {
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// The records as stored: JSON with the Mesos messages as protobuf bytes, so
-// new proto fields survive a round trip.
-type agentRecord struct {
-	Info         []byte    `json:"info"`
-	Address      string    `json:"address"`
-	Version      string    `json:"version,omitempty"`
-	RegisteredAt time.Time `json:"registered_at"`
-	Principal    string    `json:"principal,omitempty"`
-	TokenHash    []byte    `json:"token_sha256,omitempty"`
-}
-
-type frameworkRecord struct {
-	Info         []byte    `json:"info"`
-	RegisteredAt time.Time `json:"registered_at"`
-	Principal    string    `json:"principal,omitempty"`
-	Completed    bool      `json:"completed,omitempty"`
-	CompletedAt  time.Time `json:"completed_at,omitzero"`
-}
-
 // PutAgent adds or replaces an agent.
 func (s *Store) PutAgent(a Agent) error {
-	info, err := proto.Marshal(a.Info)
-	if err != nil {
-		return fmt.Errorf("encode agent %s: %w", a.ID, err)
-	}
-	v, err := json.Marshal(agentRecord{Info: info, Address: a.Address, Version: a.Version, RegisteredAt: a.RegisteredAt, Principal: a.Principal, TokenHash: a.TokenHash})
+	v, err := EncodeAgent(a)
 	if err != nil {
 		return err
 	}
@@ -146,18 +130,9 @@ func (s *Store) RemoveAgent(id string) error { return s.delete(bucketAgents, id)
 func (s *Store) Agents() ([]Agent, error) {
 	var out []Agent
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAgents).ForEach(func(k, v []byte) error {
-			var rec agentRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("agent %s: %w", k, err)
-			}
-			info := &mesos.AgentInfo{}
-			if err := proto.Unmarshal(rec.Info, info); err != nil {
-				return fmt.Errorf("agent %s: %w", k, err)
-			}
-			out = append(out, Agent{ID: string(k), Info: info, Address: rec.Address, Version: rec.Version, RegisteredAt: rec.RegisteredAt, Principal: rec.Principal, TokenHash: rec.TokenHash})
-			return nil
-		})
+		var err error
+		out, err = readAgents(tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read agents: %w", err)
@@ -165,13 +140,22 @@ func (s *Store) Agents() ([]Agent, error) {
 	return out, nil
 }
 
+func readAgents(tx *bolt.Tx) ([]Agent, error) {
+	var out []Agent
+	err := tx.Bucket(bucketAgents).ForEach(func(k, v []byte) error {
+		a, err := DecodeAgent(string(k), v)
+		if err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
 // PutFramework adds or replaces a framework.
 func (s *Store) PutFramework(f Framework) error {
-	info, err := proto.Marshal(f.Info)
-	if err != nil {
-		return fmt.Errorf("encode framework %s: %w", f.ID, err)
-	}
-	v, err := json.Marshal(frameworkRecord{Info: info, RegisteredAt: f.RegisteredAt, Principal: f.Principal, Completed: f.Completed, CompletedAt: f.CompletedAt})
+	v, err := EncodeFramework(f)
 	if err != nil {
 		return err
 	}
@@ -182,23 +166,27 @@ func (s *Store) PutFramework(f Framework) error {
 func (s *Store) Frameworks() ([]Framework, error) {
 	var out []Framework
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFrameworks).ForEach(func(k, v []byte) error {
-			var rec frameworkRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("framework %s: %w", k, err)
-			}
-			info := &mesos.FrameworkInfo{}
-			if err := proto.Unmarshal(rec.Info, info); err != nil {
-				return fmt.Errorf("framework %s: %w", k, err)
-			}
-			out = append(out, Framework{ID: string(k), Info: info, RegisteredAt: rec.RegisteredAt, Principal: rec.Principal, Completed: rec.Completed, CompletedAt: rec.CompletedAt})
-			return nil
-		})
+		var err error
+		out, err = readFrameworks(tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read frameworks: %w", err)
 	}
 	return out, nil
+}
+
+func readFrameworks(tx *bolt.Tx) ([]Framework, error) {
+	var out []Framework
+	err := tx.Bucket(bucketFrameworks).ForEach(func(k, v []byte) error {
+		f, err := DecodeFramework(string(k), v)
+		if err != nil {
+			return err
+		}
+		out = append(out, f)
+		return nil
+	})
+	return out, err
 }
 
 // PruneCompletedFrameworks keeps the newest keep completed frameworks and
@@ -212,9 +200,8 @@ func (s *Store) PruneCompletedFrameworks(keep int) error {
 		}
 		var completed []done
 		err := b.ForEach(func(k, v []byte) error {
-			var rec frameworkRecord
-			if json.Unmarshal(v, &rec) == nil && rec.Completed {
-				completed = append(completed, done{string(k), rec.CompletedAt})
+			if f, err := DecodeFramework(string(k), v); err == nil && f.Completed {
+				completed = append(completed, done{string(k), f.CompletedAt})
 			}
 			return nil
 		})
@@ -224,6 +211,9 @@ func (s *Store) PruneCompletedFrameworks(keep int) error {
 		slices.SortFunc(completed, func(a, b done) int { return b.at.Compare(a.at) })
 		for _, d := range completed[max(keep, 0):] {
 			if err := b.Delete([]byte(d.id)); err != nil {
+				return err
+			}
+			if err := deleteTasks(tx, d.id); err != nil {
 				return err
 			}
 		}
@@ -248,4 +238,116 @@ func (s *Store) delete(bucket []byte, key string) error {
 		return fmt.Errorf("delete %s/%s: %w", bucket, key, err)
 	}
 	return nil
+}
+
+// Kind names the registry in /master/state's flags.
+func (s *Store) Kind() string { return "local" }
+
+// Load reads the whole registry.
+func (s *Store) Load(context.Context) (*Snapshot, error) {
+	snap := &Snapshot{Tasks: make(map[string][]CompletedTask)}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if snap.Agents, err = readAgents(tx); err != nil {
+			return err
+		}
+		if snap.Frameworks, err = readFrameworks(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTasks).ForEachBucket(func(fw []byte) error {
+			return tx.Bucket(bucketTasks).Bucket(fw).ForEach(func(_, v []byte) error {
+				t, err := DecodeTask(v)
+				if err != nil {
+					return fmt.Errorf("framework %s: %w", fw, err)
+				}
+				snap.Tasks[string(fw)] = append(snap.Tasks[string(fw)], t)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read registry: %w", err)
+	}
+	for _, ts := range snap.Tasks {
+		SortTasks(ts)
+	}
+	return snap, nil
+}
+
+// Apply applies ops in order, all or none, in one transaction (committed
+// together with those of concurrent callers).
+func (s *Store) Apply(_ context.Context, ops []Op) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		for _, op := range ops {
+			if err := applyOp(tx, op); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write registry: %w", err)
+	}
+	return nil
+}
+
+func applyOp(tx *bolt.Tx, op Op) error {
+	switch op := op.(type) {
+	case PutAgent:
+		v, err := EncodeAgent(op.Agent)
+		if err != nil {
+			return err
+		}
+		return putKey(tx.Bucket(bucketAgents), op.Agent.ID, v)
+	case RemoveAgent:
+		return tx.Bucket(bucketAgents).Delete([]byte(op.ID))
+	case PutFramework:
+		v, err := EncodeFramework(op.Framework)
+		if err != nil {
+			return err
+		}
+		return putKey(tx.Bucket(bucketFrameworks), op.Framework.ID, v)
+	case RemoveFramework:
+		if err := tx.Bucket(bucketFrameworks).Delete([]byte(op.ID)); err != nil {
+			return err
+		}
+		return deleteTasks(tx, op.ID)
+	case PutTask:
+		v, err := EncodeTask(op.Task)
+		if err != nil {
+			return err
+		}
+		if op.FrameworkID == "" {
+			return fmt.Errorf("completed task without a framework id: %w", errdefs.ErrInvalid)
+		}
+		b, err := tx.Bucket(bucketTasks).CreateBucketIfNotExists([]byte(op.FrameworkID))
+		if err != nil {
+			return err
+		}
+		return putKey(b, op.Task.Task.GetTaskId().GetValue(), v)
+	case RemoveTask:
+		if b := tx.Bucket(bucketTasks).Bucket([]byte(op.FrameworkID)); b != nil {
+			return b.Delete([]byte(op.TaskID))
+		}
+		return nil
+	case RemoveTasks:
+		return deleteTasks(tx, op.FrameworkID)
+	default:
+		return fmt.Errorf("unknown registry operation %T: %w", op, errdefs.ErrInvalid)
+	}
+}
+
+func putKey(b *bolt.Bucket, key string, v []byte) error {
+	if key == "" {
+		return fmt.Errorf("empty key: %w", errdefs.ErrInvalid)
+	}
+	return b.Put([]byte(key), v)
+}
+
+func deleteTasks(tx *bolt.Tx, fwID string) error {
+	b := tx.Bucket(bucketTasks)
+	if b.Bucket([]byte(fwID)) == nil {
+		return nil
+	}
+	return b.DeleteBucket([]byte(fwID))
 }
