@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,6 +203,7 @@ func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate f
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { killExecutorsUnder(workDir) })
 	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan error, 1), port: port}
 	go func() { ta.done <- a.Run(ctx, l) }()
 	t.Cleanup(ta.stop)
@@ -212,6 +214,29 @@ func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate f
 	}
 	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, a.Connected, "agent connected")
 	return ta
+}
+
+// killExecutorsUnder kills, when a test ends, the executors (and their
+// process groups) whose sandbox is under workDir: they outlive a stopped
+// agent by design, waiting to be recovered, and must not outlive the test.
+func killExecutorsUnder(workDir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if dir, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY="); ok && strings.HasPrefix(dir, workDir+"/") {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 func (ta *testAgent) stop() {
