@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +157,7 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 	reg.token = r.Header.Get(AgentTokenHeader)
 	reg.https = r.Header.Get(AgentSchemeHeader) == "https"
 	m.mu.Lock()
-	if !m.elected {
+	if m.role != roleLeading {
 		m.mu.Unlock()
 		m.redirect(w, r)
 		return
@@ -177,7 +178,20 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		if !known.registeredTime.IsZero() {
 			registeredAt = known.registeredTime
 		}
+	} else if u := m.unreachable[reg.id]; u != nil {
+		// An agent removed earlier comes back: its id is still its own.
+		known = &agent{id: reg.id, principal: u.rec.Principal, tokenHash: u.rec.TokenHash}
+		if err := agentMayRegister(known, reg); err != nil {
+			m.mu.Unlock()
+			m.log.Warn("REGISTER with the id of an unreachable agent refused", "agent_id", reg.id, "principal", reg.principal, "remote_addr", r.RemoteAddr, "reason", err.Error())
+			writeError(w, err)
+			return
+		}
+		if !u.rec.RegisteredAt.IsZero() {
+			registeredAt = u.rec.RegisteredAt
+		}
 	}
+	expect := m.agents[reg.id]
 	if known != nil && known.tokenHash != nil {
 		reg.tokenHash = known.tokenHash
 	} else {
@@ -186,24 +200,24 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		reg.token, reg.tokenHash = newAgentToken()
 	}
 	reg.info.Id = &mesos.AgentID{Value: proto.String(reg.id)}
+	principal := reg.principal
+	if known != nil && known.principal != "" {
+		principal = known.principal
+	}
+	// Admission is durable before the agent hears of it, so that no
+	// master, this one after a restart or the next leader, forgets an id
+	// it handed out. Queued under the lock, so the registry sees it in
+	// the order of the books; waited for outside it.
+	done := m.persist(store.PutAgent{Agent: store.Agent{ID: reg.id, Info: proto.Clone(reg.info).(*mesos.AgentInfo), Address: reg.addr, Version: reg.version,
+		RegisteredAt: registeredAt, Principal: principal, TokenHash: reg.tokenHash}})
 	m.mu.Unlock()
-
-	if m.store != nil {
-		// Admission is durable before the agent hears of it, so a master
-		// restart never forgets an id it handed out.
-		principal := reg.principal
-		if known != nil && known.principal != "" {
-			principal = known.principal
-		}
-		if err := m.store.PutAgent(store.Agent{ID: reg.id, Info: reg.info, Address: reg.addr, Version: reg.version, RegisteredAt: registeredAt, Principal: principal, TokenHash: reg.tokenHash}); err != nil {
-			// The error names the registry's path; the log keeps it.
-			m.log.Error("cannot persist agent", "agent_id", reg.id, "error", err)
-			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the agent in the registry; the master's log says why"))
-			return
-		}
+	if err := <-done; err != nil {
+		m.log.Error("cannot persist agent", "agent_id", reg.id, "error", err)
+		writeError(w, persistError(err))
+		return
 	}
 	s := newStream(uuid.NewString(), respCodec)
-	if err := m.admitAgent(reg, s); err != nil {
+	if err := m.admitAgent(reg, s, expect); err != nil {
 		if errors.Is(err, errNotLeader) {
 			m.redirect(w, r)
 			return
@@ -250,14 +264,21 @@ func (m *Master) fillAgent(a *agent, info *mesos.AgentInfo, addr, version string
 // admitAgent installs a registration: a new agent, or an agent coming back
 // (after a disconnection, an agent restart or a master failover), whose
 // reported tasks are reconciled with the master's books.
-func (m *Master) admitAgent(reg *registration, s *stream) error {
+func (m *Master) admitAgent(reg *registration, s *stream, expect *agent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected || m.shutdown {
+	if m.role != roleLeading || m.shutdown {
 		return errNotLeader
 	}
 	now := m.clock.Now()
 	a := m.agents[reg.id]
+	if a != expect {
+		// Removed (or admitted by another REGISTER) while the registry
+		// was written: what was written may no longer be true. The
+		// agent retries and is judged afresh.
+		return httpErr(http.StatusServiceUnavailable, "Agent '%s' changed state during its registration; retry", reg.id)
+	}
+	_, returning := m.unreachable[reg.id]
 	log := m.log.With("agent_id", reg.id, "hostname", reg.info.GetHostname(), "address", reg.addr)
 	reregister := a != nil
 	if a != nil {
@@ -270,7 +291,11 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 		a = newAgent(reg.id)
 		a.registeredTime = now
 		m.agents[a.id] = a
-		if reg.claimed {
+		switch {
+		case returning:
+			log.Warn("agent re-registered after it was removed as unreachable", "tasks", len(reg.reg.GetTasks()))
+			m.forgetUnreachable(reg.id)
+		case reg.claimed:
 			log.Info("agent re-admitted with an id this master did not know", "tasks", len(reg.reg.GetTasks()))
 		}
 	}
@@ -303,7 +328,7 @@ func (m *Master) admitAgent(reg *registration, s *stream) error {
 	a.removeDeadline = time.Time{}
 
 	m.alloc.AddAgent(a.id, a.total, true)
-	m.reconcileAgent(a, reg.reg)
+	m.reconcileAgent(a, reg.reg, returning)
 	for _, ts := range a.tasks {
 		for _, t := range ts {
 			if !t.released {
@@ -349,8 +374,11 @@ func (m *Master) selfIsLoopback() bool {
 // agent reports. Tasks the master knows there but the agent does not are
 // lost (TASK_GONE for PARTITION_AWARE frameworks); tasks the agent reports
 // that the master does not know are adopted; tasks of torn-down frameworks
-// are shut down.
-func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
+// are shut down. An agent returning after it was removed (returning) had
+// its tasks reported lost or unreachable: as Mesos does, the running ones
+// are killed for frameworks that are not PARTITION_AWARE, and reported
+// (TASK_RUNNING after TASK_UNREACHABLE) to those that are.
+func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register, returning bool) {
 	infos := make(map[string]*mesos.FrameworkInfo)
 	for _, fi := range reg.GetFrameworks() {
 		infos[fi.GetId().GetValue()] = fi
@@ -501,7 +529,9 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 		fw := m.adoptFramework(fwID, infos[fwID])
 		for id, rt := range ts {
 			t := fw.tasks[id]
+			adopted := false
 			if t == nil || t.agentID != a.id {
+				adopted = true
 				if t != nil {
 					if m.agents[t.agentID] != nil {
 						// The master placed it on an agent it still
@@ -535,6 +565,9 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 				// Back from the dead (the agent was removed, then returned).
 				t.released = false
 			}
+			if returning && adopted && !mesos.IsTerminal(rt.GetState()) {
+				m.partitionedTaskBack(a, fw, t)
+			}
 		}
 	}
 	for key, c := range commandContainers {
@@ -546,6 +579,37 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register) {
 			}
 		}
 	}
+}
+
+// partitionedTaskBack handles a running task of an agent that returned
+// after it was removed: the framework was told the task was lost
+// (unreachable), so its completed copy goes, and then it is killed
+// (frameworks that are not PARTITION_AWARE gave up on it and may have
+// replaced it) or reported as running again (PARTITION_AWARE ones expect
+// tasks to come back). m.mu must be held.
+func (m *Master) partitionedTaskBack(a *agent, fw *framework, t *task) {
+	id := t.id()
+	before := len(fw.completedTasks)
+	fw.completedTasks = slices.DeleteFunc(fw.completedTasks, func(c *task) bool { return c.id() == id && c.agentID == a.id })
+	if len(fw.completedTasks) != before {
+		m.persist(store.RemoveTask{FrameworkID: fw.id, TaskID: id})
+	}
+	if !fw.partitionAware {
+		m.log.Warn("task of a framework that is not PARTITION_AWARE came back with its agent; killing it", "framework_id", fw.id, "task_id", id, "agent_id", a.id)
+		t.killRequested = true
+		return
+	}
+	m.log.Info("task came back with its agent; telling its PARTITION_AWARE framework", "framework_id", fw.id, "task_id", id, "agent_id", a.id, "state", t.state().String())
+	st := &mesos.TaskStatus{
+		TaskId: t.t.GetTaskId(), State: t.t.State, Source: mesos.TaskStatus_SOURCE_MASTER.Enum(),
+		Reason:  mesos.TaskStatus_REASON_AGENT_REREGISTERED.Enum(),
+		Message: proto.String("Agent " + a.id + " re-registered after it was removed; its task is back"),
+		AgentId: &mesos.AgentID{Value: proto.String(a.id)}, Timestamp: proto.Float64(timestamp(m.clock.Now())),
+	}
+	if t.t.ExecutorId != nil {
+		st.ExecutorId = t.t.ExecutorId
+	}
+	m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
 }
 
 // adoptFramework returns the framework, creating a recovered one when an
@@ -597,7 +661,7 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected {
+	if m.role != roleLeading {
 		return httpErr(http.StatusServiceUnavailable, "Not the leading master")
 	}
 	a := m.agents[id]
@@ -687,10 +751,7 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 		a.info = info
 		a.total = total
 		m.alloc.UpdateAgent(a.id, total)
-		if m.store != nil {
-			rec := store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version, RegisteredAt: a.registeredTime, Principal: a.principal, TokenHash: a.tokenHash}
-			m.persistAsync("agent resources "+a.id, func() error { return m.store.PutAgent(rec) })
-		}
+		m.persist(store.PutAgent{Agent: agentRecord(a)})
 		m.log.Info("agent resources updated", "agent_id", a.id, "resources", total.String())
 		m.triggerAllocation()
 	}
@@ -776,10 +837,11 @@ func (m *Master) removeAgent(a *agent) {
 	m.alloc.RemoveAgent(a.id)
 	delete(m.agents, a.id)
 	m.counters.agentRemovals++
-	if m.store != nil {
-		id := a.id
-		m.persistAsync("agent removal "+id, func() error { return m.store.RemoveAgent(id) })
-	}
+	// Kept as unreachable, token and all: when it comes back it is
+	// recognised, and its tasks are killed or reported as they should be.
+	rec := agentRecord(a)
+	rec.UnreachableAt = now
+	m.persist(append([]store.Op{store.PutAgent{Agent: rec}}, m.markUnreachable(rec)...)...)
 }
 
 // allocatorFramework describes fw to the allocator.

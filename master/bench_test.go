@@ -38,7 +38,7 @@ func BenchmarkMasterAllocationCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		reg.id = fmt.Sprintf("agent-%05d", i)
-		if err := m.admitAgent(reg, newStream(reg.id, codec.Protobuf)); err != nil {
+		if err := m.admitAgent(reg, newStream(reg.id, codec.Protobuf), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -49,8 +49,22 @@ type Config struct {
 	// keeps the registry in memory (Mesos's --registry=in_memory).
 	WorkDir string
 	// ZK [--zk] is zk://host:2181/path for leader election among several
-	// masters; empty runs a single master that always leads.
+	// masters; empty runs a single master that always leads. With ZK the
+	// registry lives in ZooKeeper under the same path (package zkstore),
+	// shared by every master, and WorkDir holds no registry.
 	ZK string
+	// Registry [--registry] is RegistryReplicatedLog (Mesos's default: a
+	// durable registry, which mesolite keeps in ZooKeeper with ZK, else in
+	// WorkDir) or RegistryInMemory (nothing survives the process).
+	Registry string
+	// Quorum [--quorum] is accepted for Mesos's command lines and not
+	// used: with ZK the ensemble's own quorum replicates the registry.
+	Quorum int
+	// RegistryMaxAgentAge [--registry_max_agent_age], 2 weeks, and
+	// RegistryMaxAgentCount [--registry_max_agent_count], 102400, bound
+	// the unreachable agents the registry remembers.
+	RegistryMaxAgentAge   time.Duration
+	RegistryMaxAgentCount int
 	// ZKSessionTimeout [--zk_session_timeout], 10s.
 	ZKSessionTimeout time.Duration
 	// OfferTimeout [--offer_timeout] rescinds offers held longer; 0 never.
@@ -134,6 +148,12 @@ type Config struct {
 	Flags map[string]string
 }
 
+// Values of Config.Registry, as Mesos's --registry takes them.
+const (
+	RegistryReplicatedLog = "replicated_log"
+	RegistryInMemory      = "in_memory"
+)
+
 // DefaultConfig returns Mesos's defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -149,6 +169,9 @@ func DefaultConfig() Config {
 		MaxCompletedTasksPerFramework: 1000,
 		MaxFrameworks:                 1000,
 		MaxRequestsPerIP:              1024,
+		Registry:                      RegistryReplicatedLog,
+		RegistryMaxAgentAge:           14 * 24 * time.Hour,
+		RegistryMaxAgentCount:         100 * 1024,
 	}
 }
 
@@ -194,6 +217,22 @@ func (c *Config) normalize() error {
 	}
 	if c.MaxRequestsPerIP <= 0 {
 		c.MaxRequestsPerIP = d.MaxRequestsPerIP
+	}
+	switch c.Registry {
+	case "":
+		c.Registry = d.Registry
+	case RegistryReplicatedLog, RegistryInMemory:
+	default:
+		return fmt.Errorf("--registry=%s: want %s or %s: %w", c.Registry, RegistryReplicatedLog, RegistryInMemory, errdefs.ErrInvalid)
+	}
+	if c.Quorum < 0 {
+		return fmt.Errorf("--quorum must not be negative: %w", errdefs.ErrInvalid)
+	}
+	if c.RegistryMaxAgentAge <= 0 {
+		c.RegistryMaxAgentAge = d.RegistryMaxAgentAge
+	}
+	if c.RegistryMaxAgentCount <= 0 {
+		c.RegistryMaxAgentCount = d.RegistryMaxAgentCount
 	}
 	if c.OfferTimeout < 0 || c.FrameworkFailoverTimeout < 0 {
 		return fmt.Errorf("offer_timeout and framework failover timeout must not be negative: %w", errdefs.ErrInvalid)
@@ -247,7 +286,6 @@ func (c *Config) flagMap() map[string]string {
 		"port":                              strconv.Itoa(c.Port),
 		"hostname":                          c.Hostname,
 		"work_dir":                          c.WorkDir,
-		"registry":                          "replicated_log",
 		"zk_session_timeout":                duration.Format(c.ZKSessionTimeout),
 		"agent_reregister_timeout":          duration.Format(c.AgentReregisterTimeout),
 		"agent_ping_timeout":                duration.Format(c.AgentPingTimeout),
@@ -269,9 +307,6 @@ func (c *Config) flagMap() map[string]string {
 		"filter_gpu_resources":              "true",
 		"min_allocatable_resources":         "cpus:0.01|mem:32",
 	}
-	if c.WorkDir == "" {
-		f["registry"] = "in_memory"
-	}
 	if c.AdvertiseIP != "" {
 		f["advertise_ip"] = c.AdvertiseIP
 	}
@@ -280,7 +315,6 @@ func (c *Config) flagMap() map[string]string {
 	}
 	if c.ZK != "" {
 		f["zk"] = redactZK(c.ZK)
-		f["quorum"] = "1"
 	}
 	if c.OfferTimeout > 0 {
 		f["offer_timeout"] = duration.Format(c.OfferTimeout)
@@ -300,6 +334,13 @@ func (c *Config) flagMap() map[string]string {
 		}
 		f[k] = v
 	}
+	// What is really used, whatever the command line said: Mesos's
+	// "replicated_log" and "quorum" would claim a replicated log that
+	// mesolite does not have.
+	f["registry"] = c.registryKind()
+	delete(f, "quorum")
+	f["registry_max_agent_age"] = duration.Format(c.RegistryMaxAgentAge)
+	f["registry_max_agent_count"] = strconv.Itoa(c.RegistryMaxAgentCount)
 	return f
 }
 

@@ -185,7 +185,7 @@ func (m *Master) stateLocked() map[string]any {
 		"orphan_tasks":            []any{},
 		"unregistered_frameworks": []any{},
 		"capabilities":            []string{"AGENT_UPDATE"},
-		"elected":                 m.elected,
+		"elected":                 m.role == roleLeading,
 	}
 	if m.cfg.Cluster != "" {
 		st["cluster"] = m.cfg.Cluster

@@ -50,7 +50,7 @@ func fuzzMaster(t testing.TB, opts ...harnessOpt) *Master {
 		t.Fatal(err)
 	}
 	reg.id = "m-S0"
-	if err := m.admitAgent(reg, newStream("agent-stream", codec.Protobuf)); err != nil {
+	if err := m.admitAgent(reg, newStream("agent-stream", codec.Protobuf), nil); err != nil {
 		t.Fatal(err)
 	}
 	m.allocate()

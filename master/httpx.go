@@ -83,8 +83,17 @@ func readCall(w http.ResponseWriter, r *http.Request, msg proto.Message) (codec.
 // master leads.
 func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
-	leader := m.leader
+	leader, role := m.leader, m.role
 	m.mu.Unlock()
+	switch role {
+	case roleRecovering:
+		// Elected, but the registry is not read yet: come back shortly.
+		http.Error(w, "Leading master is recovering the registry", http.StatusServiceUnavailable)
+		return
+	case roleDeposed:
+		http.Error(w, "Not the leading master any more", http.StatusServiceUnavailable)
+		return
+	}
 	if leader.IsZero() {
 		http.Error(w, "No leader elected", http.StatusServiceUnavailable)
 		return
@@ -103,7 +112,7 @@ func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
 func (m *Master) isLeader() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.elected
+	return m.role == roleLeading
 }
 
 // startStream writes the headers of a streaming answer: 200, the codec's

@@ -23,7 +23,6 @@ import (
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
 	"github.com/mesolite/mesolite/master/resources"
-	"github.com/mesolite/mesolite/master/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )
@@ -39,7 +38,9 @@ type Master struct {
 	clock     Clock
 	id        string
 	startTime time.Time
-	store     *store.Store // nil with an in-memory registry
+	// reg is the registry: nil with an in-memory one. With --zk it is
+	// opened once this master is elected.
+	reg registry
 
 	nextFrameworkID atomic.Uint64
 	nextAgentID     atomic.Uint64
@@ -54,26 +55,45 @@ type Master struct {
 	prom              *prometheus.Registry
 
 	closeOnce sync.Once
-	// background registry writes, waited for before the registry closes
+	// bg is the registry writer, waited for before the registry closes.
 	bg sync.WaitGroup
+	// The registry writer's queue (see persist); wmu is never held with
+	// mu taken after it.
+	wmu    sync.Mutex
+	wqueue []persistReq
+	wkick  chan struct{}
+	wstop  chan struct{}
+	// deposed is closed when a registry write was refused because another
+	// master claimed the registry.
+	deposed    chan struct{}
+	deposeOnce sync.Once
 
 	// mu guards everything below. Streams are written by their own
 	// handlers; the master only queues events on them while holding mu.
 	mu          sync.Mutex
 	self        detector.MasterInfo
 	info        *mesos.MasterInfo
-	elected     bool
+	role        masterRole
 	electedTime time.Time
 	leader      detector.MasterInfo // zero while no leader is known
 	alloc       *allocator.Allocator
 	frameworks  map[string]*framework
-	completed   []*framework    // torn-down frameworks, newest last
+	completed   []*framework    // torn-down frameworks shown, newest last
 	removedFWs  map[string]bool // ids of torn-down frameworks, from the registry too
-	agents      map[string]*agent
-	offers      map[string]*offer
-	counters    counters
-	lastAllocMS float64
-	shutdown    bool
+	// removedOrder is removedFWs oldest first, to bound it.
+	removedOrder []string
+	agents       map[string]*agent
+	// unreachable agents were removed for not coming back in time; they
+	// are kept (bounded, oldest first in unreachableOrder) to recognise
+	// them when they return.
+	unreachable      map[string]*unreachableAgent
+	unreachableOrder []string
+	// lastRegistryWriteMS is how long the latest registry write took.
+	lastRegistryWriteMS float64
+	offers              map[string]*offer
+	counters            counters
+	lastAllocMS         float64
+	shutdown            bool
 }
 
 // New creates a master from cfg, opening (or creating) the registry under
@@ -84,15 +104,19 @@ func New(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "master"),
-		clock:      cfg.Clock,
-		id:         uuid.NewString(),
-		kick:       make(chan struct{}, 1),
-		frameworks: make(map[string]*framework),
-		removedFWs: make(map[string]bool),
-		agents:     make(map[string]*agent),
-		offers:     make(map[string]*offer),
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "master"),
+		clock:       cfg.Clock,
+		id:          uuid.NewString(),
+		kick:        make(chan struct{}, 1),
+		frameworks:  make(map[string]*framework),
+		removedFWs:  make(map[string]bool),
+		agents:      make(map[string]*agent),
+		wkick:       make(chan struct{}, 1),
+		wstop:       make(chan struct{}),
+		deposed:     make(chan struct{}),
+		unreachable: make(map[string]*unreachableAgent),
+		offers:      make(map[string]*offer),
 		counters: counters{
 			schedulerCalls: make(map[scheduler.Call_Type]uint64),
 			terminal:       make(map[mesos.TaskState]uint64),
@@ -107,15 +131,21 @@ func New(cfg Config) (*Master, error) {
 	m.perIP = newIPLimiter(cfg.MaxRequestsPerIP)
 	m.alloc = allocator.New(allocator.Options{Now: m.clock.Now, Weights: cfg.Weights})
 	m.setSelf(cfg.IP, cfg.Port)
-	if cfg.WorkDir != "" {
-		st, err := store.Open(cfg.WorkDir)
+	if cfg.ZK == "" {
+		// A standalone master reads its registry now, so a broken or
+		// locked one fails the start; one in ZooKeeper is read when this
+		// master is elected.
+		reg, err := openRegistry(context.Background(), &m.cfg, m.id)
 		if err != nil {
 			return nil, err
 		}
-		m.store = st
-		if err := m.recover(); err != nil {
-			st.Close()
-			return nil, err
+		if reg != nil {
+			m.reg = reg
+			if err := m.loadRegistry(context.Background()); err != nil {
+				reg.Close()
+				return nil, err
+			}
+			m.startWriter()
 		}
 	}
 	var routes http.Handler = m.routes()
@@ -132,46 +162,6 @@ func (m *Master) ID() string { return m.id }
 
 // Handler serves every endpoint of the master.
 func (m *Master) Handler() http.Handler { return m.handler }
-
-// recover loads the registry. Agents come back as recovered (they must
-// re-register within AgentReregisterTimeout once this master leads),
-// frameworks as recovered and disconnected.
-func (m *Master) recover() error {
-	agents, err := m.store.Agents()
-	if err != nil {
-		return err
-	}
-	for _, rec := range agents {
-		a := newAgent(rec.ID)
-		m.fillAgent(a, rec.Info, rec.Address, rec.Version)
-		a.recovered = true
-		a.registeredTime = rec.RegisteredAt
-		a.principal, a.tokenHash = rec.Principal, rec.TokenHash
-		m.agents[a.id] = a
-	}
-	fws, err := m.store.Frameworks()
-	if err != nil {
-		return err
-	}
-	for _, rec := range fws {
-		if rec.Completed {
-			m.removedFWs[rec.ID] = true
-			continue
-		}
-		fw := newFramework(rec.ID, rec.Info)
-		fw.principal = rec.Principal
-		if fw.principal == "" {
-			fw.principal = rec.Info.GetPrincipal()
-		}
-		fw.recovered = true
-		fw.registeredTime = rec.RegisteredAt
-		fw.failoverTimeout = m.failoverTimeout(rec.Info)
-		m.frameworks[fw.id] = fw
-		m.alloc.AddFramework(fw.id, allocatorFramework(fw, false))
-	}
-	m.log.Info("registry recovered", "agents", len(agents), "frameworks", len(m.frameworks), "removed_frameworks", len(m.removedFWs))
-	return nil
-}
 
 // setSelf fills this master's MasterInfo from the address others reach it at.
 func (m *Master) setSelf(ip string, port int) {
@@ -256,6 +246,7 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 
 	var lost <-chan struct{}
 	var contender *detector.Contender
+	recoverErr := make(chan error, 1)
 	if m.cfg.ZK == "" {
 		m.becomeLeader()
 	} else {
@@ -286,6 +277,12 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 			defer wg.Done()
 			select {
 			case <-contender.Elected():
+				if err := m.recoverAsLeader(ctx); err != nil {
+					if ctx.Err() == nil {
+						recoverErr <- err
+					}
+					return
+				}
 				m.becomeLeader()
 			case <-ctx.Done():
 			case <-lost:
@@ -300,6 +297,10 @@ func (m *Master) Run(ctx context.Context, ln net.Listener) error {
 		runErr = fmt.Errorf("serve: %w", err)
 	case <-lost:
 		runErr = fmt.Errorf("lost leadership candidacy, exiting so another master can lead: %w", contender.Err())
+	case err := <-recoverErr:
+		runErr = fmt.Errorf("elected, but cannot take over the registry; exiting so another master can lead: %w", err)
+	case <-m.deposed:
+		runErr = errors.New("deposed: another master claimed the registry; exiting")
 	}
 	cancel()
 	m.closeStreams()
@@ -318,12 +319,51 @@ func (m *Master) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
 		m.closeStreams()
+		// The writer drains its queue, then stops.
+		close(m.wstop)
 		m.bg.Wait()
-		if m.store != nil {
-			err = m.store.Close()
+		m.mu.Lock()
+		reg := m.reg
+		m.mu.Unlock()
+		if reg != nil {
+			err = reg.Close()
 		}
 	})
 	return err
+}
+
+// recoverAsLeader is the step from elected to leading with --zk: the
+// registry in ZooKeeper is claimed and read before anything is served, so
+// a new leader knows every agent and framework the previous one admitted.
+func (m *Master) recoverAsLeader(ctx context.Context) error {
+	m.mu.Lock()
+	if m.shutdown {
+		m.mu.Unlock()
+		return errNotLeader
+	}
+	m.role = roleRecovering
+	m.mu.Unlock()
+	m.log.Info("elected; reading the registry before serving", "registry", m.cfg.registryKind())
+	reg, err := openRegistry(ctx, &m.cfg, m.id)
+	if err != nil {
+		return err
+	}
+	if reg == nil {
+		return nil
+	}
+	m.mu.Lock()
+	if m.shutdown {
+		m.mu.Unlock()
+		reg.Close()
+		return errNotLeader
+	}
+	m.reg = reg
+	m.mu.Unlock()
+	if err := m.loadRegistry(ctx); err != nil {
+		return err
+	}
+	m.startWriter()
+	return nil
 }
 
 // closeStreams ends every event stream so their handlers return.
@@ -345,8 +385,12 @@ func (m *Master) closeStreams() {
 
 func (m *Master) becomeLeader() {
 	m.mu.Lock()
+	if m.role == roleDeposed || m.shutdown {
+		m.mu.Unlock()
+		return
+	}
 	now := m.clock.Now()
-	m.elected = true
+	m.role = roleLeading
 	m.electedTime = now
 	m.leader = m.self
 	// Whoever the registry remembers gets the re-registration window from
@@ -370,7 +414,7 @@ func (m *Master) becomeLeader() {
 func (m *Master) followLeader(ctx context.Context, det detector.Detector) {
 	for info := range det.Watch(ctx) {
 		m.mu.Lock()
-		if !m.elected {
+		if m.role == roleFollower {
 			m.leader = info
 		}
 		m.mu.Unlock()
@@ -415,7 +459,7 @@ func (m *Master) housekeepingLoop(ctx context.Context) {
 func (m *Master) allocate() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected || m.shutdown {
+	if m.role != roleLeading || m.shutdown {
 		return
 	}
 	start := time.Now()
@@ -512,7 +556,7 @@ func (m *Master) removeOffer(o *offer, rescind bool, refuse time.Duration) {
 func (m *Master) housekeeping() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected || m.shutdown {
+	if m.role != roleLeading || m.shutdown {
 		return
 	}
 	now := m.clock.Now()
@@ -533,18 +577,6 @@ func (m *Master) housekeeping() {
 			m.removeAgent(a)
 		}
 	}
-}
-
-// persistAsync runs a registry write without holding up the caller (who
-// holds the master's lock); Close waits for it.
-func (m *Master) persistAsync(what string, write func() error) {
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
-		if err := write(); err != nil {
-			m.log.Error("registry write failed", "what", what, "error", err)
-		}
-	}()
 }
 
 // sendFramework sends an event to a connected framework. UPDATE events for

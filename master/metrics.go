@@ -33,6 +33,9 @@ type counters struct {
 	agentRemovals        uint64
 	frameworkToExecutor  uint64
 	executorToFramework  uint64
+	registryWrites       uint64
+	registryOps          uint64
+	registryWriteErrors  uint64
 }
 
 // counterMetrics are the snapshot keys that only grow; Prometheus exports
@@ -71,6 +74,9 @@ var counterMetrics = setOf(
 	"master/messages_status_update_acknowledgement",
 	"master/messages_shutdown_executor",
 	"allocator/mesos/allocation_runs",
+	"registrar/writes",
+	"registrar/operations",
+	"registrar/write_errors",
 )
 
 func setOf(keys ...string) map[string]bool {
@@ -91,7 +97,7 @@ func (m *Master) metricsLocked() map[string]float64 {
 		}
 		return 0
 	}
-	s["master/elected"] = b(m.elected)
+	s["master/elected"] = b(m.role == roleLeading)
 	s["master/uptime_secs"] = m.clock.Now().Sub(m.startTime).Seconds()
 
 	var active, inactive, connected, disconnected float64
@@ -114,7 +120,12 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/slaves_inactive"] = inactive
 	s["master/slaves_connected"] = connected
 	s["master/slaves_disconnected"] = disconnected
-	s["master/slaves_unreachable"] = 0
+	s["master/slaves_unreachable"] = float64(len(m.unreachable))
+	// Mesos's registrar metric for the latest write, and mesolite's counts.
+	s["registrar/state_store_ms"] = m.lastRegistryWriteMS
+	s["registrar/writes"] = float64(m.counters.registryWrites)
+	s["registrar/operations"] = float64(m.counters.registryOps)
+	s["registrar/write_errors"] = float64(m.counters.registryWriteErrors)
 	s["master/slave_registrations"] = float64(m.counters.agentRegistrations)
 	s["master/slave_reregistrations"] = float64(m.counters.agentReregistrations)
 	s["master/slave_removals"] = float64(m.counters.agentRemovals)

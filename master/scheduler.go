@@ -225,7 +225,7 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 	// Pick the id under the lock, write the registry outside it (an fsync
 	// must not stall every other call), then install the subscription.
 	m.mu.Lock()
-	if !m.elected {
+	if m.role != roleLeading {
 		m.mu.Unlock()
 		m.redirect(w, r)
 		return
@@ -249,6 +249,13 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 	} else if fw := m.frameworks[id]; fw != nil && !fw.registeredTime.IsZero() {
 		registeredAt = fw.registeredTime
 	}
+	var done <-chan error
+	if !removed {
+		// Durable before the framework hears its id, so that the next
+		// leader knows it. Queued under the lock, in the order of the
+		// books; waited for outside it.
+		done = m.persist(store.PutFramework{Framework: store.Framework{ID: id, Info: proto.Clone(info).(*mesos.FrameworkInfo), RegisteredAt: registeredAt, Principal: principal}})
+	}
 	m.mu.Unlock()
 
 	s := newStream(uuid.NewString(), respCodec)
@@ -260,14 +267,12 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 		_ = s.serve(r.Context(), w, nil, 0, m.cfg.AgentPingTimeout)
 		return
 	}
-	if m.store != nil {
-		if err := m.store.PutFramework(store.Framework{ID: id, Info: info, RegisteredAt: registeredAt, Principal: principal}); err != nil {
-			// The error names the registry's path; the log keeps it, the
-			// answer does not.
-			m.log.Error("cannot persist framework", "framework_id", id, "error", err)
-			writeError(w, httpErr(http.StatusServiceUnavailable, "Failed to persist the framework in the registry; the master's log says why"))
-			return
-		}
+	if err := <-done; err != nil {
+		// The error names the registry's path; the log keeps it, the
+		// answer does not.
+		m.log.Error("cannot persist framework", "framework_id", id, "error", err)
+		writeError(w, persistError(err))
+		return
 	}
 	if err := m.installFramework(info, principal, suppressed, s); err != nil {
 		if errors.Is(err, errNotLeader) {
@@ -328,7 +333,7 @@ func truncate(s string, n int) string {
 func (m *Master) installFramework(info *mesos.FrameworkInfo, principal string, suppressed []string, s *stream) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected || m.shutdown {
+	if m.role != roleLeading || m.shutdown {
 		return errNotLeader
 	}
 	id := info.GetId().GetValue()
@@ -450,11 +455,14 @@ func (m *Master) removeFramework(fw *framework, reason string) {
 	for _, o := range fw.offers {
 		m.removeOffer(o, false, 0)
 	}
-	for agentID := range m.agentsWithFramework(fw) {
-		m.sendAgent(m.agents[agentID], &agentpb.Event{
-			Type:              agentpb.Event_SHUTDOWN_FRAMEWORK.Enum(),
-			ShutdownFramework: &agentpb.Event_ShutdownFramework{FrameworkId: &mesos.FrameworkID{Value: proto.String(fw.id)}},
-		})
+	// Every connected agent, as Mesos does, not only those the books
+	// place the framework on: an agent may run an executor of it that
+	// the master never heard of (adopted, launched before a failover).
+	// Disconnected agents get it when they re-register.
+	for _, a := range m.agents {
+		if a.connected {
+			m.sendAgent(a, shutdownFramework(fw.id))
+		}
 	}
 	for _, t := range fw.tasks {
 		if !mesos.IsTerminal(t.state()) {
@@ -485,22 +493,9 @@ func (m *Master) removeFramework(fw *framework, reason string) {
 	fw.pending = nil
 	m.alloc.RemoveFramework(fw.id)
 	delete(m.frameworks, fw.id)
-	m.removedFWs[fw.id] = true
-	m.completed = append(m.completed, fw)
-	if n := len(m.completed) - m.cfg.MaxCompletedFrameworks; n > 0 {
-		m.completed = slices.Delete(m.completed, 0, n)
-	}
 	m.counters.frameworksRemoved++
-	if m.store != nil {
-		rec := store.Framework{ID: fw.id, Info: fw.info, RegisteredAt: fw.registeredTime, Principal: fw.principal, Completed: true, CompletedAt: now}
-		keep := max(m.cfg.MaxCompletedFrameworks, 1000)
-		m.persistAsync("framework removal "+fw.id, func() error {
-			if err := m.store.PutFramework(rec); err != nil {
-				return err
-			}
-			return m.store.PruneCompletedFrameworks(keep)
-		})
-	}
+	rec := store.Framework{ID: fw.id, Info: fw.info, RegisteredAt: fw.registeredTime, Principal: fw.principal, Completed: true, CompletedAt: now}
+	m.persist(append([]store.Op{store.PutFramework{Framework: rec}}, m.markRemoved(fw)...)...)
 	m.triggerAllocation()
 }
 
@@ -527,7 +522,7 @@ func (m *Master) schedulerCall(r *http.Request, call *scheduler.Call, reqCodec c
 	fwID := call.GetFrameworkId().GetValue()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.elected {
+	if m.role != roleLeading {
 		return 0, nil, httpErr(http.StatusServiceUnavailable, "Not the leading master")
 	}
 	fw := m.frameworks[fwID]

@@ -161,7 +161,7 @@ func TestSchedulerCallErrors(t *testing.T) {
 func TestRedirectWhenNotLeader(t *testing.T) {
 	h := startMaster(t)
 	h.m.mu.Lock()
-	h.m.elected = false
+	h.m.role = roleFollower
 	h.m.leader = detector.MasterInfo{ID: "other", IP: "10.0.0.7", Hostname: "leader.example", Port: 5050, PID: "master@10.0.0.7:5050"}
 	h.m.mu.Unlock()
 	tests := []struct {
@@ -202,7 +202,7 @@ func TestRedirectWhenNotLeader(t *testing.T) {
 		t.Fatalf("no leader: %d, want 503", status)
 	}
 	h.m.mu.Lock()
-	h.m.elected = true
+	h.m.role = roleLeading
 	h.m.leader = h.m.self
 	h.m.mu.Unlock()
 }

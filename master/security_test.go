@@ -600,7 +600,7 @@ func TestTaskAndStatusCaps(t *testing.T) {
 func TestErrorBodiesNameNoHostPath(t *testing.T) {
 	workDir := t.TempDir()
 	h := startMaster(t, func(cfg *Config) { cfg.WorkDir = workDir })
-	if err := h.m.store.Close(); err != nil {
+	if err := h.m.reg.Close(); err != nil {
 		t.Fatal(err)
 	}
 	sc := openSubscribe(t, h.base, frameworkInfo("x"), codec.JSON)

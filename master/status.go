@@ -8,6 +8,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/master/store"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -60,9 +61,16 @@ func (m *Master) completeTask(t *task) {
 		a.removeTask(t)
 	}
 	fw.completedTasks = append(fw.completedTasks, t)
+	ops := []store.Op{store.PutTask{FrameworkID: fw.id, Task: completedTaskRecord(t, m.clock.Now())}}
 	if n := len(fw.completedTasks) - m.cfg.MaxCompletedTasksPerFramework; n > 0 {
+		for _, old := range fw.completedTasks[:n] {
+			if old.id() != t.id() {
+				ops = append(ops, store.RemoveTask{FrameworkID: fw.id, TaskID: old.id()})
+			}
+		}
 		fw.completedTasks = slices.Delete(fw.completedTasks, 0, n)
 	}
+	m.persist(ops...)
 }
 
 // removeExecutor forgets an executor and recovers its resources.
@@ -103,7 +111,19 @@ func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) error {
 	if fw == nil {
 		m.counters.invalidStatusUpdates++
 		if m.removedFWs[fwID] {
-			// The framework is gone; its tasks should be too.
+			// The framework is gone and nobody will acknowledge the
+			// update: the master does, so the agent stops resending it,
+			// and tells the agent again to shut the framework down.
+			if uuid := st.GetUuid(); len(uuid) > 0 {
+				m.sendAgent(a, &agentpb.Event{
+					Type: agentpb.Event_ACKNOWLEDGE.Enum(),
+					Acknowledge: &agentpb.Event_Acknowledge{
+						FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+						TaskId:      st.GetTaskId(),
+						Uuid:        uuid,
+					},
+				})
+			}
 			m.sendAgent(a, shutdownFramework(fwID))
 			return nil
 		}
