@@ -74,6 +74,11 @@ type Config struct {
 	// Credential is the principal and secret this agent registers with
 	// (--credential); nil registers without authentication.
 	Credential *httpauth.Credential
+	// MaxCompletedExecutorsPerFramework and MaxCompletedTasksPerExecutor
+	// bound what /state keeps of what ended (Mesos's flags; defaults 150
+	// and 200).
+	MaxCompletedExecutorsPerFramework int
+	MaxCompletedTasksPerExecutor      int
 	// TLS, when set, makes the agent serve https only (--ssl_cert_file,
 	// --ssl_key_file); executors are then told to speak https too.
 	TLS *tls.Config
@@ -130,6 +135,8 @@ type Agent struct {
 	metrics    agentMetrics
 	files      *sandbox.FilesHandler
 	tokens     *executorTokens
+	// gone are frameworks the master removed, with when (bounded).
+	gone map[string]time.Time
 
 	// base ends when Run does; goroutines the agent starts (spawn) are
 	// counted in wg, and Run waits for them before it returns.
@@ -316,6 +323,12 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	if cfg.ContainerLoggerMaxSize == 0 {
 		cfg.ContainerLoggerMaxSize = 10 << 20
 	}
+	if cfg.MaxCompletedExecutorsPerFramework <= 0 {
+		cfg.MaxCompletedExecutorsPerFramework = 150
+	}
+	if cfg.MaxCompletedTasksPerExecutor <= 0 {
+		cfg.MaxCompletedTasksPerExecutor = 200
+	}
 	if cfg.ContainerLoggerMaxFiles == 0 {
 		cfg.ContainerLoggerMaxFiles = 5
 	}
@@ -438,7 +451,31 @@ func (a *Agent) wait() {
 	}
 }
 
+// isLocalMaster reports whether master (the --master value) is on this
+// machine's loopback: host:port, http(s)://host:port, or zk:// whose
+// ZooKeeper servers are all on loopback (masters found through a local
+// ZooKeeper are local too; warning about them was wrong).
 func isLocalMaster(master string) bool {
+	if rest, ok := strings.CutPrefix(master, "zk://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.Index(rest+"/", "/") {
+			rest = rest[at+1:]
+		}
+		hosts, _, _ := strings.Cut(rest, "/")
+		local := false
+		for _, h := range strings.Split(hosts, ",") {
+			if h = strings.TrimSpace(h); h == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				h = net.JoinHostPort(strings.Trim(h, "[]"), "2181")
+			}
+			if !isLocalMaster(h) {
+				return false
+			}
+			local = true
+		}
+		return local
+	}
 	master = strings.TrimPrefix(strings.TrimPrefix(master, "http://"), "https://")
 	host, _, err := net.SplitHostPort(master)
 	if err != nil {

@@ -262,7 +262,14 @@ func killEvent(fwID string, taskID *mesos.TaskID, policy *mesos.KillPolicy) *age
 
 // reconcile answers RECONCILE from the master's books: the latest state of
 // each task (REASON_RECONCILIATION, no uuid), every task when none is
-// named.
+// named. Like Mesos, the master stays silent where the truth may still
+// arrive: about tasks on an agent known from the registry that has not
+// re-registered yet (after a failover), or on a disconnected agent, and
+// about tasks named without an agent while any agent is still recovering.
+// Only when the agent is back without the task, or the task's agent is
+// unknown, does it say TASK_LOST (TASK_GONE / TASK_UNKNOWN for
+// PARTITION_AWARE frameworks); tasks of an agent removed as unreachable
+// are TASK_UNREACHABLE (TASK_LOST).
 func (m *Master) reconcile(fw *framework, r *scheduler.Call_Reconcile) {
 	if len(r.GetTasks()) == 0 {
 		for _, id := range sortedTaskIDs(fw.tasks) {
@@ -270,24 +277,50 @@ func (m *Master) reconcile(fw *framework, r *scheduler.Call_Reconcile) {
 		}
 		return
 	}
+	recovering := false
+	for _, a := range m.agents {
+		if a.recovered {
+			recovering = true
+			break
+		}
+	}
 	for _, rt := range r.GetTasks() {
-		if t := fw.tasks[rt.GetTaskId().GetValue()]; t != nil {
+		taskID := rt.GetTaskId().GetValue()
+		if t := fw.tasks[taskID]; t != nil {
 			m.reconcileTask(fw, t)
 			continue
 		}
 		agentID := rt.GetAgentId().GetValue()
 		a := m.agents[agentID]
+		_, unreachable := m.unreachable[agentID]
 		switch {
 		case agentID != "" && a != nil && a.connected:
+			if t := completedTask(fw, taskID, agentID); t != nil {
+				// It ended here; say how rather than that it is gone.
+				m.reconcileTask(fw, t)
+				continue
+			}
 			state := mesos.TaskState_TASK_LOST
 			if fw.partitionAware {
 				state = mesos.TaskState_TASK_GONE
 			}
 			m.masterUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), state, mesos.TaskStatus_REASON_RECONCILIATION, "Reconciliation: Task is unknown to the agent")
 		case agentID != "" && a != nil:
-			// The agent is away; it reports its tasks when it
-			// re-registers. Mesos stays silent here too.
+			// The agent is recovering (known from the registry) or
+			// disconnected; it reports its tasks when it re-registers.
+		case agentID != "" && unreachable:
+			state := mesos.TaskState_TASK_LOST
+			if fw.partitionAware {
+				state = mesos.TaskState_TASK_UNREACHABLE
+			}
+			m.masterUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), state, mesos.TaskStatus_REASON_RECONCILIATION, "Reconciliation: Task is unreachable")
+		case agentID == "" && recovering:
+			// Any recovering agent may run it.
 		default:
+			if t := completedTask(fw, taskID, agentID); t != nil {
+				m.reconcileTask(fw, t)
+				continue
+			}
 			state := mesos.TaskState_TASK_LOST
 			if fw.partitionAware {
 				state = mesos.TaskState_TASK_UNKNOWN
@@ -295,6 +328,18 @@ func (m *Master) reconcile(fw *framework, r *scheduler.Call_Reconcile) {
 			m.masterUpdate(fw, rt.GetTaskId(), rt.GetAgentId(), state, mesos.TaskStatus_REASON_RECONCILIATION, "Reconciliation: Task is unknown")
 		}
 	}
+}
+
+// completedTask finds the newest completed task of fw with this id (on
+// agentID, when given).
+func completedTask(fw *framework, taskID, agentID string) *task {
+	for i := len(fw.completedTasks) - 1; i >= 0; i-- {
+		t := fw.completedTasks[i]
+		if t.id() == taskID && (agentID == "" || t.agentID == agentID) {
+			return t
+		}
+	}
+	return nil
 }
 
 func (m *Master) reconcileTask(fw *framework, t *task) {

@@ -19,20 +19,24 @@ import (
 )
 
 type masterFlags struct {
-	fs                                     *cliflags.FlagSet
-	ip, advertiseIP, hostname, workDir, zk *string
-	port                                   *int
-	offerTimeout, reregisterTimeout        *time.Duration
-	pingTimeout, heartbeat, allocInterval  *time.Duration
-	clusterName                            *string
-	authReadonly                           *bool
-	httpCredentials, tokenFile             *string
-	authFrameworks, authHTTPFrameworks     *bool
-	authAgents                             *bool
-	credentials                            *string
-	maxFrameworks, maxPerPrincipal, maxIP  *int
-	loggingLevel, logFormat                *string
-	ssl                                    *sslFlags
+	fs                                                               *cliflags.FlagSet
+	ip, advertiseIP, hostname, workDir, zk                           *string
+	port                                                             *int
+	offerTimeout, reregisterTimeout                                  *time.Duration
+	pingTimeout, heartbeat, allocInterval                            *time.Duration
+	clusterName                                                      *string
+	authReadonly                                                     *bool
+	httpCredentials, tokenFile                                       *string
+	authFrameworks, authHTTPFrameworks                               *bool
+	authAgents                                                       *bool
+	credentials                                                      *string
+	maxFrameworks, maxPerPrincipal, maxIP                            *int
+	loggingLevel, logFormat                                          *string
+	ssl                                                              *sslFlags
+	registry                                                         *string
+	quorum, maxPingTimeouts                                          *int
+	zkSessionTimeout, registryMaxAgentAge                            *time.Duration
+	maxCompletedFrameworks, maxCompletedTasks, registryMaxAgentCount *int
 }
 
 func newMasterFlags(name string) *masterFlags {
@@ -49,8 +53,22 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.workDir = fs.String("work_dir", "/var/lib/mesolite/master", "directory of the master's registry (agents and frameworks survive a restart)")
 	f.zk = fs.String("zk", "", "ZooKeeper URL for leader election, e.g. zk://host1:2181,host2:2181/mesos (empty: standalone)")
 	f.offerTimeout = fs.Duration("offer_timeout", 0, "rescind offers a framework holds longer than this (0: never)")
-	f.reregisterTimeout = fs.Duration("agent_reregister_timeout", 10*time.Minute, "how long a disconnected agent has to come back before its tasks are lost")
+	f.reregisterTimeout = fs.Duration("agent_reregister_timeout", 10*time.Minute, "how long agents known from the registry have to re-register with a new leader (or a\n"+
+		"restarted master) before their tasks are lost; until then reconciliation about\n"+
+		"their tasks stays silent")
 	f.pingTimeout = fs.Duration("agent_ping_timeout", 15*time.Second, "how often agents are pinged on their event stream")
+	f.maxPingTimeouts = fs.Int("max_agent_ping_timeouts", 5, "a disconnected agent is removed after agent_ping_timeout times this (or\n"+
+		"agent_reregister_timeout if shorter)")
+	f.zkSessionTimeout = fs.Duration("zk_session_timeout", 10*time.Second, "ZooKeeper session timeout: how long a dead leader keeps leading before\n"+
+		"another master takes over")
+	f.registry = fs.String("registry", master.RegistryReplicatedLog, "replicated_log: a durable registry (in ZooKeeper with --zk, shared by every master;\n"+
+		"in --work_dir without); in_memory: nothing survives the process")
+	f.quorum = fs.Int("quorum", 0, "accepted for Mesos command lines and unused: with --zk the ZooKeeper\n"+
+		"ensemble's own quorum replicates the registry")
+	f.maxCompletedFrameworks = fs.Int("max_completed_frameworks", 50, "completed frameworks kept (in the registry too, with their completed tasks)")
+	f.maxCompletedTasks = fs.Int("max_completed_tasks_per_framework", 1000, "completed tasks kept per framework (in the registry too)")
+	f.registryMaxAgentAge = fs.Duration("registry_max_agent_age", 14*24*time.Hour, "how long the registry remembers an agent removed as unreachable")
+	f.registryMaxAgentCount = fs.Int("registry_max_agent_count", 100*1024, "most agents removed as unreachable the registry remembers")
 	f.heartbeat = fs.Duration("heartbeat_interval", 15*time.Second, "HEARTBEAT interval on scheduler streams")
 	f.allocInterval = fs.Duration("allocation_interval", time.Second, "how often offers are made")
 	f.clusterName = fs.String("cluster", "", "a name for the cluster, shown in the web UI")
@@ -82,6 +100,14 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 	cfg.OfferTimeout = *f.offerTimeout
 	cfg.AgentReregisterTimeout = *f.reregisterTimeout
 	cfg.AgentPingTimeout = *f.pingTimeout
+	cfg.MaxAgentPingTimeouts = *f.maxPingTimeouts
+	cfg.ZKSessionTimeout = *f.zkSessionTimeout
+	cfg.Registry = *f.registry
+	cfg.Quorum = *f.quorum
+	cfg.MaxCompletedFrameworks = *f.maxCompletedFrameworks
+	cfg.MaxCompletedTasksPerFramework = *f.maxCompletedTasks
+	cfg.RegistryMaxAgentAge = *f.registryMaxAgentAge
+	cfg.RegistryMaxAgentCount = *f.registryMaxAgentCount
 	cfg.HeartbeatInterval = *f.heartbeat
 	cfg.AllocationInterval = *f.allocInterval
 	cfg.Cluster = *f.clusterName
@@ -136,6 +162,9 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	cfg.TLS = st.server
+	if *f.quorum > 0 {
+		log.Info("--quorum is ignored: the registry is not a replicated log; with --zk the ZooKeeper ensemble replicates it", "quorum", *f.quorum)
+	}
 	m, err := master.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite master:", err)
