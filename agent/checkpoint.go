@@ -43,18 +43,42 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func writeFileAtomicMode(path string, data []byte, mode fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	tmp := path + ".tmp"
 	_ = os.Remove(tmp)
-	if err := os.WriteFile(tmp, data, mode); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	_, werr := f.Write(data)
+	// The data reaches the disk before the rename makes it the checkpoint,
+	// and the rename before the caller acts on it.
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
 	return nil
+}
+
+// syncDir makes a directory's entries (a new or renamed file) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func checkpointProto(path string, m proto.Message) error {

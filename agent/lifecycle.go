@@ -481,37 +481,70 @@ func exitSuffix(status int) string {
 	return fmt.Sprintf(" (wait status %d)", status)
 }
 
+// maxCompletedFrameworks is how many ended frameworks /state keeps (a
+// constant in Mesos's agent too).
+const maxCompletedFrameworks = 50
+
 // maybeForgetExecutor moves an executor to the completed list once it is
-// terminated and every task's terminal update has been acknowledged.
+// terminated and every task's terminal update has been acknowledged (or
+// its framework is gone), and removes its checkpoints.
 func (a *Agent) maybeForgetExecutor(es *executorState) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if es.live() || len(es.queued)+len(es.launched)+len(es.terminal) > 0 {
+		a.mu.Unlock()
 		return
 	}
 	fw := a.frameworks[es.frameworkID]
-	if fw == nil {
-		return
-	}
 	exID := es.info.GetExecutorId().GetValue()
-	if fw.executors[exID] != es {
+	if fw == nil || fw.executors[exID] != es {
+		a.mu.Unlock()
 		return
 	}
 	delete(fw.executors, exID)
 	fw.completed = append(fw.completed, es)
-	if len(fw.completed) > 150 {
-		fw.completed = fw.completed[len(fw.completed)-150:]
+	if n := a.cfg.MaxCompletedExecutorsPerFramework; len(fw.completed) > n {
+		fw.completed = fw.completed[len(fw.completed)-n:]
+	}
+	var tasks []string
+	for _, ts := range es.finished {
+		tasks = append(tasks, ts.info.GetTaskId().GetValue())
 	}
 	// Checkpoints of a finished executor are no longer needed for recovery.
-	_ = os.RemoveAll(a.meta.run(a.agentID, es.frameworkID, exID, es.containerID))
+	remove := []string{a.meta.run(a.agentID, es.frameworkID, exID, es.containerID)}
 	if len(fw.executors) == 0 {
 		delete(a.frameworks, es.frameworkID)
 		a.completed = append(a.completed, fw)
-		if len(a.completed) > 50 {
-			a.completed = a.completed[len(a.completed)-50:]
+		if len(a.completed) > maxCompletedFrameworks {
+			a.completed = a.completed[len(a.completed)-maxCompletedFrameworks:]
 		}
-		_ = os.RemoveAll(a.meta.framework(a.agentID, es.frameworkID))
+		remove = append(remove, a.meta.framework(a.agentID, es.frameworkID))
 	}
+	a.mu.Unlock()
+	for _, t := range tasks {
+		a.sum.DropTask(es.frameworkID, t)
+	}
+	// No file I/O under the agent's lock.
+	for _, p := range remove {
+		if err := os.RemoveAll(p); err != nil {
+			a.log.Warn("remove checkpoints", "path", p, "error", err)
+		}
+	}
+}
+
+// trimFinishedLocked keeps the newest --max_completed_tasks_per_executor
+// finished tasks of es and returns the ids it let go, whose update streams
+// the caller drops (outside the lock).
+func (a *Agent) trimFinishedLocked(es *executorState) []string {
+	n := a.cfg.MaxCompletedTasksPerExecutor
+	if len(es.finished) <= n {
+		return nil
+	}
+	var out []string
+	for _, ts := range es.finished[:len(es.finished)-n] {
+		out = append(out, ts.info.GetTaskId().GetValue())
+	}
+	es.finished = append([]*taskState(nil), es.finished[len(es.finished)-n:]...)
+	return out
 }
 
 // terminalAcked is called when a task's terminal update was acknowledged.
@@ -522,11 +555,16 @@ func (a *Agent) terminalAcked(fwID, taskID string) {
 		a.mu.Unlock()
 		return
 	}
+	var trimmed []string
 	if ts := es.terminal[taskID]; ts != nil {
 		delete(es.terminal, taskID)
 		es.finished = append(es.finished, ts)
+		trimmed = a.trimFinishedLocked(es)
 	}
 	a.mu.Unlock()
+	for _, t := range trimmed {
+		a.sum.DropTask(fwID, t)
+	}
 	a.maybeForgetExecutor(es)
 }
 
@@ -562,6 +600,25 @@ func (a *Agent) agentUpdate(ctx context.Context, fwID string, task *mesos.TaskIn
 // and forwards it. It returns false for a duplicate.
 func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskStatus) (bool, error) {
 	a.mu.Lock()
+	if _, gone := a.gone[fwID]; gone {
+		// The framework was removed: its tasks end, but nobody is left to
+		// tell. The task still moves to terminal so its executor can be
+		// forgotten.
+		if es := a.executorOfTaskLocked(fwID, st.GetTaskId().GetValue()); es != nil && mesos.IsTerminal(st.GetState()) {
+			taskID := st.GetTaskId().GetValue()
+			for _, m := range []map[string]*taskState{es.queued, es.launched, es.terminal} {
+				if ts := m[taskID]; ts != nil {
+					delete(m, taskID)
+					ts.state = st.GetState()
+					ts.statuses = append(ts.statuses, st)
+					es.finished = append(es.finished, ts)
+					a.trimFinishedLocked(es) // a gone framework has no streams
+				}
+			}
+		}
+		a.mu.Unlock()
+		return false, nil
+	}
 	if es := a.executorOfTaskLocked(fwID, st.GetTaskId().GetValue()); es != nil && es.checkpointed != nil {
 		ready := es.checkpointed
 		a.mu.Unlock()
@@ -747,6 +804,11 @@ func (a *Agent) shutdownExecutor(ctx context.Context, fwID, exID string) {
 	a.destroy(es)
 }
 
+// shutdownFramework ends a framework the master removed (teardown, or
+// failed over past its timeout): its executors are shut down and their
+// containers destroyed, its updates are dropped instead of resent (nobody
+// will acknowledge them), and once its executors are gone it is forgotten,
+// checkpoints included.
 func (a *Agent) shutdownFramework(ctx context.Context, fwID string) {
 	a.mu.Lock()
 	fw := a.frameworks[fwID]
@@ -756,10 +818,39 @@ func (a *Agent) shutdownFramework(ctx context.Context, fwID string) {
 			ids = append(ids, id)
 		}
 	}
+	a.markFrameworkGoneLocked(fwID)
 	a.mu.Unlock()
+	if n := a.sum.DropFramework(fwID); n > 0 {
+		a.log.Info("dropped the unacknowledged updates of a removed framework", "framework_id", fwID, "updates", n)
+	}
 	for _, id := range ids {
 		a.shutdownExecutor(ctx, fwID, id)
 	}
+	if fw == nil {
+		a.spawn(func() { _ = os.RemoveAll(a.meta.framework(a.ID(), fwID)) })
+	}
+}
+
+// maxGoneFrameworks bounds the memory of removed framework ids.
+const maxGoneFrameworks = 1024
+
+// markFrameworkGoneLocked remembers that the master removed fwID: updates
+// for it are no longer checkpointed or sent, and its executors are
+// forgotten as soon as they end.
+func (a *Agent) markFrameworkGoneLocked(fwID string) {
+	if a.gone == nil {
+		a.gone = map[string]time.Time{}
+	}
+	if len(a.gone) >= maxGoneFrameworks {
+		oldest, at := "", time.Time{}
+		for id, t := range a.gone {
+			if oldest == "" || t.Before(at) {
+				oldest, at = id, t
+			}
+		}
+		delete(a.gone, oldest)
+	}
+	a.gone[fwID] = time.Now()
 }
 
 // executorEnv is the environment Mesos gives every executor.

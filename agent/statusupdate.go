@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"path/filepath"
 	"bufio"
 	"bytes"
 	"context"
@@ -51,6 +52,11 @@ type updateStream struct {
 	timer               *time.Timer
 	backoff             time.Duration
 	closed              bool
+	// done: the terminal update was acknowledged. The stream is kept (with
+	// the uuids it saw) until its executor is forgotten, so that an
+	// executor resending it after an agent restart is recognised as a
+	// duplicate instead of reaching the framework twice.
+	done bool
 }
 
 // updateRecord is one line of task.updates.
@@ -77,6 +83,10 @@ func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.Tas
 		m.streams[key] = s
 	}
 	if s.seen[string(status.GetUuid())] {
+		return true, nil
+	}
+	if s.done {
+		m.log.Debug("dropped an update after the task's acknowledged terminal update", "framework_id", fw, "task_id", s.taskID, "state", status.GetState().String())
 		return true, nil
 	}
 	b, err := proto.Marshal(status)
@@ -171,8 +181,7 @@ func (m *statusUpdates) Acknowledge(ctx context.Context, fw, task string, uuid [
 	if len(s.pending) > 0 {
 		m.sendHeadLocked(ctx, s, true)
 	} else if mesos.IsTerminal(acked.GetState()) {
-		s.closed = true
-		delete(m.streams, streamKey(fw, task))
+		s.done = true
 		if m.onTerminalAcked != nil {
 			go m.onTerminalAcked(fw, task)
 		}
@@ -223,12 +232,51 @@ func (m *statusUpdates) Recover(fw, task, path string) (*updateStream, error) {
 			}
 		}
 	}
+	// Kept even when everything was acknowledged: its uuids tell a resent
+	// update from a new one.
+	s.done = len(s.pending) == 0 && mesos.IsTerminal(s.latest)
 	m.mu.Lock()
-	if len(s.pending) > 0 {
+	if len(s.seen) > 0 {
 		m.streams[streamKey(fw, task)] = s
 	}
 	m.mu.Unlock()
 	return s, nil
+}
+
+// DropTask forgets a task's stream (its executor was forgotten).
+func (m *statusUpdates) DropTask(fw, task string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.streams[streamKey(fw, task)]; s != nil {
+		s.closed = true
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		delete(m.streams, streamKey(fw, task))
+	}
+}
+
+// DropFramework forgets every stream of a framework that is gone (torn
+// down, or failed over past its timeout): nobody will acknowledge them, so
+// resending them for ever would only load the master and, after a master
+// failover, bring the framework back. It returns how many unacknowledged
+// updates were dropped.
+func (m *statusUpdates) DropFramework(fw string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dropped := 0
+	for key, s := range m.streams {
+		if s.frameworkID != fw {
+			continue
+		}
+		dropped += len(s.pending)
+		s.closed = true
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		delete(m.streams, key)
+	}
+	return dropped
 }
 
 // Close stops every retry timer.
@@ -243,19 +291,30 @@ func (m *statusUpdates) Close() {
 	}
 }
 
+// appendRecord appends one record and makes it durable before the update
+// goes anywhere: an update the framework saw must survive a crash of the
+// agent (file fsync), and so must the file's name (directory fsync, the
+// first time).
 func appendRecord(path string, rec updateRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Lstat(path)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("checkpoint update: %w", err)
 	}
 	_, werr := f.Write(append(b, '\n'))
+	serr := f.Sync()
 	cerr := f.Close()
-	if werr != nil {
-		return fmt.Errorf("checkpoint update: %w", werr)
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return fmt.Errorf("checkpoint update: %w", err)
 	}
-	return cerr
+	if statErr != nil {
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("checkpoint update: %w", err)
+		}
+	}
+	return nil
 }

@@ -60,6 +60,7 @@ type agentFlags struct {
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat                      *string
 	switchUser, authExecutors                    *bool
+	maxCompletedExecutors, maxCompletedTasks     *int
 	credential                                   *string
 	ssl                                          *sslFlags
 }
@@ -112,6 +113,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, files, metrics, UI)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication: {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]}")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
+	f.maxCompletedExecutors = fs.Int("max_completed_executors_per_framework", 150, "ended executors of each framework kept in /state")
+	f.maxCompletedTasks = fs.Int("max_completed_tasks_per_executor", 200, "ended tasks of each executor kept in /state")
 	f.switchUser = fs.Bool("switch_user", true, "run executors and tasks as the task's user (CommandInfo.user, else FrameworkInfo.user); false runs them as the agent's user")
 	f.authExecutors = fs.Bool("authenticate_http_executors", false, "require every executor call to carry its MESOS_EXECUTOR_AUTHENTICATION_TOKEN (without it, executors that send no token are accepted only from inside their own container)")
 	f.credential = fs.String("credential", "", "file holding the principal and secret this agent authenticates with to the master: JSON {\"principal\":\"p\",\"secret\":\"s\"} or one line 'principal secret'")
@@ -152,27 +155,29 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		return nil, err
 	}
 	cfg := agent.Config{
-		Master:                      *f.master,
-		IP:                          *f.ip,
-		Port:                        *f.port,
-		AdvertiseIP:                 *f.advertiseIP,
-		Hostname:                    *f.hostname,
-		WorkDir:                     *f.workDir,
-		Resources:                   res,
-		Attributes:                  attrs,
-		Version:                     version.Version,
-		ExecutorRegistrationTimeout: *f.execRegTimeout,
-		ExecutorShutdownGracePeriod: *f.execShutdownGrace,
-		RecoveryTimeout:             *f.recoveryT,
-		RegistrationBackoffFactor:   *f.regBackoff,
-		SandboxDirectory:            *f.sandboxDirectory,
-		ContainerLoggerMaxFiles:     *f.loggerMaxFiles,
-		SwitchUser:                  *f.switchUser,
-		AuthenticateHTTPExecutors:   *f.authExecutors,
-		TLS:                         st.server,
-		MasterTLS:                   masterTLS,
-		Flags:                       f.values(),
-		Logger:                      log,
+		Master:                            *f.master,
+		IP:                                *f.ip,
+		Port:                              *f.port,
+		AdvertiseIP:                       *f.advertiseIP,
+		Hostname:                          *f.hostname,
+		WorkDir:                           *f.workDir,
+		Resources:                         res,
+		Attributes:                        attrs,
+		Version:                           version.Version,
+		ExecutorRegistrationTimeout:       *f.execRegTimeout,
+		ExecutorShutdownGracePeriod:       *f.execShutdownGrace,
+		RecoveryTimeout:                   *f.recoveryT,
+		RegistrationBackoffFactor:         *f.regBackoff,
+		SandboxDirectory:                  *f.sandboxDirectory,
+		ContainerLoggerMaxFiles:           *f.loggerMaxFiles,
+		SwitchUser:                        *f.switchUser,
+		MaxCompletedExecutorsPerFramework: *f.maxCompletedExecutors,
+		MaxCompletedTasksPerExecutor:      *f.maxCompletedTasks,
+		AuthenticateHTTPExecutors:         *f.authExecutors,
+		TLS:                               st.server,
+		MasterTLS:                         masterTLS,
+		Flags:                             f.values(),
+		Logger:                            log,
 	}
 	if st.server != nil {
 		cfg.ExecutorCAFile = st.clusterCA

@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestShutdownFrameworkForgetsIt tears a framework down while its tasks
+// run and nobody acknowledges anything (the master removed it): the agent
+// destroys the containers, sends nothing more for the framework, and
+// forgets it, checkpoints included.
+func TestShutdownFrameworkForgetsIt(t *testing.T) {
+	fm := newFakeMaster(t, false)
+	a := startAgent(t, fm, t.TempDir(), 0, nil)
+	for _, id := range []string{"one", "two"} {
+		fm.events <- runTaskEvent(commandTask(id, "sleep 60"))
+	}
+	running := map[string]bool{}
+	for len(running) < 2 {
+		select {
+		case u := <-fm.updates:
+			if u.GetStatus().GetState() == mesos.TaskState_TASK_RUNNING {
+				running[u.GetStatus().GetTaskId().GetValue()] = true
+			}
+			fm.ack(u) // acknowledged while the framework lives
+		case <-time.After(15 * time.Second):
+			t.Fatalf("running: %v", running)
+		}
+	}
+	fwID := testFramework.GetId().GetValue()
+	fwMeta := a.meta.framework(a.ID(), fwID)
+	if _, err := os.Stat(fwMeta); err != nil {
+		t.Fatalf("no checkpoints for the framework before its teardown: %v", err)
+	}
+	fm.events <- &agentpb.Event{Type: agentpb.Event_SHUTDOWN_FRAMEWORK.Enum(), ShutdownFramework: &agentpb.Event_ShutdownFramework{FrameworkId: testFramework.Id}}
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.frameworks[fwID] == nil
+	}, "the agent still tracks the torn-down framework")
+	ids, _ := a.cz.Containers(context.Background())
+	if len(ids) != 0 {
+		t.Fatalf("containers left: %v", ids)
+	}
+	if _, err := os.Stat(fwMeta); !os.IsNotExist(err) {
+		t.Fatalf("checkpoints of the torn-down framework left: %v", err)
+	}
+	// Nothing is resent for it: drain what was in flight, then the retry
+	// interval (300 ms in tests) passes several times in silence.
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case u := <-fm.updates:
+			if st := u.GetStatus().GetState(); st == mesos.TaskState_TASK_KILLING || st == mesos.TaskState_TASK_KILLED {
+				continue // sent before the teardown reached the agent's streams
+			}
+			t.Fatalf("update after teardown: %v", u.GetStatus())
+		case <-deadline:
+			if n := len(a.sum.streams); n != 0 {
+				t.Fatalf("%d update streams kept for a removed framework", n)
+			}
+			return
+		}
+	}
+}
+
+// TestResentTerminalUpdateIsNotDeliveredTwice is the executor that resends
+// an update the agent checkpointed, forwarded and had acknowledged just
+// before it crashed: after the restart it is a duplicate, not news.
+func TestResentTerminalUpdateIsNotDeliveredTwice(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "task.updates")
+	st := &mesos.TaskStatus{TaskId: &mesos.TaskID{Value: proto.String("t")}, State: mesos.TaskState_TASK_FINISHED.Enum(), Uuid: newUUID()}
+	var sent int
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := newStatusUpdates(log, func(context.Context, string, *mesos.TaskStatus, mesos.TaskState) error { sent++; return nil })
+	if dup, err := m.Update(context.Background(), "fw", st, path); dup || err != nil {
+		t.Fatal(dup, err)
+	}
+	if ok, err := m.Acknowledge(context.Background(), "fw", "t", st.Uuid); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The agent restarts: a new manager recovers the stream from disk.
+	m2 := newStatusUpdates(log, func(context.Context, string, *mesos.TaskStatus, mesos.TaskState) error {
+		t.Error("a recovered, acknowledged update was sent again")
+		return nil
+	})
+	if _, err := m2.Recover("fw", "t", path); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := m2.Update(context.Background(), "fw", proto.Clone(st).(*mesos.TaskStatus), path)
+	if err != nil || !dup {
+		t.Fatalf("resent terminal update: duplicate=%v err=%v, want a duplicate", dup, err)
+	}
+	m2.DropTask("fw", "t")
+	if len(m2.streams) != 0 {
+		t.Fatal("DropTask kept the stream")
+	}
+}
+
+// TestCompletedHistoryIsBounded: ended executors of a framework are kept
+// up to --max_completed_executors_per_framework.
+func TestCompletedHistoryIsBounded(t *testing.T) {
+	fm := newFakeMaster(t, true)
+	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) { c.MaxCompletedExecutorsPerFramework = 2 })
+	for _, id := range []string{"a", "b", "c", "d"} {
+		fm.events <- runTaskEvent(commandTask(id, "true"))
+		fm.waitState(id, mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	}
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n := 0
+		for _, fw := range a.completed {
+			n += len(fw.completed)
+		}
+		if fw := a.frameworks[testFramework.GetId().GetValue()]; fw != nil {
+			n += len(fw.completed)
+		}
+		return n == 2
+	}, "completed executors not bounded to 2")
+}
