@@ -145,7 +145,20 @@ type runner struct {
 	task       *mesos.TaskInfo // set once launched
 	last       *mesos.TaskStatus
 	reported   map[string]bool // agents whose offers were too small, said once
+	// unknown counts reconciliation answers TASK_UNKNOWN in a row, and
+	// recheck fires the next reconciliation after one (see update).
+	unknown int
+	recheck <-chan time.Time
 }
+
+// unknownRechecks is how many TASK_UNKNOWN answers in a row, spaced by
+// unknownBackoff doubling, the run accepts before it believes the master
+// lost the task: right after a failover a master may not know a task whose
+// agent has not come back yet (a master that knows the agent stays silent,
+// one that does not says TASK_UNKNOWN), and ending the run would kill it.
+const unknownRechecks = 4
+
+var unknownBackoff = 5 * time.Second
 
 func (r *runner) taskID() string { return r.tmpl.task.GetTaskId().GetValue() }
 
@@ -184,6 +197,11 @@ func (r *runner) run(ctx context.Context, cfg scheduler.Config, timeout time.Dur
 			if code, done := r.handle(life, ev); done {
 				r.teardown(life)
 				return code
+			}
+		case <-r.recheck:
+			r.recheck = nil
+			if err := r.client.Reconcile(life, scheduler.ReconcileTask(r.taskID(), r.task.GetAgentId().GetValue())); err != nil {
+				r.printf("reconciling: %v\n", err)
 			}
 		case <-ctx.Done():
 			return r.abort(life, "interrupted")
@@ -318,6 +336,17 @@ func (r *runner) agentAddr(ctx context.Context, o *mesos.Offer) string {
 func (r *runner) update(st *mesos.TaskStatus) (int, bool) {
 	if st.GetTaskId().GetValue() != r.taskID() {
 		return 0, false
+	}
+	if st.GetState() == mesos.TaskState_TASK_UNKNOWN && st.GetReason() == mesos.TaskStatus_REASON_RECONCILIATION && r.task != nil {
+		r.unknown++
+		if r.unknown < unknownRechecks {
+			wait := unknownBackoff << (r.unknown - 1)
+			r.printf("the master does not know task %s (yet); asking again in %s\n", r.taskID(), duration.Format(wait))
+			r.recheck = time.After(wait)
+			return 0, false
+		}
+	} else {
+		r.unknown = 0
 	}
 	// The agent resends an update until it is acknowledged, and a
 	// reconciliation repeats the latest: print each change once.

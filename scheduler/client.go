@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/recordio"
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/detector"
 	"github.com/mesolite/mesolite/errdefs"
 	"google.golang.org/protobuf/proto"
 )
@@ -41,6 +43,10 @@ type Client struct {
 	done   chan struct{}
 	cancel context.CancelFunc
 	acks   inflight
+	// det follows the leader when Master is zk://: one ZooKeeper session
+	// for the client's life rather than one per attempt, and a leader
+	// change wakes a waiting re-subscription at once.
+	det detector.Detector
 
 	mu         sync.Mutex
 	framework  *mesos.FrameworkInfo // Id filled in from SUBSCRIBED
@@ -80,8 +86,15 @@ func Subscribe(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var det detector.Detector
+	if strings.HasPrefix(strings.TrimSpace(cfg.Master), "zk://") {
+		if det, err = detector.New(strings.TrimSpace(cfg.Master)); err != nil {
+			return nil, fmt.Errorf("master %s: %w", cfg.Master, err)
+		}
+	}
 	life, cancel := context.WithCancel(ctx)
 	c := &Client{
+		det:       det,
 		cfg:       cfg,
 		hc:        withoutRedirects(cfg.HTTPClient),
 		log:       cfg.Logger.With("component", "scheduler-client"),
@@ -94,6 +107,9 @@ func Subscribe(ctx context.Context, cfg Config) (*Client, error) {
 	s, err := c.subscribe(life)
 	if err != nil {
 		cancel()
+		if det != nil {
+			det.Close()
+		}
 		return nil, err
 	}
 	go c.run(life, s)
@@ -165,7 +181,7 @@ func (c *Client) StreamID() string {
 // subscribe resolves the master, follows redirects to the leader and reads
 // SUBSCRIBED. The stream lives as long as ctx.
 func (c *Client) subscribe(ctx context.Context) (*stream, error) {
-	master, https, err := ResolveMasterScheme(ctx, c.cfg.Master)
+	master, https, err := c.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +213,21 @@ func (c *Client) subscribe(ctx context.Context) (*stream, error) {
 		c.log.Debug("master redirected to the leader", "master", master, "leader", leader)
 		master = leader
 	}
+}
+
+// resolve finds the master to ask: the leader the client's detector knows
+// for zk://, else what ResolveMasterScheme makes of Config.Master.
+func (c *Client) resolve(ctx context.Context) (string, bool, error) {
+	if c.det == nil {
+		return ResolveMasterScheme(ctx, c.cfg.Master)
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	mi, err := c.det.Leader(lctx)
+	if err != nil {
+		return "", false, fmt.Errorf("no leading master in %s: %w: %w", c.cfg.Master, errdefs.ErrUnavailable, err)
+	}
+	return mi.Addr(), false, nil
 }
 
 // subscribeOnce posts SUBSCRIBE to one master. It returns the stream, or
@@ -328,6 +359,9 @@ func (c *Client) setErr(err error) {
 
 func (c *Client) finish() {
 	c.cancel()
+	if c.det != nil {
+		c.det.Close()
+	}
 	c.acks.wait(context.Background()) // they end quickly: their context is done
 	close(c.events)
 	close(c.done)
@@ -457,16 +491,43 @@ func (c *Client) acknowledgeAsync(ctx context.Context, st *mesos.TaskStatus) {
 func (c *Client) resubscribe(ctx context.Context) (*stream, error) {
 	start := time.Now()
 	backoff := c.cfg.BackoffMin
+	// With ZooKeeper, a new leader is worth trying at once: the backoff
+	// grew while the dead leader's znode waited for its session to expire.
+	var leaders <-chan detector.MasterInfo
+	if c.det != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		leaders = c.det.Watch(wctx)
+		select {
+		case <-leaders: // the current one, which just failed us
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		// Half to all of the backoff, so that many frameworks that lost
 		// the same master do not come back in lockstep.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+				break wait
+			case mi, ok := <-leaders:
+				if !ok {
+					leaders = nil
+					continue
+				}
+				if !mi.IsZero() {
+					t.Stop()
+					c.log.Info("a new leading master was elected; re-subscribing now", "master", mi.Addr())
+					break wait
+				}
+			}
 		}
 		s, err := c.subscribe(ctx)
 		if err == nil {

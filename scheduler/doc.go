@@ -40,8 +40,11 @@
 //   - Treats a stream that stays silent for Config.MissedHeartbeats heartbeat
 //     intervals as dead, like a closed one, and re-subscribes with the
 //     framework id it was given, with jittered exponential backoff, to
-//     whichever master leads by then. A new SUBSCRIBED event tells the caller
-//     that it happened; that is the moment to reconcile.
+//     whichever master leads by then (with zk://, the client follows the
+//     election and tries a newly elected leader at once). A new SUBSCRIBED
+//     event tells the caller that it happened; that is the moment to
+//     reconcile. A re-subscription never ends a task: a new leader stays
+//     silent about tasks on agents that have not re-registered with it yet.
 //
 // The client stops, closing Events(), when the context given to Subscribe is
 // done, when Close or Teardown is called, when the master sends an ERROR
