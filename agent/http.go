@@ -136,9 +136,11 @@ func resourcesMap(rs []*mesos.Resource) map[string]any {
 	return out
 }
 
+// serveState answers /state: a snapshot built under the agent's lock,
+// encoded and written to the client outside it (a slow client must not
+// stall the agent).
 func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	taskJSON := func(fwID string, es *executorState, ts *taskState) map[string]any {
 		statuses := make([]json.RawMessage, 0, len(ts.statuses))
 		for _, s := range ts.statuses {
@@ -204,7 +206,7 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 			attrs[at.GetName()] = at.GetText().GetValue()
 		}
 	}
-	writeJSON(w, map[string]any{
+	state := map[string]any{
 		"version":              a.cfg.Version,
 		"id":                   a.agentID,
 		"pid":                  "slave(1)@" + a.Endpoint(),
@@ -216,7 +218,9 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 		"flags":                a.cfg.Flags,
 		"frameworks":           nonNil(fws),
 		"completed_frameworks": nonNil(done),
-	})
+	}
+	a.mu.Unlock()
+	writeJSON(w, state)
 }
 
 func nonNil(v []map[string]any) []map[string]any {

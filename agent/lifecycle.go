@@ -592,7 +592,34 @@ func (a *Agent) agentUpdate(ctx context.Context, fwID string, task *mesos.TaskIn
 		st.ExecutorId = es.info.GetExecutorId()
 	}
 	a.mu.Unlock()
-	a.handleUpdate(ctx, fwID, st)
+	if _, err := a.handleUpdate(ctx, fwID, st); err != nil {
+		// An update the agent made (a task failed, lost, killed) must not
+		// vanish because a checkpoint failed (a full disk): it is retried
+		// until it can be checkpointed, and said so loudly meanwhile.
+		a.log.Error("cannot checkpoint a status update; retrying", "framework_id", fwID, "task_id", task.GetTaskId().GetValue(), "state", state.String(), "error", err)
+		a.spawn(func() { a.retryUpdate(fwID, st) })
+	}
+}
+
+// retryUpdate checkpoints and sends st until it succeeds or the agent
+// stops (the next run then reports the task from its recovered state).
+func (a *Agent) retryUpdate(fwID string, st *mesos.TaskStatus) {
+	ctx := a.runCtx()
+	backoff := time.Second
+	for attempt := 2; ; attempt++ {
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		if _, err := a.handleUpdate(ctx, fwID, st); err == nil {
+			a.log.Info("status update checkpointed after retries", "framework_id", fwID, "task_id", st.GetTaskId().GetValue(), "attempts", attempt)
+			return
+		} else {
+			a.log.Error("cannot checkpoint a status update; retrying", "framework_id", fwID, "task_id", st.GetTaskId().GetValue(), "attempt", attempt, "error", err)
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
 }
 
 // handleUpdate records a status update from an executor or the agent:

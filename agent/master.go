@@ -239,7 +239,7 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 	m.mu.Unlock()
 
 	// A silent master is a dead master: expect a PING at least every few
-	// heartbeat intervals.
+	// heartbeat intervals. lastEvent guards last and interval.
 	var lastEvent sync.Mutex
 	last := time.Now()
 	interval := 15 * time.Second
@@ -252,9 +252,9 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 				return
 			case <-watchdog.C:
 				lastEvent.Lock()
-				idle := time.Since(last)
+				idle, iv := time.Since(last), interval
 				lastEvent.Unlock()
-				if idle > 3*interval+5*time.Second {
+				if idle > 3*iv+5*time.Second {
 					m.a.log.Warn("no event or ping from the master; reconnecting", "idle", idle)
 					cancel()
 					return
@@ -279,7 +279,10 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 		}
 		if ev.GetType() == agentpb.Event_REGISTERED {
 			if s := ev.GetRegistered().GetHeartbeatIntervalSeconds(); s > 0 {
+				// Read by the watchdog: under its lock.
+				lastEvent.Lock()
 				interval = time.Duration(s * float64(time.Second))
+				lastEvent.Unlock()
 			}
 		}
 		if err := m.a.handleEvent(ctx, ev); err != nil {

@@ -134,6 +134,11 @@ func (f *agentFlags) values() map[string]string {
 
 // buildAgent turns parsed flags into a running-ready agent.
 func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.Agent, error) {
+	// Everything below (the sandbox collector first) expects the work
+	// directory to exist, as it does from the second start on.
+	if err := os.MkdirAll(*f.workDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--work_dir: %w", err)
+	}
 	res, err := agent.ParseResources(*f.resources)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
