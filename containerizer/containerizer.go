@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/errdefs"
 )
 
 // Errors a Containerizer returns, besides the errdefs classes.
@@ -17,14 +19,20 @@ var (
 	// ErrNotEnabled: the spec needs a containerizer the agent was not started
 	// with. The message names the flag to set.
 	ErrNotEnabled = errors.New("containerizer not enabled")
-	// ErrUnknownContainer: no container with that id is known (errors.Is also
-	// matches errdefs.ErrNotFound).
+	// ErrUnknownContainer: no container with that id is known. Errors that
+	// wrap it wrap errdefs.ErrNotFound too (see UnknownContainer).
 	ErrUnknownContainer = errors.New("unknown container")
 	// ErrLaunchFailed wraps every failure before the executor started (pull,
 	// image inspect, isolation setup). The agent turns it into TASK_FAILED
 	// with REASON_CONTAINER_LAUNCH_FAILED.
 	ErrLaunchFailed = errors.New("container launch failed")
 )
+
+// UnknownContainer is the error for an id no container has: it matches
+// both ErrUnknownContainer and errdefs.ErrNotFound.
+func UnknownContainer(id string) error {
+	return fmt.Errorf("container %s: %w: %w", id, ErrUnknownContainer, errdefs.ErrNotFound)
+}
 
 // LaunchSpec is everything a containerizer needs to start one executor.
 // The agent has already created the sandbox (with stdout and stderr files)
@@ -86,37 +94,72 @@ type Termination struct {
 //	        Launch                 executor exits / Destroy
 //	(none) --------> RUNNING -------------------------------> TERMINATED
 //	   |                |  ^                                       |
-//	   |  launch error  |  | Update (limits follow new tasks)      | Wait returns
-//	   v                +--+                                       v  the Termination
+//	   |  launch error  |  | Update (limits follow new tasks)      | Destroy
+//	   v                +--+                                       v
 //	 (none, error wraps ErrLaunchFailed)                         (forgotten)
+//
+// RUNNING: Containers lists the id; Wait blocks. TERMINATED: Containers no
+// longer lists it; Wait returns the Termination at once, as often as it is
+// asked, until Destroy returned; every process is gone but what Launch
+// created (cgroups, docker containers) may remain. Forgotten: every method
+// answers as for an id never launched.
 //
 // Launch is not idempotent, but every pre-start step inside it is (pull,
 // cgroup creation), so the agent may retry a failed launch with a new id.
 // Every method is safe for concurrent use.
+//
+// Package containerizertest is the conformance suite every implementation
+// passes; package fake is a scriptable implementation for tests of the
+// agent.
 type Containerizer interface {
 	// Launch starts the executor of spec and returns once it runs (image
 	// pulled, isolation in place). Errors: ErrNotSupported, ErrNotEnabled,
 	// ErrLaunchFailed, errdefs.ErrInvalid (bad ContainerInfo),
-	// errdefs.ErrConflict (id in use).
+	// errdefs.ErrConflict (id in use: launching, running, or terminated and
+	// not yet destroyed).
+	//
+	// ctx bounds the launch only, never the container's life. When ctx ends
+	// before the executor runs, Launch returns an error that wraps ctx's
+	// (errors.Is(err, context.Canceled)) and leaves nothing behind: no
+	// process, no cgroup, no docker container, an id Containers does not
+	// list and Wait does not know. Until Launch returned, the id is not
+	// listed by Containers and Wait, Update and Usage answer
+	// ErrUnknownContainer.
 	Launch(ctx context.Context, spec LaunchSpec) (Handle, error)
 	// Wait blocks until the container terminated and returns how. It may be
-	// called any number of times, also after termination (until Destroy
-	// returned). Errors: ErrUnknownContainer, or ctx's error.
+	// called any number of times, concurrently too, also after termination
+	// (until Destroy returned); a Wait blocked when Destroy kills the
+	// container returns the termination Destroy caused (not an error). A
+	// container killed by Destroy reports ExitStatus -1, a wait status of
+	// a signal, or an exit code above 128 (128+signal, as shells and dockerd
+	// report it); Limitation is false. Errors: ErrUnknownContainer, or
+	// ctx's error.
 	Wait(ctx context.Context, containerID string) (Termination, error)
 	// Update applies new resource limits. Errors: ErrUnknownContainer.
 	Update(ctx context.Context, containerID string, resources []*mesos.Resource) error
 	// Usage reads the container's resource statistics. Errors: ErrUnknownContainer.
 	Usage(ctx context.Context, containerID string) (*mesos.ResourceStatistics, error)
 	// Destroy kills every process of the container and removes what Launch
-	// created (cgroups, docker containers). It returns when nothing is left.
-	// Destroying an unknown or already destroyed container is not an error.
+	// created (cgroups, docker containers). It returns nil only when nothing
+	// is left; then the id is forgotten. Destroying an unknown or already
+	// destroyed container is not an error (nil), so Destroy is idempotent.
+	// A Destroy that fails (dockerd unreachable, a cgroup still busy, ctx
+	// ended) returns an error and may be retried; the container stays known
+	// meanwhile. Destroy does not stop a Launch of the same id that has not
+	// returned yet (it returns nil for it): cancel that Launch's ctx, and
+	// Destroy once it returned a handle.
 	Destroy(ctx context.Context, containerID string) error
 	// Recover reattaches to the containers of the given handles after an
-	// agent restart. Containers this containerizer owns that are not among
-	// them are orphans and are destroyed. Handles of other containerizers are
-	// ignored.
+	// agent restart (a new instance, the old one gone): they are listed by
+	// Containers, and Wait, Update, Usage and Destroy work on them. A
+	// handle whose container is gone is left out (Wait then answers
+	// ErrUnknownContainer and the agent fails its tasks). Containers this
+	// containerizer owns that are not among them are orphans and are
+	// destroyed (where the implementation can find them). Handles of other
+	// containerizers are ignored.
 	Recover(ctx context.Context, handles []Handle) error
-	// Containers lists the ids of live containers.
+	// Containers lists the ids of running containers (launched or
+	// recovered, not yet terminated), in no particular order.
 	Containers(ctx context.Context) ([]string, error)
 }
 
