@@ -51,8 +51,10 @@ func TestConformance(t *testing.T) {
 	containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
 		return fake.New(fake.Options{Script: suiteScript})
 	}, containerizertest.Options{
-		Spec:         suiteSpec,
-		Restart:      func(t *testing.T, old containerizer.Containerizer) containerizer.Containerizer { return old.(*fake.Fake).Restart() },
+		Spec: suiteSpec,
+		Restart: func(t *testing.T, old containerizer.Containerizer) containerizer.Containerizer {
+			return old.(*fake.Fake).Restart()
+		},
 		MemoryLimits: true,
 		HoldLaunch: func(t *testing.T, spec *containerizer.LaunchSpec) {
 			spec.Executor.Command.Value = proto.String(spec.Executor.GetCommand().GetValue() + holdMark)
