@@ -193,6 +193,11 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 		return containerizer.Handle{}, fmt.Errorf("container %s: %w", spec.ContainerID, errdefs.ErrConflict)
 	}
 	c.mu.Unlock()
+	// A launch called off before it began starts nothing (the launcher
+	// notices a ctx that ends later, but a prestarted init may not look).
+	if err := ctx.Err(); err != nil {
+		return containerizer.Handle{}, fmt.Errorf("%w: %w", containerizer.ErrLaunchFailed, err)
+	}
 	argv, err := commandArgv(spec.Executor.GetCommand())
 	if err != nil {
 		return containerizer.Handle{}, err
@@ -468,6 +473,11 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Handle) error {
 	known := map[string]bool{}
 	for _, h := range handles {
+		// Handles checkpointed before they named their containerizer are
+		// ours: the mesos containerizer was the only one then.
+		if h.Containerizer != Name && h.Containerizer != "" {
+			continue
+		}
 		var d handleData
 		if err := json.Unmarshal(h.Data, &d); err != nil || d.Process.Pid == 0 {
 			// Handles written before the isolation layer carried only a pid.

@@ -1,0 +1,146 @@
+package mesos_test
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	mesosv1 "github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/containerizer/containerizertest"
+	"github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/isolation"
+	"google.golang.org/protobuf/proto"
+)
+
+// The test binary doubles as the container init, as the agent binary does
+// with `mesolite launch` (the launcher's default init is /proc/self/exe).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "launch" {
+		os.Exit(isolation.InitMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// scripts are the suite's programs as the executor's shell command; the
+// same lines run under busybox in the docker suite.
+var scripts = map[containerizertest.Program]string{
+	containerizertest.ExitCode3:      "exit 3",
+	containerizertest.RunUntilKilled: "exec sleep 600",
+	// tail keeps a line without a newline whole: 200 MB of it.
+	containerizertest.ExceedMemory: "head -c 200m /dev/zero | tail",
+}
+
+// Spec is the suite's spec for the mesos containerizer: a command executor
+// running /bin/sh -c with the program's script.
+func Spec(t *testing.T, id string, p containerizertest.Program) containerizer.LaunchSpec {
+	dir := t.TempDir()
+	return containerizer.LaunchSpec{
+		ContainerID: id,
+		Executor: &mesosv1.ExecutorInfo{
+			ExecutorId: &mesosv1.ExecutorID{Value: proto.String(id)},
+			Command:    &mesosv1.CommandInfo{Value: proto.String(scripts[p])},
+		},
+		SandboxDir: dir,
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "MESOS_DIRECTORY=" + dir},
+		Resources:  containerizertest.Resources(),
+		StdoutPath: filepath.Join(dir, "stdout"),
+		StderrPath: filepath.Join(dir, "stderr"),
+	}
+}
+
+func quietLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// instances makes containerizers for one run of the suite and restarts
+// them with the same options, as an agent restart would.
+type instances struct {
+	mu   sync.Mutex
+	opts map[containerizer.Containerizer]mesos.Options
+}
+
+func (in *instances) make(t *testing.T, opts mesos.Options) containerizer.Containerizer {
+	t.Helper()
+	cz, err := mesos.New(opts)
+	if err != nil {
+		t.Fatalf("mesos.New: %v", err)
+	}
+	in.mu.Lock()
+	in.opts[cz] = opts
+	in.mu.Unlock()
+	return cz
+}
+
+func (in *instances) restart(t *testing.T, old containerizer.Containerizer) containerizer.Containerizer {
+	in.mu.Lock()
+	opts := in.opts[old]
+	in.mu.Unlock()
+	return in.make(t, opts)
+}
+
+func TestConformancePosix(t *testing.T) {
+	in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
+	containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
+		return in.make(t, mesos.Options{Logger: quietLogger(), RuntimeDir: filepath.Join(t.TempDir(), "containers")})
+	}, containerizertest.Options{Spec: Spec, Restart: in.restart})
+}
+
+// TestConformanceCgroups runs the suite with cgroups/cpu,mem,pids (and
+// then a pid namespace too), under a cgroups root of its own that it
+// removes at the end.
+func TestConformanceCgroups(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testutil.CgroupV2() {
+		testutil.RequireCgroupV2(t)
+	} else {
+		testutil.RequireCgroupV1(t)
+	}
+	cgroups := isolation.Set(isolation.CgroupsCPU) | isolation.Set(isolation.CgroupsMem) | isolation.Set(isolation.CgroupsPids)
+	tests := []struct {
+		name string
+		set  isolation.Set
+	}{
+		{"cgroups", cgroups},
+		{"cgroups and pid namespace", cgroups | isolation.Set(isolation.NamespacesPID)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := fmt.Sprintf("mesolite-cztest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+			t.Cleanup(func() { removeCgroupRoot(t, root) })
+			in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
+			containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
+				return in.make(t, mesos.Options{
+					Logger:     quietLogger(),
+					Isolation:  tt.set,
+					Isolator:   isolation.Options{CgroupsRoot: root, Launcher: isolation.LauncherLinux},
+					RuntimeDir: filepath.Join(t.TempDir(), "containers"),
+				})
+			}, containerizertest.Options{Spec: Spec, Restart: in.restart, MemoryLimits: true})
+		})
+	}
+}
+
+// removeCgroupRoot removes root from every hierarchy; the containers'
+// cgroups under it are gone already (every container was destroyed).
+func removeCgroupRoot(t *testing.T, root string) {
+	dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root))
+	dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root))
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("remove cgroup %s: %v", d, err)
+		}
+	}
+}
+
