@@ -3,8 +3,8 @@ package mesos_test
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -143,4 +143,3 @@ func removeCgroupRoot(t *testing.T, root string) {
 		}
 	}
 }
-
