@@ -93,7 +93,7 @@ func (c *Containerizer) of(id string) (containerizer.Containerizer, error) {
 	if x, ok := c.owner[id]; ok {
 		return x, nil
 	}
-	return nil, fmt.Errorf("container %s: %w", id, containerizer.ErrUnknownContainer)
+	return nil, containerizer.UnknownContainer(id)
 }
 
 // Wait implements containerizer.Containerizer.
