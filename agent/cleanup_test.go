@@ -113,6 +113,9 @@ func TestResentTerminalUpdateIsNotDeliveredTwice(t *testing.T) {
 func TestCompletedHistoryIsBounded(t *testing.T) {
 	fm := newFakeMaster(t, true)
 	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) { c.MaxCompletedExecutorsPerFramework = 2 })
+	// A running task keeps the framework (and its history) alive.
+	fm.events <- runTaskEvent(commandTask("keeper", "sleep 60"))
+	fm.waitState("keeper", mesos.TaskState_TASK_RUNNING, 15*time.Second)
 	for _, id := range []string{"a", "b", "c", "d"} {
 		fm.events <- runTaskEvent(commandTask(id, "true"))
 		fm.waitState(id, mesos.TaskState_TASK_FINISHED, 15*time.Second)
@@ -120,13 +123,7 @@ func TestCompletedHistoryIsBounded(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		n := 0
-		for _, fw := range a.completed {
-			n += len(fw.completed)
-		}
-		if fw := a.frameworks[testFramework.GetId().GetValue()]; fw != nil {
-			n += len(fw.completed)
-		}
-		return n == 2
+		fw := a.frameworks[testFramework.GetId().GetValue()]
+		return fw != nil && len(fw.completed) == 2
 	}, "completed executors not bounded to 2")
 }
