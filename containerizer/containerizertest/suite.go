@@ -64,6 +64,10 @@ type Options struct {
 	// until its ctx ends (an image pull that never answers, a script that
 	// blocks): the case "launch cancelled midway" needs it. nil skips it.
 	HoldLaunch func(t *testing.T, spec *containerizer.LaunchSpec)
+	// Leftovers, when set, lists what of container id the implementation
+	// finds on the host (a docker container, a cgroup, a process): the
+	// suite asks after every Destroy and failed Launch, and wants none.
+	Leftovers func(t *testing.T, cz containerizer.Containerizer, id string) []string
 	// Timeout bounds each wait of the suite for the implementation (a
 	// container to end, a launch to start); default 30s. It is a deadline
 	// for a hang, never a measure of speed.
@@ -201,6 +205,16 @@ func (s *suite) wait(t *testing.T, cz containerizer.Containerizer, id string) co
 	return term
 }
 
+func (s *suite) noLeftovers(t *testing.T, cz containerizer.Containerizer, id string) {
+	t.Helper()
+	if s.opts.Leftovers == nil {
+		return
+	}
+	if left := s.opts.Leftovers(t, cz, id); len(left) > 0 {
+		t.Errorf("left on the host of container %s: %v", id, left)
+	}
+}
+
 func isUnknown(err error) bool {
 	return errors.Is(err, containerizer.ErrUnknownContainer) && errors.Is(err, errdefs.ErrNotFound)
 }
@@ -241,6 +255,7 @@ func (s *suite) launchListWaitExit(t *testing.T) {
 	if err := cz.Destroy(s.ctx(t), spec.ContainerID); err != nil {
 		t.Fatalf("Destroy of a terminated container: %v", err)
 	}
+	s.noLeftovers(t, cz, spec.ContainerID)
 }
 
 // Wait answers as often as asked, concurrently too, until Destroy; then
@@ -312,6 +327,7 @@ func (s *suite) destroyKills(t *testing.T) {
 			t.Fatalf("Destroy: %v", err)
 		}
 		r := <-waited
+		s.noLeftovers(t, cz, id)
 		if listed(t, cz, id) {
 			t.Errorf("Containers lists %s after Destroy", id)
 		}
@@ -410,6 +426,7 @@ func (s *suite) launchEndedContext(t *testing.T) {
 
 func (s *suite) nothingLeft(t *testing.T, cz containerizer.Containerizer, id string) {
 	t.Helper()
+	s.noLeftovers(t, cz, id)
 	if listed(t, cz, id) {
 		t.Errorf("Containers lists %s, whose Launch failed", id)
 	}
@@ -500,6 +517,7 @@ func (s *suite) recoverAfterRestart(t *testing.T) {
 	if err := cz2.Destroy(s.ctx(t), sleeper.ContainerID); err != nil {
 		t.Fatalf("Destroy of a recovered container: %v", err)
 	}
+	s.noLeftovers(t, cz2, sleeper.ContainerID)
 	if listed(t, cz2, sleeper.ContainerID) {
 		t.Errorf("Containers lists %s after Destroy", sleeper.ContainerID)
 	}
@@ -526,4 +544,5 @@ func (s *suite) oom(t *testing.T) {
 	if err := cz.Destroy(s.ctx(t), spec.ContainerID); err != nil {
 		t.Fatal(err)
 	}
+	s.noLeftovers(t, cz, spec.ContainerID)
 }

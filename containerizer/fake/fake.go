@@ -200,6 +200,15 @@ func (f *Fake) Resources(id string) []*mesos.Resource {
 	return p.resources
 }
 
+// OnHost reports whether container id is still on the simulated host:
+// launched, and not destroyed or reaped as an orphan, by this Fake or
+// another one on its host.
+func (f *Fake) OnHost(id string) bool {
+	f.host.mu.Lock()
+	defer f.host.mu.Unlock()
+	return f.host.procs[id] != nil
+}
+
 // Exit ends a running container with exit code, as if its executor exited.
 func (f *Fake) Exit(id string, code int) error {
 	p, err := f.get(id)

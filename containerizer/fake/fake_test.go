@@ -56,6 +56,12 @@ func TestConformance(t *testing.T) {
 			return old.(*fake.Fake).Restart()
 		},
 		MemoryLimits: true,
+		Leftovers: func(t *testing.T, cz containerizer.Containerizer, id string) []string {
+			if cz.(*fake.Fake).OnHost(id) {
+				return []string{"container " + id}
+			}
+			return nil
+		},
 		HoldLaunch: func(t *testing.T, spec *containerizer.LaunchSpec) {
 			spec.Executor.Command.Value = proto.String(spec.Executor.GetCommand().GetValue() + holdMark)
 		},

@@ -127,9 +127,22 @@ func TestConformanceCgroups(t *testing.T) {
 					Isolator:   isolation.Options{CgroupsRoot: root, Launcher: isolation.LauncherLinux},
 					RuntimeDir: filepath.Join(t.TempDir(), "containers"),
 				})
-			}, containerizertest.Options{Spec: Spec, Restart: in.restart, MemoryLimits: true})
+			}, containerizertest.Options{Spec: Spec, Restart: in.restart, MemoryLimits: true,
+				Leftovers: func(t *testing.T, _ containerizer.Containerizer, id string) []string {
+					return cgroupsOf(root, id)
+				}})
 		})
 	}
+}
+
+// cgroupsOf lists the cgroups of container id under root, in every
+// hierarchy.
+func cgroupsOf(root, id string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root, id))
+	if _, err := os.Stat(filepath.Join(isolation.DefaultCgroupsHierarchy, root, id)); err == nil {
+		dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root, id))
+	}
+	return dirs
 }
 
 // removeCgroupRoot removes root from every hierarchy; the containers'
