@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/containerizer/fake"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"google.golang.org/protobuf/proto"
+)
+
+// Tests of the agent against the scriptable fake containerizer: what the
+// agent does when a launch blocks, a Destroy fails, a container is
+// OOM-killed or exits before its executor subscribed. No executor runs.
+
+// startAgentWithCZ is startAgent with a containerizer of the test's.
+func startAgentWithCZ(t *testing.T, fm *fakeMaster, workDir string, cz containerizer.Containerizer, mutate func(*Config)) *testAgent {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testutil.FreePort(t)
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Master: fm.addr(), IP: "127.0.0.1", Port: port, WorkDir: workDir, Self: self,
+		RegistrationBackoffFactor: 50 * time.Millisecond,
+		Logger:                    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := New(cfg, cz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan error, 1), port: port}
+	go func() { ta.done <- a.Run(ctx, l) }()
+	t.Cleanup(ta.stop)
+	select {
+	case <-fm.regs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not register")
+	}
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, a.Connected, "agent connected")
+	return ta
+}
+
+// newFakeCZ is a fake containerizer whose every launch follows script.
+func newFakeCZ(script fake.Script) *fake.Fake {
+	return fake.New(fake.Options{Script: func(containerizer.LaunchSpec) fake.Script { return script }})
+}
+
+// collectUntil reads the updates of task until one has state, and returns
+// all of them, in order.
+func (fm *fakeMaster) collectUntil(task string, state mesos.TaskState, timeout time.Duration) []*mesos.TaskStatus {
+	fm.t.Helper()
+	deadline := time.After(timeout)
+	var seen []*mesos.TaskStatus
+	for {
+		select {
+		case u := <-fm.updates:
+			st := u.GetStatus()
+			if st.GetTaskId().GetValue() != task {
+				continue
+			}
+			seen = append(seen, st)
+			if st.GetState() == state {
+				return seen
+			}
+		case <-deadline:
+			fm.t.Fatalf("task %s did not reach %s in %s; saw %v", task, state, timeout, states(seen))
+		}
+	}
+}
+
+// drain returns the updates of task already sent, without waiting.
+func (fm *fakeMaster) drain(task string) []*mesos.TaskStatus {
+	var out []*mesos.TaskStatus
+	for {
+		select {
+		case u := <-fm.updates:
+			if u.GetStatus().GetTaskId().GetValue() == task {
+				out = append(out, u.GetStatus())
+			}
+		default:
+			return out
+		}
+	}
+}
+
+func states(sts []*mesos.TaskStatus) []string {
+	var out []string
+	for _, st := range sts {
+		out = append(out, st.GetState().String()+"("+st.GetMessage()+")")
+	}
+	return out
+}
+
+func terminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_ERROR, mesos.TaskState_TASK_DROPPED, mesos.TaskState_TASK_GONE:
+		return true
+	}
+	return false
+}
+
+// settled waits until the executor of task is terminated (or forgotten)
+// and the fake has no launch in flight: every update the agent will make
+// of it is made.
+func settled(t *testing.T, a *testAgent, fk *fake.Fake, task string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		a.mu.Lock()
+		es := a.lookupExecutorLocked(testFramework.Id.GetValue(), task)
+		done := es == nil || es.phase == phaseTerminated
+		a.mu.Unlock()
+		return done && len(fk.Launching()) == 0
+	}, "executor of %s terminated and no launch in flight", task)
+}
+
+// noContainerLeft waits until the fake has no container of the test's
+// left, on its host or in its books.
+func noContainerLeft(t *testing.T, fk *fake.Fake) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		ids, _ := fk.Containers(context.Background())
+		if len(ids) > 0 {
+			return false
+		}
+		for _, id := range fk.Launched() {
+			if fk.OnHost(id) {
+				return false
+			}
+		}
+		return true
+	}, "no container left (launched %v)", fk.Launched())
+}
+
+func killTaskEvent(task string) *agentpb.Event {
+	return &agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
+		FrameworkId: testFramework.Id, TaskId: &mesos.TaskID{Value: proto.String(task)}}}
+}
+
+// A kill while Launch blocks (an image pull that hangs) calls the launch
+// off: one TASK_KILLED, and no container.
+func TestFakeKillWhileLaunchBlocks(t *testing.T) {
+	never := make(chan struct{})
+	fk := newFakeCZ(fake.Script{LaunchBlocksUntil: never})
+	fm := newFakeMaster(t, true)
+	a := startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+	fm.events <- runTaskEvent(commandTask("blocked", "true"))
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { return len(fk.Launching()) == 1 }, "launch under way")
+	fm.events <- killTaskEvent("blocked")
+	seen := fm.collectUntil("blocked", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	settled(t, a, fk, "blocked")
+	seen = append(seen, fm.drain("blocked")...)
+	var terminals []string
+	for _, st := range seen {
+		if terminal(st.GetState()) {
+			terminals = append(terminals, st.GetState().String())
+		}
+	}
+	if len(terminals) != 1 {
+		t.Errorf("terminal updates %v, want exactly one TASK_KILLED; all: %v", terminals, states(seen))
+	}
+	launches := fk.CallsOf("Launch", fk.Launched()[0])
+	if len(launches) != 1 || !launches[0].Done || launches[0].Err == nil {
+		t.Errorf("launch calls %+v: want one, ended by the kill", launches)
+	}
+	noContainerLeft(t, fk)
+}
+
+// A Destroy that fails is retried (with backoff) until it succeeds.
+func TestFakeDestroyRetriedUntilItSucceeds(t *testing.T) {
+	fk := newFakeCZ(fake.Script{Exit: true, ExitCode: 1, DestroyErrs: 2})
+	fm := newFakeMaster(t, true)
+	startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+	fm.events <- runTaskEvent(commandTask("stubborn", "true"))
+	fm.waitState("stubborn", mesos.TaskState_TASK_FAILED, 10*time.Second)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		ids := fk.Launched()
+		if len(ids) != 1 {
+			return false
+		}
+		calls := fk.CallsOf("Destroy", ids[0])
+		return len(calls) >= 3 && calls[len(calls)-1].Done && calls[len(calls)-1].Err == nil
+	}, "Destroy retried until it succeeded; calls %+v", fk.Calls())
+	calls := fk.CallsOf("Destroy", fk.Launched()[0])
+	if calls[0].Err == nil || calls[1].Err == nil {
+		t.Errorf("destroy calls %+v: the first two should have failed", calls)
+	}
+	noContainerLeft(t, fk)
+}
+
+// A container OOM-killed before its executor subscribed fails its task
+// with REASON_CONTAINER_LIMITATION_MEMORY.
+func TestFakeOOMIsAMemoryLimitation(t *testing.T) {
+	fk := newFakeCZ(fake.Script{OOM: true})
+	fm := newFakeMaster(t, true)
+	startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+	fm.events <- runTaskEvent(commandTask("hog", "true"))
+	st := fm.waitState("hog", mesos.TaskState_TASK_FAILED, 10*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY || st.GetMessage() == "" {
+		t.Errorf("TASK_FAILED reason %v message %q, want REASON_CONTAINER_LIMITATION_MEMORY with a message", st.GetReason(), st.GetMessage())
+	}
+	if st.GetSource() != mesos.TaskStatus_SOURCE_AGENT {
+		t.Errorf("source %v, want SOURCE_AGENT", st.GetSource())
+	}
+	noContainerLeft(t, fk)
+}
+
+// An executor that exits with code 3 before it subscribed fails its task
+// with the exit status in the message.
+func TestFakeExecutorExitsBeforeSubscribing(t *testing.T) {
+	custom := &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String("custom")},
+		Command: &mesos.CommandInfo{Value: proto.String("never-runs")}}
+	tests := []struct {
+		name   string
+		task   *mesos.TaskInfo
+		reason mesos.TaskStatus_Reason
+	}{
+		{"command task", commandTask("early-exit", "true"), mesos.TaskStatus_REASON_COMMAND_EXECUTOR_FAILED},
+		{"custom executor", &mesos.TaskInfo{Name: proto.String("early-exit"), TaskId: &mesos.TaskID{Value: proto.String("early-exit")},
+			AgentId: &mesos.AgentID{Value: proto.String("agent-1")}, Executor: custom}, mesos.TaskStatus_REASON_EXECUTOR_TERMINATED},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fk := newFakeCZ(fake.Script{Exit: true, ExitCode: 3})
+			fm := newFakeMaster(t, true)
+			startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+			fm.events <- runTaskEvent(tt.task)
+			st := fm.waitState("early-exit", mesos.TaskState_TASK_FAILED, 10*time.Second)
+			if st.GetReason() != tt.reason {
+				t.Errorf("reason %v, want %v", st.GetReason(), tt.reason)
+			}
+			// The wait status of exit code 3 is 768; either way of saying it will do.
+			if msg := st.GetMessage(); !strings.Contains(msg, "status 3") && !strings.Contains(msg, "768") {
+				t.Errorf("message %q does not give the exit status 3", msg)
+			}
+			noContainerLeft(t, fk)
+		})
+	}
+}
+
+// An executor that never subscribes is failed with
+// REASON_EXECUTOR_REGISTRATION_TIMEOUT and its container destroyed.
+func TestFakeRegistrationTimeoutDestroys(t *testing.T) {
+	fk := newFakeCZ(fake.Script{})
+	fm := newFakeMaster(t, true)
+	startAgentWithCZ(t, fm, t.TempDir(), fk, func(c *Config) { c.ExecutorRegistrationTimeout = 200 * time.Millisecond })
+	fm.events <- runTaskEvent(commandTask("silent", "true"))
+	st := fm.waitState("silent", mesos.TaskState_TASK_FAILED, 10*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT {
+		t.Errorf("reason %v (%s), want REASON_EXECUTOR_REGISTRATION_TIMEOUT", st.GetReason(), st.GetMessage())
+	}
+	noContainerLeft(t, fk)
+	if ds := fk.CallsOf("Destroy", fk.Launched()[0]); len(ds) == 0 {
+		t.Errorf("the container was never destroyed")
+	}
+}
