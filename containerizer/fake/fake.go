@@ -72,17 +72,21 @@ type proc struct {
 	script      Script
 	done        chan struct{}
 	once        sync.Once
-	term        containerizer.Termination
-	timer       *time.Timer
-	destroyErrs int
-	resources   []*mesos.Resource
+	term        containerizer.Termination // set before done is closed
+	destroyErrs int                       // guarded by host.mu
+
+	mu        sync.Mutex
+	timer     *time.Timer
+	resources []*mesos.Resource
 }
 
 func (p *proc) end(term containerizer.Termination) {
 	p.once.Do(func() {
+		p.mu.Lock()
 		if p.timer != nil {
 			p.timer.Stop()
 		}
+		p.mu.Unlock()
 		p.term = term
 		close(p.done)
 	})
@@ -195,8 +199,8 @@ func (f *Fake) Resources(id string) []*mesos.Resource {
 	if err != nil {
 		return nil
 	}
-	f.host.mu.Lock()
-	defer f.host.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return p.resources
 }
 
@@ -230,6 +234,8 @@ func (f *Fake) OOMKill(id string) error {
 }
 
 func oomTermination(p *proc) containerizer.Termination {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	mb := 0.0
 	for _, r := range p.resources {
 		if r.GetName() == "mem" {
@@ -291,12 +297,15 @@ func (f *Fake) Launch(ctx context.Context, spec containerizer.LaunchSpec) (conta
 	f.mu.Lock()
 	f.known[id] = p
 	f.mu.Unlock()
+	// A timer that fires at once waits for p.mu, so p.timer is set first.
+	p.mu.Lock()
 	switch {
 	case script.OOM:
 		p.timer = time.AfterFunc(script.ExitAfter, func() { p.end(oomTermination(p)) })
 	case script.Exit:
 		p.timer = time.AfterFunc(script.ExitAfter, func() { p.end(containerizer.Termination{ExitStatus: (script.ExitCode & 0xff) << 8}) })
 	}
+	p.mu.Unlock()
 	data, _ := json.Marshal(handleData{Fake: true})
 	f.finish(c, nil)
 	return containerizer.Handle{ContainerID: id, Containerizer: f.opts.Name, Data: data}, nil
@@ -335,9 +344,9 @@ func (f *Fake) Update(ctx context.Context, id string, resources []*mesos.Resourc
 	if err != nil {
 		return f.finish(c, err)
 	}
-	f.host.mu.Lock()
+	p.mu.Lock()
 	p.resources = resources
-	f.host.mu.Unlock()
+	p.mu.Unlock()
 	return f.finish(c, nil)
 }
 
