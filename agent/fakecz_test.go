@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/containerizer/fake"
+	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"google.golang.org/protobuf/proto"
 )
@@ -275,5 +277,77 @@ func TestFakeRegistrationTimeoutDestroys(t *testing.T) {
 	noContainerLeft(t, fk)
 	if ds := fk.CallsOf("Destroy", fk.Launched()[0]); len(ds) == 0 {
 		t.Errorf("the container was never destroyed")
+	}
+}
+
+// A kill that comes while a launch is past its point of no return (the
+// containerizer finishes it despite the cancelled ctx) still ends in one
+// TASK_KILLED and a destroyed container.
+func TestFakeKillWhileLaunchCannotBeCalledOff(t *testing.T) {
+	release := make(chan struct{})
+	fk := newFakeCZ(fake.Script{LaunchBlocksUntil: release, LaunchIgnoresCancel: true})
+	fm := newFakeMaster(t, true)
+	a := startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+	fm.events <- runTaskEvent(commandTask("late", "true"))
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { return len(fk.Launching()) == 1 }, "launch under way")
+	fm.events <- killTaskEvent("late")
+	// The kill reached the executor (its launch context ended) before the
+	// launch is let go.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		es := a.lookupExecutorLocked(testFramework.Id.GetValue(), "late")
+		return es != nil && es.ctx.Err() != nil
+	}, "kill reached the launching executor")
+	close(release)
+	seen := fm.collectUntil("late", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	settled(t, a, fk, "late")
+	seen = append(seen, fm.drain("late")...)
+	var terminals []string
+	for _, st := range seen {
+		if terminal(st.GetState()) {
+			terminals = append(terminals, st.GetState().String())
+		}
+	}
+	if len(terminals) != 1 {
+		t.Errorf("terminal updates %v, want exactly one TASK_KILLED; all: %v", terminals, states(seen))
+	}
+	noContainerLeft(t, fk)
+	if ds := fk.CallsOf("Destroy", fk.Launched()[0]); len(ds) == 0 {
+		t.Errorf("the container the launch made was never destroyed")
+	}
+}
+
+// A launch that fails fails its task: TASK_FAILED with
+// REASON_CONTAINER_LAUNCH_FAILED, or TASK_ERROR for an invalid container.
+func TestFakeLaunchFailure(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		state  mesos.TaskState
+		reason mesos.TaskStatus_Reason
+	}{
+		{"launch failed", fmt.Errorf("%w: pull: registry down", containerizer.ErrLaunchFailed), mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED},
+		{"invalid container", fmt.Errorf("bad volume: %w", errdefs.ErrInvalid), mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fk := newFakeCZ(fake.Script{LaunchErr: tt.err})
+			fm := newFakeMaster(t, true)
+			a := startAgentWithCZ(t, fm, t.TempDir(), fk, nil)
+			fm.events <- runTaskEvent(commandTask("doomed", "true"))
+			seen := fm.collectUntil("doomed", tt.state, 10*time.Second)
+			st := seen[len(seen)-1]
+			if st.GetReason() != tt.reason || !strings.Contains(st.GetMessage(), tt.err.Error()) {
+				t.Errorf("%v reason %v message %q, want %v with the launch error", st.GetState(), st.GetReason(), st.GetMessage(), tt.reason)
+			}
+			settled(t, a, fk, "doomed")
+			for _, st := range fm.drain("doomed") {
+				if terminal(st.GetState()) {
+					t.Errorf("a second terminal update %v (%s)", st.GetState(), st.GetMessage())
+				}
+			}
+			noContainerLeft(t, fk)
+		})
 	}
 }

@@ -25,6 +25,11 @@ type Script struct {
 	// LaunchBlocksUntil holds Launch until it is closed; Launch fails with
 	// ctx's error when its ctx ends first, leaving nothing behind.
 	LaunchBlocksUntil <-chan struct{}
+	// LaunchIgnoresCancel makes Launch wait for LaunchBlocksUntil even
+	// after its ctx ended, and then succeed: a launch past its point of no
+	// return (a container created and starting), which the caller must
+	// destroy.
+	LaunchIgnoresCancel bool
 	// LaunchErr fails Launch (after LaunchBlocksUntil) with this error.
 	LaunchErr error
 	// Exit makes the container end by itself ExitAfter after Launch
@@ -280,7 +285,9 @@ func (f *Fake) Launch(ctx context.Context, spec containerizer.LaunchSpec) (conta
 	if err := ctx.Err(); err != nil {
 		return containerizer.Handle{}, f.finish(c, fmt.Errorf("%w: %w", containerizer.ErrLaunchFailed, err))
 	}
-	if script.LaunchBlocksUntil != nil {
+	if script.LaunchBlocksUntil != nil && script.LaunchIgnoresCancel {
+		<-script.LaunchBlocksUntil
+	} else if script.LaunchBlocksUntil != nil {
 		select {
 		case <-script.LaunchBlocksUntil:
 		case <-ctx.Done():
