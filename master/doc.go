@@ -2,7 +2,8 @@
 // (POST /api/v1/scheduler), the master side of mesolite's agent protocol
 // (POST /api/v1/agent, docs/agent-protocol.md), a hierarchical DRF
 // allocator (package allocator) over exact resource arithmetic (package
-// resources), a registry of agents and frameworks on disk (package store),
+// resources), a registry of agents and frameworks on disk (package store)
+// or, with --zk, in ZooKeeper shared by every master (package zkstore),
 // leader election through ZooKeeper (package detector), and Mesos's
 // read-only endpoints (/master/state, /master/frameworks, /master/slaves,
 // /master/tasks, /metrics/snapshot) plus Prometheus /metrics.
@@ -15,8 +16,17 @@
 // subscriber (a framework's SUBSCRIBE, an agent's REGISTER) has an event
 // stream: the master appends encoded events to it, and the HTTP handler
 // that owns the connection writes them out, with a write deadline so a
-// peer that stopped reading is noticed. Registry writes (bbolt, fsync)
-// happen outside the lock.
+// peer that stopped reading is noticed. Registry writes (bbolt and fsync,
+// or a ZooKeeper transaction) happen outside the lock: handlers queue ops
+// under it, in the order they change the books, and one writer applies
+// the queue in that order (registry.go); a handler that must not answer
+// before the write waits for it after unlocking.
+//
+// # Leadership
+//
+// follower → recovering (elected; the registry is claimed and read, calls
+// get 503) → leading; a registry write refused because another master
+// claimed the registry makes it deposed, and Run returns. See masterRole.
 //
 // # A task's life, as the master sees it
 //

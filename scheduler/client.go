@@ -275,6 +275,11 @@ func (c *Client) subscribeOnce(ctx context.Context, scheme, master string, body 
 	default:
 		err := statusError("SUBSCRIBE", master, resp)
 		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			// A master that is there but not ready (elected and still
+			// reading its registry, or between leaders).
+			err = &busyError{err}
+		}
 		return fail(err)
 	}
 
@@ -486,6 +491,16 @@ func (c *Client) acknowledgeAsync(ctx context.Context, st *mesos.TaskStatus) {
 	}()
 }
 
+// busyError is a 503 answer to SUBSCRIBE: the master is up but not ready,
+// typically a new leader reading its registry; worth asking again soon.
+type busyError struct{ err error }
+
+func (e *busyError) Error() string { return e.err.Error() }
+func (e *busyError) Unwrap() error { return e.err }
+
+// busyRetry is the wait before asking a busy master again.
+const busyRetry = 200 * time.Millisecond
+
 // resubscribe tries, with jittered exponential backoff, until a master
 // takes the framework back, refuses it, or ReconnectTimeout passes.
 func (c *Client) resubscribe(ctx context.Context) (*stream, error) {
@@ -544,6 +559,13 @@ func (c *Client) resubscribe(ctx context.Context) (*stream, error) {
 			return nil, fmt.Errorf("gave up re-subscribing after %s: %w", time.Since(start).Round(time.Millisecond), err)
 		}
 		c.log.Warn("re-subscribing failed; retrying", "attempt", attempt, "err", err)
+		var busy *busyError
+		if errors.As(err, &busy) {
+			// A new leader getting ready: it will be soon, and the
+			// backoff grown against a dead one must not delay us.
+			backoff = min(2*busyRetry, c.cfg.BackoffMax)
+			continue
+		}
 		backoff = min(2*backoff, c.cfg.BackoffMax)
 	}
 }
