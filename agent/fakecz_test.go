@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ func startAgentWithCZ(t *testing.T, fm *fakeMaster, workDir string, cz container
 	ctx, cancel := context.WithCancel(context.Background())
 	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan error, 1), port: port}
 	go func() { ta.done <- a.Run(ctx, l) }()
-	t.Cleanup(ta.stop)
+	t.Cleanup(func() { stopOnce(ta) })
 	select {
 	case <-fm.regs:
 	case <-time.After(10 * time.Second):
@@ -63,6 +64,15 @@ func startAgentWithCZ(t *testing.T, fm *fakeMaster, workDir string, cz container
 	}
 	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, a.Connected, "agent connected")
 	return ta
+}
+
+var stopped sync.Map // *testAgent -> *sync.Once
+
+// stopOnce stops ta the first time only: testAgent.stop waits for Run's
+// result, which a second call would wait for in vain.
+func stopOnce(ta *testAgent) {
+	once, _ := stopped.LoadOrStore(ta, new(sync.Once))
+	once.(*sync.Once).Do(ta.stop)
 }
 
 // newFakeCZ is a fake containerizer whose every launch follows script.
@@ -350,4 +360,52 @@ func TestFakeLaunchFailure(t *testing.T) {
 			noContainerLeft(t, fk)
 		})
 	}
+}
+
+// After an agent restart the new containerizer recovers the container from
+// its checkpointed handle; an executor that never re-subscribes is failed
+// with REASON_EXECUTOR_REREGISTRATION_TIMEOUT and its container destroyed.
+func TestFakeRecoveredExecutorThatNeverReregisters(t *testing.T) {
+	fk := newFakeCZ(fake.Script{})
+	fm := newFakeMaster(t, true)
+	dir := t.TempDir()
+	a1 := startAgentWithCZ(t, fm, dir, fk, func(c *Config) { c.ExecutorRegistrationTimeout = time.Hour })
+	fm.events <- runTaskEvent(commandTask("orphaned", "true"))
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		ids, _ := fk.Containers(context.Background())
+		return len(ids) == 1
+	}, "container launched")
+	id := fk.Launched()[0]
+	// The handle is checkpointed as the executor becomes registering.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		a1.mu.Lock()
+		defer a1.mu.Unlock()
+		es := a1.lookupExecutorLocked(testFramework.Id.GetValue(), "orphaned")
+		return es != nil && es.phase == phaseRegistering
+	}, "executor registering")
+	stopOnce(a1)
+	if !fk.OnHost(id) {
+		t.Fatal("stopping the agent took the container down")
+	}
+
+	fk2 := fk.Restart()
+	a2 := startAgentWithCZ(t, fm, dir, fk2, func(c *Config) { c.RecoveryTimeout = 200 * time.Millisecond })
+	st := fm.waitState("orphaned", mesos.TaskState_TASK_FAILED, 10*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_REREGISTRATION_TIMEOUT {
+		t.Errorf("reason %v (%s), want REASON_EXECUTOR_REREGISTRATION_TIMEOUT", st.GetReason(), st.GetMessage())
+	}
+	if rs := fk2.CallsOf("Recover", ""); len(rs) != 1 {
+		t.Errorf("Recover calls %+v, want one", rs)
+	}
+	settled(t, a2, fk2, "orphaned")
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { return !fk2.OnHost(id) }, "recovered container destroyed")
+	if ds := fk2.CallsOf("Destroy", id); len(ds) == 0 {
+		t.Errorf("the recovered container was never destroyed through the new containerizer")
+	}
+	// Its terminal update acknowledged, the executor is forgotten.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		a2.mu.Lock()
+		defer a2.mu.Unlock()
+		return a2.lookupExecutorLocked(testFramework.Id.GetValue(), "orphaned") == nil
+	}, "the terminated executor is still tracked after its TASK_FAILED was acknowledged")
 }
