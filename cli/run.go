@@ -14,6 +14,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/scheduler"
 )
@@ -149,6 +150,9 @@ type runner struct {
 	// recheck fires the next reconciliation after one (see update).
 	unknown int
 	recheck <-chan time.Time
+	// uncertain is set while it is unknown whether the master got the
+	// ACCEPT of task (it went away during the call).
+	uncertain bool
 }
 
 // unknownRechecks is how many TASK_UNKNOWN answers in a row, spaced by
@@ -275,7 +279,16 @@ func (r *runner) offers(ctx context.Context, offers []*mesos.Offer) (int, bool) 
 			continue
 		}
 		if err := r.client.Launch(ctx, o, task); err != nil {
-			return r.cmd.fail("launching task %s: %v", r.taskID(), err), true
+			if !errors.Is(err, errdefs.ErrUnavailable) {
+				return r.cmd.fail("launching task %s: %v", r.taskID(), err), true
+			}
+			// The master went away with the ACCEPT (a failover): it may
+			// or may not have launched the task. Reconciliation after
+			// the re-subscription tells; a launch that never happened is
+			// tried again on a new offer (see update).
+			r.printf("the master went away while launching task %s (%v); will ask the next leader\n", r.taskID(), err)
+			r.task, r.uncertain = task, true
+			continue
 		}
 		r.task = task
 		r.printf("launching task %s on agent %s (%s) with %s\n", r.taskID(), o.GetAgentId().GetValue(), o.GetHostname(), describeResources(task.GetResources()))
@@ -336,6 +349,20 @@ func (r *runner) agentAddr(ctx context.Context, o *mesos.Offer) string {
 func (r *runner) update(st *mesos.TaskStatus) (int, bool) {
 	if st.GetTaskId().GetValue() != r.taskID() {
 		return 0, false
+	}
+	if r.uncertain {
+		switch st.GetState() {
+		case mesos.TaskState_TASK_UNKNOWN, mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_DROPPED:
+			if st.GetReason() == mesos.TaskStatus_REASON_RECONCILIATION {
+				r.printf("task %s was never launched; waiting for a new offer\n", r.taskID())
+				r.task, r.uncertain = nil, false
+				if err := r.client.Revive(context.Background()); err != nil {
+					r.printf("reviving offers: %v\n", err)
+				}
+				return 0, false
+			}
+		}
+		r.uncertain = false
 	}
 	if st.GetState() == mesos.TaskState_TASK_UNKNOWN && st.GetReason() == mesos.TaskStatus_REASON_RECONCILIATION && r.task != nil {
 		r.unknown++

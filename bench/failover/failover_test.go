@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,9 +56,29 @@ func TestMain(m *testing.M) {
 
 type proc struct {
 	cmd  *exec.Cmd
-	out  bytes.Buffer
+	out  syncBuffer
 	done chan struct{}
 }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// procs are every process a benchmark started, for its failure report.
+var procs []*proc
 
 func start(b *testing.B, args ...string) *proc {
 	b.Helper()
@@ -67,6 +88,7 @@ func start(b *testing.B, args ...string) *proc {
 		b.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	procs = append(procs, p)
 	b.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
@@ -102,6 +124,9 @@ func getState(port int) (*state, error) {
 
 const agents = 3
 
+// waitLimit bounds each wait for the cluster.
+var waitLimit = time.Minute
+
 // BenchmarkFailover reports the mean, over b.N failovers, of the time
 // from the leader's death to a new leader (elected-ms), to every agent
 // re-registered (agents-ms), to every framework re-subscribed
@@ -117,14 +142,14 @@ func BenchmarkFailover(b *testing.B) {
 	masters := make([]*proc, len(ports))
 	startMaster := func(i int) {
 		masters[i] = start(b, "master", "--ip=127.0.0.1", "--port="+strconv.Itoa(ports[i]), "--work_dir="+b.TempDir(),
-			"--zk="+url, "--zk_session_timeout="+session, "--allocation_interval=100ms", "--logging_level=WARNING")
+			"--zk="+url, "--zk_session_timeout="+session, "--allocation_interval=100ms", "--logging_level=INFO")
 	}
 	for i := range ports {
 		startMaster(i)
 	}
 	for range agents {
 		start(b, "agent", "--master="+url, "--ip=127.0.0.1", "--port="+strconv.Itoa(testutil.FreePort(b)), "--work_dir="+b.TempDir(),
-			"--resources=cpus:8;mem:4096;disk:1024", "--registration_backoff_factor=100ms", "--logging_level=WARNING")
+			"--resources=cpus:8;mem:4096;disk:1024", "--registration_backoff_factor=100ms", "--logging_level=INFO")
 	}
 	leader := func() (int, *state) {
 		for i, p := range ports {
@@ -140,10 +165,17 @@ func BenchmarkFailover(b *testing.B) {
 		return -1, nil
 	}
 	wait := func(what string, ok func() bool) {
-		deadline := time.Now().Add(2 * time.Minute)
+		deadline := time.Now().Add(waitLimit)
 		for !ok() {
 			if time.Now().After(deadline) {
-				b.Fatalf("no %s within 2 minutes", what)
+				for _, p := range procs {
+					_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+				}
+				time.Sleep(2 * time.Second)
+				for _, p := range procs {
+					b.Logf("---- %v ----\n%s", p.cmd.Args[:2], p.out.String())
+				}
+				b.Fatalf("no %s within %s", what, waitLimit)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -178,6 +210,7 @@ func BenchmarkFailover(b *testing.B) {
 		b.Fatal(err)
 	}
 	go launchTen(ctx, client)
+	wait("run's task running", func() bool { return bytes.Contains([]byte(run.out.String()), []byte("TASK_RUNNING")) })
 	wait("both frameworks", func() bool {
 		_, st := leader()
 		if st == nil {
@@ -186,7 +219,6 @@ func BenchmarkFailover(b *testing.B) {
 		_, f := active(st)
 		return f == 2
 	})
-	_ = run
 
 	var elected, agentsBack, fwsBack, all []time.Duration
 	b.ResetTimer()
