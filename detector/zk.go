@@ -244,9 +244,15 @@ func (d *zkDetector) detectOnce() (<-chan zk.Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !exists {
-			d.set(MasterInfo{})
+		if exists {
+			// Created between the two reads: an exists watch on a node
+			// that exists fires on its deletion only, so waiting on it
+			// would miss every contender from now on. Read again.
+			now := make(chan zk.Event, 1)
+			now <- zk.Event{}
+			return now, nil
 		}
+		d.set(MasterInfo{})
 		return ewatch, nil
 	}
 	if err != nil {
