@@ -165,9 +165,10 @@ func runTaskEvent(t *mesos.TaskInfo) *agentpb.Event {
 
 type testAgent struct {
 	*Agent
-	cancel context.CancelFunc
-	done   chan error
-	port   int
+	cancel  context.CancelFunc
+	done    chan error
+	port    int
+	stopped bool
 }
 
 func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate func(*Config)) *testAgent {
@@ -240,6 +241,10 @@ func killExecutorsUnder(workDir string) {
 }
 
 func (ta *testAgent) stop() {
+	if ta.stopped {
+		return
+	}
+	ta.stopped = true
 	// Let executors that are ending finish their bookkeeping first, so the
 	// work directory is quiet when the test removes it.
 	deadline := time.Now().Add(5 * time.Second)

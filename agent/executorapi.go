@@ -7,6 +7,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/validate"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -199,7 +200,22 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 			launch = append(launch, ts.info)
 		}
 	}
+	// A task the agent gave out that the executor neither lists nor ever
+	// sent an update for never reached it (the agent died between the
+	// launch and the executor's subscription): it is given again.
+	var maybeLost []*taskState
+	for id, ts := range es.launched {
+		if !known[id] && !slices.Contains(launch, ts.info) {
+			maybeLost = append(maybeLost, ts)
+		}
+	}
 	a.mu.Unlock()
+	for _, ts := range maybeLost {
+		if !a.sum.HeardFromExecutor(fwID, ts.info.GetTaskId().GetValue()) {
+			a.log.Info("giving a task again to an executor that never received it", "framework_id", fwID, "executor_id", exID, "task_id", ts.info.GetTaskId().GetValue())
+			launch = append(launch, ts.info)
+		}
+	}
 
 	// Updates the executor sent but we never checkpointed (we crashed
 	// between) are taken now; duplicates are dropped by uuid.

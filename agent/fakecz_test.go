@@ -438,12 +438,6 @@ func TestFakeKillBeforeSubscribeThroughDestroyFailures(t *testing.T) {
 // seconds), a new task is still launched and acknowledgements still
 // processed.
 func TestFakeDestroyRetriesDoNotStallTheMaster(t *testing.T) {
-	if os.Getenv("MESOLITE_RUN_KNOWN_AGENT_BUGS") == "" {
-		t.Skip("agent bug: KILL_TASK and SHUTDOWN_EXECUTOR of an executor with no connection (launching, registering) " +
-			"reach a.destroy synchronously on the master session's goroutine (handleEvent -> killTask/shutdownExecutor), " +
-			"so Destroy's retries (100 ms doubling to 30 s, until it succeeds) stall every later master event: " +
-			"RUN_TASK, KILL_TASK, ACKNOWLEDGE (the update is resent meanwhile). Set MESOLITE_RUN_KNOWN_AGENT_BUGS=1 to run")
-	}
 	const failures = 5 // 0.1+0.2+0.4+0.8+1.6 s of retries
 	fk := fake.New(fake.Options{Script: func(spec containerizer.LaunchSpec) fake.Script {
 		if spec.Task.GetTaskId().GetValue() == "stuck" {

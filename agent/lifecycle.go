@@ -26,6 +26,10 @@ import (
 const (
 	EnvLoggerMaxSize  = "MESOLITE_CONTAINER_LOGGER_MAX_SIZE"
 	EnvLoggerMaxFiles = "MESOLITE_CONTAINER_LOGGER_MAX_FILES"
+	// EnvContainerID tags every process of a container with its id, so
+	// that an agent that crashed before it recorded a new container's
+	// handle can still find (and end) what it started.
+	EnvContainerID = "MESOLITE_CONTAINER_ID"
 )
 
 // runTask handles RUN_TASK: it finds or creates the task's executor and
@@ -763,7 +767,9 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 				a.setPhaseLocked(es, phaseKilling)
 			}
 			a.mu.Unlock()
-			a.destroy(es)
+			// Off the caller (the master link): Destroy retries for as long
+			// as it fails, and no later event may wait for it.
+			a.spawn(func() { a.destroy(es) })
 		}
 		return
 	}
@@ -783,7 +789,9 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 			a.setPhaseLocked(es, phaseKilling)
 		}
 		a.mu.Unlock()
-		a.destroy(es)
+		// Off the caller (the master link): Destroy retries for as long
+		// as it fails, and no later event may wait for it.
+		a.spawn(func() { a.destroy(es) })
 	}
 }
 
@@ -828,7 +836,9 @@ func (a *Agent) shutdownExecutor(ctx context.Context, fwID, exID string) {
 		})
 		return
 	}
-	a.destroy(es)
+	// Off the caller (the master link): Destroy retries for as long
+	// as it fails, and no later event may wait for it.
+	a.spawn(func() { a.destroy(es) })
 }
 
 // shutdownFramework ends a framework the master removed (teardown, or
@@ -902,6 +912,7 @@ func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkIn
 		"MESOS_HTTP_COMMAND_EXECUTOR=1",
 		fmt.Sprintf("%s=%d", EnvLoggerMaxSize, a.cfg.ContainerLoggerMaxSize),
 		fmt.Sprintf("%s=%d", EnvLoggerMaxFiles, a.cfg.ContainerLoggerMaxFiles),
+		EnvContainerID + "=" + es.containerID,
 		EnvExecutorToken + "=" + a.tokens.sign(tokenClaims{FrameworkID: es.frameworkID, ExecutorID: es.info.GetExecutorId().GetValue(), ContainerID: es.containerID}),
 	}
 	if a.cfg.TLS != nil {

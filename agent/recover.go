@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/mesolite/mesolite/isolation"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -59,6 +60,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	a.ensureFilesHandlerLocked()
 	var handles []containerizer.Handle
 	var dead []*executorState
+	interrupted := map[*executorState]bool{}
 	fws, err := listDirs(filepath.Join(a.meta.agent(id), "frameworks"))
 	if err != nil {
 		return err
@@ -121,6 +123,17 @@ func (a *Agent) recover(ctx context.Context) error {
 						es.phase = phaseTerminated
 						es.cancel()
 					}
+					if terr != nil && herr != nil {
+						// The agent died while launching it, before it
+						// recorded the container: whatever did start
+						// cannot be reattached, and must not run on
+						// unwatched.
+						interrupted[es] = true
+						if pids := isolation.KillTagged(EnvContainerID, cid); len(pids) > 0 {
+							a.log.Warn("killed the processes of a launch interrupted by the agent's restart", "container_id", cid, "pids", pids)
+						}
+						_ = a.cz.Destroy(ctx, cid) // a docker container or cgroup of that id
+					}
 					dead = append(dead, es)
 				default:
 					es.handle = &h
@@ -162,10 +175,15 @@ func (a *Agent) recover(ctx context.Context) error {
 				a.maybeForgetExecutor(es)
 				return
 			}
-			a.executorTerminated(context.WithoutCancel(ctx), es, &containerizer.Termination{
+			term := &containerizer.Termination{
 				ExitStatus: -1, Limitation: true, Reason: mesos.TaskStatus_REASON_EXECUTOR_TERMINATED,
 				Message: "Executor's container was gone when the agent recovered",
-			}, mesos.TaskState_TASK_FAILED)
+			}
+			if interrupted[es] {
+				term.Reason = mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED
+				term.Message = "The agent restarted while it launched the container; the launch was abandoned"
+			}
+			a.executorTerminated(context.WithoutCancel(ctx), es, term, mesos.TaskState_TASK_FAILED)
 		})
 	}
 	return nil

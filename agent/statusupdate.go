@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"path/filepath"
 	"bufio"
 	"bytes"
 	"context"
@@ -11,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -52,6 +52,9 @@ type updateStream struct {
 	timer               *time.Timer
 	backoff             time.Duration
 	closed              bool
+	// fromExecutor: an update of the executor's own was received (so the
+	// executor has the task).
+	fromExecutor bool
 	// done: the terminal update was acknowledged. The stream is kept (with
 	// the uuids it saw) until its executor is forgotten, so that an
 	// executor resending it after an agent restart is recognised as a
@@ -85,8 +88,12 @@ func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.Tas
 	if s.seen[string(status.GetUuid())] {
 		return true, nil
 	}
-	if s.done {
-		m.log.Debug("dropped an update after the task's acknowledged terminal update", "framework_id", fw, "task_id", s.taskID, "state", status.GetState().String())
+	if s.done || (mesos.IsTerminal(s.latest) && !mesos.IsTerminal(status.GetState())) {
+		// A task's terminal update is its last: an older update that
+		// arrives after it (an executor resending what the agent never
+		// acknowledged, racing its newer ones across an agent restart)
+		// must not make the task look alive again.
+		m.log.Debug("dropped an update that came after the task's terminal update", "framework_id", fw, "task_id", s.taskID, "state", status.GetState().String(), "terminal", s.latest.String())
 		return true, nil
 	}
 	b, err := proto.Marshal(status)
@@ -97,6 +104,7 @@ func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.Tas
 		return false, err
 	}
 	s.seen[string(status.GetUuid())] = true
+	s.fromExecutor = s.fromExecutor || status.GetSource() == mesos.TaskStatus_SOURCE_EXECUTOR
 	s.pending = append(s.pending, status)
 	s.latest = status.GetState()
 	if len(s.pending) == 1 {
@@ -224,6 +232,7 @@ func (m *statusUpdates) Recover(fw, task, path string) (*updateStream, error) {
 				continue
 			}
 			s.seen[string(st.GetUuid())] = true
+			s.fromExecutor = s.fromExecutor || st.GetSource() == mesos.TaskStatus_SOURCE_EXECUTOR
 			s.pending = append(s.pending, st)
 			s.latest = st.GetState()
 		case rec.Ack != nil:
@@ -241,6 +250,15 @@ func (m *statusUpdates) Recover(fw, task, path string) (*updateStream, error) {
 	}
 	m.mu.Unlock()
 	return s, nil
+}
+
+// HeardFromExecutor reports whether the executor itself sent an update for
+// the task (checkpointed, so it holds across agent restarts).
+func (m *statusUpdates) HeardFromExecutor(fw, task string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[streamKey(fw, task)]
+	return s != nil && s.fromExecutor
 }
 
 // DropTask forgets a task's stream (its executor was forgotten).

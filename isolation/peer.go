@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/mesolite/mesolite/errdefs"
 )
@@ -178,4 +179,33 @@ func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	}
 	ap := ta.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}
+
+// KillTagged kills, with their process groups, the processes whose
+// environment holds key=value: the executor of a container whose launch an
+// agent crash interrupted before it could record the container's handle.
+// It returns the pids it killed. Processes that exit meanwhile are skipped.
+func KillTagged(key, value string) []int {
+	want := []byte(key + "=" + value)
+	var killed []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(b, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				killed = append(killed, pid)
+				break
+			}
+		}
+	}
+	return killed
 }

@@ -529,6 +529,13 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register, returning 
 		fw := m.adoptFramework(fwID, infos[fwID])
 		for id, rt := range ts {
 			t := fw.tasks[id]
+			if t == nil && mesos.IsTerminal(rt.GetState()) && completedOn(fw, id, a.id) {
+				// Complete here already (its terminal update was
+				// acknowledged): the agent lost the acknowledgement in a
+				// restart and resends the update, which is acknowledged
+				// for the framework, not delivered again.
+				continue
+			}
 			adopted := false
 			if t == nil || t.agentID != a.id {
 				adopted = true

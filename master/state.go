@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"slices"
 	"time"
 
@@ -52,6 +53,9 @@ type framework struct {
 
 	// pending holds UPDATE events for a disconnected framework.
 	pending []*scheduler.Event
+	// delivered records, per live task, which updates the framework got
+	// and acknowledged; dropped when the task completes.
+	delivered map[string]*deliveries
 }
 
 func newFramework(id string, info *mesos.FrameworkInfo) *framework {
@@ -116,6 +120,47 @@ type task struct {
 	// directory its sandbox on the agent, when the agent reported it.
 	containerID string
 	directory   string
+}
+
+// deliveries is what a framework was told of one task's updates, kept by
+// task id in the framework (task objects are rebuilt when an agent
+// re-registers): an agent that lost an acknowledgement (it restarted)
+// resends the update, which must not reach the framework twice.
+type deliveries struct {
+	// acked are the uuids the framework acknowledged, the newest few
+	// (updates are acknowledged in order, so a resend is one of them).
+	acked [][]byte
+	// lastUUID went to the framework over lastOn, its stream then: a
+	// resend over the same stream is not delivered again (the
+	// acknowledgement will follow); over a new stream (the framework
+	// resubscribed and may have lost it) it is.
+	lastUUID []byte
+	lastOn   *stream
+}
+
+// maxAckedPerTask bounds deliveries.acked.
+const maxAckedPerTask = 8
+
+func (d *deliveries) wasAcked(uuid []byte) bool {
+	for _, u := range d.acked {
+		if bytes.Equal(u, uuid) {
+			return true
+		}
+	}
+	return false
+}
+
+// delivery is fw's record for taskID, created on first use.
+func (fw *framework) delivery(taskID string) *deliveries {
+	if fw.delivered == nil {
+		fw.delivered = map[string]*deliveries{}
+	}
+	d := fw.delivered[taskID]
+	if d == nil {
+		d = &deliveries{}
+		fw.delivered[taskID] = d
+	}
+	return d
 }
 
 func (t *task) id() string             { return t.t.GetTaskId().GetValue() }

@@ -56,6 +56,7 @@ func (m *Master) completeTask(t *task) {
 	}
 	if fw.tasks[t.id()] == t {
 		delete(fw.tasks, t.id())
+		delete(fw.delivered, t.id())
 	}
 	if a := m.agents[t.agentID]; a != nil {
 		a.removeTask(t)
@@ -132,6 +133,29 @@ func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) error {
 	}
 	taskID := st.GetTaskId().GetValue()
 	t := fw.tasks[taskID]
+	// Delivered once per uuid: a resend of an update the framework
+	// already acknowledged (the agent restarted before the acknowledgement
+	// reached it), or of any update of a task complete here (complete means
+	// its terminal update was acknowledged, and updates are acknowledged in
+	// order), is acknowledged to the agent and not delivered again.
+	if uuid := st.GetUuid(); len(uuid) > 0 &&
+		((t != nil && t.agentID == a.id && fw.delivered[taskID] != nil && fw.delivered[taskID].wasAcked(uuid)) || (t == nil && completedOn(fw, taskID, a.id))) {
+		m.sendAgent(a, &agentpb.Event{
+			Type: agentpb.Event_ACKNOWLEDGE.Enum(),
+			Acknowledge: &agentpb.Event_Acknowledge{
+				FrameworkId: &mesos.FrameworkID{Value: proto.String(fwID)},
+				TaskId:      st.GetTaskId(),
+				Uuid:        uuid,
+			},
+		})
+		m.log.Debug("resent update already acknowledged by the framework: acknowledged for it", "framework_id", fwID, "task_id", taskID, "agent_id", a.id)
+		return nil
+	}
+	if d := fw.delivered[taskID]; d != nil && len(st.GetUuid()) > 0 && t != nil && t.agentID == a.id && fw.stream != nil &&
+		d.lastOn == fw.stream && bytes.Equal(d.lastUUID, st.GetUuid()) {
+		m.log.Debug("resent update already delivered on the framework's stream: its acknowledgement will follow", "framework_id", fwID, "task_id", taskID, "agent_id", a.id)
+		return nil
+	}
 	switch {
 	case t != nil && t.agentID == a.id:
 		latest := st.GetState()
@@ -159,6 +183,10 @@ func (m *Master) statusUpdate(a *agent, u *agentpb.Call_Update) error {
 	}
 	m.counters.validStatusUpdates++
 	m.sendFramework(fw, &scheduler.Event{Type: scheduler.Event_UPDATE.Enum(), Update: &scheduler.Event_Update{Status: st}})
+	if t != nil && len(st.GetUuid()) > 0 && fw.stream != nil {
+		d := fw.delivery(taskID)
+		d.lastUUID, d.lastOn = st.GetUuid(), fw.stream
+	}
 	return nil
 }
 
@@ -199,6 +227,14 @@ func (m *Master) acknowledge(fw *framework, ack *scheduler.Call_Acknowledge) {
 		return
 	}
 	m.counters.validAcks++
+	if t := fw.tasks[taskID]; t != nil && t.agentID == a.id {
+		if d := fw.delivery(taskID); !d.wasAcked(uuid) {
+			d.acked = append(d.acked, bytes.Clone(uuid))
+			if len(d.acked) > maxAckedPerTask {
+				d.acked = d.acked[len(d.acked)-maxAckedPerTask:]
+			}
+		}
+	}
 	if !m.sendAgent(a, &agentpb.Event{
 		Type: agentpb.Event_ACKNOWLEDGE.Enum(),
 		Acknowledge: &agentpb.Event_Acknowledge{

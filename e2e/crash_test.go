@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/scheduler"
+	"google.golang.org/protobuf/proto"
+)
+
+// crashFramework launches n command tasks on whatever is offered and
+// records every update it receives.
+type crashFramework struct {
+	mu       sync.Mutex
+	launched int
+	states   map[string][]mesos.TaskState
+	uuids    map[string]int // uuid -> times delivered
+	bad      []string       // terminal updates no crash window explains
+}
+
+func (f *crashFramework) terminal() (ended int, dups []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, ss := range f.states {
+		n := 0
+		for _, s := range ss {
+			if mesos.IsTerminal(s) {
+				n++
+			}
+		}
+		if n > 0 {
+			ended++
+		}
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s: %v", id, ss))
+		}
+	}
+	for u, n := range f.uuids {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("uuid %x delivered %d times", u, n))
+		}
+	}
+	return ended, dups
+}
+
+// TestAgentCrashWindowsLoseAndDuplicateNothing SIGKILLs the agent at random
+// moments of a 50-task launch, three times, restarting it each time: every
+// task ends exactly once (TASK_FINISHED, or what the crash explains: lost
+// before the agent had it, or its launch abandoned), no update reaches the
+// framework twice, and no executor runs on unwatched.
+func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
+	const tasks = 50
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl, err := scheduler.Subscribe(ctx, scheduler.Config{
+		Master: c.masterAddr,
+		Framework: &mesos.FrameworkInfo{Name: proto.String("crash-windows"), User: proto.String("root"),
+			Checkpoint: proto.Bool(true), FailoverTimeout: proto.Float64(300)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	f := &crashFramework{states: map[string][]mesos.TaskState{}, uuids: map[string]int{}}
+	go func() {
+		for ev := range cl.Events() {
+			switch ev.GetType() {
+			case schedv1.Event_OFFERS:
+				for _, o := range ev.GetOffers().GetOffers() {
+					var batch []*mesos.TaskInfo
+					// As many as the offer holds (0.01 cpus, 8 MB each), at
+					// most ten at a time.
+					var cpus, mem float64
+					for _, r := range o.GetResources() {
+						switch r.GetName() {
+						case "cpus":
+							cpus += r.GetScalar().GetValue()
+						case "mem":
+							mem += r.GetScalar().GetValue()
+						}
+					}
+					fit := min(int(cpus/0.01+1e-9), int(mem/8), 10)
+					f.mu.Lock()
+					for f.launched < tasks && len(batch) < fit {
+						id := fmt.Sprintf("crash-%02d", f.launched)
+						f.launched++
+						batch = append(batch, &mesos.TaskInfo{
+							Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)}, AgentId: o.AgentId,
+							Command: &mesos.CommandInfo{Value: proto.String("sleep 1.5")},
+							Resources: []*mesos.Resource{
+								{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(0.01)}},
+								{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(8)}},
+							},
+						})
+					}
+					f.mu.Unlock()
+					if len(batch) == 0 {
+						_ = cl.Decline(ctx, nil, o.Id)
+						continue
+					}
+					if err := cl.Launch(ctx, o, batch...); err != nil {
+						t.Logf("launch: %v", err)
+					}
+				}
+			case schedv1.Event_UPDATE:
+				st := ev.GetUpdate().GetStatus()
+				f.mu.Lock()
+				f.states[st.GetTaskId().GetValue()] = append(f.states[st.GetTaskId().GetValue()], st.GetState())
+				if st.GetState() != mesos.TaskState_TASK_FINISHED && mesos.IsTerminal(st.GetState()) {
+					// What a crash may rightly end a task with: the agent
+					// died before the launch reached it (its offer went
+					// with it) or before it had the task (the master
+					// reports it lost), or before it recorded the new
+					// container (the launch is abandoned, its processes
+					// killed).
+					t.Logf("%s %s %s %s", st.GetTaskId().GetValue(), st.GetState(), st.GetReason(), st.GetMessage())
+					lost := st.GetState() == mesos.TaskState_TASK_LOST &&
+						(st.GetReason() == mesos.TaskStatus_REASON_TASK_UNKNOWN || st.GetReason() == mesos.TaskStatus_REASON_INVALID_OFFERS)
+					abandoned := st.GetState() == mesos.TaskState_TASK_FAILED && st.GetReason() == mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED
+					if !lost && !abandoned {
+						f.bad = append(f.bad, fmt.Sprintf("%s %s %s %s", st.GetTaskId().GetValue(), st.GetState(), st.GetReason(), st.GetMessage()))
+					}
+				}
+				if len(st.GetUuid()) > 0 {
+					f.uuids[string(st.GetUuid())]++
+				}
+				f.mu.Unlock()
+			}
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := 0; round < 3; round++ {
+		wait := time.Duration(100+rng.IntN(1400)) * time.Millisecond
+		time.Sleep(wait)
+		t.Logf("round %d: SIGKILL of the agent %v after its start", round, wait)
+		c.agent.kill9()
+		c.startAgent(t)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ended, dups := f.terminal()
+		if len(dups) > 0 {
+			t.Fatalf("duplicates: %v", dups)
+		}
+		f.mu.Lock()
+		bad := f.bad
+		f.mu.Unlock()
+		if len(bad) > 0 {
+			t.Fatalf("tasks ended for no crash's reason: %v", bad)
+		}
+		if ended == tasks {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.mu.Lock()
+			t.Fatalf("%d of %d tasks ended; states %v", ended, tasks, f.states)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Late resends would show up now as duplicates.
+	time.Sleep(2 * time.Second)
+	if _, dups := f.terminal(); len(dups) > 0 {
+		t.Fatalf("duplicates after the end: %v", dups)
+	}
+	// Nothing of an abandoned launch runs on, unwatched: executors exit
+	// once their last update is acknowledged.
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return len(executorsUnder(c.agentDir)) == 0
+	}, "executor processes left running: %v", executorsUnder(c.agentDir))
+}
+
+// executorsUnder lists the processes whose sandbox is under dir.
+func executorsUnder(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if d, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY="); ok && strings.HasPrefix(d, dir+"/") {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
