@@ -47,10 +47,16 @@ func writeFileAtomicMode(path string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	// A temporary name of its own: two writers of one checkpoint (two
+	// executors of a framework launching at once) must not share it.
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
 	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	tmp := f.Name()
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		_ = os.Remove(tmp)
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	_, werr := f.Write(data)

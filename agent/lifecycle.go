@@ -53,9 +53,8 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 	if fw == nil {
 		fw = &framework{info: fi, executors: map[string]*executorState{}}
 		a.frameworks[fwID] = fw
-		if err := checkpointProto(filepath.Join(a.meta.framework(a.agentID, fwID), "framework.info"), fi); err != nil {
-			log.Error("checkpoint framework", "error", err)
-		}
+		// framework.info is written by launchExecutor (a new framework
+		// has no executor yet), outside the lock.
 	} else {
 		fw.info = fi
 	}
@@ -73,7 +72,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 		return
 	}
 	if es != nil {
-		a.checkpointTaskLocked(es, ts)
+		taskPath := filepath.Join(a.meta.task(a.agentID, es.frameworkID, exID, es.containerID, taskID), "task.info")
 		es.resources = append(es.resources, task.GetResources()...)
 		if es.conn != nil {
 			es.launched[taskID] = ts
@@ -81,6 +80,9 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 			res := append([]*mesos.Resource(nil), es.resources...)
 			cid := es.containerID
 			a.mu.Unlock()
+			// Durable before the executor has the task, so that a
+			// restarted agent knows it; no file I/O under the lock.
+			a.checkpointTask(taskPath, task)
 			if err := a.cz.Update(ctx, cid, res); err != nil {
 				log.Warn("update container limits", "error", err)
 			}
@@ -98,6 +100,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 		}
 		es.queued[taskID] = ts
 		a.mu.Unlock()
+		a.checkpointTask(taskPath, task)
 		return
 	}
 	es = newExecutorState(ex, fwID, uuidString(newUUID()), phaseLaunching)
@@ -153,10 +156,9 @@ func describeCommand(c *mesos.CommandInfo) string {
 	return "[" + strings.Join(append([]string{c.GetValue()}, c.GetArguments()...), ", ") + "]"
 }
 
-func (a *Agent) checkpointTaskLocked(es *executorState, ts *taskState) {
-	dir := a.meta.task(a.agentID, es.frameworkID, es.info.GetExecutorId().GetValue(), es.containerID, ts.info.GetTaskId().GetValue())
-	if err := checkpointProto(filepath.Join(dir, "task.info"), ts.info); err != nil {
-		a.log.Error("checkpoint task", "task_id", ts.info.GetTaskId().GetValue(), "error", err)
+func (a *Agent) checkpointTask(path string, task *mesos.TaskInfo) {
+	if err := checkpointProto(path, task); err != nil {
+		a.log.Error("checkpoint task", "task_id", task.GetTaskId().GetValue(), "error", err)
 	}
 }
 
@@ -208,6 +210,12 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 	// few directory and file creations (a millisecond or more on a VM's
 	// disk), so they are made side by side, outside the agent's lock.
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		// The framework's info as of its newest launch.
+		if err := checkpointProto(filepath.Join(a.meta.framework(agentID, es.frameworkID), "framework.info"), fi); err != nil {
+			log.Error("checkpoint framework", "error", err)
+		}
+	})
 	wg.Go(func() {
 		if err := checkpointProto(filepath.Join(a.meta.executor(agentID, es.frameworkID, exID), "executor.info"), es.info); err != nil {
 			log.Error("checkpoint executor", "error", err)
@@ -690,17 +698,16 @@ func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskSta
 				freed, res, cid = true, append([]*mesos.Resource(nil), es.resources...), es.containerID
 			}
 		}
-		dir := a.meta.task(a.agentID, fwID, es.info.GetExecutorId().GetValue(), es.containerID, taskID)
-		_ = os.MkdirAll(dir, 0o755)
-		path = filepath.Join(dir, "task.updates")
+		path = filepath.Join(a.meta.task(a.agentID, fwID, es.info.GetExecutorId().GetValue(), es.containerID, taskID), "task.updates")
 	} else {
 		// An update for a task the agent no longer tracks (a kill of an
 		// unknown task): keep its stream beside the framework.
-		dir := filepath.Join(a.meta.framework(a.agentID, fwID), "orphan-tasks", taskID)
-		_ = os.MkdirAll(dir, 0o755)
-		path = filepath.Join(dir, "task.updates")
+		path = filepath.Join(a.meta.framework(a.agentID, fwID), "orphan-tasks", taskID, "task.updates")
 	}
 	a.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, fmt.Errorf("checkpoint update: %w", err)
+	}
 	dup, err := a.sum.Update(ctx, fwID, st, path)
 	if err != nil {
 		return false, err
