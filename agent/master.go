@@ -28,7 +28,10 @@ import (
 // ProtocolVersion is the master-agent protocol version this agent speaks.
 const ProtocolVersion = 1
 
-// LeaderFunc returns the leading master's host:port.
+// LeaderFunc returns the leading master's host:port. While the agent waits
+// to register again it calls the func every few tens of milliseconds to
+// notice a new leader at once, so the func should answer from memory (as
+// the detector does), waiting only while no master leads.
 type LeaderFunc func(ctx context.Context) (string, error)
 
 // masterLink keeps the agent registered: it opens the REGISTER stream,
@@ -154,10 +157,145 @@ func (a *Agent) Connected() bool {
 	return a.master.connected
 }
 
+// The registration retry policy follows Mesos's agent: a random wait that
+// doubles from --registration_backoff_factor up to one minute
+// (REGISTER_RETRY_INTERVAL_MAX), started over when a new leader is
+// detected. Two cases wait less, because the master is known to be there.
+const (
+	// maxRegistrationBackoff caps the doubling, as Mesos does.
+	maxRegistrationBackoff = time.Minute
+	// lostRetry follows a registered stream that broke: the master was
+	// there a moment ago, or its successor is about to be.
+	lostRetry = 100 * time.Millisecond
+	// busyRetry follows a 503: a master that answers but is not ready,
+	// typically a new leader reading its registry (tens of ms; ~1.5 s for
+	// 10,000 agents). The wait is busyRetry to twice that, jittered so that
+	// a cluster's agents do not come back in lockstep (the scheduler
+	// library does the same).
+	busyRetry = 200 * time.Millisecond
+	// busyRetries bounds the quick retries in a row: a master that stays
+	// unready (no leader for long, ZooKeeper lost) gets the growing
+	// backoff like an unreachable one.
+	busyRetries = 20
+	// leaderPoll is how often a wait asks the leader func whether another
+	// master leads. The func answers from the detector's memory, so this
+	// costs no request; it bounds how late a new leader is noticed.
+	leaderPoll = 25 * time.Millisecond
+)
+
+// attempt is how a registration attempt ended, as the backoff sees it.
+type attempt int
+
+const (
+	// attemptLost: a registered session ended.
+	attemptLost attempt = iota
+	// attemptFailed: unreachable, refused, or an answer other than 503.
+	attemptFailed
+	// attemptBusy: the master answered 503.
+	attemptBusy
+)
+
+// registrationBackoff says how long to wait before the next attempt to
+// register. Not safe for concurrent use: the master link's loop owns it.
+type registrationBackoff struct {
+	factor   time.Duration
+	failures int // attempts failed in a row
+	busy     int // 503 answers in a row
+	// randN is rand.Int64N; tests fix it.
+	randN func(n int64) int64
+}
+
+// next records how an attempt ended and returns the wait before the next.
+func (b *registrationBackoff) next(a attempt) time.Duration {
+	switch a {
+	case attemptLost:
+		b.reset()
+		return b.jitter(lostRetry)
+	case attemptBusy:
+		if b.busy < busyRetries {
+			b.busy++
+			// A master that answers is up: what grew against an
+			// unreachable one no longer applies.
+			b.failures = 0
+			return b.jitter(2 * busyRetry)
+		}
+	default:
+		b.busy = 0
+	}
+	b.failures++
+	return b.jitter(b.grown())
+}
+
+// reset starts over, as after a registration or a new leader.
+func (b *registrationBackoff) reset() { b.failures, b.busy = 0, 0 }
+
+// grown is factor·2^failures capped at maxRegistrationBackoff, doubled step
+// by step so that many failures cannot overflow it.
+func (b *registrationBackoff) grown() time.Duration {
+	d := max(b.factor, time.Millisecond)
+	for i := 0; i < b.failures && d < maxRegistrationBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxRegistrationBackoff)
+}
+
+// jitter picks a wait between d/2 and d: spread, so that agents that lost
+// the same master do not return together, yet never much shorter than d,
+// so that a down master is not hammered.
+func (b *registrationBackoff) jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(b.randN(int64(d/2)+1))
+}
+
+// busyError is a 503 answer to REGISTER: the master is up but not ready.
+type busyError struct{ err error }
+
+func (e *busyError) Error() string { return e.err.Error() }
+func (e *busyError) Unwrap() error { return e.err }
+
+// notLeaderError is a 307 answer to REGISTER: addr is a follower, and
+// leader (host:port, possibly empty) is who it says leads.
+type notLeaderError struct{ master, leader string }
+
+func (e *notLeaderError) Error() string {
+	return fmt.Sprintf("master %s is not the leader (leader: %s)", e.master, e.leader)
+}
+
+// redirectTarget reads a follower's Location (//host:port/path, as Mesos
+// sends it) into the master address to try, keeping the https:// that the
+// follower's own address had: ZooKeeper entries and redirects carry no
+// scheme.
+func redirectTarget(from, location string) string {
+	hp := strings.TrimPrefix(location, "//")
+	if u, ok := strings.CutPrefix(hp, "http://"); ok {
+		hp = u
+	} else if u, ok := strings.CutPrefix(hp, "https://"); ok {
+		hp, from = u, "https://"
+	}
+	hp, _, _ = strings.Cut(hp, "/")
+	if _, _, err := net.SplitHostPort(hp); err != nil {
+		return ""
+	}
+	if strings.HasPrefix(from, "https://") {
+		return "https://" + hp
+	}
+	return hp
+}
+
 func (m *masterLink) run(ctx context.Context) {
-	failures := 0
+	bo := registrationBackoff{factor: m.a.cfg.RegistrationBackoffFactor, randN: rand.Int64N}
+	failing := 0 // attempts since the last registration, for the log
+	known := ""  // what the leader func last said: a change is a new leader
+	hint := ""   // a leader named by a redirect, tried next instead of asking
 	for ctx.Err() == nil {
-		addr, err := m.leader(ctx)
+		addr, following := hint, hint != ""
+		hint = ""
+		var err error
+		if !following {
+			addr, err = m.leader(ctx)
+			if err == nil {
+				known = addr
+			}
+		}
 		if err == nil {
 			err = m.session(ctx, addr)
 		}
@@ -169,28 +307,72 @@ func (m *masterLink) run(ctx context.Context) {
 		m.connected = false
 		m.streamID = ""
 		m.mu.Unlock()
-		if wasConnected {
-			failures = 0
+		var busy *busyError
+		var moved *notLeaderError
+		var d time.Duration
+		switch {
+		case wasConnected:
+			failing = 0
 			m.a.log.Warn("lost the master, re-registering", "master", addr, "error", err)
-		} else {
-			failures++
+			d = bo.next(attemptLost)
+		case !following && errors.As(err, &moved) && moved.leader != "":
+			// A follower that knows the leader before our detector does:
+			// ask that one at once, but only one hop, so that two masters
+			// naming each other cannot make us spin.
+			m.a.log.Info("master is not the leader; registering with the one it names", "master", addr, "leader", moved.leader)
+			hint = moved.leader
+			continue
+		case errors.As(err, &busy):
+			m.a.log.Info("master not ready yet, asking again shortly", "master", addr, "error", err)
+			d = bo.next(attemptBusy)
+		default:
+			d = bo.next(attemptFailed)
+		}
+		if !wasConnected {
+			failing++
 			// One clear line when the master is first unreachable, then a
 			// reminder now and then rather than a line per attempt.
-			if failures == 1 || failures%10 == 0 {
-				m.a.log.Warn("cannot reach master, retrying with backoff", "master", m.a.cfg.Master, "attempt", failures, "error", err)
+			if failing == 1 || failing%10 == 0 {
+				m.a.log.Warn("cannot reach master, retrying with backoff", "master", m.a.cfg.Master, "attempt", failing, "error", err, "retry_in", d)
 			}
 		}
-		// Backoff: factor doubling up to a minute, with jitter.
-		d := m.a.cfg.RegistrationBackoffFactor << min(failures, 6)
-		d = min(d, time.Minute)
-		d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-		if wasConnected {
-			d = 100 * time.Millisecond
+		next, ok := m.wait(ctx, d, known)
+		if !ok {
+			return
 		}
+		if next != "" {
+			// The backoff grew against a master that is gone (a SIGKILLed
+			// leader's znode outlives it by the ZooKeeper session); it says
+			// nothing about the new one.
+			m.a.log.Info("a new leading master was detected; registering now", "master", next, "previous", known)
+			bo.reset()
+		}
+	}
+}
+
+// wait sleeps d, watching the leader func meanwhile: it returns early with
+// the new leader's address when the leader func names a master other than
+// known, and false when ctx ends.
+func (m *masterLink) wait(ctx context.Context, d time.Duration, known string) (string, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	poll := time.NewTicker(leaderPoll)
+	defer poll.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(d):
+			return "", false
+		case <-timer.C:
+			return "", true
+		case <-poll.C:
+			// The leader func answers from the detector's memory (it
+			// waits while no master leads; the timeout bounds that).
+			lctx, cancel := context.WithTimeout(ctx, leaderPoll)
+			addr, err := m.leader(lctx)
+			cancel()
+			if err == nil && addr != "" && addr != known {
+				return addr, true
+			}
 		}
 	}
 }
@@ -226,12 +408,15 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusTemporaryRedirect {
-		loc := strings.TrimPrefix(resp.Header.Get("Location"), "//")
-		return fmt.Errorf("master %s is not the leader (leader: %s)", addr, loc)
+		return &notLeaderError{master: addr, leader: redirectTarget(addr, resp.Header.Get("Location"))}
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("register with master %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("register with master %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(msg)))
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return &busyError{err: err}
+		}
+		return err
 	}
 	m.mu.Lock()
 	m.addr = addr
