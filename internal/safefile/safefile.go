@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -30,47 +31,51 @@ func Create(path string, perm fs.FileMode, log *slog.Logger) (*os.File, error) {
 	return open(path, false, perm, log)
 }
 
+// open never opens for writing anything it has not first seen to be a
+// regular file with one link: what is there is looked at through an
+// O_PATH handle (which opens no device, FIFO or socket: a driver's open,
+// which could act as root on the host, never runs) and only that same
+// inode is then opened for writing, through the handle. A name that holds
+// anything else is unlinked and created anew with O_EXCL.
 func open(path string, appendMode bool, perm fs.FileMode, log *slog.Logger) (*os.File, error) {
-	// O_TRUNC is never passed to open: it would empty a hard-linked host
-	// file before fstat could tell; truncation follows the checks.
-	mode := unix.O_WRONLY
+	mode := unix.O_WRONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW
 	if appendMode {
 		mode |= unix.O_APPEND
 	}
-	// Two tries: the first may find something planted and remove it; the
-	// second creates exclusively, so a link planted again in between makes
-	// it fail rather than be followed.
 	for attempt := 0; attempt < 2; attempt++ {
-		flags := mode | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CREAT
-		if attempt > 0 {
-			flags |= unix.O_EXCL
-		}
-		fd, err := unix.Open(path, flags, uint32(perm.Perm()))
-		if err != nil {
-			if attempt == 0 && (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR)) {
-				// ELOOP: a symlink; ENXIO: a FIFO without reader or a
-				// socket; EISDIR: a directory (removal fails below).
-				what := map[error]string{unix.ELOOP: "a symlink", unix.ENXIO: "a FIFO or socket", unix.EISDIR: "a directory"}[err]
-				if what == "" {
-					what = err.Error()
-				}
-				if rerr := replace(path, what, log); rerr != nil {
-					return nil, rerr
-				}
+		pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			// Nothing there: create it, exclusively, so nothing planted
+			// meanwhile is followed.
+			fd, err := unix.Open(path, mode|unix.O_CREAT|unix.O_EXCL, uint32(perm.Perm()))
+			if errors.Is(err, unix.EEXIST) && attempt == 0 {
 				continue
 			}
+			if err != nil {
+				return nil, &fs.PathError{Op: "create", Path: path, Err: err}
+			}
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
 		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
+		if err := unix.Fstat(pfd, &st); err != nil {
+			unix.Close(pfd)
 			return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1 {
-			// Back to blocking writes: a regular file ignores O_NONBLOCK,
-			// but the flag must not surprise a later reader of the fd.
-			if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
-				_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+			// Reopen the very inode just checked, through its handle (a
+			// magic link: O_NOFOLLOW would refuse it).
+			fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), mode&^unix.O_NOFOLLOW, 0)
+			unix.Close(pfd)
+			if err != nil {
+				return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+			}
+			var st2 unix.Stat_t
+			if err := unix.Fstat(fd, &st2); err != nil || st2.Dev != st.Dev || st2.Ino != st.Ino {
+				unix.Close(fd)
+				return nil, fmt.Errorf("open %s: the file changed while it was opened: %w", path, ErrUnsafe)
 			}
 			if !appendMode {
 				if err := unix.Ftruncate(fd, 0); err != nil {
@@ -80,19 +85,33 @@ func open(path string, appendMode bool, perm fs.FileMode, log *slog.Logger) (*os
 			}
 			return os.NewFile(uintptr(fd), path), nil
 		}
-		unix.Close(fd)
+		unix.Close(pfd)
 		if attempt > 0 {
 			break
 		}
-		what := "a hard link"
-		if st.Mode&unix.S_IFMT != unix.S_IFREG {
-			what = "not a regular file"
-		}
-		if err := replace(path, what, log); err != nil {
+		if err := replace(path, describe(st), log); err != nil {
 			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("open %s: %w", path, ErrUnsafe)
+}
+
+func describe(st unix.Stat_t) string {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return "a symlink"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return "a device"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFREG:
+		return "a hard link"
+	}
+	return "not a regular file"
 }
 
 // replace unlinks what was planted at path. unlink never follows a link

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +38,18 @@ func TestOpenAppendRefusesPlanted(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		// A device node a root container made with mknod: opening it at
+		// all could act on the host (a watchdog arms on open). /dev/null's
+		// numbers stand in, and an inotify watch proves it is never
+		// opened.
+		{"device node", func(t *testing.T, path, victim string) {
+			if os.Geteuid() != 0 {
+				t.Skip("mknod of a device needs root")
+			}
+			if err := unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		for _, opener := range []struct {
@@ -55,7 +68,17 @@ func TestOpenAppendRefusesPlanted(t *testing.T) {
 				sandbox := t.TempDir()
 				path := filepath.Join(sandbox, "stdout")
 				tt.plant(t, path, victim)
+				ino, _ := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+				defer unix.Close(ino)
+				_, _ = unix.InotifyAddWatch(ino, path, unix.IN_OPEN|unix.IN_DONT_FOLLOW)
 				f, err := opener.open(path)
+				buf := make([]byte, 4096)
+				if n, _ := unix.Read(ino, buf); n > 0 {
+					ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[0]))
+					if ev.Mask&unix.IN_OPEN != 0 {
+						t.Fatalf("what the task planted was opened before it was refused")
+					}
+				}
 				if err != nil {
 					t.Fatalf("open: %v", err)
 				}
