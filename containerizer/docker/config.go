@@ -54,6 +54,9 @@ type dockerConfig struct {
 	// swapSet: a memory-swap parameter chose the swap limit, so Update
 	// must not reset it to the memory limit.
 	swapSet bool
+	// cfsLimit is the CFS quota in cpus that the cpus resource set (0:
+	// none), for the policy to refuse parameters that raise it.
+	cfsLimit float64
 }
 
 func invalidf(format string, args ...any) error {
@@ -98,6 +101,9 @@ func (c *Containerizer) translate(r request) (*dockerConfig, error) {
 	if r.info.GetHostname() != "" {
 		if d.host.NetworkMode.IsHost() {
 			return nil, invalidf("container.hostname cannot be set with HOST networking (docker refuses it)")
+		}
+		if d.host.NetworkMode.IsContainer() {
+			return nil, invalidf("container.hostname cannot be set in another container's network (docker refuses it)")
 		}
 		d.config.Hostname = r.info.GetHostname()
 	}
@@ -176,8 +182,22 @@ func (c *Containerizer) networkConfig(d *dockerConfig, r request) error {
 			return invalidf("USER networking needs exactly one container.network_infos entry with a name (the docker network)")
 		}
 		userNet = nis[0].GetName()
-		d.host.NetworkMode = container.NetworkMode(userNet)
-		d.network.EndpointsConfig = map[string]*network.EndpointSettings{userNet: {}}
+		mode := container.NetworkMode(userNet)
+		switch {
+		case mode.IsHost() || mode.IsNone():
+			// docker's own modes, not networks: HOST and NONE are asked
+			// for with container.docker.network (where port mappings
+			// are refused).
+			return invalidf("USER network %q is docker's %s mode, not a network: set container.docker.network to %s instead", userNet, userNet, strings.ToUpper(userNet))
+		case mode.IsContainer():
+			// Another container's network namespace: no endpoint of its
+			// own (the policy refuses it unless network-container is
+			// allowed).
+			d.host.NetworkMode = mode
+		default:
+			d.host.NetworkMode = mode
+			d.network.EndpointsConfig = map[string]*network.EndpointSettings{userNet: {}}
+		}
 	default:
 		return invalidf("unknown docker network %v", di.GetNetwork())
 	}
@@ -190,6 +210,9 @@ func (c *Containerizer) networkConfig(d *dockerConfig, r request) error {
 	}
 	if userNet == "" && !d.host.NetworkMode.IsBridge() {
 		return invalidf("port_mappings need BRIDGE or USER networking (network is %v)", di.GetNetwork())
+	}
+	if d.host.NetworkMode.IsContainer() {
+		return invalidf("port_mappings cannot be used in another container's network (%s)", userNet)
 	}
 	ranges := portRanges(r.resources)
 	d.config.ExposedPorts = nat.PortSet{}
@@ -226,6 +249,7 @@ func limits(d *dockerConfig, res []*mesos.Resource, cfs bool) {
 		if cfs {
 			d.host.CPUPeriod = cfsPeriodUs
 			d.host.CPUQuota = max(int64(cpus*cfsPeriodUs), minCFSQuotaUs)
+			d.cfsLimit = float64(d.host.CPUQuota) / cfsPeriodUs
 		}
 	}
 	if haveMem {
@@ -463,12 +487,12 @@ func boolValue(v string) (bool, error) {
 
 var parameterSetters = map[string]parameterSetter{
 	"env": func(d *dockerConfig, e *env, v string) error {
+		// `docker run -e NAME` copies NAME from the client's environment,
+		// which here is the agent's (and its secrets): a value is needed,
+		// NAME= for an empty one.
 		k, val, ok := strings.Cut(v, "=")
-		if k == "" {
-			return errors.New("want NAME=VALUE")
-		}
-		if !ok {
-			val = os.Getenv(k)
+		if k == "" || !ok {
+			return errors.New("env parameter needs NAME=VALUE (NAME= for an empty value)")
 		}
 		e.set(k, val)
 		return nil
@@ -576,6 +600,9 @@ var parameterSetters = map[string]parameterSetter{
 	"hostname": func(d *dockerConfig, _ *env, v string) error {
 		if d.host.NetworkMode.IsHost() {
 			return errors.New("cannot be set with HOST networking")
+		}
+		if d.host.NetworkMode.IsContainer() {
+			return errors.New("cannot be set in another container's network")
 		}
 		d.config.Hostname = v
 		return nil

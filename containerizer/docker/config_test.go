@@ -74,6 +74,27 @@ func TestCommandArgs(t *testing.T) {
 	}
 }
 
+// params sets DockerInfo.parameters from key, value pairs.
+func params(kv ...string) func(*request) {
+	return func(r *request) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			r.info.Docker.Parameters = append(r.info.Docker.Parameters, &mesos.Parameter{Key: proto.String(kv[i]), Value: proto.String(kv[i+1])})
+		}
+	}
+}
+
+// userNetwork asks for USER networking on the docker network name.
+func userNetwork(name string) func(*request) {
+	return func(r *request) {
+		r.info.Docker.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
+		r.info.NetworkInfos = []*mesos.NetworkInfo{{Name: proto.String(name)}}
+	}
+}
+
+func allow(params ...string) func(*Options) {
+	return func(o *Options) { o.Policy.AllowedParameters = params }
+}
+
 func TestTranslate(t *testing.T) {
 	sandbox := t.TempDir()
 	if err := os.WriteFile(filepath.Join(sandbox, "file.conf"), []byte("x"), 0o644); err != nil {
@@ -207,7 +228,10 @@ func TestTranslate(t *testing.T) {
 		{name: "label may not forge ownership", mutate: func(r *request) {
 			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("label"), Value: proto.String("org.mesolite.owner=other")}}
 		}, wantErr: errdefs.ErrInvalid, errText: "agent's"},
-		{name: "volumes", opts: func(o *Options) { o.Policy.VolumeAllowedPaths = []string{"/srv"} }, mutate: func(r *request) {
+		{name: "volumes", opts: func(o *Options) {
+			o.Policy.VolumeAllowedPaths = []string{"/srv"}
+			o.Policy.AllowedParameters = []string{"named-volume"}
+		}, mutate: func(r *request) {
 			r.info.Volumes = []*mesos.Volume{
 				{ContainerPath: proto.String("/data"), HostPath: proto.String("data/sub"), Mode: mesos.Volume_RW.Enum()},
 				{ContainerPath: proto.String("conf"), HostPath: proto.String("file.conf"), Mode: mesos.Volume_RO.Enum()},
@@ -273,6 +297,105 @@ func TestTranslate(t *testing.T) {
 		{name: "unconfined seccomp", mutate: func(r *request) {
 			r.info.Docker.Parameters = []*mesos.Parameter{{Key: proto.String("security-opt"), Value: proto.String("seccomp=unconfined")}}
 		}, wantErr: errdefs.ErrForbidden, errText: "security-opt"},
+		{name: "another container's network through USER", mutate: userNetwork("container:db"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=network-container"},
+		{name: "another container's network allowed", opts: allow("network-container"), mutate: userNetwork("container:db"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.NetworkMode != "container:db" || len(d.network.EndpointsConfig) != 0 {
+				t.Errorf("network %q endpoints %v", d.host.NetworkMode, d.network.EndpointsConfig)
+			}
+		}},
+		{name: "another container's network with ports", opts: allow("network-container"), mutate: func(r *request) {
+			userNetwork("container:db")(r)
+			r.info.Docker.PortMappings = []*mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: proto.Uint32(31000), ContainerPort: proto.Uint32(80)}}
+		}, wantErr: errdefs.ErrInvalid, errText: "another container's network"},
+		{name: "another container's network with a hostname", opts: allow("network-container"), mutate: func(r *request) {
+			userNetwork("container:db")(r)
+			r.info.Hostname = proto.String("h")
+		}, wantErr: errdefs.ErrInvalid, errText: "another container's network"},
+		{name: "USER network named host", mutate: func(r *request) {
+			userNetwork("host")(r)
+			r.info.Docker.PortMappings = []*mesos.ContainerInfo_DockerInfo_PortMapping{{HostPort: proto.Uint32(31000), ContainerPort: proto.Uint32(80)}}
+		}, wantErr: errdefs.ErrInvalid, errText: "set container.docker.network to HOST"},
+		{name: "USER network named none", mutate: userNetwork("none"), wantErr: errdefs.ErrInvalid, errText: "set container.docker.network to NONE"},
+		{name: "env parameter copying the agent's variable", mutate: params("env", "HOME"),
+			wantErr: errdefs.ErrInvalid, errText: "env parameter needs NAME=VALUE"},
+		{name: "env parameter with an empty value", mutate: params("env", "EMPTY="), check: func(t *testing.T, d *dockerConfig) {
+			if !slices.Contains(d.config.Env, "EMPTY=") {
+				t.Errorf("env %q lacks EMPTY=", d.config.Env)
+			}
+		}},
+		{name: "log driver", mutate: params("log-driver", "awslogs"), wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=log-driver"},
+		{name: "log option to dockerd's default driver", mutate: params("log-opt", "syslog-address=tcp://evil:514"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=log-driver"},
+		{name: "json-file log driver", mutate: params("log-driver", "json-file"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.LogConfig.Type != "json-file" {
+				t.Errorf("log config %+v", d.host.LogConfig)
+			}
+		}},
+		{name: "log driver allowed", opts: allow("log-driver"), mutate: params("log-driver", "syslog", "log-opt", "tag=x"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.LogConfig.Type != "syslog" || d.host.LogConfig.Config["tag"] != "x" {
+				t.Errorf("log config %+v", d.host.LogConfig)
+			}
+		}},
+		{name: "rtprio ulimit parameter", mutate: params("ulimit", "rtprio=99"), wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=ulimit-priority"},
+		{name: "nice rlimit", mutate: func(r *request) {
+			r.info.RlimitInfo = &mesos.RLimitInfo{Rlimits: []*mesos.RLimitInfo_RLimit{{Type: mesos.RLimitInfo_RLimit_RLMT_NICE.Enum(), Soft: proto.Uint64(40), Hard: proto.Uint64(40)}}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=ulimit-priority"},
+		{name: "unlimited rtprio rlimit", mutate: func(r *request) {
+			r.info.RlimitInfo = &mesos.RLimitInfo{Rlimits: []*mesos.RLimitInfo_RLimit{{Type: mesos.RLimitInfo_RLimit_RLMT_RTPRIO.Enum()}}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=ulimit-priority"},
+		{name: "zero rtprio grants nothing", mutate: params("ulimit", "rtprio=0:0"), check: func(t *testing.T, d *dockerConfig) {
+			if len(d.host.Ulimits) != 1 || d.host.Ulimits[0].Name != "rtprio" {
+				t.Errorf("ulimits %+v", d.host.Ulimits)
+			}
+		}},
+		{name: "rtprio allowed", opts: allow("ulimit-priority"), mutate: params("ulimit", "rtprio=99"), check: func(t *testing.T, d *dockerConfig) {
+			if len(d.host.Ulimits) != 1 || d.host.Ulimits[0].Soft != 99 {
+				t.Errorf("ulimits %+v", d.host.Ulimits)
+			}
+		}},
+		{name: "named volume parameter", mutate: params("volume", "otherframework-data:/data"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=named-volume"},
+		{name: "named DOCKER_VOLUME source", mutate: func(r *request) {
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/data"), Mode: mesos.Volume_RW.Enum(),
+				Source: &mesos.Volume_Source{Type: mesos.Volume_Source_DOCKER_VOLUME.Enum(), DockerVolume: &mesos.Volume_Source_DockerVolume{Name: proto.String("otherframework-data")}}}}
+		}, wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=named-volume"},
+		{name: "relative bind source", mutate: params("volume", "./data:/data"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=named-volume"},
+		{name: "anonymous volumes", mutate: func(r *request) {
+			params("volume", "/cache")(r)
+			r.info.Volumes = []*mesos.Volume{{ContainerPath: proto.String("/scratch"), Mode: mesos.Volume_RW.Enum(),
+				Source: &mesos.Volume_Source{Type: mesos.Volume_Source_DOCKER_VOLUME.Enum(), DockerVolume: &mesos.Volume_Source_DockerVolume{}}}}
+		}, check: func(t *testing.T, d *dockerConfig) {
+			if !slices.Contains(d.host.Binds, "/cache") || len(d.host.Mounts) != 1 || d.host.Mounts[0].Source != "" {
+				t.Errorf("binds %q mounts %+v", d.host.Binds, d.host.Mounts)
+			}
+		}},
+		{name: "negative oom-score-adj", mutate: params("oom-score-adj", "-1000"), wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=resource-overrides"},
+		{name: "positive oom-score-adj", mutate: params("oom-score-adj", "500"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.OomScoreAdj != 500 {
+				t.Errorf("oom-score-adj %d", d.host.OomScoreAdj)
+			}
+		}},
+		{name: "unlimited cpu-quota", mutate: params("cpu-quota", "-1"), wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=resource-overrides"},
+		{name: "cpu-quota 0 drops the cfs quota", opts: func(o *Options) { o.EnableCFS = true }, mutate: params("cpu-quota", "0"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=resource-overrides"},
+		{name: "shorter cpu-period raises the cfs quota", opts: func(o *Options) { o.EnableCFS = true }, mutate: params("cpu-period", "10000"),
+			wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=resource-overrides"},
+		{name: "lower cfs quota", opts: func(o *Options) { o.EnableCFS = true }, mutate: params("cpu-quota", "20000"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.CPUQuota != 20000 {
+				t.Errorf("quota %d", d.host.CPUQuota)
+			}
+		}},
+		{name: "unlimited memory-swap", mutate: params("memory-swap", "-1"), wantErr: errdefs.ErrForbidden, errText: "--docker_allowed_parameters=resource-overrides"},
+		{name: "resource overrides allowed", opts: func(o *Options) {
+			o.EnableCFS = true
+			o.Policy.AllowedParameters = []string{"resource-overrides"}
+		}, mutate: params("memory-swap", "-1", "cpu-quota", "-1", "oom-score-adj", "-500"), check: func(t *testing.T, d *dockerConfig) {
+			if d.host.MemorySwap != -1 || d.host.CPUQuota != -1 || d.host.OomScoreAdj != -500 {
+				t.Errorf("swap %d quota %d oom-score-adj %d", d.host.MemorySwap, d.host.CPUQuota, d.host.OomScoreAdj)
+			}
+		}},
 		{name: "privileged parameter-free", mutate: func(r *request) { r.info.Docker.Privileged = proto.Bool(true) }, wantErr: errdefs.ErrForbidden, errText: "--docker_allow_privileged"},
 		{name: "no image", mutate: func(r *request) { r.info.Docker.Image = proto.String("") }, wantErr: errdefs.ErrInvalid, errText: "image"},
 		{name: "tty and rlimits", mutate: func(r *request) {

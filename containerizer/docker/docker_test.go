@@ -542,6 +542,11 @@ func TestRefusedConfigurations(t *testing.T) {
 			errdefs.ErrForbidden, "--docker_allowed_parameters=pid"},
 		{"capability", dockerTask("cap", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("true"), withParams("cap-add", "SYS_ADMIN")),
 			errdefs.ErrForbidden, "--docker_allowed_parameters=cap-add"},
+		{"another container's network", dockerTask("netns", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_USER, shell("true"), func(t *mesos.TaskInfo) {
+			t.Container.NetworkInfos = []*mesos.NetworkInfo{{Name: proto.String("container:some-other-container")}}
+		}), errdefs.ErrForbidden, "--docker_allowed_parameters=network-container"},
+		{"another framework's named volume", dockerTask("namedvol", dockertest.BusyboxImage, mesos.ContainerInfo_DockerInfo_NONE, shell("cat /data/*"), withParams("volume", "other-framework-data:/data")),
+			errdefs.ErrForbidden, "--docker_allowed_parameters=named-volume"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
