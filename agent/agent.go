@@ -67,6 +67,10 @@ type Config struct {
 	// SwitchUser runs executors and tasks as the task's user (Mesos's
 	// --switch_user, default true); false runs them as the agent's user.
 	SwitchUser bool
+	// RefuseRootTasks is --allow_root_tasks=false: a task that would run
+	// as root on the host (it names root, or switch_user is off on a root
+	// agent) fails instead.
+	RefuseRootTasks bool
 	// AuthenticateHTTPExecutors makes the executor token mandatory: an
 	// executor call without a valid Bearer token is refused even from
 	// inside the executor's container.

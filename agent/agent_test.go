@@ -421,7 +421,8 @@ func TestExecutorAPIRejectsBadCalls(t *testing.T) {
 	}{
 		{"malformed json", "application/json", `{"type":`, http.StatusBadRequest},
 		{"no ids", "application/json", `{"type":"SUBSCRIBE","subscribe":{}}`, http.StatusBadRequest},
-		{"unknown executor", "application/json", `{"type":"SUBSCRIBE","framework_id":{"value":"x"},"executor_id":{"value":"y"},"subscribe":{}}`, http.StatusBadRequest},
+		// Unknown and known executors answer a caller without a token alike.
+		{"unknown executor", "application/json", `{"type":"SUBSCRIBE","framework_id":{"value":"x"},"executor_id":{"value":"y"},"subscribe":{}}`, http.StatusUnauthorized},
 		{"update without uuid", "application/json", `{"type":"UPDATE","framework_id":{"value":"x"},"executor_id":{"value":"y"},"update":{"status":{"task_id":{"value":"t"},"state":"TASK_RUNNING"}}}`, http.StatusBadRequest},
 		{"bad media type", "text/plain", `{}`, http.StatusUnsupportedMediaType},
 	}

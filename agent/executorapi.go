@@ -220,7 +220,13 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	// Updates the executor sent but we never checkpointed (we crashed
 	// between) are taken now; duplicates are dropped by uuid.
 	for _, u := range call.GetSubscribe().GetUnacknowledgedUpdates() {
-		_ = a.executorUpdate(ctx, &executor.Call{FrameworkId: call.FrameworkId, ExecutorId: call.ExecutorId, Update: u})
+		up := &executor.Call{Type: executor.Call_UPDATE.Enum(), FrameworkId: call.FrameworkId, ExecutorId: call.ExecutorId, Update: u}
+		// Held to the rules of an UPDATE call: ids, caps, uuid, state.
+		if err := validateExecutorCall(up); err != nil {
+			a.log.Warn("dropped an invalid unacknowledged update from a resubscribing executor", "framework_id", fwID, "executor_id", exID, "error", err)
+			continue
+		}
+		_ = a.executorUpdate(ctx, up)
 	}
 
 	w.Header().Set("Content-Type", out.MediaType())

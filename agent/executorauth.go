@@ -121,15 +121,20 @@ func (a *Agent) authorizeExecutorCall(r *http.Request, call *executor.Call) erro
 	a.mu.Lock()
 	es := a.lookupExecutorLocked(fwID, exID)
 	var cid string
-	pid := 0
+	pid, ended := 0, false
 	if es != nil {
-		cid = es.containerID
+		cid, ended = es.containerID, es.phase == phaseTerminated
 		if es.handle != nil {
 			pid = es.handle.Pid
 		}
 	}
 	a.mu.Unlock()
 	if es == nil {
+		if r.Header.Get("Authorization") == "" {
+			// The same answer as for a known executor: a caller without
+			// a token learns nothing of which executors exist.
+			return fmt.Errorf("a call without the executor's token must come from inside its container: %w", errdefs.ErrUnauthorized)
+		}
 		return fmt.Errorf("executor %s of framework %s is not known to this agent: %w", exID, fwID, errdefs.ErrInvalid)
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
@@ -158,6 +163,10 @@ func (a *Agent) authorizeExecutorCall(r *http.Request, call *executor.Call) erro
 		if ok {
 			return nil
 		}
+	}
+	if ended {
+		// Its pid may belong to someone else by now.
+		return fmt.Errorf("a call without the executor's token must come from inside its container: %w", errdefs.ErrUnauthorized)
 	}
 	if pid == 0 {
 		return fmt.Errorf("executor %s is still launching; retry: %w", exID, errdefs.ErrUnavailable)

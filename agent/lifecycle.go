@@ -241,6 +241,10 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 		fh.Attach(runID)
 	}
 	runAs := a.taskUser(es, firstTask, fi)
+	if err := a.checkRootTask(es, runAs); err != nil {
+		a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
+		return
+	}
 	if runAs != "" {
 		// The user must exist before anything runs as it; the sandbox is
 		// then the user's, so the task (and the fetch, and the executor)
@@ -354,10 +358,22 @@ func (a *Agent) taskUser(es *executorState, firstTask *mesos.TaskInfo, fi *mesos
 	if name == "" {
 		name = fi.GetUser()
 	}
-	if name == "root" {
+	if u, err := isolation.LookupUser(name); name == "root" || (err == nil && u.UID == 0) {
 		return ""
 	}
 	return name
+}
+
+// checkRootTask refuses, with --allow_root_tasks=false, an executor that
+// would run as root on the host: the agent is root and the task names
+// root (or a user of uid 0), or names no user to switch to. Docker tasks
+// run as their image's user in their own namespaces and are left to the
+// docker policy.
+func (a *Agent) checkRootTask(es *executorState, runAs string) error {
+	if !a.cfg.RefuseRootTasks || os.Geteuid() != 0 || runAs != "" || (es.info.GetContainer() != nil && es.info.GetContainer().GetType() == mesos.ContainerInfo_DOCKER) {
+		return nil
+	}
+	return fmt.Errorf("tasks may not run as root on this agent (its --allow_root_tasks is false): name a user in CommandInfo.user or FrameworkInfo.user: %w", errdefs.ErrForbidden)
 }
 
 // chownSandbox hands the new sandbox and the logs the agent created in it

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mesolite/mesolite/errdefs"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,6 +25,9 @@ var (
 	updateRetryMin = 10 * time.Second
 	updateRetryMax = 10 * time.Minute
 )
+
+// maxPendingPerTask bounds a task's unacknowledged updates.
+const maxPendingPerTask = 1000
 
 // forwardFunc sends one update to the master. An error only means "try
 // again later": the manager keeps the update until it is acknowledged.
@@ -95,6 +99,12 @@ func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.Tas
 		// must not make the task look alive again.
 		m.log.Debug("dropped an update that came after the task's terminal update", "framework_id", fw, "task_id", s.taskID, "state", status.GetState().String(), "terminal", s.latest.String())
 		return true, nil
+	}
+	if len(s.pending) >= maxPendingPerTask {
+		// A framework that acknowledges nothing, and an executor that
+		// sends update after update, cannot fill the agent's memory and
+		// its work dir (which the task's disk does not cover).
+		return false, fmt.Errorf("task %s has %d unacknowledged updates, the most kept: %w", s.taskID, len(s.pending), errdefs.ErrUnavailable)
 	}
 	b, err := proto.Marshal(status)
 	if err != nil {

@@ -80,3 +80,24 @@ func TestSwitchUserOffRunsAsAgent(t *testing.T) {
 		t.Fatalf("with switch_user off the task ran as %q, want the agent's uid 0", ids)
 	}
 }
+
+// TestRootTasksRefusedWhenNotAllowed: with --allow_root_tasks=false, a
+// framework that asks for root (by name, or by naming nobody on an agent
+// that does not switch users) gets TASK_FAILED, and a task naming a user
+// still runs.
+func TestRootTasksRefusedWhenNotAllowed(t *testing.T) {
+	testutil.RequireRoot(t)
+	fm := newFakeMaster(t, true)
+	startAgent(t, fm, traversableDir(t), 0, func(c *Config) { c.SwitchUser = true; c.RefuseRootTasks = true })
+	root := commandTask("as-root", "id -u")
+	root.Command.User = proto.String("root")
+	fm.events <- runTaskEvent(root)
+	st := fm.waitState("as-root", mesos.TaskState_TASK_FAILED, 15*time.Second)
+	if !strings.Contains(st.GetMessage(), "--allow_root_tasks") {
+		t.Fatalf("refusal does not name the flag: %q", st.GetMessage())
+	}
+	ok := commandTask("as-nobody-ok", "true")
+	ok.Command.User = proto.String("nobody")
+	fm.events <- runTaskEvent(ok)
+	fm.waitState("as-nobody-ok", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+}

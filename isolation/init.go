@@ -310,7 +310,9 @@ func reap(child int) (unix.WaitStatus, bool) {
 // walk to the binary's directory (a root-only install or build directory)
 // though it may run the file itself. -1 when it cannot be had.
 func openExe(path string, u *User) int {
-	if u == nil {
+	// Only our own binary: a framework's executor the user cannot reach
+	// must stay out of its reach, not be run for it from root's view.
+	if u == nil || !sameFile(path, "/proc/self/exe") {
 		return -1
 	}
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)

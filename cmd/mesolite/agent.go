@@ -59,7 +59,7 @@ type agentFlags struct {
 	authReadonly                                 *bool
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat                      *string
-	switchUser, authExecutors                    *bool
+	switchUser, authExecutors, allowRootTasks    *bool
 	maxCompletedExecutors, maxCompletedTasks     *int
 	credential                                   *string
 	ssl                                          *sslFlags
@@ -115,6 +115,7 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
 	f.maxCompletedExecutors = fs.Int("max_completed_executors_per_framework", 150, "ended executors of each framework kept in /state")
 	f.maxCompletedTasks = fs.Int("max_completed_tasks_per_executor", 200, "ended tasks of each executor kept in /state")
+	f.allowRootTasks = fs.Bool("allow_root_tasks", true, "let a task run as root on the host (it names root, or --switch_user is off on a root agent); set false on machines shared with untrusted frameworks")
 	f.switchUser = fs.Bool("switch_user", true, "run executors and tasks as the task's user (CommandInfo.user, else FrameworkInfo.user); false runs them as the agent's user")
 	f.authExecutors = fs.Bool("authenticate_http_executors", false, "require every executor call to carry its MESOS_EXECUTOR_AUTHENTICATION_TOKEN (without it, executors that send no token are accepted only from inside their own container)")
 	f.credential = fs.String("credential", "", "file holding the principal and secret this agent authenticates with to the master: JSON {\"principal\":\"p\",\"secret\":\"s\"} or one line 'principal secret'")
@@ -176,6 +177,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		SandboxDirectory:                  *f.sandboxDirectory,
 		ContainerLoggerMaxFiles:           *f.loggerMaxFiles,
 		SwitchUser:                        *f.switchUser,
+		RefuseRootTasks:                   !*f.allowRootTasks,
 		MaxCompletedExecutorsPerFramework: *f.maxCompletedExecutors,
 		MaxCompletedTasksPerExecutor:      *f.maxCompletedTasks,
 		AuthenticateHTTPExecutors:         *f.authExecutors,
