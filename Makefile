@@ -1,6 +1,8 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 PKGS := ./...
+# The concurrent packages, once more under the race detector.
+RACE_PKGS := ./agent/... ./master/... ./containerizer/... ./sandbox/...
 
 .PHONY: build test test-cgroupv2 lint unit e2e bench proto demo
 
@@ -9,9 +11,11 @@ build:
 
 # The one test command: formatting, vet, every package's tests (root,
 # dockerd, cgroups and ZooKeeper tests included when present), then the
-# end-to-end tests against the real binary.
+# end-to-end tests against the real binary, then the concurrent packages
+# under the race detector.
 test: lint
 	$(GO) test -count=1 -timeout 40m -p 2 $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m -p 2 $(RACE_PKGS)
 
 # The isolation tests on a cgroup v2 kernel (User-mode Linux) from a v1 or
 # hybrid host; needs root and Debian's user-mode-linux.

@@ -4,6 +4,8 @@
 //	api/v1 imports nothing of ours outside api/v1 but the leaf errdefs;
 //	isolation, fetcher, sandbox, artifactsrv, errdefs and internal/ know
 //	nothing of master, agent, containerizer, executor, scheduler or cli;
+//	executors know nothing of master, agent, scheduler or cli (they speak
+//	to the agent over the executor API only);
 //	containerizer knows nothing of master; master and agent never import
 //	each other.
 package main
@@ -33,7 +35,8 @@ var rules = []rule{
 	{from: "sandbox", banned: upper},
 	{from: "artifactsrv", banned: upper},
 	{from: "httpauth", banned: upper},
-	{from: "internal/duration", banned: upper},
+	{from: "internal", banned: upper},
+	{from: "executor", banned: []string{"master", "agent", "cli", "scheduler", "cmd"}},
 	{from: "internal/tlsconfig", banned: upper},
 	{from: "containerizer", banned: []string{"master", "agent", "cli", "scheduler"}},
 	{from: "master", banned: []string{"agent", "containerizer", "executor", "isolation"}},
