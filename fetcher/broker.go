@@ -38,7 +38,10 @@ import (
 // staged name a staging file inside this child's sandbox (opened through
 // an os.Root, never through a link), and the size and sha256 recorded are
 // those of the agent's own copy. Locks die with the connection, so a child
-// killed mid-fetch cannot leave an entry locked.
+// killed mid-fetch cannot leave an entry locked. The key must also be that
+// of a cached URI of the request the child was started for: a process of
+// the task user that got hold of the socket cannot lock or store any other
+// URI of that user's cache.
 
 type brokerRequest struct {
 	Op        string      `json:"op"`
@@ -213,6 +216,13 @@ type brokerServer struct {
 	sandbox string
 	log     *slog.Logger
 
+	// keys are the cache keys of the URIs of the request being served,
+	// the only ones the child may name.
+	keys map[string]bool
+	// refused counts requests for other keys; only the first is logged, so
+	// that a hostile child cannot flood the agent's log.
+	refused int
+
 	c     *cache
 	sb    *os.Root
 	locks map[string]func()
@@ -236,11 +246,25 @@ func newBrokerPair() (net.Conn, *os.File, error) {
 	return conn, os.NewFile(uintptr(fds[1]), "fetch-broker-child"), nil
 }
 
-// serveBroker answers a child's cache requests until the connection closes
-// or ctx ends (the agent cancels it once the child is gone), then lets go
-// of whatever the child still held.
-func serveBroker(ctx context.Context, conn net.Conn, cfg Config, user, sandbox string, log *slog.Logger) {
-	s := &brokerServer{cfg: cfg, user: user, sandbox: sandbox, log: log,
+// requestKeys are the cache keys a child fetching req may ask about: those
+// of its cached URIs.
+func requestKeys(req Request) map[string]bool {
+	keys := map[string]bool{}
+	for _, u := range req.URIs {
+		if u.Cache {
+			keys[cacheKey(u.Value)] = true
+		}
+	}
+	return keys
+}
+
+// serveBroker answers the cache requests of a child fetching req until the
+// connection closes or ctx ends (the agent cancels it once the child is
+// gone), then lets go of whatever the child still held. A broker serves
+// one request: a child that fetches another gets a broker of its own, with
+// that request's keys.
+func serveBroker(ctx context.Context, conn net.Conn, cfg Config, req Request, log *slog.Logger) {
+	s := &brokerServer{cfg: cfg, user: req.User, sandbox: req.SandboxDir, log: log, keys: requestKeys(req),
 		locks: map[string]func(){}, uses: map[string][]func(){}}
 	defer s.close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -288,6 +312,15 @@ func (s *brokerServer) do(ctx context.Context, line []byte) (brokerReply, error)
 	req, err := parseBrokerRequest(line)
 	if err != nil {
 		return brokerReply{}, err
+	}
+	if !s.keys[req.Key] {
+		// Not a URI this fetch was asked for: a child that does this is
+		// not ours any more (or never was).
+		if s.refused++; s.refused == 1 {
+			s.log.Error("fetch child asked about a cache entry of no URI of its request; refused",
+				"op", req.Op, "key", req.Key, "user", s.user, "sandbox", s.sandbox)
+		}
+		return brokerReply{}, fmt.Errorf("cache key %s is not that of a URI of this fetch: %w", req.Key, errdefs.ErrForbidden)
 	}
 	if s.c == nil {
 		if s.c, err = openCache(s.cfg, s.user, s.log); err != nil {

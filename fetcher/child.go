@@ -81,12 +81,25 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 	fs.SetOutput(stderr)
 	resultFD := fs.Int("result_fd", -1, "file descriptor to write per-URI JSON events to")
 	cacheFD := fs.Int("cache_fd", -1, "socket to ask the agent for fetcher cache writes on")
+	runAs := fs.String("run_as", "", "uid:gid[:group,...] to fetch as, taken after PR_SET_DUMPABLE is off")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	// Another process of the task user must not attach to this one (ptrace,
-	// /proc/<pid>/mem) and change what it writes into a sandbox.
-	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// /proc/<pid>/mem, pidfd_getfd of --cache_fd) and change what it writes
+	// into a sandbox or the cache. Started as root with --run_as, it is out
+	// of the user's reach from exec until here, and becomes the user only
+	// once it is not dumpable.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil && *runAs != "" {
+		fmt.Fprintf(stderr, "mesolite fetch: cannot turn PR_SET_DUMPABLE off: %v\n", err)
+		return 2
+	}
+	if *runAs != "" {
+		if err := dropTo(*runAs); err != nil {
+			fmt.Fprintf(stderr, "mesolite fetch: cannot become the task user: %v\n", err)
+			return 2
+		}
+	}
 	var enc *json.Encoder
 	if *resultFD >= 0 {
 		rf := os.NewFile(uintptr(*resultFD), "result")
@@ -248,7 +261,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 			go func() {
 				defer close(brokerDone)
 				defer conn.Close()
-				serveBroker(bctx, conn, opts.Config, req.User, req.SandboxDir, log)
+				serveBroker(bctx, conn, opts.Config, req, log)
 			}()
 			stopBroker = func() {
 				cancel()
@@ -429,6 +442,71 @@ func userCredential(cfg Config, req Request, log *slog.Logger) (*syscall.Credent
 	}
 	log.Info("fetching as task user", "user", req.User, "uid", uid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
+}
+
+// formatRunAs writes cred as --run_as takes it: uid:gid[:g1,g2,...].
+func formatRunAs(cred *syscall.Credential) string {
+	s := fmt.Sprintf("%d:%d", cred.Uid, cred.Gid)
+	if len(cred.Groups) > 0 {
+		gs := make([]string, len(cred.Groups))
+		for i, g := range cred.Groups {
+			gs[i] = strconv.FormatUint(uint64(g), 10)
+		}
+		s += ":" + strings.Join(gs, ",")
+	}
+	return s
+}
+
+// parseRunAs reads formatRunAs's output. uid 0 is refused: a child that is
+// to stay root is not given --run_as.
+func parseRunAs(s string) (uid, gid int, groups []int, err error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return 0, 0, nil, fmt.Errorf("bad --run_as %q", s)
+	}
+	u, err1 := strconv.ParseUint(parts[0], 10, 32)
+	g, err2 := strconv.ParseUint(parts[1], 10, 32)
+	if err1 != nil || err2 != nil || u == 0 {
+		return 0, 0, nil, fmt.Errorf("bad --run_as %q", s)
+	}
+	groups = []int{}
+	if len(parts) == 3 && parts[2] != "" {
+		for _, f := range strings.Split(parts[2], ",") {
+			n, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return 0, 0, nil, fmt.Errorf("bad --run_as %q", s)
+			}
+			groups = append(groups, int(n))
+		}
+	}
+	return int(u), int(g), groups, nil
+}
+
+// dropTo makes this process (all its threads) the --run_as user for good:
+// groups, then gids, then uids, real, effective and saved alike. The
+// credential change also leaves it not dumpable; that is set again in case
+// the system's suid_dumpable says otherwise.
+func dropTo(runAs string) error {
+	uid, gid, groups, err := parseRunAs(runAs)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return fmt.Errorf("setresgid: %w", err)
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return fmt.Errorf("setresuid: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("PR_SET_DUMPABLE: %w", err)
+	}
+	if os.Getuid() != uid || os.Geteuid() != uid || os.Getgid() != gid || os.Getegid() != gid {
+		return fmt.Errorf("still uid %d/%d gid %d/%d", os.Getuid(), os.Geteuid(), os.Getgid(), os.Getegid())
+	}
+	return nil
 }
 
 // copyLines copies r to w a line at a time, so the child's lines reach the

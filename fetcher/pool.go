@@ -72,6 +72,11 @@ func isGroupLeaderChildOf(pid, parent int) bool {
 // --cache_fd. It reads its request from stdin, so it can be started before
 // there is one.
 //
+// A child that is to run as cred is exec'd as root and told --run_as: it
+// turns PR_SET_DUMPABLE off and only then takes cred itself. Exec'd as the
+// user, it would be open to that user's other processes (ptrace,
+// pidfd_getfd of its cache socket) until its runtime had started.
+//
 // As root it also gets a pid namespace of its own, of which it is init:
 // when it is killed the kernel kills everything it started, whatever
 // process group or session those put themselves in.
@@ -108,13 +113,16 @@ func startChild(opts Options, cred *syscall.Credential, broker *os.File) (*child
 		args = append(args, "--cache_fd=4")
 		extra = append(extra, broker)
 	}
+	if cred != nil {
+		args = append(args, "--run_as="+formatRunAs(cred))
+	}
 	newCmd := func(clone uintptr) *exec.Cmd {
 		cmd := exec.Command(opts.Binary, args...)
 		cmd.Env = opts.Env
 		cmd.Stdin = stdinR
 		cmd.Stderr = logW
 		cmd.ExtraFiles = extra
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Cloneflags: clone}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: clone}
 		// A grandchild (the Hadoop client's JVM) may keep the pipes open
 		// after the child exits; do not wait on it for ever.
 		cmd.WaitDelay = 5 * time.Second
