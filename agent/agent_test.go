@@ -221,22 +221,12 @@ func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate f
 // process groups) whose sandbox is under workDir: they outlive a stopped
 // agent by design, waiting to be recovered, and must not outlive the test.
 func killExecutorsUnder(workDir string) {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, kv := range strings.Split(string(b), "\x00") {
-			if dir, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY="); ok && strings.HasPrefix(dir, workDir+"/") {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+	for _, pid := range isolation.FindByEnv(func(kv string) bool {
+		dir, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY=")
+		return ok && strings.HasPrefix(dir, workDir+"/")
+	}) {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 

@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/isolation"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,20 +182,8 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 
 // executorsUnder lists the processes whose sandbox is under dir.
 func executorsUnder(dir string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
-		for _, kv := range strings.Split(string(b), "\x00") {
-			if d, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY="); ok && strings.HasPrefix(d, dir+"/") {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
+	return isolation.FindByEnv(func(kv string) bool {
+		d, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY=")
+		return ok && strings.HasPrefix(d, dir+"/")
+	})
 }

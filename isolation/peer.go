@@ -186,8 +186,19 @@ func AddrPortOf(a net.Addr) (netip.AddrPort, bool) {
 // agent crash interrupted before it could record the container's handle.
 // It returns the pids it killed. Processes that exit meanwhile are skipped.
 func KillTagged(key, value string) []int {
-	want := []byte(key + "=" + value)
-	var killed []int
+	want := key + "=" + value
+	pids := FindByEnv(func(kv string) bool { return kv == want })
+	for _, pid := range pids {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return pids
+}
+
+// FindByEnv lists the processes (other than this one) with an environment
+// entry ("KEY=value") that match accepts.
+func FindByEnv(match func(kv string) bool) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -199,13 +210,11 @@ func KillTagged(key, value string) []int {
 			continue
 		}
 		for _, kv := range bytes.Split(b, []byte{0}) {
-			if bytes.Equal(kv, want) {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				killed = append(killed, pid)
+			if match(string(kv)) {
+				out = append(out, pid)
 				break
 			}
 		}
 	}
-	return killed
+	return out
 }
