@@ -2,6 +2,7 @@ package safefile
 
 import (
 	"errors"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,9 +44,7 @@ func TestOpenAppendRefusesPlanted(t *testing.T) {
 		// numbers stand in, and an inotify watch proves it is never
 		// opened.
 		{"device node", func(t *testing.T, path, victim string) {
-			if os.Geteuid() != 0 {
-				t.Skip("mknod of a device needs root")
-			}
+			testutil.RequireRoot(t) // mknod of a device
 			if err := unix.Mknod(path, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
 				t.Fatal(err)
 			}
