@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/mesolite/mesolite/containerizer"
 	"io"
 	"log/slog"
 	"net"
@@ -173,6 +174,19 @@ type testAgent struct {
 
 func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate func(*Config)) *testAgent {
 	t.Helper()
+	return startAgentOn(t, fm, workDir, port, mutate, func(cfg Config) containerizer.Containerizer {
+		cz, err := mesoscz.New(mesoscz.Options{Logger: cfg.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cz
+	})
+}
+
+// startAgentOn starts an agent registered with fm on the containerizer
+// newCZ makes (given the final config), and stops it when the test ends.
+func startAgentOn(t *testing.T, fm *fakeMaster, workDir string, port int, mutate func(*Config), newCZ func(Config) containerizer.Containerizer) *testAgent {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -195,11 +209,7 @@ func startAgent(t *testing.T, fm *fakeMaster, workDir string, port int, mutate f
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	cz, err := mesoscz.New(mesoscz.Options{Logger: cfg.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, cz)
+	a, err := New(cfg, newCZ(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

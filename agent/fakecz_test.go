@@ -3,13 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,50 +23,7 @@ import (
 // startAgentWithCZ is startAgent with a containerizer of the test's.
 func startAgentWithCZ(t *testing.T, fm *fakeMaster, workDir string, cz containerizer.Containerizer, mutate func(*Config)) *testAgent {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := testutil.FreePort(t)
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		Master: fm.addr(), IP: "127.0.0.1", Port: port, WorkDir: workDir, Self: self,
-		RegistrationBackoffFactor: 50 * time.Millisecond,
-		Logger:                    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	if testing.Verbose() {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	a, err := New(cfg, cz)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan error, 1), port: port}
-	go func() { ta.done <- a.Run(ctx, l) }()
-	t.Cleanup(func() { stopOnce(ta) })
-	select {
-	case <-fm.regs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent did not register")
-	}
-	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, a.Connected, "agent connected")
-	return ta
-}
-
-var stopped sync.Map // *testAgent -> *sync.Once
-
-// stopOnce stops ta the first time only: testAgent.stop waits for Run's
-// result, which a second call would wait for in vain.
-func stopOnce(ta *testAgent) {
-	once, _ := stopped.LoadOrStore(ta, new(sync.Once))
-	once.(*sync.Once).Do(ta.stop)
+	return startAgentOn(t, fm, workDir, 0, mutate, func(Config) containerizer.Containerizer { return cz })
 }
 
 // newFakeCZ is a fake containerizer whose every launch follows script.
@@ -381,7 +332,7 @@ func TestFakeRecoveredExecutorThatNeverReregisters(t *testing.T) {
 		es := a1.lookupExecutorLocked(testFramework.Id.GetValue(), "orphaned")
 		return es != nil && es.phase == phaseRegistering
 	}, "executor registering")
-	stopOnce(a1)
+	a1.stop()
 	if !fk.OnHost(id) {
 		t.Fatal("stopping the agent took the container down")
 	}
