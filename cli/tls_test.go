@@ -3,21 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
+	"github.com/mesolite/mesolite/internal/tlsconfig/tlstest"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // writeServerCA writes the certificate of an httptest TLS server (its own
@@ -76,7 +70,7 @@ func TestCommandsOverTLS(t *testing.T) {
 		{name: "logs with the CA", cmd: logsCmd, args: []string{"web.1", "--master=" + addr, "--ssl_ca_file=" + ca}, wantOut: "hello over tls"},
 		{name: "https master without a CA", cmd: tasksCmd, args: []string{"--master=https://" + addr}, wantCode: exitFail, wantErr: "is not trusted"},
 		{name: "plain command", cmd: tasksCmd, args: []string{"--master=" + addr}, wantCode: exitFail, wantErr: "speaks TLS only"},
-		{name: "another CA", cmd: tasksCmd, args: []string{"--master=" + addr, "--ssl_ca_file=" + writeOtherCA(t)}, wantCode: exitFail, wantErr: "is not trusted"},
+		{name: "another CA", cmd: tasksCmd, args: []string{"--master=" + addr, "--ssl_ca_file=" + tlstest.NewPKI(t).CA}, wantCode: exitFail, wantErr: "is not trusted"},
 		{name: "not a CA file", cmd: tasksCmd, args: []string{"--master=" + addr, "--ssl_ca_file=" + junk}, wantCode: exitUsage, wantErr: "no PEM certificate"},
 	}
 	for _, tt := range tests {
@@ -88,30 +82,6 @@ func TestCommandsOverTLS(t *testing.T) {
 			}
 		})
 	}
-}
-
-// writeOtherCA writes a self-signed certificate that vouches for nobody
-// here (every httptest server presents the same one).
-func writeOtherCA(t *testing.T) string {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "other.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func tasksCmd(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) int {

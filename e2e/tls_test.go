@@ -1,17 +1,10 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
+	"github.com/mesolite/mesolite/internal/tlsconfig/tlstest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,66 +19,13 @@ import (
 
 // testPKI is a CA and a server certificate it signed for 127.0.0.1, as an
 // operator would issue them.
-type testPKI struct {
-	ca, cert, key string // PEM files
-	pool          *x509.CertPool
-}
+type testPKI struct{ tlstest.PKI }
 
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mesolite e2e CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "server.pem"), key: filepath.Join(dir, "server.key"), pool: x509.NewCertPool()}
-	p.pool.AddCert(caCert)
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-		mode      os.FileMode
-	}{{p.ca, "CERTIFICATE", caDER, 0o644}, {p.cert, "CERTIFICATE", srvDER, 0o644}, {p.key, "EC PRIVATE KEY", keyDER, 0o600}} {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
-}
+func newTestPKI(t *testing.T) testPKI { return testPKI{tlstest.NewPKI(t)} }
 
 // client verifies the cluster's servers with the CA.
 func (p testPKI) client() *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}}}
 }
 
 func (p testPKI) getJSON(url string, v any) error {
@@ -105,7 +45,7 @@ func (p testPKI) getJSON(url string, v any) error {
 // their addresses once the agent registered.
 func startTLSCluster(t *testing.T, pki testPKI) (masterAddr, agentAddr string) {
 	t.Helper()
-	ssl := []string{"--ssl_cert_file=" + pki.cert, "--ssl_key_file=" + pki.key}
+	ssl := []string{"--ssl_cert_file=" + pki.Cert, "--ssl_key_file=" + pki.Key}
 	masterPort := strconv.Itoa(testutil.FreePort(t))
 	masterAddr = "127.0.0.1:" + masterPort
 	master := start(t, "master", append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...)...)
@@ -122,7 +62,7 @@ func startTLSCluster(t *testing.T, pki testPKI) (masterAddr, agentAddr string) {
 	agentAddr = "127.0.0.1:" + agentPort
 	start(t, "agent", append([]string{"agent", "--master=" + masterAddr, "--ip=127.0.0.1", "--port=" + agentPort,
 		"--work_dir=" + t.TempDir(), "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--registration_backoff_factor=100ms",
-		"--ssl_ca_file=" + pki.ca}, ssl...)...)
+		"--ssl_ca_file=" + pki.CA}, ssl...)...)
 	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
 		var st struct {
 			Slaves []struct {
@@ -142,7 +82,7 @@ func startTLSCluster(t *testing.T, pki testPKI) (masterAddr, agentAddr string) {
 // fix.
 func TestClusterOverTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	ssl := []string{"--ssl_cert_file=" + pki.cert, "--ssl_key_file=" + pki.key}
+	ssl := []string{"--ssl_cert_file=" + pki.Cert, "--ssl_key_file=" + pki.Key}
 
 	artDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(artDir, "hello.sh"), []byte("#!/bin/sh\necho hello over tls from $LIBPROCESS_SSL_ENABLED\n"), 0o644); err != nil {
@@ -164,7 +104,7 @@ func TestClusterOverTLS(t *testing.T) {
 
 	// The executable comes from the TLS artifact server (the fetcher trusts
 	// the agent's CA), the command executor reaches the agent over https.
-	out, code := mesolite(t, 90*time.Second, "run", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "--name=tls", "--id=tls-1",
+	out, code := mesolite(t, 90*time.Second, "run", "--master="+masterAddr, "--ssl_ca_file="+pki.CA, "--name=tls", "--id=tls-1",
 		"--uri="+artBase+"/hello.sh,executable", "--command=./hello.sh")
 	if code != 0 || !strings.Contains(out, "TASK_FINISHED") {
 		t.Fatalf("run over TLS: exit %d\n%s", code, out)
@@ -172,7 +112,7 @@ func TestClusterOverTLS(t *testing.T) {
 	if want := "stdout: https://" + agentAddr + "/files/read"; !strings.Contains(out, want) {
 		t.Errorf("run output lacks %q:\n%s", want, out)
 	}
-	logs, code := mesolite(t, 30*time.Second, "logs", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "tls-1")
+	logs, code := mesolite(t, 30*time.Second, "logs", "--master="+masterAddr, "--ssl_ca_file="+pki.CA, "tls-1")
 	if code != 0 || strings.TrimSpace(logs) != "hello over tls from true" {
 		t.Fatalf("logs over TLS: exit %d, %q", code, logs)
 	}
@@ -220,7 +160,7 @@ func TestBrowserOverTLS(t *testing.T) {
 	testutil.Require(t, browsertest.Path() != "", "test needs Chromium (Debian package chromium)")
 	pki := newTestPKI(t)
 	masterAddr, agentAddr := startTLSCluster(t, pki)
-	start(t, "run", "run", "--master="+masterAddr, "--ssl_ca_file="+pki.ca, "--name=ticker", "--id=ticker-tls",
+	start(t, "run", "run", "--master="+masterAddr, "--ssl_ca_file="+pki.CA, "--name=ticker", "--id=ticker-tls",
 		"--command=i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done")
 	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
 		var st struct {
