@@ -334,13 +334,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 // diskBytes is the disk the resources declare, in bytes (Mesos counts
 // disk in MB); 0 when none is declared.
 func diskBytes(res []*mesos.Resource) int64 {
-	var mb float64
-	for _, r := range res {
-		if r.GetName() == "disk" && r.GetType() == mesos.Value_SCALAR {
-			mb += r.GetScalar().GetValue()
-		}
-	}
-	return int64(mb * 1024 * 1024)
+	return int64(scalarOf(res, "disk") * 1024 * 1024)
 }
 
 // taskUser is who the executor and its tasks run as (Mesos's
