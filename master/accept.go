@@ -8,7 +8,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 

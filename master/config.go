@@ -17,7 +17,7 @@ import (
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/internal/version"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 )
 
 // Clock tells the time. The master's timers (offer timeout, filters,

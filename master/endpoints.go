@@ -11,7 +11,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 

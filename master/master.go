@@ -22,7 +22,7 @@ import (
 	"github.com/mesolite/mesolite/detector"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )

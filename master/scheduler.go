@@ -18,7 +18,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/master/allocator"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/master/store"
 	"google.golang.org/protobuf/proto"
 )

@@ -7,7 +7,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 )
 
 // maxPendingUpdates bounds the updates kept for a disconnected framework.

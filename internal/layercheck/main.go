@@ -35,6 +35,7 @@ var rules = []rule{
 	{from: "sandbox", banned: upper},
 	{from: "artifactsrv", banned: upper},
 	{from: "httpauth", banned: upper},
+	{from: "resources", banned: upper},
 	{from: "internal", banned: upper},
 	{from: "executor", banned: []string{"master", "agent", "cli", "scheduler", "cmd"}},
 	{from: "internal/tlsconfig", banned: upper},

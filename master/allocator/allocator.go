@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 )
 
 // Options configure an Allocator. The zero value is usable.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesolite/mesolite/master/resources"
+	"github.com/mesolite/mesolite/resources"
 )
 
 type fakeClock struct{ t time.Time }

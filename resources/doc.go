@@ -1,5 +1,6 @@
-// Package resources is the master's resource arithmetic: scalars (cpus, mem,
-// disk, gpus), ranges (ports) and sets, grouped by name and reservation role.
+// Package resources is the one Mesos resource arithmetic of master, agent
+// and cli: scalars (cpus, mem, disk, gpus), ranges (ports) and sets, grouped
+// by name and reservation role.
 //
 // A Resources value is normalised (one entry per name, role and kind, sorted,
 // no empty entries), so equal resources compare equal and every operation is
