@@ -52,6 +52,10 @@ const (
 	Call_MESSAGE          Call_Type = 3 // An executor's message for its framework.
 	Call_EXECUTOR_EXITED  Call_Type = 4 // An executor ended; its resources are free.
 	Call_UPDATE_RESOURCES Call_Type = 5 // The agent's total resources changed.
+	// The answer to a PING event: a stream the master can still write to
+	// does not prove the agent alive (a stopped process's socket buffer
+	// takes pings for hours), an answer does.
+	Call_PONG Call_Type = 6
 )
 
 // Enum value maps for Call_Type.
@@ -63,6 +67,7 @@ var (
 		3: "MESSAGE",
 		4: "EXECUTOR_EXITED",
 		5: "UPDATE_RESOURCES",
+		6: "PONG",
 	}
 	Call_Type_value = map[string]int32{
 		"UNKNOWN":          0,
@@ -71,6 +76,7 @@ var (
 		"MESSAGE":          3,
 		"EXECUTOR_EXITED":  4,
 		"UPDATE_RESOURCES": 5,
+		"PONG":             6,
 	}
 )
 
@@ -428,7 +434,11 @@ type Call_Register struct {
 	Frameworks []*mesos.FrameworkInfo `protobuf:"bytes,6,rep,name=frameworks" json:"frameworks,omitempty"`
 	Version    *string                `protobuf:"bytes,7,opt,name=version" json:"version,omitempty"` // The agent binary's version, for the UI.
 	// Per-executor container ids, so the master can build sandbox links.
-	Containers    []*Call_ExecutorContainer `protobuf:"bytes,8,rep,name=containers" json:"containers,omitempty"`
+	Containers []*Call_ExecutorContainer `protobuf:"bytes,8,rep,name=containers" json:"containers,omitempty"`
+	// The agent answers every PING with a PONG; the master then removes it
+	// when pongs stop for agent_ping_timeout * max_agent_ping_timeouts.
+	// Agents that do not set it are judged by their stream alone.
+	AnswersPings  *bool `protobuf:"varint,9,opt,name=answers_pings,json=answersPings" json:"answers_pings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -517,6 +527,13 @@ func (x *Call_Register) GetContainers() []*Call_ExecutorContainer {
 		return x.Containers
 	}
 	return nil
+}
+
+func (x *Call_Register) GetAnswersPings() bool {
+	if x != nil && x.AnswersPings != nil {
+		return *x.AnswersPings
+	}
+	return false
 }
 
 type Call_ExecutorContainer struct {
@@ -1361,7 +1378,7 @@ var File_mesolite_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_mesolite_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x1dmesolite/agent/v1/agent.proto\x12\x11mesolite.agent.v1\x1a\x14mesos/v1/mesos.proto\"\xb2\r\n" +
+	"\x1dmesolite/agent/v1/agent.proto\x12\x11mesolite.agent.v1\x1a\x14mesos/v1/mesos.proto\"\xe1\r\n" +
 	"\x04Call\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.mesolite.agent.v1.Call.TypeR\x04type\x12,\n" +
 	"\bagent_id\x18\x02 \x01(\v2\x11.mesos.v1.AgentIDR\aagentId\x12<\n" +
@@ -1369,7 +1386,7 @@ const file_mesolite_agent_v1_agent_proto_rawDesc = "" +
 	"\x06update\x18\x04 \x01(\v2\x1e.mesolite.agent.v1.Call.UpdateR\x06update\x129\n" +
 	"\amessage\x18\x05 \x01(\v2\x1f.mesolite.agent.v1.Call.MessageR\amessage\x12O\n" +
 	"\x0fexecutor_exited\x18\x06 \x01(\v2&.mesolite.agent.v1.Call.ExecutorExitedR\x0eexecutorExited\x12R\n" +
-	"\x10update_resources\x18\a \x01(\v2'.mesolite.agent.v1.Call.UpdateResourcesR\x0fupdateResources\x1a\x90\x03\n" +
+	"\x10update_resources\x18\a \x01(\v2'.mesolite.agent.v1.Call.UpdateResourcesR\x0fupdateResources\x1a\xb5\x03\n" +
 	"\bRegister\x12)\n" +
 	"\x10protocol_version\x18\x01 \x02(\rR\x0fprotocolVersion\x122\n" +
 	"\n" +
@@ -1383,7 +1400,8 @@ const file_mesolite_agent_v1_agent_proto_rawDesc = "" +
 	"\aversion\x18\a \x01(\tR\aversion\x12I\n" +
 	"\n" +
 	"containers\x18\b \x03(\v2).mesolite.agent.v1.Call.ExecutorContainerR\n" +
-	"containers\x1a\xdc\x01\n" +
+	"containers\x12#\n" +
+	"\ranswers_pings\x18\t \x01(\bR\fanswersPings\x1a\xdc\x01\n" +
 	"\x11ExecutorContainer\x128\n" +
 	"\fframework_id\x18\x01 \x02(\v2\x15.mesos.v1.FrameworkIDR\vframeworkId\x125\n" +
 	"\vexecutor_id\x18\x02 \x02(\v2\x14.mesos.v1.ExecutorIDR\n" +
@@ -1405,7 +1423,7 @@ const file_mesolite_agent_v1_agent_proto_rawDesc = "" +
 	"executorId\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\x05R\x06status\x1aC\n" +
 	"\x0fUpdateResources\x120\n" +
-	"\tresources\x18\x01 \x03(\v2\x12.mesos.v1.ResourceR\tresources\"e\n" +
+	"\tresources\x18\x01 \x03(\v2\x12.mesos.v1.ResourceR\tresources\"o\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\f\n" +
 	"\bREGISTER\x10\x01\x12\n" +
@@ -1413,7 +1431,8 @@ const file_mesolite_agent_v1_agent_proto_rawDesc = "" +
 	"\x06UPDATE\x10\x02\x12\v\n" +
 	"\aMESSAGE\x10\x03\x12\x13\n" +
 	"\x0fEXECUTOR_EXITED\x10\x04\x12\x14\n" +
-	"\x10UPDATE_RESOURCES\x10\x05\"\xbf\x11\n" +
+	"\x10UPDATE_RESOURCES\x10\x05\x12\b\n" +
+	"\x04PONG\x10\x06\"\xbf\x11\n" +
 	"\x05Event\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.mesolite.agent.v1.Event.TypeR\x04type\x12C\n" +
 	"\n" +
