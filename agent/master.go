@@ -448,6 +448,28 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 		}
 	}()
 
+	// Each PING is answered with a PONG, posted beside the stream so a
+	// slow master never stalls the events; at most one is in flight and
+	// a PING that comes meanwhile is answered by it.
+	pings := make(chan struct{}, 1)
+	var pongs sync.WaitGroup
+	defer pongs.Wait()
+	defer cancel()
+	pongs.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-pings:
+				pctx, done := context.WithTimeout(ctx, 10*time.Second)
+				if err := m.call(pctx, &agentpb.Call{Type: agentpb.Call_PONG.Enum()}); err != nil && ctx.Err() == nil {
+					m.a.log.Debug("answer the master's ping", "error", err)
+				}
+				done()
+			}
+		}
+	})
+
 	rd := recordio.NewReader(bufio.NewReaderSize(resp.Body, 64<<10), 64<<20)
 	for {
 		rec, err := rd.ReadRecord()
@@ -468,6 +490,12 @@ func (m *masterLink) session(ctx context.Context, addr string) error {
 				lastEvent.Lock()
 				interval = time.Duration(s * float64(time.Second))
 				lastEvent.Unlock()
+			}
+		}
+		if ev.GetType() == agentpb.Event_PING {
+			select {
+			case pings <- struct{}{}:
+			default:
 			}
 		}
 		if err := m.a.handleEvent(ctx, ev); err != nil {
@@ -562,6 +590,7 @@ func (a *Agent) registerCall() (*agentpb.Call, error) {
 		AgentInfo:       info,
 		Address:         &mesos.Address{Ip: proto.String(a.cfg.AdvertiseIP), Port: proto.Int32(int32(a.cfg.Port)), Hostname: proto.String(a.cfg.Hostname)},
 		Version:         proto.String(a.cfg.Version),
+		AnswersPings:    proto.Bool(true),
 	}
 	c := &agentpb.Call{Type: agentpb.Call_REGISTER.Enum(), Register: reg}
 	if a.agentID != "" {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -363,4 +364,39 @@ func TestAgentRemovedAndReturning(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// TestStoppedAgentRemovedAndReturning: an agent stopped with SIGSTOP keeps
+// its connection open (the kernel takes the master's pings), so only its
+// missing PONGs show it. The master removes it after the ping budget
+// (1 s x 3 here): TASK_LOST for the plain framework, TASK_UNREACHABLE for
+// the partition-aware one. Continued, it comes back: the plain task is
+// killed, the partition-aware one runs on.
+func TestStoppedAgentRemovedAndReturning(t *testing.T) {
+	c := startHA(t, 1)
+	testutil.Eventually(t, 60*time.Second, 50*time.Millisecond, func() bool {
+		_, st := c.leader()
+		return st != nil && len(st.Slaves) == 1 && st.Slaves[0].Active
+	}, "a leader with the agent")
+	plain := startFramework(t, c.zkURL, "plain", 1)
+	pa := startFramework(t, c.zkURL, "aware", 1, mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		return plain.latest()["plain-00"] == mesos.TaskState_TASK_RUNNING && pa.latest()["aware-00"] == mesos.TaskState_TASK_RUNNING
+	}, "both tasks running")
+
+	if err := c.agent.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	cont := func() { _ = c.agent.cmd.Process.Signal(syscall.SIGCONT) }
+	t.Cleanup(cont) // stop() cannot end a stopped agent
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		return plain.latest()["plain-00"] == mesos.TaskState_TASK_LOST && pa.latest()["aware-00"] == mesos.TaskState_TASK_UNREACHABLE
+	}, "TASK_LOST and TASK_UNREACHABLE for the stopped agent's tasks")
+	t.Logf("stopped agent removed after %s", time.Since(stopped).Round(100*time.Millisecond))
+
+	cont()
+	testutil.Eventually(t, 60*time.Second, 50*time.Millisecond, func() bool {
+		return plain.saw("plain-00", mesos.TaskState_TASK_KILLED) && pa.latest()["aware-00"] == mesos.TaskState_TASK_RUNNING
+	}, "the plain framework's task killed, the partition-aware one's running again")
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
-	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/master/store"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -44,7 +44,7 @@ func (m *Master) handleAgent(w http.ResponseWriter, r *http.Request) {
 	case agentpb.Call_REGISTER:
 		m.registerHTTP(w, r, call, reqCodec)
 		return
-	case agentpb.Call_UPDATE, agentpb.Call_MESSAGE, agentpb.Call_EXECUTOR_EXITED, agentpb.Call_UPDATE_RESOURCES:
+	case agentpb.Call_UPDATE, agentpb.Call_MESSAGE, agentpb.Call_EXECUTOR_EXITED, agentpb.Call_UPDATE_RESOURCES, agentpb.Call_PONG:
 	default:
 		writeError(w, httpErr(http.StatusBadRequest, "Unknown or missing call type %q", call.GetType().String()))
 		return
@@ -228,7 +228,7 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 	w.Header().Set(AgentTokenHeader, reg.token)
 	startStream(w, respCodec, s.id)
 	ping, _ := respCodec.Marshal(&agentpb.Event{Type: agentpb.Event_PING.Enum()})
-	err = s.serve(r.Context(), w, ping, m.cfg.HeartbeatInterval, m.cfg.AgentPingTimeout)
+	err = s.serve(r.Context(), w, ping, m.cfg.AgentPingTimeout, m.cfg.AgentPingTimeout)
 	m.agentStreamEnded(reg.id, s, err)
 }
 
@@ -326,6 +326,8 @@ func (m *Master) admitAgent(reg *registration, s *stream, expect *agent) error {
 	a.connected = true
 	a.recovered = false
 	a.removeDeadline = time.Time{}
+	a.answersPings = reg.reg.GetAnswersPings()
+	a.lastContact = now
 
 	m.alloc.AddAgent(a.id, a.total, true)
 	m.reconcileAgent(a, reg.reg, returning)
@@ -349,7 +351,7 @@ func (m *Master) admitAgent(reg *registration, s *stream, expect *agent) error {
 		Registered: &agentpb.Event_Registered{
 			AgentId:                  &mesos.AgentID{Value: proto.String(a.id)},
 			MasterInfo:               m.info,
-			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
+			HeartbeatIntervalSeconds: proto.Float64(m.cfg.AgentPingTimeout.Seconds()),
 		},
 	})
 	// Kills the agent missed while it was away.
@@ -682,7 +684,9 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 	if sid != a.stream.id {
 		return httpErr(http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with agent ID '%s'", sid, id)
 	}
+	a.lastContact = m.clock.Now()
 	switch call.GetType() {
+	case agentpb.Call_PONG:
 	case agentpb.Call_UPDATE:
 		if call.Update == nil || call.GetUpdate().Status == nil {
 			return httpErr(http.StatusBadRequest, "Expecting 'update.status' to be present")
@@ -774,14 +778,43 @@ func (m *Master) agentStreamEnded(id string, s *stream, err error) {
 	if a == nil || a.stream != s || m.shutdown {
 		return
 	}
+	m.disconnectAgent(a, m.clock.Now().Add(m.cfg.agentGone()))
+	m.log.Warn("agent disconnected", "agent_id", id, "hostname", a.hostname, "remove_in", m.cfg.agentGone(), "error", err)
+}
+
+// disconnectAgent takes a connected agent's stream and offers away; it is
+// removed at removeAt unless it re-registers first. m.mu must be held.
+func (m *Master) disconnectAgent(a *agent, removeAt time.Time) {
+	if a.stream != nil {
+		a.stream.close()
+	}
 	a.stream = nil
 	a.connected = false
-	a.removeDeadline = m.clock.Now().Add(m.cfg.agentGone())
+	a.removeDeadline = removeAt
 	m.alloc.SetAgentActive(a.id, false)
 	for _, o := range a.offers {
 		m.removeOffer(o, true, 0)
 	}
-	m.log.Warn("agent disconnected", "agent_id", id, "hostname", a.hostname, "remove_in", m.cfg.agentGone(), "error", err)
+}
+
+// silentAgents disconnects agents that answer pings and have not called
+// for longer than the ping budget: a stopped (SIGSTOP, frozen VM) agent's
+// stream keeps taking writes into its socket buffer, so only the missing
+// PONGs show it. Mesos marks such an agent unreachable once
+// agent_ping_timeout * max_agent_ping_timeouts passed without a pong; so
+// does this (the budget is spent, so no removal grace follows). m.mu must
+// be held.
+func (m *Master) silentAgents(now time.Time) {
+	limit := m.cfg.AgentPingTimeout * time.Duration(m.cfg.MaxAgentPingTimeouts)
+	for _, a := range m.agents {
+		if !a.connected || !a.answersPings || now.Sub(a.lastContact) <= limit {
+			continue
+		}
+		m.log.Warn("agent stopped answering pings; disconnecting it", "agent_id", a.id, "hostname", a.hostname,
+			"silent_for", now.Sub(a.lastContact).Round(time.Second), "ping_budget", limit)
+		m.counters.agentsUnhealthy++
+		m.disconnectAgent(a, now)
+	}
 }
 
 // removeAgent removes an agent that did not come back: its tasks are lost

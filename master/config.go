@@ -74,14 +74,15 @@ type Config struct {
 	// starts or is elected, before they are removed and their tasks lost.
 	AgentReregisterTimeout time.Duration
 	// AgentPingTimeout [--agent_ping_timeout], 15s, and MaxAgentPingTimeouts
-	// [--max_agent_ping_timeouts], 5: an agent whose stream broke is removed
-	// when it has not come back within their product (or
-	// AgentReregisterTimeout if shorter). AgentPingTimeout also bounds one
-	// write to any event stream, so a peer that stopped reading is noticed.
+	// [--max_agent_ping_timeouts], 5: agents are pinged every
+	// AgentPingTimeout; one that stops answering for their product is
+	// removed at once, and one whose stream broke is removed when it has
+	// not come back within it (or AgentReregisterTimeout if shorter).
+	// AgentPingTimeout also bounds one write to any event stream, so a
+	// peer that stopped reading is noticed.
 	AgentPingTimeout     time.Duration
 	MaxAgentPingTimeouts int
-	// HeartbeatInterval: HEARTBEAT events to frameworks and PING to agents,
-	// 15s.
+	// HeartbeatInterval: HEARTBEAT events to frameworks, 15s.
 	HeartbeatInterval time.Duration
 	// AllocationInterval [--allocation_interval], 1s, between allocation
 	// cycles; events (a new agent, a REVIVE) trigger one sooner.

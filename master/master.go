@@ -572,6 +572,7 @@ func (m *Master) housekeeping() {
 			m.removeFramework(fw, "failover timeout")
 		}
 	}
+	m.silentAgents(now)
 	for _, a := range m.agents {
 		if !a.connected && !a.removeDeadline.IsZero() && !now.Before(a.removeDeadline) {
 			m.removeAgent(a)

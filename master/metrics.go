@@ -31,6 +31,7 @@ type counters struct {
 	agentRegistrations   uint64
 	agentReregistrations uint64
 	agentRemovals        uint64
+	agentsUnhealthy      uint64 // removals for missed pings
 	frameworkToExecutor  uint64
 	executorToFramework  uint64
 	registryWrites       uint64
@@ -44,6 +45,7 @@ var counterMetrics = setOf(
 	"master/slave_registrations",
 	"master/slave_reregistrations",
 	"master/slave_removals",
+	"master/slave_removals/reason_unhealthy",
 	"master/frameworks_removed",
 	"master/tasks_finished",
 	"master/tasks_failed",
@@ -129,6 +131,7 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/slave_registrations"] = float64(m.counters.agentRegistrations)
 	s["master/slave_reregistrations"] = float64(m.counters.agentReregistrations)
 	s["master/slave_removals"] = float64(m.counters.agentRemovals)
+	s["master/slave_removals/reason_unhealthy"] = float64(m.counters.agentsUnhealthy)
 
 	var fwActive, fwInactive, fwConnected, fwDisconnected float64
 	states := map[mesos.TaskState]float64{}

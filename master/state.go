@@ -216,6 +216,11 @@ type agent struct {
 	reregisteredTime time.Time
 	// removeDeadline is when a disconnected or recovered agent is removed.
 	removeDeadline time.Time
+	// answersPings: the agent answers each PING with a PONG, so silence
+	// on its calls means it is stopped even while its stream takes writes.
+	// lastContact is its last call (or its registration).
+	answersPings bool
+	lastContact  time.Time
 
 	// tasks by framework id, then task id
 	tasks     map[string]map[string]*task
