@@ -5,11 +5,16 @@
 // Layout:
 //
 //	proto/     the .proto sources: Mesos's own message names, field numbers and
-//	           enum values (mesos/v1, mesos/v1/scheduler, mesos/v1/executor) and
-//	           mesolite's master-agent protocol (mesolite/agent/v1)
+//	           enum values (mesos/v1, mesos/v1/scheduler, mesos/v1/executor,
+//	           mesos/v1/master and the quota, maintenance and allocator
+//	           packages it imports) and mesolite's master-agent protocol
+//	           (mesolite/agent/v1)
 //	mesos/     generated Go for mesos.v1 (package mesos), plus small helpers
 //	scheduler/ generated Go for mesos.v1.scheduler: Call, Event, Response
 //	executor/  generated Go for mesos.v1.executor: Call, Event
+//	master/    generated Go for mesos.v1.master, the master operator API:
+//	           Call, Response, Event; quota/, maintenance/ and allocator/
+//	           hold the mesos.v1 packages it imports
 //	agentpb/   generated Go for mesolite.agent.v1
 //	codec/     the application/json and application/x-protobuf encodings and
 //	           content negotiation

@@ -7,9 +7,13 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/mesolite/mesolite/api/v1/allocator"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/executor"
+	"github.com/mesolite/mesolite/api/v1/maintenance"
+	"github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/quota"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -21,6 +25,10 @@ var files = []protoreflect.FileDescriptor{
 	mesos.File_mesos_v1_mesos_proto,
 	scheduler.File_mesos_v1_scheduler_scheduler_proto,
 	executor.File_mesos_v1_executor_executor_proto,
+	master.File_mesos_v1_master_master_proto,
+	quota.File_mesos_v1_quota_quota_proto,
+	maintenance.File_mesos_v1_maintenance_maintenance_proto,
+	allocator.File_mesos_v1_allocator_allocator_proto,
 }
 
 // populatedMessages returns one instance of every message type (nested ones
