@@ -24,31 +24,12 @@ const maxCallBytes = 16 << 20
 // serveExecutorAPI is POST /api/v1/executor.
 func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "the executor API takes POST", http.StatusMethodNotAllowed)
+		errdefs.MethodNotAllowed(w, r, http.MethodPost)
 		return
 	}
-	in, err := codec.ForContentType(r.Header.Get("Content-Type"))
+	call, in, err := readExecutorCall(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxCallBytes+1))
-	if err != nil {
-		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if len(body) > maxCallBytes {
-		http.Error(w, "call too large", http.StatusRequestEntityTooLarge)
-		return
-	}
-	call := &executor.Call{}
-	if err := in.Unmarshal(body, call); err != nil {
-		http.Error(w, "Failed to parse body into Call: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := validateExecutorCall(call); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		errdefs.HTTPError(w, err)
 		return
 	}
 	if err := a.authorizeExecutorCall(r, call); err != nil {
@@ -62,7 +43,7 @@ func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 	case executor.Call_SUBSCRIBE:
 		out, err := codec.ForAccept(r.Header.Get("Accept"), in)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotAcceptable)
+			errdefs.HTTPError(w, err)
 			return
 		}
 		a.executorSubscribe(w, r, call, out)
@@ -76,8 +57,32 @@ func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 		a.master.message(r.Context(), call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue(), call.GetMessage().GetData())
 		w.WriteHeader(http.StatusAccepted)
 	default:
-		http.Error(w, fmt.Sprintf("unknown call type %v", call.GetType()), http.StatusBadRequest)
+		errdefs.HTTPError(w, errdefs.Statusf(http.StatusBadRequest, "unknown call type %v", call.GetType()))
 	}
+}
+
+// readExecutorCall decodes and checks a call; its errors carry their
+// status (415, 413, 400).
+func readExecutorCall(r *http.Request) (*executor.Call, codec.Codec, error) {
+	in, err := codec.ForContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxCallBytes+1))
+	if err != nil {
+		return nil, nil, errdefs.Statusf(http.StatusBadRequest, "Failed to read the request body: %v", err)
+	}
+	if len(body) > maxCallBytes {
+		return nil, nil, errdefs.Statusf(http.StatusRequestEntityTooLarge, "Request body is larger than %d bytes", maxCallBytes)
+	}
+	call := &executor.Call{}
+	if err := in.Unmarshal(body, call); err != nil {
+		return nil, nil, errdefs.Statusf(http.StatusBadRequest, "Failed to parse body into Call: %v", err)
+	}
+	if err := validateExecutorCall(call); err != nil {
+		return nil, nil, errdefs.WithStatus(http.StatusBadRequest, err)
+	}
+	return call, in, nil
 }
 
 func validateExecutorCall(c *executor.Call) error {
@@ -164,7 +169,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	es := a.lookupExecutorLocked(fwID, exID)
 	if es == nil || !es.live() {
 		a.mu.Unlock()
-		http.Error(w, fmt.Sprintf("Executor %s of framework %s is not known to this agent", exID, fwID), http.StatusBadRequest)
+		errdefs.HTTPError(w, errdefs.Statusf(http.StatusBadRequest, "Executor %s of framework %s is not known to this agent", exID, fwID))
 		return
 	}
 	if es.conn != nil {

@@ -4,9 +4,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
 
 	"golang.org/x/sys/unix"
 )
@@ -155,7 +156,7 @@ func (s *streamLimiter) wrap(h http.Handler, isStream func(*http.Request) bool) 
 		s.mu.Unlock()
 		if !ok {
 			w.Header().Set("Retry-After", "5")
-			http.Error(w, "too many open streams (at most "+strconv.Itoa(s.perIP)+" per client, "+strconv.Itoa(s.total)+" in all)", http.StatusTooManyRequests)
+			errdefs.HTTPError(w, errdefs.Statusf(http.StatusTooManyRequests, "too many open streams (at most %d per client, %d in all)", s.perIP, s.total))
 			return
 		}
 		defer func() {

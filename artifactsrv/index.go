@@ -2,6 +2,7 @@ package artifactsrv
 
 import (
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -32,7 +33,7 @@ func wantsJSON(r *http.Request) bool {
 func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request, rel string, dir *os.File) {
 	names, err := dir.Readdirnames(-1)
 	if err != nil {
-		http.Error(w, "cannot read directory", http.StatusInternalServerError)
+		s.httpError(w, fmt.Errorf("read directory %s: %w", rel, err))
 		return
 	}
 	sort.Strings(names)

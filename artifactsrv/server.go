@@ -203,8 +203,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case http.MethodDelete:
 		s.serveDelete(w, r)
 	default:
-		w.Header().Set("Allow", s.allowed())
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		errdefs.MethodNotAllowed(w, r, strings.Split(s.allowed(), ", ")...)
 	}
 }
 

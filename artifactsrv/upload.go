@@ -30,19 +30,19 @@ import (
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.UploadToken == "" {
 		w.Header().Set("Allow", s.allowed())
-		http.Error(w, "uploads are disabled on this server (no --upload_token)", http.StatusMethodNotAllowed)
+		errdefs.HTTPError(w, errdefs.Statusf(http.StatusMethodNotAllowed, "uploads are disabled on this server (no --upload_token)"))
 		return false
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mesolite-artifacts"`)
-		http.Error(w, "missing bearer token", http.StatusUnauthorized)
+		errdefs.HTTPError(w, fmt.Errorf("missing bearer token: %w", errdefs.ErrUnauthorized))
 		return false
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	if subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
-		http.Error(w, "wrong upload token", http.StatusForbidden)
+		errdefs.HTTPError(w, fmt.Errorf("wrong upload token: %w", errdefs.ErrForbidden))
 		return false
 	}
 	return true
@@ -83,7 +83,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			http.Error(w, fmt.Sprintf("upload larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
+			errdefs.HTTPError(w, errdefs.Statusf(http.StatusRequestEntityTooLarge, "upload larger than %d bytes", mbe.Limit))
 			return
 		}
 		s.log.Warn("upload failed", "path", r.URL.Path, "error", err.Error())

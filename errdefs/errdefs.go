@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 )
 
 // The classes. Each one answers a question a caller actually asks: may I
@@ -31,12 +33,42 @@ var (
 	ErrGone = errors.New("gone")
 )
 
-// HTTPStatus maps an error to the status code an HTTP handler should answer.
+// statusError pins the HTTP status of an error whose meaning the classes
+// above do not carry (405, 406, 413, 415, 429, a protocol's own choice of
+// 400 or 403).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// WithStatus answers err with the HTTP status code; errors.Is and As still
+// see through it to err's class.
+func WithStatus(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &statusError{code: code, err: err}
+}
+
+// Statusf is WithStatus of fmt.Errorf(format, args...): the reason, as the
+// peer reads it, with the status to answer it with.
+func Statusf(code int, format string, args ...any) error {
+	return &statusError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// HTTPStatus maps an error to the status code an HTTP handler should answer:
+// the status it was given (WithStatus, Statusf), else its class's.
 // Unclassified errors are internal errors.
 func HTTPStatus(err error) int {
+	var se *statusError
 	switch {
 	case err == nil:
 		return http.StatusOK
+	case errors.As(err, &se):
+		return se.code
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
@@ -70,4 +102,11 @@ func HTTPError(w http.ResponseWriter, err error) {
 	ref := hex.EncodeToString(id[:])
 	slog.Default().Error("internal error answered 500", "error", err, "ref", ref)
 	http.Error(w, "internal server error (ref "+ref+"; the detail is in the server's log)", code)
+}
+
+// MethodNotAllowed answers 405 with Mesos's wording and the Allow header.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	want := strings.Join(allowed, "' or '")
+	HTTPError(w, Statusf(http.StatusMethodNotAllowed, "Expecting a '%s' request, received '%s'", want, r.Method))
 }

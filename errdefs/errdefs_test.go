@@ -23,6 +23,10 @@ func TestHTTPStatus(t *testing.T) {
 		{ErrConflict, http.StatusConflict},
 		{ErrUnavailable, http.StatusServiceUnavailable},
 		{errors.New("boom"), http.StatusInternalServerError},
+		{Statusf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", 10), http.StatusRequestEntityTooLarge},
+		// A pinned status wins over the class it wraps, however deep.
+		{fmt.Errorf("call: %w", WithStatus(http.StatusUnsupportedMediaType, ErrInvalid)), http.StatusUnsupportedMediaType},
+		{WithStatus(http.StatusForbidden, fmt.Errorf("stream: %w", ErrInvalid)), http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		if got := HTTPStatus(tt.err); got != tt.want {
@@ -41,5 +45,29 @@ func TestHTTPErrorHidesInternalDetail(t *testing.T) {
 	HTTPError(rec, fmt.Errorf("task id %q is not valid: %w", "a/b", ErrInvalid))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "a/b") {
 		t.Fatalf("400 body %q", rec.Body.String())
+	}
+}
+
+func TestStatusKeepsClassAndText(t *testing.T) {
+	err := Statusf(http.StatusNotAcceptable, "accept %q: %w", "text/xml", ErrInvalid)
+	if !errors.Is(err, ErrInvalid) || err.Error() != `accept "text/xml": invalid argument` {
+		t.Fatalf("Statusf lost its class or text: %v", err)
+	}
+	if WithStatus(http.StatusTeapot, nil) != nil {
+		t.Fatal("WithStatus(nil) is not nil")
+	}
+	rec := httptest.NewRecorder()
+	HTTPError(rec, Statusf(http.StatusInternalServerError, "open /etc/secret: denied"))
+	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "/etc") {
+		t.Fatalf("a pinned 500 leaks its detail: %q", rec.Body.String())
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	rec := httptest.NewRecorder()
+	MethodNotAllowed(rec, httptest.NewRequest(http.MethodDelete, "/x", nil), http.MethodGet, http.MethodHead)
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" ||
+		!strings.Contains(rec.Body.String(), "Expecting a 'GET' or 'HEAD' request, received 'DELETE'") {
+		t.Fatalf("405: %d %q %q", rec.Code, rec.Header().Get("Allow"), rec.Body.String())
 	}
 }

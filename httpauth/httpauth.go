@@ -156,7 +156,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			for _, c := range a.challenge {
 				w.Header().Add("WWW-Authenticate", c)
 			}
-			http.Error(w, "401 Unauthorized.", http.StatusUnauthorized)
+			errdefs.HTTPError(w, errdefs.Statusf(http.StatusUnauthorized, "401 Unauthorized."))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))

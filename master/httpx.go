@@ -2,7 +2,6 @@ package master
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -16,37 +15,16 @@ import (
 // is a few megabytes; beyond this it is not a call but an attack.
 const maxBodyBytes = 32 << 20
 
-// statusError is an error with the HTTP status to answer it with.
-type statusError struct {
-	code int
-	msg  string
-}
-
-func (e *statusError) Error() string { return e.msg }
-
+// httpErr is the error answered with code and the reason, Mesos's plain
+// text: errdefs' one scheme, under the name the master's handlers use.
 func httpErr(code int, format string, args ...any) error {
-	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
+	return errdefs.Statusf(code, format, args...)
 }
 
-// writeError answers err as plain text, as Mesos does.
-func writeError(w http.ResponseWriter, err error) {
-	var se *statusError
-	switch {
-	case errors.As(err, &se):
-		http.Error(w, se.msg, se.code)
-	case errors.Is(err, codec.ErrUnsupportedMediaType):
-		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
-	case errors.Is(err, codec.ErrNotAcceptable):
-		http.Error(w, err.Error(), http.StatusNotAcceptable)
-	case errdefs.HTTPStatus(err) == http.StatusInternalServerError:
-		// An unclassified error may name a host path (the registry's
-		// file, a work_dir); it is logged by whoever made it, and the
-		// answer says only that it happened.
-		http.Error(w, "Internal error in the master; its log says why", http.StatusInternalServerError)
-	default:
-		errdefs.HTTPError(w, err)
-	}
-}
+// writeError answers err as plain text, as Mesos does; an unclassified
+// error (it may name a host path: the registry's file, a work_dir) is
+// answered with a reference to the log line that has it.
+func writeError(w http.ResponseWriter, err error) { errdefs.HTTPError(w, err) }
 
 // readCall decodes a POSTed call into msg by the request's Content-Type
 // and returns that codec. Errors carry their status: 405, 415, 413, 400.

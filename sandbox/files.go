@@ -158,8 +158,7 @@ func (h *FilesHandler) Close() error {
 // the agent mounts it at /files/ or strips that prefix.
 func (h *FilesHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodHead)
 		return
 	}
 	var err error

@@ -50,8 +50,7 @@ var errStreamEnd = errors.New("stream ended")
 
 func (h *FilesHandler) stream(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		errdefs.MethodNotAllowed(w, r, http.MethodGet)
 		return nil
 	}
 	q := parseQuery(r)

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
 )
 
 //go:embed assets
@@ -223,7 +225,6 @@ func allowRead(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return true
 	}
-	w.Header().Set("Allow", "GET, HEAD")
-	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodHead)
 	return false
 }

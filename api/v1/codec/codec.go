@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -36,12 +37,11 @@ var (
 	Protobuf Codec = protobufCodec{}
 )
 
-// Errors for content negotiation. Both wrap errdefs.ErrInvalid; handlers that
-// want the precise status test for these first: ErrUnsupportedMediaType is
-// 415, ErrNotAcceptable is 406.
+// Errors for content negotiation. Both wrap errdefs.ErrInvalid and carry
+// their status (415 and 406), so errdefs.HTTPError answers them right.
 var (
-	ErrUnsupportedMediaType = fmt.Errorf("unsupported media type: %w", errdefs.ErrInvalid)
-	ErrNotAcceptable        = fmt.Errorf("not acceptable: %w", errdefs.ErrInvalid)
+	ErrUnsupportedMediaType = errdefs.WithStatus(http.StatusUnsupportedMediaType, fmt.Errorf("unsupported media type: %w", errdefs.ErrInvalid))
+	ErrNotAcceptable        = errdefs.WithStatus(http.StatusNotAcceptable, fmt.Errorf("not acceptable: %w", errdefs.ErrInvalid))
 )
 
 // ForContentType returns the codec for a request's Content-Type header.
