@@ -10,5 +10,10 @@
 // ones, so a Resources can be shared between the allocator, offers and tasks.
 //
 // The wire type is mesos.Resource; FromProto validates and converts at the
-// edge, ToProto converts back.
+// edge, ToProto converts back. Parse reads the text and JSON forms of
+// Mesos's --resources flag (and file:// values) into wire resources, Format
+// writes the text form back; ParseAttributes reads --attributes with the
+// same value syntax. The agent's and the cli's flags are read by Parse, and
+// master, agent and cli count with the one arithmetic, so a resource means
+// the same everywhere.
 package resources

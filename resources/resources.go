@@ -130,22 +130,11 @@ func (r Resource) Empty() bool {
 func (r Resource) ValueString() string {
 	switch r.Kind {
 	case Scalar:
-		return strconv.FormatFloat(r.Value(), 'f', -1, 64)
+		return formatScalar(r.Value())
 	case Ranges:
-		var b strings.Builder
-		b.WriteByte('[')
-		for i, rg := range r.ranges {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(strconv.FormatUint(rg.Begin, 10))
-			b.WriteByte('-')
-			b.WriteString(strconv.FormatUint(rg.End, 10))
-		}
-		b.WriteByte(']')
-		return b.String()
+		return formatRanges(r.ranges)
 	default:
-		return "{" + strings.Join(r.set, ", ") + "}"
+		return formatSet(r.set)
 	}
 }
 
