@@ -20,6 +20,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
 )
@@ -352,6 +353,11 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	}
 	cfg.WorkDir = abs
 	cfg.Resources = DetectResources(cfg.Resources, cfg.WorkDir)
+	// The master refuses an agent whose resources it cannot read: say so
+	// here, before registering in vain.
+	if _, err := resources.FromProto(cfg.Resources); err != nil {
+		return nil, fmt.Errorf("agent: resources: %w", err)
+	}
 	a := &Agent{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "agent"),
@@ -410,7 +416,7 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	a.log.Info("agent listening", "address", l.Addr().String(), "advertise", a.Endpoint(), "tls", a.cfg.TLS != nil, "resources", ResourcesString(a.cfg.Resources))
+	a.log.Info("agent listening", "address", l.Addr().String(), "advertise", a.Endpoint(), "tls", a.cfg.TLS != nil, "resources", resources.Format(a.cfg.Resources))
 	if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.IsLoopback() && !isLocalMaster(a.cfg.Master) {
 		a.log.Warn("this agent advertises a loopback address to a master that is not on loopback: the master and executors elsewhere cannot reach it; set --advertise_ip", "advertise_ip", a.cfg.AdvertiseIP, "master", a.cfg.Master)
 	}

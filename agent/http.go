@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -116,24 +116,8 @@ func protoJSON(m proto.Message) json.RawMessage {
 }
 
 func resourcesMap(rs []*mesos.Resource) map[string]any {
-	out := map[string]any{"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
-	for _, r := range rs {
-		switch r.GetType() {
-		case mesos.Value_SCALAR:
-			v, _ := out[r.GetName()].(float64)
-			out[r.GetName()] = v + r.GetScalar().GetValue()
-		case mesos.Value_RANGES:
-			s := ""
-			for i, rg := range r.GetRanges().GetRange() {
-				if i > 0 {
-					s += ", "
-				}
-				s += fmt.Sprintf("%d-%d", rg.GetBegin(), rg.GetEnd())
-			}
-			out[r.GetName()] = "[" + s + "]"
-		}
-	}
-	return out
+	res, _ := resources.FromProto(rs)
+	return res.Model()
 }
 
 // serveState answers /state: a snapshot built under the agent's lock,

@@ -7,6 +7,7 @@ import (
 	"github.com/mesolite/mesolite/isolation"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/internal/tlsconfig"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
 )
@@ -733,31 +735,27 @@ func (a *Agent) handleUpdate(ctx context.Context, fwID string, st *mesos.TaskSta
 	return !dup, nil
 }
 
-// subtractResources removes the scalar amounts of b from a; ranges and
-// sets of b are removed whole.
+// subtractResources is what is left of an executor's resources a once a
+// task's resources b are gone. It is exact: a task's ports leave the rest
+// of the port range, its set items the rest of the set, and reservations
+// stay apart. The result keeps the allocation role a's resources carry (a
+// MULTI_ROLE framework's executor has one). Resources that do not parse,
+// which the master never sends, are kept as they are: a container keeps
+// its limits rather than lose them.
 func subtractResources(a, b []*mesos.Resource) []*mesos.Resource {
-	out := make([]*mesos.Resource, 0, len(a))
-	sub := map[string]float64{}
-	for _, r := range b {
-		if r.GetType() == mesos.Value_SCALAR {
-			sub[r.GetName()] += r.GetScalar().GetValue()
-		}
+	have, err := resources.FromProto(a)
+	if err != nil {
+		return slices.Clone(a)
 	}
-	for _, r := range a {
-		if r.GetType() != mesos.Value_SCALAR {
-			out = append(out, r)
-			continue
-		}
-		v := r.GetScalar().GetValue()
-		take := min(v, sub[r.GetName()])
-		sub[r.GetName()] -= take
-		if v-take > 1e-9 {
-			c := proto.Clone(r).(*mesos.Resource)
-			c.Scalar.Value = proto.Float64(v - take)
-			out = append(out, c)
-		}
+	gone, err := resources.FromProto(b)
+	if err != nil {
+		return slices.Clone(a)
 	}
-	return out
+	role := ""
+	if roles, _ := resources.AllocationRoles(a); len(roles) == 1 {
+		role = roles[0]
+	}
+	return have.Subtract(gone).ToProto(role)
 }
 
 // killTask handles KILL_TASK from the master.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/scheduler"
 	"google.golang.org/protobuf/proto"
 )
@@ -248,29 +248,24 @@ func offerWith(o *mesos.Offer, remaining []*mesos.Resource) *mesos.Offer {
 
 // subtractUsed removes what a task took from an offer's resources.
 func subtractUsed(offered, used []*mesos.Resource) []*mesos.Resource {
-	var out []*mesos.Resource
+	out := make([]*mesos.Resource, 0, len(offered))
 	for _, r := range offered {
-		left := proto.Clone(r).(*mesos.Resource)
+		left, ok := valueOf(r)
+		if !ok {
+			// allocate never takes from it.
+			out = append(out, proto.Clone(r).(*mesos.Resource))
+			continue
+		}
+		role := resources.ReservationRole(r)
 		for _, u := range used {
-			if u.GetName() != r.GetName() || u.GetType() != r.GetType() || roleOf(u) != roleOf(r) {
+			if u.GetName() != r.GetName() || u.GetType() != r.GetType() || resources.ReservationRole(u) != role {
 				continue
 			}
-			switch r.GetType() {
-			case mesos.Value_SCALAR:
-				v := toMilli(left.GetScalar().GetValue()) - toMilli(u.GetScalar().GetValue())
-				left.Scalar = &mesos.Value_Scalar{Value: mesos.Ptr(float64(max(v, 0)) / 1000)}
-			case mesos.Value_RANGES:
-				rs := toRngs(left.GetRanges())
-				for _, x := range toRngs(u.GetRanges()) {
-					rs = subtract(rs, x)
-				}
-				left.Ranges = fromRngs(rs)
-			case mesos.Value_SET:
-				left.Set = &mesos.Value_Set{Item: slices.DeleteFunc(slices.Clone(left.GetSet().GetItem()),
-					func(s string) bool { return slices.Contains(u.GetSet().GetItem(), s) })}
+			if v, ok := valueOf(u); ok {
+				left = left.Subtract(v)
 			}
 		}
-		out = append(out, left)
+		out = append(out, withValue(r, left))
 	}
 	return out
 }

@@ -53,7 +53,7 @@ func TestExampleFrameworkKeepsInstances(t *testing.T) {
 	}
 	for _, task := range tasks {
 		d := task.GetContainer().GetDocker()
-		if d.GetImage() != "busybox" || task.GetCommand().GetValue() != "sleep 1000" || describeResources(task.GetResources()) != "cpus:0.2;mem:40" {
+		if d.GetImage() != "busybox" || task.GetCommand().GetValue() != "sleep 1000" || describeResources(task.GetResources()) != "cpus:0.2; mem:40" {
 			t.Fatalf("task %v", task)
 		}
 	}

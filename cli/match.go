@@ -3,12 +3,11 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,147 +22,122 @@ import (
 // errNoFit is wrapped by allocate's errors, which say what is missing.
 var errNoFit = errors.New("offer does not fit")
 
-// rng is an inclusive range of integers.
-type rng struct{ b, e uint64 }
-
-// pool is what is left of one offered resource.
+// pool is one offered resource: the offer's message, with what is left of
+// it and what the task takes from it. left and taken hold the value without
+// the role (the message has it), so one arithmetic serves every role.
 type pool struct {
-	res    *mesos.Resource
-	milli  int64
-	ranges []rng
-	set    []string
-
-	used       bool
-	takenMilli int64
-	takenRngs  []rng
-	takenSet   []string
+	res         *mesos.Resource
+	role        string
+	left, taken resources.Resources
 }
 
-// toMilli converts a scalar to thousandths, Mesos's fixed-point precision,
-// so that 0.1+0.2 fits into 0.3.
-func toMilli(v float64) int64 { return int64(math.Round(v * 1000)) }
+func (p *pool) matches(name string, typ mesos.Value_Type, role string) bool {
+	return p.res.GetName() == name && p.res.GetType() == typ && (role == "" || p.role == role)
+}
 
-func fmtMilli(m int64) string { return strconv.FormatFloat(float64(m)/1000, 'f', -1, 64) }
+// valueOf is a wire resource's value without its role, or false for one
+// the arithmetic does not read (revocable, shared, a persistent volume):
+// a task gets those only by asking for them in a TaskInfo of its own.
+func valueOf(r *mesos.Resource) (resources.Resources, bool) {
+	v, err := resources.FromProto([]*mesos.Resource{r})
+	if err != nil {
+		return nil, false
+	}
+	return v.Flatten(), true
+}
 
-// roleOf is the reservation role a resource belongs to, "*" when
-// unreserved.
-func roleOf(r *mesos.Resource) string {
-	if n := len(r.GetReservations()); n > 0 {
-		return r.GetReservations()[n-1].GetRole()
+// withValue is a copy of r, an offered resource, that holds v, of r's name
+// and type, instead of r's own value; everything else the master put on r
+// stays.
+func withValue(r *mesos.Resource, v resources.Resources) *mesos.Resource {
+	c := proto.Clone(r).(*mesos.Resource)
+	if len(v) > 0 {
+		w := v.ToProto("")[0]
+		c.Scalar, c.Ranges, c.Set = w.Scalar, w.Ranges, w.Set
+		return c
 	}
-	if role := r.GetRole(); role != "" {
-		return role // the pre-refinement field; "*" when unset
+	switch r.GetType() {
+	case mesos.Value_SCALAR:
+		c.Scalar = &mesos.Value_Scalar{Value: mesos.Ptr(0.0)}
+	case mesos.Value_RANGES:
+		c.Ranges = &mesos.Value_Ranges{}
+	case mesos.Value_SET:
+		c.Set = &mesos.Value_Set{}
 	}
-	return "*"
+	return c
 }
 
 // wantRole is the role a request names, "" for any.
 func wantRole(r *mesos.Resource) string {
-	if role := roleOf(r); role != "*" {
+	if role := resources.ReservationRole(r); role != resources.Unreserved {
 		return role
 	}
 	return ""
 }
 
-func (p *pool) matches(name string, typ mesos.Value_Type, role string) bool {
-	return p.res.GetName() == name && p.res.GetType() == typ && (role == "" || roleOf(p.res) == role)
-}
-
 // allocate takes want and pickPorts free ports out of offered. It returns
 // the resources to give the task and the ports picked, or an error wrapping
-// errNoFit that lists every shortfall.
+// errNoFit that lists every shortfall. A request without a role takes from
+// reserved and unreserved resources alike, in the offer's order.
 func allocate(offered, want []*mesos.Resource, pickPorts int) ([]*mesos.Resource, []uint64, error) {
 	pools := make([]*pool, 0, len(offered))
 	for _, r := range offered {
-		p := &pool{res: r}
-		switch r.GetType() {
-		case mesos.Value_SCALAR:
-			p.milli = toMilli(r.GetScalar().GetValue())
-		case mesos.Value_RANGES:
-			p.ranges = toRngs(r.GetRanges())
-		case mesos.Value_SET:
-			p.set = slices.Clone(r.GetSet().GetItem())
-		default:
-			continue
+		if v, ok := valueOf(r); ok {
+			pools = append(pools, &pool{res: r, role: resources.ReservationRole(r), left: v})
 		}
-		pools = append(pools, p)
 	}
 	var short []string
 	for _, w := range want {
 		name, role := w.GetName(), wantRole(w)
-		switch w.GetType() {
-		case mesos.Value_SCALAR:
-			need := toMilli(w.GetScalar().GetValue())
-			have := int64(0)
-			for _, p := range pools {
-				if p.matches(name, mesos.Value_SCALAR, role) {
-					have += p.milli
-				}
+		need, ok := valueOf(w)
+		if !ok {
+			short = append(short, fmt.Sprintf("%s: cannot be asked for", label(name, role)))
+			continue
+		}
+		missing := need
+		for _, p := range pools {
+			if missing.IsEmpty() {
+				break
 			}
-			if need > have {
-				short = append(short, fmt.Sprintf("%s: want %s, offered %s", label(name, role), fmtMilli(need), fmtMilli(have)))
+			if !p.matches(name, w.GetType(), role) {
 				continue
 			}
-			for _, p := range pools {
-				if need == 0 {
-					break
-				}
-				if p.matches(name, mesos.Value_SCALAR, role) && p.milli > 0 {
-					t := min(need, p.milli)
-					p.milli -= t
-					p.takenMilli += t
-					p.used = true
-					need -= t
-				}
+			// What p has of missing: for a scalar the smaller amount (a
+			// subtraction stops at zero), for ranges and sets the overlap.
+			if got := missing.Subtract(missing.Subtract(p.left)); !got.IsEmpty() {
+				p.left = p.left.Subtract(got)
+				p.taken = p.taken.Add(got)
+				missing = missing.Subtract(got)
 			}
+		}
+		if missing.IsEmpty() {
+			continue
+		}
+		switch w.GetType() {
+		case mesos.Value_SCALAR:
+			short = append(short, fmt.Sprintf("%s: want %s, offered %s", label(name, role),
+				amount(need.Scalar(name)), amount(need.Subtract(missing).Scalar(name))))
 		case mesos.Value_RANGES:
-			for _, wr := range toRngs(w.GetRanges()) {
-				missing := []rng{wr}
-				for _, p := range pools {
-					if !p.matches(name, mesos.Value_RANGES, role) {
-						continue
-					}
-					for _, got := range intersect(missing, p.ranges) {
-						p.ranges = subtract(p.ranges, got)
-						p.takenRngs = append(p.takenRngs, got)
-						p.used = true
-						missing = subtract(missing, got)
-					}
-				}
-				if len(missing) > 0 {
-					short = append(short, fmt.Sprintf("%s: %s not offered (offered %s)", label(name, role), fmtRngs(missing), fmtRngs(offeredRngs(offered, name))))
-				}
-			}
+			short = append(short, fmt.Sprintf("%s: %s not offered (offered %s)", label(name, role),
+				missing[0].ValueString(), offeredRanges(offered, name)))
 		case mesos.Value_SET:
-			for _, item := range w.GetSet().GetItem() {
-				found := false
-				for _, p := range pools {
-					if i := slices.Index(p.set, item); i >= 0 && p.matches(name, mesos.Value_SET, role) {
-						p.set = slices.Delete(p.set, i, i+1)
-						p.takenSet = append(p.takenSet, item)
-						p.used = true
-						found = true
-						break
-					}
-				}
-				if !found {
-					short = append(short, fmt.Sprintf("%s: %q not offered", label(name, role), item))
-				}
+			for _, item := range missing[0].Items() {
+				short = append(short, fmt.Sprintf("%s: %q not offered", label(name, role), item))
 			}
 		}
 	}
 	var picked []uint64
 	for _, p := range pools {
-		for len(picked) < pickPorts && p.matches("ports", mesos.Value_RANGES, "") && len(p.ranges) > 0 {
-			port := p.ranges[0].b
-			p.ranges = subtract(p.ranges, rng{port, port})
-			p.takenRngs = append(p.takenRngs, rng{port, port})
-			p.used = true
+		for len(picked) < pickPorts && p.matches(resources.Ports, mesos.Value_RANGES, "") && !p.left.IsEmpty() {
+			port := p.left[0].Ranges()[0].Begin
+			one := resources.Of(resources.NewRanges(resources.Ports, "", resources.Range{Begin: port, End: port}))
+			p.left = p.left.Subtract(one)
+			p.taken = p.taken.Add(one)
 			picked = append(picked, port)
 		}
 	}
 	if len(picked) < pickPorts {
-		short = append(short, fmt.Sprintf("ports: want %d more free ports, offered %s", pickPorts, fmtRngs(offeredRngs(offered, "ports"))))
+		short = append(short, fmt.Sprintf("ports: want %d more free ports, offered %s", pickPorts, offeredRanges(offered, resources.Ports)))
 	}
 	if len(short) > 0 {
 		return nil, nil, fmt.Errorf("%w: %s", errNoFit, strings.Join(short, "; "))
@@ -171,22 +145,9 @@ func allocate(offered, want []*mesos.Resource, pickPorts int) ([]*mesos.Resource
 
 	var used []*mesos.Resource
 	for _, p := range pools {
-		if !p.used {
-			continue
+		if !p.taken.IsEmpty() {
+			used = append(used, withValue(p.res, p.taken))
 		}
-		r := proto.Clone(p.res).(*mesos.Resource)
-		switch r.GetType() {
-		case mesos.Value_SCALAR:
-			if p.takenMilli == 0 {
-				continue
-			}
-			r.Scalar = &mesos.Value_Scalar{Value: mesos.Ptr(float64(p.takenMilli) / 1000)}
-		case mesos.Value_RANGES:
-			r.Ranges = fromRngs(normalize(p.takenRngs))
-		case mesos.Value_SET:
-			r.Set = &mesos.Value_Set{Item: p.takenSet}
-		}
-		used = append(used, r)
 	}
 	return used, picked, nil
 }
@@ -198,124 +159,29 @@ func label(name, role string) string {
 	return name + "(" + role + ")"
 }
 
-func toRngs(rs *mesos.Value_Ranges) []rng {
-	var out []rng
-	for _, r := range rs.GetRange() {
-		if r.GetEnd() >= r.GetBegin() {
-			out = append(out, rng{r.GetBegin(), r.GetEnd()})
-		}
-	}
-	return normalize(out)
-}
+func amount(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-func fromRngs(rs []rng) *mesos.Value_Ranges {
-	out := &mesos.Value_Ranges{}
-	for _, r := range rs {
-		out.Range = append(out.Range, &mesos.Value_Range{Begin: mesos.Ptr(r.b), End: mesos.Ptr(r.e)})
-	}
-	return out
-}
-
-func offeredRngs(offered []*mesos.Resource, name string) []rng {
-	var all []rng
+// offeredRanges writes the ranges of name the offer has, of every role.
+func offeredRanges(offered []*mesos.Resource, name string) string {
+	var all resources.Resources
 	for _, r := range offered {
 		if r.GetName() == name && r.GetType() == mesos.Value_RANGES {
-			all = append(all, toRngs(r.GetRanges())...)
-		}
-	}
-	return normalize(all)
-}
-
-// normalize sorts ranges and merges overlapping and adjacent ones.
-func normalize(rs []rng) []rng {
-	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b rng) int {
-		switch {
-		case a.b < b.b:
-			return -1
-		case a.b > b.b:
-			return 1
-		}
-		return 0
-	})
-	var out []rng
-	for _, r := range rs {
-		if n := len(out); n > 0 && (out[n-1].e == math.MaxUint64 || r.b <= out[n-1].e+1) {
-			out[n-1].e = max(out[n-1].e, r.e)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// intersect returns the parts of a that lie in b.
-func intersect(a, b []rng) []rng {
-	var out []rng
-	for _, x := range a {
-		for _, y := range b {
-			lo, hi := max(x.b, y.b), min(x.e, y.e)
-			if lo <= hi {
-				out = append(out, rng{lo, hi})
+			if v, ok := valueOf(r); ok {
+				all = all.Add(v)
 			}
 		}
 	}
-	return normalize(out)
-}
-
-// subtract removes r from rs.
-func subtract(rs []rng, r rng) []rng {
-	var out []rng
-	for _, x := range rs {
-		if r.e < x.b || r.b > x.e {
-			out = append(out, x)
-			continue
-		}
-		if r.b > x.b {
-			out = append(out, rng{x.b, r.b - 1})
-		}
-		if r.e < x.e {
-			out = append(out, rng{r.e + 1, x.e})
-		}
-	}
-	return out
-}
-
-func fmtRngs(rs []rng) string {
-	if len(rs) == 0 {
+	if all.IsEmpty() {
 		return "none"
 	}
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		if r.b == r.e {
-			parts[i] = strconv.FormatUint(r.b, 10)
-		} else {
-			parts[i] = strconv.FormatUint(r.b, 10) + "-" + strconv.FormatUint(r.e, 10)
-		}
-	}
-	return "[" + strings.Join(parts, ",") + "]"
+	return all[0].ValueString()
 }
 
 // describeResources renders resources in Mesos's text form for messages:
-// cpus:0.1;mem:32;ports:[31000-31005].
+// cpus:0.1; mem:32; ports:[31000-31005].
 func describeResources(rs []*mesos.Resource) string {
-	var parts []string
-	for _, r := range rs {
-		name := r.GetName()
-		if role := roleOf(r); role != "*" {
-			name += "(" + role + ")"
-		}
-		switch r.GetType() {
-		case mesos.Value_SCALAR:
-			parts = append(parts, name+":"+fmtMilli(toMilli(r.GetScalar().GetValue())))
-		case mesos.Value_RANGES:
-			parts = append(parts, name+":"+fmtRngs(toRngs(r.GetRanges())))
-		case mesos.Value_SET:
-			parts = append(parts, name+":{"+strings.Join(r.GetSet().GetItem(), ",")+"}")
-		}
-	}
-	if len(parts) == 0 {
+	if len(rs) == 0 {
 		return "nothing"
 	}
-	return strings.Join(parts, ";")
+	return resources.Format(rs)
 }

@@ -53,16 +53,16 @@ func TestAllocate(t *testing.T) {
 		wantPick  []uint64
 		wantShort []string
 	}{
-		{"fits", "cpus:0.1;mem:32", 0, "cpus(web):0.1;mem:32", nil, nil},
-		{"scalars span resources of one name", "cpus:2.25", 0, "cpus(web):0.5;cpus:1.75", nil, nil},
+		{"fits", "cpus:0.1;mem:32", 0, "cpus(web):0.1; mem:32", nil, nil},
+		{"scalars span resources of one name", "cpus:2.25", 0, "cpus(web):0.5; cpus:1.75", nil, nil},
 		{"fixed-point: 0.1+0.2 fits in 0.3", "cpus:0.1;cpus:0.2", 0, "cpus(web):0.3", nil, nil},
 		{"role picks the reservation", "cpus(web):0.5", 0, "cpus(web):0.5", nil, nil},
-		{"fixed ports from the ranges", "ports:[31001-31002,31015]", 0, "ports:[31001-31002,31015]", nil, nil},
-		{"picked ports are the lowest free", "ports:[31000]", 3, "ports:[31000-31002,31010]", []uint64{31001, 31002, 31010}, nil},
+		{"fixed ports from the ranges", "ports:[31001-31002,31015]", 0, "ports:[31001-31002, 31015-31015]", nil, nil},
+		{"picked ports are the lowest free", "ports:[31000]", 3, "ports:[31000-31002, 31010-31010]", []uint64{31001, 31002, 31010}, nil},
 		{"set items", "disks:{ssd2}", 0, "disks:{ssd2}", nil, nil},
 		{"too little memory", "cpus:0.1;mem:2048", 0, "", nil, []string{"mem: want 2048, offered 1024"}},
 		{"more than the reservation", "cpus(web):1", 0, "", nil, []string{"cpus(web): want 1, offered 0.5"}},
-		{"port outside the ranges", "ports:[31002-31004]", 0, "", nil, []string{"ports: [31003-31004] not offered (offered [31000-31002,31010-31020])"}},
+		{"port outside the ranges", "ports:[31002-31004]", 0, "", nil, []string{"ports: [31003-31004] not offered (offered [31000-31002, 31010-31020])"}},
 		{"no such resource", "gpus:1", 0, "", nil, []string{"gpus: want 1, offered 0"}},
 		{"too many ports to pick", "", 20, "", nil, []string{"ports: want 20 more free ports"}},
 		{"every shortfall is listed", "mem:4096;gpus:1;disks:{nvme}", 0, "", nil,
@@ -128,7 +128,7 @@ func TestForOffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if task.GetAgentId().GetValue() != "a1" || describeResources(task.GetResources()) != "cpus:0.5;mem:64;ports:[31000-31001]" {
+	if task.GetAgentId().GetValue() != "a1" || describeResources(task.GetResources()) != "cpus:0.5; mem:64; ports:[31000-31001]" {
 		t.Fatalf("task %v resources %s", task, describeResources(task.GetResources()))
 	}
 	pms := task.GetContainer().GetDocker().GetPortMappings()
@@ -148,5 +148,25 @@ func TestForOffer(t *testing.T) {
 	pinned.agentID = "other"
 	if _, err := pinned.forOffer(offer, "fw"); err == nil {
 		t.Fatal("a pinned task fit an offer from another agent")
+	}
+}
+
+func TestSubtractUsed(t *testing.T) {
+	cpus := scalar("cpus", 2)
+	cpus.AllocationInfo = &mesos.Resource_AllocationInfo{Role: mesos.Ptr("analytics")}
+	offered := []*mesos.Resource{cpus, reserved(scalar("cpus", 1), "web"), ranges("ports", [2]uint64{31000, 31010})}
+	used, _, err := allocate(offered, mustResources(t, "cpus:0.5;cpus(web):1;ports:[31002-31003]"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := subtractUsed(offered, used)
+	if got := describeResources(left); got != "cpus:1.5; cpus(web):0; ports:[31001-31001, 31004-31010]" {
+		t.Fatalf("left %s", got)
+	}
+	if left[0].GetAllocationInfo().GetRole() != "analytics" {
+		t.Fatalf("left %v lost the offer's allocation_info", left[0])
+	}
+	if got := describeResources(offered); got != "cpus:2; cpus(web):1; ports:[31000-31010]" {
+		t.Fatalf("subtractUsed changed the offer: %s", got)
 	}
 }

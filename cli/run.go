@@ -57,7 +57,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"runs the image's own ENTRYPOINT and CMD)")
 	c.StringVar(&spec.resources, "resources", "cpus:0.1;mem:32",
 		"what the task needs, in Mesos's form 'cpus:0.1;mem:32;disk:64;ports:[31000-31000]'\n"+
-			"(name(role):value takes from a reservation) or a JSON array of Resource objects")
+			"(name(role):value takes from a reservation), a JSON array of Resource objects,\n"+
+			"or file:///path holding either")
 	envs := c.StringList("env", "an environment variable NAME=VALUE for the command (repeatable), or a JSON\n"+
 		"object of them as mesos-execute takes")
 	uris := c.StringList("uri", "fetch URL into the sandbox before the task starts (repeatable), with options\n"+

@@ -169,9 +169,9 @@ func TestRunFinished(t *testing.T) {
 			id := task.GetTaskId().GetValue()
 			for _, want := range []string{
 				"subscribed to master " + f.Addr() + " as framework fake-framework-0001\n",
-				"waiting for an offer with cpus:0.1;mem:32\n",
+				"waiting for an offer with cpus:0.1; mem:32\n",
 				"offer from small-host does not fit: mem: want 32, offered 16\n",
-				"launching task " + id + " on agent agent-1 (big-host) with cpus:0.1;mem:32\n",
+				"launching task " + id + " on agent agent-1 (big-host) with cpus:0.1; mem:32\n",
 				"sandbox: agent 127.0.0.1:5051, path /frameworks/fake-framework-0001/executors/" + id + "/runs/latest\n",
 				"  stdout: http://127.0.0.1:5051/files/read?path=/frameworks/fake-framework-0001/executors/" + id + "/runs/latest/stdout&offset=0\n",
 				"  logs:   mesolite logs --master=" + f.Addr() + " " + id + "\n",
@@ -238,7 +238,7 @@ func TestRunDockerPortMapping(t *testing.T) {
 		d.GetPortMappings()[1].GetHostPort() != 31000 || d.GetPortMappings()[1].GetProtocol() != "udp" {
 		t.Fatalf("docker %v", d)
 	}
-	if got := describeResources(task.GetResources()); got != "cpus:0.1;mem:32;ports:[31000-31001]" {
+	if got := describeResources(task.GetResources()); got != "cpus:0.1; mem:32; ports:[31000-31001]" {
 		t.Fatalf("resources %s", got)
 	}
 	if !strings.Contains(out, "/frameworks/fake-framework-0001/executors/web-1/runs/latest") {

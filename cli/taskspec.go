@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -426,123 +426,16 @@ func parseEnv(vals []string) (*mesos.Environment, error) {
 }
 
 // parseResources reads --resources: Mesos's text form
-// `cpus:0.1;mem:32;ports:[31000-31001];name(role):value;disks:{a,b}` or a
-// JSON array of v1 Resource objects. A role names the reservation the
-// resource must come from.
+// `cpus:0.1;mem:32;ports:[31000-31001];name(role):value;disks:{a,b}`, a
+// JSON array of v1 Resource objects, or file:///path holding either (see
+// resources.Parse). A role names the reservation the resource must come
+// from.
 func parseResources(s string) ([]*mesos.Resource, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
+	rs, err := resources.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--resources: %w", err)
 	}
-	if strings.HasPrefix(s, "[") {
-		var raw []json.RawMessage
-		if err := json.Unmarshal([]byte(s), &raw); err != nil {
-			return nil, invalid("--resources: not a JSON array: %v", err)
-		}
-		out := make([]*mesos.Resource, 0, len(raw))
-		for i, r := range raw {
-			res := &mesos.Resource{}
-			if err := codec.JSON.Unmarshal(r, res); err != nil {
-				return nil, fmt.Errorf("--resources: entry %d: %w", i, err)
-			}
-			out = append(out, res)
-		}
-		return out, validateWant(out)
-	}
-	var out []*mesos.Resource
-	for part := range strings.SplitSeq(s, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, value, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, invalid("--resources: %q: want name:value", part)
-		}
-		name = strings.TrimSpace(name)
-		role := ""
-		if i := strings.Index(name, "("); i >= 0 && strings.HasSuffix(name, ")") {
-			name, role = name[:i], name[i+1:len(name)-1]
-		}
-		if name == "" {
-			return nil, invalid("--resources: %q has no name", part)
-		}
-		r, err := resourceValue(name, strings.TrimSpace(value))
-		if err != nil {
-			return nil, err
-		}
-		if role != "" && role != "*" {
-			r.Reservations = []*mesos.Resource_ReservationInfo{{
-				Type: mesos.Resource_ReservationInfo_STATIC.Enum(), Role: mesos.Ptr(role),
-			}}
-		}
-		out = append(out, r)
-	}
-	return out, validateWant(out)
-}
-
-func resourceValue(name, value string) (*mesos.Resource, error) {
-	r := &mesos.Resource{Name: mesos.Ptr(name)}
-	switch {
-	case strings.HasPrefix(value, "["):
-		if !strings.HasSuffix(value, "]") {
-			return nil, invalid("--resources: %s: unterminated range %q", name, value)
-		}
-		rs := &mesos.Value_Ranges{}
-		for rg := range strings.SplitSeq(value[1:len(value)-1], ",") {
-			rg = strings.TrimSpace(rg)
-			if rg == "" {
-				continue
-			}
-			lo, hi, ok := strings.Cut(rg, "-")
-			if !ok {
-				hi = lo
-			}
-			b, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 64)
-			e, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 64)
-			if err1 != nil || err2 != nil || e < b {
-				return nil, invalid("--resources: %s: bad range %q", name, rg)
-			}
-			rs.Range = append(rs.Range, &mesos.Value_Range{Begin: mesos.Ptr(b), End: mesos.Ptr(e)})
-		}
-		r.Type = mesos.Value_RANGES.Enum()
-		r.Ranges = rs
-	case strings.HasPrefix(value, "{"):
-		if !strings.HasSuffix(value, "}") {
-			return nil, invalid("--resources: %s: unterminated set %q", name, value)
-		}
-		set := &mesos.Value_Set{}
-		for it := range strings.SplitSeq(value[1:len(value)-1], ",") {
-			if it = strings.TrimSpace(it); it != "" {
-				set.Item = append(set.Item, it)
-			}
-		}
-		r.Type = mesos.Value_SET.Enum()
-		r.Set = set
-	default:
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-			return nil, invalid("--resources: %s: bad amount %q", name, value)
-		}
-		r.Type = mesos.Value_SCALAR.Enum()
-		r.Scalar = &mesos.Value_Scalar{Value: mesos.Ptr(v)}
-	}
-	return r, nil
-}
-
-func validateWant(rs []*mesos.Resource) error {
-	for _, r := range rs {
-		switch r.GetType() {
-		case mesos.Value_SCALAR:
-			if r.GetScalar() == nil || r.GetScalar().GetValue() < 0 {
-				return invalid("--resources: %s: a scalar needs a non-negative value", r.GetName())
-			}
-		case mesos.Value_RANGES, mesos.Value_SET:
-		default:
-			return invalid("--resources: %s: type %s cannot be asked for", r.GetName(), r.GetType())
-		}
-	}
-	return nil
+	return rs, nil
 }
 
 // addPorts adds fixed host ports to the ports a task asks for.
@@ -635,8 +528,8 @@ func taskFromFile(spec taskSpec) (*taskTemplate, error) {
 	if len(task.Resources) > 0 {
 		tmpl.want = task.Resources
 		task.Resources = nil
-		if err := validateWant(tmpl.want); err != nil {
-			return nil, err
+		if _, err := resources.FromProto(tmpl.want); err != nil {
+			return nil, fmt.Errorf("--task=%s: %w", spec.taskFile, err)
 		}
 	} else if tmpl.want, err = parseResources(spec.resources); err != nil {
 		return nil, err

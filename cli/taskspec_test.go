@@ -95,35 +95,35 @@ func TestParsePortMapping(t *testing.T) {
 	}
 }
 
+// TestParseResources checks what the cli adds to resources.Parse, whose
+// own tests cover the forms: the flag in errors, and "nothing" for none.
 func TestParseResources(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    string // describeResources of the result
-		wantErr bool
+		wantErr string
 	}{
-		{"cpus:0.1;mem:32", "cpus:0.1;mem:32", false},
-		{" cpus:1 ; mem:128 ;disk:10;", "cpus:1;mem:128;disk:10", false},
-		{"ports:[31000-31001,31005]", "ports:[31000-31001,31005]", false},
-		{"cpus(web):2;mem(*):64", "cpus(web):2;mem:64", false},
-		{"gpus:1;disks:{a,b}", "gpus:1;disks:{a,b}", false},
-		{`[{"name":"cpus","type":"SCALAR","scalar":{"value":0.5}},{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":80,"end":80}]}}]`,
-			"cpus:0.5;ports:[80]", false},
-		{"", "nothing", false},
-		{"cpus", "", true},
-		{"cpus:lots", "", true},
-		{"cpus:-1", "", true},
-		{"ports:[2-1]", "", true},
-		{"ports:[1-2", "", true},
-		{`[{"name":"cpus"}]`, "", true},
-		{`[{"name":"x","type":"TEXT","text":{"value":"a"}}]`, "", true},
+		{"cpus:0.1;mem:32", "cpus:0.1; mem:32", ""},
+		{"cpus(web):2;mem(*):64;ports:[31000-31001,31005]", "cpus(web):2; mem:64; ports:[31000-31001, 31005-31005]", ""},
+		{`[{"name":"cpus","type":"SCALAR","scalar":{"value":0.5}}]`, "cpus:0.5", ""},
+		{"", "nothing", ""},
+		{"cpus", "", `--resources: resource "cpus": want name:value`},
+		{"cpus:-1", "", "--resources: resource \"cpus:-1\": scalar value -1 is not a finite non-negative number"},
+		{`[{"name":"x","type":"TEXT","text":{"value":"a"}}]`, "", "--resources: JSON resource 0 (x): type TEXT is not a resource type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := parseResources(tt.in)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("error %v, want error %v", err, tt.wantErr)
+			if tt.wantErr != "" {
+				if !errors.Is(err, errdefs.ErrInvalid) || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want ErrInvalid starting %q", err, tt.wantErr)
+				}
+				return
 			}
-			if err == nil && describeResources(got) != tt.want {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if describeResources(got) != tt.want {
 				t.Fatalf("got %s, want %s", describeResources(got), tt.want)
 			}
 		})
@@ -247,7 +247,7 @@ func TestBuildTask(t *testing.T) {
 			if tt.task.GetCommand().Value != nil || tt.task.GetCommand().GetShell() {
 				t.Fatalf("no command with shell=false must run the image's entrypoint: %v", tt.task.GetCommand())
 			}
-			if got := describeResources(tt.want); got != "cpus:0.1;mem:32;ports:[31001]" || tt.pickPorts != 1 {
+			if got := describeResources(tt.want); got != "cpus:0.1; mem:32; ports:[31001-31001]" || tt.pickPorts != 1 {
 				t.Fatalf("want %s, pick %d", got, tt.pickPorts)
 			}
 		}, ""},
@@ -351,7 +351,7 @@ func TestTaskFile(t *testing.T) {
 				if tt.task.AgentId != nil || tt.agentID != "" {
 					t.Fatalf("agent %v pinned %q", tt.task.AgentId, tt.agentID)
 				}
-				if describeResources(tt.want) != "cpus:0.2;mem:64" || tt.task.GetCommand().GetValue() != "echo hi" {
+				if describeResources(tt.want) != "cpus:0.2; mem:64" || tt.task.GetCommand().GetValue() != "echo hi" {
 					t.Fatalf("template %v want %s", tt.task, describeResources(tt.want))
 				}
 			}, ""},
@@ -382,6 +382,8 @@ func TestTaskFile(t *testing.T) {
 		{"nested required field missing", `{"command":{"value":"x","uris":[{"executable":true}]}}`, taskSpec{}, nil,
 			"uris"},
 		{"not JSON", `name: x`, taskSpec{}, nil, "not a JSON object"},
+		{"bad resources in the file", `{"command":{"value":"x"},"resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":-1}}]}`,
+			taskSpec{}, nil, "resource 0 (cpus): scalar value -1 is not a finite non-negative number"},
 		{"combined with --command", `{"command":{"value":"x"}}`, taskSpec{command: "y"}, nil, "--command cannot be combined"},
 	}
 	for _, tt := range tests {

@@ -28,6 +28,7 @@ import (
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/master"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/scheduler"
 	"google.golang.org/protobuf/proto"
 )
@@ -98,7 +99,7 @@ func cluster(b *testing.B, cz containerizerFactory) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, _ := agent.ParseResources("cpus:64;mem:65536;disk:65536;ports:[31000-32000]")
+	res, _ := resources.Parse("cpus:64;mem:65536;disk:65536;ports:[31000-32000]")
 	a, err := agent.New(agent.Config{
 		Master: ml.Addr().String(), IP: "127.0.0.1", Port: al.Addr().(*net.TCPAddr).Port,
 		WorkDir: agentDir, Self: binary, Resources: res, Logger: log,

@@ -27,6 +27,7 @@ import (
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/isolation"
+	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/mesolite/mesolite/webui"
 )
@@ -78,8 +79,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.advertiseIP = fs.String("advertise_ip", "", "IP address the master and executors use to reach this agent (default: --ip)")
 	f.hostname = fs.String("hostname", "", "hostname the agent reports to the master (default: the system hostname)")
 	f.workDir = fs.String("work_dir", "/var/lib/mesolite/agent", "directory for sandboxes and checkpointed state")
-	f.resources = fs.String("resources", "", "total consumable resources, e.g. 'cpus:4;mem:8192;disk:10000;ports:[31000-32000]' or a JSON array of Resource objects; what is left out is detected")
-	f.attributes = fs.String("attributes", "", "attributes of this machine, e.g. 'rack:2;os:debian'")
+	f.resources = fs.String("resources", "", "total consumable resources, e.g. 'cpus:4;mem:8192;disk:10000;ports:[31000-32000]' or a JSON array of Resource objects, or file:///path holding either; what is left out is detected")
+	f.attributes = fs.String("attributes", "", "attributes of this machine, e.g. 'rack:2;os:debian', or file:///path holding them")
 	f.containerizers = fs.String("containerizers", "mesos", "comma-separated containerizers in order of preference: mesos, docker")
 	f.isolation = fs.String("isolation", "posix/cpu,posix/mem", "isolation mechanisms for the mesos containerizer, e.g. cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,namespaces/uts,filesystem/linux (posix/cpu,posix/mem only report usage)")
 	f.launcher = fs.String("launcher", "", "process launcher: linux (namespaces, needs root) or posix (default: linux as root, posix otherwise)")
@@ -140,11 +141,11 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 	if err := os.MkdirAll(*f.workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--work_dir: %w", err)
 	}
-	res, err := agent.ParseResources(*f.resources)
+	res, err := resources.Parse(*f.resources)
 	if err != nil {
 		return nil, fmt.Errorf("--resources: %w", err)
 	}
-	attrs, err := agent.ParseAttributes(*f.attributes)
+	attrs, err := resources.ParseAttributes(*f.attributes)
 	if err != nil {
 		return nil, fmt.Errorf("--attributes: %w", err)
 	}
