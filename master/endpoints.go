@@ -309,9 +309,24 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 		j["reregistered_time"] = timestamp(fw.reregisteredTime)
 	}
 	if l := fw.info.GetLabels(); l != nil {
-		j["labels"] = protoJSON(l)
+		j["labels"] = labelsJSON(l)
 	}
 	return j
+}
+
+// labelsJSON is Labels as Mesos's state endpoints write them: a plain array
+// of {"key","value"} (the protobuf JSON mapping's {"labels":[...]} is what
+// only the v1 APIs use), which exporters and mesos-dns decode.
+func labelsJSON(l *mesos.Labels) []map[string]string {
+	out := make([]map[string]string, 0, len(l.GetLabels()))
+	for _, kv := range l.GetLabels() {
+		e := map[string]string{"key": kv.GetKey()}
+		if kv.Value != nil {
+			e["value"] = kv.GetValue()
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // webURL is what the state shows of a framework-supplied URL: an http(s)
@@ -395,7 +410,7 @@ func (m *Master) taskJSON(t *task) map[string]any {
 			sj["container_status"] = protoJSON(s.GetContainerStatus())
 		}
 		if s.Labels != nil {
-			sj["labels"] = protoJSON(s.GetLabels())
+			sj["labels"] = labelsJSON(s.GetLabels())
 		}
 		statuses = append(statuses, sj)
 	}
@@ -415,7 +430,7 @@ func (m *Master) taskJSON(t *task) map[string]any {
 		"statuses":     statuses,
 	}
 	if t.t.Labels != nil {
-		j["labels"] = protoJSON(t.t.GetLabels())
+		j["labels"] = labelsJSON(t.t.GetLabels())
 	}
 	if t.t.Container != nil {
 		j["container"] = protoJSON(t.t.GetContainer())
