@@ -1,6 +1,7 @@
 package master
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"runtime/debug"
@@ -559,7 +560,7 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			http.Error(w, "Failed to parse 'limit': must be a non-negative integer", http.StatusBadRequest)
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to parse 'limit': must be a non-negative integer"))
 			return
 		}
 		limit = n
@@ -567,14 +568,14 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			http.Error(w, "Failed to parse 'offset': must be a non-negative integer", http.StatusBadRequest)
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to parse 'offset': must be a non-negative integer"))
 			return
 		}
 		offset = n
 	}
 	order := q.Get("order")
 	if order != "" && order != "asc" && order != "desc" {
-		http.Error(w, "Failed to parse 'order': must be 'asc' or 'desc'", http.StatusBadRequest)
+		writeError(w, httpErr(http.StatusBadRequest, "Failed to parse 'order': must be 'asc' or 'desc'"))
 		return
 	}
 	fwFilter, taskFilter := q.Get("framework_id"), q.Get("task_id")
@@ -593,9 +594,31 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	if taskFilter != "" {
 		all = slices.DeleteFunc(all, func(t *task) bool { return t.id() != taskFilter })
 	}
+	// Mesos orders by the time of a task's first status, newest first
+	// unless order=asc, so that ?limit= shows the latest tasks. A task
+	// without one yet (staging) is the newest of all; ties go by id.
+	started := func(t *task) (float64, bool) {
+		if ss := t.t.GetStatuses(); len(ss) > 0 {
+			return ss[0].GetTimestamp(), true
+		}
+		return 0, false
+	}
 	slices.SortFunc(all, func(a, b *task) int {
-		c := strings.Compare(a.id(), b.id())
-		if order == "desc" {
+		ta, oka := started(a)
+		tb, okb := started(b)
+		c := 0
+		switch {
+		case oka != okb:
+			c = -1 // the one with a status is older
+			if !oka {
+				c = 1
+			}
+		case ta != tb:
+			c = cmp.Compare(ta, tb)
+		default:
+			c = strings.Compare(a.id(), b.id())
+		}
+		if order != "asc" {
 			return -c
 		}
 		return c

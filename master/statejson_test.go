@@ -2,7 +2,11 @@ package master
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -71,5 +75,60 @@ func TestStateLabelsArePlainArrays(t *testing.T) {
 	decode(h.base+"/master/tasks", &tasks)
 	if len(tasks.Tasks) != 1 || len(tasks.Tasks[0].Labels) != 2 {
 		t.Fatalf("/master/tasks: %+v", tasks)
+	}
+}
+
+// TestTasksEndpointNewestFirst: /master/tasks lists the newest tasks first
+// (by their first status), so ?limit= shows the latest; order=asc
+// reverses it, offset pages, and bad parameters are refused with a reason.
+func TestTasksEndpointNewestFirst(t *testing.T) {
+	h := startMaster(t)
+	agent := h.registerAgent(agentRegister("node1", 5051))
+	fw := h.subscribe(frameworkInfo("fw"), codec.JSON)
+	// Ids sort the other way round from their start times.
+	for _, id := range []string{"c", "b", "a"} {
+		o := fw.offer()
+		fw.launch([]*mesos.OfferID{o.GetId()}, commandTask(id, o.GetAgentId(), 0.1, 8))
+		agent.next(agentpb.Event_RUN_TASK)
+		agent.update(fw.fwID, id, mesos.TaskState_TASK_RUNNING)
+		fw.next(scheduler.Event_UPDATE)
+		h.advance(time.Second)
+	}
+	// d is staging: no status yet, so the newest.
+	o := fw.offer()
+	fw.launch([]*mesos.OfferID{o.GetId()}, commandTask("d", o.GetAgentId(), 0.1, 8))
+	agent.next(agentpb.Event_RUN_TASK)
+
+	ids := func(query string) string {
+		t.Helper()
+		var out []string
+		for _, tj := range getJSON(t, h.base+"/master/tasks"+query)["tasks"].([]any) {
+			out = append(out, tj.(map[string]any)["id"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tt := range []struct{ query, want string }{
+		{"", "d,a,b,c"},
+		{"?limit=2", "d,a"},
+		{"?limit=2&offset=1", "a,b"},
+		{"?order=desc", "d,a,b,c"},
+		{"?order=asc", "c,b,a,d"},
+		{"?order=asc&limit=1", "c"},
+	} {
+		if got := ids(tt.query); got != tt.want {
+			t.Errorf("/master/tasks%s = %s, want %s", tt.query, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"?limit=-1", "?offset=x", "?order=up"} {
+		resp, err := http.Get(h.base + "/master/tasks" + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body := resp.StatusCode, string(data)
+		if code != http.StatusBadRequest || !strings.Contains(body, "Failed to parse") {
+			t.Errorf("/master/tasks%s: %d %q", bad, code, body)
+		}
 	}
 }
