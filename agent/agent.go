@@ -174,6 +174,7 @@ func (a *Agent) destroy(es *executorState) {
 		if err == nil || errors.Is(err, containerizer.ErrUnknownContainer) || ctx.Err() != nil {
 			return
 		}
+		a.metricsInc(func(m *agentMetrics) { m.destroyErrors++ })
 		a.log.Warn("destroy container failed; retrying", "framework_id", es.frameworkID,
 			"executor_id", es.info.GetExecutorId().GetValue(), "container_id", es.containerID,
 			"attempt", attempt, "retry_in", backoff, "error", err)

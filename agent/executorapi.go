@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/mesolite/mesolite/api/v1/validate"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -49,9 +50,11 @@ func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 		a.executorSubscribe(w, r, call, out)
 	case executor.Call_UPDATE:
 		if err := a.executorUpdate(r.Context(), call); err != nil {
+			a.metricsInc(func(m *agentMetrics) { m.invalidUpdates++ })
 			errdefs.HTTPError(w, err)
 			return
 		}
+		a.metricsInc(func(m *agentMetrics) { m.validUpdates++ })
 		w.WriteHeader(http.StatusAccepted)
 	case executor.Call_MESSAGE:
 		a.master.message(r.Context(), call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue(), call.GetMessage().GetData())
@@ -296,6 +299,33 @@ func (a *Agent) executorDisconnected(es *executorState, conn *executorConn) {
 	}
 }
 
+// completeContainerStatus does what Mesos's agent does to every update of
+// an executor: the status names the executor's container (what a client
+// attaches to or enters) and, when the executor named no network, carries
+// the agent's address, where a task on the host's network is reachable
+// (mesos-dns and service discovery read it from there).
+func (a *Agent) completeContainerStatus(st *mesos.TaskStatus, cid string) {
+	if cid == "" {
+		return
+	}
+	cs := st.GetContainerStatus()
+	if cs == nil {
+		cs = &mesos.ContainerStatus{}
+		st.ContainerStatus = cs
+	}
+	if cs.GetContainerId().GetValue() == "" {
+		cs.ContainerId = &mesos.ContainerID{Value: proto.String(cid)}
+	}
+	if len(cs.GetNetworkInfos()) == 0 && a.cfg.AdvertiseIP != "" {
+		family := mesos.NetworkInfo_IPv4
+		if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.To4() == nil {
+			family = mesos.NetworkInfo_IPv6
+		}
+		cs.NetworkInfos = []*mesos.NetworkInfo{{IpAddresses: []*mesos.NetworkInfo_IPAddress{{
+			Protocol: family.Enum(), IpAddress: proto.String(a.cfg.AdvertiseIP)}}}}
+	}
+}
+
 func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
 	fwID, exID := call.GetFrameworkId().GetValue(), call.GetExecutorId().GetValue()
 	st := proto.Clone(call.GetUpdate().GetStatus()).(*mesos.TaskStatus)
@@ -319,6 +349,7 @@ func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
 	if st.Source == nil {
 		st.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
 	}
+	a.completeContainerStatus(st, cid)
 	// A task that failed because its container hit a limit says so, no
 	// matter whether the executor or the cgroup's OOM event came first.
 	if st.GetState() == mesos.TaskState_TASK_FAILED {

@@ -96,6 +96,9 @@ func (a *Agent) setPhaseLocked(es *executorState, next executorPhase) bool {
 		return false
 	}
 	es.phase = next
+	if next == phaseTerminated {
+		a.metrics.executorsTerminated++
+	}
 	if (next == phaseKilling || next == phaseTerminated) && es.cancel != nil {
 		es.cancel()
 	}

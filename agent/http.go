@@ -3,13 +3,18 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"os"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/model"
+	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +26,15 @@ type agentMetrics struct {
 	containersLaunched   int64
 	fetchOK, fetchFailed int64
 	updates              map[mesos.TaskState]int64
+	// Mesos's counters of the same names (slave/..., containerizer/...).
+	executorsTerminated  int64
+	launchErrors         int64
+	destroyErrors        int64
+	validUpdates         int64
+	invalidUpdates       int64
+	validFrameworkMsgs   int64
+	invalidFrameworkMsgs int64
+	recoveryErrors       int64
 }
 
 func (a *Agent) metricsInc(f func(*agentMetrics)) {
@@ -81,9 +95,12 @@ func (a *Agent) Handler() http.Handler {
 	}
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/slave(1)/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.Handle("/flags", ro(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	flags := ro(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"flags": a.cfg.Flags})
-	})))
+	}))
+	mux.Handle("/flags", flags)
+	mux.Handle("/slave(1)/flags", flags)
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, version.Get()) })
 	stats := ro(http.HandlerFunc(a.serveStatistics))
 	mux.Handle("/monitor/statistics", stats)
 	mux.Handle("/monitor/statistics.json", stats)
@@ -102,19 +119,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// protoJSON turns a message into a value json.Marshal embeds verbatim, in
-// the v1 JSON form (snake_case, numbers as numbers).
-func protoJSON(m proto.Message) json.RawMessage {
-	if m == nil {
-		return json.RawMessage("null")
-	}
-	b, err := codec.JSON.Marshal(m)
-	if err != nil {
-		return json.RawMessage("null")
-	}
-	return b
-}
-
 func resourcesMap(rs []*mesos.Resource) map[string]any {
 	res, _ := resources.FromProto(rs)
 	return res.Model()
@@ -126,15 +130,22 @@ func resourcesMap(rs []*mesos.Resource) map[string]any {
 func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	taskJSON := func(fwID string, es *executorState, ts *taskState) map[string]any {
-		statuses := make([]json.RawMessage, 0, len(ts.statuses))
-		for _, s := range ts.statuses {
-			statuses = append(statuses, protoJSON(s))
-		}
-		return map[string]any{
+		j := map[string]any{
 			"id": ts.info.GetTaskId().GetValue(), "name": ts.info.GetName(), "framework_id": fwID,
 			"executor_id": es.info.GetExecutorId().GetValue(), "slave_id": a.agentID,
-			"state": ts.state.String(), "resources": resourcesMap(ts.info.GetResources()), "statuses": statuses,
+			"state": ts.state.String(), "resources": resourcesMap(ts.info.GetResources()),
+			"statuses": model.TaskStatuses(ts.statuses),
 		}
+		if l := ts.info.GetLabels(); l != nil {
+			j["labels"] = model.Labels(l)
+		}
+		if d := ts.info.GetDiscovery(); d != nil {
+			j["discovery"] = model.Proto(d)
+		}
+		if c := ts.info.GetContainer(); c != nil {
+			j["container"] = model.Proto(c)
+		}
+		return j
 	}
 	exJSON := func(fwID string, es *executorState) map[string]any {
 		var tasks, queued, completed []map[string]any
@@ -216,6 +227,7 @@ func nonNil(v []map[string]any) []map[string]any {
 
 type containerRef struct {
 	fwID, exID, name, source, cid string
+	res                           []*mesos.Resource // what the container holds
 }
 
 func (a *Agent) liveContainers() []containerRef {
@@ -225,7 +237,7 @@ func (a *Agent) liveContainers() []containerRef {
 	for fwID, fw := range a.frameworks {
 		for exID, es := range fw.executors {
 			if es.live() && es.handle != nil {
-				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID})
+				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID, es.resources})
 			}
 		}
 	}
@@ -238,7 +250,18 @@ func (a *Agent) usage(ctx context.Context, c containerRef) json.RawMessage {
 	if err != nil || st == nil {
 		st = &mesos.ResourceStatistics{Timestamp: proto.Float64(float64(time.Now().UnixNano()) / 1e9)}
 	}
-	return protoJSON(st)
+	// Mesos reports the limits the container was given beside what it
+	// used (exporters divide one by the other); a containerizer that does
+	// not know them is told by the resources the agent gave it.
+	if res, err := resources.FromProto(c.res); err == nil {
+		if st.CpusLimit == nil && res.Scalar("cpus") > 0 {
+			st.CpusLimit = proto.Float64(res.Scalar("cpus"))
+		}
+		if st.MemLimitBytes == nil && res.Scalar("mem") > 0 {
+			st.MemLimitBytes = proto.Uint64(uint64(res.Scalar("mem") * (1 << 20)))
+		}
+	}
+	return model.Proto(st)
 }
 
 // serveStatistics is Mesos's /monitor/statistics.
@@ -276,14 +299,22 @@ func (a *Agent) snapshot() map[string]float64 {
 		"containerizer/fetcher/task_fetches_succeeded": float64(a.metrics.fetchOK),
 		"containerizer/fetcher/task_fetches_failed":    float64(a.metrics.fetchFailed),
 	}
-	var execs, running, staging, starting, killing float64
-	var cpusUsed, memUsed float64
+	var execs, registering, terminating, running, staging, starting, killing float64
+	var used resources.Resources
 	for _, fw := range a.frameworks {
 		for _, es := range fw.executors {
-			if es.live() {
+			switch es.phase {
+			case phaseLaunching, phaseRegistering:
+				registering++
+			case phaseRunning:
 				execs++
-				cpusUsed += scalarOf(es.resources, "cpus")
-				memUsed += scalarOf(es.resources, "mem")
+			case phaseKilling:
+				terminating++
+			}
+			if es.live() {
+				if r, err := resources.FromProto(es.resources); err == nil {
+					used = used.Add(r)
+				}
 			}
 			for _, ts := range es.launched {
 				switch ts.state {
@@ -301,27 +332,42 @@ func (a *Agent) snapshot() map[string]float64 {
 		}
 	}
 	m["slave/executors_running"] = execs
+	m["slave/executors_registering"] = registering
+	m["slave/executors_terminating"] = terminating
+	m["slave/executors_terminated"] = float64(a.metrics.executorsTerminated)
+	m["slave/executors_preempted"] = 0
 	m["slave/tasks_running"] = running
 	m["slave/tasks_staging"] = staging
 	m["slave/tasks_starting"] = starting
 	m["slave/tasks_killing"] = killing
-	m["slave/cpus_total"] = scalarOf(a.cfg.Resources, "cpus")
-	m["slave/mem_total"] = scalarOf(a.cfg.Resources, "mem")
-	m["slave/disk_total"] = scalarOf(a.cfg.Resources, "disk")
-	m["slave/cpus_used"] = cpusUsed
-	m["slave/mem_used"] = memUsed
-	for st, n := range a.metrics.updates {
-		switch st {
-		case mesos.TaskState_TASK_FINISHED:
-			m["slave/tasks_finished"] = float64(n)
-		case mesos.TaskState_TASK_FAILED:
-			m["slave/tasks_failed"] = float64(n)
-		case mesos.TaskState_TASK_KILLED:
-			m["slave/tasks_killed"] = float64(n)
-		case mesos.TaskState_TASK_LOST:
-			m["slave/tasks_lost"] = float64(n)
+	total, _ := resources.FromProto(a.cfg.Resources)
+	// Mesos's resource gauges: totals, what executors hold, their ratio;
+	// revocable resources are not offered by this agent, so those are 0.
+	for _, name := range []string{"cpus", "mem", "disk", "gpus"} {
+		t, u := total.Scalar(name), used.Scalar(name)
+		m["slave/"+name+"_total"] = t
+		m["slave/"+name+"_used"] = u
+		m["slave/"+name+"_percent"] = 0
+		if t > 0 {
+			m["slave/"+name+"_percent"] = u / t
+		}
+		if name != "gpus" {
+			m["slave/"+name+"_revocable_total"] = 0
+			m["slave/"+name+"_revocable_used"] = 0
+			m["slave/"+name+"_revocable_percent"] = 0
 		}
 	}
+	for _, st := range []mesos.TaskState{mesos.TaskState_TASK_FINISHED, mesos.TaskState_TASK_FAILED, mesos.TaskState_TASK_KILLED,
+		mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_GONE} {
+		m["slave/tasks_"+strings.ToLower(strings.TrimPrefix(st.String(), "TASK_"))] = float64(a.metrics.updates[st])
+	}
+	m["slave/valid_status_updates"] = float64(a.metrics.validUpdates)
+	m["slave/invalid_status_updates"] = float64(a.metrics.invalidUpdates)
+	m["slave/valid_framework_messages"] = float64(a.metrics.validFrameworkMsgs)
+	m["slave/invalid_framework_messages"] = float64(a.metrics.invalidFrameworkMsgs)
+	m["slave/container_launch_errors"] = float64(a.metrics.launchErrors)
+	m["slave/recovery_errors"] = float64(a.metrics.recoveryErrors)
+	m["containerizer/mesos/container_destroy_errors"] = float64(a.metrics.destroyErrors)
 	if a.cfg.GCMetrics != nil {
 		for k, v := range a.cfg.GCMetrics() {
 			m[k] = v
@@ -330,12 +376,52 @@ func (a *Agent) snapshot() map[string]float64 {
 	return m
 }
 
-func (a *Agent) serveMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+// metricsSnapshot is /metrics/snapshot: the agent's books (under its
+// lock), then the host's figures (read from /proc outside it).
+func (a *Agent) metricsSnapshot() map[string]float64 {
 	m := a.snapshot()
 	if a.Connected() {
 		m["slave/registered"] = 1
 	}
-	writeJSON(w, m)
+	maps.Copy(m, systemMetrics())
+	return m
+}
+
+// systemMetrics are Mesos's system/* gauges of the host.
+func systemMetrics() map[string]float64 {
+	m := map[string]float64{"system/cpus_total": float64(runtime.NumCPU())}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		for i, k := range []string{"system/load_1min", "system/load_5min", "system/load_15min"} {
+			if i < len(f) {
+				if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+					m[k] = v
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			key, rest, _ := strings.Cut(line, ":")
+			var name string
+			switch key {
+			case "MemTotal":
+				name = "system/mem_total_bytes"
+			case "MemAvailable":
+				name = "system/mem_free_bytes"
+			default:
+				continue
+			}
+			if kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64); err == nil {
+				m[name] = kb * 1024
+			}
+		}
+	}
+	return m
+}
+
+func (a *Agent) serveMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.metricsSnapshot())
 }
 
 // prometheusRegistry exposes the snapshot as gauges named after Mesos's
@@ -352,10 +438,7 @@ type snapshotCollector struct{ a *Agent }
 func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	m := c.a.snapshot()
-	if c.a.Connected() {
-		m["slave/registered"] = 1
-	}
+	m := c.a.metricsSnapshot()
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -304,6 +304,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 			state, reason = mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID
 		}
 		log.Warn("container launch failed", "error", err)
+		a.metricsInc(func(m *agentMetrics) { m.launchErrors++ })
 		a.failLaunchState(ctx, es, state, reason, "Failed to launch container: "+err.Error())
 		return
 	}

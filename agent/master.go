@@ -714,6 +714,11 @@ func (a *Agent) frameworkMessage(fwID, exID string, data []byte) {
 	if es != nil {
 		conn = es.conn
 	}
+	if conn == nil {
+		a.metrics.invalidFrameworkMsgs++
+	} else {
+		a.metrics.validFrameworkMsgs++
+	}
 	a.mu.Unlock()
 	if conn == nil {
 		a.log.Warn("framework message for an executor that is not subscribed, dropped", "framework_id", fwID, "executor_id", exID)

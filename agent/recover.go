@@ -69,6 +69,7 @@ func (a *Agent) recover(ctx context.Context) error {
 		fi := &mesos.FrameworkInfo{}
 		if err := readProto(filepath.Join(a.meta.framework(id, fwID), "framework.info"), fi); err != nil {
 			a.log.Warn("skipping framework with unreadable checkpoint", "framework_id", fwID, "error", err)
+			a.metrics.recoveryErrors++
 			continue
 		}
 		fw := &framework{info: fi, executors: map[string]*executorState{}}
@@ -96,6 +97,7 @@ func (a *Agent) recover(ctx context.Context) error {
 					s, err := a.sum.Recover(fwID, tid, filepath.Join(runDir, "tasks", tid, "task.updates"))
 					if err != nil {
 						a.log.Warn("read task updates", "task_id", tid, "error", err)
+						a.metrics.recoveryErrors++
 					}
 					if s != nil {
 						ts.state = s.latest

@@ -2,7 +2,10 @@
 // -ldflags "-X github.com/mesolite/mesolite/internal/version.Version=...".
 package version
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"time"
+)
 
 // Version of this build; "dev" unless set at link time.
 var Version = "dev"
@@ -22,4 +25,37 @@ func String() string {
 		}
 	}
 	return v
+}
+
+// Info is Mesos's VersionInfo, what /version answers and the operator
+// API's GET_VERSION carries: the Mesos release spoken (tools gate features
+// on it), with this build's own version as git_tag and its revision and
+// commit time when the build recorded them.
+type Info struct {
+	Version   string  `json:"version"`
+	BuildDate string  `json:"build_date,omitempty"`
+	BuildTime float64 `json:"build_time,omitempty"`
+	BuildUser string  `json:"build_user,omitempty"`
+	GitSHA    string  `json:"git_sha,omitempty"`
+	GitBranch string  `json:"git_branch,omitempty"`
+	GitTag    string  `json:"git_tag,omitempty"`
+}
+
+// Get returns this build's Info.
+func Get() Info {
+	in := Info{Version: MesosVersion, GitTag: Version}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				in.GitSHA = s.Value
+			case "vcs.time":
+				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
+					in.BuildDate = t.UTC().Format("2006-01-02 15:04:05")
+					in.BuildTime = float64(t.Unix())
+				}
+			}
+		}
+	}
+	return in
 }
