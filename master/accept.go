@@ -380,6 +380,7 @@ func (m *Master) addTask(p *launchPlan, ti *mesos.TaskInfo, executorID *mesos.Ex
 	p.agent.addTask(t)
 	p.taskIDs[t.id()] = true
 	m.counters.tasksLaunched++
+	m.opTaskAddedLocked(t)
 	return t
 }
 

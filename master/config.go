@@ -138,8 +138,17 @@ type Config struct {
 	// https only on the listener it is given.
 	TLS *tls.Config
 	// ReadOnlyAuth, when set, wraps the read-only endpoints (UI, state,
-	// metrics) [--authenticate_http_readonly with --http_credentials].
+	// metrics, the operator API) [--authenticate_http_readonly with
+	// --http_credentials].
 	ReadOnlyAuth func(http.Handler) http.Handler
+	// ReadWriteAuth, when set, wraps the operator API's calls that change
+	// the cluster (TEARDOWN, MARK_AGENT_GONE, SET_LOGGING_LEVEL, ...)
+	// [--authenticate_http_readwrite with --http_credentials].
+	ReadWriteAuth func(http.Handler) http.Handler
+	// LoggingLevel, when set, is the level of Logger's handler: the
+	// operator API's SET_LOGGING_LEVEL moves it for a while, then back to
+	// where it was at New [--logging_level]. Without it the level is fixed.
+	LoggingLevel *slog.LevelVar
 	// Logger; nothing is logged when nil.
 	Logger *slog.Logger
 	// Clock; the wall clock when nil.
@@ -303,8 +312,8 @@ func (c *Config) flagMap() map[string]string {
 		"max_frameworks":                    strconv.Itoa(c.MaxFrameworks),
 		"max_frameworks_per_principal":      strconv.Itoa(c.MaxFrameworksPerPrincipal),
 		"max_requests_per_ip":               strconv.Itoa(c.MaxRequestsPerIP),
-		"authenticate_http_readonly":        "false",
-		"authenticate_http_readwrite":       "false",
+		"authenticate_http_readonly":        strconv.FormatBool(c.ReadOnlyAuth != nil),
+		"authenticate_http_readwrite":       strconv.FormatBool(c.ReadWriteAuth != nil),
 		"filter_gpu_resources":              "true",
 		"min_allocatable_resources":         "cpus:0.01|mem:32",
 	}

@@ -19,7 +19,11 @@ import (
 func (m *Master) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/scheduler", m.fwAuth.Wrap(http.HandlerFunc(m.handleScheduler)))
-	mux.Handle("/api/v1/agent", m.agentAuth.Wrap(http.HandlerFunc(m.handleAgent)))
+	mux.Handle("/api/v1/agent", m.agentAuth.Wrap(m.refuseGoneAgents(http.HandlerFunc(m.handleAgent))))
+	// The v1 operator API (operator.go).
+	for _, p := range []string{"/api/v1", "/master/api/v1"} {
+		mux.HandleFunc(p, m.handleOperator)
+	}
 	for _, p := range []string{"/master/health", "/health"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	}
@@ -510,7 +514,7 @@ func (m *Master) agentJSON(a *agent) map[string]any {
 		"reserved_resources":   reserved,
 		"unreserved_resources": resources.Of(unreserved...).Model(),
 		"attributes":           attrs,
-		"active":               a.connected,
+		"active":               a.active(),
 		"connected":            a.connected,
 		"version":              a.version,
 		"capabilities":         []string{"MULTI_ROLE", "HIERARCHICAL_ROLE"},

@@ -94,6 +94,8 @@ type Master struct {
 	counters            counters
 	lastAllocMS         float64
 	shutdown            bool
+	// ops is the operator API's state (operator_events.go).
+	ops operatorHub
 }
 
 // New creates a master from cfg, opening (or creating) the registry under
@@ -123,6 +125,8 @@ func New(cfg Config) (*Master, error) {
 		},
 	}
 	m.startTime = m.clock.Now()
+	m.ops.init()
+	m.ops.levels.init(cfg.LoggingLevel)
 	fwAuth, agentAuth, err := newAuthenticators(&cfg)
 	if err != nil {
 		return nil, err
@@ -371,6 +375,7 @@ func (m *Master) closeStreams() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.shutdown = true
+	m.closeOperatorStreamsLocked()
 	for _, fw := range m.frameworks {
 		if fw.stream != nil {
 			fw.stream.close()
@@ -462,6 +467,7 @@ func (m *Master) allocate() {
 	if m.role != roleLeading || m.shutdown {
 		return
 	}
+	m.operatorBeforeAllocationLocked()
 	start := time.Now()
 	grants := m.alloc.Cycle()
 	m.lastAllocMS = float64(time.Since(start).Microseconds()) / 1000
@@ -578,6 +584,9 @@ func (m *Master) housekeeping() {
 			m.removeAgent(a)
 		}
 	}
+	// Agents removed above (or since the last cycle) leave the operator
+	// event streams.
+	m.opSyncLocked()
 }
 
 // sendFramework sends an event to a connected framework. UPDATE events for

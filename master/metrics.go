@@ -108,11 +108,16 @@ func (m *Master) metricsLocked() map[string]float64 {
 		if a.recovered {
 			continue
 		}
-		if a.connected {
+		// Active as Mesos counts it: connected and not deactivated by
+		// the operator.
+		if a.active() {
 			active++
-			connected++
 		} else {
 			inactive++
+		}
+		if a.connected {
+			connected++
+		} else {
 			disconnected++
 		}
 		total = append(total, a.total...)
@@ -208,6 +213,7 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/messages_shutdown_executor"] = float64(m.counters.schedulerCalls[scheduler.Call_SHUTDOWN])
 	s["master/event_queue_messages"] = 0
 	s["master/event_queue_dispatches"] = 0
+	s["master/operator_event_stream_subscribers"] = float64(len(m.ops.subs))
 	s["master/event_queue_http_requests"] = 0
 	s["allocator/mesos/allocation_runs"] = float64(m.counters.allocationRuns)
 	s["allocator/mesos/allocation_run_ms"] = m.lastAllocMS

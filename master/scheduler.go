@@ -18,8 +18,8 @@ import (
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/master/allocator"
-	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/master/store"
+	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -384,6 +384,7 @@ func (m *Master) installFramework(info *mesos.FrameworkInfo, principal string, s
 	fw.failoverTimeout = m.failoverTimeout(info)
 	fw.suppressed = slices.Clone(suppressed)
 	m.alloc.AddFramework(id, allocator.Framework{Roles: fw.roles, GPU: fw.gpu, Suppressed: fw.suppressed, Active: true})
+	m.opFrameworkChangedLocked(fw)
 
 	_ = s.send(&scheduler.Event{
 		Type: scheduler.Event_SUBSCRIBED.Enum(),
@@ -441,6 +442,7 @@ func (m *Master) frameworkStreamEnded(id string, s *stream, err error) {
 	}
 	fw.failoverDeadline = now.Add(fw.failoverTimeout)
 	m.log.Info("framework disconnected", "framework_id", id, "failover_timeout", fw.failoverTimeout, "error", err)
+	m.opFrameworkChangedLocked(fw)
 	if fw.failoverTimeout == 0 {
 		m.removeFramework(fw, "disconnected with no failover timeout")
 	}
@@ -494,6 +496,7 @@ func (m *Master) removeFramework(fw *framework, reason string) {
 	m.alloc.RemoveFramework(fw.id)
 	delete(m.frameworks, fw.id)
 	m.counters.frameworksRemoved++
+	m.opFrameworkRemovedLocked(fw)
 	rec := store.Framework{ID: fw.id, Info: fw.info, RegisteredAt: fw.registeredTime, Principal: fw.principal, Completed: true, CompletedAt: now}
 	m.persist(append([]store.Op{store.PutFramework{Framework: rec}}, m.markRemoved(fw)...)...)
 	m.triggerAllocation()

@@ -120,6 +120,9 @@ type task struct {
 	// directory its sandbox on the agent, when the agent reported it.
 	containerID string
 	directory   string
+	// announced: the operator event streams were told of the task
+	// (TASK_ADDED, or a SUBSCRIBED that listed it).
+	announced bool
 }
 
 // deliveries is what a framework was told of one task's updates, kept by
@@ -211,6 +214,9 @@ type agent struct {
 	// recovered agents are known from the registry and have not
 	// re-registered with this master yet.
 	recovered bool
+	// deactivated by the operator (DEACTIVATE_AGENT): its resources are
+	// not offered, connected or not.
+	deactivated bool
 
 	registeredTime   time.Time
 	reregisteredTime time.Time

@@ -17,7 +17,7 @@ import (
 // acknowledgement). When latest is terminal the task's resources go back
 // to the allocator.
 func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskState) {
-	prev := t.state()
+	prev, prevUpdate := t.state(), t.t.StatusUpdateState
 	t.t.State = latest.Enum()
 	t.t.StatusUpdateState = st.State
 	t.t.StatusUpdateUuid = st.Uuid
@@ -43,6 +43,10 @@ func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskSt
 	}
 	if prev != latest && mesos.IsTerminal(latest) {
 		m.counters.terminal[latest]++
+	}
+	// Agents resend updates until acknowledged: only a change is news.
+	if prev != latest || prevUpdate == nil || *prevUpdate != st.GetState() {
+		m.opTaskUpdatedLocked(t, kept, latest)
 	}
 }
 
