@@ -92,6 +92,13 @@ func versionMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // newLogger makes the process logger: text on stderr, or JSON with
 // --log_format=json; --logging_level picks the level (Mesos's names).
 func newLogger(w io.Writer, level, format string) *slog.Logger {
+	log, _ := newLoggerLevel(w, level, format)
+	return log
+}
+
+// newLoggerLevel is newLogger with the level as a variable, for a process
+// whose level an operator may move (the master's SET_LOGGING_LEVEL).
+func newLoggerLevel(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
 	var l slog.Level
 	switch strings.ToUpper(level) {
 	case "ERROR":
@@ -103,11 +110,13 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	lv := new(slog.LevelVar)
+	lv.Set(l)
+	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 // fetchMain is the hidden `mesolite fetch`: one fetch in a child process.

@@ -25,7 +25,7 @@ type masterFlags struct {
 	offerTimeout, reregisterTimeout                                  *time.Duration
 	pingTimeout, heartbeat, allocInterval                            *time.Duration
 	clusterName                                                      *string
-	authReadonly                                                     *bool
+	authReadonly, authReadwrite                                      *bool
 	httpCredentials, tokenFile                                       *string
 	authFrameworks, authHTTPFrameworks                               *bool
 	authAgents                                                       *bool
@@ -72,7 +72,9 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.heartbeat = fs.Duration("heartbeat_interval", 15*time.Second, "HEARTBEAT interval on scheduler streams")
 	f.allocInterval = fs.Duration("allocation_interval", time.Second, "how often offers are made")
 	f.clusterName = fs.String("cluster", "", "a name for the cluster, shown in the web UI")
-	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, metrics, UI)")
+	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, metrics, UI, the operator API)")
+	f.authReadwrite = fs.Bool("authenticate_http_readwrite", false, "require credentials for the operator API's calls that change the cluster\n"+
+		"(TEARDOWN, MARK_AGENT_GONE, DEACTIVATE_AGENT, SET_LOGGING_LEVEL, ...)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
 	f.authFrameworks = fs.Bool("authenticate_frameworks", false, "require frameworks to authenticate (HTTP Basic on /api/v1/scheduler with --credentials); a framework id then belongs to the authenticated principal")
@@ -136,8 +138,9 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "mesolite master:", err)
 		return 2
 	}
-	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
 	cfg := f.config(log)
+	cfg.LoggingLevel = level
 	auth, err := httpauth.New(httpauth.Options{
 		Enabled: *f.authReadonly, Realm: "mesos-master-readonly", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
 	})
@@ -147,6 +150,16 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if *f.authReadonly {
 		cfg.ReadOnlyAuth = auth.Wrap
+	}
+	if *f.authReadwrite {
+		rw, err := httpauth.New(httpauth.Options{
+			Enabled: true, Realm: "mesos-master-readwrite", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite master: http authentication:", err)
+			return 1
+		}
+		cfg.ReadWriteAuth = rw.Wrap
 	}
 	if *f.credentials != "" {
 		creds, err := httpauth.LoadCredentials(*f.credentials)
