@@ -25,6 +25,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/executor/driver"
+	"github.com/mesolite/mesolite/executor/health"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
 )
@@ -118,6 +119,12 @@ type Executor struct {
 	done       chan struct{}
 	doneOnce   sync.Once
 	shutdownAt time.Time
+	// stopChecks ends the task's health check and check, once it ends.
+	stopChecks context.CancelFunc
+	// healthy is the task's last reported health (nil before the first
+	// report); unhealthyKill says its health check asked for the kill.
+	healthy       *bool
+	unhealthyKill bool
 }
 
 func (e *Executor) Subscribed(ctx context.Context, d *driver.Driver, ev *executor.Event_Subscribed) {}
@@ -142,6 +149,12 @@ func (e *Executor) Launch(ctx context.Context, d *driver.Driver, task *mesos.Tas
 
 	cmd, err := e.buildCommand(task)
 	if err == nil {
+		err = health.Validate(task.GetHealthCheck())
+	}
+	if err == nil {
+		err = health.ValidateCheck(task.GetCheck())
+	}
+	if err == nil {
 		err = cmd.Start()
 	}
 	<-starting
@@ -155,7 +168,94 @@ func (e *Executor) Launch(ctx context.Context, d *driver.Driver, task *mesos.Tas
 	e.mu.Unlock()
 	e.log.Info("started command", "task_id", task.GetTaskId().GetValue(), "pid", cmd.Process.Pid)
 	e.send(ctx, d, task.GetTaskId(), mesos.TaskState_TASK_RUNNING, nil, "")
+	e.startChecks(ctx, d, task, cmd.Env)
 	go e.wait(ctx, d, cmd)
+}
+
+// startChecks runs the task's health check and check from the executor,
+// which shares the task's namespaces: HTTP and TCP probes reach it on
+// 127.0.0.1, commands run beside it with its environment and sandbox.
+// Each change goes to the scheduler as a TASK_RUNNING update; a health
+// check that runs out of consecutive failures kills the task.
+func (e *Executor) startChecks(ctx context.Context, d *driver.Driver, task *mesos.TaskInfo, env []string) {
+	hc, ci := task.GetHealthCheck(), task.GetCheck()
+	if hc == nil && ci == nil {
+		return
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	e.mu.Lock()
+	e.stopChecks = cancel
+	e.mu.Unlock()
+	target := health.Target{Host: "127.0.0.1", Command: func(ctx context.Context, c *mesos.CommandInfo) (*exec.Cmd, error) {
+		var cmd *exec.Cmd
+		if c.Shell == nil || c.GetShell() {
+			cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.GetValue())
+		} else {
+			cmd = exec.CommandContext(ctx, c.GetValue())
+			if len(c.GetArguments()) > 0 {
+				cmd.Args = c.GetArguments()
+			}
+		}
+		cmd.Dir, cmd.Env = e.cfg.Directory, env
+		for _, v := range c.GetEnvironment().GetVariables() {
+			cmd.Env = append(cmd.Env, v.GetName()+"="+v.GetValue())
+		}
+		// The check's own children die with it on a timeout.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = time.Second
+		return cmd, nil
+	}}
+	id := task.GetTaskId()
+	started := time.Now()
+	if hc != nil {
+		go func() {
+			err := health.Run(cctx, hc, target, started, func(r health.Report) {
+				e.mu.Lock()
+				if e.killing || e.terminal != nil {
+					e.mu.Unlock()
+					return
+				}
+				e.healthy = proto.Bool(r.Healthy)
+				e.mu.Unlock()
+				st := &mesos.TaskStatus{TaskId: id, State: mesos.TaskState_TASK_RUNNING.Enum(), Healthy: proto.Bool(r.Healthy),
+					Reason: mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum()}
+				if !r.Healthy {
+					st.Message = proto.String(r.Message)
+				}
+				e.sendStatus(ctx, d, st)
+				if r.Kill {
+					e.log.Warn("task failed its health check; killing it", "task_id", id.GetValue(), "failures", r.Failures, "last", r.Message)
+					fmt.Fprintf(e.stderr, "Task failed %d health checks in a row (last: %s); killing it\n", r.Failures, r.Message)
+					e.mu.Lock()
+					e.unhealthyKill = true
+					e.mu.Unlock()
+					e.Kill(ctx, d, id, nil)
+				}
+			})
+			if err != nil {
+				e.log.Warn("health check not run", "task_id", id.GetValue(), "error", err)
+			}
+		}()
+	}
+	if ci != nil {
+		go func() {
+			err := health.RunCheck(cctx, ci, target, func(cs *mesos.CheckStatusInfo) {
+				e.mu.Lock()
+				if e.killing || e.terminal != nil {
+					e.mu.Unlock()
+					return
+				}
+				healthy := e.healthy
+				e.mu.Unlock()
+				e.sendStatus(ctx, d, &mesos.TaskStatus{TaskId: id, State: mesos.TaskState_TASK_RUNNING.Enum(), Healthy: healthy,
+					CheckStatus: cs, Reason: mesos.TaskStatus_REASON_TASK_CHECK_STATUS_UPDATED.Enum()})
+			})
+			if err != nil {
+				e.log.Warn("check not run", "task_id", id.GetValue(), "error", err)
+			}
+		}()
+	}
 }
 
 func (e *Executor) buildCommand(task *mesos.TaskInfo) (*exec.Cmd, error) {
@@ -201,9 +301,14 @@ func (e *Executor) wait(ctx context.Context, d *driver.Driver, cmd *exec.Cmd) {
 	msg := describe(ws)
 	fmt.Fprintln(e.stderr, msg)
 	e.mu.Lock()
-	killing := e.killing
+	killing, unhealthy := e.killing, e.unhealthyKill
 	e.mu.Unlock()
 	switch {
+	case killing && unhealthy:
+		// As Mesos reports it: killed for its health, still unhealthy.
+		e.finishStatus(ctx, d, &mesos.TaskStatus{State: mesos.TaskState_TASK_KILLED.Enum(), Healthy: proto.Bool(false),
+			Reason:  mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(),
+			Message: proto.String(msg + " (killed: it failed its health check)")})
 	case killing:
 		e.finish(ctx, d, mesos.TaskState_TASK_KILLED, nil, msg)
 	case ws.Exited() && ws.ExitStatus() == 0:
@@ -221,10 +326,23 @@ func describe(ws syscall.WaitStatus) string {
 }
 
 func (e *Executor) finish(ctx context.Context, d *driver.Driver, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string) {
+	st := &mesos.TaskStatus{State: state.Enum(), Reason: reason}
+	if msg != "" {
+		st.Message = proto.String(msg)
+	}
+	e.finishStatus(ctx, d, st)
+}
+
+// finishStatus sends the task's terminal update st (its task id filled
+// in) and leaves once the agent has it.
+func (e *Executor) finishStatus(ctx context.Context, d *driver.Driver, st *mesos.TaskStatus) {
 	e.mu.Lock()
-	id := e.task.GetTaskId()
+	st.TaskId = e.task.GetTaskId()
+	if e.stopChecks != nil {
+		e.stopChecks()
+	}
 	e.mu.Unlock()
-	e.send(ctx, d, id, state, reason, msg)
+	e.sendStatus(ctx, d, st)
 	e.mu.Lock()
 	e.terminal = []byte("sent")
 	e.mu.Unlock()
@@ -243,8 +361,12 @@ func (e *Executor) send(ctx context.Context, d *driver.Driver, id *mesos.TaskID,
 	if msg != "" {
 		st.Message = proto.String(msg)
 	}
+	e.sendStatus(ctx, d, st)
+}
+
+func (e *Executor) sendStatus(ctx context.Context, d *driver.Driver, st *mesos.TaskStatus) {
 	if err := d.SendStatus(ctx, st); err != nil {
-		e.log.Warn("send status update (kept for resend)", "state", state.String(), "error", err)
+		e.log.Warn("send status update (kept for resend)", "state", st.GetState().String(), "error", err)
 	}
 }
 
