@@ -12,6 +12,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/model"
 	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
 )
@@ -314,24 +315,9 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 		j["reregistered_time"] = timestamp(fw.reregisteredTime)
 	}
 	if l := fw.info.GetLabels(); l != nil {
-		j["labels"] = labelsJSON(l)
+		j["labels"] = model.Labels(l)
 	}
 	return j
-}
-
-// labelsJSON is Labels as Mesos's state endpoints write them: a plain array
-// of {"key","value"} (the protobuf JSON mapping's {"labels":[...]} is what
-// only the v1 APIs use), which exporters and mesos-dns decode.
-func labelsJSON(l *mesos.Labels) []map[string]string {
-	out := make([]map[string]string, 0, len(l.GetLabels()))
-	for _, kv := range l.GetLabels() {
-		e := map[string]string{"key": kv.GetKey()}
-		if kv.Value != nil {
-			e["value"] = kv.GetValue()
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // webURL is what the state shows of a framework-supplied URL: an http(s)
@@ -396,29 +382,7 @@ func sandboxJSON(a *agent, fwID, execID, containerID, directory string) map[stri
 }
 
 func (m *Master) taskJSON(t *task) map[string]any {
-	statuses := make([]any, 0, len(t.t.Statuses))
-	for _, s := range t.t.Statuses {
-		sj := map[string]any{"state": s.GetState().String(), "timestamp": s.GetTimestamp()}
-		if s.Reason != nil {
-			sj["reason"] = s.GetReason().String()
-		}
-		if s.Message != nil {
-			sj["message"] = s.GetMessage()
-		}
-		if s.Source != nil {
-			sj["source"] = s.GetSource().String()
-		}
-		if s.Healthy != nil {
-			sj["healthy"] = s.GetHealthy()
-		}
-		if s.ContainerStatus != nil {
-			sj["container_status"] = protoJSON(s.GetContainerStatus())
-		}
-		if s.Labels != nil {
-			sj["labels"] = labelsJSON(s.GetLabels())
-		}
-		statuses = append(statuses, sj)
-	}
+	statuses := model.TaskStatuses(t.t.Statuses)
 	execID := ""
 	if t.t.ExecutorId != nil {
 		execID = t.t.GetExecutorId().GetValue()
@@ -435,7 +399,7 @@ func (m *Master) taskJSON(t *task) map[string]any {
 		"statuses":     statuses,
 	}
 	if t.t.Labels != nil {
-		j["labels"] = labelsJSON(t.t.GetLabels())
+		j["labels"] = model.Labels(t.t.GetLabels())
 	}
 	if t.t.Container != nil {
 		j["container"] = protoJSON(t.t.GetContainer())
