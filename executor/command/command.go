@@ -119,11 +119,9 @@ type Executor struct {
 	done       chan struct{}
 	doneOnce   sync.Once
 	shutdownAt time.Time
-	// stopChecks ends the task's health check and check, once it ends.
-	stopChecks context.CancelFunc
-	// healthy is the task's last reported health (nil before the first
-	// report); unhealthyKill says its health check asked for the kill.
-	healthy       *bool
+	// stopChecks ends the task's health check and check, once it ends;
+	// unhealthyKill says its health check asked for the kill.
+	stopChecks    func()
 	unhealthyKill bool
 }
 
@@ -174,87 +172,32 @@ func (e *Executor) Launch(ctx context.Context, d *driver.Driver, task *mesos.Tas
 
 // startChecks runs the task's health check and check from the executor,
 // which shares the task's namespaces: HTTP and TCP probes reach it on
-// 127.0.0.1, commands run beside it with its environment and sandbox.
-// Each change goes to the scheduler as a TASK_RUNNING update; a health
-// check that runs out of consecutive failures kills the task.
+// 127.0.0.1, commands run beside it with its environment and sandbox. A
+// health check that runs out of consecutive failures kills the task.
 func (e *Executor) startChecks(ctx context.Context, d *driver.Driver, task *mesos.TaskInfo, env []string) {
-	hc, ci := task.GetHealthCheck(), task.GetCheck()
-	if hc == nil && ci == nil {
-		return
-	}
-	cctx, cancel := context.WithCancel(ctx)
+	target := health.Target{Host: "127.0.0.1", Command: health.ExecCommand(e.cfg.Directory, env)}
+	stop := health.Start(ctx, task, target, time.Now(), health.Hooks{
+		Send: func(st *mesos.TaskStatus) { e.sendStatus(ctx, d, st) },
+		Kill: func(r health.Report) {
+			fmt.Fprintf(e.stderr, "Task failed %d health checks in a row (last: %s); killing it\n", r.Failures, r.Message)
+			e.mu.Lock()
+			e.unhealthyKill = true
+			e.mu.Unlock()
+			e.Kill(ctx, d, task.GetTaskId(), nil)
+		},
+		Ended: func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.killing || e.terminal != nil
+		},
+		Log: e.log,
+	})
 	e.mu.Lock()
-	e.stopChecks = cancel
+	e.stopChecks = stop
+	ended := e.terminal != nil
 	e.mu.Unlock()
-	target := health.Target{Host: "127.0.0.1", Command: func(ctx context.Context, c *mesos.CommandInfo) (*exec.Cmd, error) {
-		var cmd *exec.Cmd
-		if c.Shell == nil || c.GetShell() {
-			cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.GetValue())
-		} else {
-			cmd = exec.CommandContext(ctx, c.GetValue())
-			if len(c.GetArguments()) > 0 {
-				cmd.Args = c.GetArguments()
-			}
-		}
-		cmd.Dir, cmd.Env = e.cfg.Directory, env
-		for _, v := range c.GetEnvironment().GetVariables() {
-			cmd.Env = append(cmd.Env, v.GetName()+"="+v.GetValue())
-		}
-		// The check's own children die with it on a timeout.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = time.Second
-		return cmd, nil
-	}}
-	id := task.GetTaskId()
-	started := time.Now()
-	if hc != nil {
-		go func() {
-			err := health.Run(cctx, hc, target, started, func(r health.Report) {
-				e.mu.Lock()
-				if e.killing || e.terminal != nil {
-					e.mu.Unlock()
-					return
-				}
-				e.healthy = proto.Bool(r.Healthy)
-				e.mu.Unlock()
-				st := &mesos.TaskStatus{TaskId: id, State: mesos.TaskState_TASK_RUNNING.Enum(), Healthy: proto.Bool(r.Healthy),
-					Reason: mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum()}
-				if !r.Healthy {
-					st.Message = proto.String(r.Message)
-				}
-				e.sendStatus(ctx, d, st)
-				if r.Kill {
-					e.log.Warn("task failed its health check; killing it", "task_id", id.GetValue(), "failures", r.Failures, "last", r.Message)
-					fmt.Fprintf(e.stderr, "Task failed %d health checks in a row (last: %s); killing it\n", r.Failures, r.Message)
-					e.mu.Lock()
-					e.unhealthyKill = true
-					e.mu.Unlock()
-					e.Kill(ctx, d, id, nil)
-				}
-			})
-			if err != nil {
-				e.log.Warn("health check not run", "task_id", id.GetValue(), "error", err)
-			}
-		}()
-	}
-	if ci != nil {
-		go func() {
-			err := health.RunCheck(cctx, ci, target, func(cs *mesos.CheckStatusInfo) {
-				e.mu.Lock()
-				if e.killing || e.terminal != nil {
-					e.mu.Unlock()
-					return
-				}
-				healthy := e.healthy
-				e.mu.Unlock()
-				e.sendStatus(ctx, d, &mesos.TaskStatus{TaskId: id, State: mesos.TaskState_TASK_RUNNING.Enum(), Healthy: healthy,
-					CheckStatus: cs, Reason: mesos.TaskStatus_REASON_TASK_CHECK_STATUS_UPDATED.Enum()})
-			})
-			if err != nil {
-				e.log.Warn("check not run", "task_id", id.GetValue(), "error", err)
-			}
-		}()
+	if ended {
+		stop()
 	}
 }
 

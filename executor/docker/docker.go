@@ -23,6 +23,7 @@ import (
 	"github.com/mesolite/mesolite/containerizer/docker/engine"
 	"github.com/mesolite/mesolite/executor/command"
 	"github.com/mesolite/mesolite/executor/driver"
+	"github.com/mesolite/mesolite/executor/health"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -95,8 +96,10 @@ type Executor struct {
 	killing     bool
 	killGrace   time.Duration
 	terminal    bool
-	done        chan struct{}
-	doneOnce    sync.Once
+	// unhealthyKill: the task's health check asked for the kill.
+	unhealthyKill bool
+	done          chan struct{}
+	doneOnce      sync.Once
 }
 
 // New returns an executor for one container.
@@ -216,6 +219,8 @@ func (e *Executor) run(ctx context.Context, d *driver.Driver, task *mesos.TaskIn
 			st.Data = raw
 		}
 	})
+	stopChecks := e.startChecks(ctx, d, task, ins)
+	defer stopChecks()
 
 	x, err := e.wait(ctx)
 	if err != nil {
@@ -240,6 +245,10 @@ func (e *Executor) run(ctx context.Context, d *driver.Driver, task *mesos.TaskIn
 		oom := engine.OOMMessage(e.name, x.MemoryLimit)
 		fmt.Fprintln(e.opts.Stderr, oom)
 		e.finish(ctx, d, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY.Enum(), oom)
+	case killed && e.isUnhealthyKill():
+		e.finishStatus(ctx, d, &mesos.TaskStatus{State: mesos.TaskState_TASK_KILLED.Enum(), Healthy: proto.Bool(false),
+			Reason:  mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum(),
+			Message: proto.String(msg + " (killed: it failed its health check)")})
 	case killed:
 		e.finish(ctx, d, mesos.TaskState_TASK_KILLED, nil, msg)
 	case x.Code == 0:
@@ -247,6 +256,62 @@ func (e *Executor) run(ctx context.Context, d *driver.Driver, task *mesos.TaskIn
 	default:
 		e.finish(ctx, d, mesos.TaskState_TASK_FAILED, nil, msg)
 	}
+}
+
+// startChecks runs the task's health check and check against its
+// container: commands with `docker exec` in it (the task's filesystem,
+// user and environment), HTTP and TCP at the container's address (the
+// task's own ports, not the mapped ones, as in Mesos), or 127.0.0.1 on the
+// host's network.
+func (e *Executor) startChecks(ctx context.Context, d *driver.Driver, task *mesos.TaskInfo, ins container.InspectResponse) func() {
+	host := "127.0.0.1"
+	if ins.ContainerJSONBase != nil && ins.HostConfig != nil && !ins.HostConfig.NetworkMode.IsHost() {
+		if v4, _ := engine.IPAddresses(ins); len(v4) > 0 {
+			host = v4[0]
+		}
+	}
+	target := health.Target{Host: host, Command: func(ctx context.Context, c *mesos.CommandInfo) (int32, error) {
+		cmd := []string{"/bin/sh", "-c", c.GetValue()}
+		if c.Shell != nil && !c.GetShell() {
+			// Mesos's arguments start with argv[0]; exec runs value.
+			cmd = []string{c.GetValue()}
+			if args := c.GetArguments(); len(args) > 1 {
+				cmd = append(cmd, args[1:]...)
+			}
+		}
+		var env []string
+		for _, v := range c.GetEnvironment().GetVariables() {
+			env = append(env, v.GetName()+"="+v.GetValue())
+		}
+		code, err := e.eng.Exec(ctx, e.name, engine.ExecOptions{Cmd: cmd, Env: env})
+		return int32(code), err
+	}}
+	return health.Start(ctx, task, target, time.Now(), health.Hooks{
+		Send: func(st *mesos.TaskStatus) {
+			e.send(ctx, d, st.GetTaskId(), st.GetState(), st.Reason, st.GetMessage(), func(out *mesos.TaskStatus) {
+				out.Healthy, out.CheckStatus = st.Healthy, st.CheckStatus
+			})
+		},
+		Kill: func(r health.Report) {
+			fmt.Fprintf(e.opts.Stderr, "Task failed %d health checks in a row (last: %s); killing it\n", r.Failures, r.Message)
+			e.mu.Lock()
+			e.unhealthyKill = true
+			e.mu.Unlock()
+			e.Kill(ctx, d, task.GetTaskId(), nil)
+		},
+		Ended: func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.killing || e.terminal
+		},
+		Log: e.log,
+	})
+}
+
+func (e *Executor) isUnhealthyKill() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.unhealthyKill
 }
 
 // wait waits for the container to exit, riding out a dockerd restart.
@@ -343,15 +408,27 @@ func (e *Executor) launchFailed(ctx context.Context, d *driver.Driver, msg strin
 }
 
 func (e *Executor) finish(ctx context.Context, d *driver.Driver, state mesos.TaskState, reason *mesos.TaskStatus_Reason, msg string) {
+	st := &mesos.TaskStatus{State: state.Enum(), Reason: reason}
+	if msg != "" {
+		st.Message = proto.String(msg)
+	}
+	e.finishStatus(ctx, d, st)
+}
+
+// finishStatus sends the terminal update st (its task id filled in) once,
+// and leaves when the agent has it.
+func (e *Executor) finishStatus(ctx context.Context, d *driver.Driver, st *mesos.TaskStatus) {
 	e.mu.Lock()
 	if e.terminal {
 		e.mu.Unlock()
 		return
 	}
 	e.terminal = true
-	id := e.task.GetTaskId()
+	st.TaskId = e.task.GetTaskId()
 	e.mu.Unlock()
-	e.send(ctx, d, id, state, reason, msg, nil)
+	if err := d.SendStatus(ctx, st); err != nil {
+		e.log.Warn("send status update (kept for resend)", "state", st.GetState().String(), "error", err)
+	}
 	// Leave once the agent holds the terminal update; a lost ack must not
 	// keep the executor alive for ever.
 	go func() {

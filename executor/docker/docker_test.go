@@ -47,7 +47,7 @@ type run struct {
 
 // start creates a container running cmd (unless cmd is nil) and runs an
 // executor for it against a fake agent.
-func start(t *testing.T, cmd []string, fw *mesos.FrameworkInfo) *run {
+func start(t *testing.T, cmd []string, fw *mesos.FrameworkInfo, mutate ...func(*mesos.TaskInfo)) *run {
 	t.Helper()
 	dockertest.Images(t)
 	eng, err := engine.New("")
@@ -72,6 +72,9 @@ func start(t *testing.T, cmd []string, fw *mesos.FrameworkInfo) *run {
 		TaskId:    &mesos.TaskID{Value: proto.String("task-" + id)},
 		AgentId:   &mesos.AgentID{Value: proto.String("fake-agent")},
 		Resources: []*mesos.Resource{},
+	}
+	for _, m := range mutate {
+		m(task)
 	}
 	agent := dockertest.NewFakeAgent(t, fw, task, "c-"+id)
 	r := &run{agent: agent, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exitCode: make(chan int, 1)}
@@ -187,4 +190,34 @@ func TestMainNeedsContainerAndEnvironment(t *testing.T) {
 	if code := dockerexec.Main(context.Background(), []string{"--container=x"}); code != 2 {
 		t.Errorf("without the executor environment: exit %d, want 2", code)
 	}
+}
+
+// TestHealthCheckInContainerKills: a COMMAND health check runs inside the
+// container (docker exec: the container's filesystem); once the file it
+// tests is gone, three failures kill the task, reported as Mesos does.
+func TestHealthCheckInContainerKills(t *testing.T) {
+	r := start(t, []string{"sh", "-c", "touch /tmp/ok; sleep 1.5; rm /tmp/ok; sleep 60"}, fw(), func(task *mesos.TaskInfo) {
+		task.HealthCheck = &mesos.HealthCheck{Type: mesos.HealthCheck_COMMAND.Enum(),
+			Command:      &mesos.CommandInfo{Value: proto.String("test -f /tmp/ok")},
+			DelaySeconds: proto.Float64(0.2), IntervalSeconds: proto.Float64(0.2), TimeoutSeconds: proto.Float64(5),
+			GracePeriodSeconds: proto.Float64(1), ConsecutiveFailures: proto.Uint32(2)}
+	})
+	st := r.agent.WaitState(t, mesos.TaskState_TASK_KILLED, time.Minute)
+	if st.Healthy == nil || st.GetHealthy() || st.GetReason() != mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED {
+		t.Fatalf("terminal update %v", st)
+	}
+	var healthy, unhealthy int
+	for _, u := range r.agent.Updates() {
+		if u.GetState() == mesos.TaskState_TASK_RUNNING && u.Healthy != nil {
+			if u.GetHealthy() {
+				healthy++
+			} else {
+				unhealthy++
+			}
+		}
+	}
+	if healthy != 1 || unhealthy != 2 {
+		t.Fatalf("health updates: %d healthy, %d unhealthy; want 1 and 2", healthy, unhealthy)
+	}
+	r.exited(t)
 }

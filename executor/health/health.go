@@ -23,20 +23,24 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
 )
 
-// CommandFunc makes the process of a COMMAND check: run it in the task's
-// context, with the task's environment. The checker starts and waits for it
-// and kills it when the check times out.
-type CommandFunc func(ctx context.Context, ci *mesos.CommandInfo) (*exec.Cmd, error)
+// CommandFunc runs the command of a COMMAND check in the task's context
+// (its namespaces or container, its environment) and returns its exit
+// status; an error means it could not be run. It must give up when ctx
+// ends: the check timed out.
+type CommandFunc func(ctx context.Context, ci *mesos.CommandInfo) (int32, error)
 
 // Target is where and how checks reach the task.
 type Target struct {
@@ -258,25 +262,48 @@ func commandProbe(mk CommandFunc, ci *mesos.CommandInfo) probe {
 }
 
 // runCommand runs a check command and returns its exit status.
-func runCommand(ctx context.Context, mk CommandFunc, ci *mesos.CommandInfo) (int32, error) {
-	if mk == nil {
+func runCommand(ctx context.Context, run CommandFunc, ci *mesos.CommandInfo) (int32, error) {
+	if run == nil {
 		return 0, errors.New("this executor cannot run COMMAND checks")
 	}
-	cmd, err := mk(ctx, ci)
-	if err != nil {
-		return 0, err
-	}
-	err = cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case ctx.Err() != nil:
+	code, err := run(ctx, ci)
+	if ctx.Err() != nil {
 		return 0, ctx.Err()
-	case errors.As(err, &ee):
-		return int32(ee.ExitCode()), nil
-	default:
-		return 0, fmt.Errorf("run check command: %w", err)
+	}
+	return code, err
+}
+
+// ExecCommand runs a check command as a process of this executor (which
+// shares the task's namespaces), in dir with env, in its own process group
+// that a timeout kills whole.
+func ExecCommand(dir string, env []string) CommandFunc {
+	return func(ctx context.Context, c *mesos.CommandInfo) (int32, error) {
+		var cmd *exec.Cmd
+		if c.Shell == nil || c.GetShell() {
+			cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.GetValue())
+		} else {
+			cmd = exec.CommandContext(ctx, c.GetValue())
+			if len(c.GetArguments()) > 0 {
+				cmd.Args = c.GetArguments()
+			}
+		}
+		cmd.Dir, cmd.Env = dir, append([]string(nil), env...)
+		for _, v := range c.GetEnvironment().GetVariables() {
+			cmd.Env = append(cmd.Env, v.GetName()+"="+v.GetValue())
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = time.Second
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, nil
+		case errors.As(err, &ee):
+			return int32(ee.ExitCode()), nil
+		default:
+			return 0, fmt.Errorf("run check command: %w", err)
+		}
 	}
 }
 
@@ -358,4 +385,87 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // but a GET, and nothing read but the status.
 func insecureTLS() *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // #nosec G402 -- see above
+}
+
+// Hooks connect a task's checks to its executor.
+type Hooks struct {
+	// Send sends a status update of the task (TASK_RUNNING with healthy,
+	// check_status and the reason filled in).
+	Send func(st *mesos.TaskStatus)
+	// Kill kills the task: its health check ran out of failures.
+	Kill func(r Report)
+	// Ended says the task is being killed or has ended: results are
+	// no longer reported.
+	Ended func() bool
+	// Log receives what could not be run.
+	Log *slog.Logger
+}
+
+// Start runs task's health check and check (when it has them) against
+// target until the returned stop is called or ctx ends. Each change goes
+// out through hooks.Send as Mesos's executors send it: health changes with
+// healthy and REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, check results in
+// check_status with REASON_TASK_CHECK_STATUS_UPDATED and the last known
+// health.
+func Start(ctx context.Context, task *mesos.TaskInfo, target Target, started time.Time, hooks Hooks) (stop func()) {
+	hc, ci := task.GetHealthCheck(), task.GetCheck()
+	if hc == nil && ci == nil {
+		return func() {}
+	}
+	if hooks.Log == nil {
+		hooks.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	id := task.GetTaskId()
+	var mu sync.Mutex
+	var healthy *bool
+	running := func() *mesos.TaskStatus {
+		return &mesos.TaskStatus{TaskId: id, State: mesos.TaskState_TASK_RUNNING.Enum()}
+	}
+	if hc != nil {
+		go func() {
+			err := Run(ctx, hc, target, started, func(r Report) {
+				if hooks.Ended() {
+					return
+				}
+				mu.Lock()
+				healthy = &r.Healthy
+				mu.Unlock()
+				st := running()
+				st.Healthy = &r.Healthy
+				st.Reason = mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED.Enum()
+				if !r.Healthy {
+					st.Message = &r.Message
+				}
+				hooks.Send(st)
+				if r.Kill {
+					hooks.Log.Warn("task failed its health check; killing it", "task_id", id.GetValue(), "failures", r.Failures, "last", r.Message)
+					hooks.Kill(r)
+				}
+			})
+			if err != nil {
+				hooks.Log.Warn("health check not run", "task_id", id.GetValue(), "error", err)
+			}
+		}()
+	}
+	if ci != nil {
+		go func() {
+			err := RunCheck(ctx, ci, target, func(cs *mesos.CheckStatusInfo) {
+				if hooks.Ended() {
+					return
+				}
+				st := running()
+				mu.Lock()
+				st.Healthy = healthy
+				mu.Unlock()
+				st.CheckStatus = cs
+				st.Reason = mesos.TaskStatus_REASON_TASK_CHECK_STATUS_UPDATED.Enum()
+				hooks.Send(st)
+			})
+			if err != nil {
+				hooks.Log.Warn("check not run", "task_id", id.GetValue(), "error", err)
+			}
+		}()
+	}
+	return cancel
 }

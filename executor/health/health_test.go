@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -20,9 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func shell(ctx context.Context, ci *mesos.CommandInfo) (*exec.Cmd, error) {
-	return exec.CommandContext(ctx, "/bin/sh", "-c", ci.GetValue()), nil
-}
+var shell = ExecCommand("", nil)
 
 // fast is a health check that probes every 20 ms from the start.
 func fast(typ mesos.HealthCheck_Type, failures uint32, grace float64) *mesos.HealthCheck {

@@ -288,3 +288,67 @@ func IPAddresses(ins container.InspectResponse) (v4, v6 []string) {
 	}
 	return v4, v6
 }
+
+// ExecOptions describe a command run inside a running container.
+type ExecOptions struct {
+	Cmd  []string
+	Env  []string // NAME=VALUE added to the container's
+	User string   // empty: the container's user
+	Dir  string   // empty: the container's working directory
+	// Stdout and Stderr receive the command's output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// Exec runs a command in the running container name, as `docker exec`
+// does, and returns its exit status once it ended. When ctx ends first the
+// wait is abandoned (dockerd has no call to kill an exec; the command dies
+// with the container) and ctx's error returned.
+func (e *Engine) Exec(ctx context.Context, name string, opts ExecOptions) (int, error) {
+	created, err := e.cli.ContainerExecCreate(ctx, name, container.ExecOptions{
+		Cmd: opts.Cmd, Env: opts.Env, User: opts.User, WorkingDir: opts.Dir,
+		AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return 0, e.wrap("exec in container "+name, err)
+	}
+	hj, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return 0, e.wrap("attach to exec in container "+name, err)
+	}
+	defer hj.Close()
+	stdout, stderr := opts.Stdout, opts.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, stderr, hj.Reader)
+		copied <- err
+	}()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case err := <-copied:
+		if err != nil {
+			return 0, fmt.Errorf("read exec output in container %s: %w", name, err)
+		}
+	}
+	// The output ends a moment before dockerd records the exit.
+	for wait := 5 * time.Millisecond; ; wait = min(wait*2, 200*time.Millisecond) {
+		ins, err := e.cli.ContainerExecInspect(ctx, created.ID)
+		if err != nil {
+			return 0, e.wrap("inspect exec in container "+name, err)
+		}
+		if !ins.Running {
+			return ins.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}

@@ -307,3 +307,36 @@ func TestUnreachableDaemon(t *testing.T) {
 		t.Errorf("ImageExists: %v, want unavailable", err)
 	}
 }
+
+// TestExec runs commands inside a running container: output, exit status,
+// environment and working directory, and a refusal for a stopped one.
+func TestExec(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	name := f.create(t, dockertest.BusyboxImage, []string{"sleep", "60"}, nil)
+	if err := f.eng.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	code, err := f.eng.Exec(ctx, name, engine.ExecOptions{
+		Cmd: []string{"sh", "-c", "echo $GREETING from $(pwd); echo oops >&2; exit 3"}, Env: []string{"GREETING=hello"}, Dir: "/tmp",
+		Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil || code != 3 || out.String() != "hello from /tmp\n" || errOut.String() != "oops\n" {
+		t.Fatalf("exec: code %d err %v stdout %q stderr %q", code, err, out.String(), errOut.String())
+	}
+	if code, err := f.eng.Exec(ctx, name, engine.ExecOptions{Cmd: []string{"true"}}); err != nil || code != 0 {
+		t.Fatalf("exec true: %d %v", code, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := f.eng.Exec(short, name, engine.ExecOptions{Cmd: []string{"sleep", "30"}}); err == nil {
+		t.Fatal("an exec that outlived its context returned no error")
+	}
+	if err := f.eng.Stop(ctx, name, "SIGKILL", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.eng.Exec(ctx, name, engine.ExecOptions{Cmd: []string{"true"}}); err == nil {
+		t.Fatal("exec in a stopped container succeeded")
+	}
+}
