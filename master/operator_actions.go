@@ -313,7 +313,12 @@ func (m *Master) refuseGoneAgents(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// Bounded as readCall bounds it: a trickled body must not hold
+		// this handler.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		_ = rc.SetReadDeadline(time.Time{})
 		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
 		call := &agentpb.Call{}
 		if err != nil || c.Unmarshal(body, call) != nil || call.GetType() != agentpb.Call_REGISTER {

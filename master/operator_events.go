@@ -1,6 +1,8 @@
 package master
 
 import (
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -114,28 +116,52 @@ func (m *Master) resetAnnouncedLocked() {
 }
 
 // opSyncLocked tells the subscribers about agents and frameworks that
-// came or went since they last heard. m.mu must be held.
+// came or went since they last heard. It runs before every allocation
+// cycle, so the common case, nothing new, walks the two maps and sorts
+// nothing. m.mu must be held.
 func (m *Master) opSyncLocked() {
 	if len(m.ops.subs) == 0 {
 		return
 	}
-	for _, id := range sortedKeys(m.frameworks) {
-		m.opEnsureFrameworkLocked(m.frameworks[id])
-	}
-	for _, id := range sortedKeys(m.agents) {
-		if a := m.agents[id]; !a.recovered {
-			m.opEnsureAgentLocked(a)
+	var fws []*framework
+	for id, fw := range m.frameworks {
+		if m.ops.frameworks[id] != fw {
+			fws = append(fws, fw)
 		}
 	}
-	for _, id := range sortedKeys(m.ops.agents) {
-		if a := m.agents[id]; a == nil || a.recovered || a != m.ops.agents[id].a {
-			m.opAgentRemovedLocked(id)
+	slices.SortFunc(fws, func(a, b *framework) int { return strings.Compare(a.id, b.id) })
+	for _, fw := range fws {
+		m.opEnsureFrameworkLocked(fw)
+	}
+	var agents []*agent
+	for id, a := range m.agents {
+		if k, ok := m.ops.agents[id]; !a.recovered && (!ok || k.a != a || !k.rereg.Equal(a.reregisteredTime)) {
+			agents = append(agents, a)
 		}
 	}
-	for _, id := range sortedKeys(m.ops.frameworks) {
-		if fw := m.ops.frameworks[id]; m.frameworks[id] != fw {
-			m.opFrameworkRemovedLocked(fw)
+	slices.SortFunc(agents, func(a, b *agent) int { return strings.Compare(a.id, b.id) })
+	for _, a := range agents {
+		m.opEnsureAgentLocked(a)
+	}
+	var goneAgents []string
+	for id, k := range m.ops.agents {
+		if a := m.agents[id]; a == nil || a.recovered || a != k.a {
+			goneAgents = append(goneAgents, id)
 		}
+	}
+	slices.Sort(goneAgents)
+	for _, id := range goneAgents {
+		m.opAgentRemovedLocked(id)
+	}
+	var goneFws []*framework
+	for id, fw := range m.ops.frameworks {
+		if m.frameworks[id] != fw {
+			goneFws = append(goneFws, fw)
+		}
+	}
+	slices.SortFunc(goneFws, func(a, b *framework) int { return strings.Compare(a.id, b.id) })
+	for _, fw := range goneFws {
+		m.opFrameworkRemovedLocked(fw)
 	}
 }
 

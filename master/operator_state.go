@@ -27,21 +27,21 @@ func timeInfo(t time.Time) *mesos.TimeInfo {
 	return &mesos.TimeInfo{Nanoseconds: proto.Int64(t.UnixNano())}
 }
 
-// byRole accumulates resources by allocation role, for the allocated and
-// offered resources of agents and frameworks, which Mesos reports with
+// byRole sums resources by allocation role, for the allocated and offered
+// resources of agents and frameworks, which Mesos reports with
 // allocation_info.
-type byRole map[string][]resources.Resource
+type byRole map[string]resources.Resources
 
 func (b byRole) add(role string, rs resources.Resources) {
 	if len(rs) > 0 {
-		b[role] = append(b[role], rs...)
+		b[role] = b[role].Add(rs)
 	}
 }
 
 func (b byRole) proto() []*mesos.Resource {
 	out := []*mesos.Resource{}
 	for _, role := range slices.Sorted(maps.Keys(b)) {
-		out = append(out, resources.Of(b[role]...).ToProto(role)...)
+		out = append(out, b[role].ToProto(role)...)
 	}
 	return out
 }
@@ -49,7 +49,8 @@ func (b byRole) proto() []*mesos.Resource {
 // taskProto is a copy of the task's record that later changes to the task
 // do not touch: the master replaces the fields of t.t, and appends to and
 // trims its statuses, so the copy has its own struct and status slice.
-// The statuses themselves are never changed once kept.
+// The statuses themselves, and the other slices (resources from the
+// TaskInfo), are never changed once kept.
 func taskProto(t *task) *mesos.Task {
 	s := t.t
 	return &mesos.Task{
@@ -59,7 +60,7 @@ func taskProto(t *task) *mesos.Task {
 		ExecutorId:        s.ExecutorId,
 		AgentId:           s.AgentId,
 		State:             s.State,
-		Resources:         slices.Clone(s.Resources),
+		Resources:         s.Resources,
 		Statuses:          slices.Clone(s.Statuses),
 		StatusUpdateState: s.StatusUpdateState,
 		StatusUpdateUuid:  s.StatusUpdateUuid,
@@ -306,7 +307,7 @@ func (m *Master) rolesProtoLocked() *masterpb.Response_GetRoles {
 			role.Frameworks = append(role.Frameworks, &mesos.FrameworkID{Value: proto.String(id)})
 		}
 		if rs := allocated[name]; len(rs) > 0 {
-			role.Resources = resources.Of(rs...).ToProto(name)
+			role.Resources = rs.ToProto(name)
 		}
 		out.Roles = append(out.Roles, role)
 	}
