@@ -23,9 +23,10 @@ import (
 // in each, opSyncLocked compares the registered agents, and the
 // frameworks, with what the subscribers were told, and says what changed.
 // It runs before every allocation cycle (every registration triggers one,
-// and no offer is made before it), at every housekeeping tick (removals),
-// and before any event about a task (so that its agent and framework are
-// announced first). Without subscribers all of this costs one map length.
+// and no offer is made before it) and at every housekeeping tick
+// (removals); and an event about a task first announces its agent and
+// framework if the subscribers do not know them. Without subscribers all
+// of this costs one map length.
 type operatorHub struct {
 	subs map[*opSubscriber]struct{}
 	// maxQueue bounds each subscriber's queue (maxOperatorQueue).
@@ -68,7 +69,7 @@ func (h *operatorHub) init() {
 	h.gone = make(map[string]bool)
 }
 
-// broadcastLocked queues ev on every subscriber, dropping those that
+// opBroadcastLocked queues ev on every subscriber, dropping those that
 // cannot take it. m.mu must be held.
 func (m *Master) opBroadcastLocked(ev *masterpb.Event) {
 	for s := range m.ops.subs {
