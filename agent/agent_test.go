@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"errors"
 	"github.com/mesolite/mesolite/containerizer"
 	"io"
 	"log/slog"
@@ -11,11 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +28,9 @@ import (
 )
 
 // The test binary doubles as the agent binary: `<test> executor command`
-// runs the built-in command executor, as `mesolite executor command` does.
+// runs the built-in command executor, as `mesolite executor command` does,
+// and `<test> launch` the container init. The external tests (package
+// agent_test, in a real cluster) share the binary and this TestMain.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "command" {
 		os.Exit(command.Main(context.Background(), os.Args[3:]))
@@ -45,7 +43,20 @@ func TestMain(m *testing.M) {
 }
 
 // fakeMaster speaks the master side of the agent protocol, just enough to
-// drive one agent from a test.
+// drive one agent from a test. Tests of tasks launched, killed and
+// observed through a framework run against the real master instead (see
+// cluster_test.go, package agent_test); fakeMaster is kept for what a real
+// master cannot be made to do:
+//   - withhold acknowledgements (autoAck false), to see updates retried,
+//     or not retried for a framework the master removed;
+//   - send events a real master never sends, such as a RUN_TASK its own
+//     validation refuses;
+//   - show every UPDATE the agent sends, resends and duplicates included:
+//     a real master acknowledges and drops a second terminal update of a
+//     completed task, so a framework would never see the agent's mistake;
+//   - and serve tests that look inside the agent (its executors' launch
+//     contexts, update streams, checkpoints), which must be internal tests,
+//     and those may not import the master (layercheck).
 type fakeMaster struct {
 	t       *testing.T
 	srv     *httptest.Server
@@ -271,91 +282,9 @@ func (ta *testAgent) stop() {
 	}
 }
 
-func TestCommandTaskLifecycle(t *testing.T) {
-	tests := []struct {
-		name    string
-		cmd     string
-		want    mesos.TaskState
-		message string
-		stdout  string
-	}{
-		{"finishes", "echo hello from the task", mesos.TaskState_TASK_FINISHED, "Command exited with status 0", "hello from the task\n"},
-		{"fails with its exit status", "echo oops >&2; exit 3", mesos.TaskState_TASK_FAILED, "Command exited with status 3", ""},
-		{"environment reaches the task", "echo $MESOS_SANDBOX | grep -q runs && echo ok", mesos.TaskState_TASK_FINISHED, "", "ok\n"},
-	}
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, nil)
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			id := "task-" + strconv.Itoa(i)
-			fm.events <- runTaskEvent(commandTask(id, tt.cmd))
-			fm.waitState(id, mesos.TaskState_TASK_RUNNING, 10*time.Second)
-			st := fm.waitState(id, tt.want, 10*time.Second)
-			if tt.message != "" && st.GetMessage() != tt.message {
-				t.Errorf("message %q, want %q", st.GetMessage(), tt.message)
-			}
-			if st.GetAgentId().GetValue() != "agent-1" || len(st.GetUuid()) != 16 || st.GetExecutorId().GetValue() != id {
-				t.Errorf("update lacks agent id, uuid or executor id: %v", st)
-			}
-			if tt.stdout != "" {
-				out := readSandboxFile(t, a.Agent, "fw-1", id, "stdout")
-				if out != tt.stdout {
-					t.Errorf("stdout %q, want %q", out, tt.stdout)
-				}
-			}
-		})
-	}
-}
-
-func readSandboxFile(t *testing.T, a *Agent, fw, ex, name string) string {
-	t.Helper()
-	dir := filepath.Join(a.cfg.WorkDir, "slaves", a.ID(), "frameworks", fw, "executors", ex, "runs", "latest")
-	var b []byte
-	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {
-		var err error
-		b, err = os.ReadFile(filepath.Join(dir, name))
-		return err == nil && len(b) > 0
-	}, "sandbox %s of %s", name, ex)
-	return string(b)
-}
-
-func TestKillTaskHonoursKillingState(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	startAgent(t, fm, t.TempDir(), 0, nil)
-	fm.events <- runTaskEvent(commandTask("sleeper", "trap 'exit 0' TERM; sleep 60 & wait"))
-	fm.waitState("sleeper", mesos.TaskState_TASK_RUNNING, 10*time.Second)
-	fm.events <- &agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
-		FrameworkId: testFramework.Id, TaskId: &mesos.TaskID{Value: proto.String("sleeper")}}}
-	fm.waitState("sleeper", mesos.TaskState_TASK_KILLING, 5*time.Second)
-	fm.waitState("sleeper", mesos.TaskState_TASK_KILLED, 10*time.Second)
-}
-
-func TestKillUnknownTaskAnswersLost(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	startAgent(t, fm, t.TempDir(), 0, nil)
-	fm.events <- &agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
-		FrameworkId: testFramework.Id, TaskId: &mesos.TaskID{Value: proto.String("ghost")}}}
-	st := fm.waitState("ghost", mesos.TaskState_TASK_LOST, 5*time.Second)
-	if st.GetReason() != mesos.TaskStatus_REASON_TASK_UNKNOWN || st.GetSource() != mesos.TaskStatus_SOURCE_AGENT {
-		t.Fatalf("got %v", st)
-	}
-}
-
-func TestExecutorRegistrationTimeout(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	startAgent(t, fm, t.TempDir(), 0, func(c *Config) { c.ExecutorRegistrationTimeout = 500 * time.Millisecond })
-	task := &mesos.TaskInfo{
-		Name: proto.String("silent"), TaskId: &mesos.TaskID{Value: proto.String("silent")}, AgentId: &mesos.AgentID{Value: proto.String("agent-1")},
-		Executor: &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String("never-subscribes")},
-			Command: &mesos.CommandInfo{Value: proto.String("sleep 60")}},
-	}
-	fm.events <- runTaskEvent(task)
-	st := fm.waitState("silent", mesos.TaskState_TASK_FAILED, 10*time.Second)
-	if st.GetReason() != mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT {
-		t.Fatalf("reason %v (%s), want REASON_EXECUTOR_REGISTRATION_TIMEOUT", st.GetReason(), st.GetMessage())
-	}
-}
-
+// TestInvalidTaskIsAnError: a task with both a command and an executor is
+// refused by the agent too. A real master refuses it first (TASK_ERROR
+// from the master), so only a scripted RUN_TASK reaches the agent's check.
 func TestInvalidTaskIsAnError(t *testing.T) {
 	fm := newFakeMaster(t, true)
 	startAgent(t, fm, t.TempDir(), 0, nil)
@@ -368,6 +297,8 @@ func TestInvalidTaskIsAnError(t *testing.T) {
 	}
 }
 
+// TestUpdatesRetriedUntilAcknowledged withholds acknowledgements, which a
+// real master (whose framework acknowledges) does not.
 func TestUpdatesRetriedUntilAcknowledged(t *testing.T) {
 	fm := newFakeMaster(t, false)
 	startAgent(t, fm, t.TempDir(), 0, nil)
@@ -384,162 +315,4 @@ func TestUpdatesRetriedUntilAcknowledged(t *testing.T) {
 	fm.ack(&agentpb.Call_Update{FrameworkId: testFramework.Id, Status: running})
 	fin := fm.waitState("retry", mesos.TaskState_TASK_FINISHED, 5*time.Second)
 	fm.ack(&agentpb.Call_Update{FrameworkId: testFramework.Id, Status: fin})
-}
-
-func TestAgentRestartRecoversRunningTask(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	dir := t.TempDir()
-	a1 := startAgent(t, fm, dir, 0, nil)
-	fm.events <- runTaskEvent(commandTask("survivor", "sleep 60"))
-	fm.waitState("survivor", mesos.TaskState_TASK_RUNNING, 10*time.Second)
-	a1.stop() // the executor keeps running, waiting for the agent
-
-	a2 := startAgent(t, fm, dir, a1.port, nil)
-	if a2.ID() != "agent-1" {
-		t.Fatalf("recovered agent id %q", a2.ID())
-	}
-	// The recovered agent re-registered with the task and reaches the
-	// executor again: a kill goes through it.
-	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
-		a2.mu.Lock()
-		defer a2.mu.Unlock()
-		es := a2.lookupExecutorLocked("fw-1", "survivor")
-		return es != nil && es.conn != nil
-	}, "executor resubscribed")
-	fm.events <- &agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
-		FrameworkId: testFramework.Id, TaskId: &mesos.TaskID{Value: proto.String("survivor")}}}
-	fm.waitState("survivor", mesos.TaskState_TASK_KILLED, 10*time.Second)
-}
-
-func TestExecutorAPIRejectsBadCalls(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, nil)
-	url := "http://" + a.Endpoint() + "/api/v1/executor"
-	tests := []struct {
-		name, ctype, body string
-		want              int
-	}{
-		{"malformed json", "application/json", `{"type":`, http.StatusBadRequest},
-		{"no ids", "application/json", `{"type":"SUBSCRIBE","subscribe":{}}`, http.StatusBadRequest},
-		// Unknown and known executors answer a caller without a token alike.
-		{"unknown executor", "application/json", `{"type":"SUBSCRIBE","framework_id":{"value":"x"},"executor_id":{"value":"y"},"subscribe":{}}`, http.StatusUnauthorized},
-		{"update without uuid", "application/json", `{"type":"UPDATE","framework_id":{"value":"x"},"executor_id":{"value":"y"},"update":{"status":{"task_id":{"value":"t"},"state":"TASK_RUNNING"}}}`, http.StatusBadRequest},
-		{"bad media type", "text/plain", `{}`, http.StatusUnsupportedMediaType},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, err := http.Post(url, tt.ctype, strings.NewReader(tt.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.want {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, b, tt.want)
-			}
-			if len(bytes.TrimSpace(b)) == 0 {
-				t.Fatal("error without a reason")
-			}
-		})
-	}
-}
-
-func TestMasterDownIsRetried(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	addr := fm.addr()
-	fm.srv.Close() // nobody listens there now
-	port := testutil.FreePort(t)
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuf
-	self, _ := os.Executable()
-	a, err := New(Config{Master: addr, IP: "127.0.0.1", Port: port, WorkDir: t.TempDir(), Self: self,
-		RegistrationBackoffFactor: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, mustPosix(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, l) }()
-	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {
-		return strings.Contains(logs.String(), "cannot reach master")
-	}, "a clear log line about the unreachable master")
-	// The agent keeps serving while it retries.
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/health")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("agent not healthy while the master is down: %v", err)
-	}
-	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func buildExampleExecutor(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "example-executor")
-	out, err := exec.Command("go", "build", "-o", bin, "../examples/executor").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build example executor: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func TestCustomExecutorRunsTwoTasks(t *testing.T) {
-	for _, enc := range []string{"json", "protobuf"} {
-		t.Run(enc, func(t *testing.T) {
-			bin := buildExampleExecutor(t)
-			fm := newFakeMaster(t, true)
-			startAgent(t, fm, t.TempDir(), 0, nil)
-			env := []*mesos.Environment_Variable{}
-			if enc == "protobuf" {
-				env = append(env, &mesos.Environment_Variable{Name: proto.String("EXAMPLE_EXECUTOR_PROTOBUF"), Value: proto.String("1")})
-			}
-			ex := &mesos.ExecutorInfo{ExecutorId: &mesos.ExecutorID{Value: proto.String("custom")},
-				Command: &mesos.CommandInfo{Value: proto.String(bin), Environment: &mesos.Environment{Variables: env}}}
-			for _, id := range []string{"one", "two"} {
-				fm.events <- runTaskEvent(&mesos.TaskInfo{Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)},
-					AgentId: &mesos.AgentID{Value: proto.String("agent-1")}, Executor: ex, Data: []byte("echo task " + id)})
-			}
-			// Updates of the two tasks interleave; collect until both finished.
-			done := map[string]bool{}
-			deadline := time.After(15 * time.Second)
-			for len(done) < 2 {
-				select {
-				case u := <-fm.updates:
-					st := u.GetStatus()
-					if st.GetState() == mesos.TaskState_TASK_FINISHED {
-						done[st.GetTaskId().GetValue()] = true
-					}
-					if st.GetState() == mesos.TaskState_TASK_FAILED {
-						t.Fatalf("task failed: %v", st)
-					}
-				case <-deadline:
-					t.Fatalf("tasks finished: %v", done)
-				}
-			}
-			fm.events <- &agentpb.Event{Type: agentpb.Event_SHUTDOWN_EXECUTOR.Enum(), ShutdownExecutor: &agentpb.Event_ShutdownExecutor{
-				FrameworkId: testFramework.Id, ExecutorId: ex.ExecutorId}}
-		})
-	}
-}
-
-func mustPosix(t *testing.T) *mesoscz.Containerizer {
-	t.Helper()
-	cz, err := mesoscz.New(mesoscz.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cz
 }

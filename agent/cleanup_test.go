@@ -18,7 +18,10 @@ import (
 // TestShutdownFrameworkForgetsIt tears a framework down while its tasks
 // run and nobody acknowledges anything (the master removed it): the agent
 // destroys the containers, sends nothing more for the framework, and
-// forgets it, checkpoints included.
+// forgets it, checkpoints included. It runs against fakeMaster: a real
+// master acknowledges updates of a removed framework itself, and only a
+// fake one shows what the agent sends (or stops sending) after the
+// teardown.
 func TestShutdownFrameworkForgetsIt(t *testing.T) {
 	fm := newFakeMaster(t, false)
 	a := startAgent(t, fm, t.TempDir(), 0, nil)
@@ -107,24 +110,4 @@ func TestResentTerminalUpdateIsNotDeliveredTwice(t *testing.T) {
 	if len(m2.streams) != 0 {
 		t.Fatal("DropTask kept the stream")
 	}
-}
-
-// TestCompletedHistoryIsBounded: ended executors of a framework are kept
-// up to --max_completed_executors_per_framework.
-func TestCompletedHistoryIsBounded(t *testing.T) {
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) { c.MaxCompletedExecutorsPerFramework = 2 })
-	// A running task keeps the framework (and its history) alive.
-	fm.events <- runTaskEvent(commandTask("keeper", "sleep 60"))
-	fm.waitState("keeper", mesos.TaskState_TASK_RUNNING, 15*time.Second)
-	for _, id := range []string{"a", "b", "c", "d"} {
-		fm.events <- runTaskEvent(commandTask(id, "true"))
-		fm.waitState(id, mesos.TaskState_TASK_FINISHED, 15*time.Second)
-	}
-	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		fw := a.frameworks[testFramework.GetId().GetValue()]
-		return fw != nil && len(fw.completed) == 2
-	}, "completed executors not bounded to 2")
 }

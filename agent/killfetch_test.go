@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"context"
@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesolite/mesolite/api/v1/agentpb"
+	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"google.golang.org/protobuf/proto"
 )
@@ -35,9 +36,13 @@ func TestKillDuringFetchEndsIt(t *testing.T) {
 	defer origin.Close()
 	fetching := make(chan struct{})
 	fetchDone := make(chan error, 1)
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) {
-		c.Fetch = func(ctx context.Context, fr FetchRequest) error {
+	cz, err := mesoscz.New(mesoscz.Options{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, nil)
+	a := c.startAgentOn(t, t.TempDir(), 0, func(c *agent.Config) {
+		c.Fetch = func(ctx context.Context, fr agent.FetchRequest) error {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fr.URIs[0].GetValue(), nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
@@ -48,18 +53,18 @@ func TestKillDuringFetchEndsIt(t *testing.T) {
 			fetchDone <- err
 			return err
 		}
-	})
+	}, cz)
+	fw := c.subscribe(t, testFramework("test"))
 	task := commandTask("slow-fetch", "echo should-not-run")
 	task.Command.Uris = []*mesos.CommandInfo_URI{{Value: proto.String(origin.URL + "/endless")}}
-	fm.events <- runTaskEvent(task)
+	fw.launch(a, task)
 	select {
 	case <-fetching:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the fetch never started")
 	}
-	fm.events <- &agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
-		FrameworkId: testFramework.Id, TaskId: task.TaskId}}
-	fm.waitState("slow-fetch", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	fw.kill(a, "slow-fetch")
+	fw.waitState("slow-fetch", mesos.TaskState_TASK_KILLED, 10*time.Second)
 	select {
 	case err := <-fetchDone:
 		if err == nil {
@@ -69,7 +74,7 @@ func TestKillDuringFetchEndsIt(t *testing.T) {
 		t.Fatal("the download went on after the kill")
 	}
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {
-		ids, _ := a.cz.Containers(context.Background())
+		ids, _ := cz.Containers(context.Background())
 		return len(ids) == 0
 	}, "a container was left for the killed task")
 }

@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
@@ -54,17 +55,16 @@ func get(t *testing.T, c net.Conn, path string) (int, *bufio.Reader) {
 // share it is refused, the agent's descriptors stay bounded, and another
 // client still gets /health and a new task still runs.
 func TestConnectionAndStreamFloodsAreBounded(t *testing.T) {
-	oldConn, oldTotal, oldPer := connLimitsFor, streamsTotal, streamsPerIP
-	connLimitsFor = func() (int, int) { return 96, 48 }
-	streamsTotal, streamsPerIP = 32, 8
-	t.Cleanup(func() { connLimitsFor, streamsTotal, streamsPerIP = oldConn, oldTotal, oldPer })
+	const streamsPerIP = 8
+	agent.SetHTTPCapsForTest(t, 96, 48, 32, streamsPerIP)
 
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, nil)
-	fm.events <- runTaskEvent(commandTask("talker", "while true; do echo hi; sleep 0.2; done"))
-	fm.waitState("talker", mesos.TaskState_TASK_RUNNING, 15*time.Second)
+	cl := newCluster(t, nil)
+	a := cl.startAgent(t, t.TempDir(), 0, nil)
+	fw := cl.subscribe(t, testFramework("test"))
+	fw.launch(a, commandTask("talker", "while true; do echo hi; sleep 0.2; done"))
+	fw.waitState("talker", mesos.TaskState_TASK_RUNNING, 15*time.Second)
 	addr := a.Endpoint()
-	fwID := testFramework.GetId().GetValue()
+	fwID := fw.ID()
 	before := openFDs(t)
 
 	// Streams: the attacker's 9th follow of a file is refused with 429.
@@ -114,8 +114,8 @@ func TestConnectionAndStreamFloodsAreBounded(t *testing.T) {
 	if code, _ := get(t, h, "/health"); code != http.StatusOK {
 		t.Fatalf("/health from another client answered %d during the flood", code)
 	}
-	fm.events <- runTaskEvent(commandTask("after-flood", "true"))
-	fm.waitState("after-flood", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	fw.launch(a, commandTask("after-flood", "true"))
+	fw.waitState("after-flood", mesos.TaskState_TASK_FINISHED, 15*time.Second)
 	// The agent holds no more than its caps: the attacker's connections
 	// are refused and closed, not kept.
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {

@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"google.golang.org/protobuf/proto"
@@ -31,24 +32,25 @@ func traversableDir(t *testing.T) string {
 // the task runs as the agent's user.
 func TestTasksRunAsTheirUser(t *testing.T) {
 	testutil.RequireRoot(t)
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, traversableDir(t), 0, func(c *Config) { c.SwitchUser = true })
-	fwID := testFramework.GetId().GetValue()
+	c := newCluster(t, nil)
+	a := c.startAgent(t, traversableDir(t), 0, func(c *agent.Config) { c.SwitchUser = true })
+	fw := c.subscribe(t, testFramework("test"))
+	fwID := fw.ID()
 
 	task := commandTask("as-nobody", `id -u > ids; id -g >> ids; stat -c %U . >> ids; ln /etc/shadow shadow 2>> ids; echo done >> ids`)
 	task.Command.User = proto.String("nobody")
-	fm.events <- runTaskEvent(task)
+	fw.launch(a, task)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("stderr: %s", readSandboxFile(t, a.Agent, fwID, "as-nobody", "stderr"))
+			t.Logf("stderr: %s", a.sandboxFile(t, fwID, "as-nobody", "stderr"))
 		}
 	})
-	if st := fm.waitState("as-nobody", mesos.TaskState_TASK_FINISHED, 15*time.Second); st == nil {
+	if st := fw.waitState("as-nobody", mesos.TaskState_TASK_FINISHED, 15*time.Second); st == nil {
 		return
 	}
 	var ids string
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {
-		ids = readSandboxFile(t, a.Agent, fwID, "as-nobody", "ids")
+		ids = a.sandboxFile(t, fwID, "as-nobody", "ids")
 		return strings.Contains(ids, "done")
 	}, "the task's output")
 	lines := strings.Split(strings.TrimSpace(ids), "\n")
@@ -61,8 +63,8 @@ func TestTasksRunAsTheirUser(t *testing.T) {
 
 	missing := commandTask("no-such-user", "true")
 	missing.Command.User = proto.String("mesolite-no-such-user")
-	fm.events <- runTaskEvent(missing)
-	st := fm.waitState("no-such-user", mesos.TaskState_TASK_FAILED, 15*time.Second)
+	fw.launch(a, missing)
+	st := fw.waitState("no-such-user", mesos.TaskState_TASK_FAILED, 15*time.Second)
 	if !strings.Contains(st.GetMessage(), "mesolite-no-such-user") {
 		t.Fatalf("failure does not name the user: %q", st.GetMessage())
 	}
@@ -70,13 +72,14 @@ func TestTasksRunAsTheirUser(t *testing.T) {
 
 func TestSwitchUserOffRunsAsAgent(t *testing.T) {
 	testutil.RequireRoot(t)
-	fm := newFakeMaster(t, true)
-	a := startAgent(t, fm, t.TempDir(), 0, func(c *Config) { c.SwitchUser = false })
+	c := newCluster(t, nil)
+	a := c.startAgent(t, t.TempDir(), 0, func(c *agent.Config) { c.SwitchUser = false })
+	fw := c.subscribe(t, testFramework("test"))
 	task := commandTask("as-agent", `id -u > ids`)
 	task.Command.User = proto.String("nobody")
-	fm.events <- runTaskEvent(task)
-	fm.waitState("as-agent", mesos.TaskState_TASK_FINISHED, 15*time.Second)
-	if ids := readSandboxFile(t, a.Agent, testFramework.GetId().GetValue(), "as-agent", "ids"); strings.TrimSpace(ids) != "0" {
+	fw.launch(a, task)
+	fw.waitState("as-agent", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	if ids := a.sandboxFile(t, fw.ID(), "as-agent", "ids"); strings.TrimSpace(ids) != "0" {
 		t.Fatalf("with switch_user off the task ran as %q, want the agent's uid 0", ids)
 	}
 }
@@ -87,17 +90,18 @@ func TestSwitchUserOffRunsAsAgent(t *testing.T) {
 // still runs.
 func TestRootTasksRefusedWhenNotAllowed(t *testing.T) {
 	testutil.RequireRoot(t)
-	fm := newFakeMaster(t, true)
-	startAgent(t, fm, traversableDir(t), 0, func(c *Config) { c.SwitchUser = true; c.RefuseRootTasks = true })
+	c := newCluster(t, nil)
+	a := c.startAgent(t, traversableDir(t), 0, func(c *agent.Config) { c.SwitchUser = true; c.RefuseRootTasks = true })
+	fw := c.subscribe(t, testFramework("test"))
 	root := commandTask("as-root", "id -u")
 	root.Command.User = proto.String("root")
-	fm.events <- runTaskEvent(root)
-	st := fm.waitState("as-root", mesos.TaskState_TASK_FAILED, 15*time.Second)
+	fw.launch(a, root)
+	st := fw.waitState("as-root", mesos.TaskState_TASK_FAILED, 15*time.Second)
 	if !strings.Contains(st.GetMessage(), "--allow_root_tasks") {
 		t.Fatalf("refusal does not name the flag: %q", st.GetMessage())
 	}
 	ok := commandTask("as-nobody-ok", "true")
 	ok.Command.User = proto.String("nobody")
-	fm.events <- runTaskEvent(ok)
-	fm.waitState("as-nobody-ok", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	fw.launch(a, ok)
+	fw.waitState("as-nobody-ok", mesos.TaskState_TASK_FINISHED, 15*time.Second)
 }
