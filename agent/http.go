@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
-	"os"
-	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/model"
+	"github.com/mesolite/mesolite/internal/hostmetrics"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
@@ -383,40 +381,7 @@ func (a *Agent) metricsSnapshot() map[string]float64 {
 	if a.Connected() {
 		m["slave/registered"] = 1
 	}
-	maps.Copy(m, systemMetrics())
-	return m
-}
-
-// systemMetrics are Mesos's system/* gauges of the host.
-func systemMetrics() map[string]float64 {
-	m := map[string]float64{"system/cpus_total": float64(runtime.NumCPU())}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		f := strings.Fields(string(b))
-		for i, k := range []string{"system/load_1min", "system/load_5min", "system/load_15min"} {
-			if i < len(f) {
-				if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-					m[k] = v
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			key, rest, _ := strings.Cut(line, ":")
-			var name string
-			switch key {
-			case "MemTotal":
-				name = "system/mem_total_bytes"
-			case "MemAvailable":
-				name = "system/mem_free_bytes"
-			default:
-				continue
-			}
-			if kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64); err == nil {
-				m[name] = kb * 1024
-			}
-		}
-	}
+	maps.Copy(m, hostmetrics.Snapshot())
 	return m
 }
 

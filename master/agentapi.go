@@ -685,6 +685,10 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 		return httpErr(http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with agent ID '%s'", sid, id)
 	}
 	a.lastContact = m.clock.Now()
+	if m.counters.agentCalls == nil {
+		m.counters.agentCalls = map[agentpb.Call_Type]uint64{}
+	}
+	m.counters.agentCalls[call.GetType()]++
 	switch call.GetType() {
 	case agentpb.Call_PONG:
 	case agentpb.Call_UPDATE:
@@ -823,6 +827,9 @@ func (m *Master) silentAgents(now time.Time) {
 func (m *Master) removeAgent(a *agent) {
 	now := m.clock.Now()
 	m.log.Warn("removing agent that did not re-register in time", "agent_id", a.id, "hostname", a.hostname)
+	if a.recovered {
+		m.counters.recoveryRemovals++
+	}
 	for _, o := range a.offers {
 		m.removeOffer(o, true, 0)
 	}

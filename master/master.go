@@ -88,12 +88,9 @@ type Master struct {
 	// them when they return.
 	unreachable      map[string]*unreachableAgent
 	unreachableOrder []string
-	// lastRegistryWriteMS is how long the latest registry write took.
-	lastRegistryWriteMS float64
-	offers              map[string]*offer
-	counters            counters
-	lastAllocMS         float64
-	shutdown            bool
+	offers           map[string]*offer
+	counters         counters
+	shutdown         bool
 	// ops is the operator API's state (operator_events.go).
 	ops operatorHub
 }
@@ -470,7 +467,7 @@ func (m *Master) allocate() {
 	m.operatorBeforeAllocationLocked()
 	start := time.Now()
 	grants := m.alloc.Cycle()
-	m.lastAllocMS = float64(time.Since(start).Microseconds()) / 1000
+	m.counters.allocRuns.add(float64(time.Since(start).Microseconds()) / 1000)
 	m.counters.allocationRuns++
 	if len(grants) == 0 {
 		return

@@ -1,12 +1,15 @@
 package master
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/internal/hostmetrics"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,11 +35,22 @@ type counters struct {
 	agentReregistrations uint64
 	agentRemovals        uint64
 	agentsUnhealthy      uint64 // removals for missed pings
-	frameworkToExecutor  uint64
-	executorToFramework  uint64
-	registryWrites       uint64
-	registryOps          uint64
-	registryWriteErrors  uint64
+	recoveryRemovals     uint64 // agents of the registry that never came back
+	agentCalls           map[agentpb.Call_Type]uint64
+	frameworkRegisters   uint64 // SUBSCRIBE without a framework id
+	frameworkReregisters uint64 // SUBSCRIBE with one
+	// terminalBy counts terminal updates by state, source and reason, as
+	// Mesos's master/task_<state>/source_<source>/reason_<reason>.
+	terminalBy map[string]uint64
+	// allocRuns and registryStores keep the latest latencies, for the
+	// percentiles Mesos reports of them.
+	allocRuns, registryStores timerWindow
+	registryFetchMS           float64
+	frameworkToExecutor       uint64
+	executorToFramework       uint64
+	registryWrites            uint64
+	registryOps               uint64
+	registryWriteErrors       uint64
 }
 
 // counterMetrics are the snapshot keys that only grow; Prometheus exports
@@ -79,7 +93,80 @@ var counterMetrics = setOf(
 	"registrar/writes",
 	"registrar/operations",
 	"registrar/write_errors",
+	"master/slave_shutdowns_scheduled",
+	"master/slave_shutdowns_completed",
+	"master/slave_shutdowns_canceled",
+	"master/recovery_slave_removals",
+	"master/slave_removals/reason_unregistered",
+	"master/slave_removals/reason_registered",
+	"master/messages_resource_request",
+	"master/messages_framework_to_executor",
+	"master/messages_launch_tasks",
+	"master/messages_register_framework",
+	"master/messages_reregister_framework",
+	"master/messages_unregister_framework",
+	"master/messages_deactivate_framework",
+	"master/messages_authenticate",
+	"master/messages_register_slave",
+	"master/messages_reregister_slave",
+	"master/messages_unregister_slave",
+	"master/messages_status_update",
+	"master/messages_exited_executor",
+	"master/messages_executor_to_framework",
+	"master/messages_update_slave",
+	"master/invalid_executor_to_framework_messages",
+	"master/invalid_framework_to_executor_messages",
 )
+
+// timerWindow keeps the latest samples of a latency, in milliseconds, for
+// Mesos's timer metrics: NAME (the latest), NAME/count, /min, /max and
+// percentiles over the window.
+type timerWindow struct {
+	samples []float64 // a ring of at most timerWindowSize
+	next    int
+	last    float64
+}
+
+const timerWindowSize = 1000
+
+func (w *timerWindow) add(ms float64) {
+	w.last = ms
+	if len(w.samples) < timerWindowSize {
+		w.samples = append(w.samples, ms)
+		return
+	}
+	w.samples[w.next] = ms
+	w.next = (w.next + 1) % timerWindowSize
+}
+
+func (w *timerWindow) export(name string, s map[string]float64) {
+	s[name] = w.last
+	s[name+"/count"] = float64(len(w.samples))
+	if len(w.samples) == 0 {
+		return
+	}
+	sorted := slices.Sorted(slices.Values(w.samples))
+	s[name+"/min"], s[name+"/max"] = sorted[0], sorted[len(sorted)-1]
+	for _, p := range []struct {
+		key string
+		q   float64
+	}{{"p50", 0.5}, {"p90", 0.9}, {"p95", 0.95}, {"p99", 0.99}, {"p999", 0.999}, {"p9999", 0.9999}} {
+		s[name+"/"+p.key] = sorted[min(len(sorted)-1, int(p.q*float64(len(sorted))))]
+	}
+}
+
+// terminalKey is Mesos's metric of a terminal update: agents are "slave"
+// in these names, as they were when Mesos named them.
+func terminalKey(st *mesos.TaskStatus) string {
+	name := func(s, prefix string) string {
+		return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "agent", "slave")
+	}
+	key := "master/task_" + name(st.GetState().String(), "TASK_") + "/source_" + name(st.GetSource().String(), "SOURCE_")
+	if st.Reason != nil {
+		key += "/reason_" + name(st.GetReason().String(), "REASON_")
+	}
+	return key
+}
 
 func setOf(keys ...string) map[string]bool {
 	m := make(map[string]bool, len(keys))
@@ -129,7 +216,6 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/slaves_disconnected"] = disconnected
 	s["master/slaves_unreachable"] = float64(len(m.unreachable))
 	// Mesos's registrar metric for the latest write, and mesolite's counts.
-	s["registrar/state_store_ms"] = m.lastRegistryWriteMS
 	s["registrar/writes"] = float64(m.counters.registryWrites)
 	s["registrar/operations"] = float64(m.counters.registryOps)
 	s["registrar/write_errors"] = float64(m.counters.registryWriteErrors)
@@ -137,6 +223,19 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/slave_reregistrations"] = float64(m.counters.agentReregistrations)
 	s["master/slave_removals"] = float64(m.counters.agentRemovals)
 	s["master/slave_removals/reason_unhealthy"] = float64(m.counters.agentsUnhealthy)
+	// Mesos's removal reasons this master has no cause for stay 0: an
+	// agent never unregisters, and one at a taken address is told so.
+	s["master/slave_removals/reason_unregistered"] = 0
+	s["master/slave_removals/reason_registered"] = 0
+	s["master/slave_shutdowns_scheduled"] = float64(m.counters.agentsUnhealthy)
+	s["master/slave_shutdowns_completed"] = float64(m.counters.agentsUnhealthy)
+	s["master/slave_shutdowns_canceled"] = 0
+	s["master/recovery_slave_removals"] = float64(m.counters.recoveryRemovals)
+	s["registrar/state_fetch_ms"] = m.counters.registryFetchMS
+	m.counters.registryStores.export("registrar/state_store_ms", s)
+	for k, n := range m.counters.terminalBy {
+		s[k] = float64(n)
+	}
 
 	var fwActive, fwInactive, fwConnected, fwDisconnected float64
 	states := map[mesos.TaskState]float64{}
@@ -187,6 +286,14 @@ func (m *Master) metricsLocked() map[string]float64 {
 		if t > 0 {
 			s["master/"+name+"_percent"] = u / t
 		}
+		if name != resources.GPUs {
+			// No agent offers revocable resources.
+			s["master/"+name+"_revocable_total"] = 0
+			s["master/"+name+"_revocable_used"] = 0
+			s["master/"+name+"_revocable_percent"] = 0
+			s["allocator/mesos/resources/"+name+"/total"] = t
+			s["allocator/mesos/resources/"+name+"/offered_or_allocated"] = u + offeredRes.Scalar(name)
+		}
 	}
 
 	s["master/valid_status_updates"] = float64(m.counters.validStatusUpdates)
@@ -211,12 +318,29 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/messages_teardown_framework"] = float64(m.counters.schedulerCalls[scheduler.Call_TEARDOWN])
 	s["master/messages_status_update_acknowledgement"] = float64(m.counters.schedulerCalls[scheduler.Call_ACKNOWLEDGE])
 	s["master/messages_shutdown_executor"] = float64(m.counters.schedulerCalls[scheduler.Call_SHUTDOWN])
+	s["master/messages_resource_request"] = float64(m.counters.schedulerCalls[scheduler.Call_REQUEST])
+	s["master/messages_framework_to_executor"] = float64(m.counters.schedulerCalls[scheduler.Call_MESSAGE])
+	s["master/messages_launch_tasks"] = float64(m.counters.schedulerCalls[scheduler.Call_ACCEPT])
+	s["master/messages_register_framework"] = float64(m.counters.frameworkRegisters)
+	s["master/messages_reregister_framework"] = float64(m.counters.frameworkReregisters)
+	s["master/messages_unregister_framework"] = float64(m.counters.schedulerCalls[scheduler.Call_TEARDOWN])
+	s["master/messages_deactivate_framework"] = 0
+	s["master/messages_authenticate"] = 0
+	s["master/messages_register_slave"] = float64(m.counters.agentRegistrations)
+	s["master/messages_reregister_slave"] = float64(m.counters.agentReregistrations)
+	s["master/messages_unregister_slave"] = 0
+	s["master/messages_status_update"] = float64(m.counters.agentCalls[agentpb.Call_UPDATE])
+	s["master/messages_exited_executor"] = float64(m.counters.agentCalls[agentpb.Call_EXECUTOR_EXITED])
+	s["master/messages_executor_to_framework"] = float64(m.counters.agentCalls[agentpb.Call_MESSAGE])
+	s["master/messages_update_slave"] = float64(m.counters.agentCalls[agentpb.Call_UPDATE_RESOURCES])
+	s["master/invalid_executor_to_framework_messages"] = float64(m.counters.agentCalls[agentpb.Call_MESSAGE]) - float64(m.counters.executorToFramework)
+	s["master/invalid_framework_to_executor_messages"] = float64(m.counters.schedulerCalls[scheduler.Call_MESSAGE]) - float64(m.counters.frameworkToExecutor)
 	s["master/event_queue_messages"] = 0
 	s["master/event_queue_dispatches"] = 0
 	s["master/operator_event_stream_subscribers"] = float64(len(m.ops.subs))
 	s["master/event_queue_http_requests"] = 0
 	s["allocator/mesos/allocation_runs"] = float64(m.counters.allocationRuns)
-	s["allocator/mesos/allocation_run_ms"] = m.lastAllocMS
+	m.counters.allocRuns.export("allocator/mesos/allocation_run_ms", s)
 	s["allocator/mesos/event_queue_dispatches"] = 0
 	return s
 }
@@ -225,11 +349,18 @@ func taskMetricName(st mesos.TaskState) string {
 	return "tasks_" + strings.ToLower(strings.TrimPrefix(st.String(), "TASK_"))
 }
 
-func (m *Master) handleMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+// metricsSnapshot is /metrics/snapshot and GET_METRICS: the books under
+// the lock, then the host's figures read outside it.
+func (m *Master) metricsSnapshot() map[string]float64 {
 	m.mu.Lock()
 	s := m.metricsLocked()
 	m.mu.Unlock()
-	writeJSON(w, r, s)
+	maps.Copy(s, hostmetrics.Snapshot())
+	return s
+}
+
+func (m *Master) handleMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, m.metricsSnapshot())
 }
 
 // snapshotCollector exports the snapshot to Prometheus: master/cpus_total
@@ -241,9 +372,7 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	c.m.mu.Lock()
-	s := c.m.metricsLocked()
-	c.m.mu.Unlock()
+	s := c.m.metricsSnapshot()
 	keys := make([]string, 0, len(s))
 	for k := range s {
 		keys = append(keys, k)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"runtime/debug"
 	"slices"
 
 	"github.com/google/uuid"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/internal/version"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -226,9 +226,7 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 	case masterpb.Call_GET_METRICS:
 		// Every metric is at hand: the timeout a caller may give has
 		// nothing to cut short.
-		m.mu.Lock()
-		s := m.metricsLocked()
-		m.mu.Unlock()
+		s := m.metricsSnapshot()
 		out := &masterpb.Response_GetMetrics{}
 		for _, name := range slices.Sorted(maps.Keys(s)) {
 			out.Metrics = append(out.Metrics, &mesos.Metric{Name: proto.String(name), Value: proto.Float64(s[name])})
@@ -284,20 +282,7 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 
 // versionInfo is GET_VERSION's answer: the version the master reports in
 // MasterInfo, and the VCS revision when the build recorded one.
-func (m *Master) versionInfo() *mesos.VersionInfo {
-	v := &mesos.VersionInfo{Version: proto.String(m.cfg.Version)}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				v.GitSha = proto.String(s.Value)
-			case "vcs.time":
-				v.BuildDate = proto.String(s.Value)
-			}
-		}
-	}
-	return v
-}
+func (m *Master) versionInfo() *mesos.VersionInfo { return version.Get().Proto() }
 
 // operatorSubscribe serves SUBSCRIBE: SUBSCRIBED with the whole state, then
 // the events of every change, and HEARTBEAT every HeartbeatInterval.

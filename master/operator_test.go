@@ -328,14 +328,15 @@ func TestOperatorCalls(t *testing.T) {
 // resources.
 func TestOperatorStateAgreesWithStateJSON(t *testing.T) {
 	h, agent, sc := runningCluster(t)
-	// One more framework, without tasks, and a completed task.
-	h.subscribe(frameworkInfo("idle"), codec.JSON)
+	// A completed task, and one more framework, without tasks (subscribed
+	// after the launch: with no share yet it would be offered everything).
 	o := sc.offer()
 	sc.launch([]*mesos.OfferID{o.GetId()}, commandTask("batch-1", o.GetAgentId(), 0.5, 64))
 	agent.next(agentpb.Event_RUN_TASK)
 	agent.update(sc.fwID, "batch-1", mesos.TaskState_TASK_FINISHED)
 	sc.ack(sc.next(scheduler.Event_UPDATE).GetUpdate().GetStatus())
 	agent.next(agentpb.Event_ACKNOWLEDGE)
+	h.subscribe(frameworkInfo("idle"), codec.JSON)
 
 	st := opCall(t, h.base, codec.JSON, opType(masterpb.Call_GET_STATE)).GetGetState()
 	js := getJSON(t, h.base+"/master/state")

@@ -154,7 +154,7 @@ func (m *Master) observeRegistryWrite(d time.Duration, ops int, err error) {
 	defer m.mu.Unlock()
 	m.counters.registryWrites++
 	m.counters.registryOps += uint64(ops)
-	m.lastRegistryWriteMS = float64(d.Microseconds()) / 1000
+	m.counters.registryStores.add(float64(d.Microseconds()) / 1000)
 	if err != nil {
 		m.counters.registryWriteErrors++
 	}
@@ -195,6 +195,7 @@ func (m *Master) loadRegistry(ctx context.Context) error {
 		return fmt.Errorf("read the registry: %w", err)
 	}
 	m.mu.Lock()
+	m.counters.registryFetchMS = float64(time.Since(start).Microseconds()) / 1000
 	cleanup := m.installSnapshot(snap)
 	agents, fws := len(m.agents), len(m.frameworks)
 	m.mu.Unlock()

@@ -348,6 +348,11 @@ func (m *Master) installFramework(info *mesos.FrameworkInfo, principal string, s
 	now := m.clock.Now()
 	fw := m.frameworks[id]
 	resubscribe := fw != nil
+	if resubscribe {
+		m.counters.frameworkReregisters++
+	} else {
+		m.counters.frameworkRegisters++
+	}
 	log := m.log.With("framework_id", id, "name", info.GetName())
 	if fw == nil {
 		fw = newFramework(id, info)
@@ -544,7 +549,7 @@ func (m *Master) schedulerCall(r *http.Request, call *scheduler.Call, reqCodec c
 		return 0, nil, httpErr(http.StatusBadRequest, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
 	}
 	if sid != fw.stream.id {
-		return 0, nil, httpErr(http.StatusForbidden, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID '%s'", sid, fwID)
+		return 0, nil, httpErr(http.StatusBadRequest, "The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID '%s'", sid, fwID)
 	}
 	m.counters.schedulerCalls[call.GetType()]++
 

@@ -104,7 +104,7 @@ func TestSchedulerCallErrors(t *testing.T) {
 		{name: "no framework id", contentType: "application/json", header: stream, body: `{"type":"REVIVE"}`, want: http.StatusBadRequest, wantBody: "framework_id"},
 		{name: "no stream id", contentType: "application/json", body: `{"type":"REVIVE","framework_id":{"value":"` + fw + `"}}`, want: http.StatusBadRequest, wantBody: "Mesos-Stream-Id"},
 		{name: "wrong stream id", contentType: "application/json", header: http.Header{"Mesos-Stream-Id": {"not-mine"}},
-			body: `{"type":"REVIVE","framework_id":{"value":"` + fw + `"}}`, want: http.StatusForbidden, wantBody: "stream ID"},
+			body: `{"type":"REVIVE","framework_id":{"value":"` + fw + `"}}`, want: http.StatusBadRequest, wantBody: "stream ID"},
 		{name: "accept without accept", contentType: "application/json", header: stream, body: `{"type":"ACCEPT","framework_id":{"value":"` + fw + `"}}`, want: http.StatusBadRequest, wantBody: "'accept'"},
 		{name: "kill without task id", contentType: "application/json", header: stream, body: `{"type":"KILL","framework_id":{"value":"` + fw + `"},"kill":{}}`, want: http.StatusBadRequest, wantBody: "task_id"},
 		{name: "ack with bad uuid", contentType: "application/json", header: stream,

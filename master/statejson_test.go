@@ -132,3 +132,51 @@ func TestTasksEndpointNewestFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsSnapshotHasMesosKeys: the keys exporters and dashboards ask
+// for are there with real values: message counters, registrar and
+// allocator timers with their percentiles, revocable gauges, system
+// figures, and terminal updates by source and reason.
+func TestMetricsSnapshotHasMesosKeys(t *testing.T) {
+	h := startMaster(t)
+	agent := h.registerAgent(agentRegister("node1", 5051))
+	fw := h.subscribe(frameworkInfo("fw"), codec.JSON)
+	o := fw.offer()
+	fw.launch([]*mesos.OfferID{o.GetId()}, commandTask("t1", o.GetAgentId(), 1, 64))
+	agent.next(agentpb.Event_RUN_TASK)
+	agent.update(fw.fwID, "t1", mesos.TaskState_TASK_FAILED)
+	fw.next(scheduler.Event_UPDATE)
+
+	m := getJSON(t, h.base+"/metrics/snapshot")
+	for _, k := range []string{
+		"master/messages_register_framework", "master/messages_status_update", "master/messages_launch_tasks",
+		"master/messages_register_slave", "master/slave_shutdowns_scheduled", "master/recovery_slave_removals",
+		"master/cpus_revocable_total", "master/mem_revocable_percent", "master/gpus_total",
+		"registrar/state_fetch_ms", "registrar/state_store_ms", "registrar/state_store_ms/count",
+		"allocator/mesos/allocation_run_ms", "allocator/mesos/allocation_run_ms/p50", "allocator/mesos/allocation_run_ms/max",
+		"allocator/mesos/resources/cpus/total", "allocator/mesos/resources/mem/offered_or_allocated",
+		"system/cpus_total", "system/load_1min", "system/mem_total_bytes",
+		"master/tasks_error", "master/tasks_gone", "master/tasks_lost",
+	} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("/metrics/snapshot lacks %s", k)
+		}
+	}
+	for k, want := range map[string]float64{
+		"master/messages_register_framework":            1,
+		"master/messages_status_update":                 1,
+		"master/messages_launch_tasks":                  1,
+		"master/tasks_failed":                           1,
+		"master/task_failed/source_executor":            1,
+		"allocator/mesos/resources/cpus/total":          4,
+		"master/messages_register_slave":                1,
+		"master/invalid_framework_to_executor_messages": 0,
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
+	}
+	if m["allocator/mesos/allocation_run_ms/count"].(float64) < 1 {
+		t.Errorf("allocation timer without samples: %v", m["allocator/mesos/allocation_run_ms/count"])
+	}
+}

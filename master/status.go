@@ -43,6 +43,12 @@ func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskSt
 	}
 	if prev != latest && mesos.IsTerminal(latest) {
 		m.counters.terminal[latest]++
+		if st.GetState() == latest {
+			if m.counters.terminalBy == nil {
+				m.counters.terminalBy = map[string]uint64{}
+			}
+			m.counters.terminalBy[terminalKey(st)]++
+		}
 	}
 	// Agents resend updates until acknowledged: only a change is news.
 	if prev != latest || prevUpdate == nil || *prevUpdate != st.GetState() {

@@ -5,6 +5,9 @@ package version
 import (
 	"runtime/debug"
 	"time"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"google.golang.org/protobuf/proto"
 )
 
 // Version of this build; "dev" unless set at link time.
@@ -58,4 +61,23 @@ func Get() Info {
 		}
 	}
 	return in
+}
+
+// Proto is Info as the operator APIs' VersionInfo (GET_VERSION).
+func (in Info) Proto() *mesos.VersionInfo {
+	v := &mesos.VersionInfo{Version: proto.String(in.Version)}
+	set := func(dst **string, s string) {
+		if s != "" {
+			*dst = proto.String(s)
+		}
+	}
+	set(&v.BuildDate, in.BuildDate)
+	set(&v.BuildUser, in.BuildUser)
+	set(&v.GitSha, in.GitSHA)
+	set(&v.GitBranch, in.GitBranch)
+	set(&v.GitTag, in.GitTag)
+	if in.BuildTime != 0 {
+		v.BuildTime = proto.Float64(in.BuildTime)
+	}
+	return v
 }
