@@ -43,6 +43,7 @@ func (m *Master) routes() *http.ServeMux {
 	for _, p := range []string{"/master/redirect", "/redirect"} {
 		mux.HandleFunc(p, m.redirect)
 	}
+	m.routeMore(mux)
 	mux.HandleFunc("/metrics/snapshot", m.getOnly(m.handleMetricsSnapshot))
 	mux.Handle("/metrics", m.prometheusHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
