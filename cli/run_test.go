@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/containerizer/fake"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/scheduler/schedulertest"
 )
@@ -37,6 +40,13 @@ func (s *syncBuffer) String() string {
 
 // fakeCluster is a fake master that offers resources from two agents when
 // a framework subscribes and answers a launch with the scripted updates.
+// Tests of what a run does with real offers and real task outcomes run in
+// a real cluster (cluster_test.go); fakeCluster is kept for the tests whose
+// point is the scheduler-protocol conversation itself: the exact calls a
+// run makes (DECLINE, SUPPRESS, an ACKNOWLEDGE per update, TEARDOWN), and
+// events a real master sends only at moments a test cannot choose (a
+// resent update, a stream dropped right after an acknowledgement, an ERROR
+// on subscribing).
 type fakeCluster struct {
 	*schedulertest.Master
 	t       *testing.T
@@ -150,89 +160,165 @@ func runCmd(t *testing.T, ctx context.Context, args ...string) (int, string, str
 	return code, out.String(), errOut.String()
 }
 
+// TestRunFinished runs a task in a real cluster: the first agent's offer is
+// too small (said, and declined), a second agent's fits; the task runs
+// with its environment and finishes, and its stdout is where the run says.
 func TestRunFinished(t *testing.T) {
 	for _, ct := range []string{"application/json", "application/x-protobuf"} {
 		t.Run(ct, func(t *testing.T) {
-			f := newFakeCluster(t)
-			f.updates = []*mesos.TaskStatus{
-				status(mesos.TaskState_TASK_STARTING, "u1", ""),
-				status(mesos.TaskState_TASK_RUNNING, "u2", ""),
-				status(mesos.TaskState_TASK_RUNNING, "u2", ""), // a resend before the ack
-				status(mesos.TaskState_TASK_FINISHED, "u3", "Command exited with status 0"),
-			}
-			code, out, errOut := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=hi",
-				"--command=echo hi", "--resources=cpus:0.1;mem:32", "--env=GREETING=hi", "--content_type="+ct)
+			c := newTestCluster(t)
+			c.addAgent(t, "small-host", "cpus:1;mem:16;disk:100;ports:[31000-31010]", nil)
+			r := startRun(context.Background(), "--master="+c.addr, "--name=hi",
+				"--command=echo $GREETING", "--resources=cpus:0.1;mem:32", "--env=GREETING=hi", "--content_type="+ct)
+			r.waitOutput(t, "offer from small-host does not fit: mem: want 32, offered 16\n")
+			big := c.addAgent(t, "big-host", "cpus:4;mem:4096;disk:100;ports:[31000-31010]", nil)
+			code, out, errOut := r.wait(t)
 			if code != 0 {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 			}
-			task := f.task()
-			id := task.GetTaskId().GetValue()
+			fwID := r.frameworkID(t)
+			_, rest, _ := strings.Cut(out, "launching task ")
+			id, _, _ := strings.Cut(rest, " ")
+			sandbox := "/frameworks/" + fwID + "/executors/" + id + "/runs/latest"
+			stdout := "http://" + big.Endpoint() + "/files/read?path=" + sandbox + "/stdout&offset=0"
 			for _, want := range []string{
-				"subscribed to master " + f.Addr() + " as framework fake-framework-0001\n",
+				"subscribed to master " + c.addr + " as framework " + fwID + "\n",
 				"waiting for an offer with cpus:0.1; mem:32\n",
 				"offer from small-host does not fit: mem: want 32, offered 16\n",
-				"launching task " + id + " on agent agent-1 (big-host) with cpus:0.1; mem:32\n",
-				"sandbox: agent 127.0.0.1:5051, path /frameworks/fake-framework-0001/executors/" + id + "/runs/latest\n",
-				"  stdout: http://127.0.0.1:5051/files/read?path=/frameworks/fake-framework-0001/executors/" + id + "/runs/latest/stdout&offset=0\n",
-				"  logs:   mesolite logs --master=" + f.Addr() + " " + id + "\n",
+				"launching task " + id + " on agent " + big.ID() + " (big-host) with cpus:0.1; mem:32\n",
+				"sandbox: agent " + big.Endpoint() + ", path " + sandbox + "\n",
+				"  stdout: " + stdout + "\n",
+				"  logs:   mesolite logs --master=" + c.addr + " " + id + "\n",
 				"TASK_STARTING (source: SOURCE_EXECUTOR)\nTASK_RUNNING (source: SOURCE_EXECUTOR)\n" +
+					"  container address: 127.0.0.1\n" +
 					"TASK_FINISHED: Command exited with status 0 (source: SOURCE_EXECUTOR)\n",
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
 			}
-			if !strings.HasPrefix(id, "hi.") || task.GetAgentId().GetValue() != "agent-1" ||
-				task.GetCommand().GetEnvironment().GetVariables()[0].GetValue() != "hi" {
-				t.Fatalf("launched %v", task)
+			if !strings.HasPrefix(id, "hi.") {
+				t.Errorf("task id %q", id)
 			}
-			sub := f.Calls()[0].GetSubscribe().GetFrameworkInfo()
-			caps := map[mesos.FrameworkInfo_Capability_Type]bool{}
-			for _, c := range sub.GetCapabilities() {
-				caps[c.GetType()] = true
+			// The stdout the run points at is the task's, environment
+			// included.
+			resp, err := http.Get(stdout)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if sub.GetName() != "mesolite-run" || !caps[mesos.FrameworkInfo_Capability_TASK_KILLING_STATE] || sub.GetUser() == "" {
-				t.Fatalf("framework %v", sub)
+			var read struct{ Data string }
+			err = json.NewDecoder(resp.Body).Decode(&read)
+			resp.Body.Close()
+			if err != nil || read.Data != "hi\n" {
+				t.Errorf("stdout at %s: %q (%v), want the task's \"hi\"", stdout, read.Data, err)
 			}
-			decline := f.WaitCall(t, schedv1.Call_DECLINE)
-			if decline.GetDecline().GetOfferIds()[0].GetValue() != "o-small" {
-				t.Fatalf("declined %v", decline)
+			// The framework subscribed as mesolite-run, with TASK_KILLING,
+			// as the user; the run tore it down.
+			fw := c.framework(t, fwID, true)
+			if fw == nil {
+				t.Fatalf("framework %s not torn down", fwID)
 			}
-			f.WaitCall(t, schedv1.Call_SUPPRESS)
-			f.WaitCall(t, schedv1.Call_TEARDOWN)
-			if n := f.count(schedv1.Call_ACKNOWLEDGE); n < 3 {
-				t.Fatalf("%d acknowledgements, want one per update with a uuid", n)
+			if fw.Name != "mesolite-run" || !slices.Contains(fw.Capabilities, "TASK_KILLING_STATE") || fw.User == "" {
+				t.Fatalf("framework %+v", fw)
 			}
 		})
 	}
 }
 
-func TestRunFailed(t *testing.T) {
+// TestRunSchedulerCalls is the conversation of a run with the master, call
+// by call: it declines the offer that does not fit, suppresses offers once
+// it launched, acknowledges every update with a uuid, prints a resent
+// update once, and tears down. A scripted master is the point here: it
+// shows each call, and resends an update when the test says.
+func TestRunSchedulerCalls(t *testing.T) {
 	f := newFakeCluster(t)
-	oom := status(mesos.TaskState_TASK_FAILED, "u2", "Memory limit exceeded: 64MB, peak 65MB")
-	oom.Reason = mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY.Enum()
-	oom.Source = mesos.TaskStatus_SOURCE_AGENT.Enum()
-	f.updates = []*mesos.TaskStatus{status(mesos.TaskState_TASK_RUNNING, "u1", ""), oom}
-	code, out, _ := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=hog", "--command=hog", "--resources=cpus:0.1;mem:64")
+	f.updates = []*mesos.TaskStatus{
+		status(mesos.TaskState_TASK_STARTING, "u1", ""),
+		status(mesos.TaskState_TASK_RUNNING, "u2", ""),
+		status(mesos.TaskState_TASK_RUNNING, "u2", ""), // a resend before the ack
+		status(mesos.TaskState_TASK_FINISHED, "u3", "Command exited with status 0"),
+	}
+	code, out, errOut := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=hi",
+		"--command=echo hi", "--resources=cpus:0.1;mem:32", "--env=GREETING=hi")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if want := "TASK_STARTING (source: SOURCE_EXECUTOR)\nTASK_RUNNING (source: SOURCE_EXECUTOR)\n" +
+		"TASK_FINISHED: Command exited with status 0 (source: SOURCE_EXECUTOR)\n"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q (each state once):\n%s", want, out)
+	}
+	task := f.task()
+	if task.GetAgentId().GetValue() != "agent-1" || task.GetCommand().GetEnvironment().GetVariables()[0].GetValue() != "hi" {
+		t.Fatalf("launched %v", task)
+	}
+	sub := f.Calls()[0].GetSubscribe().GetFrameworkInfo()
+	caps := map[mesos.FrameworkInfo_Capability_Type]bool{}
+	for _, c := range sub.GetCapabilities() {
+		caps[c.GetType()] = true
+	}
+	if sub.GetName() != "mesolite-run" || !caps[mesos.FrameworkInfo_Capability_TASK_KILLING_STATE] || sub.GetUser() == "" {
+		t.Fatalf("framework %v", sub)
+	}
+	decline := f.WaitCall(t, schedv1.Call_DECLINE)
+	if decline.GetDecline().GetOfferIds()[0].GetValue() != "o-small" {
+		t.Fatalf("declined %v", decline)
+	}
+	f.WaitCall(t, schedv1.Call_SUPPRESS)
+	f.WaitCall(t, schedv1.Call_TEARDOWN)
+	if n := f.count(schedv1.Call_ACKNOWLEDGE); n < 3 {
+		t.Fatalf("%d acknowledgements, want one per update with a uuid", n)
+	}
+}
+
+// TestRunFailed: a task whose container is OOM-killed (the fake
+// containerizer's) fails the run, with the agent's reason and message.
+func TestRunFailed(t *testing.T) {
+	c := newTestCluster(t)
+	c.addAgent(t, "big-host", "cpus:4;mem:4096;disk:100", fake.New(fake.Options{Script: func(containerizer.LaunchSpec) fake.Script {
+		return fake.Script{OOM: true}
+	}}))
+	r := startRun(context.Background(), "--master="+c.addr, "--name=hog", "--command=hog", "--resources=cpus:0.1;mem:64")
+	code, out, _ := r.wait(t)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, out)
 	}
-	want := "TASK_FAILED: Memory limit exceeded: 64MB, peak 65MB (reason: REASON_CONTAINER_LIMITATION_MEMORY, source: SOURCE_AGENT)\n"
-	if !strings.Contains(out, want) {
-		t.Fatalf("output lacks %q:\n%s", want, out)
+	if !strings.Contains(out, "TASK_FAILED: Memory limit exceeded") ||
+		!strings.Contains(out, "(reason: REASON_CONTAINER_LIMITATION_MEMORY, source: SOURCE_AGENT)\n") {
+		t.Fatalf("output lacks the OOM failure:\n%s", out)
 	}
-	f.WaitCall(t, schedv1.Call_TEARDOWN)
+	if c.framework(t, r.frameworkID(t), true) == nil {
+		t.Fatal("framework not torn down")
+	}
 }
 
+// TestRunDockerPortMapping: the ports a run maps are taken from the offer
+// (a fixed one, and the lowest free one for 0), and reach the agent's
+// containerizer (the fake, which records the launch) as the master let
+// them through.
 func TestRunDockerPortMapping(t *testing.T) {
-	f := newFakeCluster(t)
-	f.updates = []*mesos.TaskStatus{status(mesos.TaskState_TASK_FINISHED, "u1", "")}
-	code, out, errOut := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=web", "--docker_image=busybox",
+	c := newTestCluster(t)
+	launched := make(chan *mesos.TaskInfo, 1)
+	c.addAgent(t, "big-host", "cpus:4;mem:4096;disk:100;ports:[31000-31010]", fake.New(fake.Options{Script: func(spec containerizer.LaunchSpec) fake.Script {
+		select {
+		case launched <- spec.Task:
+		default:
+		}
+		// No docker here, nor an executor: the container ends at once.
+		return fake.Script{Exit: true}
+	}}))
+	r := startRun(context.Background(), "--master="+c.addr, "--name=web", "--docker_image=busybox",
 		"--port_mapping=31001:8080", "--port_mapping=0:9090/udp", "--shell=false", "--id=web-1")
-	if code != 0 {
+	var task *mesos.TaskInfo
+	select {
+	case task = <-launched:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("nothing launched\n%s", r.out.String())
+	}
+	code, out, errOut := r.wait(t)
+	// The fake container ended before an executor subscribed: TASK_FAILED.
+	if code != 1 || !strings.Contains(out, "TASK_FAILED") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	task := f.task()
 	d := task.GetContainer().GetDocker()
 	if d.GetNetwork() != mesos.ContainerInfo_DockerInfo_BRIDGE || d.GetPortMappings()[0].GetHostPort() != 31001 ||
 		d.GetPortMappings()[1].GetHostPort() != 31000 || d.GetPortMappings()[1].GetProtocol() != "udp" {
@@ -241,23 +327,27 @@ func TestRunDockerPortMapping(t *testing.T) {
 	if got := describeResources(task.GetResources()); got != "cpus:0.1; mem:32; ports:[31000-31001]" {
 		t.Fatalf("resources %s", got)
 	}
-	if !strings.Contains(out, "/frameworks/fake-framework-0001/executors/web-1/runs/latest") {
+	if !strings.Contains(out, "/frameworks/"+r.frameworkID(t)+"/executors/web-1/runs/latest") {
 		t.Fatalf("output:\n%s", out)
 	}
 }
 
+// TestRunInterrupted: Ctrl-C while the task runs kills it (TASK_KILLING,
+// as the run understands it, then TASK_KILLED) and tears the framework
+// down; offers were suppressed while it ran.
 func TestRunInterrupted(t *testing.T) {
-	f := newFakeCluster(t)
+	c := newTestCluster(t)
+	c.addAgent(t, "big-host", "cpus:4;mem:4096;disk:100", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f.updates = []*mesos.TaskStatus{status(mesos.TaskState_TASK_RUNNING, "running", "")}
-	f.onKill = []*mesos.TaskStatus{status(mesos.TaskState_TASK_KILLING, "u2", ""), status(mesos.TaskState_TASK_KILLED, "u3", "")}
-	f.onAck = func(uuid string) {
-		if uuid == "running" {
-			cancel() // Ctrl-C once the task runs
-		}
+	r := startRun(ctx, "--master="+c.addr, "--name=sleepy", "--command=sleep 1000")
+	r.waitOutput(t, "TASK_RUNNING")
+	fwID := r.frameworkID(t)
+	if fw := c.framework(t, fwID, false); fw == nil || !slices.Contains(fw.SuppressedRoles, "*") {
+		t.Errorf("offers not suppressed while the task runs: %+v", fw)
 	}
-	code, out, _ := runCmd(t, ctx, "--master="+f.Addr(), "--name=sleepy", "--command=sleep 1000")
+	cancel() // Ctrl-C once the task runs
+	code, out, _ := r.wait(t)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, out)
 	}
@@ -266,23 +356,30 @@ func TestRunInterrupted(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	kill := f.WaitCall(t, schedv1.Call_KILL)
-	if kill.GetKill().GetTaskId().GetValue() != f.task().GetTaskId().GetValue() || kill.GetKill().GetAgentId().GetValue() != "agent-1" {
-		t.Fatalf("KILL %v", kill)
+	fw := c.framework(t, fwID, true)
+	if fw == nil {
+		t.Fatal("framework not torn down")
 	}
-	f.WaitCall(t, schedv1.Call_TEARDOWN)
+	if len(fw.CompletedTasks) != 1 || !strings.HasPrefix(fw.CompletedTasks[0].ID, "sleepy.") || fw.CompletedTasks[0].State != "TASK_KILLED" {
+		t.Fatalf("tasks of the framework: %+v", fw.CompletedTasks)
+	}
 }
 
+// TestRunTimeoutWithoutOffer: no agent has room; the run says why each
+// offer does not fit and gives up at its timeout.
 func TestRunTimeoutWithoutOffer(t *testing.T) {
-	f := newFakeCluster(t)
-	f.offers = []*mesos.Offer{testOffer("o-small", "agent-0", "small-host", scalar("cpus", 1), scalar("mem", 16))}
-	code, out, _ := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=big", "--command=true",
+	c := newTestCluster(t)
+	c.addAgent(t, "small-host", "cpus:1;mem:16;disk:100", nil)
+	r := startRun(context.Background(), "--master="+c.addr, "--name=big", "--command=true",
 		"--resources=cpus:1;mem:1024", "--timeout=300ms")
+	code, out, _ := r.wait(t)
 	if code != 1 || !strings.Contains(out, "timed out after 300ms; tearing down") ||
 		!strings.Contains(out, "offer from small-host does not fit: mem: want 1024, offered 16") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	f.WaitCall(t, schedv1.Call_TEARDOWN)
+	if c.framework(t, r.frameworkID(t), true) == nil {
+		t.Fatal("framework not torn down")
+	}
 }
 
 func TestRunMasterUnreachable(t *testing.T) {
@@ -293,6 +390,9 @@ func TestRunMasterUnreachable(t *testing.T) {
 	}
 }
 
+// TestRunErrorEvent: an ERROR event ends the run with the master's word.
+// Scripted: a real master refuses a framework at SUBSCRIBE with an HTTP
+// status, and sends ERROR only to one it removed or that failed over.
 func TestRunErrorEvent(t *testing.T) {
 	f := newFakeCluster(t)
 	f.offers = nil
@@ -345,6 +445,10 @@ func TestRunUsage(t *testing.T) {
 	}
 }
 
+// TestRunResubscribeReconciles: a run whose master goes away while its task
+// runs re-subscribes, reconciles, and takes the answer (which has no uuid,
+// so no acknowledgement). Scripted: the stream is dropped right after the
+// RUNNING acknowledgement, and the test shows that no ACKNOWLEDGE follows.
 func TestRunResubscribeReconciles(t *testing.T) {
 	f := newFakeCluster(t)
 	f.updates = []*mesos.TaskStatus{status(mesos.TaskState_TASK_RUNNING, "running", "")}
