@@ -114,6 +114,14 @@ func validateSchedulerCall(c *scheduler.Call) error {
 		return dataCap("'message.data'", c.GetMessage().GetData(), validate.MaxDataLen)
 	case scheduler.Call_REQUEST:
 		return present(c.Request != nil, "request")
+	case scheduler.Call_UPDATE_FRAMEWORK:
+		if err := present(c.UpdateFramework != nil, "update_framework"); err != nil {
+			return err
+		}
+		if n := len(c.GetUpdateFramework().GetSuppressedRoles()); n > validate.MaxRoles {
+			return fmt.Errorf("'update_framework.suppressed_roles' has %d roles, more than the %d allowed", n, validate.MaxRoles)
+		}
+		return validateFrameworkText(c.GetUpdateFramework().GetFrameworkInfo())
 	default:
 		return fmt.Errorf("Unknown call type %s", c.GetType())
 	}
@@ -170,6 +178,56 @@ func (m *Master) validateFrameworkInfo(info *mesos.FrameworkInfo, suppressed []s
 	}
 	_, err := clampFailoverTimeout(info)
 	return err
+}
+
+// updateFrameworkLocked is UPDATE_FRAMEWORK: the framework's info and
+// suppressed roles replaced, as Mesos does it, without a new subscription.
+// The fields that decide where and as whom tasks run or who owns the
+// framework (user, checkpoint, principal) cannot change. Offers for roles
+// it left are rescinded; allocation, the registry and operator
+// subscribers follow. m.mu must be held.
+func (m *Master) updateFrameworkLocked(fw *framework, u *scheduler.Call_UpdateFramework) error {
+	info := proto.Clone(u.GetFrameworkInfo()).(*mesos.FrameworkInfo)
+	if info.GetId().GetValue() != fw.id {
+		return httpErr(http.StatusBadRequest, "'update_framework.framework_info.id' must be the framework's id '%s'", fw.id)
+	}
+	for _, f := range []struct {
+		name     string
+		old, new any
+	}{
+		{"user", fw.info.GetUser(), info.GetUser()},
+		{"checkpoint", fw.info.GetCheckpoint(), info.GetCheckpoint()},
+		{"principal", fw.info.GetPrincipal(), info.GetPrincipal()},
+	} {
+		if f.old != f.new {
+			return httpErr(http.StatusBadRequest, "Updating 'FrameworkInfo.%s' is unsupported", f.name)
+		}
+	}
+	suppressed := u.GetSuppressedRoles()
+	if err := m.validateFrameworkInfo(info, suppressed); err != nil {
+		return httpErr(http.StatusBadRequest, "Invalid framework: %v", err)
+	}
+	if info.WebuiUrl != nil && !safeWebURL(info.GetWebuiUrl()) {
+		m.log.Warn("framework webui_url is not an absolute http(s) URL; dropped", "framework_id", fw.id, "webui_url", truncate(info.GetWebuiUrl(), 256))
+		info.WebuiUrl = nil
+	}
+	fw.setInfo(info)
+	fw.failoverTimeout = m.failoverTimeout(info)
+	fw.suppressed = slices.Clone(suppressed)
+	for _, o := range fw.offers {
+		if !slices.Contains(fw.roles, o.role) {
+			m.removeOffer(o, true, 0)
+		}
+	}
+	m.alloc.AddFramework(fw.id, allocator.Framework{Roles: fw.roles, GPU: fw.gpu, Suppressed: fw.suppressed, Active: true})
+	// Queued in the order of the books; the answer does not wait for the
+	// write (a lost update is the scheduler's to repeat, as a SUBSCRIBE).
+	m.persist(store.PutFramework{Framework: store.Framework{ID: fw.id, Info: proto.Clone(info).(*mesos.FrameworkInfo),
+		RegisteredAt: fw.registeredTime, Principal: fw.principal}})
+	m.opFrameworkChangedLocked(fw)
+	m.log.Info("framework updated", "framework_id", fw.id, "name", info.GetName(), "roles", fw.roles, "suppressed_roles", fw.suppressed)
+	m.triggerAllocation()
+	return nil
 }
 
 func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *scheduler.Call) {
@@ -554,6 +612,10 @@ func (m *Master) schedulerCall(r *http.Request, call *scheduler.Call, reqCodec c
 	m.counters.schedulerCalls[call.GetType()]++
 
 	switch call.GetType() {
+	case scheduler.Call_UPDATE_FRAMEWORK:
+		if err := m.updateFrameworkLocked(fw, call.GetUpdateFramework()); err != nil {
+			return 0, nil, err
+		}
 	case scheduler.Call_TEARDOWN:
 		m.removeFramework(fw, "TEARDOWN")
 	case scheduler.Call_ACCEPT:

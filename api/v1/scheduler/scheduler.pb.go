@@ -194,6 +194,10 @@ const (
 	Call_MESSAGE                      Call_Type = 10
 	Call_REQUEST                      Call_Type = 11
 	Call_SUPPRESS                     Call_Type = 12
+	// Changes a subscribed framework's FrameworkInfo (name, roles,
+	// capabilities, failover timeout, labels...) and its suppressed roles
+	// without resubscribing (Mesos 1.9+).
+	Call_UPDATE_FRAMEWORK Call_Type = 17
 )
 
 // Enum value maps for Call_Type.
@@ -216,6 +220,7 @@ var (
 		10: "MESSAGE",
 		11: "REQUEST",
 		12: "SUPPRESS",
+		17: "UPDATE_FRAMEWORK",
 	}
 	Call_Type_value = map[string]int32{
 		"UNKNOWN":                      0,
@@ -235,6 +240,7 @@ var (
 		"MESSAGE":                      10,
 		"REQUEST":                      11,
 		"SUPPRESS":                     12,
+		"UPDATE_FRAMEWORK":             17,
 	}
 )
 
@@ -475,6 +481,7 @@ type Call struct {
 	Message                    *Call_Message                    `protobuf:"bytes,10,opt,name=message" json:"message,omitempty"`
 	Request                    *Call_Request                    `protobuf:"bytes,11,opt,name=request" json:"request,omitempty"`
 	Suppress                   *Call_Suppress                   `protobuf:"bytes,16,opt,name=suppress" json:"suppress,omitempty"`
+	UpdateFramework            *Call_UpdateFramework            `protobuf:"bytes,19,opt,name=update_framework,json=updateFramework" json:"update_framework,omitempty"`
 	unknownFields              protoimpl.UnknownFields
 	sizeCache                  protoimpl.SizeCache
 }
@@ -624,6 +631,13 @@ func (x *Call) GetRequest() *Call_Request {
 func (x *Call) GetSuppress() *Call_Suppress {
 	if x != nil {
 		return x.Suppress
+	}
+	return nil
+}
+
+func (x *Call) GetUpdateFramework() *Call_UpdateFramework {
+	if x != nil {
+		return x.UpdateFramework
 	}
 	return nil
 }
@@ -1961,6 +1975,60 @@ func (x *Call_Suppress) GetRoles() []string {
 	return nil
 }
 
+// The new FrameworkInfo, whole (fields left out are cleared, as in
+// Mesos); user, checkpoint and principal may not change.
+type Call_UpdateFramework struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkInfo   *mesos.FrameworkInfo   `protobuf:"bytes,1,req,name=framework_info,json=frameworkInfo" json:"framework_info,omitempty"`
+	SuppressedRoles []string               `protobuf:"bytes,2,rep,name=suppressed_roles,json=suppressedRoles" json:"suppressed_roles,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Call_UpdateFramework) Reset() {
+	*x = Call_UpdateFramework{}
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call_UpdateFramework) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call_UpdateFramework) ProtoMessage() {}
+
+func (x *Call_UpdateFramework) ProtoReflect() protoreflect.Message {
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call_UpdateFramework.ProtoReflect.Descriptor instead.
+func (*Call_UpdateFramework) Descriptor() ([]byte, []int) {
+	return file_mesos_v1_scheduler_scheduler_proto_rawDescGZIP(), []int{2, 15}
+}
+
+func (x *Call_UpdateFramework) GetFrameworkInfo() *mesos.FrameworkInfo {
+	if x != nil {
+		return x.FrameworkInfo
+	}
+	return nil
+}
+
+func (x *Call_UpdateFramework) GetSuppressedRoles() []string {
+	if x != nil {
+		return x.SuppressedRoles
+	}
+	return nil
+}
+
 type Call_Reconcile_Task struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        *mesos.TaskID          `protobuf:"bytes,1,req,name=task_id,json=taskId" json:"task_id,omitempty"`
@@ -1971,7 +2039,7 @@ type Call_Reconcile_Task struct {
 
 func (x *Call_Reconcile_Task) Reset() {
 	*x = Call_Reconcile_Task{}
-	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[29]
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2051,7 @@ func (x *Call_Reconcile_Task) String() string {
 func (*Call_Reconcile_Task) ProtoMessage() {}
 
 func (x *Call_Reconcile_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[29]
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2092,7 @@ type Call_ReconcileOperations_Operation struct {
 
 func (x *Call_ReconcileOperations_Operation) Reset() {
 	*x = Call_ReconcileOperations_Operation{}
-	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[30]
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2104,7 @@ func (x *Call_ReconcileOperations_Operation) String() string {
 func (*Call_ReconcileOperations_Operation) ProtoMessage() {}
 
 func (x *Call_ReconcileOperations_Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[30]
+	mi := &file_mesos_v1_scheduler_scheduler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2215,7 @@ const file_mesos_v1_scheduler_scheduler_proto_rawDesc = "" +
 	"\x12operation_statuses\x18\x01 \x03(\v2\x19.mesos.v1.OperationStatusR\x11operationStatuses\"-\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x18\n" +
-	"\x14RECONCILE_OPERATIONS\x10\x01\"\xc2\x1b\n" +
+	"\x14RECONCILE_OPERATIONS\x10\x01\"\xab\x1d\n" +
 	"\x04Call\x128\n" +
 	"\fframework_id\x18\x01 \x01(\v2\x15.mesos.v1.FrameworkIDR\vframeworkId\x121\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1d.mesos.v1.scheduler.Call.TypeR\x04type\x12@\n" +
@@ -2166,7 +2234,8 @@ const file_mesos_v1_scheduler_scheduler_proto_rawDesc = "" +
 	"\amessage\x18\n" +
 	" \x01(\v2 .mesos.v1.scheduler.Call.MessageR\amessage\x12:\n" +
 	"\arequest\x18\v \x01(\v2 .mesos.v1.scheduler.Call.RequestR\arequest\x12=\n" +
-	"\bsuppress\x18\x10 \x01(\v2!.mesos.v1.scheduler.Call.SuppressR\bsuppress\x1av\n" +
+	"\bsuppress\x18\x10 \x01(\v2!.mesos.v1.scheduler.Call.SuppressR\bsuppress\x12S\n" +
+	"\x10update_framework\x18\x13 \x01(\v2(.mesos.v1.scheduler.Call.UpdateFrameworkR\x0fupdateFramework\x1av\n" +
 	"\tSubscribe\x12>\n" +
 	"\x0eframework_info\x18\x01 \x02(\v2\x17.mesos.v1.FrameworkInfoR\rframeworkInfo\x12)\n" +
 	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\x1a\xa0\x01\n" +
@@ -2226,7 +2295,10 @@ const file_mesos_v1_scheduler_scheduler_proto_rawDesc = "" +
 	"\aRequest\x12-\n" +
 	"\brequests\x18\x01 \x03(\v2\x11.mesos.v1.RequestR\brequests\x1a \n" +
 	"\bSuppress\x12\x14\n" +
-	"\x05roles\x18\x01 \x03(\tR\x05roles\"\xa8\x02\n" +
+	"\x05roles\x18\x01 \x03(\tR\x05roles\x1a|\n" +
+	"\x0fUpdateFramework\x12>\n" +
+	"\x0eframework_info\x18\x01 \x02(\v2\x17.mesos.v1.FrameworkInfoR\rframeworkInfo\x12)\n" +
+	"\x10suppressed_roles\x18\x02 \x03(\tR\x0fsuppressedRoles\"\xbe\x02\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\r\n" +
 	"\tSUBSCRIBE\x10\x01\x12\f\n" +
@@ -2247,7 +2319,8 @@ const file_mesos_v1_scheduler_scheduler_proto_rawDesc = "" +
 	"\aMESSAGE\x10\n" +
 	"\x12\v\n" +
 	"\aREQUEST\x10\v\x12\f\n" +
-	"\bSUPPRESS\x10\fB9Z7github.com/mesolite/mesolite/api/v1/scheduler;scheduler"
+	"\bSUPPRESS\x10\f\x12\x14\n" +
+	"\x10UPDATE_FRAMEWORK\x10\x11B9Z7github.com/mesolite/mesolite/api/v1/scheduler;scheduler"
 
 var (
 	file_mesos_v1_scheduler_scheduler_proto_rawDescOnce sync.Once
@@ -2262,7 +2335,7 @@ func file_mesos_v1_scheduler_scheduler_proto_rawDescGZIP() []byte {
 }
 
 var file_mesos_v1_scheduler_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mesos_v1_scheduler_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_mesos_v1_scheduler_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_mesos_v1_scheduler_scheduler_proto_goTypes = []any{
 	(Event_Type)(0),                            // 0: mesos.v1.scheduler.Event.Type
 	(Response_Type)(0),                         // 1: mesos.v1.scheduler.Response.Type
@@ -2296,25 +2369,26 @@ var file_mesos_v1_scheduler_scheduler_proto_goTypes = []any{
 	(*Call_Message)(nil),                       // 29: mesos.v1.scheduler.Call.Message
 	(*Call_Request)(nil),                       // 30: mesos.v1.scheduler.Call.Request
 	(*Call_Suppress)(nil),                      // 31: mesos.v1.scheduler.Call.Suppress
-	(*Call_Reconcile_Task)(nil),                // 32: mesos.v1.scheduler.Call.Reconcile.Task
-	(*Call_ReconcileOperations_Operation)(nil), // 33: mesos.v1.scheduler.Call.ReconcileOperations.Operation
-	(*mesos.FrameworkID)(nil),                  // 34: mesos.v1.FrameworkID
-	(*mesos.MasterInfo)(nil),                   // 35: mesos.v1.MasterInfo
-	(*mesos.Offer)(nil),                        // 36: mesos.v1.Offer
-	(*mesos.InverseOffer)(nil),                 // 37: mesos.v1.InverseOffer
-	(*mesos.OfferID)(nil),                      // 38: mesos.v1.OfferID
-	(*mesos.TaskStatus)(nil),                   // 39: mesos.v1.TaskStatus
-	(*mesos.OperationStatus)(nil),              // 40: mesos.v1.OperationStatus
-	(*mesos.AgentID)(nil),                      // 41: mesos.v1.AgentID
-	(*mesos.ExecutorID)(nil),                   // 42: mesos.v1.ExecutorID
-	(*mesos.FrameworkInfo)(nil),                // 43: mesos.v1.FrameworkInfo
-	(*mesos.Offer_Operation)(nil),              // 44: mesos.v1.Offer.Operation
-	(*mesos.Filters)(nil),                      // 45: mesos.v1.Filters
-	(*mesos.TaskID)(nil),                       // 46: mesos.v1.TaskID
-	(*mesos.KillPolicy)(nil),                   // 47: mesos.v1.KillPolicy
-	(*mesos.ResourceProviderID)(nil),           // 48: mesos.v1.ResourceProviderID
-	(*mesos.OperationID)(nil),                  // 49: mesos.v1.OperationID
-	(*mesos.Request)(nil),                      // 50: mesos.v1.Request
+	(*Call_UpdateFramework)(nil),               // 32: mesos.v1.scheduler.Call.UpdateFramework
+	(*Call_Reconcile_Task)(nil),                // 33: mesos.v1.scheduler.Call.Reconcile.Task
+	(*Call_ReconcileOperations_Operation)(nil), // 34: mesos.v1.scheduler.Call.ReconcileOperations.Operation
+	(*mesos.FrameworkID)(nil),                  // 35: mesos.v1.FrameworkID
+	(*mesos.MasterInfo)(nil),                   // 36: mesos.v1.MasterInfo
+	(*mesos.Offer)(nil),                        // 37: mesos.v1.Offer
+	(*mesos.InverseOffer)(nil),                 // 38: mesos.v1.InverseOffer
+	(*mesos.OfferID)(nil),                      // 39: mesos.v1.OfferID
+	(*mesos.TaskStatus)(nil),                   // 40: mesos.v1.TaskStatus
+	(*mesos.OperationStatus)(nil),              // 41: mesos.v1.OperationStatus
+	(*mesos.AgentID)(nil),                      // 42: mesos.v1.AgentID
+	(*mesos.ExecutorID)(nil),                   // 43: mesos.v1.ExecutorID
+	(*mesos.FrameworkInfo)(nil),                // 44: mesos.v1.FrameworkInfo
+	(*mesos.Offer_Operation)(nil),              // 45: mesos.v1.Offer.Operation
+	(*mesos.Filters)(nil),                      // 46: mesos.v1.Filters
+	(*mesos.TaskID)(nil),                       // 47: mesos.v1.TaskID
+	(*mesos.KillPolicy)(nil),                   // 48: mesos.v1.KillPolicy
+	(*mesos.ResourceProviderID)(nil),           // 49: mesos.v1.ResourceProviderID
+	(*mesos.OperationID)(nil),                  // 50: mesos.v1.OperationID
+	(*mesos.Request)(nil),                      // 51: mesos.v1.Request
 }
 var file_mesos_v1_scheduler_scheduler_proto_depIdxs = []int32{
 	0,  // 0: mesos.v1.scheduler.Event.type:type_name -> mesos.v1.scheduler.Event.Type
@@ -2330,7 +2404,7 @@ var file_mesos_v1_scheduler_scheduler_proto_depIdxs = []int32{
 	15, // 10: mesos.v1.scheduler.Event.error:type_name -> mesos.v1.scheduler.Event.Error
 	1,  // 11: mesos.v1.scheduler.Response.type:type_name -> mesos.v1.scheduler.Response.Type
 	16, // 12: mesos.v1.scheduler.Response.reconcile_operations:type_name -> mesos.v1.scheduler.Response.ReconcileOperations
-	34, // 13: mesos.v1.scheduler.Call.framework_id:type_name -> mesos.v1.FrameworkID
+	35, // 13: mesos.v1.scheduler.Call.framework_id:type_name -> mesos.v1.FrameworkID
 	2,  // 14: mesos.v1.scheduler.Call.type:type_name -> mesos.v1.scheduler.Call.Type
 	17, // 15: mesos.v1.scheduler.Call.subscribe:type_name -> mesos.v1.scheduler.Call.Subscribe
 	18, // 16: mesos.v1.scheduler.Call.accept:type_name -> mesos.v1.scheduler.Call.Accept
@@ -2347,54 +2421,56 @@ var file_mesos_v1_scheduler_scheduler_proto_depIdxs = []int32{
 	29, // 27: mesos.v1.scheduler.Call.message:type_name -> mesos.v1.scheduler.Call.Message
 	30, // 28: mesos.v1.scheduler.Call.request:type_name -> mesos.v1.scheduler.Call.Request
 	31, // 29: mesos.v1.scheduler.Call.suppress:type_name -> mesos.v1.scheduler.Call.Suppress
-	34, // 30: mesos.v1.scheduler.Event.Subscribed.framework_id:type_name -> mesos.v1.FrameworkID
-	35, // 31: mesos.v1.scheduler.Event.Subscribed.master_info:type_name -> mesos.v1.MasterInfo
-	36, // 32: mesos.v1.scheduler.Event.Offers.offers:type_name -> mesos.v1.Offer
-	37, // 33: mesos.v1.scheduler.Event.InverseOffers.inverse_offers:type_name -> mesos.v1.InverseOffer
-	38, // 34: mesos.v1.scheduler.Event.Rescind.offer_id:type_name -> mesos.v1.OfferID
-	38, // 35: mesos.v1.scheduler.Event.RescindInverseOffer.inverse_offer_id:type_name -> mesos.v1.OfferID
-	39, // 36: mesos.v1.scheduler.Event.Update.status:type_name -> mesos.v1.TaskStatus
-	40, // 37: mesos.v1.scheduler.Event.UpdateOperationStatus.status:type_name -> mesos.v1.OperationStatus
-	41, // 38: mesos.v1.scheduler.Event.Message.agent_id:type_name -> mesos.v1.AgentID
-	42, // 39: mesos.v1.scheduler.Event.Message.executor_id:type_name -> mesos.v1.ExecutorID
-	41, // 40: mesos.v1.scheduler.Event.Failure.agent_id:type_name -> mesos.v1.AgentID
-	42, // 41: mesos.v1.scheduler.Event.Failure.executor_id:type_name -> mesos.v1.ExecutorID
-	40, // 42: mesos.v1.scheduler.Response.ReconcileOperations.operation_statuses:type_name -> mesos.v1.OperationStatus
-	43, // 43: mesos.v1.scheduler.Call.Subscribe.framework_info:type_name -> mesos.v1.FrameworkInfo
-	38, // 44: mesos.v1.scheduler.Call.Accept.offer_ids:type_name -> mesos.v1.OfferID
-	44, // 45: mesos.v1.scheduler.Call.Accept.operations:type_name -> mesos.v1.Offer.Operation
-	45, // 46: mesos.v1.scheduler.Call.Accept.filters:type_name -> mesos.v1.Filters
-	38, // 47: mesos.v1.scheduler.Call.Decline.offer_ids:type_name -> mesos.v1.OfferID
-	45, // 48: mesos.v1.scheduler.Call.Decline.filters:type_name -> mesos.v1.Filters
-	38, // 49: mesos.v1.scheduler.Call.AcceptInverseOffers.inverse_offer_ids:type_name -> mesos.v1.OfferID
-	45, // 50: mesos.v1.scheduler.Call.AcceptInverseOffers.filters:type_name -> mesos.v1.Filters
-	38, // 51: mesos.v1.scheduler.Call.DeclineInverseOffers.inverse_offer_ids:type_name -> mesos.v1.OfferID
-	45, // 52: mesos.v1.scheduler.Call.DeclineInverseOffers.filters:type_name -> mesos.v1.Filters
-	46, // 53: mesos.v1.scheduler.Call.Kill.task_id:type_name -> mesos.v1.TaskID
-	41, // 54: mesos.v1.scheduler.Call.Kill.agent_id:type_name -> mesos.v1.AgentID
-	47, // 55: mesos.v1.scheduler.Call.Kill.kill_policy:type_name -> mesos.v1.KillPolicy
-	42, // 56: mesos.v1.scheduler.Call.Shutdown.executor_id:type_name -> mesos.v1.ExecutorID
-	41, // 57: mesos.v1.scheduler.Call.Shutdown.agent_id:type_name -> mesos.v1.AgentID
-	41, // 58: mesos.v1.scheduler.Call.Acknowledge.agent_id:type_name -> mesos.v1.AgentID
-	46, // 59: mesos.v1.scheduler.Call.Acknowledge.task_id:type_name -> mesos.v1.TaskID
-	41, // 60: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.agent_id:type_name -> mesos.v1.AgentID
-	48, // 61: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
-	49, // 62: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.operation_id:type_name -> mesos.v1.OperationID
-	32, // 63: mesos.v1.scheduler.Call.Reconcile.tasks:type_name -> mesos.v1.scheduler.Call.Reconcile.Task
-	33, // 64: mesos.v1.scheduler.Call.ReconcileOperations.operations:type_name -> mesos.v1.scheduler.Call.ReconcileOperations.Operation
-	41, // 65: mesos.v1.scheduler.Call.Message.agent_id:type_name -> mesos.v1.AgentID
-	42, // 66: mesos.v1.scheduler.Call.Message.executor_id:type_name -> mesos.v1.ExecutorID
-	50, // 67: mesos.v1.scheduler.Call.Request.requests:type_name -> mesos.v1.Request
-	46, // 68: mesos.v1.scheduler.Call.Reconcile.Task.task_id:type_name -> mesos.v1.TaskID
-	41, // 69: mesos.v1.scheduler.Call.Reconcile.Task.agent_id:type_name -> mesos.v1.AgentID
-	49, // 70: mesos.v1.scheduler.Call.ReconcileOperations.Operation.operation_id:type_name -> mesos.v1.OperationID
-	41, // 71: mesos.v1.scheduler.Call.ReconcileOperations.Operation.agent_id:type_name -> mesos.v1.AgentID
-	48, // 72: mesos.v1.scheduler.Call.ReconcileOperations.Operation.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	32, // 30: mesos.v1.scheduler.Call.update_framework:type_name -> mesos.v1.scheduler.Call.UpdateFramework
+	35, // 31: mesos.v1.scheduler.Event.Subscribed.framework_id:type_name -> mesos.v1.FrameworkID
+	36, // 32: mesos.v1.scheduler.Event.Subscribed.master_info:type_name -> mesos.v1.MasterInfo
+	37, // 33: mesos.v1.scheduler.Event.Offers.offers:type_name -> mesos.v1.Offer
+	38, // 34: mesos.v1.scheduler.Event.InverseOffers.inverse_offers:type_name -> mesos.v1.InverseOffer
+	39, // 35: mesos.v1.scheduler.Event.Rescind.offer_id:type_name -> mesos.v1.OfferID
+	39, // 36: mesos.v1.scheduler.Event.RescindInverseOffer.inverse_offer_id:type_name -> mesos.v1.OfferID
+	40, // 37: mesos.v1.scheduler.Event.Update.status:type_name -> mesos.v1.TaskStatus
+	41, // 38: mesos.v1.scheduler.Event.UpdateOperationStatus.status:type_name -> mesos.v1.OperationStatus
+	42, // 39: mesos.v1.scheduler.Event.Message.agent_id:type_name -> mesos.v1.AgentID
+	43, // 40: mesos.v1.scheduler.Event.Message.executor_id:type_name -> mesos.v1.ExecutorID
+	42, // 41: mesos.v1.scheduler.Event.Failure.agent_id:type_name -> mesos.v1.AgentID
+	43, // 42: mesos.v1.scheduler.Event.Failure.executor_id:type_name -> mesos.v1.ExecutorID
+	41, // 43: mesos.v1.scheduler.Response.ReconcileOperations.operation_statuses:type_name -> mesos.v1.OperationStatus
+	44, // 44: mesos.v1.scheduler.Call.Subscribe.framework_info:type_name -> mesos.v1.FrameworkInfo
+	39, // 45: mesos.v1.scheduler.Call.Accept.offer_ids:type_name -> mesos.v1.OfferID
+	45, // 46: mesos.v1.scheduler.Call.Accept.operations:type_name -> mesos.v1.Offer.Operation
+	46, // 47: mesos.v1.scheduler.Call.Accept.filters:type_name -> mesos.v1.Filters
+	39, // 48: mesos.v1.scheduler.Call.Decline.offer_ids:type_name -> mesos.v1.OfferID
+	46, // 49: mesos.v1.scheduler.Call.Decline.filters:type_name -> mesos.v1.Filters
+	39, // 50: mesos.v1.scheduler.Call.AcceptInverseOffers.inverse_offer_ids:type_name -> mesos.v1.OfferID
+	46, // 51: mesos.v1.scheduler.Call.AcceptInverseOffers.filters:type_name -> mesos.v1.Filters
+	39, // 52: mesos.v1.scheduler.Call.DeclineInverseOffers.inverse_offer_ids:type_name -> mesos.v1.OfferID
+	46, // 53: mesos.v1.scheduler.Call.DeclineInverseOffers.filters:type_name -> mesos.v1.Filters
+	47, // 54: mesos.v1.scheduler.Call.Kill.task_id:type_name -> mesos.v1.TaskID
+	42, // 55: mesos.v1.scheduler.Call.Kill.agent_id:type_name -> mesos.v1.AgentID
+	48, // 56: mesos.v1.scheduler.Call.Kill.kill_policy:type_name -> mesos.v1.KillPolicy
+	43, // 57: mesos.v1.scheduler.Call.Shutdown.executor_id:type_name -> mesos.v1.ExecutorID
+	42, // 58: mesos.v1.scheduler.Call.Shutdown.agent_id:type_name -> mesos.v1.AgentID
+	42, // 59: mesos.v1.scheduler.Call.Acknowledge.agent_id:type_name -> mesos.v1.AgentID
+	47, // 60: mesos.v1.scheduler.Call.Acknowledge.task_id:type_name -> mesos.v1.TaskID
+	42, // 61: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.agent_id:type_name -> mesos.v1.AgentID
+	49, // 62: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
+	50, // 63: mesos.v1.scheduler.Call.AcknowledgeOperationStatus.operation_id:type_name -> mesos.v1.OperationID
+	33, // 64: mesos.v1.scheduler.Call.Reconcile.tasks:type_name -> mesos.v1.scheduler.Call.Reconcile.Task
+	34, // 65: mesos.v1.scheduler.Call.ReconcileOperations.operations:type_name -> mesos.v1.scheduler.Call.ReconcileOperations.Operation
+	42, // 66: mesos.v1.scheduler.Call.Message.agent_id:type_name -> mesos.v1.AgentID
+	43, // 67: mesos.v1.scheduler.Call.Message.executor_id:type_name -> mesos.v1.ExecutorID
+	51, // 68: mesos.v1.scheduler.Call.Request.requests:type_name -> mesos.v1.Request
+	44, // 69: mesos.v1.scheduler.Call.UpdateFramework.framework_info:type_name -> mesos.v1.FrameworkInfo
+	47, // 70: mesos.v1.scheduler.Call.Reconcile.Task.task_id:type_name -> mesos.v1.TaskID
+	42, // 71: mesos.v1.scheduler.Call.Reconcile.Task.agent_id:type_name -> mesos.v1.AgentID
+	50, // 72: mesos.v1.scheduler.Call.ReconcileOperations.Operation.operation_id:type_name -> mesos.v1.OperationID
+	42, // 73: mesos.v1.scheduler.Call.ReconcileOperations.Operation.agent_id:type_name -> mesos.v1.AgentID
+	49, // 74: mesos.v1.scheduler.Call.ReconcileOperations.Operation.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_mesos_v1_scheduler_scheduler_proto_init() }
@@ -2408,7 +2484,7 @@ func file_mesos_v1_scheduler_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mesos_v1_scheduler_scheduler_proto_rawDesc), len(file_mesos_v1_scheduler_scheduler_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
