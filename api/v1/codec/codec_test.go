@@ -226,7 +226,7 @@ func TestJSONDecodeLeniency(t *testing.T) {
 		},
 		{
 			name: "unknown enum name is dropped, number is kept",
-			in:   `{"type":"UPDATE_FRAMEWORK","suppress":{}}`,
+			in:   `{"type":"NOT_A_CALL_TYPE","suppress":{}}`,
 			want: &scheduler.Call{Suppress: &scheduler.Call_Suppress{}},
 		},
 		{
