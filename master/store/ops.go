@@ -43,6 +43,15 @@ type RemoveTask struct{ FrameworkID, TaskID string }
 // framework that left --max_completed_frameworks).
 type RemoveTasks struct{ FrameworkID string }
 
+// PutSetting records one of the cluster's settings the operator API
+// changes (role weights, quota, the maintenance schedule) under its key;
+// an empty Value removes it.
+type PutSetting struct {
+	Key   string
+	Value []byte
+}
+
+func (PutSetting) isOp()      {}
 func (PutAgent) isOp()        {}
 func (RemoveAgent) isOp()     {}
 func (PutFramework) isOp()    {}
@@ -66,6 +75,22 @@ type Snapshot struct {
 	Frameworks []Framework
 	// Tasks are the completed tasks by framework id, oldest first.
 	Tasks map[string][]CompletedTask
+	// Settings by key (PutSetting).
+	Settings map[string][]byte
+}
+
+// ValidSettingKey says whether key may name a setting: a short lowercase
+// word, so it is a safe file, bucket key and znode name.
+func ValidSettingKey(key string) bool {
+	if key == "" || len(key) > 64 {
+		return false
+	}
+	for _, c := range key {
+		if !(c >= 'a' && c <= 'z' || c == '_' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // The records as stored: JSON with the Mesos messages as protobuf bytes, so
@@ -80,6 +105,7 @@ type agentRecord struct {
 	Principal     string    `json:"principal,omitempty"`
 	TokenHash     []byte    `json:"token_sha256,omitempty"`
 	UnreachableAt time.Time `json:"unreachable_at,omitzero"`
+	Reserved      [][]byte  `json:"reserved,omitempty"`
 }
 
 type frameworkRecord struct {
@@ -102,8 +128,16 @@ func EncodeAgent(a Agent) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode agent %s: %w", a.ID, err)
 	}
-	return json.Marshal(agentRecord{ID: a.ID, Info: info, Address: a.Address, Version: a.Version, RegisteredAt: a.RegisteredAt,
-		Principal: a.Principal, TokenHash: a.TokenHash, UnreachableAt: a.UnreachableAt})
+	rec := agentRecord{ID: a.ID, Info: info, Address: a.Address, Version: a.Version, RegisteredAt: a.RegisteredAt,
+		Principal: a.Principal, TokenHash: a.TokenHash, UnreachableAt: a.UnreachableAt}
+	for _, r := range a.Reserved {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encode agent %s: %w", a.ID, err)
+		}
+		rec.Reserved = append(rec.Reserved, b)
+	}
+	return json.Marshal(rec)
 }
 
 // DecodeAgent reads an agent's stored form; id names it when the record
@@ -120,8 +154,16 @@ func DecodeAgent(id string, v []byte) (Agent, error) {
 	if rec.ID != "" {
 		id = rec.ID
 	}
-	return Agent{ID: id, Info: info, Address: rec.Address, Version: rec.Version, RegisteredAt: rec.RegisteredAt,
-		Principal: rec.Principal, TokenHash: rec.TokenHash, UnreachableAt: rec.UnreachableAt}, nil
+	a := Agent{ID: id, Info: info, Address: rec.Address, Version: rec.Version, RegisteredAt: rec.RegisteredAt,
+		Principal: rec.Principal, TokenHash: rec.TokenHash, UnreachableAt: rec.UnreachableAt}
+	for _, b := range rec.Reserved {
+		r := &mesos.Resource{}
+		if err := proto.Unmarshal(b, r); err != nil {
+			return Agent{}, fmt.Errorf("agent %s: reservation: %w", id, err)
+		}
+		a.Reserved = append(a.Reserved, r)
+	}
+	return a, nil
 }
 
 // EncodeFramework is a framework's stored form.

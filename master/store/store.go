@@ -24,7 +24,9 @@ var (
 	// bucketTasks holds one bucket per framework id of its completed
 	// tasks, keyed by task id.
 	bucketTasks = []byte("tasks")
-	keySchema   = []byte("schema")
+	// bucketSettings holds the operator's cluster settings by key.
+	bucketSettings = []byte("settings")
+	keySchema      = []byte("schema")
 )
 
 // schemaVersion is bumped when records change incompatibly; Open refuses a
@@ -50,6 +52,10 @@ type Agent struct {
 	// so that the agent is recognised when it returns and its tasks are
 	// handled as Mesos handles tasks of an unreachable agent.
 	UnreachableAt time.Time
+	// Reserved are the dynamic reservations the operator made on the
+	// agent (RESERVE_RESOURCES): applied to its resources each time it
+	// registers, since the agent itself knows only its static ones.
+	Reserved []*mesos.Resource
 }
 
 // Framework is a framework the master gave an id to.
@@ -90,7 +96,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketFrameworks, bucketTasks} {
+		for _, b := range [][]byte{bucketMeta, bucketAgents, bucketFrameworks, bucketTasks, bucketSettings} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -245,9 +251,15 @@ func (s *Store) Kind() string { return "local" }
 
 // Load reads the whole registry.
 func (s *Store) Load(context.Context) (*Snapshot, error) {
-	snap := &Snapshot{Tasks: make(map[string][]CompletedTask)}
+	snap := &Snapshot{Tasks: make(map[string][]CompletedTask), Settings: map[string][]byte{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
+		if err := tx.Bucket(bucketSettings).ForEach(func(k, v []byte) error {
+			snap.Settings[string(k)] = slices.Clone(v)
+			return nil
+		}); err != nil {
+			return err
+		}
 		if snap.Agents, err = readAgents(tx); err != nil {
 			return err
 		}
@@ -332,6 +344,14 @@ func applyOp(tx *bolt.Tx, op Op) error {
 		return nil
 	case RemoveTasks:
 		return deleteTasks(tx, op.FrameworkID)
+	case PutSetting:
+		if !ValidSettingKey(op.Key) {
+			return fmt.Errorf("setting key %q: %w", op.Key, errdefs.ErrInvalid)
+		}
+		if len(op.Value) == 0 {
+			return tx.Bucket(bucketSettings).Delete([]byte(op.Key))
+		}
+		return putKey(tx.Bucket(bucketSettings), op.Key, op.Value)
 	default:
 		return fmt.Errorf("unknown registry operation %T: %w", op, errdefs.ErrInvalid)
 	}

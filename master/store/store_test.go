@@ -103,3 +103,49 @@ func TestSecondOpenIsRefused(t *testing.T) {
 		t.Fatalf("second Open: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSettingsAndReservationsSurviveReopen: settings (weights, quota, the
+// maintenance schedule) and an agent's dynamic reservations are kept; an
+// empty setting removes it; a key that could not be a file or znode name
+// is refused.
+func TestSettingsAndReservationsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserved := &mesos.Resource{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(1)},
+		Reservations: []*mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_DYNAMIC.Enum(), Role: proto.String("web"), Principal: proto.String("ops")}}}
+	ops := []Op{
+		PutSetting{Key: "weights", Value: []byte(`{"web":2}`)},
+		PutSetting{Key: "quota", Value: []byte(`{}`)},
+		PutAgent{Agent: Agent{ID: "m-S0", Info: &mesos.AgentInfo{Hostname: proto.String("node1")}, Reserved: []*mesos.Resource{reserved}}},
+	}
+	if err := s.Apply(t.Context(), ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(t.Context(), []Op{PutSetting{Key: "quota"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "../x", "Weights", "a/b"} {
+		if err := s.Apply(t.Context(), []Op{PutSetting{Key: bad, Value: []byte("x")}}); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("key %q: %v", bad, err)
+		}
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	snap, err := s.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Settings) != 1 || string(snap.Settings["weights"]) != `{"web":2}` {
+		t.Fatalf("settings %q", snap.Settings)
+	}
+	if len(snap.Agents) != 1 || len(snap.Agents[0].Reserved) != 1 || !proto.Equal(snap.Agents[0].Reserved[0], reserved) {
+		t.Fatalf("agent reservations %v", snap.Agents)
+	}
+}

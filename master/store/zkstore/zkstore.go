@@ -120,10 +120,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) epochPath() string { return s.root + "/epoch" }
-func (s *Store) agentsDir() string { return s.root + "/agents" }
-func (s *Store) fwsDir() string    { return s.root + "/frameworks" }
-func (s *Store) tasksDir() string  { return s.root + "/tasks" }
+func (s *Store) epochPath() string   { return s.root + "/epoch" }
+func (s *Store) agentsDir() string   { return s.root + "/agents" }
+func (s *Store) fwsDir() string      { return s.root + "/frameworks" }
+func (s *Store) tasksDir() string    { return s.root + "/tasks" }
+func (s *Store) settingsDir() string { return s.root + "/settings" }
 
 // call runs a ZooKeeper call, giving up on it when ctx ends: go-zookeeper
 // calls take no context and wait for a reconnection.
@@ -178,7 +179,7 @@ func (s *Store) ensureBase(ctx context.Context) error {
 		p += "/" + part
 		dirs = append(dirs, p)
 	}
-	dirs = append(dirs, s.agentsDir(), s.fwsDir(), s.tasksDir())
+	dirs = append(dirs, s.agentsDir(), s.fwsDir(), s.tasksDir(), s.settingsDir())
 	for _, d := range dirs {
 		err := retry(ctx, func() error {
 			_, err := call(ctx, func() (string, error) { return s.conn.Create(d, nil, 0, s.acl) })
@@ -281,7 +282,7 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	}
 	exists := map[string]bool{}
 	children := map[string]map[string]bool{}
-	snap := &store.Snapshot{Tasks: map[string][]store.CompletedTask{}}
+	snap := &store.Snapshot{Tasks: map[string][]store.CompletedTask{}, Settings: map[string][]byte{}}
 
 	agentNames, err := s.list(ctx, s.agentsDir())
 	if err != nil {
@@ -295,12 +296,19 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	settingNames, err := s.list(ctx, s.settingsDir())
+	if err != nil {
+		return nil, err
+	}
 	var paths []string
 	for _, n := range agentNames {
 		paths = append(paths, s.agentsDir()+"/"+n)
 	}
 	for _, n := range fwNames {
 		paths = append(paths, s.fwsDir()+"/"+n)
+	}
+	for _, n := range settingNames {
+		paths = append(paths, s.settingsDir()+"/"+n)
 	}
 	for _, d := range taskDirs {
 		dir := s.tasksDir() + "/" + d
@@ -339,6 +347,8 @@ func (s *Store) Load(ctx context.Context) (*store.Snapshot, error) {
 				return nil, err
 			}
 			snap.Frameworks = append(snap.Frameworks, f)
+		case dir == s.settingsDir():
+			snap.Settings[name] = v
 		default:
 			t, err := store.DecodeTask(v)
 			if err != nil {
@@ -516,6 +526,15 @@ func (s *Store) translate(op store.Op, ov overlay) ([]any, int, error) {
 		del(s.tasksDir() + "/" + escape(op.FrameworkID) + "/" + escape(op.TaskID))
 	case store.RemoveTasks:
 		delTasks(op.FrameworkID)
+	case store.PutSetting:
+		if !store.ValidSettingKey(op.Key) {
+			return nil, 0, fmt.Errorf("setting key %q: %w", op.Key, errdefs.ErrInvalid)
+		}
+		if len(op.Value) == 0 {
+			del(s.settingsDir() + "/" + op.Key)
+		} else if err := put(s.settingsDir()+"/"+op.Key, op.Value); err != nil {
+			return nil, 0, err
+		}
 	default:
 		return nil, 0, fmt.Errorf("unknown registry operation %T: %w", op, errdefs.ErrInvalid)
 	}

@@ -166,3 +166,32 @@ func TestEscape(t *testing.T) {
 		})
 	}
 }
+
+// TestSettingsAndReservations: the ZooKeeper registry keeps settings and
+// dynamic reservations as the local one does, for the next leader.
+func TestSettingsAndReservations(t *testing.T) {
+	zk := zktest.Start(t)
+	url := zk.URL("/mesolite/reg")
+	s := open(t, url, "m1")
+	load(t, s)
+	reserved := &mesos.Resource{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(64)},
+		Reservations: []*mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_DYNAMIC.Enum(), Role: proto.String("db")}}}
+	if err := apply(s, store.PutSetting{Key: "weights", Value: []byte(`{"db":3}`)}, store.PutSetting{Key: "maintenance", Value: []byte(`{}`)},
+		store.PutAgent{Agent: store.Agent{ID: "a1", Info: &mesos.AgentInfo{Hostname: proto.String("h")}, Reserved: []*mesos.Resource{reserved}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(s, store.PutSetting{Key: "maintenance"}, store.PutSetting{Key: "weights", Value: []byte(`{"db":4}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(s, store.PutSetting{Key: "../escape", Value: []byte("x")}); err == nil {
+		t.Fatal("a setting key with a path in it was accepted")
+	}
+	next := open(t, url, "m2")
+	snap := load(t, next)
+	if len(snap.Settings) != 1 || string(snap.Settings["weights"]) != `{"db":4}` {
+		t.Fatalf("settings %q", snap.Settings)
+	}
+	if len(snap.Agents) != 1 || len(snap.Agents[0].Reserved) != 1 || !proto.Equal(snap.Agents[0].Reserved[0], reserved) {
+		t.Fatalf("agents %v", snap.Agents)
+	}
+}
