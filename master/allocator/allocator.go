@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"cmp"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -342,6 +343,18 @@ func (a *Allocator) clientFor(frameworkID, role string) *client {
 		return fw.clients[role]
 	}
 	return nil
+}
+
+// SetWeights replaces the role weights (UPDATE_WEIGHTS): a role not listed
+// weighs 1. Shares are recomputed on the next Cycle.
+func (a *Allocator) SetWeights(weights map[string]float64) {
+	a.weights = maps.Clone(weights)
+	for name, r := range a.roles {
+		r.weight = 1
+		if v, ok := a.weights[name]; ok && v > 0 {
+			r.weight = v
+		}
+	}
 }
 
 func (a *Allocator) role(name string) *roleState {

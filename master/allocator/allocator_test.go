@@ -98,6 +98,23 @@ func TestRoleWeights(t *testing.T) {
 	}
 }
 
+// TestSetWeights: weights changed at run time (UPDATE_WEIGHTS) decide the
+// next cycle, for roles known already and roles that come later.
+func TestSetWeights(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	a := New(Options{Now: clk.Now, Rand: rand.New(rand.NewPCG(3, 4)), Weights: map[string]float64{"heavy": 3}})
+	for i := range 8 {
+		a.AddAgent(fmt.Sprint("agent-", i), agentRes(4, 4096), true)
+	}
+	a.AddFramework("fw-heavy", Framework{Roles: []string{"heavy"}, Active: true})
+	a.SetWeights(map[string]float64{"light": 3})
+	a.AddFramework("fw-light", Framework{Roles: []string{"light"}, Active: true})
+	got := grants(a.Cycle())
+	if got["fw-light"] != 6 || got["fw-heavy"] != 2 {
+		t.Fatalf("grants = %v, want 6 for light (now 3) and 2 for heavy (now 1)", got)
+	}
+}
+
 func TestFiltersAndRefuseSeconds(t *testing.T) {
 	a, clk := newTest(t)
 	a.AddAgent("agent-1", agentRes(4, 4096), true)
