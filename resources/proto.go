@@ -52,6 +52,9 @@ func fromProto(r *mesos.Resource) (Resource, error) {
 		}
 	}
 	x := Resource{Name: r.GetName(), Role: role}
+	if role != Unreserved {
+		x.Dynamic, x.Principal = reservationKind(r)
+	}
 	switch r.GetType() {
 	case mesos.Value_SCALAR:
 		if r.Scalar == nil {
@@ -108,6 +111,20 @@ func fromProto(r *mesos.Resource) (Resource, error) {
 	return x, nil
 }
 
+// reservationKind says whether a reserved wire resource's newest
+// reservation is dynamic, and by whom.
+func reservationKind(r *mesos.Resource) (dynamic bool, principal string) {
+	if n := len(r.GetReservations()); n > 0 {
+		last := r.GetReservations()[n-1]
+		return last.GetType() == mesos.Resource_ReservationInfo_DYNAMIC, last.GetPrincipal()
+	}
+	if r.Reservation != nil {
+		// The pre-refinement field marks a dynamic reservation.
+		return true, r.GetReservation().GetPrincipal()
+	}
+	return false, ""
+}
+
 // ReservationRole is the role a wire resource is reserved for, "*" when it
 // is unreserved. It reads the newest field first: the last of
 // `reservations` (reservation refinement), then `reservation.role`, then
@@ -149,10 +166,14 @@ func (r Resources) ToProto(allocationRole string) []*mesos.Resource {
 			p.Set = &mesos.Value_Set{Item: slices.Clone(x.set)}
 		}
 		if x.Role != Unreserved {
-			p.Reservations = []*mesos.Resource_ReservationInfo{{
-				Type: mesos.Resource_ReservationInfo_STATIC.Enum(),
-				Role: proto.String(x.Role),
-			}}
+			ri := &mesos.Resource_ReservationInfo{Type: mesos.Resource_ReservationInfo_STATIC.Enum(), Role: proto.String(x.Role)}
+			if x.Dynamic {
+				ri.Type = mesos.Resource_ReservationInfo_DYNAMIC.Enum()
+				if x.Principal != "" {
+					ri.Principal = proto.String(x.Principal)
+				}
+			}
+			p.Reservations = []*mesos.Resource_ReservationInfo{ri}
 		}
 		if allocationRole != "" {
 			p.AllocationInfo = &mesos.Resource_AllocationInfo{Role: proto.String(allocationRole)}

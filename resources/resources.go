@@ -56,7 +56,12 @@ type Range struct {
 type Resource struct {
 	Name string
 	Role string
-	Kind Kind
+	// Dynamic reservations were made by an operator or a framework
+	// (RESERVE) rather than by the agent's --resources, by Principal;
+	// resources reserved differently are different resources, as in Mesos.
+	Dynamic   bool
+	Principal string
+	Kind      Kind
 	// milli is a scalar value in thousandths.
 	milli  int64
 	ranges []Range  // sorted, disjoint and not adjacent
@@ -149,6 +154,15 @@ func compareKey(a, b *Resource) int {
 		return c
 	}
 	if c := strings.Compare(a.Role, b.Role); c != 0 {
+		return c
+	}
+	if a.Dynamic != b.Dynamic {
+		if a.Dynamic {
+			return 1
+		}
+		return -1
+	}
+	if c := strings.Compare(a.Principal, b.Principal); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Kind, b.Kind)
@@ -360,7 +374,7 @@ func (r Resources) Flatten() Resources {
 	}
 	out := make(Resources, len(r))
 	for i, x := range r {
-		x.Role = Unreserved
+		x.Role, x.Dynamic, x.Principal = Unreserved, false, ""
 		out[i] = x
 	}
 	return Of(out...)

@@ -249,3 +249,44 @@ func TestValidateRole(t *testing.T) {
 		}
 	}
 }
+
+// TestDynamicReservations: a dynamic reservation is a resource of its own
+// (not merged with the static one of the same role, nor with one by
+// another principal), survives the wire both ways and is dropped by
+// Flatten.
+func TestDynamicReservations(t *testing.T) {
+	dyn := func(role, principal string, v float64) *mesos.Resource {
+		return &mesos.Resource{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(v)},
+			Reservations: []*mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_DYNAMIC.Enum(), Role: proto.String(role), Principal: proto.String(principal)}}}
+	}
+	static := &mesos.Resource{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(1)},
+		Reservations: []*mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_STATIC.Enum(), Role: proto.String("web")}}}
+	rs, err := FromProto([]*mesos.Resource{static, dyn("web", "ops", 2), dyn("web", "ops", 0.5), dyn("web", "dev", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 {
+		t.Fatalf("want static, dynamic by dev and dynamic by ops apart: %+v", rs)
+	}
+	back, err := FromProto(rs.ToProto(""))
+	if err != nil || !back.Equal(rs) {
+		t.Fatalf("round trip: %v %+v", err, back)
+	}
+	var ops *mesos.Resource
+	for _, p := range rs.ToProto("") {
+		if p.GetReservations()[0].GetPrincipal() == "ops" {
+			ops = p
+		}
+	}
+	if ops == nil || ops.GetReservations()[0].GetType() != mesos.Resource_ReservationInfo_DYNAMIC || ops.GetScalar().GetValue() != 2.5 {
+		t.Fatalf("dynamic reservation on the wire: %v", ops)
+	}
+	if flat := rs.Flatten(); len(flat) != 1 || flat.Scalar("cpus") != 4.5 {
+		t.Fatalf("Flatten: %+v", flat)
+	}
+	// Taking the dynamic part away leaves the static one.
+	left := rs.Subtract(Of(Resource{Name: "cpus", Role: "web", Dynamic: true, Principal: "ops", Kind: Scalar, milli: 2500}))
+	if len(left) != 2 || left.Scalar("cpus") != 2 {
+		t.Fatalf("after unreserving the ops part: %+v", left)
+	}
+}
