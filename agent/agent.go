@@ -20,6 +20,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/internal/loglevel"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
@@ -58,6 +59,15 @@ type Config struct {
 	ExtraHandlers map[string]http.Handler
 	// Wrap, when set, wraps read-only endpoints (state, files) for access control.
 	Wrap func(http.Handler) http.Handler
+	// ReadWriteAuth, when set, wraps the operator API's calls that change
+	// the agent or run processes in its containers (SET_LOGGING_LEVEL,
+	// LAUNCH_NESTED_CONTAINER_SESSION, ATTACH_CONTAINER_INPUT, KILL_...)
+	// [--authenticate_http_readwrite with --http_credentials]. nil lets
+	// them through, as a Mesos agent without the flag does.
+	ReadWriteAuth func(http.Handler) http.Handler
+	// LoggingLevel is the level of the agent's logger, which the operator
+	// API's SET_LOGGING_LEVEL moves for a while; nil: a fixed level.
+	LoggingLevel *slog.LevelVar
 	// GC collects the sandboxes of ended executors; nil disables collection.
 	GC SandboxGC
 	// Collected tells the files API which sandboxes the GC removed.
@@ -140,6 +150,7 @@ type Agent struct {
 	metrics    agentMetrics
 	files      *sandbox.FilesHandler
 	tokens     *executorTokens
+	levels     loglevel.Control
 	// gone are frameworks the master removed, with when (bounded).
 	gone map[string]time.Time
 
@@ -371,6 +382,7 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	if a.tokens, err = loadExecutorTokens(filepath.Join(a.meta.root, "executor_secret_key")); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a.levels.Init(cfg.LoggingLevel)
 	a.base, a.stop = context.WithCancel(context.Background())
 	a.sum = newStatusUpdates(cfg.Logger, a.forwardUpdate)
 	a.sum.onTerminalAcked = a.terminalAcked

@@ -316,14 +316,33 @@ func (a *Agent) completeContainerStatus(st *mesos.TaskStatus, cid string) {
 	if cs.GetContainerId().GetValue() == "" {
 		cs.ContainerId = &mesos.ContainerID{Value: proto.String(cid)}
 	}
-	if len(cs.GetNetworkInfos()) == 0 && a.cfg.AdvertiseIP != "" {
-		family := mesos.NetworkInfo_IPv4
-		if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.To4() == nil {
-			family = mesos.NetworkInfo_IPv6
-		}
-		cs.NetworkInfos = []*mesos.NetworkInfo{{IpAddresses: []*mesos.NetworkInfo_IPAddress{{
-			Protocol: family.Enum(), IpAddress: proto.String(a.cfg.AdvertiseIP)}}}}
+	if len(cs.GetNetworkInfos()) == 0 {
+		cs.NetworkInfos = a.agentNetwork()
 	}
+}
+
+// agentNetwork is the agent's address as a NetworkInfo: where a container
+// on the host's network is reached. nil when the agent has none to say.
+func (a *Agent) agentNetwork() []*mesos.NetworkInfo {
+	if a.cfg.AdvertiseIP == "" {
+		return nil
+	}
+	family := mesos.NetworkInfo_IPv4
+	if ip := net.ParseIP(a.cfg.AdvertiseIP); ip != nil && ip.To4() == nil {
+		family = mesos.NetworkInfo_IPv6
+	}
+	return []*mesos.NetworkInfo{{IpAddresses: []*mesos.NetworkInfo_IPAddress{{
+		Protocol: family.Enum(), IpAddress: proto.String(a.cfg.AdvertiseIP)}}}}
+}
+
+// containerStatus is an executor container's status as GET_CONTAINERS
+// shows it: its id, the agent's address, its root process.
+func (a *Agent) containerStatus(cid string, pid int) *mesos.ContainerStatus {
+	cs := &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String(cid)}, NetworkInfos: a.agentNetwork()}
+	if pid > 0 {
+		cs.ExecutorPid = proto.Uint32(uint32(pid))
+	}
+	return cs
 }
 
 func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {

@@ -68,8 +68,8 @@ func (a *Agent) ensureFilesHandlerLocked() {
 	}
 }
 
-// Handler is the agent's HTTP surface: the executor API, the files API,
-// state, health, usage statistics and metrics.
+// Handler is the agent's HTTP surface: the executor and operator APIs,
+// the files API, state, health, usage statistics and metrics.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	ro := a.cfg.Wrap
@@ -77,6 +77,11 @@ func (a *Agent) Handler() http.Handler {
 		ro = func(h http.Handler) http.Handler { return h }
 	}
 	mux.HandleFunc("/api/v1/executor", a.serveExecutorAPI)
+	// The operator API: every call behind the read-only authentication,
+	// those that change things behind the read-write one too (operator.go).
+	operator := ro(http.HandlerFunc(a.serveOperator))
+	mux.Handle("/api/v1", operator)
+	mux.Handle("/slave(1)/api/v1", operator)
 	streams := newStreamLimiter(streamsTotal, streamsPerIP)
 	isStream := func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/files/stream") }
 	mux.Handle("/files/", ro(streams.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,42 +127,44 @@ func resourcesMap(rs []*mesos.Resource) map[string]any {
 	return res.Model()
 }
 
-// serveState answers /state: a snapshot built under the agent's lock,
-// encoded and written to the client outside it (a slow client must not
-// stall the agent).
+// serveState answers /state: a snapshot taken under the agent's lock
+// (the same one the operator API's GET_STATE renders), turned into JSON
+// and written to the client outside it (a slow client must not stall the
+// agent).
 func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	taskJSON := func(fwID string, es *executorState, ts *taskState) map[string]any {
+	s := a.stateSnapshot()
+	taskJSON := func(fwID string, ts taskSnap) map[string]any {
+		t := ts.task
 		j := map[string]any{
-			"id": ts.info.GetTaskId().GetValue(), "name": ts.info.GetName(), "framework_id": fwID,
-			"executor_id": es.info.GetExecutorId().GetValue(), "slave_id": a.agentID,
-			"state": ts.state.String(), "resources": resourcesMap(ts.info.GetResources()),
-			"statuses": model.TaskStatuses(ts.statuses),
+			"id": t.GetTaskId().GetValue(), "name": t.GetName(), "framework_id": fwID,
+			"executor_id": ts.exID, "slave_id": s.agentID,
+			"state": t.GetState().String(), "resources": resourcesMap(t.GetResources()),
+			"statuses": model.TaskStatuses(t.GetStatuses()),
 		}
-		if l := ts.info.GetLabels(); l != nil {
+		if l := t.GetLabels(); l != nil {
 			j["labels"] = model.Labels(l)
 		}
-		if d := ts.info.GetDiscovery(); d != nil {
+		if d := t.GetDiscovery(); d != nil {
 			j["discovery"] = model.Proto(d)
 		}
-		if c := ts.info.GetContainer(); c != nil {
+		if c := t.GetContainer(); c != nil {
 			j["container"] = model.Proto(c)
 		}
 		return j
 	}
-	exJSON := func(fwID string, es *executorState) map[string]any {
+	exJSON := func(fwID string, es executorSnap) map[string]any {
 		var tasks, queued, completed []map[string]any
 		for _, ts := range es.launched {
-			tasks = append(tasks, taskJSON(fwID, es, ts))
+			tasks = append(tasks, taskJSON(fwID, ts))
 		}
 		for _, ts := range es.queued {
-			queued = append(queued, taskJSON(fwID, es, ts))
+			queued = append(queued, taskJSON(fwID, ts))
 		}
 		for _, ts := range es.terminal {
-			completed = append(completed, taskJSON(fwID, es, ts))
+			completed = append(completed, taskJSON(fwID, ts))
 		}
 		for _, ts := range es.finished {
-			completed = append(completed, taskJSON(fwID, es, ts))
+			completed = append(completed, taskJSON(fwID, ts))
 		}
 		return map[string]any{
 			"id": es.info.GetExecutorId().GetValue(), "name": es.info.GetName(), "source": es.info.GetSource(),
@@ -167,29 +174,26 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 			"completed_tasks": nonNil(completed), "subscribed": es.phase == phaseRunning, "phase": es.phase.String(),
 		}
 	}
-	fwJSON := func(fwID string, fw *framework) map[string]any {
+	fwJSON := func(f frameworkSnap) map[string]any {
 		var exs, done []map[string]any
-		for _, es := range fw.executors {
-			exs = append(exs, exJSON(fwID, es))
+		for _, es := range f.executors {
+			exs = append(exs, exJSON(f.id, es))
 		}
-		for _, es := range fw.completed {
-			done = append(done, exJSON(fwID, es))
+		for _, es := range f.completed {
+			done = append(done, exJSON(f.id, es))
 		}
 		return map[string]any{
-			"id": fwID, "name": fw.info.GetName(), "user": fw.info.GetUser(), "role": fw.info.GetRole(),
-			"checkpoint": fw.info.GetCheckpoint(), "executors": nonNil(exs), "completed_executors": nonNil(done),
+			"id": f.id, "name": f.info.GetName(), "user": f.info.GetUser(), "role": f.info.GetRole(),
+			"checkpoint": f.info.GetCheckpoint(), "executors": nonNil(exs), "completed_executors": nonNil(done),
 		}
 	}
 	var fws, done []map[string]any
-	for id, fw := range a.frameworks {
-		fws = append(fws, fwJSON(id, fw))
+	for _, f := range s.frameworks {
+		fws = append(fws, fwJSON(f))
 	}
-	for _, fw := range a.completed {
-		done = append(done, fwJSON(fw.info.GetId().GetValue(), fw))
+	for _, f := range s.completed {
+		done = append(done, fwJSON(f))
 	}
-	a.master.mu.Lock()
-	masterAddr := a.master.addr
-	a.master.mu.Unlock()
 	attrs := map[string]any{}
 	for _, at := range a.cfg.Attributes {
 		switch at.GetType() {
@@ -201,18 +205,17 @@ func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	state := map[string]any{
 		"version":              a.cfg.Version,
-		"id":                   a.agentID,
+		"id":                   s.agentID,
 		"pid":                  "slave(1)@" + a.Endpoint(),
 		"hostname":             a.cfg.Hostname,
 		"start_time":           float64(a.start.UnixNano()) / 1e9,
 		"resources":            resourcesMap(a.cfg.Resources),
 		"attributes":           attrs,
-		"master_hostname":      masterAddr,
+		"master_hostname":      s.masterAddr,
 		"flags":                a.cfg.Flags,
 		"frameworks":           nonNil(fws),
 		"completed_frameworks": nonNil(done),
 	}
-	a.mu.Unlock()
 	writeJSON(w, state)
 }
 
@@ -225,6 +228,7 @@ func nonNil(v []map[string]any) []map[string]any {
 
 type containerRef struct {
 	fwID, exID, name, source, cid string
+	pid                           int               // the container's root process on the host
 	res                           []*mesos.Resource // what the container holds
 }
 
@@ -235,7 +239,7 @@ func (a *Agent) liveContainers() []containerRef {
 	for fwID, fw := range a.frameworks {
 		for exID, es := range fw.executors {
 			if es.live() && es.handle != nil {
-				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID, es.resources})
+				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID, es.handle.Pid, es.resources})
 			}
 		}
 	}
@@ -244,6 +248,12 @@ func (a *Agent) liveContainers() []containerRef {
 }
 
 func (a *Agent) usage(ctx context.Context, c containerRef) json.RawMessage {
+	return model.Proto(a.usageProto(ctx, c))
+}
+
+// usageProto is the container's statistics, as /monitor/statistics and
+// GET_CONTAINERS show them.
+func (a *Agent) usageProto(ctx context.Context, c containerRef) *mesos.ResourceStatistics {
 	st, err := a.cz.Usage(ctx, c.cid)
 	if err != nil || st == nil {
 		st = &mesos.ResourceStatistics{Timestamp: proto.Float64(float64(time.Now().UnixNano()) / 1e9)}
@@ -259,7 +269,7 @@ func (a *Agent) usage(ctx context.Context, c containerRef) json.RawMessage {
 			st.MemLimitBytes = proto.Uint64(uint64(res.Scalar("mem") * (1 << 20)))
 		}
 	}
-	return model.Proto(st)
+	return st
 }
 
 // serveStatistics is Mesos's /monitor/statistics.

@@ -123,7 +123,7 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.startTime = m.clock.Now()
 	m.ops.init()
-	m.ops.levels.init(cfg.LoggingLevel)
+	m.ops.levels.Init(cfg.LoggingLevel)
 	fwAuth, agentAuth, err := newAuthenticators(&cfg)
 	if err != nil {
 		return nil, err

@@ -234,7 +234,7 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		resp.Type, resp.GetMetrics = masterpb.Response_GET_METRICS.Enum(), out
 	case masterpb.Call_GET_LOGGING_LEVEL:
 		resp.Type = masterpb.Response_GET_LOGGING_LEVEL.Enum()
-		resp.GetLoggingLevel = &masterpb.Response_GetLoggingLevel{Level: proto.Uint32(m.ops.levels.get())}
+		resp.GetLoggingLevel = &masterpb.Response_GetLoggingLevel{Level: proto.Uint32(m.ops.levels.Get())}
 	case masterpb.Call_SET_LOGGING_LEVEL:
 		return nil, m.setLoggingLevel(r, call.GetSetLoggingLevel())
 	case masterpb.Call_TEARDOWN:

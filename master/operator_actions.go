@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/agentpb"
@@ -16,6 +14,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/loglevel"
 	"github.com/mesolite/mesolite/master/store"
 	"google.golang.org/protobuf/proto"
 )
@@ -30,79 +29,16 @@ func operatorPrincipal(r *http.Request) string {
 
 // ---- logging level ----
 
-// maxLoggingLevelDuration bounds SET_LOGGING_LEVEL's duration, so a typo
-// cannot leave a master logging at DEBUG for a century.
-const maxLoggingLevelDuration = 30 * 24 * time.Hour
-
-// levelControl moves the master's log level for SET_LOGGING_LEVEL and
-// moves it back. Mesos's level is glog's verbosity: 0 is the default,
-// higher is more verbose. Here 0 is the level the master started with
-// (--logging_level), 1 is DEBUG, and each level above goes one slog level
-// below DEBUG.
-type levelControl struct {
-	mu     sync.Mutex
-	v      *slog.LevelVar // nil: the level cannot be changed
-	base   slog.Level
-	revert *time.Timer
-}
-
-func (l *levelControl) init(v *slog.LevelVar) {
-	l.v = v
-	if v != nil {
-		l.base = v.Level()
-	}
-}
-
-// get is the current level as Mesos's verbosity.
-func (l *levelControl) get() uint32 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.v == nil {
-		return 0
-	}
-	cur := l.v.Level()
-	if cur == l.base || cur > slog.LevelDebug {
-		return 0
-	}
-	return uint32(slog.LevelDebug-cur) + 1
-}
-
-// set makes the level verbosity for d, then reverts to the starting level;
-// a later set replaces an earlier one's revert.
-func (l *levelControl) set(verbosity uint32, d time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	level := l.base
-	if verbosity > 0 {
-		// Capped far below where slog.Level would wrap.
-		level = min(l.base, slog.LevelDebug-slog.Level(min(verbosity, 64)-1))
-	}
-	l.v.Set(level)
-	if l.revert != nil {
-		l.revert.Stop()
-	}
-	var t *time.Timer
-	t = time.AfterFunc(d, func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.revert == t {
-			l.v.Set(l.base)
-			l.revert = nil
-		}
-	})
-	l.revert = t
-}
-
 func (m *Master) setLoggingLevel(r *http.Request, c *masterpb.Call_SetLoggingLevel) error {
-	if m.ops.levels.v == nil {
+	if !m.ops.levels.Adjustable() {
 		return httpErr(http.StatusNotImplemented, "This master's logging level is fixed: it was started without an adjustable level")
 	}
 	d := time.Duration(c.GetDuration().GetNanoseconds())
 	if d <= 0 {
 		return httpErr(http.StatusBadRequest, "'set_logging_level.duration' must be positive")
 	}
-	d = min(d, maxLoggingLevelDuration)
-	m.ops.levels.set(c.GetLevel(), d)
+	d = min(d, loglevel.MaxDuration)
+	m.ops.levels.Set(c.GetLevel(), d)
 	// Logged at WARN, so it shows whatever the level was.
 	m.log.Warn("logging level changed by the operator", "level", c.GetLevel(), "duration", d, "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/internal/loglevel"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -50,7 +51,7 @@ type operatorHub struct {
 	// which costs nothing while no agent is gone.
 	goneCount atomic.Int64
 
-	levels levelControl
+	levels loglevel.Control
 }
 
 type announcedAgent struct {

@@ -185,7 +185,12 @@ func (h *FilesHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // open resolves the request's path parameter and checks authorization.
 func (h *FilesHandler) open(r *http.Request, q queryValues) (*Target, error) {
-	t, err := h.resolver.Resolve(q.get("path"))
+	return h.openPath(r, q.get("path"))
+}
+
+// openPath resolves a virtual path and checks r's authorization for it.
+func (h *FilesHandler) openPath(r *http.Request, p string) (*Target, error) {
+	t, err := h.resolver.Resolve(p)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +240,28 @@ func (h *FilesHandler) browse(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := h.open(r, q)
+	out := []byte{'['}
+	first := true
+	err = h.list(r, q.get("path"), func(virtual string, fi fs.FileInfo) {
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = h.appendFileInfo(out, virtual, fi)
+	})
+	if err != nil {
+		return err
+	}
+	out = append(out, ']')
+	writeJSON(w, out, jsonp)
+	return nil
+}
+
+// list calls each for every entry of the directory p, in name order, with
+// the entry's virtual path; a file lists nothing (Mesos's answer to
+// browsing a file is an empty list).
+func (h *FilesHandler) list(r *http.Request, p string, each func(virtual string, fi fs.FileInfo)) error {
+	t, err := h.openPath(r, p)
 	if err != nil {
 		return err
 	}
@@ -244,40 +270,105 @@ func (h *FilesHandler) browse(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []byte{'['}
-	if fi.IsDir() {
-		// Mesos lists a directory; browsing a file gives an empty list.
-		dir, err := t.root.Open(t.Rel)
-		if err != nil {
-			return classify(err, t.Virtual)
-		}
-		names, err := dir.Readdirnames(-1)
-		dir.Close()
-		if err != nil {
-			return fmt.Errorf("%s: list: %w", t.Virtual, err)
-		}
-		slices.Sort(names)
-		first := true
-		for _, name := range names {
-			rel := path.Join(t.Rel, name)
-			efi, err := t.root.Stat(rel)
-			if err != nil {
-				// A dangling link, or one leading out of the sandbox:
-				// show the link itself, never what it points at.
-				if efi, err = t.root.Lstat(rel); err != nil {
-					continue
-				}
-			}
-			if !first {
-				out = append(out, ',')
-			}
-			first = false
-			out = h.appendFileInfo(out, t.Virtual+"/"+name, efi)
-		}
+	if !fi.IsDir() {
+		return nil
 	}
-	out = append(out, ']')
-	writeJSON(w, out, jsonp)
+	dir, err := t.root.Open(t.Rel)
+	if err != nil {
+		return classify(err, t.Virtual)
+	}
+	names, err := dir.Readdirnames(-1)
+	dir.Close()
+	if err != nil {
+		return fmt.Errorf("%s: list: %w", t.Virtual, err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		rel := path.Join(t.Rel, name)
+		efi, err := t.root.Stat(rel)
+		if err != nil {
+			// A dangling link, or one leading out of the sandbox:
+			// show the link itself, never what it points at.
+			if efi, err = t.root.Lstat(rel); err != nil {
+				continue
+			}
+		}
+		each(t.Virtual+"/"+name, efi)
+	}
 	return nil
+}
+
+// FileEntry is one entry of a sandbox listing, what Mesos's FileInfo
+// holds.
+type FileEntry struct {
+	// Path is the entry's virtual path (/frameworks/.../runs/latest/x).
+	Path  string
+	Nlink uint64
+	Size  int64
+	Mtime time.Time
+	// Mode is st_mode: the file type and permission bits.
+	Mode uint32
+	// UID and GID are the owner's names when the host knows them, else
+	// the numbers.
+	UID, GID string
+}
+
+// Browse lists the directory p (a virtual path) with the rules of
+// /files/browse: the same resolution, refusals and authorization (r is
+// the request asked on behalf of), and the same entries. Errors carry
+// /files/browse's classes (ErrForbidden for a path out of its sandbox,
+// ErrNotFound, ErrGone).
+func (h *FilesHandler) Browse(r *http.Request, p string) ([]FileEntry, error) {
+	out := []FileEntry{}
+	err := h.list(r, p, func(virtual string, fi fs.FileInfo) {
+		e := FileEntry{Path: virtual, Nlink: 1, Size: fi.Size(), Mtime: fi.ModTime(), Mode: uint32(fi.Mode().Perm())}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.Nlink, e.Mode = uint64(st.Nlink), st.Mode
+			e.UID, e.GID = h.names.user(st.Uid), h.names.group(st.Gid)
+		}
+		out = append(out, e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Read reads the file p (a virtual path) with the rules of /files/read:
+// at most length bytes from offset (length -1: as much as the cap allows;
+// the cap is FilesOptions.MaxReadLength), only regular files the sandbox
+// alone holds, the same authorization. It returns the data and the file's
+// size; an offset at or past the end reads nothing. Errors as Browse's,
+// and ErrInvalid for a directory or a file that is not regular.
+func (h *FilesHandler) Read(r *http.Request, p string, offset, length int64) ([]byte, int64, error) {
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("negative offset provided: %d: %w", offset, errdefs.ErrInvalid)
+	}
+	t, err := h.openPath(r, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer t.Close()
+	f, fi, err := openRegular(t, "read")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	size := fi.Size()
+	n := size - offset
+	if length >= 0 && length < n {
+		n = length
+	}
+	n = min(n, int64(h.opts.MaxReadLength))
+	if n <= 0 {
+		return []byte{}, size, nil
+	}
+	data := make([]byte, n)
+	got, err := f.ReadAt(data, offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, fmt.Errorf("%s: read: %w", t.Virtual, err)
+	}
+	return data[:got], size, nil
 }
 
 func (h *FilesHandler) read(w http.ResponseWriter, r *http.Request) error {

@@ -57,7 +57,7 @@ type agentFlags struct {
 	loggerMaxFiles                               *int
 	gcDelay, diskWatch                           *time.Duration
 	gcHeadroom                                   *float64
-	authReadonly                                 *bool
+	authReadonly, authReadwrite                  *bool
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat                      *string
 	switchUser, authExecutors, allowRootTasks    *bool
@@ -111,7 +111,10 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.gcDelay = fs.Duration("gc_delay", 7*24*time.Hour, "maximum time an ended executor's sandbox is kept (less under disk pressure)")
 	f.gcHeadroom = fs.Float64("gc_disk_headroom", 0.1, "fraction of disk to keep free: sandboxes age faster as usage approaches it")
 	f.diskWatch = fs.Duration("disk_watch_interval", time.Minute, "how often disk usage is checked for sandbox collection")
-	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, files, metrics, UI)")
+	f.authReadonly = fs.Bool("authenticate_http_readonly", false, "require credentials for the read-only endpoints (state, files, metrics, UI, the operator API)")
+	f.authReadwrite = fs.Bool("authenticate_http_readwrite", false, "require credentials for the operator API's calls that change the agent or run processes in\n"+
+		"its containers (LAUNCH_NESTED_CONTAINER_SESSION, i.e. mesolite exec; ATTACH_CONTAINER_INPUT, SET_LOGGING_LEVEL, ...);\n"+
+		"without it anyone who reaches the agent's port may run commands in its tasks")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication: {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]}")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
 	f.maxCompletedExecutors = fs.Int("max_completed_executors_per_framework", 150, "ended executors of each framework kept in /state")
@@ -134,8 +137,9 @@ func (f *agentFlags) values() map[string]string {
 	return m
 }
 
-// buildAgent turns parsed flags into a running-ready agent.
-func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.Agent, error) {
+// buildAgent turns parsed flags into a running-ready agent. level is the
+// logger's level, which the operator API may move; nil keeps it fixed.
+func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *slog.LevelVar) (*agent.Agent, error) {
 	// Everything below (the sandbox collector first) expects the work
 	// directory to exist, as it does from the second start on.
 	if err := os.MkdirAll(*f.workDir, 0o755); err != nil {
@@ -186,6 +190,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		MasterTLS:                         masterTLS,
 		Flags:                             f.values(),
 		Logger:                            log,
+		LoggingLevel:                      level,
 	}
 	if st.server != nil {
 		cfg.ExecutorCAFile = st.clusterCA
@@ -229,6 +234,17 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger) (*agent.A
 		return nil, fmt.Errorf("http authentication: %w", err)
 	}
 	cfg.Wrap = auth.Wrap
+	if *f.authReadwrite {
+		rw, err := httpauth.New(httpauth.Options{
+			Enabled: true, Realm: httpauth.AgentReadwriteRealm, CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("http authentication: %w", err)
+		}
+		cfg.ReadWriteAuth = rw.Wrap
+	} else {
+		log.Warn("--authenticate_http_readwrite is off: anyone who can reach this agent's port may run commands in its tasks (mesolite exec, LAUNCH_NESTED_CONTAINER_SESSION) as the tasks' users")
+	}
 	cfg.ExtraHandlers = map[string]http.Handler{"/": auth.Wrap(webui.Agent(webui.Options{}))}
 	if *f.credential != "" {
 		c, err := httpauth.LoadCredential(*f.credential)
@@ -442,8 +458,8 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "mesolite agent:", err)
 		return 2
 	}
-	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
-	a, err := f.buildAgent(ctx, log)
+	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
+	a, err := f.buildAgent(ctx, log, level)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite agent:", err)
 		return 1

@@ -62,7 +62,7 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	*f.master = masterAddr
 	*f.workDir = filepath.Join(root, "agent")
-	a, err := f.buildAgent(ctx, log.With("process", "agent"))
+	a, err := f.buildAgent(ctx, log.With("process", "agent"), nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite local: agent:", err)
 		return 1
