@@ -112,6 +112,10 @@ func Subscribe(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		return nil, err
 	}
+	// Recorded before Subscribe returns, not when the event loop gets to
+	// it: a caller may ask for FrameworkID or make a call (RECONCILE,
+	// say) at once, before it has read SUBSCRIBED from Events.
+	c.connected(s)
 	go c.run(life, s)
 	return c, nil
 }
@@ -353,6 +357,7 @@ func (c *Client) run(ctx context.Context, s *stream) {
 			}
 			return
 		}
+		c.connected(s)
 	}
 }
 
@@ -402,9 +407,9 @@ func (c *Client) connected(s *stream) {
 }
 
 // serve delivers the events of one stream until it ends, and says why.
+// The stream was recorded (connected) by whoever subscribed it.
 func (c *Client) serve(ctx context.Context, s *stream) error {
 	defer s.close()
-	c.connected(s)
 	c.log.Info("subscribed", "master", s.master, "framework_id", c.FrameworkID())
 	if !c.deliver(ctx, s.first) {
 		return ctx.Err()
@@ -444,7 +449,7 @@ func (c *Client) serve(ctx context.Context, s *stream) error {
 
 		switch ev.GetType() {
 		case schedv1.Event_SUBSCRIBED:
-			c.connected(&stream{master: s.master, streamID: s.streamID, first: ev})
+			c.connected(&stream{master: s.master, scheme: s.scheme, streamID: s.streamID, first: ev})
 		case schedv1.Event_ERROR:
 			c.deliver(ctx, ev)
 			return fmt.Errorf("master at %s sent ERROR: %s: %w", s.master, ev.GetError().GetMessage(), errdefs.ErrForbidden)
