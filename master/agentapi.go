@@ -179,8 +179,9 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 			registeredAt = known.registeredTime
 		}
 	} else if u := m.unreachable[reg.id]; u != nil {
-		// An agent removed earlier comes back: its id is still its own.
-		known = &agent{id: reg.id, principal: u.rec.Principal, tokenHash: u.rec.TokenHash}
+		// An agent removed earlier comes back: its id is still its own,
+		// and so are the reservations made on it.
+		known = &agent{id: reg.id, principal: u.rec.Principal, tokenHash: u.rec.TokenHash, reserved: storedReservations(u.rec)}
 		if err := agentMayRegister(known, reg); err != nil {
 			m.mu.Unlock()
 			m.log.Warn("REGISTER with the id of an unreachable agent refused", "agent_id", reg.id, "principal", reg.principal, "remote_addr", r.RemoteAddr, "reason", err.Error())
@@ -208,8 +209,12 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 	// master, this one after a restart or the next leader, forgets an id
 	// it handed out. Queued under the lock, so the registry sees it in
 	// the order of the books; waited for outside it.
+	var reserved []*mesos.Resource
+	if known != nil {
+		reserved = known.reserved.ToProto("")
+	}
 	done := m.persist(store.PutAgent{Agent: store.Agent{ID: reg.id, Info: proto.Clone(reg.info).(*mesos.AgentInfo), Address: reg.addr, Version: reg.version,
-		RegisteredAt: registeredAt, Principal: principal, TokenHash: reg.tokenHash}})
+		RegisteredAt: registeredAt, Principal: principal, TokenHash: reg.tokenHash, Reserved: reserved}})
 	m.mu.Unlock()
 	if err := <-done; err != nil {
 		m.log.Error("cannot persist agent", "agent_id", reg.id, "error", err)
@@ -258,7 +263,8 @@ func (m *Master) fillAgent(a *agent, info *mesos.AgentInfo, addr, version string
 		a.ip = host
 		a.port, _ = strconv.Atoi(port)
 	}
-	a.total, _ = resources.FromProto(info.GetResources())
+	total, _ := resources.FromProto(info.GetResources())
+	a.total = m.withReservations(a, total)
 }
 
 // admitAgent installs a registration: a new agent, or an agent coming back
@@ -291,6 +297,9 @@ func (m *Master) admitAgent(reg *registration, s *stream, expect *agent) error {
 		a = newAgent(reg.id)
 		a.registeredTime = now
 		m.agents[a.id] = a
+		if u := m.unreachable[reg.id]; u != nil {
+			a.reserved = storedReservations(u.rec)
+		}
 		switch {
 		case returning:
 			log.Warn("agent re-registered after it was removed as unreachable", "tasks", len(reg.reg.GetTasks()))
@@ -764,8 +773,8 @@ func (m *Master) agentCall(r *http.Request, call *agentpb.Call) error {
 		info := proto.Clone(a.info).(*mesos.AgentInfo)
 		info.Resources = ur.GetResources()
 		a.info = info
-		a.total = total
-		m.alloc.UpdateAgent(a.id, total)
+		a.total = m.withReservations(a, total)
+		m.alloc.UpdateAgent(a.id, a.total)
 		m.persist(store.PutAgent{Agent: agentRecord(a)})
 		m.log.Info("agent resources updated", "agent_id", a.id, "resources", total.String())
 		m.triggerAllocation()

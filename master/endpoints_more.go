@@ -55,7 +55,13 @@ func (m *Master) routeMore(mux *http.ServeMux) {
 		}, "UPDATE_QUOTA"))
 	}
 	for _, p := range []string{"/master/weights", "/weights"} {
-		mux.HandleFunc(p, m.notChanging(m.handleWeights, "UPDATE_WEIGHTS"))
+		mux.HandleFunc(p, m.handleWeights)
+	}
+	for _, p := range []string{"/master/reserve", "/reserve"} {
+		mux.HandleFunc(p, m.handleReservation(masterpb.Call_RESERVE_RESOURCES))
+	}
+	for _, p := range []string{"/master/unreserve", "/unreserve"} {
+		mux.HandleFunc(p, m.handleReservation(masterpb.Call_UNRESERVE_RESOURCES))
 	}
 	mux.HandleFunc("/logging/toggle", m.handleLoggingToggle)
 }
@@ -98,20 +104,69 @@ func (m *Master) handleRoles(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, map[string]any{"roles": out})
 }
 
-// handleWeights is GET /master/weights: the --weights given, as Mesos's
-// list of WeightInfo.
+// handleWeights is /master/weights: GET lists the role weights in force as
+// Mesos's list of WeightInfo; PUT with such a list is UPDATE_WEIGHTS.
 func (m *Master) handleWeights(w http.ResponseWriter, r *http.Request) {
-	out := []any{}
-	for _, role := range slices.Sorted(func(yield func(string) bool) {
-		for k := range m.cfg.Weights {
-			if !yield(k) {
-				return
-			}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		m.mu.Lock()
+		weights := m.getWeightsLocked()
+		m.mu.Unlock()
+		out := []any{}
+		for _, wi := range weights.GetWeightInfos() {
+			out = append(out, map[string]any{"role": wi.GetRole(), "weight": wi.GetWeight()})
 		}
-	}) {
-		out = append(out, map[string]any{"role": role, "weight": m.cfg.Weights[role]})
+		writeJSON(w, r, out)
+	case http.MethodPut:
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to read the request body: %v", err))
+			return
+		}
+		call, err := weightsCall(body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		m.answerAsOperator(w, r, call)
+	default:
+		errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodPut)
 	}
-	writeJSON(w, r, out)
+}
+
+// handleReservation is POST /master/reserve and /master/unreserve with
+// slaveId=ID&resources=<JSON array of Resource>, Mesos's endpoint form of
+// RESERVE_RESOURCES and UNRESERVE_RESOURCES.
+func (m *Master) handleReservation(typ masterpb.Call_Type) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			errdefs.MethodNotAllowed(w, r, http.MethodPost)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if err := r.ParseForm(); err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Unable to parse the request body: %v", err))
+			return
+		}
+		id, raw := r.Form.Get("slaveId"), r.Form.Get("resources")
+		if id == "" || raw == "" {
+			writeError(w, httpErr(http.StatusBadRequest, "Expecting 'slaveId' and 'resources' in the request body"))
+			return
+		}
+		rs, err := resources.ParseJSON([]byte(raw))
+		if err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Invalid 'resources': %v", err))
+			return
+		}
+		agentID := &mesos.AgentID{Value: proto.String(id)}
+		call := &masterpb.Call{Type: typ.Enum()}
+		if typ == masterpb.Call_RESERVE_RESOURCES {
+			call.ReserveResources = &masterpb.Call_ReserveResources{AgentId: agentID, Resources: rs}
+		} else {
+			call.UnreserveResources = &masterpb.Call_UnreserveResources{AgentId: agentID, Resources: rs}
+		}
+		m.answerAsOperator(w, r, call)
+	}
 }
 
 // handleStateSummary is /master/state-summary: agents and frameworks with

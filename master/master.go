@@ -88,9 +88,11 @@ type Master struct {
 	// them when they return.
 	unreachable      map[string]*unreachableAgent
 	unreachableOrder []string
-	offers           map[string]*offer
-	counters         counters
-	shutdown         bool
+	// weights are the role weights UPDATE_WEIGHTS set (nil: --weights).
+	weights  map[string]float64
+	offers   map[string]*offer
+	counters counters
+	shutdown bool
 	// ops is the operator API's state (operator_events.go).
 	ops operatorHub
 }

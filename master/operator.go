@@ -31,25 +31,29 @@ const maxOperatorBody = maxSmallBody
 
 // operatorCalls are the calls this master serves.
 var operatorCalls = map[masterpb.Call_Type]bool{
-	masterpb.Call_GET_HEALTH:        true,
-	masterpb.Call_GET_FLAGS:         true,
-	masterpb.Call_GET_VERSION:       true,
-	masterpb.Call_GET_METRICS:       true,
-	masterpb.Call_GET_LOGGING_LEVEL: true,
-	masterpb.Call_SET_LOGGING_LEVEL: true,
-	masterpb.Call_GET_STATE:         true,
-	masterpb.Call_GET_AGENTS:        true,
-	masterpb.Call_GET_FRAMEWORKS:    true,
-	masterpb.Call_GET_EXECUTORS:     true,
-	masterpb.Call_GET_OPERATIONS:    true,
-	masterpb.Call_GET_TASKS:         true,
-	masterpb.Call_GET_ROLES:         true,
-	masterpb.Call_GET_MASTER:        true,
-	masterpb.Call_SUBSCRIBE:         true,
-	masterpb.Call_TEARDOWN:          true,
-	masterpb.Call_MARK_AGENT_GONE:   true,
-	masterpb.Call_DEACTIVATE_AGENT:  true,
-	masterpb.Call_REACTIVATE_AGENT:  true,
+	masterpb.Call_GET_HEALTH:          true,
+	masterpb.Call_GET_FLAGS:           true,
+	masterpb.Call_GET_VERSION:         true,
+	masterpb.Call_GET_METRICS:         true,
+	masterpb.Call_GET_LOGGING_LEVEL:   true,
+	masterpb.Call_SET_LOGGING_LEVEL:   true,
+	masterpb.Call_GET_STATE:           true,
+	masterpb.Call_GET_AGENTS:          true,
+	masterpb.Call_GET_FRAMEWORKS:      true,
+	masterpb.Call_GET_EXECUTORS:       true,
+	masterpb.Call_GET_OPERATIONS:      true,
+	masterpb.Call_GET_TASKS:           true,
+	masterpb.Call_GET_ROLES:           true,
+	masterpb.Call_GET_MASTER:          true,
+	masterpb.Call_SUBSCRIBE:           true,
+	masterpb.Call_TEARDOWN:            true,
+	masterpb.Call_MARK_AGENT_GONE:     true,
+	masterpb.Call_DEACTIVATE_AGENT:    true,
+	masterpb.Call_REACTIVATE_AGENT:    true,
+	masterpb.Call_GET_WEIGHTS:         true,
+	masterpb.Call_UPDATE_WEIGHTS:      true,
+	masterpb.Call_RESERVE_RESOURCES:   true,
+	masterpb.Call_UNRESERVE_RESOURCES: true,
 }
 
 // readOnlyCalls change nothing. Every other call needs read-write
@@ -187,7 +191,12 @@ func (m *Master) operatorCall(w http.ResponseWriter, r *http.Request, call *mast
 		return
 	}
 	if resp == nil {
-		// A call that changes the cluster: done, nothing to say.
+		// A call that changes the cluster: done, nothing to say. Mesos
+		// answers reservations 202, the rest 200.
+		if typ == masterpb.Call_RESERVE_RESOURCES || typ == masterpb.Call_UNRESERVE_RESOURCES {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -245,6 +254,12 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		return nil, m.setAgentDeactivated(r, call.GetDeactivateAgent().GetAgentId().GetValue(), true)
 	case masterpb.Call_REACTIVATE_AGENT:
 		return nil, m.setAgentDeactivated(r, call.GetReactivateAgent().GetAgentId().GetValue(), false)
+	case masterpb.Call_UPDATE_WEIGHTS:
+		return nil, m.updateWeights(r, call.GetUpdateWeights())
+	case masterpb.Call_RESERVE_RESOURCES:
+		return nil, m.reserve(r, call.GetReserveResources())
+	case masterpb.Call_UNRESERVE_RESOURCES:
+		return nil, m.unreserve(r, call.GetUnreserveResources())
 	default:
 		// The calls about the cluster's books, read under the lock.
 		m.mu.Lock()
@@ -267,6 +282,8 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 			resp.Type, resp.GetRoles = masterpb.Response_GET_ROLES.Enum(), m.rolesProtoLocked()
 		case masterpb.Call_GET_MASTER:
 			resp.Type, resp.GetMaster = masterpb.Response_GET_MASTER.Enum(), m.masterProtoLocked()
+		case masterpb.Call_GET_WEIGHTS:
+			resp.Type, resp.GetWeights = masterpb.Response_GET_WEIGHTS.Enum(), m.getWeightsLocked()
 		case masterpb.Call_GET_OPERATIONS:
 			// Offer operations other than launches are answered
 			// OPERATION_ERROR at once and kept nowhere; there are no

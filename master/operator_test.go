@@ -677,8 +677,6 @@ func TestOperatorCallErrors(t *testing.T) {
 		{"not served: quota", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"GET_QUOTA"}`), false, http.StatusNotImplemented, "GET_QUOTA"},
 		{"not served: files", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"READ_FILE","read_file":{"path":"/x","offset":0}}`), false, http.StatusNotImplemented, "READ_FILE"},
 		{"not served: drain", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"DRAIN_AGENT","drain_agent":{"agent_id":{"value":"a"}}}`), false, http.StatusNotImplemented, "DRAIN_AGENT"},
-		{"not served: reserve", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"RESERVE_RESOURCES","reserve_resources":{"agent_id":{"value":"a"}}}`), false, http.StatusNotImplemented, "RESERVE_RESOURCES"},
-		{"not served: weights", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"GET_WEIGHTS"}`), false, http.StatusNotImplemented, "GET_WEIGHTS"},
 		{"not served: maintenance", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"GET_MAINTENANCE_STATUS"}`), false, http.StatusNotImplemented, "GET_MAINTENANCE_STATUS"},
 		{"teardown of nothing", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN","teardown":{"framework_id":{"value":"nope"}}}`), false, http.StatusBadRequest, "No framework found"},
 		{"gone of nothing", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"MARK_AGENT_GONE","mark_agent_gone":{"agent_id":{"value":"nope"}}}`), false, http.StatusNotFound, "nope"},

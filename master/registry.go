@@ -214,6 +214,7 @@ func (m *Master) loadRegistry(ctx context.Context) error {
 func (m *Master) installSnapshot(snap *store.Snapshot) []store.Op {
 	var cleanup []store.Op
 	now := m.clock.Now()
+	m.installSettingsLocked(snap.Settings)
 	var unreachable []store.Agent
 	for _, rec := range snap.Agents {
 		if !rec.UnreachableAt.IsZero() {
@@ -221,6 +222,7 @@ func (m *Master) installSnapshot(snap *store.Snapshot) []store.Op {
 			continue
 		}
 		a := newAgent(rec.ID)
+		a.reserved = storedReservations(rec)
 		m.fillAgent(a, rec.Info, rec.Address, rec.Version)
 		a.recovered = true
 		a.registeredTime = rec.RegisteredAt
@@ -367,7 +369,7 @@ func (m *Master) forgetUnreachable(id string) {
 // agentRecord is an agent's registry record.
 func agentRecord(a *agent) store.Agent {
 	return store.Agent{ID: a.id, Info: proto.Clone(a.info).(*mesos.AgentInfo), Address: a.addr, Version: a.version,
-		RegisteredAt: a.registeredTime, Principal: a.principal, TokenHash: a.tokenHash}
+		RegisteredAt: a.registeredTime, Principal: a.principal, TokenHash: a.tokenHash, Reserved: a.reserved.ToProto("")}
 }
 
 // completedTaskRecord is a completed task as the registry keeps it: its

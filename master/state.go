@@ -199,6 +199,10 @@ type agent struct {
 	https    bool   // it serves TLS (AgentSchemeHeader)
 	version  string
 	total    resources.Resources
+	// reserved are the dynamic reservations made on the agent
+	// (RESERVE_RESOURCES): kept in the registry and applied to the
+	// resources it reports each time it registers.
+	reserved resources.Resources
 	// principal and tokenHash say who may register with this id again:
 	// the principal it authenticated as and the digest of the token it
 	// was given (nil for an agent known from before tokens existed).

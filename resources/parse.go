@@ -61,6 +61,13 @@ func Parse(s string) ([]*mesos.Resource, error) {
 	return out, nil
 }
 
+// ParseJSON reads a JSON array of v1 Resource objects only, checked as
+// Parse checks them: for values that come over the network, where a
+// file:// name must never be read.
+func ParseJSON(data []byte) ([]*mesos.Resource, error) {
+	return parseJSON(strings.TrimSpace(string(data)))
+}
+
 // readValue returns the trimmed flag value, or the trimmed contents of the
 // file a file:// value names.
 func readValue(s string) (string, error) {
