@@ -445,6 +445,59 @@ func (q Quantities) Sub(o Quantities) Quantities {
 // Get returns quantity i as a float.
 func (q Quantities) Get(i int) float64 { return float64(q[i]) / scale }
 
+// QuantitiesOf reads amounts by resource name (a quota's guarantees or
+// limits) into Quantities; names other than cpus, mem, disk and gpus are
+// ignored. unset, when not nil, gets true at every index not named.
+func QuantitiesOf(m map[string]float64, unset *[4]bool) Quantities {
+	var q Quantities
+	for i, name := range QuantityNames {
+		v, ok := m[name]
+		if unset != nil {
+			unset[i] = !ok
+		}
+		q[i] = toMilli(v)
+	}
+	return q
+}
+
+// CapQuantities returns r with at most limit[i] of each quantity i whose
+// limited[i] is true, the rest left out: the part of an offer a role's
+// quota limit lets it have. Reserved resources are kept first (they are
+// the role's own), then unreserved ones; other resources pass whole.
+func (r Resources) CapQuantities(limit Quantities, limited [4]bool) Resources {
+	index := func(name string) int {
+		for i, n := range QuantityNames {
+			if n == name {
+				return i
+			}
+		}
+		return -1
+	}
+	left := limit
+	out := make([]Resource, 0, len(r))
+	take := func(x Resource) {
+		i := index(x.Name)
+		if x.Kind != Scalar || i < 0 || !limited[i] {
+			out = append(out, x)
+			return
+		}
+		x.milli = min(x.milli, left[i])
+		left[i] -= x.milli
+		out = append(out, x)
+	}
+	for _, x := range r {
+		if x.Reserved() {
+			take(x)
+		}
+	}
+	for _, x := range r {
+		if !x.Reserved() {
+			take(x)
+		}
+	}
+	return Of(out...)
+}
+
 // Model is the JSON shape Mesos's endpoints give resources: cpus, gpus, mem
 // and disk always present as numbers, other scalars as numbers, ranges as
 // "[a-b, c-d]" and sets as "{a, b}", summed over roles.

@@ -290,3 +290,27 @@ func TestDynamicReservations(t *testing.T) {
 		t.Fatalf("after unreserving the ops part: %+v", left)
 	}
 }
+
+func TestCapQuantities(t *testing.T) {
+	r := Of(NewScalar(CPUs, "", 4), NewScalar(CPUs, "web", 1), NewScalar(Mem, "", 1024), NewRanges(Ports, "", Range{31000, 31010}))
+	var unset [4]bool
+	limit := QuantitiesOf(map[string]float64{CPUs: 2.5}, &unset)
+	if !unset[QMem] || unset[QCPUs] {
+		t.Fatalf("unset %v", unset)
+	}
+	limited := [4]bool{}
+	for i := range unset {
+		limited[i] = !unset[i]
+	}
+	got := r.CapQuantities(limit, limited)
+	if got.Scalar(CPUs) != 2.5 || got.Scalar(Mem) != 1024 || len(got.Filter(func(x Resource) bool { return x.Name == Ports })) != 1 {
+		t.Fatalf("capped %v", got)
+	}
+	// The reserved cpu is kept whole before the unreserved ones.
+	if res, ok := got.Get(CPUs, "web"); !ok || res.Value() != 1 {
+		t.Fatalf("reserved cpus %v", got)
+	}
+	if none := r.CapQuantities(Quantities{}, [4]bool{true, true, true, true}); none.Scalar(CPUs) != 0 || none.Scalar(Mem) != 0 {
+		t.Fatalf("a zero limit left %v", none)
+	}
+}

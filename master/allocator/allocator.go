@@ -111,6 +111,36 @@ type roleState struct {
 	clients []*client // sorted by share
 	alloc   resources.Quantities
 	share   float64
+	quota   Quota
+}
+
+// Quota is a role's quota (UPDATE_QUOTA): Guarantees are allocated to it
+// before roles without unmet guarantees are served; Limits are never
+// exceeded by what it holds and is offered. Only the quantities a field
+// names count (Has*).
+type Quota struct {
+	Guarantees, Limits     resources.Quantities
+	HasGuarantee, HasLimit [4]bool
+}
+
+// unmet says whether the role holds less than a guarantee.
+func (r *roleState) unmet() bool {
+	for i, has := range r.quota.HasGuarantee {
+		if has && r.alloc[i] < r.quota.Guarantees[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// limited says whether the role has any limit.
+func (r *roleState) limited() bool {
+	for _, has := range r.quota.HasLimit {
+		if has {
+			return true
+		}
+	}
+	return false
 }
 
 // Allocator is a hierarchical DRF allocator. See the package comment.
@@ -118,6 +148,7 @@ type Allocator struct {
 	now     func() time.Time
 	rng     *rand.Rand
 	weights map[string]float64
+	quotas  map[string]Quota
 
 	agents     map[string]*agentState
 	agentList  []*agentState
@@ -345,6 +376,30 @@ func (a *Allocator) clientFor(frameworkID, role string) *client {
 	return nil
 }
 
+// SetQuota sets a role's quota; the zero Quota removes it. It holds
+// whether or not the role has frameworks now.
+func (a *Allocator) SetQuota(role string, q Quota) {
+	if a.quotas == nil {
+		a.quotas = map[string]Quota{}
+	}
+	if q == (Quota{}) {
+		delete(a.quotas, role)
+	} else {
+		a.quotas[role] = q
+	}
+	if r := a.roles[role]; r != nil {
+		r.quota = q
+	}
+}
+
+// QuotaOf returns a role's quota and what it holds, for metrics.
+func (a *Allocator) QuotaOf(role string) (Quota, resources.Quantities) {
+	if r := a.roles[role]; r != nil {
+		return r.quota, r.alloc
+	}
+	return Quota{}, resources.Quantities{}
+}
+
 // SetWeights replaces the role weights (UPDATE_WEIGHTS): a role not listed
 // weighs 1. Shares are recomputed on the next Cycle.
 func (a *Allocator) SetWeights(weights map[string]float64) {
@@ -364,7 +419,7 @@ func (a *Allocator) role(name string) *roleState {
 		if v, ok := a.weights[name]; ok && v > 0 {
 			w = v
 		}
-		r = &roleState{name: name, weight: w}
+		r = &roleState{name: name, weight: w, quota: a.quotas[name]}
 		a.roles[name] = r
 		a.roleList = append(a.roleList, r)
 	}
@@ -404,6 +459,14 @@ func clientLess(x, y *client) int {
 }
 
 func roleLess(x, y *roleState) int {
+	// Roles below a quota guarantee are served first, as Mesos's first
+	// allocation stage serves them.
+	if ux, uy := x.unmet(), y.unmet(); ux != uy {
+		if ux {
+			return -1
+		}
+		return 1
+	}
 	if c := cmp.Compare(x.share, y.share); c != 0 {
 		return c
 	}
@@ -445,6 +508,9 @@ func (a *Allocator) Cycle() []Allocation {
 				break
 			}
 			offerable := ag.available.AllocatableTo(r.name)
+			if r.limited() {
+				offerable = offerable.CapQuantities(r.quota.Limits.Sub(r.alloc), r.quota.HasLimit)
+			}
 			if offerable.IsEmpty() {
 				continue
 			}
@@ -457,7 +523,7 @@ func (a *Allocator) Cycle() []Allocation {
 					continue
 				}
 				out = append(out, Allocation{FrameworkID: c.fw.id, AgentID: ag.id, Role: r.name, Resources: offerable})
-				if len(offerable) == len(ag.available) {
+				if offerable.Equal(ag.available) {
 					ag.available = nil
 				} else {
 					ag.available = ag.available.Subtract(offerable)

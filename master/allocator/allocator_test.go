@@ -396,3 +396,46 @@ func BenchmarkAllocationCycleBusy(b *testing.B) {
 		}
 	}
 }
+
+// TestQuotaLimitsAndGuarantees: a role never holds more than its limit
+// (offers are cut to what is left under it), and a role below its
+// guarantee is served before a role with a smaller share.
+func TestQuotaLimitsAndGuarantees(t *testing.T) {
+	a, _ := newTest(t)
+	for i := range 4 {
+		a.AddAgent(fmt.Sprint("agent-", i), agentRes(4, 4096), true)
+	}
+	a.SetQuota("capped", Quota{Limits: resources.QuantitiesOf(map[string]float64{"cpus": 6}, nil), HasLimit: [4]bool{true, false, false, false}})
+	a.AddFramework("fw-capped", Framework{Roles: []string{"capped"}, Active: true})
+	var cpus float64
+	for _, g := range a.Cycle() {
+		if g.FrameworkID != "fw-capped" {
+			t.Fatalf("grant to %s", g.FrameworkID)
+		}
+		cpus += g.Resources.Scalar("cpus")
+	}
+	if cpus != 6 {
+		t.Fatalf("the capped role got %v cpus, want its limit of 6", cpus)
+	}
+	if got := a.Cycle(); len(got) != 0 {
+		t.Fatalf("more grants past the limit: %+v", got)
+	}
+
+	// Guarantees first: "small" holds more share than "big" but is below
+	// its guarantee, so it is served first on a single free agent.
+	b, _ := newTest(t)
+	b.AddAgent("used", agentRes(4, 4096), true)
+	b.AddAgent("free", agentRes(4, 4096), true)
+	b.AddFramework("fw-big", Framework{Roles: []string{"big"}, Active: true})
+	b.AddFramework("fw-small", Framework{Roles: []string{"small"}, Active: true})
+	b.Use("fw-small", "used", "small", resources.Of(resources.NewScalar("cpus", "", 3)))
+	b.SetAgentActive("used", false)
+	b.SetQuota("small", Quota{Guarantees: resources.QuantitiesOf(map[string]float64{"cpus": 6}, nil), HasGuarantee: [4]bool{true, false, false, false}})
+	got := b.Cycle()
+	if len(got) != 1 || got[0].FrameworkID != "fw-small" {
+		t.Fatalf("grants %+v, want the role below its guarantee first", got)
+	}
+	if q, _ := b.QuotaOf("small"); !q.HasGuarantee[resources.QCPUs] {
+		t.Fatal("quota lost")
+	}
+}
