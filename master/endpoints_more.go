@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/quota"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
@@ -50,9 +52,8 @@ func (m *Master) routeMore(mux *http.ServeMux) {
 		}))
 	}
 	for _, p := range []string{"/master/quota", "/quota"} {
-		mux.HandleFunc(p, m.notChanging(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, r, map[string]any{"infos": []any{}})
-		}, "UPDATE_QUOTA"))
+		mux.HandleFunc(p, m.handleQuota)
+		mux.HandleFunc(p+"/", m.handleQuotaRole)
 	}
 	for _, p := range []string{"/master/weights", "/weights"} {
 		mux.HandleFunc(p, m.handleWeights)
@@ -80,6 +81,49 @@ func (m *Master) notChanging(h http.HandlerFunc, call string) http.HandlerFunc {
 			errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodHead)
 		}
 	}
+}
+
+// handleQuota is /master/quota: GET is the QuotaStatus (configs, and
+// infos for older clients) in JSON; POST a QuotaRequest is SET_QUOTA and
+// DELETE /master/quota/ROLE is REMOVE_QUOTA, as Mesos's endpoint has them.
+func (m *Master) handleQuota(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		m.mu.Lock()
+		st := m.getQuotaLocked().GetStatus()
+		m.mu.Unlock()
+		data, err := codec.JSON.Marshal(st)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", codec.MediaTypeJSON)
+		_, _ = w.Write(data)
+	case http.MethodPost:
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to read the request body: %v", err))
+			return
+		}
+		req := &quota.QuotaRequest{}
+		if err := codec.JSON.Unmarshal(body, req); err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to parse the body into a QuotaRequest: %v", err))
+			return
+		}
+		m.answerAsOperator(w, r, &masterpb.Call{Type: masterpb.Call_SET_QUOTA.Enum(), SetQuota: &masterpb.Call_SetQuota{QuotaRequest: req}})
+	default:
+		errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodPost, http.MethodDelete)
+	}
+}
+
+// handleQuotaRole is DELETE /master/quota/ROLE.
+func (m *Master) handleQuotaRole(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodDelete {
+		errdefs.MethodNotAllowed(w, r, http.MethodDelete)
+		return
+	}
+	role := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/master"), "/quota/")
+	m.answerAsOperator(w, r, &masterpb.Call{Type: masterpb.Call_REMOVE_QUOTA.Enum(), RemoveQuota: &masterpb.Call_RemoveQuota{Role: proto.String(role)}})
 }
 
 // handleRoles is /master/roles: every role with a framework, a weight or a

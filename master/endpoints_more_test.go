@@ -86,7 +86,7 @@ func TestMesosEndpoints(t *testing.T) {
 	if code, body := do(t, http.MethodGet, h.base+"/master/weights", "", "", nil); code != 200 || !strings.Contains(body, `"role":"web"`) {
 		t.Errorf("/master/weights %d %s", code, body)
 	}
-	for _, p := range []string{"/master/maintenance/schedule", "/master/quota"} {
+	for _, p := range []string{"/master/maintenance/schedule"} {
 		if code, _ := do(t, http.MethodGet, h.base+p, "", "", nil); code != 200 {
 			t.Errorf("GET %s: %d", p, code)
 		}

@@ -89,7 +89,9 @@ type Master struct {
 	unreachable      map[string]*unreachableAgent
 	unreachableOrder []string
 	// weights are the role weights UPDATE_WEIGHTS set (nil: --weights).
-	weights  map[string]float64
+	weights map[string]float64
+	// quotas are the roles' quota configs (UPDATE_QUOTA), by role.
+	quotas   map[string]quotaConfig
 	offers   map[string]*offer
 	counters counters
 	shutdown bool

@@ -233,6 +233,7 @@ func (m *Master) metricsLocked() map[string]float64 {
 	s["master/recovery_slave_removals"] = float64(m.counters.recoveryRemovals)
 	s["registrar/state_fetch_ms"] = m.counters.registryFetchMS
 	m.counters.registryStores.export("registrar/state_store_ms", s)
+	m.quotaMetricsLocked(s)
 	for k, n := range m.counters.terminalBy {
 		s[k] = float64(n)
 	}

@@ -52,6 +52,10 @@ var operatorCalls = map[masterpb.Call_Type]bool{
 	masterpb.Call_REACTIVATE_AGENT:    true,
 	masterpb.Call_GET_WEIGHTS:         true,
 	masterpb.Call_UPDATE_WEIGHTS:      true,
+	masterpb.Call_GET_QUOTA:           true,
+	masterpb.Call_UPDATE_QUOTA:        true,
+	masterpb.Call_SET_QUOTA:           true,
+	masterpb.Call_REMOVE_QUOTA:        true,
 	masterpb.Call_RESERVE_RESOURCES:   true,
 	masterpb.Call_UNRESERVE_RESOURCES: true,
 }
@@ -256,6 +260,12 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		return nil, m.setAgentDeactivated(r, call.GetReactivateAgent().GetAgentId().GetValue(), false)
 	case masterpb.Call_UPDATE_WEIGHTS:
 		return nil, m.updateWeights(r, call.GetUpdateWeights())
+	case masterpb.Call_UPDATE_QUOTA:
+		return nil, m.updateQuota(r, call.GetUpdateQuota())
+	case masterpb.Call_SET_QUOTA:
+		return nil, m.setQuotaLegacy(r, call.GetSetQuota())
+	case masterpb.Call_REMOVE_QUOTA:
+		return nil, m.removeQuota(r, call.GetRemoveQuota().GetRole())
 	case masterpb.Call_RESERVE_RESOURCES:
 		return nil, m.reserve(r, call.GetReserveResources())
 	case masterpb.Call_UNRESERVE_RESOURCES:
@@ -282,6 +292,8 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 			resp.Type, resp.GetRoles = masterpb.Response_GET_ROLES.Enum(), m.rolesProtoLocked()
 		case masterpb.Call_GET_MASTER:
 			resp.Type, resp.GetMaster = masterpb.Response_GET_MASTER.Enum(), m.masterProtoLocked()
+		case masterpb.Call_GET_QUOTA:
+			resp.Type, resp.GetQuota = masterpb.Response_GET_QUOTA.Enum(), m.getQuotaLocked()
 		case masterpb.Call_GET_WEIGHTS:
 			resp.Type, resp.GetWeights = masterpb.Response_GET_WEIGHTS.Enum(), m.getWeightsLocked()
 		case masterpb.Call_GET_OPERATIONS:

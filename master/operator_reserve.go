@@ -239,6 +239,9 @@ func (m *Master) installSettingsLocked(settings map[string][]byte) {
 			m.alloc.SetWeights(w)
 		}
 	}
+	if data, ok := settings[settingQuota]; ok {
+		m.installQuotaLocked(data)
+	}
 }
 
 // weightsCall reads the body of PUT /master/weights, a JSON array of

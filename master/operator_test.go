@@ -674,7 +674,6 @@ func TestOperatorCallErrors(t *testing.T) {
 		{"UNKNOWN", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"UNKNOWN"}`), false, http.StatusBadRequest, "Unknown call type"},
 		{"missing message", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN"}`), false, http.StatusBadRequest, "Expecting 'teardown' to be present"},
 		{"missing required field", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN","teardown":{}}`), false, http.StatusBadRequest, "teardown.framework_id"},
-		{"not served: quota", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"GET_QUOTA"}`), false, http.StatusNotImplemented, "GET_QUOTA"},
 		{"not served: files", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"READ_FILE","read_file":{"path":"/x","offset":0}}`), false, http.StatusNotImplemented, "READ_FILE"},
 		{"not served: drain", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"DRAIN_AGENT","drain_agent":{"agent_id":{"value":"a"}}}`), false, http.StatusNotImplemented, "DRAIN_AGENT"},
 		{"not served: maintenance", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"GET_MAINTENANCE_STATUS"}`), false, http.StatusNotImplemented, "GET_MAINTENANCE_STATUS"},
