@@ -490,6 +490,9 @@ func (m *Master) agentJSON(a *agent) map[string]any {
 	if d := a.info.GetDomain(); d != nil {
 		j["domain"] = protoJSON(d)
 	}
+	if di := a.drainInfo(); di != nil {
+		j["drain_info"] = model.Proto(di)
+	}
 	return j
 }
 

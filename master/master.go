@@ -580,6 +580,7 @@ func (m *Master) housekeeping() {
 		}
 	}
 	m.silentAgents(now)
+	m.goneDrainedLocked()
 	for _, a := range m.agents {
 		if !a.connected && !a.removeDeadline.IsZero() && !now.Before(a.removeDeadline) {
 			m.removeAgent(a)

@@ -52,6 +52,7 @@ var operatorCalls = map[masterpb.Call_Type]bool{
 	masterpb.Call_REACTIVATE_AGENT:    true,
 	masterpb.Call_GET_WEIGHTS:         true,
 	masterpb.Call_UPDATE_WEIGHTS:      true,
+	masterpb.Call_DRAIN_AGENT:         true,
 	masterpb.Call_GET_QUOTA:           true,
 	masterpb.Call_UPDATE_QUOTA:        true,
 	masterpb.Call_SET_QUOTA:           true,
@@ -260,6 +261,8 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		return nil, m.setAgentDeactivated(r, call.GetReactivateAgent().GetAgentId().GetValue(), false)
 	case masterpb.Call_UPDATE_WEIGHTS:
 		return nil, m.updateWeights(r, call.GetUpdateWeights())
+	case masterpb.Call_DRAIN_AGENT:
+		return nil, m.drainAgent(r, call.GetDrainAgent())
 	case masterpb.Call_UPDATE_QUOTA:
 		return nil, m.updateQuota(r, call.GetUpdateQuota())
 	case masterpb.Call_SET_QUOTA:

@@ -99,6 +99,7 @@ func (m *Master) setAgentDeactivated(r *http.Request, id string, deactivate bool
 		return nil
 	}
 	delete(m.ops.deactivated, id)
+	m.undrainLocked(a)
 	if a.connected {
 		m.alloc.SetAgentActive(id, true)
 		m.triggerAllocation()

@@ -126,7 +126,16 @@ func (m *Master) agentProto(a *agent) *masterpb.Response_GetAgents_Agent {
 			{Type: mesos.AgentInfo_Capability_MULTI_ROLE.Enum()},
 			{Type: mesos.AgentInfo_Capability_HIERARCHICAL_ROLE.Enum()},
 		},
+		DrainInfo: a.drainInfo(),
 	}
+}
+
+// drainInfo is the agent's drain for the state, nil when it has none.
+func (a *agent) drainInfo() *mesos.DrainInfo {
+	if a.drain == nil {
+		return nil
+	}
+	return a.drain.info()
 }
 
 func (m *Master) agentsProtoLocked() *masterpb.Response_GetAgents {

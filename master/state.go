@@ -231,6 +231,8 @@ type agent struct {
 	// lastContact is its last call (or its registration).
 	answersPings bool
 	lastContact  time.Time
+	// drain is set by DRAIN_AGENT until REACTIVATE_AGENT.
+	drain *drain
 
 	// tasks by framework id, then task id
 	tasks     map[string]map[string]*task

@@ -40,6 +40,7 @@ func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskSt
 		t.released = true
 		m.alloc.Recover(t.fw.id, t.agentID, t.role, t.res, 0)
 		m.triggerAllocation()
+		m.checkDrainedLocked(m.agents[t.agentID])
 	}
 	if prev != latest && mesos.IsTerminal(latest) {
 		m.counters.terminal[latest]++

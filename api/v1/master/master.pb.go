@@ -3032,8 +3032,10 @@ type Response_GetAgents_Agent struct {
 	AllocatedResources []*mesos.Resource             `protobuf:"bytes,8,rep,name=allocated_resources,json=allocatedResources" json:"allocated_resources,omitempty"`
 	OfferedResources   []*mesos.Resource             `protobuf:"bytes,9,rep,name=offered_resources,json=offeredResources" json:"offered_resources,omitempty"`
 	Capabilities       []*mesos.AgentInfo_Capability `protobuf:"bytes,10,rep,name=capabilities" json:"capabilities,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Set while the agent drains and once it is drained (DRAIN_AGENT).
+	DrainInfo     *mesos.DrainInfo `protobuf:"bytes,13,opt,name=drain_info,json=drainInfo" json:"drain_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Response_GetAgents_Agent) Reset() {
@@ -3139,6 +3141,13 @@ func (x *Response_GetAgents_Agent) GetOfferedResources() []*mesos.Resource {
 func (x *Response_GetAgents_Agent) GetCapabilities() []*mesos.AgentInfo_Capability {
 	if x != nil {
 		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *Response_GetAgents_Agent) GetDrainInfo() *mesos.DrainInfo {
+	if x != nil {
+		return x.DrainInfo
 	}
 	return nil
 }
@@ -3853,7 +3862,7 @@ const file_mesos_v1_master_master_proto_rawDesc = "" +
 	"\tSET_QUOTA\x10\x1d\x12\x10\n" +
 	"\fREMOVE_QUOTA\x10\x1e\x12\f\n" +
 	"\bTEARDOWN\x10\x1f\x12\x13\n" +
-	"\x0fMARK_AGENT_GONE\x10 \"\xf7(\n" +
+	"\x0fMARK_AGENT_GONE\x10 \"\xab)\n" +
 	"\bResponse\x122\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1e.mesos.v1.master.Response.TypeR\x04type\x12B\n" +
 	"\n" +
@@ -3906,10 +3915,10 @@ const file_mesos_v1_master_master_proto_rawDesc = "" +
 	"\rget_executors\x18\x02 \x01(\v2&.mesos.v1.master.Response.GetExecutorsR\fgetExecutors\x12N\n" +
 	"\x0eget_frameworks\x18\x03 \x01(\v2'.mesos.v1.master.Response.GetFrameworksR\rgetFrameworks\x12B\n" +
 	"\n" +
-	"get_agents\x18\x04 \x01(\v2#.mesos.v1.master.Response.GetAgentsR\tgetAgents\x1a\xb7\x05\n" +
+	"get_agents\x18\x04 \x01(\v2#.mesos.v1.master.Response.GetAgentsR\tgetAgents\x1a\xeb\x05\n" +
 	"\tGetAgents\x12A\n" +
 	"\x06agents\x18\x01 \x03(\v2).mesos.v1.master.Response.GetAgents.AgentR\x06agents\x12>\n" +
-	"\x10recovered_agents\x18\x02 \x03(\v2\x13.mesos.v1.AgentInfoR\x0frecoveredAgents\x1a\xa6\x04\n" +
+	"\x10recovered_agents\x18\x02 \x03(\v2\x13.mesos.v1.AgentInfoR\x0frecoveredAgents\x1a\xda\x04\n" +
 	"\x05Agent\x122\n" +
 	"\n" +
 	"agent_info\x18\x01 \x02(\v2\x13.mesos.v1.AgentInfoR\tagentInfo\x12\x16\n" +
@@ -3923,7 +3932,9 @@ const file_mesos_v1_master_master_proto_rawDesc = "" +
 	"\x13allocated_resources\x18\b \x03(\v2\x12.mesos.v1.ResourceR\x12allocatedResources\x12?\n" +
 	"\x11offered_resources\x18\t \x03(\v2\x12.mesos.v1.ResourceR\x10offeredResources\x12B\n" +
 	"\fcapabilities\x18\n" +
-	" \x03(\v2\x1e.mesos.v1.AgentInfo.CapabilityR\fcapabilities\x1a\xe7\x06\n" +
+	" \x03(\v2\x1e.mesos.v1.AgentInfo.CapabilityR\fcapabilities\x122\n" +
+	"\n" +
+	"drain_info\x18\r \x01(\v2\x13.mesos.v1.DrainInfoR\tdrainInfo\x1a\xe7\x06\n" +
 	"\rGetFrameworks\x12Q\n" +
 	"\n" +
 	"frameworks\x18\x01 \x03(\v21.mesos.v1.master.Response.GetFrameworks.FrameworkR\n" +
@@ -4148,11 +4159,12 @@ var file_mesos_v1_master_master_proto_goTypes = []any{
 	(*quota.QuotaStatus)(nil),                // 79: mesos.v1.quota.QuotaStatus
 	(*mesos.TimeInfo)(nil),                   // 80: mesos.v1.TimeInfo
 	(*mesos.AgentInfo_Capability)(nil),       // 81: mesos.v1.AgentInfo.Capability
-	(*mesos.Offer)(nil),                      // 82: mesos.v1.Offer
-	(*mesos.InverseOffer)(nil),               // 83: mesos.v1.InverseOffer
-	(*mesos.ExecutorInfo)(nil),               // 84: mesos.v1.ExecutorInfo
-	(*mesos.TaskStatus)(nil),                 // 85: mesos.v1.TaskStatus
-	(mesos.TaskState)(0),                     // 86: mesos.v1.TaskState
+	(*mesos.DrainInfo)(nil),                  // 82: mesos.v1.DrainInfo
+	(*mesos.Offer)(nil),                      // 83: mesos.v1.Offer
+	(*mesos.InverseOffer)(nil),               // 84: mesos.v1.InverseOffer
+	(*mesos.ExecutorInfo)(nil),               // 85: mesos.v1.ExecutorInfo
+	(*mesos.TaskStatus)(nil),                 // 86: mesos.v1.TaskStatus
+	(mesos.TaskState)(0),                     // 87: mesos.v1.TaskState
 }
 var file_mesos_v1_master_master_proto_depIdxs = []int32{
 	0,   // 0: mesos.v1.master.Call.type:type_name -> mesos.v1.master.Call.Type
@@ -4270,31 +4282,32 @@ var file_mesos_v1_master_master_proto_depIdxs = []int32{
 	61,  // 112: mesos.v1.master.Response.GetAgents.Agent.allocated_resources:type_name -> mesos.v1.Resource
 	61,  // 113: mesos.v1.master.Response.GetAgents.Agent.offered_resources:type_name -> mesos.v1.Resource
 	81,  // 114: mesos.v1.master.Response.GetAgents.Agent.capabilities:type_name -> mesos.v1.AgentInfo.Capability
-	73,  // 115: mesos.v1.master.Response.GetFrameworks.Framework.framework_info:type_name -> mesos.v1.FrameworkInfo
-	80,  // 116: mesos.v1.master.Response.GetFrameworks.Framework.registered_time:type_name -> mesos.v1.TimeInfo
-	80,  // 117: mesos.v1.master.Response.GetFrameworks.Framework.reregistered_time:type_name -> mesos.v1.TimeInfo
-	80,  // 118: mesos.v1.master.Response.GetFrameworks.Framework.unregistered_time:type_name -> mesos.v1.TimeInfo
-	82,  // 119: mesos.v1.master.Response.GetFrameworks.Framework.offers:type_name -> mesos.v1.Offer
-	83,  // 120: mesos.v1.master.Response.GetFrameworks.Framework.inverse_offers:type_name -> mesos.v1.InverseOffer
-	61,  // 121: mesos.v1.master.Response.GetFrameworks.Framework.allocated_resources:type_name -> mesos.v1.Resource
-	61,  // 122: mesos.v1.master.Response.GetFrameworks.Framework.offered_resources:type_name -> mesos.v1.Resource
-	84,  // 123: mesos.v1.master.Response.GetExecutors.Executor.executor_info:type_name -> mesos.v1.ExecutorInfo
-	60,  // 124: mesos.v1.master.Response.GetExecutors.Executor.agent_id:type_name -> mesos.v1.AgentID
-	35,  // 125: mesos.v1.master.Event.Subscribed.get_state:type_name -> mesos.v1.master.Response.GetState
-	75,  // 126: mesos.v1.master.Event.TaskAdded.task:type_name -> mesos.v1.Task
-	67,  // 127: mesos.v1.master.Event.TaskUpdated.framework_id:type_name -> mesos.v1.FrameworkID
-	85,  // 128: mesos.v1.master.Event.TaskUpdated.status:type_name -> mesos.v1.TaskStatus
-	86,  // 129: mesos.v1.master.Event.TaskUpdated.state:type_name -> mesos.v1.TaskState
-	48,  // 130: mesos.v1.master.Event.FrameworkAdded.framework:type_name -> mesos.v1.master.Response.GetFrameworks.Framework
-	48,  // 131: mesos.v1.master.Event.FrameworkUpdated.framework:type_name -> mesos.v1.master.Response.GetFrameworks.Framework
-	73,  // 132: mesos.v1.master.Event.FrameworkRemoved.framework_info:type_name -> mesos.v1.FrameworkInfo
-	47,  // 133: mesos.v1.master.Event.AgentAdded.agent:type_name -> mesos.v1.master.Response.GetAgents.Agent
-	60,  // 134: mesos.v1.master.Event.AgentRemoved.agent_id:type_name -> mesos.v1.AgentID
-	135, // [135:135] is the sub-list for method output_type
-	135, // [135:135] is the sub-list for method input_type
-	135, // [135:135] is the sub-list for extension type_name
-	135, // [135:135] is the sub-list for extension extendee
-	0,   // [0:135] is the sub-list for field type_name
+	82,  // 115: mesos.v1.master.Response.GetAgents.Agent.drain_info:type_name -> mesos.v1.DrainInfo
+	73,  // 116: mesos.v1.master.Response.GetFrameworks.Framework.framework_info:type_name -> mesos.v1.FrameworkInfo
+	80,  // 117: mesos.v1.master.Response.GetFrameworks.Framework.registered_time:type_name -> mesos.v1.TimeInfo
+	80,  // 118: mesos.v1.master.Response.GetFrameworks.Framework.reregistered_time:type_name -> mesos.v1.TimeInfo
+	80,  // 119: mesos.v1.master.Response.GetFrameworks.Framework.unregistered_time:type_name -> mesos.v1.TimeInfo
+	83,  // 120: mesos.v1.master.Response.GetFrameworks.Framework.offers:type_name -> mesos.v1.Offer
+	84,  // 121: mesos.v1.master.Response.GetFrameworks.Framework.inverse_offers:type_name -> mesos.v1.InverseOffer
+	61,  // 122: mesos.v1.master.Response.GetFrameworks.Framework.allocated_resources:type_name -> mesos.v1.Resource
+	61,  // 123: mesos.v1.master.Response.GetFrameworks.Framework.offered_resources:type_name -> mesos.v1.Resource
+	85,  // 124: mesos.v1.master.Response.GetExecutors.Executor.executor_info:type_name -> mesos.v1.ExecutorInfo
+	60,  // 125: mesos.v1.master.Response.GetExecutors.Executor.agent_id:type_name -> mesos.v1.AgentID
+	35,  // 126: mesos.v1.master.Event.Subscribed.get_state:type_name -> mesos.v1.master.Response.GetState
+	75,  // 127: mesos.v1.master.Event.TaskAdded.task:type_name -> mesos.v1.Task
+	67,  // 128: mesos.v1.master.Event.TaskUpdated.framework_id:type_name -> mesos.v1.FrameworkID
+	86,  // 129: mesos.v1.master.Event.TaskUpdated.status:type_name -> mesos.v1.TaskStatus
+	87,  // 130: mesos.v1.master.Event.TaskUpdated.state:type_name -> mesos.v1.TaskState
+	48,  // 131: mesos.v1.master.Event.FrameworkAdded.framework:type_name -> mesos.v1.master.Response.GetFrameworks.Framework
+	48,  // 132: mesos.v1.master.Event.FrameworkUpdated.framework:type_name -> mesos.v1.master.Response.GetFrameworks.Framework
+	73,  // 133: mesos.v1.master.Event.FrameworkRemoved.framework_info:type_name -> mesos.v1.FrameworkInfo
+	47,  // 134: mesos.v1.master.Event.AgentAdded.agent:type_name -> mesos.v1.master.Response.GetAgents.Agent
+	60,  // 135: mesos.v1.master.Event.AgentRemoved.agent_id:type_name -> mesos.v1.AgentID
+	136, // [136:136] is the sub-list for method output_type
+	136, // [136:136] is the sub-list for method input_type
+	136, // [136:136] is the sub-list for extension type_name
+	136, // [136:136] is the sub-list for extension extendee
+	0,   // [0:136] is the sub-list for field type_name
 }
 
 func init() { file_mesos_v1_master_master_proto_init() }

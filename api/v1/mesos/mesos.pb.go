@@ -207,6 +207,67 @@ func (OperationState) EnumDescriptor() ([]byte, []int) {
 	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{1}
 }
 
+type DrainState int32
+
+const (
+	DrainState_UNKNOWN DrainState = 0
+	// Tasks are being killed.
+	DrainState_DRAINING DrainState = 1
+	// No task is left; the agent stays deactivated.
+	DrainState_DRAINED DrainState = 2
+)
+
+// Enum value maps for DrainState.
+var (
+	DrainState_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "DRAINING",
+		2: "DRAINED",
+	}
+	DrainState_value = map[string]int32{
+		"UNKNOWN":  0,
+		"DRAINING": 1,
+		"DRAINED":  2,
+	}
+)
+
+func (x DrainState) Enum() *DrainState {
+	p := new(DrainState)
+	*p = x
+	return p
+}
+
+func (x DrainState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DrainState) Descriptor() protoreflect.EnumDescriptor {
+	return file_mesos_v1_mesos_proto_enumTypes[2].Descriptor()
+}
+
+func (DrainState) Type() protoreflect.EnumType {
+	return &file_mesos_v1_mesos_proto_enumTypes[2]
+}
+
+func (x DrainState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Do not use.
+func (x *DrainState) UnmarshalJSON(b []byte) error {
+	num, err := protoimpl.X.UnmarshalJSONEnum(x.Descriptor(), b)
+	if err != nil {
+		return err
+	}
+	*x = DrainState(num)
+	return nil
+}
+
+// Deprecated: Use DrainState.Descriptor instead.
+func (DrainState) EnumDescriptor() ([]byte, []int) {
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{2}
+}
+
 type MachineInfo_Mode int32
 
 const (
@@ -240,11 +301,11 @@ func (x MachineInfo_Mode) String() string {
 }
 
 func (MachineInfo_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[2].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[3].Descriptor()
 }
 
 func (MachineInfo_Mode) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[2]
+	return &file_mesos_v1_mesos_proto_enumTypes[3]
 }
 
 func (x MachineInfo_Mode) Number() protoreflect.EnumNumber {
@@ -318,11 +379,11 @@ func (x FrameworkInfo_Capability_Type) String() string {
 }
 
 func (FrameworkInfo_Capability_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[3].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[4].Descriptor()
 }
 
 func (FrameworkInfo_Capability_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[3]
+	return &file_mesos_v1_mesos_proto_enumTypes[4]
 }
 
 func (x FrameworkInfo_Capability_Type) Number() protoreflect.EnumNumber {
@@ -380,11 +441,11 @@ func (x CheckInfo_Type) String() string {
 }
 
 func (CheckInfo_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[4].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[5].Descriptor()
 }
 
 func (CheckInfo_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[4]
+	return &file_mesos_v1_mesos_proto_enumTypes[5]
 }
 
 func (x CheckInfo_Type) Number() protoreflect.EnumNumber {
@@ -442,11 +503,11 @@ func (x HealthCheck_Type) String() string {
 }
 
 func (HealthCheck_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[5].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[6].Descriptor()
 }
 
 func (HealthCheck_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[5]
+	return &file_mesos_v1_mesos_proto_enumTypes[6]
 }
 
 func (x HealthCheck_Type) Number() protoreflect.EnumNumber {
@@ -501,11 +562,11 @@ func (x ExecutorInfo_Type) String() string {
 }
 
 func (ExecutorInfo_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[6].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[7].Descriptor()
 }
 
 func (ExecutorInfo_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[6]
+	return &file_mesos_v1_mesos_proto_enumTypes[7]
 }
 
 func (x ExecutorInfo_Type) Number() protoreflect.EnumNumber {
@@ -563,11 +624,11 @@ func (x MasterInfo_Capability_Type) String() string {
 }
 
 func (MasterInfo_Capability_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[7].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[8].Descriptor()
 }
 
 func (MasterInfo_Capability_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[7]
+	return &file_mesos_v1_mesos_proto_enumTypes[8]
 }
 
 func (x MasterInfo_Capability_Type) Number() protoreflect.EnumNumber {
@@ -640,11 +701,11 @@ func (x AgentInfo_Capability_Type) String() string {
 }
 
 func (AgentInfo_Capability_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[8].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[9].Descriptor()
 }
 
 func (AgentInfo_Capability_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[8]
+	return &file_mesos_v1_mesos_proto_enumTypes[9]
 }
 
 func (x AgentInfo_Capability_Type) Number() protoreflect.EnumNumber {
@@ -702,11 +763,11 @@ func (x Value_Type) String() string {
 }
 
 func (Value_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[9].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[10].Descriptor()
 }
 
 func (Value_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[9]
+	return &file_mesos_v1_mesos_proto_enumTypes[10]
 }
 
 func (x Value_Type) Number() protoreflect.EnumNumber {
@@ -761,11 +822,11 @@ func (x Resource_ReservationInfo_Type) String() string {
 }
 
 func (Resource_ReservationInfo_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[10].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[11].Descriptor()
 }
 
 func (Resource_ReservationInfo_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[10]
+	return &file_mesos_v1_mesos_proto_enumTypes[11]
 }
 
 func (x Resource_ReservationInfo_Type) Number() protoreflect.EnumNumber {
@@ -826,11 +887,11 @@ func (x Resource_DiskInfo_Source_Type) String() string {
 }
 
 func (Resource_DiskInfo_Source_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[11].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[12].Descriptor()
 }
 
 func (Resource_DiskInfo_Source_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[11]
+	return &file_mesos_v1_mesos_proto_enumTypes[12]
 }
 
 func (x Resource_DiskInfo_Source_Type) Number() protoreflect.EnumNumber {
@@ -909,11 +970,11 @@ func (x Offer_Operation_Type) String() string {
 }
 
 func (Offer_Operation_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[12].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[13].Descriptor()
 }
 
 func (Offer_Operation_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[12]
+	return &file_mesos_v1_mesos_proto_enumTypes[13]
 }
 
 func (x Offer_Operation_Type) Number() protoreflect.EnumNumber {
@@ -968,11 +1029,11 @@ func (x TaskStatus_Source) String() string {
 }
 
 func (TaskStatus_Source) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[13].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[14].Descriptor()
 }
 
 func (TaskStatus_Source) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[13]
+	return &file_mesos_v1_mesos_proto_enumTypes[14]
 }
 
 func (x TaskStatus_Source) Number() protoreflect.EnumNumber {
@@ -1125,11 +1186,11 @@ func (x TaskStatus_Reason) String() string {
 }
 
 func (TaskStatus_Reason) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[14].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[15].Descriptor()
 }
 
 func (TaskStatus_Reason) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[14]
+	return &file_mesos_v1_mesos_proto_enumTypes[15]
 }
 
 func (x TaskStatus_Reason) Number() protoreflect.EnumNumber {
@@ -1184,11 +1245,11 @@ func (x Environment_Variable_Type) String() string {
 }
 
 func (Environment_Variable_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[15].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[16].Descriptor()
 }
 
 func (Environment_Variable_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[15]
+	return &file_mesos_v1_mesos_proto_enumTypes[16]
 }
 
 func (x Environment_Variable_Type) Number() protoreflect.EnumNumber {
@@ -1243,11 +1304,11 @@ func (x Secret_Type) String() string {
 }
 
 func (Secret_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[16].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[17].Descriptor()
 }
 
 func (Secret_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[16]
+	return &file_mesos_v1_mesos_proto_enumTypes[17]
 }
 
 func (x Secret_Type) Number() protoreflect.EnumNumber {
@@ -1299,11 +1360,11 @@ func (x Image_Type) String() string {
 }
 
 func (Image_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[17].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[18].Descriptor()
 }
 
 func (Image_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[17]
+	return &file_mesos_v1_mesos_proto_enumTypes[18]
 }
 
 func (x Image_Type) Number() protoreflect.EnumNumber {
@@ -1358,11 +1419,11 @@ func (x MountPropagation_Mode) String() string {
 }
 
 func (MountPropagation_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[18].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[19].Descriptor()
 }
 
 func (MountPropagation_Mode) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[18]
+	return &file_mesos_v1_mesos_proto_enumTypes[19]
 }
 
 func (x MountPropagation_Mode) Number() protoreflect.EnumNumber {
@@ -1414,11 +1475,11 @@ func (x Volume_Mode) String() string {
 }
 
 func (Volume_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[19].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[20].Descriptor()
 }
 
 func (Volume_Mode) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[19]
+	return &file_mesos_v1_mesos_proto_enumTypes[20]
 }
 
 func (x Volume_Mode) Number() protoreflect.EnumNumber {
@@ -1482,11 +1543,11 @@ func (x Volume_Source_Type) String() string {
 }
 
 func (Volume_Source_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[20].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[21].Descriptor()
 }
 
 func (Volume_Source_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[20]
+	return &file_mesos_v1_mesos_proto_enumTypes[21]
 }
 
 func (x Volume_Source_Type) Number() protoreflect.EnumNumber {
@@ -1541,11 +1602,11 @@ func (x Volume_Source_SandboxPath_Type) String() string {
 }
 
 func (Volume_Source_SandboxPath_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[21].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[22].Descriptor()
 }
 
 func (Volume_Source_SandboxPath_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[21]
+	return &file_mesos_v1_mesos_proto_enumTypes[22]
 }
 
 func (x Volume_Source_SandboxPath_Type) Number() protoreflect.EnumNumber {
@@ -1609,11 +1670,11 @@ func (x Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode) String() strin
 }
 
 func (Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[22].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[23].Descriptor()
 }
 
 func (Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[22]
+	return &file_mesos_v1_mesos_proto_enumTypes[23]
 }
 
 func (x Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode) Number() protoreflect.EnumNumber {
@@ -1665,11 +1726,11 @@ func (x NetworkInfo_Protocol) String() string {
 }
 
 func (NetworkInfo_Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[23].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[24].Descriptor()
 }
 
 func (NetworkInfo_Protocol) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[23]
+	return &file_mesos_v1_mesos_proto_enumTypes[24]
 }
 
 func (x NetworkInfo_Protocol) Number() protoreflect.EnumNumber {
@@ -1843,11 +1904,11 @@ func (x CapabilityInfo_Capability) String() string {
 }
 
 func (CapabilityInfo_Capability) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[24].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[25].Descriptor()
 }
 
 func (CapabilityInfo_Capability) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[24]
+	return &file_mesos_v1_mesos_proto_enumTypes[25]
 }
 
 func (x CapabilityInfo_Capability) Number() protoreflect.EnumNumber {
@@ -1902,11 +1963,11 @@ func (x LinuxInfo_IpcMode) String() string {
 }
 
 func (LinuxInfo_IpcMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[25].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[26].Descriptor()
 }
 
 func (LinuxInfo_IpcMode) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[25]
+	return &file_mesos_v1_mesos_proto_enumTypes[26]
 }
 
 func (x LinuxInfo_IpcMode) Number() protoreflect.EnumNumber {
@@ -2003,11 +2064,11 @@ func (x RLimitInfo_RLimit_Type) String() string {
 }
 
 func (RLimitInfo_RLimit_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[26].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[27].Descriptor()
 }
 
 func (RLimitInfo_RLimit_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[26]
+	return &file_mesos_v1_mesos_proto_enumTypes[27]
 }
 
 func (x RLimitInfo_RLimit_Type) Number() protoreflect.EnumNumber {
@@ -2059,11 +2120,11 @@ func (x ContainerInfo_Type) String() string {
 }
 
 func (ContainerInfo_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[27].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[28].Descriptor()
 }
 
 func (ContainerInfo_Type) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[27]
+	return &file_mesos_v1_mesos_proto_enumTypes[28]
 }
 
 func (x ContainerInfo_Type) Number() protoreflect.EnumNumber {
@@ -2121,11 +2182,11 @@ func (x ContainerInfo_DockerInfo_Network) String() string {
 }
 
 func (ContainerInfo_DockerInfo_Network) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[28].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[29].Descriptor()
 }
 
 func (ContainerInfo_DockerInfo_Network) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[28]
+	return &file_mesos_v1_mesos_proto_enumTypes[29]
 }
 
 func (x ContainerInfo_DockerInfo_Network) Number() protoreflect.EnumNumber {
@@ -2192,11 +2253,11 @@ func (x CgroupInfo_Blkio_Operation) String() string {
 }
 
 func (CgroupInfo_Blkio_Operation) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[29].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[30].Descriptor()
 }
 
 func (CgroupInfo_Blkio_Operation) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[29]
+	return &file_mesos_v1_mesos_proto_enumTypes[30]
 }
 
 func (x CgroupInfo_Blkio_Operation) Number() protoreflect.EnumNumber {
@@ -2251,11 +2312,11 @@ func (x DiscoveryInfo_Visibility) String() string {
 }
 
 func (DiscoveryInfo_Visibility) Descriptor() protoreflect.EnumDescriptor {
-	return file_mesos_v1_mesos_proto_enumTypes[30].Descriptor()
+	return file_mesos_v1_mesos_proto_enumTypes[31].Descriptor()
 }
 
 func (DiscoveryInfo_Visibility) Type() protoreflect.EnumType {
-	return &file_mesos_v1_mesos_proto_enumTypes[30]
+	return &file_mesos_v1_mesos_proto_enumTypes[31]
 }
 
 func (x DiscoveryInfo_Visibility) Number() protoreflect.EnumNumber {
@@ -8705,6 +8766,117 @@ func (x *DiscoveryInfo) GetLabels() *Labels {
 	return nil
 }
 
+// How an agent is drained (DRAIN_AGENT): its tasks killed within
+// max_grace_period, the agent marked gone once drained when mark_gone.
+type DrainConfig struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	MaxGracePeriod *DurationInfo          `protobuf:"bytes,1,opt,name=max_grace_period,json=maxGracePeriod" json:"max_grace_period,omitempty"`
+	MarkGone       *bool                  `protobuf:"varint,2,opt,name=mark_gone,json=markGone,def=0" json:"mark_gone,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+// Default values for DrainConfig fields.
+const (
+	Default_DrainConfig_MarkGone = bool(false)
+)
+
+func (x *DrainConfig) Reset() {
+	*x = DrainConfig{}
+	mi := &file_mesos_v1_mesos_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainConfig) ProtoMessage() {}
+
+func (x *DrainConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_mesos_v1_mesos_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainConfig.ProtoReflect.Descriptor instead.
+func (*DrainConfig) Descriptor() ([]byte, []int) {
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *DrainConfig) GetMaxGracePeriod() *DurationInfo {
+	if x != nil {
+		return x.MaxGracePeriod
+	}
+	return nil
+}
+
+func (x *DrainConfig) GetMarkGone() bool {
+	if x != nil && x.MarkGone != nil {
+		return *x.MarkGone
+	}
+	return Default_DrainConfig_MarkGone
+}
+
+type DrainInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *DrainState            `protobuf:"varint,1,req,name=state,enum=mesos.v1.DrainState" json:"state,omitempty"`
+	Config        *DrainConfig           `protobuf:"bytes,2,req,name=config" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainInfo) Reset() {
+	*x = DrainInfo{}
+	mi := &file_mesos_v1_mesos_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainInfo) ProtoMessage() {}
+
+func (x *DrainInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_mesos_v1_mesos_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainInfo.ProtoReflect.Descriptor instead.
+func (*DrainInfo) Descriptor() ([]byte, []int) {
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *DrainInfo) GetState() DrainState {
+	if x != nil && x.State != nil {
+		return *x.State
+	}
+	return DrainState_UNKNOWN
+}
+
+func (x *DrainInfo) GetConfig() *DrainConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
 type WeightInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Weight        *float64               `protobuf:"fixed64,1,req,name=weight" json:"weight,omitempty"`
@@ -8715,7 +8887,7 @@ type WeightInfo struct {
 
 func (x *WeightInfo) Reset() {
 	*x = WeightInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[74]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8727,7 +8899,7 @@ func (x *WeightInfo) String() string {
 func (*WeightInfo) ProtoMessage() {}
 
 func (x *WeightInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[74]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8740,7 +8912,7 @@ func (x *WeightInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightInfo.ProtoReflect.Descriptor instead.
 func (*WeightInfo) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{74}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *WeightInfo) GetWeight() float64 {
@@ -8772,7 +8944,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[75]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8784,7 +8956,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[75]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8797,7 +8969,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{75}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *VersionInfo) GetVersion() string {
@@ -8859,7 +9031,7 @@ type Flag struct {
 
 func (x *Flag) Reset() {
 	*x = Flag{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[76]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8871,7 +9043,7 @@ func (x *Flag) String() string {
 func (*Flag) ProtoMessage() {}
 
 func (x *Flag) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[76]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8884,7 +9056,7 @@ func (x *Flag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flag.ProtoReflect.Descriptor instead.
 func (*Flag) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{76}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Flag) GetName() string {
@@ -8913,7 +9085,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[77]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8925,7 +9097,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[77]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8938,7 +9110,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{77}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Role) GetName() string {
@@ -8979,7 +9151,7 @@ type Metric struct {
 
 func (x *Metric) Reset() {
 	*x = Metric{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[78]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8991,7 +9163,7 @@ func (x *Metric) String() string {
 func (*Metric) ProtoMessage() {}
 
 func (x *Metric) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[78]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9004,7 +9176,7 @@ func (x *Metric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metric.ProtoReflect.Descriptor instead.
 func (*Metric) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{78}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Metric) GetName() string {
@@ -9037,7 +9209,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[79]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9049,7 +9221,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[79]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9062,7 +9234,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{79}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -9124,7 +9296,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[80]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9136,7 +9308,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[80]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9149,7 +9321,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{80}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *Device) GetPath() string {
@@ -9175,7 +9347,7 @@ type FrameworkInfo_Capability struct {
 
 func (x *FrameworkInfo_Capability) Reset() {
 	*x = FrameworkInfo_Capability{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[81]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9187,7 +9359,7 @@ func (x *FrameworkInfo_Capability) String() string {
 func (*FrameworkInfo_Capability) ProtoMessage() {}
 
 func (x *FrameworkInfo_Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[81]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9219,7 +9391,7 @@ type CheckInfo_Command struct {
 
 func (x *CheckInfo_Command) Reset() {
 	*x = CheckInfo_Command{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[83]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9231,7 +9403,7 @@ func (x *CheckInfo_Command) String() string {
 func (*CheckInfo_Command) ProtoMessage() {}
 
 func (x *CheckInfo_Command) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[83]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9264,7 +9436,7 @@ type CheckInfo_Http struct {
 
 func (x *CheckInfo_Http) Reset() {
 	*x = CheckInfo_Http{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[84]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9276,7 +9448,7 @@ func (x *CheckInfo_Http) String() string {
 func (*CheckInfo_Http) ProtoMessage() {}
 
 func (x *CheckInfo_Http) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[84]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9315,7 +9487,7 @@ type CheckInfo_Tcp struct {
 
 func (x *CheckInfo_Tcp) Reset() {
 	*x = CheckInfo_Tcp{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[85]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9327,7 +9499,7 @@ func (x *CheckInfo_Tcp) String() string {
 func (*CheckInfo_Tcp) ProtoMessage() {}
 
 func (x *CheckInfo_Tcp) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[85]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9368,7 +9540,7 @@ const (
 
 func (x *HealthCheck_HTTPCheckInfo) Reset() {
 	*x = HealthCheck_HTTPCheckInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[86]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9380,7 +9552,7 @@ func (x *HealthCheck_HTTPCheckInfo) String() string {
 func (*HealthCheck_HTTPCheckInfo) ProtoMessage() {}
 
 func (x *HealthCheck_HTTPCheckInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[86]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9446,7 +9618,7 @@ const (
 
 func (x *HealthCheck_TCPCheckInfo) Reset() {
 	*x = HealthCheck_TCPCheckInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[87]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9458,7 +9630,7 @@ func (x *HealthCheck_TCPCheckInfo) String() string {
 func (*HealthCheck_TCPCheckInfo) ProtoMessage() {}
 
 func (x *HealthCheck_TCPCheckInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[87]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9506,7 +9678,7 @@ const (
 
 func (x *CommandInfo_URI) Reset() {
 	*x = CommandInfo_URI{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[88]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9518,7 +9690,7 @@ func (x *CommandInfo_URI) String() string {
 func (*CommandInfo_URI) ProtoMessage() {}
 
 func (x *CommandInfo_URI) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[88]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9579,7 +9751,7 @@ type DomainInfo_FaultDomain struct {
 
 func (x *DomainInfo_FaultDomain) Reset() {
 	*x = DomainInfo_FaultDomain{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[89]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9591,7 +9763,7 @@ func (x *DomainInfo_FaultDomain) String() string {
 func (*DomainInfo_FaultDomain) ProtoMessage() {}
 
 func (x *DomainInfo_FaultDomain) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[89]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9630,7 +9802,7 @@ type DomainInfo_FaultDomain_RegionInfo struct {
 
 func (x *DomainInfo_FaultDomain_RegionInfo) Reset() {
 	*x = DomainInfo_FaultDomain_RegionInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[90]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9642,7 +9814,7 @@ func (x *DomainInfo_FaultDomain_RegionInfo) String() string {
 func (*DomainInfo_FaultDomain_RegionInfo) ProtoMessage() {}
 
 func (x *DomainInfo_FaultDomain_RegionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[90]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9674,7 +9846,7 @@ type DomainInfo_FaultDomain_ZoneInfo struct {
 
 func (x *DomainInfo_FaultDomain_ZoneInfo) Reset() {
 	*x = DomainInfo_FaultDomain_ZoneInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[91]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9686,7 +9858,7 @@ func (x *DomainInfo_FaultDomain_ZoneInfo) String() string {
 func (*DomainInfo_FaultDomain_ZoneInfo) ProtoMessage() {}
 
 func (x *DomainInfo_FaultDomain_ZoneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[91]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9718,7 +9890,7 @@ type MasterInfo_Capability struct {
 
 func (x *MasterInfo_Capability) Reset() {
 	*x = MasterInfo_Capability{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[92]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9730,7 +9902,7 @@ func (x *MasterInfo_Capability) String() string {
 func (*MasterInfo_Capability) ProtoMessage() {}
 
 func (x *MasterInfo_Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[92]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9762,7 +9934,7 @@ type AgentInfo_Capability struct {
 
 func (x *AgentInfo_Capability) Reset() {
 	*x = AgentInfo_Capability{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[93]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9774,7 +9946,7 @@ func (x *AgentInfo_Capability) String() string {
 func (*AgentInfo_Capability) ProtoMessage() {}
 
 func (x *AgentInfo_Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[93]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9807,7 +9979,7 @@ type Value_Scalar struct {
 
 func (x *Value_Scalar) Reset() {
 	*x = Value_Scalar{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[94]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9819,7 +9991,7 @@ func (x *Value_Scalar) String() string {
 func (*Value_Scalar) ProtoMessage() {}
 
 func (x *Value_Scalar) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[94]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9852,7 +10024,7 @@ type Value_Range struct {
 
 func (x *Value_Range) Reset() {
 	*x = Value_Range{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[95]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9864,7 +10036,7 @@ func (x *Value_Range) String() string {
 func (*Value_Range) ProtoMessage() {}
 
 func (x *Value_Range) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[95]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9903,7 +10075,7 @@ type Value_Ranges struct {
 
 func (x *Value_Ranges) Reset() {
 	*x = Value_Ranges{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[96]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9915,7 +10087,7 @@ func (x *Value_Ranges) String() string {
 func (*Value_Ranges) ProtoMessage() {}
 
 func (x *Value_Ranges) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[96]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9947,7 +10119,7 @@ type Value_Set struct {
 
 func (x *Value_Set) Reset() {
 	*x = Value_Set{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[97]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9959,7 +10131,7 @@ func (x *Value_Set) String() string {
 func (*Value_Set) ProtoMessage() {}
 
 func (x *Value_Set) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[97]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9991,7 +10163,7 @@ type Value_Text struct {
 
 func (x *Value_Text) Reset() {
 	*x = Value_Text{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[98]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10003,7 +10175,7 @@ func (x *Value_Text) String() string {
 func (*Value_Text) ProtoMessage() {}
 
 func (x *Value_Text) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[98]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10036,7 +10208,7 @@ type Resource_AllocationInfo struct {
 
 func (x *Resource_AllocationInfo) Reset() {
 	*x = Resource_AllocationInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[99]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10048,7 +10220,7 @@ func (x *Resource_AllocationInfo) String() string {
 func (*Resource_AllocationInfo) ProtoMessage() {}
 
 func (x *Resource_AllocationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[99]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10083,7 +10255,7 @@ type Resource_ReservationInfo struct {
 
 func (x *Resource_ReservationInfo) Reset() {
 	*x = Resource_ReservationInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[100]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10095,7 +10267,7 @@ func (x *Resource_ReservationInfo) String() string {
 func (*Resource_ReservationInfo) ProtoMessage() {}
 
 func (x *Resource_ReservationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[100]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10150,7 +10322,7 @@ type Resource_DiskInfo struct {
 
 func (x *Resource_DiskInfo) Reset() {
 	*x = Resource_DiskInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[101]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10162,7 +10334,7 @@ func (x *Resource_DiskInfo) String() string {
 func (*Resource_DiskInfo) ProtoMessage() {}
 
 func (x *Resource_DiskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[101]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10207,7 +10379,7 @@ type Resource_RevocableInfo struct {
 
 func (x *Resource_RevocableInfo) Reset() {
 	*x = Resource_RevocableInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[102]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10219,7 +10391,7 @@ func (x *Resource_RevocableInfo) String() string {
 func (*Resource_RevocableInfo) ProtoMessage() {}
 
 func (x *Resource_RevocableInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[102]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10243,7 +10415,7 @@ type Resource_SharedInfo struct {
 
 func (x *Resource_SharedInfo) Reset() {
 	*x = Resource_SharedInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[103]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10255,7 +10427,7 @@ func (x *Resource_SharedInfo) String() string {
 func (*Resource_SharedInfo) ProtoMessage() {}
 
 func (x *Resource_SharedInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[103]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10281,7 +10453,7 @@ type Resource_DiskInfo_Persistence struct {
 
 func (x *Resource_DiskInfo_Persistence) Reset() {
 	*x = Resource_DiskInfo_Persistence{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[104]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10293,7 +10465,7 @@ func (x *Resource_DiskInfo_Persistence) String() string {
 func (*Resource_DiskInfo_Persistence) ProtoMessage() {}
 
 func (x *Resource_DiskInfo_Persistence) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[104]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10338,7 +10510,7 @@ type Resource_DiskInfo_Source struct {
 
 func (x *Resource_DiskInfo_Source) Reset() {
 	*x = Resource_DiskInfo_Source{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[105]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10350,7 +10522,7 @@ func (x *Resource_DiskInfo_Source) String() string {
 func (*Resource_DiskInfo_Source) ProtoMessage() {}
 
 func (x *Resource_DiskInfo_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[105]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10424,7 +10596,7 @@ type Resource_DiskInfo_Source_Path struct {
 
 func (x *Resource_DiskInfo_Source_Path) Reset() {
 	*x = Resource_DiskInfo_Source_Path{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[106]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10436,7 +10608,7 @@ func (x *Resource_DiskInfo_Source_Path) String() string {
 func (*Resource_DiskInfo_Source_Path) ProtoMessage() {}
 
 func (x *Resource_DiskInfo_Source_Path) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[106]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10468,7 +10640,7 @@ type Resource_DiskInfo_Source_Mount struct {
 
 func (x *Resource_DiskInfo_Source_Mount) Reset() {
 	*x = Resource_DiskInfo_Source_Mount{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[107]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10480,7 +10652,7 @@ func (x *Resource_DiskInfo_Source_Mount) String() string {
 func (*Resource_DiskInfo_Source_Mount) ProtoMessage() {}
 
 func (x *Resource_DiskInfo_Source_Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[107]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10516,7 +10688,7 @@ type ResourceUsage_Executor struct {
 
 func (x *ResourceUsage_Executor) Reset() {
 	*x = ResourceUsage_Executor{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[108]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10528,7 +10700,7 @@ func (x *ResourceUsage_Executor) String() string {
 func (*ResourceUsage_Executor) ProtoMessage() {}
 
 func (x *ResourceUsage_Executor) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[108]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10591,7 +10763,7 @@ type ResourceUsage_Executor_Task struct {
 
 func (x *ResourceUsage_Executor_Task) Reset() {
 	*x = ResourceUsage_Executor_Task{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[109]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10603,7 +10775,7 @@ func (x *ResourceUsage_Executor_Task) String() string {
 func (*ResourceUsage_Executor_Task) ProtoMessage() {}
 
 func (x *ResourceUsage_Executor_Task) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[109]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10656,7 +10828,7 @@ type OfferFilters_ResourceQuantities struct {
 
 func (x *OfferFilters_ResourceQuantities) Reset() {
 	*x = OfferFilters_ResourceQuantities{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[110]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10668,7 +10840,7 @@ func (x *OfferFilters_ResourceQuantities) String() string {
 func (*OfferFilters_ResourceQuantities) ProtoMessage() {}
 
 func (x *OfferFilters_ResourceQuantities) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[110]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10700,7 +10872,7 @@ type OfferFilters_MinAllocatableResources struct {
 
 func (x *OfferFilters_MinAllocatableResources) Reset() {
 	*x = OfferFilters_MinAllocatableResources{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[111]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10712,7 +10884,7 @@ func (x *OfferFilters_MinAllocatableResources) String() string {
 func (*OfferFilters_MinAllocatableResources) ProtoMessage() {}
 
 func (x *OfferFilters_MinAllocatableResources) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[111]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10756,7 +10928,7 @@ type Offer_Operation struct {
 
 func (x *Offer_Operation) Reset() {
 	*x = Offer_Operation{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[113]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10768,7 +10940,7 @@ func (x *Offer_Operation) String() string {
 func (*Offer_Operation) ProtoMessage() {}
 
 func (x *Offer_Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[113]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10877,7 +11049,7 @@ type Offer_Operation_Launch struct {
 
 func (x *Offer_Operation_Launch) Reset() {
 	*x = Offer_Operation_Launch{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[114]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10889,7 +11061,7 @@ func (x *Offer_Operation_Launch) String() string {
 func (*Offer_Operation_Launch) ProtoMessage() {}
 
 func (x *Offer_Operation_Launch) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[114]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10923,7 +11095,7 @@ type Offer_Operation_LaunchGroup struct {
 
 func (x *Offer_Operation_LaunchGroup) Reset() {
 	*x = Offer_Operation_LaunchGroup{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[115]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10935,7 +11107,7 @@ func (x *Offer_Operation_LaunchGroup) String() string {
 func (*Offer_Operation_LaunchGroup) ProtoMessage() {}
 
 func (x *Offer_Operation_LaunchGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[115]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10975,7 +11147,7 @@ type Offer_Operation_Reserve struct {
 
 func (x *Offer_Operation_Reserve) Reset() {
 	*x = Offer_Operation_Reserve{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[116]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10987,7 +11159,7 @@ func (x *Offer_Operation_Reserve) String() string {
 func (*Offer_Operation_Reserve) ProtoMessage() {}
 
 func (x *Offer_Operation_Reserve) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[116]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11026,7 +11198,7 @@ type Offer_Operation_Unreserve struct {
 
 func (x *Offer_Operation_Unreserve) Reset() {
 	*x = Offer_Operation_Unreserve{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[117]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11038,7 +11210,7 @@ func (x *Offer_Operation_Unreserve) String() string {
 func (*Offer_Operation_Unreserve) ProtoMessage() {}
 
 func (x *Offer_Operation_Unreserve) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[117]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11070,7 +11242,7 @@ type Offer_Operation_Create struct {
 
 func (x *Offer_Operation_Create) Reset() {
 	*x = Offer_Operation_Create{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[118]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11082,7 +11254,7 @@ func (x *Offer_Operation_Create) String() string {
 func (*Offer_Operation_Create) ProtoMessage() {}
 
 func (x *Offer_Operation_Create) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[118]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11114,7 +11286,7 @@ type Offer_Operation_Destroy struct {
 
 func (x *Offer_Operation_Destroy) Reset() {
 	*x = Offer_Operation_Destroy{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[119]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11126,7 +11298,7 @@ func (x *Offer_Operation_Destroy) String() string {
 func (*Offer_Operation_Destroy) ProtoMessage() {}
 
 func (x *Offer_Operation_Destroy) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[119]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11159,7 +11331,7 @@ type Offer_Operation_GrowVolume struct {
 
 func (x *Offer_Operation_GrowVolume) Reset() {
 	*x = Offer_Operation_GrowVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[120]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11171,7 +11343,7 @@ func (x *Offer_Operation_GrowVolume) String() string {
 func (*Offer_Operation_GrowVolume) ProtoMessage() {}
 
 func (x *Offer_Operation_GrowVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[120]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11211,7 +11383,7 @@ type Offer_Operation_ShrinkVolume struct {
 
 func (x *Offer_Operation_ShrinkVolume) Reset() {
 	*x = Offer_Operation_ShrinkVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[121]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11223,7 +11395,7 @@ func (x *Offer_Operation_ShrinkVolume) String() string {
 func (*Offer_Operation_ShrinkVolume) ProtoMessage() {}
 
 func (x *Offer_Operation_ShrinkVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[121]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11264,7 +11436,7 @@ type Offer_Operation_CreateDisk struct {
 
 func (x *Offer_Operation_CreateDisk) Reset() {
 	*x = Offer_Operation_CreateDisk{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[122]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11276,7 +11448,7 @@ func (x *Offer_Operation_CreateDisk) String() string {
 func (*Offer_Operation_CreateDisk) ProtoMessage() {}
 
 func (x *Offer_Operation_CreateDisk) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[122]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11322,7 +11494,7 @@ type Offer_Operation_DestroyDisk struct {
 
 func (x *Offer_Operation_DestroyDisk) Reset() {
 	*x = Offer_Operation_DestroyDisk{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[123]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11334,7 +11506,7 @@ func (x *Offer_Operation_DestroyDisk) String() string {
 func (*Offer_Operation_DestroyDisk) ProtoMessage() {}
 
 func (x *Offer_Operation_DestroyDisk) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[123]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11366,7 +11538,7 @@ type CheckStatusInfo_Command struct {
 
 func (x *CheckStatusInfo_Command) Reset() {
 	*x = CheckStatusInfo_Command{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[126]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11378,7 +11550,7 @@ func (x *CheckStatusInfo_Command) String() string {
 func (*CheckStatusInfo_Command) ProtoMessage() {}
 
 func (x *CheckStatusInfo_Command) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[126]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11410,7 +11582,7 @@ type CheckStatusInfo_Http struct {
 
 func (x *CheckStatusInfo_Http) Reset() {
 	*x = CheckStatusInfo_Http{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[127]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11422,7 +11594,7 @@ func (x *CheckStatusInfo_Http) String() string {
 func (*CheckStatusInfo_Http) ProtoMessage() {}
 
 func (x *CheckStatusInfo_Http) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[127]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11454,7 +11626,7 @@ type CheckStatusInfo_Tcp struct {
 
 func (x *CheckStatusInfo_Tcp) Reset() {
 	*x = CheckStatusInfo_Tcp{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[128]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11466,7 +11638,7 @@ func (x *CheckStatusInfo_Tcp) String() string {
 func (*CheckStatusInfo_Tcp) ProtoMessage() {}
 
 func (x *CheckStatusInfo_Tcp) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[128]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11507,7 +11679,7 @@ const (
 
 func (x *Environment_Variable) Reset() {
 	*x = Environment_Variable{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[129]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11519,7 +11691,7 @@ func (x *Environment_Variable) String() string {
 func (*Environment_Variable) ProtoMessage() {}
 
 func (x *Environment_Variable) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[129]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11573,7 +11745,7 @@ type Secret_Reference struct {
 
 func (x *Secret_Reference) Reset() {
 	*x = Secret_Reference{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[130]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11585,7 +11757,7 @@ func (x *Secret_Reference) String() string {
 func (*Secret_Reference) ProtoMessage() {}
 
 func (x *Secret_Reference) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[130]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11624,7 +11796,7 @@ type Secret_Value struct {
 
 func (x *Secret_Value) Reset() {
 	*x = Secret_Value{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[131]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11636,7 +11808,7 @@ func (x *Secret_Value) String() string {
 func (*Secret_Value) ProtoMessage() {}
 
 func (x *Secret_Value) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[131]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11670,7 +11842,7 @@ type Image_Appc struct {
 
 func (x *Image_Appc) Reset() {
 	*x = Image_Appc{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[132]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11682,7 +11854,7 @@ func (x *Image_Appc) String() string {
 func (*Image_Appc) ProtoMessage() {}
 
 func (x *Image_Appc) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[132]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11733,7 +11905,7 @@ type Image_Docker struct {
 
 func (x *Image_Docker) Reset() {
 	*x = Image_Docker{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[133]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11745,7 +11917,7 @@ func (x *Image_Docker) String() string {
 func (*Image_Docker) ProtoMessage() {}
 
 func (x *Image_Docker) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[133]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11797,7 +11969,7 @@ type Volume_Source struct {
 
 func (x *Volume_Source) Reset() {
 	*x = Volume_Source{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[134]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11809,7 +11981,7 @@ func (x *Volume_Source) String() string {
 func (*Volume_Source) ProtoMessage() {}
 
 func (x *Volume_Source) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[134]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11878,7 +12050,7 @@ type Volume_Source_DockerVolume struct {
 
 func (x *Volume_Source_DockerVolume) Reset() {
 	*x = Volume_Source_DockerVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[135]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11890,7 +12062,7 @@ func (x *Volume_Source_DockerVolume) String() string {
 func (*Volume_Source_DockerVolume) ProtoMessage() {}
 
 func (x *Volume_Source_DockerVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[135]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11937,7 +12109,7 @@ type Volume_Source_HostPath struct {
 
 func (x *Volume_Source_HostPath) Reset() {
 	*x = Volume_Source_HostPath{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[136]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -11949,7 +12121,7 @@ func (x *Volume_Source_HostPath) String() string {
 func (*Volume_Source_HostPath) ProtoMessage() {}
 
 func (x *Volume_Source_HostPath) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[136]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -11990,7 +12162,7 @@ type Volume_Source_SandboxPath struct {
 
 func (x *Volume_Source_SandboxPath) Reset() {
 	*x = Volume_Source_SandboxPath{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[137]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12002,7 +12174,7 @@ func (x *Volume_Source_SandboxPath) String() string {
 func (*Volume_Source_SandboxPath) ProtoMessage() {}
 
 func (x *Volume_Source_SandboxPath) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[137]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12042,7 +12214,7 @@ type Volume_Source_CSIVolume struct {
 
 func (x *Volume_Source_CSIVolume) Reset() {
 	*x = Volume_Source_CSIVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[138]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12054,7 +12226,7 @@ func (x *Volume_Source_CSIVolume) String() string {
 func (*Volume_Source_CSIVolume) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[138]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12098,7 +12270,7 @@ type Volume_Source_CSIVolume_VolumeCapability struct {
 
 func (x *Volume_Source_CSIVolume_VolumeCapability) Reset() {
 	*x = Volume_Source_CSIVolume_VolumeCapability{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[139]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12110,7 +12282,7 @@ func (x *Volume_Source_CSIVolume_VolumeCapability) String() string {
 func (*Volume_Source_CSIVolume_VolumeCapability) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume_VolumeCapability) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[139]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12189,7 +12361,7 @@ type Volume_Source_CSIVolume_StaticProvisioning struct {
 
 func (x *Volume_Source_CSIVolume_StaticProvisioning) Reset() {
 	*x = Volume_Source_CSIVolume_StaticProvisioning{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[140]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12201,7 +12373,7 @@ func (x *Volume_Source_CSIVolume_StaticProvisioning) String() string {
 func (*Volume_Source_CSIVolume_StaticProvisioning) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume_StaticProvisioning) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[140]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12260,7 +12432,7 @@ type Volume_Source_CSIVolume_VolumeCapability_BlockVolume struct {
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_BlockVolume) Reset() {
 	*x = Volume_Source_CSIVolume_VolumeCapability_BlockVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[141]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12272,7 +12444,7 @@ func (x *Volume_Source_CSIVolume_VolumeCapability_BlockVolume) String() string {
 func (*Volume_Source_CSIVolume_VolumeCapability_BlockVolume) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_BlockVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[141]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12298,7 +12470,7 @@ type Volume_Source_CSIVolume_VolumeCapability_MountVolume struct {
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_MountVolume) Reset() {
 	*x = Volume_Source_CSIVolume_VolumeCapability_MountVolume{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[142]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12310,7 +12482,7 @@ func (x *Volume_Source_CSIVolume_VolumeCapability_MountVolume) String() string {
 func (*Volume_Source_CSIVolume_VolumeCapability_MountVolume) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_MountVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[142]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12349,7 +12521,7 @@ type Volume_Source_CSIVolume_VolumeCapability_AccessMode struct {
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_AccessMode) Reset() {
 	*x = Volume_Source_CSIVolume_VolumeCapability_AccessMode{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[143]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12361,7 +12533,7 @@ func (x *Volume_Source_CSIVolume_VolumeCapability_AccessMode) String() string {
 func (*Volume_Source_CSIVolume_VolumeCapability_AccessMode) ProtoMessage() {}
 
 func (x *Volume_Source_CSIVolume_VolumeCapability_AccessMode) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[143]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12399,7 +12571,7 @@ const (
 
 func (x *NetworkInfo_IPAddress) Reset() {
 	*x = NetworkInfo_IPAddress{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[147]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[149]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12411,7 +12583,7 @@ func (x *NetworkInfo_IPAddress) String() string {
 func (*NetworkInfo_IPAddress) ProtoMessage() {}
 
 func (x *NetworkInfo_IPAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[147]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[149]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12452,7 +12624,7 @@ type NetworkInfo_PortMapping struct {
 
 func (x *NetworkInfo_PortMapping) Reset() {
 	*x = NetworkInfo_PortMapping{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[148]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[150]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12464,7 +12636,7 @@ func (x *NetworkInfo_PortMapping) String() string {
 func (*NetworkInfo_PortMapping) ProtoMessage() {}
 
 func (x *NetworkInfo_PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[148]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[150]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12513,7 +12685,7 @@ type RLimitInfo_RLimit struct {
 
 func (x *RLimitInfo_RLimit) Reset() {
 	*x = RLimitInfo_RLimit{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[149]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[151]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12525,7 +12697,7 @@ func (x *RLimitInfo_RLimit) String() string {
 func (*RLimitInfo_RLimit) ProtoMessage() {}
 
 func (x *RLimitInfo_RLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[149]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[151]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12572,7 +12744,7 @@ type TTYInfo_WindowSize struct {
 
 func (x *TTYInfo_WindowSize) Reset() {
 	*x = TTYInfo_WindowSize{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[150]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[152]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12584,7 +12756,7 @@ func (x *TTYInfo_WindowSize) String() string {
 func (*TTYInfo_WindowSize) ProtoMessage() {}
 
 func (x *TTYInfo_WindowSize) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[150]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[152]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12637,7 +12809,7 @@ const (
 
 func (x *ContainerInfo_DockerInfo) Reset() {
 	*x = ContainerInfo_DockerInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[151]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[153]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12649,7 +12821,7 @@ func (x *ContainerInfo_DockerInfo) String() string {
 func (*ContainerInfo_DockerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo_DockerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[151]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[153]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12724,7 +12896,7 @@ type ContainerInfo_MesosInfo struct {
 
 func (x *ContainerInfo_MesosInfo) Reset() {
 	*x = ContainerInfo_MesosInfo{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[152]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[154]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12736,7 +12908,7 @@ func (x *ContainerInfo_MesosInfo) String() string {
 func (*ContainerInfo_MesosInfo) ProtoMessage() {}
 
 func (x *ContainerInfo_MesosInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[152]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[154]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12770,7 +12942,7 @@ type ContainerInfo_DockerInfo_PortMapping struct {
 
 func (x *ContainerInfo_DockerInfo_PortMapping) Reset() {
 	*x = ContainerInfo_DockerInfo_PortMapping{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[153]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[155]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12782,7 +12954,7 @@ func (x *ContainerInfo_DockerInfo_PortMapping) String() string {
 func (*ContainerInfo_DockerInfo_PortMapping) ProtoMessage() {}
 
 func (x *ContainerInfo_DockerInfo_PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[153]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[155]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12827,7 +12999,7 @@ type CgroupInfo_Blkio struct {
 
 func (x *CgroupInfo_Blkio) Reset() {
 	*x = CgroupInfo_Blkio{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[154]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[156]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12839,7 +13011,7 @@ func (x *CgroupInfo_Blkio) String() string {
 func (*CgroupInfo_Blkio) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[154]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[156]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12864,7 +13036,7 @@ type CgroupInfo_NetCls struct {
 
 func (x *CgroupInfo_NetCls) Reset() {
 	*x = CgroupInfo_NetCls{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[155]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[157]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12876,7 +13048,7 @@ func (x *CgroupInfo_NetCls) String() string {
 func (*CgroupInfo_NetCls) ProtoMessage() {}
 
 func (x *CgroupInfo_NetCls) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[155]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[157]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12909,7 +13081,7 @@ type CgroupInfo_Blkio_Value struct {
 
 func (x *CgroupInfo_Blkio_Value) Reset() {
 	*x = CgroupInfo_Blkio_Value{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[156]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[158]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12921,7 +13093,7 @@ func (x *CgroupInfo_Blkio_Value) String() string {
 func (*CgroupInfo_Blkio_Value) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_Value) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[156]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[158]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12959,7 +13131,7 @@ type CgroupInfo_Blkio_CFQ struct {
 
 func (x *CgroupInfo_Blkio_CFQ) Reset() {
 	*x = CgroupInfo_Blkio_CFQ{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[157]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[159]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -12971,7 +13143,7 @@ func (x *CgroupInfo_Blkio_CFQ) String() string {
 func (*CgroupInfo_Blkio_CFQ) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_CFQ) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[157]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[159]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -12995,7 +13167,7 @@ type CgroupInfo_Blkio_Throttling struct {
 
 func (x *CgroupInfo_Blkio_Throttling) Reset() {
 	*x = CgroupInfo_Blkio_Throttling{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[158]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[160]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -13007,7 +13179,7 @@ func (x *CgroupInfo_Blkio_Throttling) String() string {
 func (*CgroupInfo_Blkio_Throttling) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_Throttling) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[158]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[160]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -13034,7 +13206,7 @@ type CgroupInfo_Blkio_Statistics struct {
 
 func (x *CgroupInfo_Blkio_Statistics) Reset() {
 	*x = CgroupInfo_Blkio_Statistics{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[159]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[161]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -13046,7 +13218,7 @@ func (x *CgroupInfo_Blkio_Statistics) String() string {
 func (*CgroupInfo_Blkio_Statistics) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_Statistics) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[159]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[161]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -13101,7 +13273,7 @@ type CgroupInfo_Blkio_CFQ_Statistics struct {
 
 func (x *CgroupInfo_Blkio_CFQ_Statistics) Reset() {
 	*x = CgroupInfo_Blkio_CFQ_Statistics{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[160]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[162]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -13113,7 +13285,7 @@ func (x *CgroupInfo_Blkio_CFQ_Statistics) String() string {
 func (*CgroupInfo_Blkio_CFQ_Statistics) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_CFQ_Statistics) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[160]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[162]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -13203,7 +13375,7 @@ type CgroupInfo_Blkio_Throttling_Statistics struct {
 
 func (x *CgroupInfo_Blkio_Throttling_Statistics) Reset() {
 	*x = CgroupInfo_Blkio_Throttling_Statistics{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[161]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[163]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -13215,7 +13387,7 @@ func (x *CgroupInfo_Blkio_Throttling_Statistics) String() string {
 func (*CgroupInfo_Blkio_Throttling_Statistics) ProtoMessage() {}
 
 func (x *CgroupInfo_Blkio_Throttling_Statistics) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[161]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[163]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -13262,7 +13434,7 @@ type Device_Number struct {
 
 func (x *Device_Number) Reset() {
 	*x = Device_Number{}
-	mi := &file_mesos_v1_mesos_proto_msgTypes[162]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[164]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -13274,7 +13446,7 @@ func (x *Device_Number) String() string {
 func (*Device_Number) ProtoMessage() {}
 
 func (x *Device_Number) ProtoReflect() protoreflect.Message {
-	mi := &file_mesos_v1_mesos_proto_msgTypes[162]
+	mi := &file_mesos_v1_mesos_proto_msgTypes[164]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -13287,7 +13459,7 @@ func (x *Device_Number) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device_Number.ProtoReflect.Descriptor instead.
 func (*Device_Number) Descriptor() ([]byte, []int) {
-	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{80, 0}
+	return file_mesos_v1_mesos_proto_rawDescGZIP(), []int{82, 0}
 }
 
 func (x *Device_Number) GetMajorNumber() uint64 {
@@ -14496,7 +14668,13 @@ const file_mesos_v1_mesos_proto_rawDesc = "" +
 	"Visibility\x12\r\n" +
 	"\tFRAMEWORK\x10\x00\x12\v\n" +
 	"\aCLUSTER\x10\x01\x12\f\n" +
-	"\bEXTERNAL\x10\x02\"8\n" +
+	"\bEXTERNAL\x10\x02\"s\n" +
+	"\vDrainConfig\x12@\n" +
+	"\x10max_grace_period\x18\x01 \x01(\v2\x16.mesos.v1.DurationInfoR\x0emaxGracePeriod\x12\"\n" +
+	"\tmark_gone\x18\x02 \x01(\b:\x05falseR\bmarkGone\"f\n" +
+	"\tDrainInfo\x12*\n" +
+	"\x05state\x18\x01 \x02(\x0e2\x14.mesos.v1.DrainStateR\x05state\x12-\n" +
+	"\x06config\x18\x02 \x02(\v2\x15.mesos.v1.DrainConfigR\x06config\"8\n" +
 	"\n" +
 	"WeightInfo\x12\x16\n" +
 	"\x06weight\x18\x01 \x02(\x01R\x06weight\x12\x12\n" +
@@ -14567,7 +14745,12 @@ const file_mesos_v1_mesos_proto_rawDesc = "" +
 	"\x15OPERATION_UNREACHABLE\x10\x06\x12\x1e\n" +
 	"\x1aOPERATION_GONE_BY_OPERATOR\x10\a\x12\x18\n" +
 	"\x14OPERATION_RECOVERING\x10\b\x12\x15\n" +
-	"\x11OPERATION_UNKNOWN\x10\tB1Z/github.com/mesolite/mesolite/api/v1/mesos;mesos"
+	"\x11OPERATION_UNKNOWN\x10\t*4\n" +
+	"\n" +
+	"DrainState\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\f\n" +
+	"\bDRAINING\x10\x01\x12\v\n" +
+	"\aDRAINED\x10\x02B1Z/github.com/mesolite/mesolite/api/v1/mesos;mesos"
 
 var (
 	file_mesos_v1_mesos_proto_rawDescOnce sync.Once
@@ -14581,510 +14764,516 @@ func file_mesos_v1_mesos_proto_rawDescGZIP() []byte {
 	return file_mesos_v1_mesos_proto_rawDescData
 }
 
-var file_mesos_v1_mesos_proto_enumTypes = make([]protoimpl.EnumInfo, 31)
-var file_mesos_v1_mesos_proto_msgTypes = make([]protoimpl.MessageInfo, 163)
+var file_mesos_v1_mesos_proto_enumTypes = make([]protoimpl.EnumInfo, 32)
+var file_mesos_v1_mesos_proto_msgTypes = make([]protoimpl.MessageInfo, 165)
 var file_mesos_v1_mesos_proto_goTypes = []any{
 	(TaskState)(0),                      // 0: mesos.v1.TaskState
 	(OperationState)(0),                 // 1: mesos.v1.OperationState
-	(MachineInfo_Mode)(0),               // 2: mesos.v1.MachineInfo.Mode
-	(FrameworkInfo_Capability_Type)(0),  // 3: mesos.v1.FrameworkInfo.Capability.Type
-	(CheckInfo_Type)(0),                 // 4: mesos.v1.CheckInfo.Type
-	(HealthCheck_Type)(0),               // 5: mesos.v1.HealthCheck.Type
-	(ExecutorInfo_Type)(0),              // 6: mesos.v1.ExecutorInfo.Type
-	(MasterInfo_Capability_Type)(0),     // 7: mesos.v1.MasterInfo.Capability.Type
-	(AgentInfo_Capability_Type)(0),      // 8: mesos.v1.AgentInfo.Capability.Type
-	(Value_Type)(0),                     // 9: mesos.v1.Value.Type
-	(Resource_ReservationInfo_Type)(0),  // 10: mesos.v1.Resource.ReservationInfo.Type
-	(Resource_DiskInfo_Source_Type)(0),  // 11: mesos.v1.Resource.DiskInfo.Source.Type
-	(Offer_Operation_Type)(0),           // 12: mesos.v1.Offer.Operation.Type
-	(TaskStatus_Source)(0),              // 13: mesos.v1.TaskStatus.Source
-	(TaskStatus_Reason)(0),              // 14: mesos.v1.TaskStatus.Reason
-	(Environment_Variable_Type)(0),      // 15: mesos.v1.Environment.Variable.Type
-	(Secret_Type)(0),                    // 16: mesos.v1.Secret.Type
-	(Image_Type)(0),                     // 17: mesos.v1.Image.Type
-	(MountPropagation_Mode)(0),          // 18: mesos.v1.MountPropagation.Mode
-	(Volume_Mode)(0),                    // 19: mesos.v1.Volume.Mode
-	(Volume_Source_Type)(0),             // 20: mesos.v1.Volume.Source.Type
-	(Volume_Source_SandboxPath_Type)(0), // 21: mesos.v1.Volume.Source.SandboxPath.Type
-	(Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode)(0), // 22: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.Mode
-	(NetworkInfo_Protocol)(0),                                     // 23: mesos.v1.NetworkInfo.Protocol
-	(CapabilityInfo_Capability)(0),                                // 24: mesos.v1.CapabilityInfo.Capability
-	(LinuxInfo_IpcMode)(0),                                        // 25: mesos.v1.LinuxInfo.IpcMode
-	(RLimitInfo_RLimit_Type)(0),                                   // 26: mesos.v1.RLimitInfo.RLimit.Type
-	(ContainerInfo_Type)(0),                                       // 27: mesos.v1.ContainerInfo.Type
-	(ContainerInfo_DockerInfo_Network)(0),                         // 28: mesos.v1.ContainerInfo.DockerInfo.Network
-	(CgroupInfo_Blkio_Operation)(0),                               // 29: mesos.v1.CgroupInfo.Blkio.Operation
-	(DiscoveryInfo_Visibility)(0),                                 // 30: mesos.v1.DiscoveryInfo.Visibility
-	(*FrameworkID)(nil),                                           // 31: mesos.v1.FrameworkID
-	(*OfferID)(nil),                                               // 32: mesos.v1.OfferID
-	(*AgentID)(nil),                                               // 33: mesos.v1.AgentID
-	(*TaskID)(nil),                                                // 34: mesos.v1.TaskID
-	(*ExecutorID)(nil),                                            // 35: mesos.v1.ExecutorID
-	(*ContainerID)(nil),                                           // 36: mesos.v1.ContainerID
-	(*ResourceProviderID)(nil),                                    // 37: mesos.v1.ResourceProviderID
-	(*OperationID)(nil),                                           // 38: mesos.v1.OperationID
-	(*TimeInfo)(nil),                                              // 39: mesos.v1.TimeInfo
-	(*DurationInfo)(nil),                                          // 40: mesos.v1.DurationInfo
-	(*Address)(nil),                                               // 41: mesos.v1.Address
-	(*URL)(nil),                                                   // 42: mesos.v1.URL
-	(*Unavailability)(nil),                                        // 43: mesos.v1.Unavailability
-	(*MachineID)(nil),                                             // 44: mesos.v1.MachineID
-	(*MachineInfo)(nil),                                           // 45: mesos.v1.MachineInfo
-	(*FrameworkInfo)(nil),                                         // 46: mesos.v1.FrameworkInfo
-	(*CheckInfo)(nil),                                             // 47: mesos.v1.CheckInfo
-	(*HealthCheck)(nil),                                           // 48: mesos.v1.HealthCheck
-	(*KillPolicy)(nil),                                            // 49: mesos.v1.KillPolicy
-	(*CommandInfo)(nil),                                           // 50: mesos.v1.CommandInfo
-	(*ExecutorInfo)(nil),                                          // 51: mesos.v1.ExecutorInfo
-	(*DomainInfo)(nil),                                            // 52: mesos.v1.DomainInfo
-	(*MasterInfo)(nil),                                            // 53: mesos.v1.MasterInfo
-	(*AgentInfo)(nil),                                             // 54: mesos.v1.AgentInfo
-	(*Value)(nil),                                                 // 55: mesos.v1.Value
-	(*Attribute)(nil),                                             // 56: mesos.v1.Attribute
-	(*Resource)(nil),                                              // 57: mesos.v1.Resource
-	(*TrafficControlStatistics)(nil),                              // 58: mesos.v1.TrafficControlStatistics
-	(*IpStatistics)(nil),                                          // 59: mesos.v1.IpStatistics
-	(*IcmpStatistics)(nil),                                        // 60: mesos.v1.IcmpStatistics
-	(*TcpStatistics)(nil),                                         // 61: mesos.v1.TcpStatistics
-	(*UdpStatistics)(nil),                                         // 62: mesos.v1.UdpStatistics
-	(*SNMPStatistics)(nil),                                        // 63: mesos.v1.SNMPStatistics
-	(*DiskStatistics)(nil),                                        // 64: mesos.v1.DiskStatistics
-	(*ResourceStatistics)(nil),                                    // 65: mesos.v1.ResourceStatistics
-	(*ResourceUsage)(nil),                                         // 66: mesos.v1.ResourceUsage
-	(*PerfStatistics)(nil),                                        // 67: mesos.v1.PerfStatistics
-	(*OfferFilters)(nil),                                          // 68: mesos.v1.OfferFilters
-	(*Request)(nil),                                               // 69: mesos.v1.Request
-	(*Offer)(nil),                                                 // 70: mesos.v1.Offer
-	(*InverseOffer)(nil),                                          // 71: mesos.v1.InverseOffer
-	(*TaskInfo)(nil),                                              // 72: mesos.v1.TaskInfo
-	(*TaskGroupInfo)(nil),                                         // 73: mesos.v1.TaskGroupInfo
-	(*Task)(nil),                                                  // 74: mesos.v1.Task
-	(*TaskResourceLimitation)(nil),                                // 75: mesos.v1.TaskResourceLimitation
-	(*UUID)(nil),                                                  // 76: mesos.v1.UUID
-	(*Operation)(nil),                                             // 77: mesos.v1.Operation
-	(*OperationStatus)(nil),                                       // 78: mesos.v1.OperationStatus
-	(*CheckStatusInfo)(nil),                                       // 79: mesos.v1.CheckStatusInfo
-	(*TaskStatus)(nil),                                            // 80: mesos.v1.TaskStatus
-	(*Filters)(nil),                                               // 81: mesos.v1.Filters
-	(*Environment)(nil),                                           // 82: mesos.v1.Environment
-	(*Parameter)(nil),                                             // 83: mesos.v1.Parameter
-	(*Parameters)(nil),                                            // 84: mesos.v1.Parameters
-	(*Credential)(nil),                                            // 85: mesos.v1.Credential
-	(*Credentials)(nil),                                           // 86: mesos.v1.Credentials
-	(*Secret)(nil),                                                // 87: mesos.v1.Secret
-	(*Labels)(nil),                                                // 88: mesos.v1.Labels
-	(*Label)(nil),                                                 // 89: mesos.v1.Label
-	(*Image)(nil),                                                 // 90: mesos.v1.Image
-	(*MountPropagation)(nil),                                      // 91: mesos.v1.MountPropagation
-	(*Volume)(nil),                                                // 92: mesos.v1.Volume
-	(*NetworkInfo)(nil),                                           // 93: mesos.v1.NetworkInfo
-	(*CapabilityInfo)(nil),                                        // 94: mesos.v1.CapabilityInfo
-	(*SeccompInfo)(nil),                                           // 95: mesos.v1.SeccompInfo
-	(*LinuxInfo)(nil),                                             // 96: mesos.v1.LinuxInfo
-	(*RLimitInfo)(nil),                                            // 97: mesos.v1.RLimitInfo
-	(*TTYInfo)(nil),                                               // 98: mesos.v1.TTYInfo
-	(*ContainerInfo)(nil),                                         // 99: mesos.v1.ContainerInfo
-	(*ContainerStatus)(nil),                                       // 100: mesos.v1.ContainerStatus
-	(*CgroupInfo)(nil),                                            // 101: mesos.v1.CgroupInfo
-	(*Port)(nil),                                                  // 102: mesos.v1.Port
-	(*Ports)(nil),                                                 // 103: mesos.v1.Ports
-	(*DiscoveryInfo)(nil),                                         // 104: mesos.v1.DiscoveryInfo
-	(*WeightInfo)(nil),                                            // 105: mesos.v1.WeightInfo
-	(*VersionInfo)(nil),                                           // 106: mesos.v1.VersionInfo
-	(*Flag)(nil),                                                  // 107: mesos.v1.Flag
-	(*Role)(nil),                                                  // 108: mesos.v1.Role
-	(*Metric)(nil),                                                // 109: mesos.v1.Metric
-	(*FileInfo)(nil),                                              // 110: mesos.v1.FileInfo
-	(*Device)(nil),                                                // 111: mesos.v1.Device
-	(*FrameworkInfo_Capability)(nil),                              // 112: mesos.v1.FrameworkInfo.Capability
-	nil,                                                           // 113: mesos.v1.FrameworkInfo.OfferFiltersEntry
-	(*CheckInfo_Command)(nil),                                     // 114: mesos.v1.CheckInfo.Command
-	(*CheckInfo_Http)(nil),                                        // 115: mesos.v1.CheckInfo.Http
-	(*CheckInfo_Tcp)(nil),                                         // 116: mesos.v1.CheckInfo.Tcp
-	(*HealthCheck_HTTPCheckInfo)(nil),                             // 117: mesos.v1.HealthCheck.HTTPCheckInfo
-	(*HealthCheck_TCPCheckInfo)(nil),                              // 118: mesos.v1.HealthCheck.TCPCheckInfo
-	(*CommandInfo_URI)(nil),                                       // 119: mesos.v1.CommandInfo.URI
-	(*DomainInfo_FaultDomain)(nil),                                // 120: mesos.v1.DomainInfo.FaultDomain
-	(*DomainInfo_FaultDomain_RegionInfo)(nil),                     // 121: mesos.v1.DomainInfo.FaultDomain.RegionInfo
-	(*DomainInfo_FaultDomain_ZoneInfo)(nil),                       // 122: mesos.v1.DomainInfo.FaultDomain.ZoneInfo
-	(*MasterInfo_Capability)(nil),                                 // 123: mesos.v1.MasterInfo.Capability
-	(*AgentInfo_Capability)(nil),                                  // 124: mesos.v1.AgentInfo.Capability
-	(*Value_Scalar)(nil),                                          // 125: mesos.v1.Value.Scalar
-	(*Value_Range)(nil),                                           // 126: mesos.v1.Value.Range
-	(*Value_Ranges)(nil),                                          // 127: mesos.v1.Value.Ranges
-	(*Value_Set)(nil),                                             // 128: mesos.v1.Value.Set
-	(*Value_Text)(nil),                                            // 129: mesos.v1.Value.Text
-	(*Resource_AllocationInfo)(nil),                               // 130: mesos.v1.Resource.AllocationInfo
-	(*Resource_ReservationInfo)(nil),                              // 131: mesos.v1.Resource.ReservationInfo
-	(*Resource_DiskInfo)(nil),                                     // 132: mesos.v1.Resource.DiskInfo
-	(*Resource_RevocableInfo)(nil),                                // 133: mesos.v1.Resource.RevocableInfo
-	(*Resource_SharedInfo)(nil),                                   // 134: mesos.v1.Resource.SharedInfo
-	(*Resource_DiskInfo_Persistence)(nil),                         // 135: mesos.v1.Resource.DiskInfo.Persistence
-	(*Resource_DiskInfo_Source)(nil),                              // 136: mesos.v1.Resource.DiskInfo.Source
-	(*Resource_DiskInfo_Source_Path)(nil),                         // 137: mesos.v1.Resource.DiskInfo.Source.Path
-	(*Resource_DiskInfo_Source_Mount)(nil),                        // 138: mesos.v1.Resource.DiskInfo.Source.Mount
-	(*ResourceUsage_Executor)(nil),                                // 139: mesos.v1.ResourceUsage.Executor
-	(*ResourceUsage_Executor_Task)(nil),                           // 140: mesos.v1.ResourceUsage.Executor.Task
-	(*OfferFilters_ResourceQuantities)(nil),                       // 141: mesos.v1.OfferFilters.ResourceQuantities
-	(*OfferFilters_MinAllocatableResources)(nil),                  // 142: mesos.v1.OfferFilters.MinAllocatableResources
-	nil,                                                // 143: mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry
-	(*Offer_Operation)(nil),                            // 144: mesos.v1.Offer.Operation
-	(*Offer_Operation_Launch)(nil),                     // 145: mesos.v1.Offer.Operation.Launch
-	(*Offer_Operation_LaunchGroup)(nil),                // 146: mesos.v1.Offer.Operation.LaunchGroup
-	(*Offer_Operation_Reserve)(nil),                    // 147: mesos.v1.Offer.Operation.Reserve
-	(*Offer_Operation_Unreserve)(nil),                  // 148: mesos.v1.Offer.Operation.Unreserve
-	(*Offer_Operation_Create)(nil),                     // 149: mesos.v1.Offer.Operation.Create
-	(*Offer_Operation_Destroy)(nil),                    // 150: mesos.v1.Offer.Operation.Destroy
-	(*Offer_Operation_GrowVolume)(nil),                 // 151: mesos.v1.Offer.Operation.GrowVolume
-	(*Offer_Operation_ShrinkVolume)(nil),               // 152: mesos.v1.Offer.Operation.ShrinkVolume
-	(*Offer_Operation_CreateDisk)(nil),                 // 153: mesos.v1.Offer.Operation.CreateDisk
-	(*Offer_Operation_DestroyDisk)(nil),                // 154: mesos.v1.Offer.Operation.DestroyDisk
-	nil,                                                // 155: mesos.v1.TaskInfo.LimitsEntry
-	nil,                                                // 156: mesos.v1.Task.LimitsEntry
-	(*CheckStatusInfo_Command)(nil),                    // 157: mesos.v1.CheckStatusInfo.Command
-	(*CheckStatusInfo_Http)(nil),                       // 158: mesos.v1.CheckStatusInfo.Http
-	(*CheckStatusInfo_Tcp)(nil),                        // 159: mesos.v1.CheckStatusInfo.Tcp
-	(*Environment_Variable)(nil),                       // 160: mesos.v1.Environment.Variable
-	(*Secret_Reference)(nil),                           // 161: mesos.v1.Secret.Reference
-	(*Secret_Value)(nil),                               // 162: mesos.v1.Secret.Value
-	(*Image_Appc)(nil),                                 // 163: mesos.v1.Image.Appc
-	(*Image_Docker)(nil),                               // 164: mesos.v1.Image.Docker
-	(*Volume_Source)(nil),                              // 165: mesos.v1.Volume.Source
-	(*Volume_Source_DockerVolume)(nil),                 // 166: mesos.v1.Volume.Source.DockerVolume
-	(*Volume_Source_HostPath)(nil),                     // 167: mesos.v1.Volume.Source.HostPath
-	(*Volume_Source_SandboxPath)(nil),                  // 168: mesos.v1.Volume.Source.SandboxPath
-	(*Volume_Source_CSIVolume)(nil),                    // 169: mesos.v1.Volume.Source.CSIVolume
-	(*Volume_Source_CSIVolume_VolumeCapability)(nil),   // 170: mesos.v1.Volume.Source.CSIVolume.VolumeCapability
-	(*Volume_Source_CSIVolume_StaticProvisioning)(nil), // 171: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning
-	(*Volume_Source_CSIVolume_VolumeCapability_BlockVolume)(nil), // 172: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.BlockVolume
-	(*Volume_Source_CSIVolume_VolumeCapability_MountVolume)(nil), // 173: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.MountVolume
-	(*Volume_Source_CSIVolume_VolumeCapability_AccessMode)(nil),  // 174: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode
-	nil,                              // 175: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry
-	nil,                              // 176: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry
-	nil,                              // 177: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.VolumeContextEntry
-	(*NetworkInfo_IPAddress)(nil),    // 178: mesos.v1.NetworkInfo.IPAddress
-	(*NetworkInfo_PortMapping)(nil),  // 179: mesos.v1.NetworkInfo.PortMapping
-	(*RLimitInfo_RLimit)(nil),        // 180: mesos.v1.RLimitInfo.RLimit
-	(*TTYInfo_WindowSize)(nil),       // 181: mesos.v1.TTYInfo.WindowSize
-	(*ContainerInfo_DockerInfo)(nil), // 182: mesos.v1.ContainerInfo.DockerInfo
-	(*ContainerInfo_MesosInfo)(nil),  // 183: mesos.v1.ContainerInfo.MesosInfo
-	(*ContainerInfo_DockerInfo_PortMapping)(nil),   // 184: mesos.v1.ContainerInfo.DockerInfo.PortMapping
-	(*CgroupInfo_Blkio)(nil),                       // 185: mesos.v1.CgroupInfo.Blkio
-	(*CgroupInfo_NetCls)(nil),                      // 186: mesos.v1.CgroupInfo.NetCls
-	(*CgroupInfo_Blkio_Value)(nil),                 // 187: mesos.v1.CgroupInfo.Blkio.Value
-	(*CgroupInfo_Blkio_CFQ)(nil),                   // 188: mesos.v1.CgroupInfo.Blkio.CFQ
-	(*CgroupInfo_Blkio_Throttling)(nil),            // 189: mesos.v1.CgroupInfo.Blkio.Throttling
-	(*CgroupInfo_Blkio_Statistics)(nil),            // 190: mesos.v1.CgroupInfo.Blkio.Statistics
-	(*CgroupInfo_Blkio_CFQ_Statistics)(nil),        // 191: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
-	(*CgroupInfo_Blkio_Throttling_Statistics)(nil), // 192: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics
-	(*Device_Number)(nil),                          // 193: mesos.v1.Device.Number
+	(DrainState)(0),                     // 2: mesos.v1.DrainState
+	(MachineInfo_Mode)(0),               // 3: mesos.v1.MachineInfo.Mode
+	(FrameworkInfo_Capability_Type)(0),  // 4: mesos.v1.FrameworkInfo.Capability.Type
+	(CheckInfo_Type)(0),                 // 5: mesos.v1.CheckInfo.Type
+	(HealthCheck_Type)(0),               // 6: mesos.v1.HealthCheck.Type
+	(ExecutorInfo_Type)(0),              // 7: mesos.v1.ExecutorInfo.Type
+	(MasterInfo_Capability_Type)(0),     // 8: mesos.v1.MasterInfo.Capability.Type
+	(AgentInfo_Capability_Type)(0),      // 9: mesos.v1.AgentInfo.Capability.Type
+	(Value_Type)(0),                     // 10: mesos.v1.Value.Type
+	(Resource_ReservationInfo_Type)(0),  // 11: mesos.v1.Resource.ReservationInfo.Type
+	(Resource_DiskInfo_Source_Type)(0),  // 12: mesos.v1.Resource.DiskInfo.Source.Type
+	(Offer_Operation_Type)(0),           // 13: mesos.v1.Offer.Operation.Type
+	(TaskStatus_Source)(0),              // 14: mesos.v1.TaskStatus.Source
+	(TaskStatus_Reason)(0),              // 15: mesos.v1.TaskStatus.Reason
+	(Environment_Variable_Type)(0),      // 16: mesos.v1.Environment.Variable.Type
+	(Secret_Type)(0),                    // 17: mesos.v1.Secret.Type
+	(Image_Type)(0),                     // 18: mesos.v1.Image.Type
+	(MountPropagation_Mode)(0),          // 19: mesos.v1.MountPropagation.Mode
+	(Volume_Mode)(0),                    // 20: mesos.v1.Volume.Mode
+	(Volume_Source_Type)(0),             // 21: mesos.v1.Volume.Source.Type
+	(Volume_Source_SandboxPath_Type)(0), // 22: mesos.v1.Volume.Source.SandboxPath.Type
+	(Volume_Source_CSIVolume_VolumeCapability_AccessMode_Mode)(0), // 23: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.Mode
+	(NetworkInfo_Protocol)(0),                                     // 24: mesos.v1.NetworkInfo.Protocol
+	(CapabilityInfo_Capability)(0),                                // 25: mesos.v1.CapabilityInfo.Capability
+	(LinuxInfo_IpcMode)(0),                                        // 26: mesos.v1.LinuxInfo.IpcMode
+	(RLimitInfo_RLimit_Type)(0),                                   // 27: mesos.v1.RLimitInfo.RLimit.Type
+	(ContainerInfo_Type)(0),                                       // 28: mesos.v1.ContainerInfo.Type
+	(ContainerInfo_DockerInfo_Network)(0),                         // 29: mesos.v1.ContainerInfo.DockerInfo.Network
+	(CgroupInfo_Blkio_Operation)(0),                               // 30: mesos.v1.CgroupInfo.Blkio.Operation
+	(DiscoveryInfo_Visibility)(0),                                 // 31: mesos.v1.DiscoveryInfo.Visibility
+	(*FrameworkID)(nil),                                           // 32: mesos.v1.FrameworkID
+	(*OfferID)(nil),                                               // 33: mesos.v1.OfferID
+	(*AgentID)(nil),                                               // 34: mesos.v1.AgentID
+	(*TaskID)(nil),                                                // 35: mesos.v1.TaskID
+	(*ExecutorID)(nil),                                            // 36: mesos.v1.ExecutorID
+	(*ContainerID)(nil),                                           // 37: mesos.v1.ContainerID
+	(*ResourceProviderID)(nil),                                    // 38: mesos.v1.ResourceProviderID
+	(*OperationID)(nil),                                           // 39: mesos.v1.OperationID
+	(*TimeInfo)(nil),                                              // 40: mesos.v1.TimeInfo
+	(*DurationInfo)(nil),                                          // 41: mesos.v1.DurationInfo
+	(*Address)(nil),                                               // 42: mesos.v1.Address
+	(*URL)(nil),                                                   // 43: mesos.v1.URL
+	(*Unavailability)(nil),                                        // 44: mesos.v1.Unavailability
+	(*MachineID)(nil),                                             // 45: mesos.v1.MachineID
+	(*MachineInfo)(nil),                                           // 46: mesos.v1.MachineInfo
+	(*FrameworkInfo)(nil),                                         // 47: mesos.v1.FrameworkInfo
+	(*CheckInfo)(nil),                                             // 48: mesos.v1.CheckInfo
+	(*HealthCheck)(nil),                                           // 49: mesos.v1.HealthCheck
+	(*KillPolicy)(nil),                                            // 50: mesos.v1.KillPolicy
+	(*CommandInfo)(nil),                                           // 51: mesos.v1.CommandInfo
+	(*ExecutorInfo)(nil),                                          // 52: mesos.v1.ExecutorInfo
+	(*DomainInfo)(nil),                                            // 53: mesos.v1.DomainInfo
+	(*MasterInfo)(nil),                                            // 54: mesos.v1.MasterInfo
+	(*AgentInfo)(nil),                                             // 55: mesos.v1.AgentInfo
+	(*Value)(nil),                                                 // 56: mesos.v1.Value
+	(*Attribute)(nil),                                             // 57: mesos.v1.Attribute
+	(*Resource)(nil),                                              // 58: mesos.v1.Resource
+	(*TrafficControlStatistics)(nil),                              // 59: mesos.v1.TrafficControlStatistics
+	(*IpStatistics)(nil),                                          // 60: mesos.v1.IpStatistics
+	(*IcmpStatistics)(nil),                                        // 61: mesos.v1.IcmpStatistics
+	(*TcpStatistics)(nil),                                         // 62: mesos.v1.TcpStatistics
+	(*UdpStatistics)(nil),                                         // 63: mesos.v1.UdpStatistics
+	(*SNMPStatistics)(nil),                                        // 64: mesos.v1.SNMPStatistics
+	(*DiskStatistics)(nil),                                        // 65: mesos.v1.DiskStatistics
+	(*ResourceStatistics)(nil),                                    // 66: mesos.v1.ResourceStatistics
+	(*ResourceUsage)(nil),                                         // 67: mesos.v1.ResourceUsage
+	(*PerfStatistics)(nil),                                        // 68: mesos.v1.PerfStatistics
+	(*OfferFilters)(nil),                                          // 69: mesos.v1.OfferFilters
+	(*Request)(nil),                                               // 70: mesos.v1.Request
+	(*Offer)(nil),                                                 // 71: mesos.v1.Offer
+	(*InverseOffer)(nil),                                          // 72: mesos.v1.InverseOffer
+	(*TaskInfo)(nil),                                              // 73: mesos.v1.TaskInfo
+	(*TaskGroupInfo)(nil),                                         // 74: mesos.v1.TaskGroupInfo
+	(*Task)(nil),                                                  // 75: mesos.v1.Task
+	(*TaskResourceLimitation)(nil),                                // 76: mesos.v1.TaskResourceLimitation
+	(*UUID)(nil),                                                  // 77: mesos.v1.UUID
+	(*Operation)(nil),                                             // 78: mesos.v1.Operation
+	(*OperationStatus)(nil),                                       // 79: mesos.v1.OperationStatus
+	(*CheckStatusInfo)(nil),                                       // 80: mesos.v1.CheckStatusInfo
+	(*TaskStatus)(nil),                                            // 81: mesos.v1.TaskStatus
+	(*Filters)(nil),                                               // 82: mesos.v1.Filters
+	(*Environment)(nil),                                           // 83: mesos.v1.Environment
+	(*Parameter)(nil),                                             // 84: mesos.v1.Parameter
+	(*Parameters)(nil),                                            // 85: mesos.v1.Parameters
+	(*Credential)(nil),                                            // 86: mesos.v1.Credential
+	(*Credentials)(nil),                                           // 87: mesos.v1.Credentials
+	(*Secret)(nil),                                                // 88: mesos.v1.Secret
+	(*Labels)(nil),                                                // 89: mesos.v1.Labels
+	(*Label)(nil),                                                 // 90: mesos.v1.Label
+	(*Image)(nil),                                                 // 91: mesos.v1.Image
+	(*MountPropagation)(nil),                                      // 92: mesos.v1.MountPropagation
+	(*Volume)(nil),                                                // 93: mesos.v1.Volume
+	(*NetworkInfo)(nil),                                           // 94: mesos.v1.NetworkInfo
+	(*CapabilityInfo)(nil),                                        // 95: mesos.v1.CapabilityInfo
+	(*SeccompInfo)(nil),                                           // 96: mesos.v1.SeccompInfo
+	(*LinuxInfo)(nil),                                             // 97: mesos.v1.LinuxInfo
+	(*RLimitInfo)(nil),                                            // 98: mesos.v1.RLimitInfo
+	(*TTYInfo)(nil),                                               // 99: mesos.v1.TTYInfo
+	(*ContainerInfo)(nil),                                         // 100: mesos.v1.ContainerInfo
+	(*ContainerStatus)(nil),                                       // 101: mesos.v1.ContainerStatus
+	(*CgroupInfo)(nil),                                            // 102: mesos.v1.CgroupInfo
+	(*Port)(nil),                                                  // 103: mesos.v1.Port
+	(*Ports)(nil),                                                 // 104: mesos.v1.Ports
+	(*DiscoveryInfo)(nil),                                         // 105: mesos.v1.DiscoveryInfo
+	(*DrainConfig)(nil),                                           // 106: mesos.v1.DrainConfig
+	(*DrainInfo)(nil),                                             // 107: mesos.v1.DrainInfo
+	(*WeightInfo)(nil),                                            // 108: mesos.v1.WeightInfo
+	(*VersionInfo)(nil),                                           // 109: mesos.v1.VersionInfo
+	(*Flag)(nil),                                                  // 110: mesos.v1.Flag
+	(*Role)(nil),                                                  // 111: mesos.v1.Role
+	(*Metric)(nil),                                                // 112: mesos.v1.Metric
+	(*FileInfo)(nil),                                              // 113: mesos.v1.FileInfo
+	(*Device)(nil),                                                // 114: mesos.v1.Device
+	(*FrameworkInfo_Capability)(nil),                              // 115: mesos.v1.FrameworkInfo.Capability
+	nil,                                                           // 116: mesos.v1.FrameworkInfo.OfferFiltersEntry
+	(*CheckInfo_Command)(nil),                                     // 117: mesos.v1.CheckInfo.Command
+	(*CheckInfo_Http)(nil),                                        // 118: mesos.v1.CheckInfo.Http
+	(*CheckInfo_Tcp)(nil),                                         // 119: mesos.v1.CheckInfo.Tcp
+	(*HealthCheck_HTTPCheckInfo)(nil),                             // 120: mesos.v1.HealthCheck.HTTPCheckInfo
+	(*HealthCheck_TCPCheckInfo)(nil),                              // 121: mesos.v1.HealthCheck.TCPCheckInfo
+	(*CommandInfo_URI)(nil),                                       // 122: mesos.v1.CommandInfo.URI
+	(*DomainInfo_FaultDomain)(nil),                                // 123: mesos.v1.DomainInfo.FaultDomain
+	(*DomainInfo_FaultDomain_RegionInfo)(nil),                     // 124: mesos.v1.DomainInfo.FaultDomain.RegionInfo
+	(*DomainInfo_FaultDomain_ZoneInfo)(nil),                       // 125: mesos.v1.DomainInfo.FaultDomain.ZoneInfo
+	(*MasterInfo_Capability)(nil),                                 // 126: mesos.v1.MasterInfo.Capability
+	(*AgentInfo_Capability)(nil),                                  // 127: mesos.v1.AgentInfo.Capability
+	(*Value_Scalar)(nil),                                          // 128: mesos.v1.Value.Scalar
+	(*Value_Range)(nil),                                           // 129: mesos.v1.Value.Range
+	(*Value_Ranges)(nil),                                          // 130: mesos.v1.Value.Ranges
+	(*Value_Set)(nil),                                             // 131: mesos.v1.Value.Set
+	(*Value_Text)(nil),                                            // 132: mesos.v1.Value.Text
+	(*Resource_AllocationInfo)(nil),                               // 133: mesos.v1.Resource.AllocationInfo
+	(*Resource_ReservationInfo)(nil),                              // 134: mesos.v1.Resource.ReservationInfo
+	(*Resource_DiskInfo)(nil),                                     // 135: mesos.v1.Resource.DiskInfo
+	(*Resource_RevocableInfo)(nil),                                // 136: mesos.v1.Resource.RevocableInfo
+	(*Resource_SharedInfo)(nil),                                   // 137: mesos.v1.Resource.SharedInfo
+	(*Resource_DiskInfo_Persistence)(nil),                         // 138: mesos.v1.Resource.DiskInfo.Persistence
+	(*Resource_DiskInfo_Source)(nil),                              // 139: mesos.v1.Resource.DiskInfo.Source
+	(*Resource_DiskInfo_Source_Path)(nil),                         // 140: mesos.v1.Resource.DiskInfo.Source.Path
+	(*Resource_DiskInfo_Source_Mount)(nil),                        // 141: mesos.v1.Resource.DiskInfo.Source.Mount
+	(*ResourceUsage_Executor)(nil),                                // 142: mesos.v1.ResourceUsage.Executor
+	(*ResourceUsage_Executor_Task)(nil),                           // 143: mesos.v1.ResourceUsage.Executor.Task
+	(*OfferFilters_ResourceQuantities)(nil),                       // 144: mesos.v1.OfferFilters.ResourceQuantities
+	(*OfferFilters_MinAllocatableResources)(nil),                  // 145: mesos.v1.OfferFilters.MinAllocatableResources
+	nil,                                                // 146: mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry
+	(*Offer_Operation)(nil),                            // 147: mesos.v1.Offer.Operation
+	(*Offer_Operation_Launch)(nil),                     // 148: mesos.v1.Offer.Operation.Launch
+	(*Offer_Operation_LaunchGroup)(nil),                // 149: mesos.v1.Offer.Operation.LaunchGroup
+	(*Offer_Operation_Reserve)(nil),                    // 150: mesos.v1.Offer.Operation.Reserve
+	(*Offer_Operation_Unreserve)(nil),                  // 151: mesos.v1.Offer.Operation.Unreserve
+	(*Offer_Operation_Create)(nil),                     // 152: mesos.v1.Offer.Operation.Create
+	(*Offer_Operation_Destroy)(nil),                    // 153: mesos.v1.Offer.Operation.Destroy
+	(*Offer_Operation_GrowVolume)(nil),                 // 154: mesos.v1.Offer.Operation.GrowVolume
+	(*Offer_Operation_ShrinkVolume)(nil),               // 155: mesos.v1.Offer.Operation.ShrinkVolume
+	(*Offer_Operation_CreateDisk)(nil),                 // 156: mesos.v1.Offer.Operation.CreateDisk
+	(*Offer_Operation_DestroyDisk)(nil),                // 157: mesos.v1.Offer.Operation.DestroyDisk
+	nil,                                                // 158: mesos.v1.TaskInfo.LimitsEntry
+	nil,                                                // 159: mesos.v1.Task.LimitsEntry
+	(*CheckStatusInfo_Command)(nil),                    // 160: mesos.v1.CheckStatusInfo.Command
+	(*CheckStatusInfo_Http)(nil),                       // 161: mesos.v1.CheckStatusInfo.Http
+	(*CheckStatusInfo_Tcp)(nil),                        // 162: mesos.v1.CheckStatusInfo.Tcp
+	(*Environment_Variable)(nil),                       // 163: mesos.v1.Environment.Variable
+	(*Secret_Reference)(nil),                           // 164: mesos.v1.Secret.Reference
+	(*Secret_Value)(nil),                               // 165: mesos.v1.Secret.Value
+	(*Image_Appc)(nil),                                 // 166: mesos.v1.Image.Appc
+	(*Image_Docker)(nil),                               // 167: mesos.v1.Image.Docker
+	(*Volume_Source)(nil),                              // 168: mesos.v1.Volume.Source
+	(*Volume_Source_DockerVolume)(nil),                 // 169: mesos.v1.Volume.Source.DockerVolume
+	(*Volume_Source_HostPath)(nil),                     // 170: mesos.v1.Volume.Source.HostPath
+	(*Volume_Source_SandboxPath)(nil),                  // 171: mesos.v1.Volume.Source.SandboxPath
+	(*Volume_Source_CSIVolume)(nil),                    // 172: mesos.v1.Volume.Source.CSIVolume
+	(*Volume_Source_CSIVolume_VolumeCapability)(nil),   // 173: mesos.v1.Volume.Source.CSIVolume.VolumeCapability
+	(*Volume_Source_CSIVolume_StaticProvisioning)(nil), // 174: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning
+	(*Volume_Source_CSIVolume_VolumeCapability_BlockVolume)(nil), // 175: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.BlockVolume
+	(*Volume_Source_CSIVolume_VolumeCapability_MountVolume)(nil), // 176: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.MountVolume
+	(*Volume_Source_CSIVolume_VolumeCapability_AccessMode)(nil),  // 177: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode
+	nil,                              // 178: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry
+	nil,                              // 179: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry
+	nil,                              // 180: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.VolumeContextEntry
+	(*NetworkInfo_IPAddress)(nil),    // 181: mesos.v1.NetworkInfo.IPAddress
+	(*NetworkInfo_PortMapping)(nil),  // 182: mesos.v1.NetworkInfo.PortMapping
+	(*RLimitInfo_RLimit)(nil),        // 183: mesos.v1.RLimitInfo.RLimit
+	(*TTYInfo_WindowSize)(nil),       // 184: mesos.v1.TTYInfo.WindowSize
+	(*ContainerInfo_DockerInfo)(nil), // 185: mesos.v1.ContainerInfo.DockerInfo
+	(*ContainerInfo_MesosInfo)(nil),  // 186: mesos.v1.ContainerInfo.MesosInfo
+	(*ContainerInfo_DockerInfo_PortMapping)(nil),   // 187: mesos.v1.ContainerInfo.DockerInfo.PortMapping
+	(*CgroupInfo_Blkio)(nil),                       // 188: mesos.v1.CgroupInfo.Blkio
+	(*CgroupInfo_NetCls)(nil),                      // 189: mesos.v1.CgroupInfo.NetCls
+	(*CgroupInfo_Blkio_Value)(nil),                 // 190: mesos.v1.CgroupInfo.Blkio.Value
+	(*CgroupInfo_Blkio_CFQ)(nil),                   // 191: mesos.v1.CgroupInfo.Blkio.CFQ
+	(*CgroupInfo_Blkio_Throttling)(nil),            // 192: mesos.v1.CgroupInfo.Blkio.Throttling
+	(*CgroupInfo_Blkio_Statistics)(nil),            // 193: mesos.v1.CgroupInfo.Blkio.Statistics
+	(*CgroupInfo_Blkio_CFQ_Statistics)(nil),        // 194: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
+	(*CgroupInfo_Blkio_Throttling_Statistics)(nil), // 195: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics
+	(*Device_Number)(nil),                          // 196: mesos.v1.Device.Number
 }
 var file_mesos_v1_mesos_proto_depIdxs = []int32{
-	36,  // 0: mesos.v1.ContainerID.parent:type_name -> mesos.v1.ContainerID
-	41,  // 1: mesos.v1.URL.address:type_name -> mesos.v1.Address
-	83,  // 2: mesos.v1.URL.query:type_name -> mesos.v1.Parameter
-	39,  // 3: mesos.v1.Unavailability.start:type_name -> mesos.v1.TimeInfo
-	40,  // 4: mesos.v1.Unavailability.duration:type_name -> mesos.v1.DurationInfo
-	44,  // 5: mesos.v1.MachineInfo.id:type_name -> mesos.v1.MachineID
-	2,   // 6: mesos.v1.MachineInfo.mode:type_name -> mesos.v1.MachineInfo.Mode
-	43,  // 7: mesos.v1.MachineInfo.unavailability:type_name -> mesos.v1.Unavailability
-	31,  // 8: mesos.v1.FrameworkInfo.id:type_name -> mesos.v1.FrameworkID
-	112, // 9: mesos.v1.FrameworkInfo.capabilities:type_name -> mesos.v1.FrameworkInfo.Capability
-	88,  // 10: mesos.v1.FrameworkInfo.labels:type_name -> mesos.v1.Labels
-	113, // 11: mesos.v1.FrameworkInfo.offer_filters:type_name -> mesos.v1.FrameworkInfo.OfferFiltersEntry
-	4,   // 12: mesos.v1.CheckInfo.type:type_name -> mesos.v1.CheckInfo.Type
-	114, // 13: mesos.v1.CheckInfo.command:type_name -> mesos.v1.CheckInfo.Command
-	115, // 14: mesos.v1.CheckInfo.http:type_name -> mesos.v1.CheckInfo.Http
-	116, // 15: mesos.v1.CheckInfo.tcp:type_name -> mesos.v1.CheckInfo.Tcp
-	5,   // 16: mesos.v1.HealthCheck.type:type_name -> mesos.v1.HealthCheck.Type
-	50,  // 17: mesos.v1.HealthCheck.command:type_name -> mesos.v1.CommandInfo
-	117, // 18: mesos.v1.HealthCheck.http:type_name -> mesos.v1.HealthCheck.HTTPCheckInfo
-	118, // 19: mesos.v1.HealthCheck.tcp:type_name -> mesos.v1.HealthCheck.TCPCheckInfo
-	40,  // 20: mesos.v1.KillPolicy.grace_period:type_name -> mesos.v1.DurationInfo
-	119, // 21: mesos.v1.CommandInfo.uris:type_name -> mesos.v1.CommandInfo.URI
-	82,  // 22: mesos.v1.CommandInfo.environment:type_name -> mesos.v1.Environment
-	6,   // 23: mesos.v1.ExecutorInfo.type:type_name -> mesos.v1.ExecutorInfo.Type
-	35,  // 24: mesos.v1.ExecutorInfo.executor_id:type_name -> mesos.v1.ExecutorID
-	31,  // 25: mesos.v1.ExecutorInfo.framework_id:type_name -> mesos.v1.FrameworkID
-	50,  // 26: mesos.v1.ExecutorInfo.command:type_name -> mesos.v1.CommandInfo
-	99,  // 27: mesos.v1.ExecutorInfo.container:type_name -> mesos.v1.ContainerInfo
-	57,  // 28: mesos.v1.ExecutorInfo.resources:type_name -> mesos.v1.Resource
-	104, // 29: mesos.v1.ExecutorInfo.discovery:type_name -> mesos.v1.DiscoveryInfo
-	40,  // 30: mesos.v1.ExecutorInfo.shutdown_grace_period:type_name -> mesos.v1.DurationInfo
-	88,  // 31: mesos.v1.ExecutorInfo.labels:type_name -> mesos.v1.Labels
-	120, // 32: mesos.v1.DomainInfo.fault_domain:type_name -> mesos.v1.DomainInfo.FaultDomain
-	41,  // 33: mesos.v1.MasterInfo.address:type_name -> mesos.v1.Address
-	52,  // 34: mesos.v1.MasterInfo.domain:type_name -> mesos.v1.DomainInfo
-	123, // 35: mesos.v1.MasterInfo.capabilities:type_name -> mesos.v1.MasterInfo.Capability
-	57,  // 36: mesos.v1.AgentInfo.resources:type_name -> mesos.v1.Resource
-	56,  // 37: mesos.v1.AgentInfo.attributes:type_name -> mesos.v1.Attribute
-	33,  // 38: mesos.v1.AgentInfo.id:type_name -> mesos.v1.AgentID
-	52,  // 39: mesos.v1.AgentInfo.domain:type_name -> mesos.v1.DomainInfo
-	9,   // 40: mesos.v1.Value.type:type_name -> mesos.v1.Value.Type
-	125, // 41: mesos.v1.Value.scalar:type_name -> mesos.v1.Value.Scalar
-	127, // 42: mesos.v1.Value.ranges:type_name -> mesos.v1.Value.Ranges
-	128, // 43: mesos.v1.Value.set:type_name -> mesos.v1.Value.Set
-	129, // 44: mesos.v1.Value.text:type_name -> mesos.v1.Value.Text
-	9,   // 45: mesos.v1.Attribute.type:type_name -> mesos.v1.Value.Type
-	125, // 46: mesos.v1.Attribute.scalar:type_name -> mesos.v1.Value.Scalar
-	127, // 47: mesos.v1.Attribute.ranges:type_name -> mesos.v1.Value.Ranges
-	128, // 48: mesos.v1.Attribute.set:type_name -> mesos.v1.Value.Set
-	129, // 49: mesos.v1.Attribute.text:type_name -> mesos.v1.Value.Text
-	37,  // 50: mesos.v1.Resource.provider_id:type_name -> mesos.v1.ResourceProviderID
-	9,   // 51: mesos.v1.Resource.type:type_name -> mesos.v1.Value.Type
-	125, // 52: mesos.v1.Resource.scalar:type_name -> mesos.v1.Value.Scalar
-	127, // 53: mesos.v1.Resource.ranges:type_name -> mesos.v1.Value.Ranges
-	128, // 54: mesos.v1.Resource.set:type_name -> mesos.v1.Value.Set
-	130, // 55: mesos.v1.Resource.allocation_info:type_name -> mesos.v1.Resource.AllocationInfo
-	131, // 56: mesos.v1.Resource.reservation:type_name -> mesos.v1.Resource.ReservationInfo
-	131, // 57: mesos.v1.Resource.reservations:type_name -> mesos.v1.Resource.ReservationInfo
-	132, // 58: mesos.v1.Resource.disk:type_name -> mesos.v1.Resource.DiskInfo
-	133, // 59: mesos.v1.Resource.revocable:type_name -> mesos.v1.Resource.RevocableInfo
-	134, // 60: mesos.v1.Resource.shared:type_name -> mesos.v1.Resource.SharedInfo
-	59,  // 61: mesos.v1.SNMPStatistics.ip_stats:type_name -> mesos.v1.IpStatistics
-	60,  // 62: mesos.v1.SNMPStatistics.icmp_stats:type_name -> mesos.v1.IcmpStatistics
-	61,  // 63: mesos.v1.SNMPStatistics.tcp_stats:type_name -> mesos.v1.TcpStatistics
-	62,  // 64: mesos.v1.SNMPStatistics.udp_stats:type_name -> mesos.v1.UdpStatistics
-	136, // 65: mesos.v1.DiskStatistics.source:type_name -> mesos.v1.Resource.DiskInfo.Source
-	135, // 66: mesos.v1.DiskStatistics.persistence:type_name -> mesos.v1.Resource.DiskInfo.Persistence
-	64,  // 67: mesos.v1.ResourceStatistics.disk_statistics:type_name -> mesos.v1.DiskStatistics
-	190, // 68: mesos.v1.ResourceStatistics.blkio_statistics:type_name -> mesos.v1.CgroupInfo.Blkio.Statistics
-	67,  // 69: mesos.v1.ResourceStatistics.perf:type_name -> mesos.v1.PerfStatistics
-	58,  // 70: mesos.v1.ResourceStatistics.net_traffic_control_statistics:type_name -> mesos.v1.TrafficControlStatistics
-	63,  // 71: mesos.v1.ResourceStatistics.net_snmp_statistics:type_name -> mesos.v1.SNMPStatistics
-	139, // 72: mesos.v1.ResourceUsage.executors:type_name -> mesos.v1.ResourceUsage.Executor
-	57,  // 73: mesos.v1.ResourceUsage.total:type_name -> mesos.v1.Resource
-	142, // 74: mesos.v1.OfferFilters.min_allocatable_resources:type_name -> mesos.v1.OfferFilters.MinAllocatableResources
-	33,  // 75: mesos.v1.Request.agent_id:type_name -> mesos.v1.AgentID
-	57,  // 76: mesos.v1.Request.resources:type_name -> mesos.v1.Resource
-	32,  // 77: mesos.v1.Offer.id:type_name -> mesos.v1.OfferID
-	31,  // 78: mesos.v1.Offer.framework_id:type_name -> mesos.v1.FrameworkID
-	33,  // 79: mesos.v1.Offer.agent_id:type_name -> mesos.v1.AgentID
-	42,  // 80: mesos.v1.Offer.url:type_name -> mesos.v1.URL
-	52,  // 81: mesos.v1.Offer.domain:type_name -> mesos.v1.DomainInfo
-	57,  // 82: mesos.v1.Offer.resources:type_name -> mesos.v1.Resource
-	56,  // 83: mesos.v1.Offer.attributes:type_name -> mesos.v1.Attribute
-	35,  // 84: mesos.v1.Offer.executor_ids:type_name -> mesos.v1.ExecutorID
-	43,  // 85: mesos.v1.Offer.unavailability:type_name -> mesos.v1.Unavailability
-	130, // 86: mesos.v1.Offer.allocation_info:type_name -> mesos.v1.Resource.AllocationInfo
-	32,  // 87: mesos.v1.InverseOffer.id:type_name -> mesos.v1.OfferID
-	42,  // 88: mesos.v1.InverseOffer.url:type_name -> mesos.v1.URL
-	31,  // 89: mesos.v1.InverseOffer.framework_id:type_name -> mesos.v1.FrameworkID
-	33,  // 90: mesos.v1.InverseOffer.agent_id:type_name -> mesos.v1.AgentID
-	43,  // 91: mesos.v1.InverseOffer.unavailability:type_name -> mesos.v1.Unavailability
-	57,  // 92: mesos.v1.InverseOffer.resources:type_name -> mesos.v1.Resource
-	34,  // 93: mesos.v1.TaskInfo.task_id:type_name -> mesos.v1.TaskID
-	33,  // 94: mesos.v1.TaskInfo.agent_id:type_name -> mesos.v1.AgentID
-	57,  // 95: mesos.v1.TaskInfo.resources:type_name -> mesos.v1.Resource
-	51,  // 96: mesos.v1.TaskInfo.executor:type_name -> mesos.v1.ExecutorInfo
-	50,  // 97: mesos.v1.TaskInfo.command:type_name -> mesos.v1.CommandInfo
-	99,  // 98: mesos.v1.TaskInfo.container:type_name -> mesos.v1.ContainerInfo
-	48,  // 99: mesos.v1.TaskInfo.health_check:type_name -> mesos.v1.HealthCheck
-	47,  // 100: mesos.v1.TaskInfo.check:type_name -> mesos.v1.CheckInfo
-	49,  // 101: mesos.v1.TaskInfo.kill_policy:type_name -> mesos.v1.KillPolicy
-	88,  // 102: mesos.v1.TaskInfo.labels:type_name -> mesos.v1.Labels
-	104, // 103: mesos.v1.TaskInfo.discovery:type_name -> mesos.v1.DiscoveryInfo
-	40,  // 104: mesos.v1.TaskInfo.max_completion_time:type_name -> mesos.v1.DurationInfo
-	155, // 105: mesos.v1.TaskInfo.limits:type_name -> mesos.v1.TaskInfo.LimitsEntry
-	72,  // 106: mesos.v1.TaskGroupInfo.tasks:type_name -> mesos.v1.TaskInfo
-	34,  // 107: mesos.v1.Task.task_id:type_name -> mesos.v1.TaskID
-	31,  // 108: mesos.v1.Task.framework_id:type_name -> mesos.v1.FrameworkID
-	35,  // 109: mesos.v1.Task.executor_id:type_name -> mesos.v1.ExecutorID
-	33,  // 110: mesos.v1.Task.agent_id:type_name -> mesos.v1.AgentID
+	37,  // 0: mesos.v1.ContainerID.parent:type_name -> mesos.v1.ContainerID
+	42,  // 1: mesos.v1.URL.address:type_name -> mesos.v1.Address
+	84,  // 2: mesos.v1.URL.query:type_name -> mesos.v1.Parameter
+	40,  // 3: mesos.v1.Unavailability.start:type_name -> mesos.v1.TimeInfo
+	41,  // 4: mesos.v1.Unavailability.duration:type_name -> mesos.v1.DurationInfo
+	45,  // 5: mesos.v1.MachineInfo.id:type_name -> mesos.v1.MachineID
+	3,   // 6: mesos.v1.MachineInfo.mode:type_name -> mesos.v1.MachineInfo.Mode
+	44,  // 7: mesos.v1.MachineInfo.unavailability:type_name -> mesos.v1.Unavailability
+	32,  // 8: mesos.v1.FrameworkInfo.id:type_name -> mesos.v1.FrameworkID
+	115, // 9: mesos.v1.FrameworkInfo.capabilities:type_name -> mesos.v1.FrameworkInfo.Capability
+	89,  // 10: mesos.v1.FrameworkInfo.labels:type_name -> mesos.v1.Labels
+	116, // 11: mesos.v1.FrameworkInfo.offer_filters:type_name -> mesos.v1.FrameworkInfo.OfferFiltersEntry
+	5,   // 12: mesos.v1.CheckInfo.type:type_name -> mesos.v1.CheckInfo.Type
+	117, // 13: mesos.v1.CheckInfo.command:type_name -> mesos.v1.CheckInfo.Command
+	118, // 14: mesos.v1.CheckInfo.http:type_name -> mesos.v1.CheckInfo.Http
+	119, // 15: mesos.v1.CheckInfo.tcp:type_name -> mesos.v1.CheckInfo.Tcp
+	6,   // 16: mesos.v1.HealthCheck.type:type_name -> mesos.v1.HealthCheck.Type
+	51,  // 17: mesos.v1.HealthCheck.command:type_name -> mesos.v1.CommandInfo
+	120, // 18: mesos.v1.HealthCheck.http:type_name -> mesos.v1.HealthCheck.HTTPCheckInfo
+	121, // 19: mesos.v1.HealthCheck.tcp:type_name -> mesos.v1.HealthCheck.TCPCheckInfo
+	41,  // 20: mesos.v1.KillPolicy.grace_period:type_name -> mesos.v1.DurationInfo
+	122, // 21: mesos.v1.CommandInfo.uris:type_name -> mesos.v1.CommandInfo.URI
+	83,  // 22: mesos.v1.CommandInfo.environment:type_name -> mesos.v1.Environment
+	7,   // 23: mesos.v1.ExecutorInfo.type:type_name -> mesos.v1.ExecutorInfo.Type
+	36,  // 24: mesos.v1.ExecutorInfo.executor_id:type_name -> mesos.v1.ExecutorID
+	32,  // 25: mesos.v1.ExecutorInfo.framework_id:type_name -> mesos.v1.FrameworkID
+	51,  // 26: mesos.v1.ExecutorInfo.command:type_name -> mesos.v1.CommandInfo
+	100, // 27: mesos.v1.ExecutorInfo.container:type_name -> mesos.v1.ContainerInfo
+	58,  // 28: mesos.v1.ExecutorInfo.resources:type_name -> mesos.v1.Resource
+	105, // 29: mesos.v1.ExecutorInfo.discovery:type_name -> mesos.v1.DiscoveryInfo
+	41,  // 30: mesos.v1.ExecutorInfo.shutdown_grace_period:type_name -> mesos.v1.DurationInfo
+	89,  // 31: mesos.v1.ExecutorInfo.labels:type_name -> mesos.v1.Labels
+	123, // 32: mesos.v1.DomainInfo.fault_domain:type_name -> mesos.v1.DomainInfo.FaultDomain
+	42,  // 33: mesos.v1.MasterInfo.address:type_name -> mesos.v1.Address
+	53,  // 34: mesos.v1.MasterInfo.domain:type_name -> mesos.v1.DomainInfo
+	126, // 35: mesos.v1.MasterInfo.capabilities:type_name -> mesos.v1.MasterInfo.Capability
+	58,  // 36: mesos.v1.AgentInfo.resources:type_name -> mesos.v1.Resource
+	57,  // 37: mesos.v1.AgentInfo.attributes:type_name -> mesos.v1.Attribute
+	34,  // 38: mesos.v1.AgentInfo.id:type_name -> mesos.v1.AgentID
+	53,  // 39: mesos.v1.AgentInfo.domain:type_name -> mesos.v1.DomainInfo
+	10,  // 40: mesos.v1.Value.type:type_name -> mesos.v1.Value.Type
+	128, // 41: mesos.v1.Value.scalar:type_name -> mesos.v1.Value.Scalar
+	130, // 42: mesos.v1.Value.ranges:type_name -> mesos.v1.Value.Ranges
+	131, // 43: mesos.v1.Value.set:type_name -> mesos.v1.Value.Set
+	132, // 44: mesos.v1.Value.text:type_name -> mesos.v1.Value.Text
+	10,  // 45: mesos.v1.Attribute.type:type_name -> mesos.v1.Value.Type
+	128, // 46: mesos.v1.Attribute.scalar:type_name -> mesos.v1.Value.Scalar
+	130, // 47: mesos.v1.Attribute.ranges:type_name -> mesos.v1.Value.Ranges
+	131, // 48: mesos.v1.Attribute.set:type_name -> mesos.v1.Value.Set
+	132, // 49: mesos.v1.Attribute.text:type_name -> mesos.v1.Value.Text
+	38,  // 50: mesos.v1.Resource.provider_id:type_name -> mesos.v1.ResourceProviderID
+	10,  // 51: mesos.v1.Resource.type:type_name -> mesos.v1.Value.Type
+	128, // 52: mesos.v1.Resource.scalar:type_name -> mesos.v1.Value.Scalar
+	130, // 53: mesos.v1.Resource.ranges:type_name -> mesos.v1.Value.Ranges
+	131, // 54: mesos.v1.Resource.set:type_name -> mesos.v1.Value.Set
+	133, // 55: mesos.v1.Resource.allocation_info:type_name -> mesos.v1.Resource.AllocationInfo
+	134, // 56: mesos.v1.Resource.reservation:type_name -> mesos.v1.Resource.ReservationInfo
+	134, // 57: mesos.v1.Resource.reservations:type_name -> mesos.v1.Resource.ReservationInfo
+	135, // 58: mesos.v1.Resource.disk:type_name -> mesos.v1.Resource.DiskInfo
+	136, // 59: mesos.v1.Resource.revocable:type_name -> mesos.v1.Resource.RevocableInfo
+	137, // 60: mesos.v1.Resource.shared:type_name -> mesos.v1.Resource.SharedInfo
+	60,  // 61: mesos.v1.SNMPStatistics.ip_stats:type_name -> mesos.v1.IpStatistics
+	61,  // 62: mesos.v1.SNMPStatistics.icmp_stats:type_name -> mesos.v1.IcmpStatistics
+	62,  // 63: mesos.v1.SNMPStatistics.tcp_stats:type_name -> mesos.v1.TcpStatistics
+	63,  // 64: mesos.v1.SNMPStatistics.udp_stats:type_name -> mesos.v1.UdpStatistics
+	139, // 65: mesos.v1.DiskStatistics.source:type_name -> mesos.v1.Resource.DiskInfo.Source
+	138, // 66: mesos.v1.DiskStatistics.persistence:type_name -> mesos.v1.Resource.DiskInfo.Persistence
+	65,  // 67: mesos.v1.ResourceStatistics.disk_statistics:type_name -> mesos.v1.DiskStatistics
+	193, // 68: mesos.v1.ResourceStatistics.blkio_statistics:type_name -> mesos.v1.CgroupInfo.Blkio.Statistics
+	68,  // 69: mesos.v1.ResourceStatistics.perf:type_name -> mesos.v1.PerfStatistics
+	59,  // 70: mesos.v1.ResourceStatistics.net_traffic_control_statistics:type_name -> mesos.v1.TrafficControlStatistics
+	64,  // 71: mesos.v1.ResourceStatistics.net_snmp_statistics:type_name -> mesos.v1.SNMPStatistics
+	142, // 72: mesos.v1.ResourceUsage.executors:type_name -> mesos.v1.ResourceUsage.Executor
+	58,  // 73: mesos.v1.ResourceUsage.total:type_name -> mesos.v1.Resource
+	145, // 74: mesos.v1.OfferFilters.min_allocatable_resources:type_name -> mesos.v1.OfferFilters.MinAllocatableResources
+	34,  // 75: mesos.v1.Request.agent_id:type_name -> mesos.v1.AgentID
+	58,  // 76: mesos.v1.Request.resources:type_name -> mesos.v1.Resource
+	33,  // 77: mesos.v1.Offer.id:type_name -> mesos.v1.OfferID
+	32,  // 78: mesos.v1.Offer.framework_id:type_name -> mesos.v1.FrameworkID
+	34,  // 79: mesos.v1.Offer.agent_id:type_name -> mesos.v1.AgentID
+	43,  // 80: mesos.v1.Offer.url:type_name -> mesos.v1.URL
+	53,  // 81: mesos.v1.Offer.domain:type_name -> mesos.v1.DomainInfo
+	58,  // 82: mesos.v1.Offer.resources:type_name -> mesos.v1.Resource
+	57,  // 83: mesos.v1.Offer.attributes:type_name -> mesos.v1.Attribute
+	36,  // 84: mesos.v1.Offer.executor_ids:type_name -> mesos.v1.ExecutorID
+	44,  // 85: mesos.v1.Offer.unavailability:type_name -> mesos.v1.Unavailability
+	133, // 86: mesos.v1.Offer.allocation_info:type_name -> mesos.v1.Resource.AllocationInfo
+	33,  // 87: mesos.v1.InverseOffer.id:type_name -> mesos.v1.OfferID
+	43,  // 88: mesos.v1.InverseOffer.url:type_name -> mesos.v1.URL
+	32,  // 89: mesos.v1.InverseOffer.framework_id:type_name -> mesos.v1.FrameworkID
+	34,  // 90: mesos.v1.InverseOffer.agent_id:type_name -> mesos.v1.AgentID
+	44,  // 91: mesos.v1.InverseOffer.unavailability:type_name -> mesos.v1.Unavailability
+	58,  // 92: mesos.v1.InverseOffer.resources:type_name -> mesos.v1.Resource
+	35,  // 93: mesos.v1.TaskInfo.task_id:type_name -> mesos.v1.TaskID
+	34,  // 94: mesos.v1.TaskInfo.agent_id:type_name -> mesos.v1.AgentID
+	58,  // 95: mesos.v1.TaskInfo.resources:type_name -> mesos.v1.Resource
+	52,  // 96: mesos.v1.TaskInfo.executor:type_name -> mesos.v1.ExecutorInfo
+	51,  // 97: mesos.v1.TaskInfo.command:type_name -> mesos.v1.CommandInfo
+	100, // 98: mesos.v1.TaskInfo.container:type_name -> mesos.v1.ContainerInfo
+	49,  // 99: mesos.v1.TaskInfo.health_check:type_name -> mesos.v1.HealthCheck
+	48,  // 100: mesos.v1.TaskInfo.check:type_name -> mesos.v1.CheckInfo
+	50,  // 101: mesos.v1.TaskInfo.kill_policy:type_name -> mesos.v1.KillPolicy
+	89,  // 102: mesos.v1.TaskInfo.labels:type_name -> mesos.v1.Labels
+	105, // 103: mesos.v1.TaskInfo.discovery:type_name -> mesos.v1.DiscoveryInfo
+	41,  // 104: mesos.v1.TaskInfo.max_completion_time:type_name -> mesos.v1.DurationInfo
+	158, // 105: mesos.v1.TaskInfo.limits:type_name -> mesos.v1.TaskInfo.LimitsEntry
+	73,  // 106: mesos.v1.TaskGroupInfo.tasks:type_name -> mesos.v1.TaskInfo
+	35,  // 107: mesos.v1.Task.task_id:type_name -> mesos.v1.TaskID
+	32,  // 108: mesos.v1.Task.framework_id:type_name -> mesos.v1.FrameworkID
+	36,  // 109: mesos.v1.Task.executor_id:type_name -> mesos.v1.ExecutorID
+	34,  // 110: mesos.v1.Task.agent_id:type_name -> mesos.v1.AgentID
 	0,   // 111: mesos.v1.Task.state:type_name -> mesos.v1.TaskState
-	57,  // 112: mesos.v1.Task.resources:type_name -> mesos.v1.Resource
-	80,  // 113: mesos.v1.Task.statuses:type_name -> mesos.v1.TaskStatus
+	58,  // 112: mesos.v1.Task.resources:type_name -> mesos.v1.Resource
+	81,  // 113: mesos.v1.Task.statuses:type_name -> mesos.v1.TaskStatus
 	0,   // 114: mesos.v1.Task.status_update_state:type_name -> mesos.v1.TaskState
-	88,  // 115: mesos.v1.Task.labels:type_name -> mesos.v1.Labels
-	104, // 116: mesos.v1.Task.discovery:type_name -> mesos.v1.DiscoveryInfo
-	99,  // 117: mesos.v1.Task.container:type_name -> mesos.v1.ContainerInfo
-	48,  // 118: mesos.v1.Task.health_check:type_name -> mesos.v1.HealthCheck
-	49,  // 119: mesos.v1.Task.kill_policy:type_name -> mesos.v1.KillPolicy
-	156, // 120: mesos.v1.Task.limits:type_name -> mesos.v1.Task.LimitsEntry
-	57,  // 121: mesos.v1.TaskResourceLimitation.resources:type_name -> mesos.v1.Resource
-	31,  // 122: mesos.v1.Operation.framework_id:type_name -> mesos.v1.FrameworkID
-	33,  // 123: mesos.v1.Operation.agent_id:type_name -> mesos.v1.AgentID
-	144, // 124: mesos.v1.Operation.info:type_name -> mesos.v1.Offer.Operation
-	78,  // 125: mesos.v1.Operation.latest_status:type_name -> mesos.v1.OperationStatus
-	78,  // 126: mesos.v1.Operation.statuses:type_name -> mesos.v1.OperationStatus
-	76,  // 127: mesos.v1.Operation.uuid:type_name -> mesos.v1.UUID
-	38,  // 128: mesos.v1.OperationStatus.operation_id:type_name -> mesos.v1.OperationID
+	89,  // 115: mesos.v1.Task.labels:type_name -> mesos.v1.Labels
+	105, // 116: mesos.v1.Task.discovery:type_name -> mesos.v1.DiscoveryInfo
+	100, // 117: mesos.v1.Task.container:type_name -> mesos.v1.ContainerInfo
+	49,  // 118: mesos.v1.Task.health_check:type_name -> mesos.v1.HealthCheck
+	50,  // 119: mesos.v1.Task.kill_policy:type_name -> mesos.v1.KillPolicy
+	159, // 120: mesos.v1.Task.limits:type_name -> mesos.v1.Task.LimitsEntry
+	58,  // 121: mesos.v1.TaskResourceLimitation.resources:type_name -> mesos.v1.Resource
+	32,  // 122: mesos.v1.Operation.framework_id:type_name -> mesos.v1.FrameworkID
+	34,  // 123: mesos.v1.Operation.agent_id:type_name -> mesos.v1.AgentID
+	147, // 124: mesos.v1.Operation.info:type_name -> mesos.v1.Offer.Operation
+	79,  // 125: mesos.v1.Operation.latest_status:type_name -> mesos.v1.OperationStatus
+	79,  // 126: mesos.v1.Operation.statuses:type_name -> mesos.v1.OperationStatus
+	77,  // 127: mesos.v1.Operation.uuid:type_name -> mesos.v1.UUID
+	39,  // 128: mesos.v1.OperationStatus.operation_id:type_name -> mesos.v1.OperationID
 	1,   // 129: mesos.v1.OperationStatus.state:type_name -> mesos.v1.OperationState
-	57,  // 130: mesos.v1.OperationStatus.converted_resources:type_name -> mesos.v1.Resource
-	76,  // 131: mesos.v1.OperationStatus.uuid:type_name -> mesos.v1.UUID
-	33,  // 132: mesos.v1.OperationStatus.agent_id:type_name -> mesos.v1.AgentID
-	37,  // 133: mesos.v1.OperationStatus.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
-	4,   // 134: mesos.v1.CheckStatusInfo.type:type_name -> mesos.v1.CheckInfo.Type
-	157, // 135: mesos.v1.CheckStatusInfo.command:type_name -> mesos.v1.CheckStatusInfo.Command
-	158, // 136: mesos.v1.CheckStatusInfo.http:type_name -> mesos.v1.CheckStatusInfo.Http
-	159, // 137: mesos.v1.CheckStatusInfo.tcp:type_name -> mesos.v1.CheckStatusInfo.Tcp
-	34,  // 138: mesos.v1.TaskStatus.task_id:type_name -> mesos.v1.TaskID
+	58,  // 130: mesos.v1.OperationStatus.converted_resources:type_name -> mesos.v1.Resource
+	77,  // 131: mesos.v1.OperationStatus.uuid:type_name -> mesos.v1.UUID
+	34,  // 132: mesos.v1.OperationStatus.agent_id:type_name -> mesos.v1.AgentID
+	38,  // 133: mesos.v1.OperationStatus.resource_provider_id:type_name -> mesos.v1.ResourceProviderID
+	5,   // 134: mesos.v1.CheckStatusInfo.type:type_name -> mesos.v1.CheckInfo.Type
+	160, // 135: mesos.v1.CheckStatusInfo.command:type_name -> mesos.v1.CheckStatusInfo.Command
+	161, // 136: mesos.v1.CheckStatusInfo.http:type_name -> mesos.v1.CheckStatusInfo.Http
+	162, // 137: mesos.v1.CheckStatusInfo.tcp:type_name -> mesos.v1.CheckStatusInfo.Tcp
+	35,  // 138: mesos.v1.TaskStatus.task_id:type_name -> mesos.v1.TaskID
 	0,   // 139: mesos.v1.TaskStatus.state:type_name -> mesos.v1.TaskState
-	13,  // 140: mesos.v1.TaskStatus.source:type_name -> mesos.v1.TaskStatus.Source
-	14,  // 141: mesos.v1.TaskStatus.reason:type_name -> mesos.v1.TaskStatus.Reason
-	33,  // 142: mesos.v1.TaskStatus.agent_id:type_name -> mesos.v1.AgentID
-	35,  // 143: mesos.v1.TaskStatus.executor_id:type_name -> mesos.v1.ExecutorID
-	79,  // 144: mesos.v1.TaskStatus.check_status:type_name -> mesos.v1.CheckStatusInfo
-	88,  // 145: mesos.v1.TaskStatus.labels:type_name -> mesos.v1.Labels
-	100, // 146: mesos.v1.TaskStatus.container_status:type_name -> mesos.v1.ContainerStatus
-	39,  // 147: mesos.v1.TaskStatus.unreachable_time:type_name -> mesos.v1.TimeInfo
-	75,  // 148: mesos.v1.TaskStatus.limitation:type_name -> mesos.v1.TaskResourceLimitation
-	160, // 149: mesos.v1.Environment.variables:type_name -> mesos.v1.Environment.Variable
-	83,  // 150: mesos.v1.Parameters.parameter:type_name -> mesos.v1.Parameter
-	85,  // 151: mesos.v1.Credentials.credentials:type_name -> mesos.v1.Credential
-	16,  // 152: mesos.v1.Secret.type:type_name -> mesos.v1.Secret.Type
-	161, // 153: mesos.v1.Secret.reference:type_name -> mesos.v1.Secret.Reference
-	162, // 154: mesos.v1.Secret.value:type_name -> mesos.v1.Secret.Value
-	89,  // 155: mesos.v1.Labels.labels:type_name -> mesos.v1.Label
-	17,  // 156: mesos.v1.Image.type:type_name -> mesos.v1.Image.Type
-	163, // 157: mesos.v1.Image.appc:type_name -> mesos.v1.Image.Appc
-	164, // 158: mesos.v1.Image.docker:type_name -> mesos.v1.Image.Docker
-	18,  // 159: mesos.v1.MountPropagation.mode:type_name -> mesos.v1.MountPropagation.Mode
-	19,  // 160: mesos.v1.Volume.mode:type_name -> mesos.v1.Volume.Mode
-	90,  // 161: mesos.v1.Volume.image:type_name -> mesos.v1.Image
-	165, // 162: mesos.v1.Volume.source:type_name -> mesos.v1.Volume.Source
-	178, // 163: mesos.v1.NetworkInfo.ip_addresses:type_name -> mesos.v1.NetworkInfo.IPAddress
-	88,  // 164: mesos.v1.NetworkInfo.labels:type_name -> mesos.v1.Labels
-	179, // 165: mesos.v1.NetworkInfo.port_mappings:type_name -> mesos.v1.NetworkInfo.PortMapping
-	24,  // 166: mesos.v1.CapabilityInfo.capabilities:type_name -> mesos.v1.CapabilityInfo.Capability
-	94,  // 167: mesos.v1.LinuxInfo.capability_info:type_name -> mesos.v1.CapabilityInfo
-	94,  // 168: mesos.v1.LinuxInfo.bounding_capabilities:type_name -> mesos.v1.CapabilityInfo
-	94,  // 169: mesos.v1.LinuxInfo.effective_capabilities:type_name -> mesos.v1.CapabilityInfo
-	95,  // 170: mesos.v1.LinuxInfo.seccomp:type_name -> mesos.v1.SeccompInfo
-	25,  // 171: mesos.v1.LinuxInfo.ipc_mode:type_name -> mesos.v1.LinuxInfo.IpcMode
-	180, // 172: mesos.v1.RLimitInfo.rlimits:type_name -> mesos.v1.RLimitInfo.RLimit
-	181, // 173: mesos.v1.TTYInfo.window_size:type_name -> mesos.v1.TTYInfo.WindowSize
-	27,  // 174: mesos.v1.ContainerInfo.type:type_name -> mesos.v1.ContainerInfo.Type
-	92,  // 175: mesos.v1.ContainerInfo.volumes:type_name -> mesos.v1.Volume
-	182, // 176: mesos.v1.ContainerInfo.docker:type_name -> mesos.v1.ContainerInfo.DockerInfo
-	183, // 177: mesos.v1.ContainerInfo.mesos:type_name -> mesos.v1.ContainerInfo.MesosInfo
-	93,  // 178: mesos.v1.ContainerInfo.network_infos:type_name -> mesos.v1.NetworkInfo
-	96,  // 179: mesos.v1.ContainerInfo.linux_info:type_name -> mesos.v1.LinuxInfo
-	97,  // 180: mesos.v1.ContainerInfo.rlimit_info:type_name -> mesos.v1.RLimitInfo
-	98,  // 181: mesos.v1.ContainerInfo.tty_info:type_name -> mesos.v1.TTYInfo
-	36,  // 182: mesos.v1.ContainerStatus.container_id:type_name -> mesos.v1.ContainerID
-	93,  // 183: mesos.v1.ContainerStatus.network_infos:type_name -> mesos.v1.NetworkInfo
-	101, // 184: mesos.v1.ContainerStatus.cgroup_info:type_name -> mesos.v1.CgroupInfo
-	186, // 185: mesos.v1.CgroupInfo.net_cls:type_name -> mesos.v1.CgroupInfo.NetCls
-	30,  // 186: mesos.v1.Port.visibility:type_name -> mesos.v1.DiscoveryInfo.Visibility
-	88,  // 187: mesos.v1.Port.labels:type_name -> mesos.v1.Labels
-	102, // 188: mesos.v1.Ports.ports:type_name -> mesos.v1.Port
-	30,  // 189: mesos.v1.DiscoveryInfo.visibility:type_name -> mesos.v1.DiscoveryInfo.Visibility
-	103, // 190: mesos.v1.DiscoveryInfo.ports:type_name -> mesos.v1.Ports
-	88,  // 191: mesos.v1.DiscoveryInfo.labels:type_name -> mesos.v1.Labels
-	31,  // 192: mesos.v1.Role.frameworks:type_name -> mesos.v1.FrameworkID
-	57,  // 193: mesos.v1.Role.resources:type_name -> mesos.v1.Resource
-	39,  // 194: mesos.v1.FileInfo.mtime:type_name -> mesos.v1.TimeInfo
-	193, // 195: mesos.v1.Device.number:type_name -> mesos.v1.Device.Number
-	3,   // 196: mesos.v1.FrameworkInfo.Capability.type:type_name -> mesos.v1.FrameworkInfo.Capability.Type
-	68,  // 197: mesos.v1.FrameworkInfo.OfferFiltersEntry.value:type_name -> mesos.v1.OfferFilters
-	50,  // 198: mesos.v1.CheckInfo.Command.command:type_name -> mesos.v1.CommandInfo
-	23,  // 199: mesos.v1.HealthCheck.HTTPCheckInfo.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
-	23,  // 200: mesos.v1.HealthCheck.TCPCheckInfo.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
-	121, // 201: mesos.v1.DomainInfo.FaultDomain.region:type_name -> mesos.v1.DomainInfo.FaultDomain.RegionInfo
-	122, // 202: mesos.v1.DomainInfo.FaultDomain.zone:type_name -> mesos.v1.DomainInfo.FaultDomain.ZoneInfo
-	7,   // 203: mesos.v1.MasterInfo.Capability.type:type_name -> mesos.v1.MasterInfo.Capability.Type
-	8,   // 204: mesos.v1.AgentInfo.Capability.type:type_name -> mesos.v1.AgentInfo.Capability.Type
-	126, // 205: mesos.v1.Value.Ranges.range:type_name -> mesos.v1.Value.Range
-	10,  // 206: mesos.v1.Resource.ReservationInfo.type:type_name -> mesos.v1.Resource.ReservationInfo.Type
-	88,  // 207: mesos.v1.Resource.ReservationInfo.labels:type_name -> mesos.v1.Labels
-	135, // 208: mesos.v1.Resource.DiskInfo.persistence:type_name -> mesos.v1.Resource.DiskInfo.Persistence
-	92,  // 209: mesos.v1.Resource.DiskInfo.volume:type_name -> mesos.v1.Volume
-	136, // 210: mesos.v1.Resource.DiskInfo.source:type_name -> mesos.v1.Resource.DiskInfo.Source
-	11,  // 211: mesos.v1.Resource.DiskInfo.Source.type:type_name -> mesos.v1.Resource.DiskInfo.Source.Type
-	137, // 212: mesos.v1.Resource.DiskInfo.Source.path:type_name -> mesos.v1.Resource.DiskInfo.Source.Path
-	138, // 213: mesos.v1.Resource.DiskInfo.Source.mount:type_name -> mesos.v1.Resource.DiskInfo.Source.Mount
-	88,  // 214: mesos.v1.Resource.DiskInfo.Source.metadata:type_name -> mesos.v1.Labels
-	51,  // 215: mesos.v1.ResourceUsage.Executor.executor_info:type_name -> mesos.v1.ExecutorInfo
-	57,  // 216: mesos.v1.ResourceUsage.Executor.allocated:type_name -> mesos.v1.Resource
-	65,  // 217: mesos.v1.ResourceUsage.Executor.statistics:type_name -> mesos.v1.ResourceStatistics
-	36,  // 218: mesos.v1.ResourceUsage.Executor.container_id:type_name -> mesos.v1.ContainerID
-	140, // 219: mesos.v1.ResourceUsage.Executor.tasks:type_name -> mesos.v1.ResourceUsage.Executor.Task
-	34,  // 220: mesos.v1.ResourceUsage.Executor.Task.id:type_name -> mesos.v1.TaskID
-	57,  // 221: mesos.v1.ResourceUsage.Executor.Task.resources:type_name -> mesos.v1.Resource
-	88,  // 222: mesos.v1.ResourceUsage.Executor.Task.labels:type_name -> mesos.v1.Labels
-	143, // 223: mesos.v1.OfferFilters.ResourceQuantities.quantities:type_name -> mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry
-	141, // 224: mesos.v1.OfferFilters.MinAllocatableResources.quantities:type_name -> mesos.v1.OfferFilters.ResourceQuantities
-	125, // 225: mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry.value:type_name -> mesos.v1.Value.Scalar
-	12,  // 226: mesos.v1.Offer.Operation.type:type_name -> mesos.v1.Offer.Operation.Type
-	38,  // 227: mesos.v1.Offer.Operation.id:type_name -> mesos.v1.OperationID
-	145, // 228: mesos.v1.Offer.Operation.launch:type_name -> mesos.v1.Offer.Operation.Launch
-	146, // 229: mesos.v1.Offer.Operation.launch_group:type_name -> mesos.v1.Offer.Operation.LaunchGroup
-	147, // 230: mesos.v1.Offer.Operation.reserve:type_name -> mesos.v1.Offer.Operation.Reserve
-	148, // 231: mesos.v1.Offer.Operation.unreserve:type_name -> mesos.v1.Offer.Operation.Unreserve
-	149, // 232: mesos.v1.Offer.Operation.create:type_name -> mesos.v1.Offer.Operation.Create
-	150, // 233: mesos.v1.Offer.Operation.destroy:type_name -> mesos.v1.Offer.Operation.Destroy
-	151, // 234: mesos.v1.Offer.Operation.grow_volume:type_name -> mesos.v1.Offer.Operation.GrowVolume
-	152, // 235: mesos.v1.Offer.Operation.shrink_volume:type_name -> mesos.v1.Offer.Operation.ShrinkVolume
-	153, // 236: mesos.v1.Offer.Operation.create_disk:type_name -> mesos.v1.Offer.Operation.CreateDisk
-	154, // 237: mesos.v1.Offer.Operation.destroy_disk:type_name -> mesos.v1.Offer.Operation.DestroyDisk
-	72,  // 238: mesos.v1.Offer.Operation.Launch.task_infos:type_name -> mesos.v1.TaskInfo
-	51,  // 239: mesos.v1.Offer.Operation.LaunchGroup.executor:type_name -> mesos.v1.ExecutorInfo
-	73,  // 240: mesos.v1.Offer.Operation.LaunchGroup.task_group:type_name -> mesos.v1.TaskGroupInfo
-	57,  // 241: mesos.v1.Offer.Operation.Reserve.source:type_name -> mesos.v1.Resource
-	57,  // 242: mesos.v1.Offer.Operation.Reserve.resources:type_name -> mesos.v1.Resource
-	57,  // 243: mesos.v1.Offer.Operation.Unreserve.resources:type_name -> mesos.v1.Resource
-	57,  // 244: mesos.v1.Offer.Operation.Create.volumes:type_name -> mesos.v1.Resource
-	57,  // 245: mesos.v1.Offer.Operation.Destroy.volumes:type_name -> mesos.v1.Resource
-	57,  // 246: mesos.v1.Offer.Operation.GrowVolume.volume:type_name -> mesos.v1.Resource
-	57,  // 247: mesos.v1.Offer.Operation.GrowVolume.addition:type_name -> mesos.v1.Resource
-	57,  // 248: mesos.v1.Offer.Operation.ShrinkVolume.volume:type_name -> mesos.v1.Resource
-	125, // 249: mesos.v1.Offer.Operation.ShrinkVolume.subtract:type_name -> mesos.v1.Value.Scalar
-	57,  // 250: mesos.v1.Offer.Operation.CreateDisk.source:type_name -> mesos.v1.Resource
-	11,  // 251: mesos.v1.Offer.Operation.CreateDisk.target_type:type_name -> mesos.v1.Resource.DiskInfo.Source.Type
-	57,  // 252: mesos.v1.Offer.Operation.DestroyDisk.source:type_name -> mesos.v1.Resource
-	125, // 253: mesos.v1.TaskInfo.LimitsEntry.value:type_name -> mesos.v1.Value.Scalar
-	125, // 254: mesos.v1.Task.LimitsEntry.value:type_name -> mesos.v1.Value.Scalar
-	15,  // 255: mesos.v1.Environment.Variable.type:type_name -> mesos.v1.Environment.Variable.Type
-	87,  // 256: mesos.v1.Environment.Variable.secret:type_name -> mesos.v1.Secret
-	88,  // 257: mesos.v1.Image.Appc.labels:type_name -> mesos.v1.Labels
-	85,  // 258: mesos.v1.Image.Docker.credential:type_name -> mesos.v1.Credential
-	87,  // 259: mesos.v1.Image.Docker.config:type_name -> mesos.v1.Secret
-	20,  // 260: mesos.v1.Volume.Source.type:type_name -> mesos.v1.Volume.Source.Type
-	166, // 261: mesos.v1.Volume.Source.docker_volume:type_name -> mesos.v1.Volume.Source.DockerVolume
-	167, // 262: mesos.v1.Volume.Source.host_path:type_name -> mesos.v1.Volume.Source.HostPath
-	168, // 263: mesos.v1.Volume.Source.sandbox_path:type_name -> mesos.v1.Volume.Source.SandboxPath
-	87,  // 264: mesos.v1.Volume.Source.secret:type_name -> mesos.v1.Secret
-	169, // 265: mesos.v1.Volume.Source.csi_volume:type_name -> mesos.v1.Volume.Source.CSIVolume
-	84,  // 266: mesos.v1.Volume.Source.DockerVolume.driver_options:type_name -> mesos.v1.Parameters
-	91,  // 267: mesos.v1.Volume.Source.HostPath.mount_propagation:type_name -> mesos.v1.MountPropagation
-	21,  // 268: mesos.v1.Volume.Source.SandboxPath.type:type_name -> mesos.v1.Volume.Source.SandboxPath.Type
-	171, // 269: mesos.v1.Volume.Source.CSIVolume.static_provisioning:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning
-	172, // 270: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.block:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.BlockVolume
-	173, // 271: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.mount:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.MountVolume
-	174, // 272: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.access_mode:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode
-	170, // 273: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.volume_capability:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability
-	175, // 274: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.node_stage_secrets:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry
-	176, // 275: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.node_publish_secrets:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry
-	177, // 276: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.volume_context:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.VolumeContextEntry
-	22,  // 277: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.mode:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.Mode
-	87,  // 278: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry.value:type_name -> mesos.v1.Secret
-	87,  // 279: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry.value:type_name -> mesos.v1.Secret
-	23,  // 280: mesos.v1.NetworkInfo.IPAddress.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
-	26,  // 281: mesos.v1.RLimitInfo.RLimit.type:type_name -> mesos.v1.RLimitInfo.RLimit.Type
-	28,  // 282: mesos.v1.ContainerInfo.DockerInfo.network:type_name -> mesos.v1.ContainerInfo.DockerInfo.Network
-	184, // 283: mesos.v1.ContainerInfo.DockerInfo.port_mappings:type_name -> mesos.v1.ContainerInfo.DockerInfo.PortMapping
-	83,  // 284: mesos.v1.ContainerInfo.DockerInfo.parameters:type_name -> mesos.v1.Parameter
-	90,  // 285: mesos.v1.ContainerInfo.MesosInfo.image:type_name -> mesos.v1.Image
-	29,  // 286: mesos.v1.CgroupInfo.Blkio.Value.op:type_name -> mesos.v1.CgroupInfo.Blkio.Operation
-	191, // 287: mesos.v1.CgroupInfo.Blkio.Statistics.cfq:type_name -> mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
-	191, // 288: mesos.v1.CgroupInfo.Blkio.Statistics.cfq_recursive:type_name -> mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
-	192, // 289: mesos.v1.CgroupInfo.Blkio.Statistics.throttling:type_name -> mesos.v1.CgroupInfo.Blkio.Throttling.Statistics
-	193, // 290: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.device:type_name -> mesos.v1.Device.Number
-	187, // 291: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_serviced:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 292: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_service_bytes:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 293: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_service_time:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 294: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_wait_time:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 295: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_merged:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 296: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_queued:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	193, // 297: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.device:type_name -> mesos.v1.Device.Number
-	187, // 298: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.io_serviced:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	187, // 299: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.io_service_bytes:type_name -> mesos.v1.CgroupInfo.Blkio.Value
-	300, // [300:300] is the sub-list for method output_type
-	300, // [300:300] is the sub-list for method input_type
-	300, // [300:300] is the sub-list for extension type_name
-	300, // [300:300] is the sub-list for extension extendee
-	0,   // [0:300] is the sub-list for field type_name
+	14,  // 140: mesos.v1.TaskStatus.source:type_name -> mesos.v1.TaskStatus.Source
+	15,  // 141: mesos.v1.TaskStatus.reason:type_name -> mesos.v1.TaskStatus.Reason
+	34,  // 142: mesos.v1.TaskStatus.agent_id:type_name -> mesos.v1.AgentID
+	36,  // 143: mesos.v1.TaskStatus.executor_id:type_name -> mesos.v1.ExecutorID
+	80,  // 144: mesos.v1.TaskStatus.check_status:type_name -> mesos.v1.CheckStatusInfo
+	89,  // 145: mesos.v1.TaskStatus.labels:type_name -> mesos.v1.Labels
+	101, // 146: mesos.v1.TaskStatus.container_status:type_name -> mesos.v1.ContainerStatus
+	40,  // 147: mesos.v1.TaskStatus.unreachable_time:type_name -> mesos.v1.TimeInfo
+	76,  // 148: mesos.v1.TaskStatus.limitation:type_name -> mesos.v1.TaskResourceLimitation
+	163, // 149: mesos.v1.Environment.variables:type_name -> mesos.v1.Environment.Variable
+	84,  // 150: mesos.v1.Parameters.parameter:type_name -> mesos.v1.Parameter
+	86,  // 151: mesos.v1.Credentials.credentials:type_name -> mesos.v1.Credential
+	17,  // 152: mesos.v1.Secret.type:type_name -> mesos.v1.Secret.Type
+	164, // 153: mesos.v1.Secret.reference:type_name -> mesos.v1.Secret.Reference
+	165, // 154: mesos.v1.Secret.value:type_name -> mesos.v1.Secret.Value
+	90,  // 155: mesos.v1.Labels.labels:type_name -> mesos.v1.Label
+	18,  // 156: mesos.v1.Image.type:type_name -> mesos.v1.Image.Type
+	166, // 157: mesos.v1.Image.appc:type_name -> mesos.v1.Image.Appc
+	167, // 158: mesos.v1.Image.docker:type_name -> mesos.v1.Image.Docker
+	19,  // 159: mesos.v1.MountPropagation.mode:type_name -> mesos.v1.MountPropagation.Mode
+	20,  // 160: mesos.v1.Volume.mode:type_name -> mesos.v1.Volume.Mode
+	91,  // 161: mesos.v1.Volume.image:type_name -> mesos.v1.Image
+	168, // 162: mesos.v1.Volume.source:type_name -> mesos.v1.Volume.Source
+	181, // 163: mesos.v1.NetworkInfo.ip_addresses:type_name -> mesos.v1.NetworkInfo.IPAddress
+	89,  // 164: mesos.v1.NetworkInfo.labels:type_name -> mesos.v1.Labels
+	182, // 165: mesos.v1.NetworkInfo.port_mappings:type_name -> mesos.v1.NetworkInfo.PortMapping
+	25,  // 166: mesos.v1.CapabilityInfo.capabilities:type_name -> mesos.v1.CapabilityInfo.Capability
+	95,  // 167: mesos.v1.LinuxInfo.capability_info:type_name -> mesos.v1.CapabilityInfo
+	95,  // 168: mesos.v1.LinuxInfo.bounding_capabilities:type_name -> mesos.v1.CapabilityInfo
+	95,  // 169: mesos.v1.LinuxInfo.effective_capabilities:type_name -> mesos.v1.CapabilityInfo
+	96,  // 170: mesos.v1.LinuxInfo.seccomp:type_name -> mesos.v1.SeccompInfo
+	26,  // 171: mesos.v1.LinuxInfo.ipc_mode:type_name -> mesos.v1.LinuxInfo.IpcMode
+	183, // 172: mesos.v1.RLimitInfo.rlimits:type_name -> mesos.v1.RLimitInfo.RLimit
+	184, // 173: mesos.v1.TTYInfo.window_size:type_name -> mesos.v1.TTYInfo.WindowSize
+	28,  // 174: mesos.v1.ContainerInfo.type:type_name -> mesos.v1.ContainerInfo.Type
+	93,  // 175: mesos.v1.ContainerInfo.volumes:type_name -> mesos.v1.Volume
+	185, // 176: mesos.v1.ContainerInfo.docker:type_name -> mesos.v1.ContainerInfo.DockerInfo
+	186, // 177: mesos.v1.ContainerInfo.mesos:type_name -> mesos.v1.ContainerInfo.MesosInfo
+	94,  // 178: mesos.v1.ContainerInfo.network_infos:type_name -> mesos.v1.NetworkInfo
+	97,  // 179: mesos.v1.ContainerInfo.linux_info:type_name -> mesos.v1.LinuxInfo
+	98,  // 180: mesos.v1.ContainerInfo.rlimit_info:type_name -> mesos.v1.RLimitInfo
+	99,  // 181: mesos.v1.ContainerInfo.tty_info:type_name -> mesos.v1.TTYInfo
+	37,  // 182: mesos.v1.ContainerStatus.container_id:type_name -> mesos.v1.ContainerID
+	94,  // 183: mesos.v1.ContainerStatus.network_infos:type_name -> mesos.v1.NetworkInfo
+	102, // 184: mesos.v1.ContainerStatus.cgroup_info:type_name -> mesos.v1.CgroupInfo
+	189, // 185: mesos.v1.CgroupInfo.net_cls:type_name -> mesos.v1.CgroupInfo.NetCls
+	31,  // 186: mesos.v1.Port.visibility:type_name -> mesos.v1.DiscoveryInfo.Visibility
+	89,  // 187: mesos.v1.Port.labels:type_name -> mesos.v1.Labels
+	103, // 188: mesos.v1.Ports.ports:type_name -> mesos.v1.Port
+	31,  // 189: mesos.v1.DiscoveryInfo.visibility:type_name -> mesos.v1.DiscoveryInfo.Visibility
+	104, // 190: mesos.v1.DiscoveryInfo.ports:type_name -> mesos.v1.Ports
+	89,  // 191: mesos.v1.DiscoveryInfo.labels:type_name -> mesos.v1.Labels
+	41,  // 192: mesos.v1.DrainConfig.max_grace_period:type_name -> mesos.v1.DurationInfo
+	2,   // 193: mesos.v1.DrainInfo.state:type_name -> mesos.v1.DrainState
+	106, // 194: mesos.v1.DrainInfo.config:type_name -> mesos.v1.DrainConfig
+	32,  // 195: mesos.v1.Role.frameworks:type_name -> mesos.v1.FrameworkID
+	58,  // 196: mesos.v1.Role.resources:type_name -> mesos.v1.Resource
+	40,  // 197: mesos.v1.FileInfo.mtime:type_name -> mesos.v1.TimeInfo
+	196, // 198: mesos.v1.Device.number:type_name -> mesos.v1.Device.Number
+	4,   // 199: mesos.v1.FrameworkInfo.Capability.type:type_name -> mesos.v1.FrameworkInfo.Capability.Type
+	69,  // 200: mesos.v1.FrameworkInfo.OfferFiltersEntry.value:type_name -> mesos.v1.OfferFilters
+	51,  // 201: mesos.v1.CheckInfo.Command.command:type_name -> mesos.v1.CommandInfo
+	24,  // 202: mesos.v1.HealthCheck.HTTPCheckInfo.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
+	24,  // 203: mesos.v1.HealthCheck.TCPCheckInfo.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
+	124, // 204: mesos.v1.DomainInfo.FaultDomain.region:type_name -> mesos.v1.DomainInfo.FaultDomain.RegionInfo
+	125, // 205: mesos.v1.DomainInfo.FaultDomain.zone:type_name -> mesos.v1.DomainInfo.FaultDomain.ZoneInfo
+	8,   // 206: mesos.v1.MasterInfo.Capability.type:type_name -> mesos.v1.MasterInfo.Capability.Type
+	9,   // 207: mesos.v1.AgentInfo.Capability.type:type_name -> mesos.v1.AgentInfo.Capability.Type
+	129, // 208: mesos.v1.Value.Ranges.range:type_name -> mesos.v1.Value.Range
+	11,  // 209: mesos.v1.Resource.ReservationInfo.type:type_name -> mesos.v1.Resource.ReservationInfo.Type
+	89,  // 210: mesos.v1.Resource.ReservationInfo.labels:type_name -> mesos.v1.Labels
+	138, // 211: mesos.v1.Resource.DiskInfo.persistence:type_name -> mesos.v1.Resource.DiskInfo.Persistence
+	93,  // 212: mesos.v1.Resource.DiskInfo.volume:type_name -> mesos.v1.Volume
+	139, // 213: mesos.v1.Resource.DiskInfo.source:type_name -> mesos.v1.Resource.DiskInfo.Source
+	12,  // 214: mesos.v1.Resource.DiskInfo.Source.type:type_name -> mesos.v1.Resource.DiskInfo.Source.Type
+	140, // 215: mesos.v1.Resource.DiskInfo.Source.path:type_name -> mesos.v1.Resource.DiskInfo.Source.Path
+	141, // 216: mesos.v1.Resource.DiskInfo.Source.mount:type_name -> mesos.v1.Resource.DiskInfo.Source.Mount
+	89,  // 217: mesos.v1.Resource.DiskInfo.Source.metadata:type_name -> mesos.v1.Labels
+	52,  // 218: mesos.v1.ResourceUsage.Executor.executor_info:type_name -> mesos.v1.ExecutorInfo
+	58,  // 219: mesos.v1.ResourceUsage.Executor.allocated:type_name -> mesos.v1.Resource
+	66,  // 220: mesos.v1.ResourceUsage.Executor.statistics:type_name -> mesos.v1.ResourceStatistics
+	37,  // 221: mesos.v1.ResourceUsage.Executor.container_id:type_name -> mesos.v1.ContainerID
+	143, // 222: mesos.v1.ResourceUsage.Executor.tasks:type_name -> mesos.v1.ResourceUsage.Executor.Task
+	35,  // 223: mesos.v1.ResourceUsage.Executor.Task.id:type_name -> mesos.v1.TaskID
+	58,  // 224: mesos.v1.ResourceUsage.Executor.Task.resources:type_name -> mesos.v1.Resource
+	89,  // 225: mesos.v1.ResourceUsage.Executor.Task.labels:type_name -> mesos.v1.Labels
+	146, // 226: mesos.v1.OfferFilters.ResourceQuantities.quantities:type_name -> mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry
+	144, // 227: mesos.v1.OfferFilters.MinAllocatableResources.quantities:type_name -> mesos.v1.OfferFilters.ResourceQuantities
+	128, // 228: mesos.v1.OfferFilters.ResourceQuantities.QuantitiesEntry.value:type_name -> mesos.v1.Value.Scalar
+	13,  // 229: mesos.v1.Offer.Operation.type:type_name -> mesos.v1.Offer.Operation.Type
+	39,  // 230: mesos.v1.Offer.Operation.id:type_name -> mesos.v1.OperationID
+	148, // 231: mesos.v1.Offer.Operation.launch:type_name -> mesos.v1.Offer.Operation.Launch
+	149, // 232: mesos.v1.Offer.Operation.launch_group:type_name -> mesos.v1.Offer.Operation.LaunchGroup
+	150, // 233: mesos.v1.Offer.Operation.reserve:type_name -> mesos.v1.Offer.Operation.Reserve
+	151, // 234: mesos.v1.Offer.Operation.unreserve:type_name -> mesos.v1.Offer.Operation.Unreserve
+	152, // 235: mesos.v1.Offer.Operation.create:type_name -> mesos.v1.Offer.Operation.Create
+	153, // 236: mesos.v1.Offer.Operation.destroy:type_name -> mesos.v1.Offer.Operation.Destroy
+	154, // 237: mesos.v1.Offer.Operation.grow_volume:type_name -> mesos.v1.Offer.Operation.GrowVolume
+	155, // 238: mesos.v1.Offer.Operation.shrink_volume:type_name -> mesos.v1.Offer.Operation.ShrinkVolume
+	156, // 239: mesos.v1.Offer.Operation.create_disk:type_name -> mesos.v1.Offer.Operation.CreateDisk
+	157, // 240: mesos.v1.Offer.Operation.destroy_disk:type_name -> mesos.v1.Offer.Operation.DestroyDisk
+	73,  // 241: mesos.v1.Offer.Operation.Launch.task_infos:type_name -> mesos.v1.TaskInfo
+	52,  // 242: mesos.v1.Offer.Operation.LaunchGroup.executor:type_name -> mesos.v1.ExecutorInfo
+	74,  // 243: mesos.v1.Offer.Operation.LaunchGroup.task_group:type_name -> mesos.v1.TaskGroupInfo
+	58,  // 244: mesos.v1.Offer.Operation.Reserve.source:type_name -> mesos.v1.Resource
+	58,  // 245: mesos.v1.Offer.Operation.Reserve.resources:type_name -> mesos.v1.Resource
+	58,  // 246: mesos.v1.Offer.Operation.Unreserve.resources:type_name -> mesos.v1.Resource
+	58,  // 247: mesos.v1.Offer.Operation.Create.volumes:type_name -> mesos.v1.Resource
+	58,  // 248: mesos.v1.Offer.Operation.Destroy.volumes:type_name -> mesos.v1.Resource
+	58,  // 249: mesos.v1.Offer.Operation.GrowVolume.volume:type_name -> mesos.v1.Resource
+	58,  // 250: mesos.v1.Offer.Operation.GrowVolume.addition:type_name -> mesos.v1.Resource
+	58,  // 251: mesos.v1.Offer.Operation.ShrinkVolume.volume:type_name -> mesos.v1.Resource
+	128, // 252: mesos.v1.Offer.Operation.ShrinkVolume.subtract:type_name -> mesos.v1.Value.Scalar
+	58,  // 253: mesos.v1.Offer.Operation.CreateDisk.source:type_name -> mesos.v1.Resource
+	12,  // 254: mesos.v1.Offer.Operation.CreateDisk.target_type:type_name -> mesos.v1.Resource.DiskInfo.Source.Type
+	58,  // 255: mesos.v1.Offer.Operation.DestroyDisk.source:type_name -> mesos.v1.Resource
+	128, // 256: mesos.v1.TaskInfo.LimitsEntry.value:type_name -> mesos.v1.Value.Scalar
+	128, // 257: mesos.v1.Task.LimitsEntry.value:type_name -> mesos.v1.Value.Scalar
+	16,  // 258: mesos.v1.Environment.Variable.type:type_name -> mesos.v1.Environment.Variable.Type
+	88,  // 259: mesos.v1.Environment.Variable.secret:type_name -> mesos.v1.Secret
+	89,  // 260: mesos.v1.Image.Appc.labels:type_name -> mesos.v1.Labels
+	86,  // 261: mesos.v1.Image.Docker.credential:type_name -> mesos.v1.Credential
+	88,  // 262: mesos.v1.Image.Docker.config:type_name -> mesos.v1.Secret
+	21,  // 263: mesos.v1.Volume.Source.type:type_name -> mesos.v1.Volume.Source.Type
+	169, // 264: mesos.v1.Volume.Source.docker_volume:type_name -> mesos.v1.Volume.Source.DockerVolume
+	170, // 265: mesos.v1.Volume.Source.host_path:type_name -> mesos.v1.Volume.Source.HostPath
+	171, // 266: mesos.v1.Volume.Source.sandbox_path:type_name -> mesos.v1.Volume.Source.SandboxPath
+	88,  // 267: mesos.v1.Volume.Source.secret:type_name -> mesos.v1.Secret
+	172, // 268: mesos.v1.Volume.Source.csi_volume:type_name -> mesos.v1.Volume.Source.CSIVolume
+	85,  // 269: mesos.v1.Volume.Source.DockerVolume.driver_options:type_name -> mesos.v1.Parameters
+	92,  // 270: mesos.v1.Volume.Source.HostPath.mount_propagation:type_name -> mesos.v1.MountPropagation
+	22,  // 271: mesos.v1.Volume.Source.SandboxPath.type:type_name -> mesos.v1.Volume.Source.SandboxPath.Type
+	174, // 272: mesos.v1.Volume.Source.CSIVolume.static_provisioning:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning
+	175, // 273: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.block:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.BlockVolume
+	176, // 274: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.mount:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.MountVolume
+	177, // 275: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.access_mode:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode
+	173, // 276: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.volume_capability:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability
+	178, // 277: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.node_stage_secrets:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry
+	179, // 278: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.node_publish_secrets:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry
+	180, // 279: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.volume_context:type_name -> mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.VolumeContextEntry
+	23,  // 280: mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.mode:type_name -> mesos.v1.Volume.Source.CSIVolume.VolumeCapability.AccessMode.Mode
+	88,  // 281: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodeStageSecretsEntry.value:type_name -> mesos.v1.Secret
+	88,  // 282: mesos.v1.Volume.Source.CSIVolume.StaticProvisioning.NodePublishSecretsEntry.value:type_name -> mesos.v1.Secret
+	24,  // 283: mesos.v1.NetworkInfo.IPAddress.protocol:type_name -> mesos.v1.NetworkInfo.Protocol
+	27,  // 284: mesos.v1.RLimitInfo.RLimit.type:type_name -> mesos.v1.RLimitInfo.RLimit.Type
+	29,  // 285: mesos.v1.ContainerInfo.DockerInfo.network:type_name -> mesos.v1.ContainerInfo.DockerInfo.Network
+	187, // 286: mesos.v1.ContainerInfo.DockerInfo.port_mappings:type_name -> mesos.v1.ContainerInfo.DockerInfo.PortMapping
+	84,  // 287: mesos.v1.ContainerInfo.DockerInfo.parameters:type_name -> mesos.v1.Parameter
+	91,  // 288: mesos.v1.ContainerInfo.MesosInfo.image:type_name -> mesos.v1.Image
+	30,  // 289: mesos.v1.CgroupInfo.Blkio.Value.op:type_name -> mesos.v1.CgroupInfo.Blkio.Operation
+	194, // 290: mesos.v1.CgroupInfo.Blkio.Statistics.cfq:type_name -> mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
+	194, // 291: mesos.v1.CgroupInfo.Blkio.Statistics.cfq_recursive:type_name -> mesos.v1.CgroupInfo.Blkio.CFQ.Statistics
+	195, // 292: mesos.v1.CgroupInfo.Blkio.Statistics.throttling:type_name -> mesos.v1.CgroupInfo.Blkio.Throttling.Statistics
+	196, // 293: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.device:type_name -> mesos.v1.Device.Number
+	190, // 294: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_serviced:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 295: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_service_bytes:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 296: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_service_time:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 297: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_wait_time:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 298: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_merged:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 299: mesos.v1.CgroupInfo.Blkio.CFQ.Statistics.io_queued:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	196, // 300: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.device:type_name -> mesos.v1.Device.Number
+	190, // 301: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.io_serviced:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	190, // 302: mesos.v1.CgroupInfo.Blkio.Throttling.Statistics.io_service_bytes:type_name -> mesos.v1.CgroupInfo.Blkio.Value
+	303, // [303:303] is the sub-list for method output_type
+	303, // [303:303] is the sub-list for method input_type
+	303, // [303:303] is the sub-list for extension type_name
+	303, // [303:303] is the sub-list for extension extendee
+	0,   // [0:303] is the sub-list for field type_name
 }
 
 func init() { file_mesos_v1_mesos_proto_init() }
@@ -15092,7 +15281,7 @@ func file_mesos_v1_mesos_proto_init() {
 	if File_mesos_v1_mesos_proto != nil {
 		return
 	}
-	file_mesos_v1_mesos_proto_msgTypes[139].OneofWrappers = []any{
+	file_mesos_v1_mesos_proto_msgTypes[141].OneofWrappers = []any{
 		(*Volume_Source_CSIVolume_VolumeCapability_Block)(nil),
 		(*Volume_Source_CSIVolume_VolumeCapability_Mount)(nil),
 	}
@@ -15101,8 +15290,8 @@ func file_mesos_v1_mesos_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mesos_v1_mesos_proto_rawDesc), len(file_mesos_v1_mesos_proto_rawDesc)),
-			NumEnums:      31,
-			NumMessages:   163,
+			NumEnums:      32,
+			NumMessages:   165,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
