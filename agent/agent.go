@@ -150,7 +150,8 @@ type Agent struct {
 	metrics    agentMetrics
 	files      *sandbox.FilesHandler
 	tokens     *executorTokens
-	levels     loglevel.Control
+	levels     loglevel.Control // its own lock
+	sessions   sessionTable     // its own lock, never taken with mu
 	// gone are frameworks the master removed, with when (bounded).
 	gone map[string]time.Time
 
@@ -440,6 +441,8 @@ func (a *Agent) Run(ctx context.Context, l net.Listener) error {
 	case err := <-errc:
 		return fmt.Errorf("agent http server: %w", err)
 	}
+	// Sessions live no longer than their connections, which end now.
+	a.endSessionsOf("")
 	// Executor streams are long-lived: end them so Shutdown need not wait;
 	// the executors reconnect to the next agent run.
 	a.mu.Lock()

@@ -431,6 +431,8 @@ func (a *Agent) awaitContainer(es *executorState) {
 	if err != nil {
 		term = containerizer.Termination{ExitStatus: -1, Message: "lost track of the container: " + err.Error()}
 	}
+	// Commands entered into it go with it, whatever their isolation.
+	a.endSessionsOf(es.containerID)
 	a.executorTerminated(context.WithoutCancel(ctx), es, &term, mesos.TaskState_TASK_FAILED)
 }
 

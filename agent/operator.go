@@ -112,8 +112,14 @@ func (a *Agent) serveOperator(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if isRecordIO(r.Header.Get("Content-Type")) {
-		// A streaming request: ATTACH_CONTAINER_INPUT is the only one.
-		a.serveAttachInput(w, r)
+		// A streaming request: ATTACH_CONTAINER_INPUT is the only one, and
+		// it feeds a process, so it needs the read-write credentials
+		// before a record is read.
+		var h http.Handler = http.HandlerFunc(a.serveAttachInput)
+		if a.cfg.ReadWriteAuth != nil {
+			h = a.cfg.ReadWriteAuth(h)
+		}
+		h.ServeHTTP(w, r)
 		return
 	}
 	call := &agentapi.Call{}

@@ -391,6 +391,10 @@ func TestOperatorAuthentication(t *testing.T) {
 				{set, nil, http.StatusUnauthorized},
 				{set, wrong, http.StatusUnauthorized},
 				{set, basic, http.StatusOK},
+				// Sessions run, feed and end processes: read-write.
+				{sessionCall("s", "c", "id", false), nil, http.StatusUnauthorized},
+				{waitCall("s", "c"), nil, http.StatusUnauthorized},
+				{waitCall("s", "c"), basic, http.StatusNotFound},
 			} {
 				status, body, h := ta.opPost(t, codec.JSON, codec.JSON, step.call, step.header)
 				if status != step.want {
@@ -399,6 +403,12 @@ func TestOperatorAuthentication(t *testing.T) {
 				if status == http.StatusUnauthorized && !strings.Contains(h.Get("WWW-Authenticate"), "realm=") {
 					t.Errorf("401 without a challenge: %v", h)
 				}
+			}
+			if status, body := ta.attachInput(t, "s", nil, stdinRecord("x")); status != http.StatusUnauthorized {
+				t.Errorf("ATTACH_CONTAINER_INPUT without credentials: %d %s, want 401", status, body)
+			}
+			if status, body := ta.attachInput(t, "s", basic, stdinRecord("x")); status != http.StatusNotFound {
+				t.Errorf("ATTACH_CONTAINER_INPUT with credentials to nothing: %d %s, want 404", status, body)
 			}
 		})
 	}

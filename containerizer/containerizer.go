@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"syscall"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
@@ -170,4 +172,66 @@ type Containerizer interface {
 // of a bare "killed by signal 9" whichever side notices first.
 type LimitationReporter interface {
 	Limitation(ctx context.Context, containerID string) (Termination, bool)
+}
+
+// EnterSpec is a command to run inside a running container: a nested
+// container session (the agent API's LAUNCH_NESTED_CONTAINER_SESSION,
+// `mesolite exec`), which shares the container's namespaces, cgroups and
+// sandbox and lives no longer than the container.
+type EnterSpec struct {
+	// Argv is the command; Argv[0] is looked up along the PATH of its
+	// environment, as the container sees its filesystem.
+	Argv []string
+	// Env are the command's own variables (KEY=VALUE); they win over the
+	// container's.
+	Env []string
+	// TaskEnv is the environment a process of the container starts with
+	// (the task's), for a containerizer that starts the command from
+	// nothing (mesos); one whose runtime keeps the container's own (docker)
+	// ignores it.
+	TaskEnv []string
+	// User is the task's user, who the command runs as (empty: the agent's
+	// user). A containerizer whose containers have a user of their own
+	// (docker) runs the command as that one instead.
+	User string
+	// SandboxDir is the container's sandbox on the host; the command starts
+	// in the sandbox as the container sees it.
+	SandboxDir string
+	// TTY gives the command a terminal of Rows x Cols (0: the default)
+	// for its stdin, stdout and stderr.
+	TTY        bool
+	Rows, Cols uint16
+}
+
+// Entered is a command running inside a container (see Enterer).
+type Entered interface {
+	// Stdin is the command's input; Close is its end of file (with a
+	// terminal: the terminal's EOF character).
+	Stdin() io.WriteCloser
+	// Stdout and Stderr are its output, until EOF once it and whatever
+	// holds them ended. With a terminal, Stdout is the terminal's and
+	// Stderr is nil.
+	Stdout() io.Reader
+	Stderr() io.Reader
+	// Resize changes the terminal's size; errdefs.ErrInvalid without one.
+	Resize(ctx context.Context, rows, cols uint16) error
+	// Signal sends sig to the command; SIGKILL also ends what it started
+	// in its process group, where the runtime allows.
+	Signal(ctx context.Context, sig syscall.Signal) error
+	// Wait returns the command's wait(2) status once it ended (as
+	// Termination.ExitStatus: -1 when unknown), or ctx's error.
+	Wait(ctx context.Context) (int, error)
+	// Close releases the input and output; call it once the command ended
+	// and its output was read.
+	Close() error
+}
+
+// Enterer is implemented by containerizers that can run a command inside
+// a running container. Enter returns once the command runs. Errors:
+// ErrUnknownContainer, errdefs.ErrConflict (the container is not running:
+// still launching, or terminated), ErrNotSupported (a container of a kind
+// this containerizer cannot enter), errdefs.ErrInvalid (an empty argv, a
+// user the host does not know), or the runtime's.
+type Enterer interface {
+	Enter(ctx context.Context, containerID string, spec EnterSpec) (Entered, error)
 }

@@ -106,6 +106,18 @@ func RunInit(args []string, opts InitOptions) int {
 	if len(cfg.Argv) == 0 {
 		return fail(125, "empty argv")
 	}
+	if cfg.Enter != nil {
+		// A command entering a running container: join, then supervise it
+		// from the thread that joined (enter.go).
+		if err := enterTarget(cfg.Enter); err != nil {
+			return fail(125, "enter container: %v", err)
+		}
+		path, err := lookPath(cfg.Argv[0], cfg.Env, cfg.Dir)
+		if err != nil {
+			return fail(127, "%v", err)
+		}
+		return supervise(cfg, path, report, status, nil)
+	}
 	if err := setupNamespaces(cfg); err != nil {
 		return fail(125, "%v", err)
 	}
@@ -226,7 +238,7 @@ func setupNamespaces(cfg initConfig) error {
 func supervise(cfg initConfig, path string, report *json.Encoder, status *os.File, pre *initProc) int {
 	sigs := make(chan os.Signal, 64)
 	// Subscribed before the executor starts, so its SIGCHLD cannot be missed.
-	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, forwarded...)...)
+	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD, killGroupSignal}, forwarded...)...)
 	child := 0
 	if pre != nil {
 		// The process started ahead becomes the executor, in its own
@@ -250,6 +262,16 @@ func supervise(cfg initConfig, path string, report *json.Encoder, status *os.Fil
 			Stderr:      os.Stderr,
 			SysProcAttr: &syscall.SysProcAttr{Setsid: true, Credential: cfg.User.credential()},
 		}
+		if cfg.TTY {
+			// Its stdin (fd 0 in the child) is a terminal's slave side.
+			cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
+		}
+		// No Pdeathsig for an entered command, though in the container's
+		// pid namespace it outlives an init killed outright: Go's child
+		// compares getppid() with the parent's pid to catch a parent that
+		// died early, and across a pid namespace getppid() is 0, so it
+		// would kill itself at once. Killing goes through the init
+		// (killGroupSignal) instead.
 		if err := cmd.Start(); err != nil {
 			_ = report.Encode(initMessage{Error: err.Error()})
 			fmt.Fprintln(os.Stderr, "mesolite launch: "+err.Error())
@@ -266,6 +288,12 @@ func supervise(cfg initConfig, path string, report *json.Encoder, status *os.Fil
 	for {
 		select {
 		case sig := <-sigs:
+			if sig == killGroupSignal {
+				// Not reaped yet (that happens only here), so the group id
+				// is still the executor's.
+				_ = unix.Kill(-child, unix.SIGKILL)
+				continue
+			}
 			if sig != unix.SIGCHLD {
 				_ = unix.Kill(-child, sig.(syscall.Signal))
 				continue

@@ -40,6 +40,11 @@ type initProc struct {
 // directory, outputs and cgroup at clone time; a warm one (ahead) gets them
 // with the spec, and warms up while it waits.
 func startInit(opts LauncherOptions, ns Namespaces, ahead bool, dir string, stdout, stderr, cgfd *os.File) (*initProc, error) {
+	return startInitIO(opts, ns, ahead, dir, nil, stdout, stderr, cgfd)
+}
+
+// startInitIO is startInit with the init's stdin too (nil: /dev/null).
+func startInitIO(opts LauncherOptions, ns Namespaces, ahead bool, dir string, stdin, stdout, stderr, cgfd *os.File) (*initProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launch: socketpair: %w", err)
@@ -69,6 +74,10 @@ func startInit(opts LauncherOptions, ns Namespaces, ahead bool, dir string, stdo
 			Setsid:     true,
 			Cloneflags: cloneFlags(ns),
 		},
+	}
+	if stdin != nil {
+		// An *os.File is handed over as it is, with no copying goroutine.
+		cmd.Stdin = stdin
 	}
 	if cgfd != nil {
 		cmd.SysProcAttr.UseCgroupFD = true
@@ -169,16 +178,22 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 // exec or in place), having closed the pipe. On an error the init is
 // killed and reaped; retry as in handoff.
 func (ip *initProc) deliver(ctx context.Context, spec Spec, stdout, stderr *os.File) (supervised, retry bool, err error) {
+	cfg := initConfig{
+		Argv: spec.Argv, Env: nonNil(spec.Env), Dir: spec.Dir, Namespaces: spec.Namespaces,
+		Hostname: spec.Hostname, StatusPath: spec.StatusPath, User: spec.User,
+	}
+	return ip.deliverConfig(ctx, cfg, spec.Argv[0], stdout, stderr)
+}
+
+// deliverConfig is deliver of a spec already in the init's form; argv0
+// names the executor in errors.
+func (ip *initProc) deliverConfig(ctx context.Context, cfg initConfig, argv0 string, stdout, stderr *os.File) (supervised, retry bool, err error) {
 	abort := func(retry bool, err error) (bool, bool, error) {
 		ip.kill()
 		return false, retry, err
 	}
 	// The init blocks reading this until now: it is in its cgroup before it
 	// can start anything.
-	cfg := initConfig{
-		Argv: spec.Argv, Env: nonNil(spec.Env), Dir: spec.Dir, Namespaces: spec.Namespaces,
-		Hostname: spec.Hostname, StatusPath: spec.StatusPath, User: spec.User,
-	}
 	if err := ip.sendSpec(cfg, stdout, stderr); err != nil {
 		return abort(true, fmt.Errorf("launch: send spec to init: %w", err))
 	}
@@ -221,9 +236,9 @@ func (ip *initProc) deliver(ctx context.Context, spec Spec, stdout, stderr *os.F
 	case ctx.Err() != nil:
 		return false, false, fmt.Errorf("launch: %w", ctx.Err())
 	case initErr != "":
-		return false, false, fmt.Errorf("launch %q: %s", spec.Argv[0], initErr)
+		return false, false, fmt.Errorf("launch %q: %s", argv0, initErr)
 	default:
-		return false, false, fmt.Errorf("launch %q: init exited before starting it (%v); see the container's stderr", spec.Argv[0], werr)
+		return false, false, fmt.Errorf("launch %q: init exited before starting it (%v); see the container's stderr", argv0, werr)
 	}
 }
 

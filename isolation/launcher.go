@@ -232,6 +232,11 @@ type initConfig struct {
 	Hostname   string     `json:"hostname,omitempty"`
 	StatusPath string     `json:"status_path,omitempty"`
 	User       *User      `json:"user,omitempty"`
+	// TTY: stdin is a terminal, to become the executor's controlling one.
+	TTY bool `json:"tty,omitempty"`
+	// Enter, when set, makes the init join a running container's
+	// namespaces instead of creating any (enter.go).
+	Enter *enterConfig `json:"enter,omitempty"`
 }
 
 // initMessage is what the init reports over the status pipe: Ready once its

@@ -138,6 +138,20 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 	return nil
 }
 
+// Enter implements containerizer.Enterer when the owner does; for one
+// that does not, ErrNotSupported.
+func (c *Containerizer) Enter(ctx context.Context, id string, spec containerizer.EnterSpec) (containerizer.Entered, error) {
+	x, err := c.of(id)
+	if err != nil {
+		return nil, err
+	}
+	en, ok := x.(containerizer.Enterer)
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w: its containerizer cannot run commands inside it", id, containerizer.ErrNotSupported)
+	}
+	return en.Enter(ctx, id, spec)
+}
+
 // Limitation implements containerizer.LimitationReporter when the owner does.
 func (c *Containerizer) Limitation(ctx context.Context, id string) (containerizer.Termination, bool) {
 	x, err := c.of(id)

@@ -337,18 +337,5 @@ func (e *Engine) Exec(ctx context.Context, name string, opts ExecOptions) (int, 
 		}
 	}
 	// The output ends a moment before dockerd records the exit.
-	for wait := 5 * time.Millisecond; ; wait = min(wait*2, 200*time.Millisecond) {
-		ins, err := e.cli.ContainerExecInspect(ctx, created.ID)
-		if err != nil {
-			return 0, e.wrap("inspect exec in container "+name, err)
-		}
-		if !ins.Running {
-			return ins.ExitCode, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	return e.execExitCode(ctx, created.ID, name)
 }
