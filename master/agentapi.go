@@ -163,6 +163,11 @@ func (m *Master) registerHTTP(w http.ResponseWriter, r *http.Request, call *agen
 		return
 	}
 	registeredAt := m.clock.Now()
+	if m.maint.isDown(&agent{hostname: reg.info.GetHostname(), ip: reg.ip}) {
+		m.mu.Unlock()
+		writeError(w, httpErr(http.StatusForbidden, "Agent's machine is down for maintenance; it may register once STOP_MAINTENANCE brings it up"))
+		return
+	}
 	var known *agent
 	if reg.id == "" {
 		reg.id = fmt.Sprintf("%s-S%d", m.id, m.nextAgentID.Add(1)-1)

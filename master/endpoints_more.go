@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/maintenance"
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/quota"
@@ -41,15 +43,21 @@ func (m *Master) routeMore(mux *http.ServeMux) {
 		mux.HandleFunc(p, m.handleTeardown)
 	}
 	for _, p := range []string{"/master/maintenance/schedule", "/maintenance/schedule"} {
-		mux.HandleFunc(p, m.notChanging(func(w http.ResponseWriter, r *http.Request) {
-			// No call of this master sets a schedule yet: the true one is empty.
-			writeJSON(w, r, map[string]any{"windows": []any{}})
-		}, "UPDATE_MAINTENANCE_SCHEDULE"))
+		mux.HandleFunc(p, m.handleSchedule)
 	}
 	for _, p := range []string{"/master/maintenance/status", "/maintenance/status"} {
 		mux.HandleFunc(p, m.getOnly(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, r, map[string]any{"draining_machines": []any{}, "down_machines": []any{}})
+			m.mu.Lock()
+			st := m.getMaintenanceStatusLocked().GetStatus()
+			m.mu.Unlock()
+			writeProtoJSON(w, st)
 		}))
+	}
+	for _, p := range []string{"/master/machine/down", "/machine/down"} {
+		mux.HandleFunc(p, m.handleMachines(masterpb.Call_START_MAINTENANCE))
+	}
+	for _, p := range []string{"/master/machine/up", "/machine/up"} {
+		mux.HandleFunc(p, m.handleMachines(masterpb.Call_STOP_MAINTENANCE))
 	}
 	for _, p := range []string{"/master/quota", "/quota"} {
 		mux.HandleFunc(p, m.handleQuota)
@@ -67,19 +75,78 @@ func (m *Master) routeMore(mux *http.ServeMux) {
 	mux.HandleFunc("/logging/toggle", m.handleLoggingToggle)
 }
 
-// notChanging serves GET with h and refuses what would change the cluster
-// through a call this master does not serve yet, naming it, rather than
-// pretending to take it.
-func (m *Master) notChanging(h http.HandlerFunc, call string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			h(w, r)
-		case http.MethodPost, http.MethodPut, http.MethodDelete:
-			writeError(w, httpErr(http.StatusNotImplemented, "This master does not serve %s yet (the operator API's %s)", r.URL.Path, call))
-		default:
-			errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodHead)
+// writeProtoJSON answers msg in Mesos's JSON.
+func writeProtoJSON(w http.ResponseWriter, msg proto.Message) {
+	data, err := codec.JSON.Marshal(msg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", codec.MediaTypeJSON)
+	_, _ = w.Write(data)
+}
+
+// handleSchedule is /master/maintenance/schedule: GET the schedule, POST
+// a new one (UPDATE_MAINTENANCE_SCHEDULE), in Mesos's JSON.
+func (m *Master) handleSchedule(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		m.mu.Lock()
+		s := m.getScheduleLocked().GetSchedule()
+		m.mu.Unlock()
+		writeProtoJSON(w, s)
+	case http.MethodPost:
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to read the request body: %v", err))
+			return
 		}
+		s := &maintenance.Schedule{}
+		if err := codec.JSON.Unmarshal(body, s); err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to parse the body into a Schedule: %v", err))
+			return
+		}
+		m.answerAsOperator(w, r, &masterpb.Call{Type: masterpb.Call_UPDATE_MAINTENANCE_SCHEDULE.Enum(),
+			UpdateMaintenanceSchedule: &masterpb.Call_UpdateMaintenanceSchedule{Schedule: s}})
+	default:
+		errdefs.MethodNotAllowed(w, r, http.MethodGet, http.MethodPost)
+	}
+}
+
+// handleMachines is POST /master/machine/down and /master/machine/up with
+// a JSON array of MachineID: START_MAINTENANCE and STOP_MAINTENANCE.
+func (m *Master) handleMachines(typ masterpb.Call_Type) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			errdefs.MethodNotAllowed(w, r, http.MethodPost)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Failed to read the request body: %v", err))
+			return
+		}
+		var raw []json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			writeError(w, httpErr(http.StatusBadRequest, "Expecting a JSON array of machine ids: %v", err))
+			return
+		}
+		var ids []*mesos.MachineID
+		for _, x := range raw {
+			id := &mesos.MachineID{}
+			if err := codec.JSON.Unmarshal(x, id); err != nil {
+				writeError(w, httpErr(http.StatusBadRequest, "Invalid machine id: %v", err))
+				return
+			}
+			ids = append(ids, id)
+		}
+		call := &masterpb.Call{Type: typ.Enum()}
+		if typ == masterpb.Call_START_MAINTENANCE {
+			call.StartMaintenance = &masterpb.Call_StartMaintenance{Machines: ids}
+		} else {
+			call.StopMaintenance = &masterpb.Call_StopMaintenance{Machines: ids}
+		}
+		m.answerAsOperator(w, r, call)
 	}
 }
 

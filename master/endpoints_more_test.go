@@ -86,14 +86,6 @@ func TestMesosEndpoints(t *testing.T) {
 	if code, body := do(t, http.MethodGet, h.base+"/master/weights", "", "", nil); code != 200 || !strings.Contains(body, `"role":"web"`) {
 		t.Errorf("/master/weights %d %s", code, body)
 	}
-	for _, p := range []string{"/master/maintenance/schedule"} {
-		if code, _ := do(t, http.MethodGet, h.base+p, "", "", nil); code != 200 {
-			t.Errorf("GET %s: %d", p, code)
-		}
-		if code, body := do(t, http.MethodPost, h.base+p, "application/json", "{}", nil); code != http.StatusNotImplemented || !strings.Contains(body, "does not serve") {
-			t.Errorf("POST %s: %d %s", p, code, body)
-		}
-	}
 	if code, _ := do(t, http.MethodGet, h.base+"/master/maintenance/status", "", "", nil); code != 200 {
 		t.Errorf("maintenance/status %d", code)
 	}

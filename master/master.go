@@ -91,7 +91,10 @@ type Master struct {
 	// weights are the role weights UPDATE_WEIGHTS set (nil: --weights).
 	weights map[string]float64
 	// quotas are the roles' quota configs (UPDATE_QUOTA), by role.
-	quotas   map[string]quotaConfig
+	quotas map[string]quotaConfig
+	// maint is the maintenance schedule, down machines and inverse
+	// offers (maintenance.go).
+	maint    maintenanceState
 	offers   map[string]*offer
 	counters counters
 	shutdown bool
@@ -469,6 +472,7 @@ func (m *Master) allocate() {
 		return
 	}
 	m.operatorBeforeAllocationLocked()
+	m.sendInverseOffersLocked()
 	start := time.Now()
 	grants := m.alloc.Cycle()
 	m.counters.allocRuns.add(float64(time.Since(start).Microseconds()) / 1000)
@@ -523,9 +527,10 @@ func (m *Master) offerProto(o *offer) *mesos.Offer {
 			Address: &mesos.Address{Hostname: proto.String(a.hostname), Ip: proto.String(a.ip), Port: proto.Int32(int32(a.port))},
 			Path:    proto.String("/slave(1)"),
 		},
-		Domain:     a.info.GetDomain(),
-		Resources:  o.res.ToProto(allocRole),
-		Attributes: a.info.GetAttributes(),
+		Domain:         a.info.GetDomain(),
+		Resources:      o.res.ToProto(allocRole),
+		Attributes:     a.info.GetAttributes(),
+		Unavailability: m.offerUnavailability(a),
 	}
 	if o.fw.refinement {
 		// Frameworks that understand reservation refinement read

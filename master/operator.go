@@ -31,34 +31,39 @@ const maxOperatorBody = maxSmallBody
 
 // operatorCalls are the calls this master serves.
 var operatorCalls = map[masterpb.Call_Type]bool{
-	masterpb.Call_GET_HEALTH:          true,
-	masterpb.Call_GET_FLAGS:           true,
-	masterpb.Call_GET_VERSION:         true,
-	masterpb.Call_GET_METRICS:         true,
-	masterpb.Call_GET_LOGGING_LEVEL:   true,
-	masterpb.Call_SET_LOGGING_LEVEL:   true,
-	masterpb.Call_GET_STATE:           true,
-	masterpb.Call_GET_AGENTS:          true,
-	masterpb.Call_GET_FRAMEWORKS:      true,
-	masterpb.Call_GET_EXECUTORS:       true,
-	masterpb.Call_GET_OPERATIONS:      true,
-	masterpb.Call_GET_TASKS:           true,
-	masterpb.Call_GET_ROLES:           true,
-	masterpb.Call_GET_MASTER:          true,
-	masterpb.Call_SUBSCRIBE:           true,
-	masterpb.Call_TEARDOWN:            true,
-	masterpb.Call_MARK_AGENT_GONE:     true,
-	masterpb.Call_DEACTIVATE_AGENT:    true,
-	masterpb.Call_REACTIVATE_AGENT:    true,
-	masterpb.Call_GET_WEIGHTS:         true,
-	masterpb.Call_UPDATE_WEIGHTS:      true,
-	masterpb.Call_DRAIN_AGENT:         true,
-	masterpb.Call_GET_QUOTA:           true,
-	masterpb.Call_UPDATE_QUOTA:        true,
-	masterpb.Call_SET_QUOTA:           true,
-	masterpb.Call_REMOVE_QUOTA:        true,
-	masterpb.Call_RESERVE_RESOURCES:   true,
-	masterpb.Call_UNRESERVE_RESOURCES: true,
+	masterpb.Call_GET_HEALTH:                  true,
+	masterpb.Call_GET_FLAGS:                   true,
+	masterpb.Call_GET_VERSION:                 true,
+	masterpb.Call_GET_METRICS:                 true,
+	masterpb.Call_GET_LOGGING_LEVEL:           true,
+	masterpb.Call_SET_LOGGING_LEVEL:           true,
+	masterpb.Call_GET_STATE:                   true,
+	masterpb.Call_GET_AGENTS:                  true,
+	masterpb.Call_GET_FRAMEWORKS:              true,
+	masterpb.Call_GET_EXECUTORS:               true,
+	masterpb.Call_GET_OPERATIONS:              true,
+	masterpb.Call_GET_TASKS:                   true,
+	masterpb.Call_GET_ROLES:                   true,
+	masterpb.Call_GET_MASTER:                  true,
+	masterpb.Call_SUBSCRIBE:                   true,
+	masterpb.Call_TEARDOWN:                    true,
+	masterpb.Call_MARK_AGENT_GONE:             true,
+	masterpb.Call_DEACTIVATE_AGENT:            true,
+	masterpb.Call_REACTIVATE_AGENT:            true,
+	masterpb.Call_GET_WEIGHTS:                 true,
+	masterpb.Call_UPDATE_WEIGHTS:              true,
+	masterpb.Call_GET_MAINTENANCE_SCHEDULE:    true,
+	masterpb.Call_UPDATE_MAINTENANCE_SCHEDULE: true,
+	masterpb.Call_GET_MAINTENANCE_STATUS:      true,
+	masterpb.Call_START_MAINTENANCE:           true,
+	masterpb.Call_STOP_MAINTENANCE:            true,
+	masterpb.Call_DRAIN_AGENT:                 true,
+	masterpb.Call_GET_QUOTA:                   true,
+	masterpb.Call_UPDATE_QUOTA:                true,
+	masterpb.Call_SET_QUOTA:                   true,
+	masterpb.Call_REMOVE_QUOTA:                true,
+	masterpb.Call_RESERVE_RESOURCES:           true,
+	masterpb.Call_UNRESERVE_RESOURCES:         true,
 }
 
 // readOnlyCalls change nothing. Every other call needs read-write
@@ -263,6 +268,12 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		return nil, m.updateWeights(r, call.GetUpdateWeights())
 	case masterpb.Call_DRAIN_AGENT:
 		return nil, m.drainAgent(r, call.GetDrainAgent())
+	case masterpb.Call_UPDATE_MAINTENANCE_SCHEDULE:
+		return nil, m.updateSchedule(r, call.GetUpdateMaintenanceSchedule().GetSchedule())
+	case masterpb.Call_START_MAINTENANCE:
+		return nil, m.startMaintenance(r, call.GetStartMaintenance().GetMachines())
+	case masterpb.Call_STOP_MAINTENANCE:
+		return nil, m.stopMaintenance(r, call.GetStopMaintenance().GetMachines())
 	case masterpb.Call_UPDATE_QUOTA:
 		return nil, m.updateQuota(r, call.GetUpdateQuota())
 	case masterpb.Call_SET_QUOTA:
@@ -295,6 +306,10 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 			resp.Type, resp.GetRoles = masterpb.Response_GET_ROLES.Enum(), m.rolesProtoLocked()
 		case masterpb.Call_GET_MASTER:
 			resp.Type, resp.GetMaster = masterpb.Response_GET_MASTER.Enum(), m.masterProtoLocked()
+		case masterpb.Call_GET_MAINTENANCE_SCHEDULE:
+			resp.Type, resp.GetMaintenanceSchedule = masterpb.Response_GET_MAINTENANCE_SCHEDULE.Enum(), m.getScheduleLocked()
+		case masterpb.Call_GET_MAINTENANCE_STATUS:
+			resp.Type, resp.GetMaintenanceStatus = masterpb.Response_GET_MAINTENANCE_STATUS.Enum(), m.getMaintenanceStatusLocked()
 		case masterpb.Call_GET_QUOTA:
 			resp.Type, resp.GetQuota = masterpb.Response_GET_QUOTA.Enum(), m.getQuotaLocked()
 		case masterpb.Call_GET_WEIGHTS:

@@ -242,6 +242,9 @@ func (m *Master) installSettingsLocked(settings map[string][]byte) {
 	if data, ok := settings[settingQuota]; ok {
 		m.installQuotaLocked(data)
 	}
+	if data, ok := settings[settingMaintenance]; ok {
+		m.installMaintenanceLocked(data)
+	}
 }
 
 // weightsCall reads the body of PUT /master/weights, a JSON array of

@@ -628,8 +628,10 @@ func (m *Master) schedulerCall(r *http.Request, call *scheduler.Call, reqCodec c
 				m.counters.offersDeclined++
 			}
 		}
-	case scheduler.Call_ACCEPT_INVERSE_OFFERS, scheduler.Call_DECLINE_INVERSE_OFFERS:
-		// No maintenance schedules, so there are never inverse offers.
+	case scheduler.Call_ACCEPT_INVERSE_OFFERS:
+		m.answerInverseOffersLocked(fw, call.GetAcceptInverseOffers().GetInverseOfferIds(), true)
+	case scheduler.Call_DECLINE_INVERSE_OFFERS:
+		m.answerInverseOffersLocked(fw, call.GetDeclineInverseOffers().GetInverseOfferIds(), false)
 	case scheduler.Call_REVIVE:
 		roles := call.GetRevive().GetRoles()
 		if err := rolesOf(fw, roles); err != nil {
