@@ -48,6 +48,12 @@ type stateTask struct {
 type stateStatus struct {
 	State     string  `json:"state"`
 	Timestamp float64 `json:"timestamp"`
+	// ContainerStatus names the executor's container (what exec enters).
+	ContainerStatus struct {
+		ContainerID struct {
+			Value string `json:"value"`
+		} `json:"container_id"`
+	} `json:"container_status"`
 }
 
 type stateSlave struct {
