@@ -108,7 +108,9 @@ func Agents(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rows = append(rows, agentRow{ID: s.ID, Hostname: s.Hostname, Address: addr, Active: s.Active, Version: s.Version,
 			Total: scalars(s.Resources), Used: scalars(s.Used), Tasks: running[s.ID], Attribute: s.Attributes})
 	}
-	slices.SortFunc(rows, func(a, b agentRow) int { return cmp.Or(strings.Compare(a.Hostname, b.Hostname), strings.Compare(a.ID, b.ID)) })
+	slices.SortFunc(rows, func(a, b agentRow) int {
+		return cmp.Or(strings.Compare(a.Hostname, b.Hostname), strings.Compare(a.ID, b.ID))
+	})
 	if *asJSON {
 		return c.printJSON(rows)
 	}
