@@ -15,6 +15,7 @@ import (
 
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/acls"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
@@ -149,6 +150,10 @@ type Config struct {
 	// operator API's SET_LOGGING_LEVEL moves it for a while, then back to
 	// where it was at New [--logging_level]. Without it the level is fixed.
 	LoggingLevel *slog.LevelVar
+	// ACLs [--acls] say which principals may change what (teardown,
+	// reservations, quota, weights) and see which frameworks and tasks;
+	// nil allows everything, as Mesos without --acls.
+	ACLs *acls.ACLs
 	// Logger; nothing is logged when nil.
 	Logger *slog.Logger
 	// Clock; the wall clock when nil.

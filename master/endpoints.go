@@ -154,6 +154,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	st := m.stateLocked()
 	m.mu.Unlock()
+	m.viewerOf(r).filterStateJSON(st)
 	writeJSON(w, r, st)
 }
 
@@ -504,6 +505,7 @@ func (m *Master) handleFrameworks(w http.ResponseWriter, r *http.Request) {
 		"unregistered_frameworks": []any{},
 	}
 	m.mu.Unlock()
+	m.viewerOf(r).filterStateJSON(st)
 	writeJSON(w, r, st)
 }
 
@@ -565,6 +567,12 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	if taskFilter != "" {
 		all = slices.DeleteFunc(all, func(t *task) bool { return t.id() != taskFilter })
+	}
+	if v := m.viewerOf(r); v != nil {
+		all = slices.DeleteFunc(all, func(t *task) bool {
+			u := t.fw.info.GetUser()
+			return !v.framework(u) || !v.tasks(u)
+		})
 	}
 	// Mesos orders by the time of a task's first status, newest first
 	// unless order=asc, so that ?limit= shows the latest tasks. A task

@@ -365,6 +365,7 @@ func (m *Master) handleStateSummary(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]any{"hostname": m.self.Hostname, "cluster": m.cfg.Cluster, "slaves": slaves, "frameworks": frameworks}
 	m.mu.Unlock()
+	m.viewerOf(r).filterStateJSON(out)
 	writeJSON(w, r, out)
 }
 

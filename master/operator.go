@@ -323,6 +323,9 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		default:
 			return nil, fmt.Errorf("BUG: operator call %s is listed as served but has no handler", typ)
 		}
+		if v := m.viewerOf(r); v != nil {
+			v.filterResponse(resp, m.frameworkUsersLocked())
+		}
 	}
 	return resp, nil
 }

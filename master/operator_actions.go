@@ -59,6 +59,9 @@ func (m *Master) operatorTeardown(r *http.Request, id string) error {
 	if fw == nil {
 		return httpErr(http.StatusBadRequest, "No framework found with specified ID '%s'", id)
 	}
+	if err := m.cfg.ACLs.Check("teardown_frameworks", operatorPrincipal(r), fw.principal); err != nil {
+		return err
+	}
 	m.log.Info("framework torn down by the operator", "framework_id", id, "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
 	if fw.stream != nil {
 		// The scheduler hears why its stream ends, as it does when it

@@ -142,6 +142,9 @@ func (m *Master) updateQuota(r *http.Request, u *masterpb.Call_UpdateQuota) erro
 			return httpErr(http.StatusBadRequest, "Role '%s' appears twice in 'quota_configs'", q.Role)
 		}
 		seen[q.Role] = true
+		if err := m.cfg.ACLs.Check("update_quotas", operatorPrincipal(r), q.Role); err != nil {
+			return err
+		}
 		q.Principal = operatorPrincipal(r)
 		configs = append(configs, q)
 	}
@@ -168,12 +171,18 @@ func (m *Master) setQuotaLegacy(r *http.Request, s *masterpb.Call_SetQuota) erro
 	if err != nil {
 		return err
 	}
+	if err := m.cfg.ACLs.Check("update_quotas", operatorPrincipal(r), q.Role); err != nil {
+		return err
+	}
 	q.Principal = operatorPrincipal(r)
 	return m.applyQuotas([]quotaConfig{q}, req.GetForce())
 }
 
 // removeQuota is REMOVE_QUOTA (deprecated).
 func (m *Master) removeQuota(r *http.Request, role string) error {
+	if err := m.cfg.ACLs.Check("update_quotas", operatorPrincipal(r), role); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	_, ok := m.quotasLocked()[role]
 	m.mu.Unlock()

@@ -96,6 +96,11 @@ func (m *Master) reserve(r *http.Request, c *masterpb.Call_ReserveResources) err
 	if err != nil {
 		return err
 	}
+	for _, x := range want {
+		if err := m.cfg.ACLs.Check("reserve_resources", operatorPrincipal(r), x.Role); err != nil {
+			return err
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, err := m.liveAgentLocked(c.GetAgentId().GetValue())
@@ -121,6 +126,11 @@ func (m *Master) unreserve(r *http.Request, c *masterpb.Call_UnreserveResources)
 	want, err := reservationRequest(r, c.GetResources())
 	if err != nil {
 		return err
+	}
+	for _, x := range want {
+		if err := m.cfg.ACLs.Check("unreserve_resources", operatorPrincipal(r), x.Principal); err != nil {
+			return err
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -197,6 +207,9 @@ func (m *Master) updateWeights(r *http.Request, u *masterpb.Call_UpdateWeights) 
 	for _, wi := range u.GetWeightInfos() {
 		if err := resources.ValidateRole(wi.GetRole()); err != nil || wi.GetRole() == resources.Unreserved {
 			return httpErr(http.StatusBadRequest, "Invalid role '%s' in 'weight_infos'", wi.GetRole())
+		}
+		if err := m.cfg.ACLs.Check("update_weights", operatorPrincipal(r), wi.GetRole()); err != nil {
+			return err
 		}
 		if w := wi.GetWeight(); !(w > 0) || w > 1e9 {
 			return httpErr(http.StatusBadRequest, "Invalid weight %v for role '%s': must be a positive number", w, wi.GetRole())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/acls"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/master"
@@ -26,7 +27,7 @@ type masterFlags struct {
 	pingTimeout, heartbeat, allocInterval                            *time.Duration
 	clusterName                                                      *string
 	authReadonly, authReadwrite                                      *bool
-	httpCredentials, tokenFile                                       *string
+	httpCredentials, tokenFile, acls                                 *string
 	authFrameworks, authHTTPFrameworks                               *bool
 	authAgents                                                       *bool
 	credentials                                                      *string
@@ -76,6 +77,8 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.authReadwrite = fs.Bool("authenticate_http_readwrite", false, "require credentials for the operator API's calls that change the cluster\n"+
 		"(TEARDOWN, MARK_AGENT_GONE, DEACTIVATE_AGENT, SET_LOGGING_LEVEL, ...)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication")
+	f.acls = fs.String("acls", "", "Mesos's ACLs, JSON or file:///path: who may tear down frameworks, reserve and unreserve\n"+
+		"resources, set quota and weights, and see which frameworks, tasks and executors (see docs/security.md)")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
 	f.authFrameworks = fs.Bool("authenticate_frameworks", false, "require frameworks to authenticate (HTTP Basic on /api/v1/scheduler with --credentials); a framework id then belongs to the authenticated principal")
 	f.authHTTPFrameworks = fs.Bool("authenticate_http_frameworks", false, "the same as --authenticate_frameworks: mesolite has only the HTTP scheduler API")
@@ -160,6 +163,12 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return 1
 		}
 		cfg.ReadWriteAuth = rw.Wrap
+	}
+	if a, err := acls.Parse(*f.acls); err != nil {
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 2
+	} else {
+		cfg.ACLs = a
 	}
 	if *f.credentials != "" {
 		creds, err := httpauth.LoadCredentials(*f.credentials)
