@@ -65,6 +65,13 @@ func (c *command) parse(args []string) (positional []string, exit int, stop bool
 			return nil, c.usageError("%v", err), true
 		}
 		rest := c.Args()
+		// The flag package eats a "--" that ends the flags it parsed:
+		// everything after it is positional, dashes or not.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			positional = append(positional, rest...)
+			exit, stop := c.resolveCredentials()
+			return positional, exit, stop
+		}
 		// Go's flag package stops at the first positional argument; take
 		// it and go on parsing the flags after it. "--" ends the flags.
 		i := 0
