@@ -41,6 +41,7 @@ func commands() map[string]subcommand {
 		"agents":            {summary: "list the cluster's agents", run: cli.Agents},
 		"frameworks":        {summary: "list the cluster's frameworks", run: cli.Frameworks},
 		"teardown":          {summary: "tear a framework down (kill its tasks, forget it)", run: cli.Teardown},
+		"maintenance":       {summary: "maintenance schedules, machines down and up, agent drains", run: cli.Maintenance},
 		"example-framework": {summary: "keep N Docker containers of an image running (the Mesos+Docker tutorial's framework)", run: cli.ExampleFramework},
 		"executor":          {summary: "built-in executors (started by the agent)", hidden: true, run: executorMain},
 		"fetch":             {summary: "fetch URIs into a sandbox (started by the agent)", hidden: true, run: fetchMain},
