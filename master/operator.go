@@ -57,6 +57,8 @@ var operatorCalls = map[masterpb.Call_Type]bool{
 	masterpb.Call_GET_MAINTENANCE_STATUS:      true,
 	masterpb.Call_START_MAINTENANCE:           true,
 	masterpb.Call_STOP_MAINTENANCE:            true,
+	masterpb.Call_LIST_FILES:                  true,
+	masterpb.Call_READ_FILE:                   true,
 	masterpb.Call_DRAIN_AGENT:                 true,
 	masterpb.Call_GET_QUOTA:                   true,
 	masterpb.Call_UPDATE_QUOTA:                true,
@@ -266,6 +268,16 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		return nil, m.setAgentDeactivated(r, call.GetReactivateAgent().GetAgentId().GetValue(), false)
 	case masterpb.Call_UPDATE_WEIGHTS:
 		return nil, m.updateWeights(r, call.GetUpdateWeights())
+	case masterpb.Call_LIST_FILES, masterpb.Call_READ_FILE:
+		// Mesos's master attaches its log (--log_dir) as /master/log;
+		// this one logs to stderr and attaches nothing, so every path is
+		// unknown, as a Mesos master without --log_dir answers. Task
+		// sandboxes are the agents' (their own operator API).
+		path := call.GetListFiles().GetPath()
+		if typ == masterpb.Call_READ_FILE {
+			path = call.GetReadFile().GetPath()
+		}
+		return nil, httpErr(http.StatusNotFound, "No file or directory '%s' on the master: it attaches no files (sandboxes are served by the agents' LIST_FILES and READ_FILE)", path)
 	case masterpb.Call_DRAIN_AGENT:
 		return nil, m.drainAgent(r, call.GetDrainAgent())
 	case masterpb.Call_UPDATE_MAINTENANCE_SCHEDULE:

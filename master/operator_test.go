@@ -674,7 +674,7 @@ func TestOperatorCallErrors(t *testing.T) {
 		{"UNKNOWN", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"UNKNOWN"}`), false, http.StatusBadRequest, "Unknown call type"},
 		{"missing message", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN"}`), false, http.StatusBadRequest, "Expecting 'teardown' to be present"},
 		{"missing required field", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN","teardown":{}}`), false, http.StatusBadRequest, "teardown.framework_id"},
-		{"not served: files", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"READ_FILE","read_file":{"path":"/x","offset":0}}`), false, http.StatusNotImplemented, "READ_FILE"},
+		{"master files", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"READ_FILE","read_file":{"path":"/master/log","offset":0}}`), false, http.StatusNotFound, "attaches no files"},
 		{"teardown of nothing", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"TEARDOWN","teardown":{"framework_id":{"value":"nope"}}}`), false, http.StatusBadRequest, "No framework found"},
 		{"gone of nothing", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"MARK_AGENT_GONE","mark_agent_gone":{"agent_id":{"value":"nope"}}}`), false, http.StatusNotFound, "nope"},
 		{"deactivate nothing", http.MethodPost, codec.MediaTypeJSON, "", jsonBody(`{"type":"DEACTIVATE_AGENT","deactivate_agent":{"agent_id":{"value":"nope"}}}`), false, http.StatusNotFound, "nope"},
