@@ -1,0 +1,333 @@
+package apps
+
+import (
+	"fmt"
+	"html/template"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// handleEvents is /v2/events: server-sent events, every type or those of
+// event_type (repeatable).
+func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, r, http.MethodGet)
+		return
+	}
+	sub, err := s.bus.subscribe(r.URL.Query()["event_type"])
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorJSON{Message: "Too many event streams open; try again later"})
+		return
+	}
+	defer s.bus.unsubscribe(sub)
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	write := func(ev Event) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, ev.Data); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	o := originOf(r)
+	if sub.filter == nil || sub.filter[EventStreamAttached] {
+		if !write(newEvent(EventStreamAttached, time.Now(), map[string]any{"remoteAddress": o.remoteIP})) {
+			return
+		}
+	}
+	keepAlive := time.NewTicker(eventKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-sub.gone:
+			// Dropped for falling behind: the client reconnects.
+			return
+		case ev := <-sub.ch:
+			if !write(ev) {
+				return
+			}
+		case <-keepAlive.C:
+			// A comment line: proxies and clients see a live stream.
+			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+			if _, err := fmt.Fprint(w, ":\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// MarathonVersion is the Marathon API level /v2/info reports: clients
+// pick features by it.
+const MarathonVersion = "1.11.0"
+
+func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, http.MethodGet)
+		return
+	}
+	s.eng.mu.RLock()
+	fwID := s.eng.frameworkID
+	s.eng.mu.RUnlock()
+	if fwID == "" {
+		fwID = s.driver.FrameworkID()
+	}
+	var role any
+	if s.cfg.Role != "" {
+		role = s.cfg.Role
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":        "marathon",
+		"version":     MarathonVersion,
+		"buildref":    "mesolite",
+		"elected":     true,
+		"leader":      s.leader(),
+		"frameworkId": fwID,
+		"marathon_config": map[string]any{
+			"master":              s.cfg.Master,
+			"failover_timeout":    int64(s.cfg.FailoverTimeout.Seconds()),
+			"framework_name":      s.cfg.FrameworkName,
+			"ha":                  false,
+			"checkpoint":          true,
+			"local_port_min":      s.cfg.ServicePortMin,
+			"local_port_max":      s.cfg.ServicePortMax,
+			"executor":            "//cmd",
+			"hostname":            s.cfg.Hostname,
+			"webui_url":           s.webUIURL(),
+			"mesos_role":          role,
+			"task_launch_timeout": s.cfg.TaskLaunchTimeout.Milliseconds(),
+			"mesos_user":          s.cfg.User,
+		},
+		"zookeeper_config": map[string]any{},
+		"event_subscriber": nil,
+		"http_config":      map[string]any{"http_port": s.cfg.HTTPPort},
+	})
+}
+
+func (s *Service) leader() string { return fmt.Sprintf("%s:%d", s.cfg.Hostname, s.cfg.HTTPPort) }
+
+func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		writeJSON(w, http.StatusOK, map[string]string{"leader": s.leader()})
+	case http.MethodDelete:
+		// Nothing to abdicate to without --zk: one instance leads.
+		writeError(w, fmt.Errorf("There is no leader election without --zk: %w", errdefs.ErrNotFound))
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodDelete)
+	}
+}
+
+func (s *Service) handlePing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "must-revalidate,no-cache,no-store")
+	fmt.Fprintln(w, "pong")
+}
+
+// handleMetrics is /metrics in Marathon's Dropwizard-style JSON, with the
+// gauges mesolite keeps.
+func (s *Service) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	var apps, deployments, running, staged, healthy, unhealthy int
+	s.eng.mu.RLock()
+	for _, st := range s.eng.apps {
+		if st.deleted {
+			continue
+		}
+		apps++
+		c := countOf(st)
+		running += c.Running
+		staged += c.Staged
+		healthy += c.Healthy
+		unhealthy += c.Unhealthy
+	}
+	deployments = len(s.eng.deployments)
+	connected := s.eng.connected
+	s.eng.mu.RUnlock()
+	gauge := func(v any) map[string]any { return map[string]any{"value": v} }
+	b2i := map[bool]int{true: 1}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"version": "4.0.0",
+		"gauges": map[string]any{
+			"marathon.apps.active.gauge":                  gauge(apps),
+			"marathon.deployments.active.gauge":           gauge(deployments),
+			"marathon.instances.running.gauge":            gauge(running),
+			"marathon.instances.staged.gauge":             gauge(staged),
+			"marathon.instances.healthy.gauge":            gauge(healthy),
+			"marathon.instances.unhealthy.gauge":          gauge(unhealthy),
+			"marathon.http.event-streams.active.gauge":    gauge(s.bus.count()),
+			"marathon.mesos.connected.gauge":              gauge(b2i[connected]),
+			"marathon.uptime.gauge":                       gauge(time.Since(s.started).Milliseconds()),
+			"marathon.instances.launch-queue.size.gauge":  gauge(s.queued()),
+			"marathon.leadership.elected.gauge":           gauge(1),
+			"marathon.persistence.framework-id.set.gauge": gauge(b2i[s.driver.FrameworkID() != ""]),
+		},
+		"counters": map[string]any{}, "histograms": map[string]any{}, "meters": map[string]any{}, "timers": map[string]any{},
+	})
+}
+
+func (s *Service) queued() int {
+	s.eng.mu.RLock()
+	defer s.eng.mu.RUnlock()
+	n := 0
+	for _, st := range s.eng.apps {
+		n += st.toLaunch
+	}
+	return n
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>{{.Name}}</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}</style>
+</head><body><h1>{{.Name}}</h1>
+<p>Marathon-compatible REST API at <code>/v2/apps</code>, events at <code>/v2/events</code>. Framework {{.FrameworkID}}.</p>
+<table><tr><th>app</th><th>instances</th><th>running</th><th>healthy</th><th>deployment</th></tr>
+{{range .Apps}}<tr><td>{{.ID}}</td><td>{{.Instances}}</td><td>{{.Running}}</td><td>{{.Healthy}}</td><td>{{.Deployment}}</td></tr>
+{{else}}<tr><td colspan="5">no apps yet</td></tr>{{end}}
+</table></body></html>
+`))
+
+// handleIndex is a plain page listing the apps; the full web UI comes later.
+func (s *Service) handleIndex(w http.ResponseWriter, r *http.Request) {
+	type row struct {
+		ID                          string
+		Instances, Running, Healthy int
+		Deployment                  string
+	}
+	var rows []row
+	s.eng.mu.RLock()
+	for _, id := range slices.Sorted(maps.Keys(s.eng.apps)) {
+		st := s.eng.apps[id]
+		if st.deleted {
+			continue
+		}
+		c := countOf(st)
+		rw := row{ID: string(id), Instances: st.app.Instances, Running: c.Running, Healthy: c.Healthy}
+		if st.deployment != nil {
+			rw.Deployment = string(st.deployment.Kind)
+		}
+		rows = append(rows, rw)
+	}
+	s.eng.mu.RUnlock()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	indexPage.Execute(w, map[string]any{"Name": s.cfg.FrameworkName, "FrameworkID": s.driver.FrameworkID(), "Apps": rows})
+}
+
+// labelSelector is Marathon's label= query: comma-separated selectors,
+// all of which must hold: "key" (exists), "key==v", "key!=v",
+// "key in (a, b)", "key notin (a, b)"; a backslash escapes the next
+// character.
+type labelSelector []labelTerm
+
+type labelTerm struct {
+	key, op string
+	values  []string
+}
+
+func (s labelSelector) matches(labels map[string]string) bool {
+	for _, t := range s {
+		v, ok := labels[t.key]
+		switch t.op {
+		case "":
+			if !ok {
+				return false
+			}
+		case "==":
+			if !ok || v != t.values[0] {
+				return false
+			}
+		case "!=":
+			if ok && v == t.values[0] {
+				return false
+			}
+		case "in":
+			if !ok || !slices.Contains(t.values, v) {
+				return false
+			}
+		case "notin":
+			if ok && slices.Contains(t.values, v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// splitUnescaped splits s at sep outside parentheses, honouring
+// backslash escapes, and unescapes the parts.
+func splitUnescaped(s string, sep rune) []string {
+	var parts []string
+	var cur strings.Builder
+	depth, esc := 0, false
+	for _, c := range s {
+		switch {
+		case esc:
+			cur.WriteRune(c)
+			esc = false
+		case c == '\\':
+			esc = true
+		case c == '(':
+			depth++
+			cur.WriteRune(c)
+		case c == ')':
+			depth--
+			cur.WriteRune(c)
+		case c == sep && depth == 0:
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteRune(c)
+		}
+	}
+	return append(parts, cur.String())
+}
+
+func parseLabelSelector(q string) (labelSelector, error) {
+	if strings.TrimSpace(q) == "" {
+		return nil, nil
+	}
+	bad := func() (labelSelector, error) {
+		return nil, fmt.Errorf("Invalid label selector query: %.100q: %w", q, errdefs.ErrInvalid)
+	}
+	var sel labelSelector
+	for _, part := range splitUnescaped(q, ',') {
+		part = strings.TrimSpace(part)
+		switch {
+		case part == "":
+			return bad()
+		case strings.Contains(part, "=="):
+			k, v, _ := strings.Cut(part, "==")
+			sel = append(sel, labelTerm{key: strings.TrimSpace(k), op: "==", values: []string{strings.TrimSpace(v)}})
+		case strings.Contains(part, "!="):
+			k, v, _ := strings.Cut(part, "!=")
+			sel = append(sel, labelTerm{key: strings.TrimSpace(k), op: "!=", values: []string{strings.TrimSpace(v)}})
+		case strings.Contains(part, "("):
+			head, list, _ := strings.Cut(part, "(")
+			list, ok := strings.CutSuffix(strings.TrimSpace(list), ")")
+			fields := strings.Fields(head)
+			if !ok || len(fields) != 2 || (fields[1] != "in" && fields[1] != "notin") {
+				return bad()
+			}
+			var values []string
+			for _, v := range splitUnescaped(list, ',') {
+				values = append(values, strings.TrimSpace(v))
+			}
+			sel = append(sel, labelTerm{key: fields[0], op: fields[1], values: values})
+		case strings.ContainsAny(part, " \t()"):
+			return bad()
+		default:
+			sel = append(sel, labelTerm{key: part})
+		}
+	}
+	return sel, nil
+}

@@ -1,0 +1,30 @@
+// Package apps is `mesolite apps`: a framework that keeps long-running
+// apps running, and serves Marathon's REST API (/v2/apps, /v2/tasks,
+// /v2/deployments, /v2/queue, /v2/events, /v2/info, ...) so the tools
+// written for Marathon (curl scripts, client libraries, load balancers and
+// service discovery reading /v2/apps and /v2/events) work unchanged.
+//
+// An app is a definition (App: command or container, resources,
+// instances, ports, health check, constraints, upgrade strategy) and its
+// instances (Instance: one Mesos task each). Every change of a definition
+// is a Deployment, at most one per app at a time: a start, a scale, a
+// restart (a new config: the instances are replaced as the upgrade
+// strategy allows) or a stop. What to do next is always decided by one
+// pure function, plan, from the definition, the instances and the
+// deployment, re-run on every change; so the framework converges from
+// wherever it is, after its own restart as after a lost instance.
+//
+// The engine owns the state and changes it in one goroutine: each batch
+// of changes is made in memory, written to the store (frameworks.Store)
+// in one atomic Apply, and only then acted on (kills, launches, events)
+// and answered. An instance is stored before its task is launched, so the
+// framework never has a task it does not know of; a restarted framework
+// reads its instances back and reconciles them with the master through
+// frameworks.Driver, killing nothing that still runs.
+//
+// What Marathon does that this package does not do yet: groups
+// (/v2/groups) and dependencies, pods, readiness checks, Marathon-side
+// HTTP/TCP health checks (they run as Mesos-native ones), leader election
+// with --zk, unreachable strategies, persistent volumes, secrets, the web
+// UI (a plain page lists the apps). docs/apps.md has the detail.
+package apps
