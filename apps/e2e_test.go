@@ -132,15 +132,15 @@ type health struct {
 }
 
 type appView struct {
-	ID             string          `json:"id"`
-	Cmd            string          `json:"cmd"`
-	Instances      int             `json:"instances"`
-	Version        string          `json:"version"`
-	Ports          []int           `json:"ports"`
-	TasksRunning   int             `json:"tasksRunning"`
-	TasksHealthy   int             `json:"tasksHealthy"`
-	TasksStaged    int             `json:"tasksStaged"`
-	Tasks          []taskView      `json:"tasks"`
+	ID             string     `json:"id"`
+	Cmd            string     `json:"cmd"`
+	Instances      int        `json:"instances"`
+	Version        string     `json:"version"`
+	Ports          []int      `json:"ports"`
+	TasksRunning   int        `json:"tasksRunning"`
+	TasksHealthy   int        `json:"tasksHealthy"`
+	TasksStaged    int        `json:"tasksStaged"`
+	Tasks          []taskView `json:"tasks"`
 	Deployments    []struct{ ID string }
 	VersionInfo    json.RawMessage `json:"versionInfo"`
 	LastTaskFailue json.RawMessage `json:"lastTaskFailure"`
