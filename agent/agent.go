@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/mesolite/mesolite/httpauth"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/acls"
 	"github.com/mesolite/mesolite/internal/loglevel"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
@@ -57,6 +58,11 @@ type Config struct {
 	// ExtraHandlers are mounted on the agent's HTTP mux (UI, auth-wrapped
 	// files) by the caller.
 	ExtraHandlers map[string]http.Handler
+	// ACLs [--acls] say which principals may read which users' sandboxes
+	// (access_sandboxes) and run commands in or attach to their
+	// containers (launch_nested_containers_sessions,
+	// attach_containers_input/output); nil allows everything.
+	ACLs *acls.ACLs
 	// Wrap, when set, wraps read-only endpoints (state, files) for access control.
 	Wrap func(http.Handler) http.Handler
 	// ReadWriteAuth, when set, wraps the operator API's calls that change

@@ -44,6 +44,26 @@ func (a *Agent) metricsInc(f func(*agentMetrics)) {
 	f(&a.metrics)
 }
 
+// authorizeSandbox applies --acls' access_sandboxes to a files API
+// request: the object is the user the run's executor runs as (its
+// command's user, else its framework's); a run this agent no longer
+// tracks is judged with no user, which only ANY rules match.
+func (a *Agent) authorizeSandbox(r *http.Request, id sandbox.RunID) error {
+	if a.cfg.ACLs == nil {
+		return nil
+	}
+	user := ""
+	a.mu.Lock()
+	if es := a.lookupExecutorLocked(id.FrameworkID, id.ExecutorID); es != nil {
+		user = es.info.GetCommand().GetUser()
+		if fw := a.frameworks[id.FrameworkID]; user == "" && fw != nil {
+			user = fw.info.GetUser()
+		}
+	}
+	a.mu.Unlock()
+	return a.cfg.ACLs.Check("access_sandboxes", operatorPrincipal(r), user)
+}
+
 // filesHandler is the sandbox files API, created once the agent has an id.
 func (a *Agent) filesHandler() *sandbox.FilesHandler {
 	a.mu.Lock()
@@ -58,6 +78,7 @@ func (a *Agent) ensureFilesHandlerLocked() {
 	a.files = sandbox.NewFilesHandler(sandbox.FilesOptions{
 		Layout:    a.layout,
 		AgentID:   a.agentID,
+		Authorize: a.authorizeSandbox,
 		Collected: a.cfg.Collected,
 		Logger:    a.cfg.Logger,
 	})

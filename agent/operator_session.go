@@ -89,6 +89,7 @@ type sessionTable struct {
 type session struct {
 	id, parent string
 	fwID, exID string
+	user       string // the task's user, whom --acls judge access by
 	tty        bool
 	proc       containerizer.Entered // nil while it starts
 	log        *slog.Logger
@@ -570,13 +571,17 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentap
 		fail(err)
 		return
 	}
+	if err := a.cfg.ACLs.Check("launch_nested_containers_sessions", operatorPrincipal(r), target.userName()); err != nil {
+		fail(err)
+		return
+	}
 	if u := c.GetCommand().GetUser(); u != "" && u != target.userName() {
 		fail(errdefs.Statusf(http.StatusForbidden, "A session runs as its task's user (%s), not as '%s'", target.userName(), u))
 		return
 	}
 	s := &session{
 		id: id, parent: parent, fwID: target.es.frameworkID, exID: target.es.info.GetExecutorId().GetValue(),
-		tty: tty, done: make(chan struct{}), status: -1, log: a.log,
+		user: target.userName(), tty: tty, done: make(chan struct{}), status: -1, log: a.log,
 	}
 	if err := a.sessions.reserve(s); err != nil {
 		fail(err)
@@ -673,6 +678,10 @@ func (a *Agent) streamOutput(w http.ResponseWriter, r *http.Request, s *session,
 func (a *Agent) attachOutput(w http.ResponseWriter, r *http.Request, id *mesos.ContainerID) {
 	s, err := a.lookupSession(id)
 	if err != nil {
+		errdefs.HTTPError(w, err)
+		return
+	}
+	if err := a.cfg.ACLs.Check("attach_containers_output", operatorPrincipal(r), s.user); err != nil {
 		errdefs.HTTPError(w, err)
 		return
 	}
@@ -842,6 +851,9 @@ func (a *Agent) attachInput(w http.ResponseWriter, r *http.Request) error {
 	}
 	s, err := a.lookupSession(first.GetContainerId())
 	if err != nil {
+		return err
+	}
+	if err := a.cfg.ACLs.Check("attach_containers_input", operatorPrincipal(r), s.user); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -24,6 +24,7 @@ import (
 	"github.com/mesolite/mesolite/detector"
 	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/acls"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/isolation"
@@ -58,6 +59,7 @@ type agentFlags struct {
 	gcDelay, diskWatch                           *time.Duration
 	gcHeadroom                                   *float64
 	authReadonly, authReadwrite                  *bool
+	acls                                         *string
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat                      *string
 	switchUser, authExecutors, allowRootTasks    *bool
@@ -115,6 +117,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.authReadwrite = fs.Bool("authenticate_http_readwrite", false, "require credentials for the operator API's calls that change the agent or run processes in\n"+
 		"its containers (LAUNCH_NESTED_CONTAINER_SESSION, i.e. mesolite exec; ATTACH_CONTAINER_INPUT, SET_LOGGING_LEVEL, ...);\n"+
 		"without it anyone who reaches the agent's port may run commands in its tasks")
+	f.acls = fs.String("acls", "", "Mesos's ACLs, JSON or file:///path: who may read which users' sandboxes (access_sandboxes)\n"+
+		"and run commands in or attach to their containers (launch_nested_containers_sessions, attach_containers_input/output)")
 	f.httpCredentials = fs.String("http_credentials", "", "JSON credentials file for HTTP Basic authentication: {\"credentials\":[{\"principal\":\"p\",\"secret\":\"s\"}]}")
 	f.tokenFile = fs.String("http_token_file", "", "file holding a bearer token accepted for HTTP authentication")
 	f.maxCompletedExecutors = fs.Int("max_completed_executors_per_framework", 150, "ended executors of each framework kept in /state")
@@ -234,6 +238,11 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 		return nil, fmt.Errorf("http authentication: %w", err)
 	}
 	cfg.Wrap = auth.Wrap
+	rules, err := acls.Parse(*f.acls)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ACLs = rules
 	if *f.authReadwrite {
 		rw, err := httpauth.New(httpauth.Options{
 			Enabled: true, Realm: httpauth.AgentReadwriteRealm, CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
