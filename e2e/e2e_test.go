@@ -118,9 +118,9 @@ func TestSchedulerAPIOverHTTP(t *testing.T) {
 		want            int
 	}{
 		{"call with the stream id", revive, streamID, http.StatusAccepted},
-		// Mesos answers a missing header with 400 and a wrong one with 403.
+		// Mesos answers a missing header and a wrong one with 400.
 		{"call without the stream id", revive, "", http.StatusBadRequest},
-		{"call with another stream id", revive, "not-" + streamID, http.StatusForbidden},
+		{"call with another stream id", revive, "not-" + streamID, http.StatusBadRequest},
 		{"malformed json", `{"type":`, streamID, http.StatusBadRequest},
 		{"unknown framework", `{"type":"REVIVE","framework_id":{"value":"nope"}}`, streamID, http.StatusForbidden},
 	}
