@@ -77,3 +77,32 @@ func TestDrainAgent(t *testing.T) {
 		t.Fatal("a drained agent with mark_gone is still listed")
 	}
 }
+
+// TestAgentMarksSurviveRestart: a drain, a deactivation and a mark gone
+// are in the registry: a restarted master keeps the drained agent
+// deactivated and draining state, and still refuses the gone agent.
+func TestAgentMarksSurviveRestart(t *testing.T) {
+	work := t.TempDir()
+	h := startMaster(t, func(cfg *Config) { cfg.WorkDir = work })
+	drained := h.registerAgent(agentRegister("node1", 5051))
+	gone := h.registerAgent(agentRegister("node2", 5052))
+	mustOp(t, h.base, &masterpb.Call{Type: masterpb.Call_DRAIN_AGENT.Enum(), DrainAgent: &masterpb.Call_DrainAgent{AgentId: agentIDOf(drained.id)}}, nil)
+	mustOp(t, h.base, &masterpb.Call{Type: masterpb.Call_MARK_AGENT_GONE.Enum(), MarkAgentGone: &masterpb.Call_MarkAgentGone{AgentId: agentIDOf(gone.id)}}, nil)
+	h.stop()
+
+	h = startMaster(t, func(cfg *Config) { cfg.WorkDir = work })
+	call := agentRegister("node1", 5051)
+	call.AgentId = agentIDOf(drained.id)
+	h.registerAgent(call)
+	agents := opCall(t, h.base, codec.JSON, opType(masterpb.Call_GET_AGENTS)).GetGetAgents().GetAgents()
+	if len(agents) != 1 || agents[0].GetActive() || agents[0].GetDrainInfo().GetState() != mesos.DrainState_DRAINED {
+		t.Fatalf("after a restart: %v", agents)
+	}
+	back := agentRegister("node2", 5052)
+	back.AgentId = agentIDOf(gone.id)
+	resp, cancel := openRegister(t, h.base, back, nil)
+	cancel()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("REGISTER of a gone agent after a restart: %s", resp.Status)
+	}
+}

@@ -99,10 +99,12 @@ func (m *Master) setAgentDeactivated(r *http.Request, id string, deactivate bool
 			m.removeOffer(o, true, 0)
 		}
 		m.log.Info("agent deactivated by the operator", "agent_id", id, "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
+		m.persistAgentMarksLocked()
 		return nil
 	}
 	delete(m.ops.deactivated, id)
 	m.undrainLocked(a)
+	m.persistAgentMarksLocked()
 	if a.connected {
 		m.alloc.SetAgentActive(id, true)
 		m.triggerAllocation()
@@ -159,6 +161,7 @@ func (m *Master) markAgentGone(r *http.Request, id string) error {
 		m.removeGoneAgent(a)
 	}
 	m.opSyncLocked()
+	m.persistAgentMarksLocked()
 	return nil
 }
 

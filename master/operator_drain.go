@@ -1,11 +1,14 @@
 package master
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/master/store"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -70,6 +73,7 @@ func (m *Master) drainAgent(r *http.Request, c *masterpb.Call_DrainAgent) error 
 		"mark_gone", c.GetMarkGone(), "principal", operatorPrincipal(r))
 	m.checkDrainedLocked(a)
 	m.goneDrainedLocked()
+	m.persistAgentMarksLocked()
 	return nil
 }
 
@@ -89,6 +93,7 @@ func (m *Master) checkDrainedLocked(a *agent) {
 	}
 	a.drain.state = mesos.DrainState_DRAINED
 	m.log.Info("agent drained", "agent_id", a.id, "mark_gone", a.drain.config.GetMarkGone())
+	m.persistAgentMarksLocked()
 }
 
 // goneDrainedLocked marks gone the drained agents whose drain says so.
@@ -102,6 +107,7 @@ func (m *Master) goneDrainedLocked() {
 			m.markGoneLocked(a.id)
 			m.removeGoneAgent(a)
 			m.opSyncLocked()
+			m.persistAgentMarksLocked()
 		}
 	}
 }
@@ -112,5 +118,81 @@ func (m *Master) undrainLocked(a *agent) {
 	if a.drain != nil {
 		m.log.Info("drain of agent ended by reactivation", "agent_id", a.id, "state", a.drain.state.String())
 		a.drain = nil
+		m.persistAgentMarksLocked()
+	}
+}
+
+// settingAgentMarks is the registry key of the operator's marks on agents:
+// deactivated, gone, and drains.
+const settingAgentMarks = "agent_marks"
+
+type agentMarks struct {
+	Deactivated []string               `json:"deactivated,omitempty"`
+	Gone        []string               `json:"gone,omitempty"` // oldest first
+	Drains      map[string]drainRecord `json:"drains,omitempty"`
+}
+
+type drainRecord struct {
+	State          string `json:"state"`
+	MaxGracePeriod int64  `json:"max_grace_period_ns,omitempty"`
+	HasGrace       bool   `json:"has_grace,omitempty"`
+	MarkGone       bool   `json:"mark_gone,omitempty"`
+}
+
+// persistAgentMarksLocked writes the marks to the registry, so the next
+// leader and this master after a restart keep them: a deactivated or
+// draining agent is not offered, a gone one may not come back. m.mu must
+// be held.
+func (m *Master) persistAgentMarksLocked() {
+	marks := agentMarks{Gone: slices.Clone(m.ops.goneOrder), Drains: map[string]drainRecord{}}
+	for id := range m.ops.deactivated {
+		marks.Deactivated = append(marks.Deactivated, id)
+	}
+	slices.Sort(marks.Deactivated)
+	for id, a := range m.agents {
+		if a.drain != nil {
+			rec := drainRecord{State: a.drain.state.String(), MarkGone: a.drain.config.GetMarkGone()}
+			if g := a.drain.config.GetMaxGracePeriod(); g != nil {
+				rec.MaxGracePeriod, rec.HasGrace = g.GetNanoseconds(), true
+			}
+			marks.Drains[id] = rec
+		}
+	}
+	data, err := json.Marshal(marks)
+	if err != nil {
+		m.log.Error("BUG: cannot encode the agent marks", "error", err)
+		return
+	}
+	m.persist(store.PutSetting{Key: settingAgentMarks, Value: data})
+}
+
+// installAgentMarksLocked applies the registry's marks to the agents of
+// the snapshot. m.mu must be held.
+func (m *Master) installAgentMarksLocked(data []byte) {
+	var marks agentMarks
+	if err := json.Unmarshal(data, &marks); err != nil {
+		m.log.Error("registry holds agent marks this master cannot read; none", "error", err)
+		return
+	}
+	for _, id := range marks.Deactivated {
+		m.ops.deactivated[id] = true
+		if a := m.agents[id]; a != nil {
+			a.deactivated = true
+		}
+	}
+	for _, id := range marks.Gone {
+		m.markGoneLocked(id)
+	}
+	for id, rec := range marks.Drains {
+		a := m.agents[id]
+		if a == nil {
+			continue
+		}
+		cfg := &mesos.DrainConfig{MarkGone: proto.Bool(rec.MarkGone)}
+		if rec.HasGrace {
+			cfg.MaxGracePeriod = &mesos.DurationInfo{Nanoseconds: proto.Int64(rec.MaxGracePeriod)}
+		}
+		state := mesos.DrainState(mesos.DrainState_value[rec.State])
+		a.drain = &drain{state: state, config: cfg}
 	}
 }

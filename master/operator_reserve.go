@@ -258,6 +258,7 @@ func (m *Master) installSettingsLocked(settings map[string][]byte) {
 	if data, ok := settings[settingMaintenance]; ok {
 		m.installMaintenanceLocked(data)
 	}
+
 }
 
 // weightsCall reads the body of PUT /master/weights, a JSON array of

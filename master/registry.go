@@ -237,6 +237,10 @@ func (m *Master) installSnapshot(snap *store.Snapshot) []store.Op {
 		}
 		cleanup = append(cleanup, m.markUnreachable(rec)...)
 	}
+	// The operator's marks apply to the agents just installed.
+	if data, ok := snap.Settings[settingAgentMarks]; ok {
+		m.installAgentMarksLocked(data)
+	}
 
 	var completed []store.Framework
 	for _, rec := range snap.Frameworks {
