@@ -263,6 +263,11 @@ type taskState struct {
 	state         mesos.TaskState
 	statuses      []*mesos.TaskStatus
 	killRequested bool
+	// group is the task group the task came in (nil for a lone task),
+	// shared by its tasks: they reach the executor together, as one
+	// LAUNCH_GROUP. Not checkpointed: a recovered task is given again, if
+	// at all, on its own.
+	group *mesos.TaskGroupInfo
 }
 
 // executorConn is a subscribed executor's event stream.

@@ -22,6 +22,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/recordio"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/executor/command"
+	"github.com/mesolite/mesolite/executor/defaultexec"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/isolation"
 	"google.golang.org/protobuf/proto"
@@ -34,6 +35,9 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "command" {
 		os.Exit(command.Main(context.Background(), os.Args[3:]))
+	}
+	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "default" {
+		os.Exit(defaultexec.Main(context.Background(), os.Args[3:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "launch" {
 		os.Exit(isolation.InitMain(os.Args[2:]))

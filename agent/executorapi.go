@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -200,20 +199,36 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	for _, t := range call.GetSubscribe().GetUnacknowledgedTasks() {
 		known[t.GetTaskId().GetValue()] = true
 	}
-	var launch []*mesos.TaskInfo
+	// Tasks of a group go out together, as one LAUNCH_GROUP of those of
+	// its tasks still queued (a task killed meanwhile is not among them).
+	var launch []*executor.Event
+	giving := map[string]bool{}
+	groups := map[*mesos.TaskGroupInfo]*mesos.TaskGroupInfo{}
 	for id, ts := range es.queued {
 		delete(es.queued, id)
 		es.launched[id] = ts
-		if !known[id] {
-			launch = append(launch, ts.info)
+		if known[id] {
+			continue
 		}
+		giving[id] = true
+		if ts.group == nil {
+			launch = append(launch, launchEvent(ts.info))
+			continue
+		}
+		g := groups[ts.group]
+		if g == nil {
+			g = &mesos.TaskGroupInfo{}
+			groups[ts.group] = g
+			launch = append(launch, launchGroupEvent(g))
+		}
+		g.Tasks = append(g.Tasks, ts.info)
 	}
 	// A task the agent gave out that the executor neither lists nor ever
 	// sent an update for never reached it (the agent died between the
 	// launch and the executor's subscription): it is given again.
 	var maybeLost []*taskState
 	for id, ts := range es.launched {
-		if !known[id] && !slices.Contains(launch, ts.info) {
+		if !known[id] && !giving[id] {
 			maybeLost = append(maybeLost, ts)
 		}
 	}
@@ -221,7 +236,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	for _, ts := range maybeLost {
 		if !a.sum.HeardFromExecutor(fwID, ts.info.GetTaskId().GetValue()) {
 			a.log.Info("giving a task again to an executor that never received it", "framework_id", fwID, "executor_id", exID, "task_id", ts.info.GetTaskId().GetValue())
-			launch = append(launch, ts.info)
+			launch = append(launch, launchEvent(ts.info))
 		}
 	}
 
@@ -267,8 +282,8 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 			return
 		}
 	}
-	for _, t := range launch {
-		if err := write(&executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: t}}); err != nil {
+	for _, ev := range launch {
+		if err := write(ev); err != nil {
 			conn.close()
 			return
 		}
@@ -288,6 +303,10 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 			return
 		}
 	}
+}
+
+func launchEvent(t *mesos.TaskInfo) *executor.Event {
+	return &executor.Event{Type: executor.Event_LAUNCH.Enum(), Launch: &executor.Event_Launch{Task: t}}
 }
 
 func (a *Agent) executorDisconnected(es *executorState, conn *executorConn) {

@@ -114,7 +114,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 	a.mu.Unlock()
 	// The executor's and the task's checkpoints are written by
 	// launchExecutor, before anything is launched.
-	a.spawn(func() { a.launchExecutor(ctx, es, task, fi) })
+	a.spawn(func() { a.launchExecutor(ctx, es, []*mesos.TaskInfo{task}, fi) })
 }
 
 // executorFor returns the task's executor, synthesizing the command
@@ -193,9 +193,11 @@ func (a *Agent) executorOfTaskLocked(fwID, taskID string) *executorState {
 }
 
 // launchExecutor creates the sandbox, fetches URIs and starts the
-// container. The registration timeout starts only once Launch returned, so
-// slow pulls and fetches cannot time executors out.
-func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask *mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+// container for the tasks that made it (one, or a task group). The
+// registration timeout starts only once Launch returned, so slow pulls and
+// fetches cannot time executors out.
+func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+	firstTask := tasks[0]
 	// es.ctx ends when the launch is called off (a kill, a shutdown): the
 	// fetch, the pull and the start observe it. Updates and the
 	// bookkeeping after use ctx, which does not end with them.
@@ -223,12 +225,14 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 			log.Error("checkpoint executor", "error", err)
 		}
 	})
-	taskDir := a.meta.task(agentID, es.frameworkID, exID, es.containerID, firstTask.GetTaskId().GetValue())
-	wg.Go(func() {
-		if err := checkpointProto(filepath.Join(taskDir, "task.info"), firstTask); err != nil {
-			log.Error("checkpoint task", "task_id", firstTask.GetTaskId().GetValue(), "error", err)
-		}
-	})
+	for _, t := range tasks {
+		taskDir := a.meta.task(agentID, es.frameworkID, exID, es.containerID, t.GetTaskId().GetValue())
+		wg.Go(func() {
+			if err := checkpointProto(filepath.Join(taskDir, "task.info"), t); err != nil {
+				log.Error("checkpoint task", "task_id", t.GetTaskId().GetValue(), "error", err)
+			}
+		})
+	}
 	dir, err := a.layout.CreateRun(runID)
 	wg.Wait()
 	close(es.checkpointed)
@@ -283,7 +287,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, firstTask
 
 	spec := containerizer.LaunchSpec{
 		ContainerID: es.containerID,
-		Executor:    es.info,
+		Executor:    a.launchSpecExecutor(es),
 		Framework:   fi,
 		SandboxDir:  dir,
 		Env:         a.executorEnv(es, dir, fi),

@@ -675,9 +675,7 @@ func (a *Agent) handleEvent(ctx context.Context, ev *agentpb.Event) error {
 		a.runTask(ctx, rt.GetFramework(), rt.GetTask())
 	case agentpb.Event_RUN_TASK_GROUP:
 		g := ev.GetRunTaskGroup()
-		for _, t := range g.GetTaskGroup().GetTasks() {
-			a.agentUpdate(ctx, g.GetFramework().GetId().GetValue(), t, mesos.TaskState_TASK_FAILED, mesos.TaskStatus_REASON_TASK_INVALID, "task groups (LAUNCH_GROUP) need the default executor, which this agent does not provide yet", nil)
-		}
+		a.runTaskGroup(ctx, g.GetFramework(), g.GetExecutor(), g.GetTaskGroup())
 	case agentpb.Event_KILL_TASK:
 		k := ev.GetKillTask()
 		a.killTask(ctx, k.GetFrameworkId().GetValue(), k.GetTaskId(), k.GetKillPolicy())

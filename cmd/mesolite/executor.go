@@ -7,6 +7,7 @@ import (
 	"runtime"
 
 	"github.com/mesolite/mesolite/executor/command"
+	"github.com/mesolite/mesolite/executor/defaultexec"
 	dockerexec "github.com/mesolite/mesolite/executor/docker"
 )
 
@@ -19,7 +20,7 @@ func executorMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	// task it starts gets the environment, not this setting.
 	runtime.GOMAXPROCS(1)
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: mesolite executor command|docker (started by the agent, not by hand)")
+		fmt.Fprintln(stderr, "usage: mesolite executor command|docker|default (started by the agent, not by hand)")
 		return 2
 	}
 	switch args[0] {
@@ -27,6 +28,9 @@ func executorMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return command.Main(ctx, args[1:])
 	case "docker":
 		return dockerexec.Main(ctx, args[1:])
+	case "default":
+		// The default executor: task groups (LAUNCH_GROUP).
+		return defaultexec.Main(ctx, args[1:])
 	default:
 		fmt.Fprintf(stderr, "mesolite executor: unknown executor %q\n", args[0])
 		return 2
