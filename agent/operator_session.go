@@ -86,6 +86,13 @@ type sessionTable struct {
 }
 
 // session is one command entered into a container.
+// process is the session's process, nil while it starts.
+func (s *session) process() containerizer.Entered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
 type session struct {
 	id, parent string
 	fwID, exID string
@@ -601,7 +608,9 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentap
 		fail(err)
 		return
 	}
-	s.proc = proc
+	s.mu.Lock()
+	s.proc = proc // read by endSessionsOf, attach and kill from other goroutines
+	s.mu.Unlock()
 	a.log.Info("session started", "container_id", id, "parent", parent, "framework_id", s.fwID, "executor_id", s.exID,
 		"command", argv[0], "tty", tty, "user", target.userName(), "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
 	primary := s.subscribe(true)
@@ -667,7 +676,7 @@ func (a *Agent) streamOutput(w http.ResponseWriter, r *http.Request, s *session,
 		if err != nil {
 			if owner && !s.ended() {
 				a.log.Info("session's client went away; killing it", "container_id", s.id, "reason", err)
-				_ = s.proc.Signal(context.Background(), syscall.SIGKILL)
+				_ = s.process().Signal(context.Background(), syscall.SIGKILL)
 			}
 			return
 		}
@@ -691,7 +700,7 @@ func (a *Agent) attachOutput(w http.ResponseWriter, r *http.Request, id *mesos.C
 		return
 	}
 	sub := s.subscribe(false)
-	if sub == nil || s.proc == nil {
+	if sub == nil || s.process() == nil {
 		errdefs.HTTPError(w, errdefs.Statusf(http.StatusConflict, "Container '%s' has ended", s.id))
 		return
 	}
@@ -752,11 +761,12 @@ func (a *Agent) killSession(r *http.Request, id *mesos.ContainerID, signal *int3
 		}
 		sig = syscall.Signal(*signal)
 	}
-	if s.proc == nil || s.ended() {
+	proc := s.process()
+	if proc == nil || s.ended() {
 		return nil
 	}
 	a.log.Info("session signalled by the operator", "container_id", s.id, "signal", sig.String(), "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
-	return s.proc.Signal(r.Context(), sig)
+	return proc.Signal(r.Context(), sig)
 }
 
 // removeSession serves REMOVE_NESTED_CONTAINER and REMOVE_CONTAINER: an
@@ -781,8 +791,8 @@ func (a *Agent) removeSession(id *mesos.ContainerID) error {
 // outlive it otherwise. Every session when cid is "" (the agent stops).
 func (a *Agent) endSessionsOf(cid string) {
 	for _, s := range a.sessions.all(cid) {
-		if s.proc != nil && !s.ended() {
-			_ = s.proc.Signal(context.Background(), syscall.SIGKILL)
+		if proc := s.process(); proc != nil && !s.ended() {
+			_ = proc.Signal(context.Background(), syscall.SIGKILL)
 		}
 	}
 }
@@ -792,7 +802,7 @@ func (a *Agent) endSessionsOf(cid string) {
 func (a *Agent) sessionContainers() []*agentapi.Response_GetContainers_Container {
 	var out []*agentapi.Response_GetContainers_Container
 	for _, s := range a.sessions.all("") {
-		if s.ended() || s.proc == nil {
+		if s.ended() || s.process() == nil {
 			continue
 		}
 		out = append(out, &agentapi.Response_GetContainers_Container{
