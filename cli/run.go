@@ -34,7 +34,8 @@ Examples:
       --port_mapping=31001:8080 --command='httpd -f -p 8080'
   mesolite run --name=x --executor_command=./my-executor \
       --uri=http://127.0.0.1:8000/my-executor,executable --command='echo hi'
-  mesolite run --task=task.json`
+  mesolite run --task=task.json
+  mesolite run --task_group=group.json`
 
 // killWait bounds how long an interrupted run waits for its task to
 // report the kill before tearing the framework down anyway.
@@ -80,6 +81,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"a file holding a Mesos v1 TaskInfo in JSON to launch as it is; task_id and agent_id\n"+
 			"are filled in when absent (an agent_id pins the task to that agent), and\n"+
 			"--resources applies when it has no resources")
+	groupFile := c.String("task_group", "",
+		"a file holding a Mesos v1 TaskGroupInfo in JSON (mesos-execute's --task_group):\n"+
+			"its tasks, each read as a --task file and with a command, run together under the\n"+
+			"default executor; the run follows all of them and exits 0 only when all finished")
 	fwName := c.String("framework_name", "mesolite-run", "the framework's name")
 	role := c.String("role", "*", "the role the framework subscribes with")
 	user := c.String("user", "", "the Unix user the task runs as (default: yours)")
@@ -96,8 +101,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.usageError("unexpected argument %q", pos[0])
 	}
 	spec.env, spec.uris, spec.portMappings = *envs, *uris, *pms
-	tmpl, err := buildTask(spec)
-	if err != nil {
+	var tmpl *taskTemplate
+	var group *groupTemplate
+	var err error
+	if *groupFile != "" {
+		if spec.taskFile != "" {
+			return c.usageError("--task and --task_group cannot be combined")
+		}
+		spec.taskFile = *groupFile
+		if group, err = groupFromFile(spec); err != nil {
+			return c.usageError("%v", err)
+		}
+		tmpl = group.tasks[0] // names the run in messages
+	} else if tmpl, err = buildTask(spec); err != nil {
 		return c.usageError("%v", err)
 	}
 	cdc, err := codecFor(*contentType)
@@ -121,7 +137,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fw.Hostname = mesos.Ptr(h)
 	}
 
-	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, reported: map[string]bool{}}
+	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, group: group, reported: map[string]bool{}}
 	return r.run(c.context(ctx), scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger(), Principal: c.principal, Secret: c.secret, TLS: c.tls()}, *timeout)
 }
 
@@ -154,6 +170,13 @@ type runner struct {
 	// uncertain is set while it is unknown whether the master got the
 	// ACCEPT of task (it went away during the call).
 	uncertain bool
+
+	// group, for --task_group: the group to launch; groupTasks its tasks
+	// once launched (task is the first of them), groupLast the latest
+	// status of each.
+	group      *groupTemplate
+	groupTasks []*mesos.TaskInfo
+	groupLast  map[string]*mesos.TaskStatus
 }
 
 // unknownRechecks is how many TASK_UNKNOWN answers in a row, spaced by
@@ -230,13 +253,19 @@ func (r *runner) handle(ctx context.Context, ev *schedv1.Event) (int, bool) {
 		r.printf("re-subscribed to master %s\n", r.client.Master())
 		if r.task != nil {
 			// Updates sent while we were away may be lost: ask.
-			if err := r.client.Reconcile(ctx, scheduler.ReconcileTask(r.taskID(), r.task.GetAgentId().GetValue())); err != nil {
+			if err := r.client.Reconcile(ctx, r.reconcileTasks()...); err != nil {
 				r.printf("reconciling: %v\n", err)
 			}
 		}
 	case schedv1.Event_OFFERS:
+		if r.group != nil {
+			return r.groupOffers(ctx, ev.GetOffers().GetOffers())
+		}
 		return r.offers(ctx, ev.GetOffers().GetOffers())
 	case schedv1.Event_UPDATE:
+		if r.group != nil {
+			return r.groupUpdate(ev.GetUpdate().GetStatus())
+		}
 		return r.update(ev.GetUpdate().GetStatus())
 	case schedv1.Event_FAILURE:
 		f := ev.GetFailure()
@@ -254,6 +283,9 @@ func (r *runner) handle(ctx context.Context, ev *schedv1.Event) (int, bool) {
 }
 
 func (r *runner) wantText() string {
+	if r.group != nil {
+		return describeResources(r.group.want())
+	}
 	s := describeResources(r.tmpl.want)
 	if r.tmpl.pickPorts > 0 {
 		s += fmt.Sprintf(" and %d free port(s)", r.tmpl.pickPorts)
@@ -441,6 +473,9 @@ func terminal(s mesos.TaskState) bool {
 // abort ends a run early: kills the task if it runs, waits a while for it
 // to say it is gone, and tears the framework down.
 func (r *runner) abort(ctx context.Context, why string) int {
+	if r.group != nil {
+		return r.abortGroup(ctx, why)
+	}
 	if r.task == nil || (r.last != nil && terminal(r.last.GetState())) {
 		r.printf("%s; tearing down\n", why)
 		r.teardown(ctx)
@@ -485,4 +520,141 @@ func (r *runner) teardown(ctx context.Context) {
 
 func (r *runner) printf(format string, args ...any) {
 	fmt.Fprintf(r.out, format, args...)
+}
+
+// reconcileTasks names the run's launched tasks for a reconciliation.
+func (r *runner) reconcileTasks() []*schedv1.Call_Reconcile_Task {
+	if r.group == nil {
+		return []*schedv1.Call_Reconcile_Task{scheduler.ReconcileTask(r.taskID(), r.task.GetAgentId().GetValue())}
+	}
+	var out []*schedv1.Call_Reconcile_Task
+	for _, t := range r.groupTasks {
+		out = append(out, scheduler.ReconcileTask(t.GetTaskId().GetValue(), t.GetAgentId().GetValue()))
+	}
+	return out
+}
+
+// groupOffers launches the group (LAUNCH_GROUP) on the first offer it
+// fits whole and declines the rest.
+func (r *runner) groupOffers(ctx context.Context, offers []*mesos.Offer) (int, bool) {
+	var decline []*mesos.OfferID
+	for _, o := range offers {
+		if r.task != nil {
+			decline = append(decline, o.GetId())
+			continue
+		}
+		ex, tasks, err := r.group.forOffer(o, r.client.FrameworkID())
+		if err != nil {
+			if !r.reported[o.GetAgentId().GetValue()] {
+				r.reported[o.GetAgentId().GetValue()] = true
+				r.printf("offer from %s does not fit the group: %v\n", o.GetHostname(), err)
+			}
+			decline = append(decline, o.GetId())
+			continue
+		}
+		op := &mesos.Offer_Operation{
+			Type:        mesos.Offer_Operation_LAUNCH_GROUP.Enum(),
+			LaunchGroup: &mesos.Offer_Operation_LaunchGroup{Executor: ex, TaskGroup: &mesos.TaskGroupInfo{Tasks: tasks}},
+		}
+		if err := r.client.Accept(ctx, []*mesos.OfferID{o.GetId()}, []*mesos.Offer_Operation{op}, nil); err != nil {
+			// Unlike a single task's, a group's launch the master may or
+			// may not have had is not retried: the run ends, and says so.
+			return r.cmd.fail("launching the task group: %v", err), true
+		}
+		r.task, r.groupTasks, r.groupLast = tasks[0], tasks, map[string]*mesos.TaskStatus{}
+		agent := r.agentAddr(ctx, o)
+		dir := sandboxPath(r.client.FrameworkID(), ex.GetExecutorId().GetValue())
+		r.printf("launching a group of %d task(s) under executor %s on agent %s (%s)\n", len(tasks), ex.GetExecutorId().GetValue(), o.GetAgentId().GetValue(), o.GetHostname())
+		for _, t := range tasks {
+			id := t.GetTaskId().GetValue()
+			r.printf("  task %s with %s\n", id, describeResources(t.GetResources()))
+			r.printf("    stdout: %s\n", filesURL(transportOf(ctx).scheme(), agent, "read", dir+"/tasks/"+id+"/stdout", "offset=0"))
+		}
+		if err := r.client.Suppress(ctx); err != nil {
+			r.printf("suppressing offers: %v\n", err)
+		}
+	}
+	if len(decline) > 0 {
+		var filters *mesos.Filters
+		if r.task != nil {
+			filters = scheduler.RefuseFor(time.Hour)
+		}
+		if err := r.client.Decline(ctx, filters, decline...); err != nil && !errors.Is(err, context.Canceled) {
+			r.printf("declining offers: %v\n", err)
+		}
+	}
+	return 0, false
+}
+
+// groupUpdate prints a status of one of the group's tasks, prefixed with
+// its id, and ends the run once every task is terminal: 0 when all
+// finished.
+func (r *runner) groupUpdate(st *mesos.TaskStatus) (int, bool) {
+	id := st.GetTaskId().GetValue()
+	known := false
+	for _, t := range r.groupTasks {
+		known = known || t.GetTaskId().GetValue() == id
+	}
+	if !known {
+		return 0, false
+	}
+	if last := r.groupLast[id]; last == nil || last.GetState() != st.GetState() || last.GetMessage() != st.GetMessage() {
+		r.printf("%s: %s\n", id, formatStatus(st))
+	}
+	r.groupLast[id] = st
+	code := exitOK
+	for _, t := range r.groupTasks {
+		last := r.groupLast[t.GetTaskId().GetValue()]
+		if last == nil || !terminal(last.GetState()) {
+			return 0, false
+		}
+		if last.GetState() != mesos.TaskState_TASK_FINISHED {
+			code = exitFail
+		}
+	}
+	return code, true
+}
+
+// abortGroup ends a group's run early: kills its tasks that still run
+// (the executor kills the rest of the group with the first), waits a
+// while for them to end, and tears the framework down.
+func (r *runner) abortGroup(ctx context.Context, why string) int {
+	var running []*mesos.TaskInfo
+	for _, t := range r.groupTasks {
+		if last := r.groupLast[t.GetTaskId().GetValue()]; last == nil || !terminal(last.GetState()) {
+			running = append(running, t)
+		}
+	}
+	if len(running) == 0 {
+		r.printf("%s; tearing down\n", why)
+		r.teardown(ctx)
+		return exitFail
+	}
+	r.printf("%s; killing the task group\n", why)
+	kctx, cancel := context.WithTimeout(ctx, killWait)
+	defer cancel()
+	for _, t := range running {
+		if err := r.client.Kill(kctx, t.GetTaskId(), t.GetAgentId()); err != nil {
+			r.printf("killing %s: %v\n", t.GetTaskId().GetValue(), err)
+		}
+	}
+wait:
+	for {
+		select {
+		case ev, ok := <-r.client.Events():
+			if !ok {
+				break wait
+			}
+			if ev.GetType() == schedv1.Event_UPDATE {
+				if _, done := r.groupUpdate(ev.GetUpdate().GetStatus()); done {
+					break wait
+				}
+			}
+		case <-kctx.Done():
+			r.printf("no terminal state within %s; tearing down\n", duration.Format(killWait))
+			break wait
+		}
+	}
+	r.teardown(ctx)
+	return exitFail
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -592,4 +593,117 @@ func (e *usageErr) Unwrap() error { return errdefs.ErrInvalid }
 
 func invalid(format string, args ...any) error {
 	return &usageErr{msg: fmt.Sprintf(format, args...)}
+}
+
+// groupTemplate is a task group (`run --task_group`) ready to be placed
+// on an offer: its tasks and what each needs, and the default executor
+// that runs them with what it needs.
+type groupTemplate struct {
+	tasks     []*taskTemplate
+	executor  *mesos.ExecutorInfo
+	executorW []*mesos.Resource // what the executor needs
+}
+
+// groupExecutorResources is what mesos-execute gives the default executor
+// of a group.
+const groupExecutorResources = "cpus:0.1;mem:32;disk:32"
+
+// groupFromFile reads a Mesos v1 TaskGroupInfo in JSON (mesos-execute's
+// --task_group): each task is read as a --task file is (ids, names and
+// resources filled in the same way) and must have a command; the group
+// runs under a default executor of a fresh id.
+func groupFromFile(spec taskSpec) (*groupTemplate, error) {
+	b, err := os.ReadFile(spec.taskFile)
+	if err != nil {
+		return nil, fmt.Errorf("--task_group: %w", err)
+	}
+	var obj struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, invalid("--task_group=%s: not a JSON TaskGroupInfo: %v", spec.taskFile, err)
+	}
+	if len(obj.Tasks) == 0 {
+		return nil, invalid("--task_group=%s: the group has no tasks", spec.taskFile)
+	}
+	dir, err := os.MkdirTemp("", "mesolite-group")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	g := &groupTemplate{}
+	ids := map[string]bool{}
+	agent := ""
+	for i, raw := range obj.Tasks {
+		// Each task goes through the --task reader, from a file of its own.
+		f := filepath.Join(dir, strconv.Itoa(i)+".json")
+		if err := os.WriteFile(f, raw, 0o600); err != nil {
+			return nil, err
+		}
+		ts := spec
+		ts.taskFile, ts.taskID = f, ""
+		tmpl, err := taskFromFile(ts)
+		if err != nil {
+			return nil, fmt.Errorf("--task_group=%s, task %d: %w", spec.taskFile, i, err)
+		}
+		id := tmpl.task.GetTaskId().GetValue()
+		switch {
+		case tmpl.task.GetCommand() == nil:
+			return nil, invalid("--task_group=%s: task %s has no command (the group's default executor runs commands)", spec.taskFile, id)
+		case ids[id]:
+			return nil, invalid("--task_group=%s: duplicate task id %s", spec.taskFile, id)
+		case tmpl.agentID != "" && agent != "" && tmpl.agentID != agent:
+			return nil, invalid("--task_group=%s: the tasks are pinned to different agents", spec.taskFile)
+		}
+		ids[id] = true
+		if tmpl.agentID != "" {
+			agent = tmpl.agentID
+		}
+		g.tasks = append(g.tasks, tmpl)
+	}
+	for _, t := range g.tasks {
+		t.agentID = agent
+	}
+	if g.executorW, err = parseResources(groupExecutorResources); err != nil {
+		return nil, err
+	}
+	g.executor = &mesos.ExecutorInfo{
+		Type:       mesos.ExecutorInfo_DEFAULT.Enum(),
+		ExecutorId: &mesos.ExecutorID{Value: mesos.Ptr(newTaskID("default-executor"))},
+	}
+	return g, nil
+}
+
+// forOffer places the group on an offer: the executor's resources first,
+// then each task's from what is left. It fails, saying what is missing,
+// when the offer is too small for all of them.
+func (g *groupTemplate) forOffer(offer *mesos.Offer, frameworkID string) (*mesos.ExecutorInfo, []*mesos.TaskInfo, error) {
+	left := offer.GetResources()
+	used, _, err := allocate(left, g.executorW, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the group's executor: %w", err)
+	}
+	left = resources.Remaining(left, used)
+	ex := proto.Clone(g.executor).(*mesos.ExecutorInfo)
+	ex.Resources = used
+	ex.FrameworkId = &mesos.FrameworkID{Value: mesos.Ptr(frameworkID)}
+	var tasks []*mesos.TaskInfo
+	for _, t := range g.tasks {
+		ti, err := t.forOffer(&mesos.Offer{AgentId: offer.GetAgentId(), Resources: left}, frameworkID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("task %s: %w", t.task.GetTaskId().GetValue(), err)
+		}
+		left = resources.Remaining(left, ti.GetResources())
+		tasks = append(tasks, ti)
+	}
+	return ex, tasks, nil
+}
+
+// want is everything the group needs, for messages.
+func (g *groupTemplate) want() []*mesos.Resource {
+	out := append([]*mesos.Resource(nil), g.executorW...)
+	for _, t := range g.tasks {
+		out = append(out, t.want...)
+	}
+	return out
 }
