@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
+	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/httpauth"
@@ -124,5 +125,100 @@ func BenchmarkSchedulerCallAuth(b *testing.B) {
 				b.Fatal(p, err)
 			}
 		}
+	})
+}
+
+// stateBenchMaster is a master with 1,000 agents, 100 frameworks and
+// 50,000 running tasks, the tasks adopted from the agents' REGISTER as
+// after a failover (the real path, without launching each).
+func stateBenchMaster(b *testing.B) *Master {
+	b.Helper()
+	const agents, frameworks, tasksPerAgent = 1_000, 100, 50
+	cfg := DefaultConfig()
+	cfg.IP, cfg.Hostname = "127.0.0.1", "127.0.0.1"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	m.becomeLeader()
+	fwIDs := make([]string, frameworks)
+	for i := range frameworks {
+		fwIDs[i] = fmt.Sprintf("fw-%03d", i)
+		info := frameworkInfo(fmt.Sprint("fw", i))
+		info.Id = &mesos.FrameworkID{Value: proto.String(fwIDs[i])}
+		if err := m.installFramework(info, "", nil, newStream(fmt.Sprint("s", i), codec.JSON)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range agents {
+		id := fmt.Sprintf("agent-%04d", i)
+		call := agentRegister(fmt.Sprintf("node%04d", i), 5051,
+			scalarRes("cpus", 64), scalarRes("mem", 262144), scalarRes("disk", 1e6))
+		call.AgentId = &mesos.AgentID{Value: proto.String(id)}
+		for j := range tasksPerAgent {
+			t := runningTask(fmt.Sprintf("task-%04d-%02d", i, j), fwIDs[(i*tasksPerAgent+j)%frameworks], id)
+			t.Resources = []*mesos.Resource{scalarRes("cpus", 1), scalarRes("mem", 1024)}
+			t.Labels = &mesos.Labels{Labels: []*mesos.Label{{Key: proto.String("app"), Value: proto.String("web")}}}
+			t.Statuses = []*mesos.TaskStatus{{TaskId: t.TaskId, State: mesos.TaskState_TASK_RUNNING.Enum(), Timestamp: proto.Float64(1.7e9),
+				ContainerStatus: &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String("c-" + t.GetTaskId().GetValue())}}}}
+			call.Register.Tasks = append(call.Register.Tasks, t)
+		}
+		reg, err := validateRegister(call)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg.id = id
+		if err := m.admitAgent(reg, newStream(id, codec.Protobuf), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := 0
+	for _, fw := range m.frameworks {
+		n += len(fw.tasks)
+	}
+	if n != agents*tasksPerAgent {
+		b.Fatalf("%d tasks adopted, want %d", n, agents*tasksPerAgent)
+	}
+	return m
+}
+
+// BenchmarkGetState is GET_STATE and /master/state at 1,000 agents, 100
+// frameworks and 50,000 tasks: building the answer under the lock, then
+// encoding it outside (JSON and protobuf), with the bytes sent.
+func BenchmarkGetState(b *testing.B) {
+	m := stateBenchMaster(b)
+	build := func() *masterpb.Response {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return &masterpb.Response{Type: masterpb.Response_GET_STATE.Enum(), GetState: m.stateProtoLocked(false)}
+	}
+	b.Run("operator-build", func(b *testing.B) {
+		for b.Loop() {
+			build()
+		}
+	})
+	for _, c := range []codec.Codec{codec.JSON, codec.Protobuf} {
+		b.Run("operator-"+c.MediaType(), func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				data, err := c.Marshal(build())
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(data)
+			}
+			b.ReportMetric(float64(size), "bytes")
+		})
+	}
+	b.Run("master-state-json", func(b *testing.B) {
+		var size int
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			m.handleState(rec, httptest.NewRequest(http.MethodGet, "/master/state", nil))
+			size = rec.Body.Len()
+		}
+		b.ReportMetric(float64(size), "bytes")
 	})
 }
