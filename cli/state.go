@@ -48,6 +48,7 @@ type stateTask struct {
 type stateStatus struct {
 	State     string  `json:"state"`
 	Timestamp float64 `json:"timestamp"`
+	Healthy   *bool   `json:"healthy"`
 	// ContainerStatus names the executor's container (what exec enters).
 	ContainerStatus struct {
 		ContainerID struct {
@@ -80,6 +81,20 @@ func (t taskRef) executorID() string {
 		return t.ExecutorID
 	}
 	return t.ID
+}
+
+// health is what the task's health check said last: "healthy",
+// "unhealthy", or "" when it has none (or has not said yet).
+func (t stateTask) health() string {
+	for i := len(t.Statuses) - 1; i >= 0; i-- {
+		if h := t.Statuses[i].Healthy; h != nil {
+			if *h {
+				return "healthy"
+			}
+			return "unhealthy"
+		}
+	}
+	return ""
 }
 
 // lastUpdate is the time of the task's latest status, 0 if none.

@@ -28,6 +28,9 @@ type taskRow struct {
 	Sandbox       string `json:"sandbox"`
 	// Timestamp is the time of the latest status, in seconds since the epoch.
 	Timestamp float64 `json:"timestamp,omitempty"`
+	// Health is the task's health check's last word: healthy, unhealthy,
+	// or empty (no health check, or none reported yet).
+	Health string `json:"health,omitempty"`
 }
 
 // Tasks is `mesolite tasks`.
@@ -35,7 +38,7 @@ func Tasks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("tasks", tasksSynopsis, stdout, stderr)
 	master := c.masterFlag()
 	asJSON := c.Bool("json", false, "print a JSON array of objects (id, name, state, framework_id, framework_name,\n"+
-		"agent_id, agent_hostname, executor_id, sandbox, timestamp) instead of a table")
+		"agent_id, agent_hostname, executor_id, sandbox, timestamp, health) instead of a table")
 	pos, code, stop := c.parse(args)
 	if stop {
 		return code
@@ -70,7 +73,11 @@ func Tasks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if host == "" {
 			host = r.AgentID
 		}
-		io.WriteString(tw, r.ID+"\t"+r.Name+"\t"+r.State+"\t"+fw+"\t"+host+"\n")
+		state := r.State
+		if r.Health != "" {
+			state += " (" + r.Health + ")"
+		}
+		io.WriteString(tw, r.ID+"\t"+r.Name+"\t"+state+"\t"+fw+"\t"+host+"\n")
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail("%v", err)
@@ -91,6 +98,7 @@ func taskRows(st *masterState) []taskRow {
 			ExecutorID:    t.executorID(),
 			Sandbox:       sandboxPath(t.FrameworkID, t.executorID()),
 			Timestamp:     t.lastUpdate(),
+			Health:        t.health(),
 		}
 		if t.slave != nil {
 			r.AgentHostname = t.slave.Hostname

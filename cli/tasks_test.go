@@ -21,7 +21,7 @@ func stateJSON(agentAddr string) string {
   "frameworks": [{
     "id": "fw-1", "name": "mesolite-run", "active": true,
     "tasks": [{"id": "web.1", "name": "web", "framework_id": "fw-1", "executor_id": "", "slave_id": "agent-1",
-               "state": "TASK_RUNNING", "statuses": [{"state": "TASK_RUNNING", "timestamp": 200}]}],
+               "state": "TASK_RUNNING", "statuses": [{"state": "TASK_RUNNING", "timestamp": 199}, {"state": "TASK_RUNNING", "timestamp": 200, "healthy": true}]}],
     "completed_tasks": [{"id": "hi.1", "name": "hi", "framework_id": "fw-1", "executor_id": "", "slave_id": "agent-1",
                "state": "TASK_FINISHED", "statuses": [{"state": "TASK_RUNNING", "timestamp": 100}, {"state": "TASK_FINISHED", "timestamp": 101}]}],
     "unreachable_tasks": []
@@ -67,7 +67,7 @@ func TestTasksTable(t *testing.T) {
 		{"ID", "NAME", "STATE", "FRAMEWORK", "AGENT"},
 		{"custom", "c", "TASK_KILLED", "old", "agent-gone"},
 		{"hi.1", "hi", "TASK_FINISHED", "mesolite-run", "node-1"},
-		{"web.1", "web", "TASK_RUNNING", "mesolite-run", "node-1"},
+		{"web.1", "web", "TASK_RUNNING", "(healthy)", "mesolite-run", "node-1"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table:\n%s", out.String())
@@ -96,7 +96,7 @@ func TestTasksJSON(t *testing.T) {
 	if custom.ID != "custom" || custom.ExecutorID != "my-exec" || custom.Sandbox != "/frameworks/fw-0/executors/my-exec/runs/latest" {
 		t.Fatalf("row %+v", custom)
 	}
-	if rows[2].ExecutorID != "web.1" || rows[2].AgentHostname != "node-1" || rows[2].FrameworkID != "fw-1" {
+	if rows[2].ExecutorID != "web.1" || rows[2].AgentHostname != "node-1" || rows[2].FrameworkID != "fw-1" || rows[2].Health != "healthy" || rows[0].Health != "" {
 		t.Fatalf("row %+v", rows[2])
 	}
 }
