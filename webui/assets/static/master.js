@@ -375,6 +375,8 @@
     const dir = (ex && ex.directory) || (t.sandbox && t.sandbox.directory) || '';
     const statuses = (t.statuses || []).slice().sort((a, b) => (a.timestamp || 0) - (b.timestamp || 0));
     const newest = statuses[statuses.length - 1] || {};
+    // The health check's last word, from the latest status that carries one.
+    const lastHealth = (statuses.slice().reverse().find((s) => s.healthy !== undefined) || {}).healthy;
     const ips = [];
     for (const n of ((newest.container_status || {}).network_infos || [])) {
       for (const a of n.ip_addresses || []) if (a.ip_address) ips.push(a.ip_address);
@@ -401,7 +403,7 @@
           ['Directory', dir ? code(dir) : null],
           ['Role', t.role],
           ['IP addresses', ips.join(', ')],
-          ['Healthy', newest.healthy === undefined ? null : String(newest.healthy)],
+          ['Healthy', lastHealth === undefined ? null : (lastHealth ? 'healthy' : 'unhealthy')],
           ['Labels', labelsOf(t).map((l) => `${l.key}=${l.value || ''}`).join(', ')],
           ['Command', t.command && t.command.value ? code(t.command.value) : null],
         ], 'task-info')),
