@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,7 +116,9 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Service) leader() string { return fmt.Sprintf("%s:%d", s.cfg.Hostname, s.cfg.HTTPPort) }
+func (s *Service) leader() string {
+	return net.JoinHostPort(s.cfg.Hostname, strconv.Itoa(s.cfg.HTTPPort))
+}
 
 func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {

@@ -424,8 +424,15 @@ func (e *engine) converge(tx *txn) {
 		insts := slices.Collect(maps.Values(st.instances))
 		sort.Slice(insts, func(a, b int) bool { return insts[a].TaskID < insts[b].TaskID })
 		r := plan(st.app, insts, st.deployment)
+		why := "the app has more instances than it wants"
+		switch {
+		case st.deleted:
+			why = "the app is deleted"
+		case st.deployment != nil && st.deployment.Kind == KindRestart:
+			why = "replaced by an instance of the new version"
+		}
 		for _, i := range r.kill {
-			e.kill(tx, i, "the app has too many instances or replaces them")
+			e.kill(tx, i, why)
 		}
 		if r.launch > st.toLaunch {
 			tx.revive = true
@@ -513,13 +520,13 @@ func (e *engine) endDeployment(tx *txn, st *appState, how DeploymentState) {
 
 // startDeployment starts one for an app, canceling the one it had (the
 // caller checked force).
-func (e *engine) startDeployment(tx *txn, st *appState, kind DeploymentKind, original, target *App) *Deployment {
+func (e *engine) startDeployment(tx *txn, st *appState, kind DeploymentKind, original, target *App, version string) *Deployment {
 	if st.deployment != nil {
 		e.endDeployment(tx, st, DeploymentCanceled)
 	}
 	id := PathID(st.app.ID)
 	d := &Deployment{ID: newDeploymentID(), AppID: id, Kind: kind, State: DeploymentRunning, Original: original, Target: target,
-		StartedAt: tx.now, Version: st.app.Version}
+		StartedAt: tx.now, Version: version}
 	st.deployment = d
 	e.deployments[d.ID] = d
 	tx.deps[d.ID] = d

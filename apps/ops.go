@@ -74,7 +74,7 @@ func (e *engine) create(tx *txn, a *App) (*Deployment, error) {
 	id := PathID(a.ID)
 	e.apps[id] = st
 	e.addVersion(tx, st)
-	return e.startDeployment(tx, st, KindStart, nil, a.clone()), nil
+	return e.startDeployment(tx, st, KindStart, nil, a.clone(), v), nil
 }
 
 // addVersion stores the app's current definition as a version, dropping
@@ -177,7 +177,7 @@ func (e *engine) replace(tx *txn, st *appState, a *App, configVersion *string) (
 			kind = KindRestart
 		}
 	}
-	return e.startDeployment(tx, st, kind, old, a.clone()), nil
+	return e.startDeployment(tx, st, kind, old, a.clone(), v), nil
 }
 
 // sameConfig says whether two definitions differ in nothing but the
@@ -267,9 +267,7 @@ func (e *engine) deleteApp(ctx context.Context, id PathID, force bool) (*Deploym
 			return lockedBy(st)
 		}
 		st.deleted = true
-		v := e.newVersion(tx.now)
-		d := e.startDeployment(tx, st, KindStop, st.app.clone(), nil)
-		d.Version = v
+		d := e.startDeployment(tx, st, KindStop, st.app.clone(), nil, e.newVersion(tx.now))
 		res = resultOf(d)
 		return nil
 	})
@@ -287,14 +285,15 @@ func (e *engine) restartApp(ctx context.Context, id PathID, force bool) (*Deploy
 		if st.deployment != nil && !force {
 			return lockedBy(st)
 		}
-		a := st.app.clone()
+		old := st.app
+		a := old.clone()
 		v := e.newVersion(tx.now)
 		a.Version = v
 		a.VersionInfo = &VersionInfo{LastScalingAt: v, LastConfigChangeAt: v}
 		st.app = a
 		st.failures, st.delayUntil = 0, time.Time{}
 		e.addVersion(tx, st)
-		res = resultOf(e.startDeployment(tx, st, KindRestart, st.app.clone(), a.clone()))
+		res = resultOf(e.startDeployment(tx, st, KindRestart, old.clone(), a.clone(), v))
 		return nil
 	})
 	return res, err
@@ -366,9 +365,7 @@ func (e *engine) deleteDeployment(ctx context.Context, id string, force bool) (*
 		switch d.Kind {
 		case KindStart:
 			st.deleted = true
-			nd := e.startDeployment(tx, st, KindStop, st.app.clone(), nil)
-			nd.Version = e.newVersion(tx.now)
-			res = resultOf(nd)
+			res = resultOf(e.startDeployment(tx, st, KindStop, st.app.clone(), nil, e.newVersion(tx.now)))
 		case KindStop:
 			st.deleted = false
 			a := d.Original.clone()

@@ -120,6 +120,7 @@ func (e *engine) match(tx *txn, offers []*mesos.Offer) []frameworks.Launch {
 				st.instances[taskID] = inst
 				e.byTask[taskID] = inst
 				tx.touch(inst)
+				tx.event(EventInstanceChanged, instanceChanged(inst))
 				tx.converge[inst.AppID] = true
 				st.toLaunch--
 				tasks = append(tasks, p.task)

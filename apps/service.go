@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +27,8 @@ type Config struct {
 	// webui_url and /v2/leader name them.
 	Hostname string
 	HTTPPort int
+	// HTTPS: the API is served over TLS (its URLs say https).
+	HTTPS bool
 	// FrameworkName is --framework_name (marathon: mesos-dns and other
 	// tools build names from it).
 	FrameworkName   string
@@ -188,8 +189,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-func (s *Service) webUIURL() string {
-	return "http://" + net.JoinHostPort(s.cfg.Hostname, strconv.Itoa(s.cfg.HTTPPort))
+func (s *Service) webUIURL() string { return s.scheme() + "://" + s.leader() }
+
+func (s *Service) scheme() string {
+	if s.cfg.HTTPS {
+		return "https"
+	}
+	return "http"
 }
 
 // Handler is the HTTP API, with its authentication and bounds.
@@ -229,7 +235,7 @@ func (s *Service) bounded(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Marathon-Leader", "http://"+s.leader())
+		h.Set("X-Marathon-Leader", s.webUIURL())
 		next.ServeHTTP(w, r)
 	})
 }

@@ -32,6 +32,7 @@ func commands() map[string]subcommand {
 	return map[string]subcommand{
 		"master":            {summary: "run a master", run: masterMain},
 		"agent":             {summary: "run a node agent", run: agentMain},
+		"apps":              {summary: "run long-running apps with Marathon's REST API (a built-in framework)", run: appsMain},
 		"local":             {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
 		"version":           {summary: "print the version", run: versionMain},
 		"run":               {summary: "run one task and follow it to its end", run: cli.Run},
