@@ -155,8 +155,8 @@ func (s *Service) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		unhealthy += c.Unhealthy
 	}
 	deployments = len(s.eng.deployments)
-	connected := s.eng.connected
 	s.eng.mu.RUnlock()
+	connected := s.driver.Connected()
 	gauge := func(v any) map[string]any { return map[string]any{"value": v} }
 	b2i := map[bool]int{true: 1}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -99,7 +99,6 @@ type engine struct {
 	deployments  map[string]*Deployment
 	servicePorts map[int]PathID
 	frameworkID  string
-	connected    bool
 	wants        bool
 	lastVersion  time.Time
 }

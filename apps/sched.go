@@ -23,7 +23,6 @@ func newUUID() string { return uuid.NewString() }
 func (e *engine) Registered(ctx context.Context, frameworkID string, _ *mesos.MasterInfo) {
 	e.do(ctx, func(tx *txn) error {
 		e.frameworkID = frameworkID
-		e.connected = true
 		return nil
 	})
 }
