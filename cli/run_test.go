@@ -421,7 +421,7 @@ func TestRunUsage(t *testing.T) {
 			"--task=", "--framework_name=", "--role=", "--timeout=", "$MESOS_MASTER",
 		}, ""},
 		{"no name", []string{"--command=true"}, 2, nil, "--name is required"},
-		{"unknown flag", []string{"--bogus"}, 2, nil, "flag provided but not defined: -bogus"},
+		{"unknown flag", []string{"--bogus"}, 2, nil, "unknown flag --bogus"},
 		{"stray argument", []string{"--name=x", "--command=true", "extra"}, 2, nil, `unexpected argument "extra"`},
 		{"bad uri", []string{"--name=x", "--command=true", "--uri=http://h/x,output_file=/abs"}, 2, nil, "relative to the sandbox"},
 		{"bad content type", []string{"--name=x", "--command=true", "--content_type=xml"}, 2, nil, "--content_type=xml"},

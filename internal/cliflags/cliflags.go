@@ -93,7 +93,7 @@ func (fs *FlagSet) Parse(args []string) error {
 		rewritten = append(rewritten, a)
 	}
 	if err := fs.FlagSet.Parse(rewritten); err != nil {
-		return err
+		return fs.explain(err)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -152,4 +152,65 @@ func (l *listValue) String() string { return strings.Join(*l, ",") }
 func (l *listValue) Set(s string) error {
 	*l = append(*l, s)
 	return nil
+}
+
+// explain rewrites the flag package's errors the way users of this command
+// line write flags (--name, not -name), and suggests the flag meant when
+// an unknown one is close to a defined one.
+func (fs *FlagSet) explain(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name = strings.TrimLeft(name, "-")
+		out := "unknown flag --" + name
+		if best := fs.closest(name); best != "" {
+			out += " (did you mean --" + best + "?)"
+		}
+		return errors.New(out)
+	}
+	if i := strings.Index(msg, " for flag -"); i >= 0 && !strings.HasPrefix(msg[i+len(" for flag -"):], "-") {
+		msg = msg[:i] + " for flag --" + msg[i+len(" for flag -"):]
+	}
+	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		msg = "flag needs an argument: --" + strings.TrimLeft(rest, "-")
+	}
+	return errors.New(msg)
+}
+
+// closest is the defined flag nearest to name by edit distance, when it is
+// near enough to be a typo (at most a third of the name's length, and at
+// most 3 edits).
+func (fs *FlagSet) closest(name string) string {
+	best, bestD := "", 1<<30
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	if bestD <= min(3, max(1, len(name)/3)) {
+		return best
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

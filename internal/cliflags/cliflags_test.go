@@ -2,6 +2,7 @@ package cliflags
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,31 @@ func TestUsageNamesEveryFlagAndVariable(t *testing.T) {
 	for _, want := range []string{"--work_dir", "$MESOS_WORK_DIR", "where state lives", "default /x"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestErrorsSpeakDoubleDash: errors name flags as they are written here
+// (--name) and suggest the flag meant by a typo.
+func TestErrorsSpeakDoubleDash(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--comand=ls"}, "unknown flag --comand (did you mean --command?)"},
+		{[]string{"-comand=ls"}, "unknown flag --comand (did you mean --command?)"},
+		{[]string{"--zzzzzz"}, "unknown flag --zzzzzz"},
+		{[]string{"--timeout=soon"}, `invalid value "soon" for flag --timeout`},
+		{[]string{"--command"}, "flag needs an argument: --command"},
+	} {
+		fs := New("test", "usage")
+		fs.SetOutput(io.Discard)
+		fs.SetLookupEnv(func(string) (string, bool) { return "", false })
+		fs.String("command", "", "")
+		fs.Duration("timeout", 0, "")
+		err := fs.Parse(tt.args)
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
 		}
 	}
 }
