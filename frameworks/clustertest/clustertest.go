@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,11 @@ import (
 
 	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/containerizer/composing"
+	"github.com/mesolite/mesolite/containerizer/docker"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	commandexec "github.com/mesolite/mesolite/executor/command"
+	dockerexec "github.com/mesolite/mesolite/executor/docker"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/master"
@@ -33,11 +37,15 @@ import (
 )
 
 // Main is the TestMain of a package using Cluster: the agent starts the
-// test binary as `<test> executor command ...` for command tasks and as
-// `<test> launch ...` for the container init, as it starts `mesolite`.
+// test binary as `<test> executor command|docker ...` for command and
+// Docker tasks and as `<test> launch ...` for the container init, as it
+// starts `mesolite`.
 func Main(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "command" {
 		os.Exit(commandexec.Main(context.Background(), os.Args[3:]))
+	}
+	if len(os.Args) > 2 && os.Args[1] == "executor" && os.Args[2] == "docker" {
+		os.Exit(dockerexec.Main(context.Background(), os.Args[3:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "launch" {
 		os.Exit(isolation.InitMain(os.Args[2:]))
@@ -129,6 +137,10 @@ type AgentOptions struct {
 	Attributes string
 	// Containerizer; nil is the posix one, whose tasks are real processes.
 	Containerizer containerizer.Containerizer
+	// Docker adds the Docker containerizer beside the posix one (the
+	// caller checked that dockerd answers); its containers are removed
+	// when the test ends.
+	Docker bool
 }
 
 // Agent is an agent of the cluster.
@@ -158,6 +170,10 @@ func (c *Cluster) AddAgent(t testing.TB, opts AgentOptions) *Agent {
 			t.Fatal(err)
 		}
 	}
+	workDir := t.TempDir()
+	if opts.Docker {
+		cz = withDocker(t, cz, workDir)
+	}
 	rs, err := resources.Parse(opts.Resources)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +191,6 @@ func (c *Cluster) AddAgent(t testing.TB, opts AgentOptions) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	workDir := t.TempDir()
 	a, err := agent.New(agent.Config{
 		Master: c.Addr, IP: "127.0.0.1", Port: port, Hostname: opts.Hostname, WorkDir: workDir, Self: self,
 		Resources: rs, Attributes: attrs, RegistrationBackoffFactor: 50 * time.Millisecond,
@@ -270,4 +285,30 @@ func (c *Cluster) RunningTasks(t testing.TB, frameworkID string) []string {
 		}
 	}
 	return out
+}
+
+// withDocker composes the Docker containerizer, labelling its containers
+// with workDir as their owner, with cz.
+func withDocker(t testing.TB, cz containerizer.Containerizer, workDir string) containerizer.Containerizer {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := docker.DefaultOptions()
+	o.Owner = workDir
+	o.PublishIP = "127.0.0.1"
+	o.ExecutorCommand = []string{self, "executor", "docker"}
+	o.Logger = Logger().With("containerizer", "docker")
+	d, err := docker.New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=org.mesolite.owner="+workDir).Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			_ = exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		}
+	})
+	return composing.New(composing.Named{Name: docker.Name, Containerizer: d}, composing.Named{Name: mesoscz.Name, Containerizer: cz})
 }
