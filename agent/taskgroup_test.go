@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/scheduler"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -58,7 +60,7 @@ func (fw *framework) launchGroup(a *testAgent, ex *mesos.ExecutorInfo, tasks ...
 		Type:        mesos.Offer_Operation_LAUNCH_GROUP.Enum(),
 		LaunchGroup: &mesos.Offer_Operation_LaunchGroup{Executor: ex, TaskGroup: &mesos.TaskGroupInfo{Tasks: tasks}},
 	}
-	if err := fw.Accept(context.Background(), []*mesos.OfferID{offer.GetId()}, []*mesos.Offer_Operation{op}, nil); err != nil {
+	if err := fw.Accept(context.Background(), []*mesos.OfferID{offer.GetId()}, []*mesos.Offer_Operation{op}, scheduler.RefuseFor(0)); err != nil {
 		fw.t.Fatalf("launch group: %v", err)
 	}
 }
@@ -196,4 +198,77 @@ func TestTaskGroupRecoveredAfterAgentRestart(t *testing.T) {
 	fw.kill(a2, "y")
 	fw.waitState("y", mesos.TaskState_TASK_KILLED, 10*time.Second)
 	fw.waitState("x", mesos.TaskState_TASK_KILLED, 10*time.Second)
+}
+
+// A task of a group that names its user runs as it (the executor is root
+// here: the framework's user is root), in a sandbox of its own that is
+// that user's.
+func TestTaskGroupTaskRunsAsItsUser(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := newCluster(t, nil)
+	a := c.startAgent(t, traversableDir(t), 0, nil)
+	fw := c.subscribe(t, testFramework("pods"))
+	task := commandTask("whoami", `id -u; touch "$MESOS_SANDBOX/mine"`)
+	task.Command.User = proto.String("nobody")
+	fw.launchGroup(a, groupExecutor("pod6"), task)
+	fw.waitState("whoami", mesos.TaskState_TASK_FINISHED, 10*time.Second)
+	dir := filepath.Join(a.groupSandbox(fw.ID(), "pod6"), "tasks", "whoami")
+	b, err := os.ReadFile(filepath.Join(dir, "stdout"))
+	if err != nil || string(b) != "65534\n" {
+		t.Errorf("the task ran as uid %q (%v), want nobody's 65534", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mine")); err != nil {
+		t.Errorf("the task could not write its own sandbox: %v", err)
+	}
+}
+
+// A health check runs per task: a task that fails it is killed with
+// REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, and its group with it.
+func TestTaskGroupHealthCheckKills(t *testing.T) {
+	c := newCluster(t, nil)
+	a := c.startAgent(t, t.TempDir(), 0, nil)
+	fw := c.subscribe(t, testFramework("pods"))
+	sick := commandTask("sick", "sleep 60")
+	sick.HealthCheck = &mesos.HealthCheck{
+		Type:                mesos.HealthCheck_COMMAND.Enum(),
+		Command:             &mesos.CommandInfo{Value: proto.String("exit 1")},
+		DelaySeconds:        proto.Float64(0),
+		IntervalSeconds:     proto.Float64(0.2),
+		GracePeriodSeconds:  proto.Float64(0),
+		ConsecutiveFailures: proto.Uint32(1),
+	}
+	fw.launchGroup(a, groupExecutor("pod7"), sick, commandTask("well", "sleep 60"))
+	st := fw.waitState("sick", mesos.TaskState_TASK_KILLED, 15*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_TASK_HEALTH_CHECK_STATUS_UPDATED || st.GetHealthy() {
+		t.Errorf("sick ended %v healthy=%v (%s), want killed unhealthy for its health check", st.GetReason(), st.GetHealthy(), st.GetMessage())
+	}
+	fw.waitState("well", mesos.TaskState_TASK_KILLED, 10*time.Second)
+}
+
+// Tasks with a container image cannot run nested: a docker one is refused
+// by the master (as Mesos's), a mesos-containerizer image by the agent,
+// each saying so, and the whole group with it.
+func TestTaskGroupImageTasksRefused(t *testing.T) {
+	c := newCluster(t, nil)
+	a := c.startAgent(t, t.TempDir(), 0, nil)
+	fw := c.subscribe(t, testFramework("pods"))
+
+	docker := commandTask("in-docker", "true")
+	docker.Container = &mesos.ContainerInfo{Type: mesos.ContainerInfo_DOCKER.Enum(), Docker: &mesos.ContainerInfo_DockerInfo{Image: proto.String("busybox")}}
+	fw.launchGroup(a, groupExecutor("pod8"), docker, commandTask("plain8", "sleep 60"))
+	st := fw.waitState("in-docker", mesos.TaskState_TASK_ERROR, 10*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_TASK_GROUP_INVALID || !strings.Contains(st.GetMessage(), "Docker ContainerInfo is not supported on the task") {
+		t.Errorf("docker task in a group: %v %q", st.GetReason(), st.GetMessage())
+	}
+	fw.waitState("plain8", mesos.TaskState_TASK_ERROR, 10*time.Second)
+
+	image := commandTask("with-image", "true")
+	image.Container = &mesos.ContainerInfo{Type: mesos.ContainerInfo_MESOS.Enum(), Mesos: &mesos.ContainerInfo_MesosInfo{
+		Image: &mesos.Image{Type: mesos.Image_DOCKER.Enum(), Docker: &mesos.Image_Docker{Name: proto.String("busybox")}}}}
+	fw.launchGroup(a, groupExecutor("pod9"), image, commandTask("plain9", "sleep 60"))
+	st = fw.waitState("with-image", mesos.TaskState_TASK_FAILED, 10*time.Second)
+	if !strings.Contains(st.GetMessage(), "cannot run tasks with a container image") {
+		t.Errorf("image task in a group: %q", st.GetMessage())
+	}
+	fw.waitState("plain9", mesos.TaskState_TASK_FAILED, 10*time.Second)
 }

@@ -304,6 +304,11 @@ func (p *launchPlan) validateGroup(m *Master, lg *mesos.Offer_Operation_LaunchGr
 	if err != nil {
 		return nil, err
 	}
+	// As Mesos: the default executor runs its tasks nested in its own
+	// container, which a docker container cannot be, nor hold.
+	if c := lg.GetExecutor().GetContainer(); c != nil && c.GetType() == mesos.ContainerInfo_DOCKER {
+		return nil, fmt.Errorf("Docker ContainerInfo is not supported on the executor")
+	}
 	ids := map[string]bool{}
 	for _, ti := range tasks {
 		id := ti.GetTaskId().GetValue()
@@ -317,6 +322,15 @@ func (p *launchPlan) validateGroup(m *Master, lg *mesos.Offer_Operation_LaunchGr
 		ids[id] = true
 		if ti.Executor != nil {
 			return nil, fmt.Errorf("Task '%s' in a task group must not have 'executor' set; the group's executor runs it", id)
+		}
+		if c := ti.GetContainer(); c != nil {
+			// A nested container joins its executor's network.
+			if len(c.GetNetworkInfos()) > 0 {
+				return nil, fmt.Errorf("Task '%s' is invalid: NetworkInfos must not be set on the task", id)
+			}
+			if c.GetType() == mesos.ContainerInfo_DOCKER {
+				return nil, fmt.Errorf("Task '%s' is invalid: Docker ContainerInfo is not supported on the task", id)
+			}
 		}
 		used = used.Add(res)
 	}

@@ -66,9 +66,11 @@ func Main(ctx context.Context, args []string) int {
 		}
 		return 0
 	case <-ex.done:
+		log.Info("every task ended; leaving")
 		d.Stop()
 		return 0
 	case <-ctx.Done():
+		log.Warn("signalled; killing every task and leaving")
 		ex.killAllNow()
 		return 0
 	}
@@ -260,8 +262,16 @@ func (e *Executor) prepare(t *task) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("create the task's sandbox: %w", err)
 	}
 	t.dir = filepath.Join(e.cfg.Directory, TasksDir, id)
-	if err := e.volumes(root, rel, ti.GetContainer().GetVolumes()); err != nil {
+	if err := e.volumes(root, rel, ti.GetContainer().GetVolumes(), cred); err != nil {
 		return nil, err
+	}
+	if cred != nil {
+		// A root executor (an agent that does not switch users) hands the
+		// new sandbox to the task's user; nothing in it is the task's
+		// yet, and Lchown follows no link.
+		if err := root.Lchown(rel, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, fmt.Errorf("hand the task's sandbox to its user: %w", err)
+		}
 	}
 	stdout, stderr, err := command.OpenLogs(t.dir)
 	if err != nil {
@@ -320,7 +330,7 @@ func credential(name string) (*syscall.Credential, error) {
 // executor's mount namespace as an unprivileged user, so a volume is a
 // symlink at container_path to the shared directory, both inside the
 // executor's sandbox; other volume kinds are refused.
-func (e *Executor) volumes(root *os.Root, taskRel string, vols []*mesos.Volume) error {
+func (e *Executor) volumes(root *os.Root, taskRel string, vols []*mesos.Volume, cred *syscall.Credential) error {
 	for _, v := range vols {
 		sp := v.GetSource().GetSandboxPath()
 		if v.GetSource().GetType() != mesos.Volume_Source_SANDBOX_PATH || sp == nil {
@@ -339,8 +349,15 @@ func (e *Executor) volumes(root *os.Root, taskRel string, vols []*mesos.Volume) 
 		default:
 			return fmt.Errorf("volume %q: unknown sandbox_path type", cp)
 		}
+		_, statErr := root.Lstat(target)
 		if err := root.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("volume %q: %w", cp, err)
+		}
+		if cred != nil && errors.Is(statErr, os.ErrNotExist) {
+			// Made now, for this task: its user's.
+			if err := root.Lchown(target, int(cred.Uid), int(cred.Gid)); err != nil {
+				return fmt.Errorf("volume %q: %w", cp, err)
+			}
 		}
 		link := path.Join(taskRel, cp)
 		if dir := path.Dir(link); dir != taskRel {
@@ -582,7 +599,13 @@ func (e *Executor) kill(ctx context.Context, d *driver.Driver, t *task, cause ki
 		timer := time.NewTimer(grace)
 		defer timer.Stop()
 		<-timer.C
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		// Not once the task was reaped: its group id may name another
+		// process group by now.
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if t.phase != phaseTerminal {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
 	}()
 }
 
