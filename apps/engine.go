@@ -103,10 +103,22 @@ type engine struct {
 	lastVersion  time.Time
 }
 
-// request is one change for the loop.
+// request is one change for the loop: done (when set) receives its
+// outcome, after (when set) is called with it, in the loop, once the
+// change is written and acted on.
 type request struct {
-	fn   func(tx *txn) error
-	done chan error
+	fn    func(tx *txn) error
+	done  chan error
+	after func(error)
+}
+
+func (r *request) finish(err error) {
+	if r.after != nil {
+		r.after(err)
+	}
+	if r.done != nil {
+		r.done <- err
+	}
 }
 
 // txn collects what one batch of changes must write and do.
@@ -261,6 +273,20 @@ func (e *engine) do(ctx context.Context, fn func(tx *txn) error) error {
 	}
 }
 
+// submit queues fn without waiting for it; after is called with its
+// outcome once it is written. It waits only for room in the queue, which
+// holds back a caller (the driver's event stream) that outpaces the loop.
+func (e *engine) submit(ctx context.Context, fn func(tx *txn) error, after func(error)) {
+	r := &request{fn: fn, after: after}
+	select {
+	case e.reqs <- r:
+	case <-ctx.Done():
+		after(ctx.Err())
+	case <-e.stopped:
+		after(errStopped)
+	}
+}
+
 // maxBatch bounds the changes committed together.
 const maxBatch = 128
 
@@ -298,7 +324,7 @@ func (e *engine) drain() {
 	for {
 		select {
 		case r := <-e.reqs:
-			r.done <- errStopped
+			r.finish(errStopped)
 		default:
 			return
 		}
@@ -345,7 +371,7 @@ func (e *engine) commit(ctx context.Context, batch []*request) {
 		if err == nil {
 			err = storeErr
 		}
-		r.done <- err
+		r.finish(err)
 	}
 }
 

@@ -143,11 +143,18 @@ func (st *appState) placements() []frameworks.Placement {
 	return out
 }
 
-// Update implements frameworks.Scheduler.
-func (e *engine) Update(ctx context.Context, st *mesos.TaskStatus) {
-	e.do(ctx, func(tx *txn) error {
+// Update implements frameworks.Scheduler. The update is queued for the
+// loop, which writes a batch of them in one commit and only then has them
+// acknowledged: hundreds of instances starting cost a few fsyncs, not one
+// per update.
+func (e *engine) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) {
+	e.submit(ctx, func(tx *txn) error {
 		e.update(tx, st)
 		return nil
+	}, func(err error) {
+		if err == nil {
+			ack()
+		}
 	})
 }
 

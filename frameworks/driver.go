@@ -24,6 +24,9 @@ const (
 	keyFrameworkID  = "id"
 )
 
+// ackParallel bounds the acknowledgements sent at once.
+const ackParallel = 16
+
 // Defaults for the zero values of DriverConfig.
 const (
 	DefaultDeclineIdle       = 120 * time.Second
@@ -52,11 +55,16 @@ type Scheduler interface {
 	// other offers (the unused offers are then declined for a short while
 	// only).
 	Offers(ctx context.Context, offers []*mesos.Offer) (launches []Launch, more bool)
-	// Update acts on a status update; the Driver acknowledges it (when it
-	// carries a uuid) once Update has returned, so Update records it
-	// durably first. Reconciliation answers come here too (no uuid,
+	// Update acts on a status update. It calls ack once it has recorded
+	// the update durably, from any goroutine, at once or later (a
+	// scheduler that batches its writes acknowledges a batch at once); the
+	// Driver then acknowledges the update to the master, when it carries
+	// a uuid. An update never acked is sent again by the agent, so a
+	// scheduler that could not record it does not call ack. Updates come
+	// in the order of the stream, and a scheduler must act on them in
+	// that order. Reconciliation answers come here too (no uuid,
 	// REASON_RECONCILIATION), also for tasks the scheduler does not know.
-	Update(ctx context.Context, status *mesos.TaskStatus)
+	Update(ctx context.Context, status *mesos.TaskStatus, ack func())
 	// LaunchFailed tells that the master did not take a Launch: its tasks
 	// will never run (or, if the call was lost on its way back, the
 	// implicit reconciliation shows them).
@@ -304,7 +312,10 @@ func (d *Driver) serve(ctx context.Context, c *scheduler.Client) error {
 	d.mu.Lock()
 	d.client = c
 	d.mu.Unlock()
-	acks := make(chan struct{}, 16) // acknowledgements in flight
+	// Acknowledgements go out in the background, at most ackParallel at
+	// once. One that comes after the client stopped fails, harmlessly:
+	// the agent sends the update again to the next subscription.
+	sem := make(chan struct{}, ackParallel)
 	for ev := range c.Events() {
 		switch ev.GetType() {
 		case schedv1.Event_SUBSCRIBED:
@@ -321,16 +332,24 @@ func (d *Driver) serve(ctx context.Context, c *scheduler.Client) error {
 			if rec != nil {
 				rec.answered(st.GetTaskId().GetValue())
 			}
-			d.sched.Update(ctx, st)
-			if len(st.GetUuid()) > 0 {
-				acks <- struct{}{}
-				go func() {
-					defer func() { <-acks }()
-					if err := c.Acknowledge(ctx, st); err != nil && ctx.Err() == nil {
-						d.log.Warn("acknowledging failed; the agent will resend the update", "task_id", st.GetTaskId().GetValue(), "state", st.GetState(), "err", err)
-					}
-				}()
+			if len(st.GetUuid()) == 0 {
+				// Reconciliation answers and the like: nothing to
+				// acknowledge (and the master would refuse it).
+				d.sched.Update(ctx, st, func() {})
+				break
 			}
+			var once sync.Once
+			d.sched.Update(ctx, st, func() {
+				once.Do(func() {
+					go func() {
+						sem <- struct{}{}
+						defer func() { <-sem }()
+						if err := c.Acknowledge(ctx, st); err != nil && ctx.Err() == nil {
+							d.log.Warn("acknowledging failed; the agent will resend the update", "task_id", st.GetTaskId().GetValue(), "state", st.GetState(), "err", err)
+						}
+					}()
+				})
+			})
 		case schedv1.Event_FAILURE:
 			f := ev.GetFailure()
 			d.log.Info("failure reported", "agent_id", f.GetAgentId().GetValue(), "executor_id", f.GetExecutorId().GetValue(), "status", f.GetStatus())
@@ -339,9 +358,6 @@ func (d *Driver) serve(ctx context.Context, c *scheduler.Client) error {
 		}
 	}
 	d.stopReconciling()
-	for range cap(acks) {
-		acks <- struct{}{}
-	}
 	return c.Err()
 }
 

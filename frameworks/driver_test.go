@@ -62,13 +62,14 @@ func (s *testScheduler) Offers(_ context.Context, offers []*mesos.Offer) ([]fram
 	return out, len(s.queue) > 0
 }
 
-func (s *testScheduler) Update(_ context.Context, st *mesos.TaskStatus) {
+func (s *testScheduler) Update(_ context.Context, st *mesos.TaskStatus, ack func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.updates = append(s.updates, st)
 	if mesos.IsTerminal(st.GetState()) {
 		delete(s.known, st.GetTaskId().GetValue())
 	}
+	ack()
 }
 
 func (s *testScheduler) LaunchFailed(_ context.Context, tasks []*mesos.TaskInfo, _ error) {
