@@ -21,9 +21,10 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, http.MethodGet)
 		return
 	}
-	sub, err := s.bus.subscribe(r.URL.Query()["event_type"])
+	o := originOf(r)
+	sub, err := s.bus.subscribe(o.remoteIP, r.URL.Query()["event_type"])
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorJSON{Message: "Too many event streams open; try again later"})
+		writeJSON(w, http.StatusTooManyRequests, errorJSON{Message: "Too many event streams open; try again later"})
 		return
 	}
 	defer s.bus.unsubscribe(sub)
@@ -40,7 +41,6 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	o := originOf(r)
 	if sub.filter == nil || sub.filter[EventStreamAttached] {
 		if !write(newEvent(EventStreamAttached, time.Now(), map[string]any{"remoteAddress": o.remoteIP})) {
 			return

@@ -187,6 +187,7 @@ func (e *engine) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var stale []frameworks.Op
 	for _, kv := range insts {
 		i := new(Instance)
 		if err := json.Unmarshal(kv.Value, i); err != nil {
@@ -194,13 +195,22 @@ func (e *engine) load(ctx context.Context) error {
 		}
 		st := e.apps[i.AppID]
 		if st == nil {
-			// Its app is gone (deleted while we were down, say): kill it
-			// once we are subscribed, through the unknown-task path.
-			e.log.Warn("instance of an unknown app in the store; it will be killed", "task_id", i.TaskID, "app_id", i.AppID)
+			// Its app is gone (its removal written, the instance's not):
+			// the record goes, and a task still running for it is killed
+			// once reconciliation reports it, as a task of no instance.
+			e.log.Warn("instance of an unknown app in the store; forgotten, its task killed if it runs", "task_id", i.TaskID, "app_id", i.AppID)
+			stale = append(stale, frameworks.Delete(bucketInstances, kv.Key))
 			continue
 		}
 		st.instances[i.TaskID] = i
 		e.byTask[i.TaskID] = i
+	}
+	for len(stale) > 0 {
+		n := min(len(stale), frameworks.MaxOpsPerApply)
+		if err := e.store.Apply(ctx, stale[:n]...); err != nil {
+			return err
+		}
+		stale = stale[n:]
 	}
 	deps, err := e.store.List(ctx, bucketDeployments)
 	if err != nil {

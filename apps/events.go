@@ -48,26 +48,34 @@ func newEvent(typ string, now time.Time, fields map[string]any) Event {
 // falls behind by eventSubscriberCapacity events is dropped (its stream
 // ends; the client reconnects) rather than slowing the framework down.
 type eventBus struct {
-	mu   sync.Mutex
-	subs map[*subscriber]struct{}
-	max  int
+	mu    sync.Mutex
+	subs  map[*subscriber]struct{}
+	max   int
+	perIP map[string]int
+	maxIP int
 }
 
 type subscriber struct {
+	ip     string
 	ch     chan Event
 	filter map[string]bool // nil: every type
 	// gone is closed when the bus dropped the subscriber.
 	gone chan struct{}
 }
 
+// maxStreamsPerIP bounds the event streams of one client address, so one
+// client cannot take every stream the bus allows.
+const maxStreamsPerIP = 16
+
 func newEventBus(max int) *eventBus {
-	return &eventBus{subs: map[*subscriber]struct{}{}, max: max}
+	return &eventBus{subs: map[*subscriber]struct{}{}, max: max, perIP: map[string]int{}, maxIP: maxStreamsPerIP}
 }
 
-// subscribe adds a subscriber for the event types in filter (all when
-// empty); it fails with errdefs.ErrUnavailable past the bus's limit.
-func (b *eventBus) subscribe(filter []string) (*subscriber, error) {
-	s := &subscriber{ch: make(chan Event, eventSubscriberCapacity), gone: make(chan struct{})}
+// subscribe adds a subscriber at client address ip for the event types in
+// filter (all when empty); it fails with errdefs.ErrUnavailable past the
+// bus's limits.
+func (b *eventBus) subscribe(ip string, filter []string) (*subscriber, error) {
+	s := &subscriber{ip: ip, ch: make(chan Event, eventSubscriberCapacity), gone: make(chan struct{})}
 	if len(filter) > 0 {
 		s.filter = map[string]bool{}
 		for _, f := range filter {
@@ -79,16 +87,29 @@ func (b *eventBus) subscribe(filter []string) (*subscriber, error) {
 	if len(b.subs) >= b.max {
 		return nil, fmt.Errorf("%d event streams open already: %w", b.max, errdefs.ErrUnavailable)
 	}
+	if b.perIP[ip] >= b.maxIP {
+		return nil, fmt.Errorf("%d event streams open from %s already: %w", b.maxIP, ip, errdefs.ErrUnavailable)
+	}
 	b.subs[s] = struct{}{}
+	b.perIP[ip]++
 	return s, nil
 }
 
 func (b *eventBus) unsubscribe(s *subscriber) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.subs[s]; ok {
-		delete(b.subs, s)
-		close(s.gone)
+	b.drop(s)
+}
+
+// drop removes s, under b.mu.
+func (b *eventBus) drop(s *subscriber) {
+	if _, ok := b.subs[s]; !ok {
+		return
+	}
+	delete(b.subs, s)
+	close(s.gone)
+	if b.perIP[s.ip]--; b.perIP[s.ip] <= 0 {
+		delete(b.perIP, s.ip)
 	}
 }
 
@@ -103,8 +124,7 @@ func (b *eventBus) publish(evs ...Event) {
 			select {
 			case s.ch <- ev:
 			default:
-				delete(b.subs, s)
-				close(s.gone)
+				b.drop(s)
 			}
 		}
 	}
