@@ -20,9 +20,7 @@ const (
 	EventDeploymentFailed   = "deployment_failed"
 	EventAppTerminated      = "app_terminated_event"
 	EventStreamAttached     = "event_stream_attached"
-	EventStreamDetached     = "event_stream_detached"
 	EventUnhealthyTaskKill  = "unhealthy_instance_kill_event"
-	EventFrameworkMessage   = "framework_message_event"
 	eventSubscriberCapacity = 1024
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/frameworks/clustertest"
+	"github.com/mesolite/mesolite/internal/testutil"
 )
 
 // TestRestartAdoptsInstances: the apps service stopped and started again
@@ -21,12 +22,19 @@ func TestRestartAdoptsInstances(t *testing.T) {
 	s1.mustCall(t, http.StatusCreated, "POST", "/v2/apps", `{"id":"/sleeper","cmd":"sleep 600","cpus":0.1,"mem":32,"instances":2}`, nil)
 	a := s1.waitSettled(t, "/sleeper", 2, false)
 	before := taskIDs(a)
+	// An app whose deployment cannot end: two instances, one agent, one
+	// per host. It must still be running after the restart.
+	var stuck struct{ Deployments []struct{ ID string } }
+	s1.mustCall(t, http.StatusCreated, "POST", "/v2/apps",
+		`{"id":"/stuck","cmd":"sleep 600","cpus":0.1,"mem":32,"instances":2,"constraints":[["hostname","UNIQUE"]]}`, &stuck)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool { return s1.app(t, "/stuck").TasksRunning == 1 }, "one /stuck instance running")
+	stuckTask := taskIDs(s1.app(t, "/stuck"))
 	fw := s1.svc.FrameworkID()
 	var versions struct{ Versions []string }
 	s1.mustCall(t, http.StatusOK, "GET", "/v2/apps/sleeper/versions", "", &versions)
 	s1.stop()
 
-	if got := c.RunningTasks(t, fw); len(got) != 2 {
+	if got := c.RunningTasks(t, fw); len(got) != 3 {
 		t.Fatalf("the instances did not outlive the framework: %v", got)
 	}
 	s2 := startApps(t, c.Addr, dir)
@@ -41,8 +49,12 @@ func TestRestartAdoptsInstances(t *testing.T) {
 	}
 	running := c.RunningTasks(t, fw)
 	slices.Sort(running)
-	if !slices.Equal(running, before) {
-		t.Fatalf("the master runs %v, want %v", running, before)
+	if want := slices.Sorted(slices.Values(append(slices.Clone(before), stuckTask...))); !slices.Equal(running, want) {
+		t.Fatalf("the master runs %v, want %v", running, want)
+	}
+	st := s2.app(t, "/stuck")
+	if len(st.Deployments) != 1 || st.Deployments[0].ID != stuck.Deployments[0].ID || !slices.Equal(taskIDs(st), stuckTask) {
+		t.Fatalf("/stuck after the restart: deployments %v, tasks %v; want %v and %v", st.Deployments, taskIDs(st), stuck.Deployments, stuckTask)
 	}
 	if f := c.Framework(t, fw); f == nil || !f.Active {
 		t.Fatal("the framework is not active again")

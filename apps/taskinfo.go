@@ -371,7 +371,8 @@ func (a *App) healthCheck(h HealthCheck, hostPorts []uint64) *mesos.HealthCheck 
 	return hc
 }
 
-// describe says in a line why an app's instances wait, for /v2/queue.
+// describeNoFit says in a line why an offer did not take an instance, for
+// /v2/queue.
 func describeNoFit(err error) string {
 	return strings.TrimPrefix(fmt.Sprint(err), resources.ErrNoFit.Error()+": ")
 }
