@@ -775,11 +775,24 @@ func (a *Agent) killTask(ctx context.Context, fwID string, taskID *mesos.TaskID,
 		return
 	}
 	if ts := es.queued[taskID.GetValue()]; ts != nil {
-		ts.killRequested = true
-		empty := len(es.queued) == 1 && len(es.launched) == 0
-		info := ts.info
+		// A task of a group goes with its group, as the default executor
+		// would have ended it.
+		var infos []*mesos.TaskInfo
+		for _, q := range es.queued {
+			if q == ts || (ts.group != nil && q.group == ts.group) {
+				q.killRequested = true
+				infos = append(infos, q.info)
+			}
+		}
+		empty := len(es.queued) == len(infos) && len(es.launched) == 0
 		a.mu.Unlock()
-		a.agentUpdate(ctx, fwID, info, mesos.TaskState_TASK_KILLED, 0, "Killed before the executor started", nil)
+		for _, info := range infos {
+			msg := "Killed before the executor started"
+			if info != ts.info {
+				msg += " (with task " + taskID.GetValue() + " of its group)"
+			}
+			a.agentUpdate(ctx, fwID, info, mesos.TaskState_TASK_KILLED, 0, msg, nil)
+		}
 		if empty {
 			// Its only task is gone: the launch is called off (the fetch or
 			// pull in progress ends at once) and the container destroyed.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/scheduler"
@@ -271,4 +272,39 @@ func TestTaskGroupImageTasksRefused(t *testing.T) {
 		t.Errorf("image task in a group: %q", st.GetMessage())
 	}
 	fw.waitState("plain9", mesos.TaskState_TASK_FAILED, 10*time.Second)
+}
+
+// A kill of a group's task before its executor started (here: while the
+// executor's URI is fetched) ends the whole group, and the launch with it.
+func TestTaskGroupKilledBeforeTheExecutorStarted(t *testing.T) {
+	fetching, fetchDone := make(chan struct{}), make(chan error, 1)
+	c := newCluster(t, nil)
+	a := c.startAgent(t, t.TempDir(), 0, func(c *agent.Config) {
+		c.Fetch = func(ctx context.Context, fr agent.FetchRequest) error {
+			close(fetching)
+			<-ctx.Done()
+			fetchDone <- ctx.Err()
+			return ctx.Err()
+		}
+	})
+	fw := c.subscribe(t, testFramework("pods"))
+	ex := groupExecutor("pod10")
+	ex.Command = &mesos.CommandInfo{Uris: []*mesos.CommandInfo_URI{{Value: proto.String("http://127.0.0.1:1/never")}}}
+	fw.launchGroup(a, ex, commandTask("k1", "sleep 60"), commandTask("k2", "sleep 60"))
+	select {
+	case <-fetching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the executor's fetch never started")
+	}
+	fw.kill(a, "k1")
+	fw.waitState("k1", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	st := fw.waitState("k2", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	if !strings.Contains(st.GetMessage(), "k1") {
+		t.Errorf("k2 killed with %q, want it to name k1", st.GetMessage())
+	}
+	select {
+	case <-fetchDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fetch went on after the group was killed")
+	}
 }
