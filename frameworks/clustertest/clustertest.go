@@ -68,12 +68,16 @@ type Cluster struct {
 	Addr string
 }
 
-// New starts a master making offers every 10 ms.
-func New(t testing.TB) *Cluster {
+// New starts a master making offers every 10 ms; tune, when given,
+// changes its configuration first (agent timeouts, say).
+func New(t testing.TB, tune ...func(*master.Config)) *Cluster {
 	t.Helper()
 	cfg := master.DefaultConfig()
 	cfg.IP, cfg.Hostname, cfg.WorkDir, cfg.Logger = "127.0.0.1", "127.0.0.1", t.TempDir(), Logger().With("process", "master")
 	cfg.AllocationInterval = 10 * time.Millisecond
+	for _, f := range tune {
+		f(&cfg)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
