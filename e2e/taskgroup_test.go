@@ -68,3 +68,33 @@ func TestRunTaskGroupFailureKillsTheGroup(t *testing.T) {
 		}
 	}
 }
+
+// Under cgroups and a pid namespace, the tasks of a group are nested in
+// their executor's container: they see each other's processes (one pid
+// namespace) and run in its cgroup.
+func TestRunTaskGroupIsolated(t *testing.T) {
+	c, root := isolatedCluster(t)
+	volume := `"container": {"type": "MESOS", "volumes": [{"container_path": "shared", "mode": "RW",
+		"source": {"type": "SANDBOX_PATH", "sandbox_path": {"type": "PARENT", "path": "shared"}}}]}`
+	group := `{"tasks": [
+	  {"name": "a", "task_id": {"value": "iso-a"}, "command": {"value": "echo $$ > shared/pid; sleep 30"}, ` + volume + `},
+	  {"name": "b", "task_id": {"value": "iso-b"}, ` + volume + `, "command": {"value":
+	    "for i in $(seq 100); do [ -s shared/pid ] && break; sleep 0.1; done; kill -0 $(cat shared/pid) && echo sees-a; grep -E 'memory|^0::' /proc/self/cgroup; kill $(cat shared/pid)"}}
+	]}`
+	file := filepath.Join(t.TempDir(), "group.json")
+	if err := os.WriteFile(file, []byte(group), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--task_group="+file)
+	if !strings.Contains(out, "iso-b: TASK_FINISHED") {
+		t.Fatalf("iso-b did not finish:\n%s", out)
+	}
+	logs, _ := filepath.Glob(filepath.Join(c.agentDir, "slaves", "*", "frameworks", "*", "executors", "*", "runs", "latest", "tasks", "iso-b", "stdout"))
+	if len(logs) != 1 {
+		t.Fatalf("iso-b's stdout: %v", logs)
+	}
+	b, _ := os.ReadFile(logs[0])
+	if !strings.Contains(string(b), "sees-a") || !strings.Contains(string(b), root) {
+		t.Errorf("iso-b's stdout %q: want it to see iso-a's process and to run in a cgroup under %s", b, root)
+	}
+}
