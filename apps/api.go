@@ -138,6 +138,8 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("/v2/apps/", s.handleApp)
 	mux.HandleFunc("/v2/tasks", s.handleTasks)
 	mux.HandleFunc("/v2/tasks/delete", s.handleTasksDelete)
+	mux.HandleFunc("/v2/groups", s.handleGroups)
+	mux.HandleFunc("/v2/groups/", s.handleGroups)
 	mux.HandleFunc("/v2/deployments", s.handleDeployments)
 	mux.HandleFunc("/v2/deployments/", s.handleDeployment)
 	mux.HandleFunc("/v2/queue", s.handleQueue)

@@ -335,3 +335,71 @@ func parseLabelSelector(q string) (labelSelector, error) {
 	}
 	return sel, nil
 }
+
+// groupJSON is a group as GET /v2/groups shows it: the apps directly in
+// it and its subgroups, which Marathon derives from the apps' ids.
+type groupJSON struct {
+	ID           PathID      `json:"id"`
+	Apps         []*App      `json:"apps"`
+	Groups       []groupJSON `json:"groups"`
+	Pods         []any       `json:"pods"`
+	Dependencies []string    `json:"dependencies"`
+	Version      string      `json:"version,omitempty"`
+}
+
+// buildGroup is the group id with every app below it, under the engine's
+// read lock. ok is false when no app is in or below it (and it is not
+// the root).
+func buildGroup(apps map[PathID]*appState, id PathID) (groupJSON, bool) {
+	g := groupJSON{ID: id, Apps: []*App{}, Groups: []groupJSON{}, Pods: []any{}, Dependencies: []string{}}
+	sub := map[PathID]bool{}
+	found := false
+	for _, st := range apps {
+		aid := PathID(st.app.ID)
+		if st.deleted || aid == id || !id.Contains(aid) {
+			continue
+		}
+		found = true
+		if aid.Parent() == id {
+			g.Apps = append(g.Apps, st.app)
+			if st.app.Version > g.Version {
+				g.Version = st.app.Version
+			}
+			continue
+		}
+		// The subgroup of id on the way to the app.
+		rel := aid.Segments()[len(id.Segments())]
+		sub[PathID(strings.TrimSuffix(string(id), "/")+"/"+rel)] = true
+	}
+	slices.SortFunc(g.Apps, func(a, b *App) int { return strings.Compare(a.ID, b.ID) })
+	for _, sid := range slices.Sorted(maps.Keys(sub)) {
+		sg, _ := buildGroup(apps, sid)
+		if sg.Version > g.Version {
+			g.Version = sg.Version
+		}
+		g.Groups = append(g.Groups, sg)
+	}
+	return g, found || id == Root
+}
+
+// handleGroups is GET /v2/groups[/{id}]: the group tree the apps' ids
+// make (groups are read-only for now: they exist through their apps).
+func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, http.MethodGet)
+		return
+	}
+	id, err := ParsePathID("/"+strings.Trim(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/"), Root)
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, errorJSON{Message: "Group does not exist"})
+		return
+	}
+	s.eng.mu.RLock()
+	g, ok := buildGroup(s.eng.apps, id)
+	s.eng.mu.RUnlock()
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorJSON{Message: fmt.Sprintf("Group '%s' does not exist", id)})
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}

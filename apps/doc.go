@@ -22,8 +22,8 @@
 // reads its instances back and reconciles them with the master through
 // frameworks.Driver, killing nothing that still runs.
 //
-// What Marathon does that this package does not do yet: groups
-// (/v2/groups) and dependencies, pods, readiness checks, Marathon-side
+// What Marathon does that this package does not do yet: changing groups
+// (they are read-only, made of the apps' ids) and dependencies, pods, readiness checks, Marathon-side
 // HTTP/TCP health checks (they run as Mesos-native ones), leader election
 // with --zk, unreachable strategies, persistent volumes, secrets, the web
 // UI (a plain page lists the apps). docs/apps.md has the detail.
