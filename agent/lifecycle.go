@@ -276,7 +276,10 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*
 			return
 		}
 		a.sendStarting(ctx, es, fmt.Sprintf("Fetching %d URI(s)", len(uris)))
-		req := FetchRequest{URIs: uris, Dir: dir, User: runAs, MaxBytes: diskBytes(es.resources)}
+		a.mu.Lock()
+		disk := diskBytes(es.resources)
+		a.mu.Unlock()
+		req := FetchRequest{URIs: uris, Dir: dir, User: runAs, MaxBytes: disk}
 		if err := a.cfg.Fetch(launchCtx, req); err != nil {
 			a.metricsInc(func(m *agentMetrics) { m.fetchFailed++ })
 			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: "+err.Error())
@@ -285,13 +288,18 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*
 		a.metricsInc(func(m *agentMetrics) { m.fetchOK++ })
 	}
 
+	// es.resources shrinks as tasks end (a kill may come now): read it
+	// under the lock.
+	a.mu.Lock()
+	launchRes := append([]*mesos.Resource(nil), es.resources...)
+	a.mu.Unlock()
 	spec := containerizer.LaunchSpec{
 		ContainerID: es.containerID,
 		Executor:    a.launchSpecExecutor(es),
 		Framework:   fi,
 		SandboxDir:  dir,
 		Env:         a.executorEnv(es, dir, fi),
-		Resources:   es.resources,
+		Resources:   launchRes,
 		StdoutPath:  filepath.Join(dir, "stdout"),
 		StderrPath:  filepath.Join(dir, "stderr"),
 		User:        runAs,
