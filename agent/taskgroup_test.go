@@ -209,9 +209,21 @@ func TestTaskGroupTaskRunsAsItsUser(t *testing.T) {
 	c := newCluster(t, nil)
 	a := c.startAgent(t, traversableDir(t), 0, nil)
 	fw := c.subscribe(t, testFramework("pods"))
-	task := commandTask("whoami", `id -u; touch "$MESOS_SANDBOX/mine"`)
+	task := commandTask("whoami", `id -u; touch "$MESOS_SANDBOX/mine"; sleep 3`)
 	task.Command.User = proto.String("nobody")
+	// Its health check runs as it too.
+	task.HealthCheck = &mesos.HealthCheck{
+		Type:                mesos.HealthCheck_COMMAND.Enum(),
+		Command:             &mesos.CommandInfo{Value: proto.String(`[ "$(id -u)" = 65534 ]`)},
+		DelaySeconds:        proto.Float64(0),
+		IntervalSeconds:     proto.Float64(0.1),
+		ConsecutiveFailures: proto.Uint32(1),
+	}
 	fw.launchGroup(a, groupExecutor("pod6"), task)
+	fw.waitState("whoami", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	if st := fw.waitState("whoami", mesos.TaskState_TASK_RUNNING, 10*time.Second); !st.GetHealthy() {
+		t.Errorf("health check as the task's user: healthy=%v (%s)", st.GetHealthy(), st.GetMessage())
+	}
 	fw.waitState("whoami", mesos.TaskState_TASK_FINISHED, 10*time.Second)
 	dir := filepath.Join(a.groupSandbox(fw.ID(), "pod6"), "tasks", "whoami")
 	b, err := os.ReadFile(filepath.Join(dir, "stdout"))

@@ -397,7 +397,7 @@ func taskEnv(env []string, dir, parent string) []string {
 // which shares the task's namespaces: HTTP and TCP probes reach it on
 // 127.0.0.1, commands run beside it with its environment and sandbox.
 func (e *Executor) startChecks(ctx context.Context, d *driver.Driver, t *task, env []string) {
-	target := health.Target{Host: "127.0.0.1", Command: health.ExecCommand(t.dir, env)}
+	target := health.Target{Host: "127.0.0.1", Command: health.ExecCommandAs(t.dir, env, t.cmd.SysProcAttr.Credential)}
 	stop := health.Start(ctx, t.info, target, time.Now(), health.Hooks{
 		Send: func(st *mesos.TaskStatus) { e.send(ctx, d, t, st) },
 		Kill: func(r health.Report) {

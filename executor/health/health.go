@@ -277,6 +277,13 @@ func runCommand(ctx context.Context, run CommandFunc, ci *mesos.CommandInfo) (in
 // shares the task's namespaces), in dir with env, in its own process group
 // that a timeout kills whole.
 func ExecCommand(dir string, env []string) CommandFunc {
+	return ExecCommandAs(dir, env, nil)
+}
+
+// ExecCommandAs is ExecCommand as the task's user, cred (nil: the
+// executor's), for an executor that runs tasks of another user than its
+// own: a check runs as its task does.
+func ExecCommandAs(dir string, env []string, cred *syscall.Credential) CommandFunc {
 	return func(ctx context.Context, c *mesos.CommandInfo) (int32, error) {
 		var cmd *exec.Cmd
 		if c.Shell == nil || c.GetShell() {
@@ -291,7 +298,7 @@ func ExecCommand(dir string, env []string) CommandFunc {
 		for _, v := range c.GetEnvironment().GetVariables() {
 			cmd.Env = append(cmd.Env, v.GetName()+"="+v.GetValue())
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		cmd.WaitDelay = time.Second
 		err := cmd.Run()
