@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine: install what is needed, build,
-# start `mesolite local` (a master and an agent in one process on
-# 127.0.0.1:5050 and :5051), run a task, and show its sandbox and stdout.
+# start `mesolite local` (a master, an agent and the apps service in one process on
+# 127.0.0.1:5050, :5051 and :8080), run a task, show its sandbox and stdout,
+# and keep an app running through the apps service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -31,5 +32,15 @@ echo "== tasks"
 echo
 echo "== stdout of $TASK, read back through the agent's files API"
 "$BIN" logs --master=127.0.0.1:5050 "$TASK"
+echo
+echo
+echo "== an app kept running by the apps service (Marathon's API on :8080)"
+curl -fsS -X PUT -H 'Content-Type: application/json' http://127.0.0.1:8080/v2/apps/demo-sleeper \
+  -d '{"cmd":"sleep 3600","cpus":0.1,"mem":32,"instances":1}' >/dev/null
+for i in $(seq 1 100); do
+  curl -fsS http://127.0.0.1:8080/v2/apps/demo-sleeper | grep -q '"tasksRunning":1' && break
+  sleep 0.2
+done
+curl -fsS 'http://127.0.0.1:8080/v2/apps/demo-sleeper?embed=apps.tasks' | grep -o '"tasksRunning":[0-9]*\|"tasks":\[{"id":"[^"]*"' 
 echo
 echo "Web UI: http://127.0.0.1:5050/   (stop with: pkill -f 'mesolite local')"

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mesolite/mesolite/apps"
 	"github.com/mesolite/mesolite/master"
 	"github.com/mesolite/mesolite/webui"
 )
@@ -21,6 +22,7 @@ import (
 func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newAgentFlags("local")
 	masterPort := f.fs.Int("master_port", 5050, "port of the master")
+	appsPort := f.fs.Int("apps_port", apps.DefaultHTTPPort, "port of the apps service (Marathon's API) beside them; 0: none")
 	*f.workDir = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").DefValue = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").Usage = "directory for both: the master's registry in <work_dir>/master, sandboxes and agent state in <work_dir>/agent"
@@ -75,10 +77,41 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- m.Run(ctx, ml) }()
 	go func() { defer wg.Done(); errc <- a.Run(ctx, al) }()
+	// The cluster's init: Marathon's API on --apps_port, a framework of
+	// the master like any other, its state beside the master's.
+	if *appsPort != 0 {
+		acfg := apps.Config{Master: masterAddr, HTTPPort: *appsPort, FrameworkName: apps.DefaultFrameworkName,
+			WorkDir: filepath.Join(root, "apps"), Hostname: *f.ip, Logger: log.With("process", "apps"),
+			FailoverTimeout: 7 * 24 * time.Hour, TaskLaunchTimeout: apps.DefaultTaskLaunchTimeout,
+			ServicePortMin: apps.DefaultServicePortMin, ServicePortMax: apps.DefaultServicePortMax}
+		if acfg.MasterTLS, err = st.client(); err != nil {
+			fmt.Fprintln(stderr, "mesolite local: apps: TLS:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		svc, err := apps.New(ctx, acfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite local: apps:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		apl, err := net.Listen("tcp", net.JoinHostPort(*f.ip, strconv.Itoa(*appsPort)))
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite local: apps:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- svc.Run(ctx, apl) }()
+		fmt.Fprintf(stdout, "mesolite local: apps (Marathon API) http://%s/v2/apps\n", apl.Addr())
+	}
 	go func() {
 		for i := 0; i < 100 && !a.Connected(); i++ {
 			time.Sleep(50 * time.Millisecond)
