@@ -61,6 +61,13 @@ func (fw *framework) launchGroup(a *testAgent, ex *mesos.ExecutorInfo, tasks ...
 		Type:        mesos.Offer_Operation_LAUNCH_GROUP.Enum(),
 		LaunchGroup: &mesos.Offer_Operation_LaunchGroup{Executor: ex, TaskGroup: &mesos.TaskGroupInfo{Tasks: tasks}},
 	}
+	// What the executor said, when the test fails.
+	fw.t.Cleanup(func() {
+		if fw.t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(a.groupSandbox(fw.ID(), ex.GetExecutorId().GetValue()), "stderr"))
+			fw.t.Logf("executor %s stderr:\n%s", ex.GetExecutorId().GetValue(), b)
+		}
+	})
 	if err := fw.Accept(context.Background(), []*mesos.OfferID{offer.GetId()}, []*mesos.Offer_Operation{op}, scheduler.RefuseFor(0)); err != nil {
 		fw.t.Fatalf("launch group: %v", err)
 	}
