@@ -49,6 +49,8 @@ func newCommand(name, synopsis string, stdout, stderr io.Writer) *command {
 	// the right stream.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	// --help is printed by parse, to the command's stdout.
+	fs.HelpOutput = nil
 	return &command{FlagSet: fs, name: name, stdout: stdout, stderr: stderr}
 }
 

@@ -21,6 +21,12 @@ import (
 // default for trying mesolite out on one machine.
 func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newAgentFlags("local")
+	f.fs.SetSynopsis(`mesolite local [--work_dir=DIR] [--ip=IP] [--master_port=5050] [--port=5051] [--apps_port=8080] [agent flags]
+
+Runs a master, an agent and the apps service (Marathon's API) in one
+process, for trying mesolite out on one machine: the master's registry in
+<work_dir>/master, the agent's sandboxes and state in <work_dir>/agent, the
+apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 	masterPort := f.fs.Int("master_port", 5050, "port of the master")
 	appsPort := f.fs.Int("apps_port", apps.DefaultHTTPPort, "port of the apps service (Marathon's API) beside them; 0: none")
 	*f.workDir = "/tmp/mesolite"

@@ -25,21 +25,37 @@ type FlagSet struct {
 	lookup   func(string) (string, bool)
 	// EnvPrefix is MESOS_ by default; a variable MESOS_WORK_DIR sets --work_dir.
 	EnvPrefix string
+	// HelpOutput receives the usage on --help (os.Stdout by default: help
+	// asked for is output, not an error); nil prints nothing, for callers
+	// that print it themselves.
+	HelpOutput io.Writer
 }
 
 // New returns a FlagSet for the subcommand name. synopsis is the usage line
 // and the paragraph shown above the flags by --help.
 func New(name, synopsis string) *FlagSet {
 	fs := &FlagSet{
-		FlagSet:   flag.NewFlagSet(name, flag.ContinueOnError),
-		name:      name,
-		synopsis:  synopsis,
-		lookup:    os.LookupEnv,
-		EnvPrefix: "MESOS_",
+		FlagSet:    flag.NewFlagSet(name, flag.ContinueOnError),
+		name:       name,
+		synopsis:   synopsis,
+		lookup:     os.LookupEnv,
+		EnvPrefix:  "MESOS_",
+		HelpOutput: os.Stdout,
 	}
-	fs.Usage = func() { fs.PrintUsage(fs.Output()) }
+	// The flag package prints nothing itself: Parse returns its errors
+	// in this command line's words (explain) for the caller to print,
+	// and prints the usage on --help to HelpOutput.
+	fs.FlagSet.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
+
+// SetOutput is kept for callers of the flag package's API; the flag
+// package prints nothing here (see New).
+func (fs *FlagSet) SetOutput(io.Writer) {}
+
+// SetSynopsis replaces the usage line and paragraph --help shows.
+func (fs *FlagSet) SetSynopsis(s string) { fs.synopsis = s }
 
 // SetLookupEnv replaces os.LookupEnv (tests).
 func (fs *FlagSet) SetLookupEnv(f func(string) (string, bool)) { fs.lookup = f }
@@ -93,6 +109,9 @@ func (fs *FlagSet) Parse(args []string) error {
 		rewritten = append(rewritten, a)
 	}
 	if err := fs.FlagSet.Parse(rewritten); err != nil {
+		if errors.Is(err, flag.ErrHelp) && fs.HelpOutput != nil {
+			fs.PrintUsage(fs.HelpOutput)
+		}
 		return fs.explain(err)
 	}
 	set := map[string]bool{}

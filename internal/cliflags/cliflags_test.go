@@ -2,6 +2,8 @@ package cliflags
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -84,5 +86,25 @@ func TestErrorsSpeakDoubleDash(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// TestHelpGoesToHelpOutput: --help prints the usage to HelpOutput (stdout
+// by default), not with the errors; nil prints nothing.
+func TestHelpGoesToHelpOutput(t *testing.T) {
+	var out strings.Builder
+	fs := New("svc", "mesolite svc [flags]\n\nDoes things.")
+	fs.HelpOutput = &out
+	fs.String("work_dir", "", "where")
+	if err := fs.Parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Parse(--help) = %v", err)
+	}
+	if !strings.Contains(out.String(), "mesolite svc [flags]") || !strings.Contains(out.String(), "--work_dir") {
+		t.Fatalf("usage %q", out.String())
+	}
+	quiet := New("svc", "x")
+	quiet.HelpOutput = nil
+	if err := quiet.Parse([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Parse(-h) = %v", err)
 	}
 }
