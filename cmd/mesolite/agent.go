@@ -178,7 +178,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 		WorkDir:                           *f.workDir,
 		Resources:                         res,
 		Attributes:                        attrs,
-		Version:                           version.Version,
+		Version:                           version.MesosVersion, // as the master reports it; the build in /version
 		ExecutorRegistrationTimeout:       *f.execRegTimeout,
 		ExecutorShutdownGracePeriod:       *f.execShutdownGrace,
 		RecoveryTimeout:                   *f.recoveryT,

@@ -122,7 +122,9 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 	cfg.MaxFrameworks = *f.maxFrameworks
 	cfg.MaxFrameworksPerPrincipal = *f.maxPerPrincipal
 	cfg.MaxRequestsPerIP = *f.maxIP
-	cfg.Version = version.Version
+	// The version reported is the Mesos release whose APIs are spoken (tools
+	// gate features on it); this build's own is /version's git_tag.
+	cfg.Version = version.MesosVersion
 	cfg.UI = webui.Master(webui.Options{Title: *f.clusterName})
 	cfg.Logger = log
 	flags := map[string]string{}
