@@ -468,6 +468,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
+	warnUnknownEnv(log, f.fs)
 	a, err := f.buildAgent(ctx, log, level)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite agent:", err)

@@ -41,6 +41,7 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 		return 2
 	}
 	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	warnUnknownEnv(log, f.fs)
 	root, err := filepath.Abs(*f.workDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite local:", err)

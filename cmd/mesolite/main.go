@@ -18,6 +18,7 @@ import (
 	"github.com/mesolite/mesolite/cli"
 	"github.com/mesolite/mesolite/executor/driver"
 	"github.com/mesolite/mesolite/fetcher"
+	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/isolation"
 )
@@ -93,6 +94,15 @@ func usage(w io.Writer, cmds map[string]subcommand) {
 func versionMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "mesolite %s (Mesos API %s)\n", version.String(), version.MesosVersion)
 	return 0
+}
+
+// warnUnknownEnv says which MESOS_* variables name no flag of the command:
+// the command line refuses an unknown flag, and the environment must not
+// ignore one without a word (MESOS_LOG_DIR where there is no --log_dir).
+func warnUnknownEnv(log *slog.Logger, fs *cliflags.FlagSet) {
+	if unknown := fs.UnknownEnv(os.Environ()); len(unknown) > 0 {
+		log.Warn("environment variables that name no flag of this command are ignored", "variables", unknown)
+	}
 }
 
 // newLogger makes the process logger: text on stderr, or JSON with

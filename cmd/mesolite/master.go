@@ -144,6 +144,7 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
+	warnUnknownEnv(log, f.fs)
 	cfg := f.config(log)
 	cfg.LoggingLevel = level
 	auth, err := httpauth.New(httpauth.Options{

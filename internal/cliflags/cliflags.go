@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -232,4 +233,26 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// UnknownEnv lists the environment variables with this FlagSet's prefix
+// that name no flag of it (MESOS_LOG_DIR where there is no --log_dir):
+// what the command line would refuse, the environment would otherwise
+// ignore without a word. environ is os.Environ() or a test's list; names
+// in ignore are not reported (variables a parent process sets for other
+// reasons, such as an executor's MESOS_SANDBOX).
+func (fs *FlagSet) UnknownEnv(environ []string, ignore ...string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		flagName, ok := strings.CutPrefix(name, fs.EnvPrefix)
+		if !ok || flagName == "" || slices.Contains(ignore, name) {
+			continue
+		}
+		if fs.Lookup(strings.ToLower(flagName)) == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -108,3 +108,12 @@ func TestHelpGoesToHelpOutput(t *testing.T) {
 		t.Fatalf("Parse(-h) = %v", err)
 	}
 }
+
+func TestUnknownEnv(t *testing.T) {
+	fs := New("agent", "x")
+	fs.String("work_dir", "", "")
+	got := fs.UnknownEnv([]string{"MESOS_WORK_DIR=/w", "MESOS_LOG_DIR=/l", "PATH=/bin", "MESOS_SANDBOX=/s", "MESOS_=x", "MESOS_QUORUM=2"}, "MESOS_SANDBOX")
+	if strings.Join(got, ",") != "MESOS_LOG_DIR,MESOS_QUORUM" {
+		t.Fatalf("UnknownEnv = %v", got)
+	}
+}
