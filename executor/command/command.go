@@ -218,7 +218,7 @@ func (e *Executor) buildCommand(task *mesos.TaskInfo) (*exec.Cmd, error) {
 		}
 	}
 	cmd.Dir = e.cfg.Directory
-	cmd.Env = os.Environ()
+	cmd.Env = driver.TaskEnviron()
 	for _, v := range ci.GetEnvironment().GetVariables() {
 		if v.GetType() == mesos.Environment_Variable_SECRET {
 			return nil, fmt.Errorf("environment variable %s: secrets are not supported", v.GetName())

@@ -39,7 +39,7 @@ const TasksDir = "tasks"
 
 // envToken is the executor's credential on the agent's executor API; a
 // task must never hold it (it could speak for its executor).
-const envToken = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+const envToken = driver.EnvToken
 
 // Main runs the default executor until every task it was given ended and
 // the agent has the terminal updates. args are ignored: everything comes

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,18 @@ type Config struct {
 	TLS *tls.Config
 }
 
+// EnvToken is the variable holding the executor's credential on the
+// agent's executor API.
+const EnvToken = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
+
+// TaskEnviron is the executor's environment without its credential: what
+// a task it starts inherits. With the token a task could speak for its
+// executor (report itself finished while it runs, message the framework).
+func TaskEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, EnvToken+"=") })
+}
+
 // ConfigFromEnv reads the variables the agent sets for every executor.
 func ConfigFromEnv(getenv func(string) string) (c Config, err error) {
 	c = Config{
@@ -66,7 +79,7 @@ func ConfigFromEnv(getenv func(string) string) (c Config, err error) {
 		Directory:     getenv("MESOS_DIRECTORY"),
 		Sandbox:       getenv("MESOS_SANDBOX"),
 		Checkpoint:    getenv("MESOS_CHECKPOINT") == "1",
-		Token:         getenv("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+		Token:         getenv(EnvToken),
 	}
 	var missing []string
 	for _, kv := range [][2]string{{"MESOS_AGENT_ENDPOINT", c.AgentEndpoint}, {"MESOS_FRAMEWORK_ID", c.FrameworkID}, {"MESOS_EXECUTOR_ID", c.ExecutorID}} {
