@@ -67,6 +67,15 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		name = "stderr"
 	}
 	file := sandboxPath(task.FrameworkID, task.executorID()) + "/" + name
+	if task.executorID() != task.ID {
+		// A task of a group runs in its own sandbox inside its executor's
+		// (Mesos's tasks/<task_id>); a task of a custom executor writes
+		// to the executor's.
+		own := sandboxPath(task.FrameworkID, task.executorID()) + "/tasks/" + task.ID + "/" + name
+		if _, err := readFile(ctx, agent, own, -1, 0); err == nil {
+			file = own
+		}
+	}
 
 	start := *offset
 	if start < 0 {

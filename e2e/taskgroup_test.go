@@ -44,6 +44,10 @@ func TestRunTaskGroupSharesAVolume(t *testing.T) {
 	if b, err := os.ReadFile(logs[0]); err != nil || string(b) != "from-writer\n" {
 		t.Errorf("reader's stdout %q, %v", b, err)
 	}
+	// `mesolite logs` reads the task's own sandbox, not its executor's.
+	if out, code := mesolite(t, 30*time.Second, "logs", "--master="+c.masterAddr, "reader-1"); code != 0 || out != "from-writer\n" {
+		t.Errorf("mesolite logs reader-1: exit %d, %q", code, out)
+	}
 }
 
 // One task of the group fails: the other is killed by the group's policy,
