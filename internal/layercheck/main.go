@@ -46,8 +46,9 @@ var rules = []rule{
 	{from: "agent", banned: []string{"master", "cli", "scheduler"}},
 	// The framework base speaks to a cluster only through the scheduler
 	// API; its test harness runs a real master and agents.
-	{from: "frameworks", except: []string{"frameworks/clustertest"}, banned: []string{"master", "agent", "containerizer", "executor", "isolation", "cli", "cmd", "apps"}},
+	{from: "frameworks", except: []string{"frameworks/clustertest"}, banned: []string{"master", "agent", "containerizer", "executor", "isolation", "cli", "cmd", "apps", "jobs"}},
 	{from: "apps", banned: []string{"master", "agent", "containerizer", "executor", "isolation", "cli", "cmd"}},
+	{from: "jobs", banned: []string{"master", "agent", "containerizer", "executor", "isolation", "cli", "cmd", "apps"}},
 }
 
 var upper = []string{"master", "agent", "containerizer", "executor", "scheduler", "cli", "cmd"}

@@ -1,0 +1,223 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// HTTP bounds (DESIGN.md: every server is bounded), as apps has them.
+const (
+	maxBodyBytes      = 1 << 20
+	bodyReadTimeout   = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	maxSearchLimit    = 10000
+)
+
+// routes is Chronos's API, on its plain and its /v1 paths.
+func (s *Service) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"", "/v1"} {
+		mux.HandleFunc("GET "+prefix+"/scheduler/jobs", s.handleList)
+		mux.HandleFunc("GET "+prefix+"/scheduler/jobs/search", s.handleSearch)
+		mux.HandleFunc("POST "+prefix+"/scheduler/iso8601", s.handleAdd(true))
+		mux.HandleFunc("POST "+prefix+"/scheduler/dependency", s.handleAdd(false))
+		mux.HandleFunc("PUT "+prefix+"/scheduler/dependency", s.handleAdd(false))
+		mux.HandleFunc("DELETE "+prefix+"/scheduler/job/{name}", s.handleDelete)
+		mux.HandleFunc("PUT "+prefix+"/scheduler/job/{name}", s.handleStart)
+		mux.HandleFunc("DELETE "+prefix+"/scheduler/task/kill/{name}", s.handleKill)
+		mux.HandleFunc("GET "+prefix+"/scheduler/leader", s.handleLeader)
+	}
+	mux.HandleFunc("GET /leader", s.handleLeader)
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "pong\n")
+	})
+	return mux
+}
+
+// bounded caps request bodies and sets the headers every answer carries.
+func bounded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBodyBytes {
+			writeError(w, errdefs.Statusf(http.StatusRequestEntityTooLarge, "Request body is larger than %d bytes", maxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		errdefs.HTTPError(w, fmt.Errorf("encoding the answer: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+// writeError answers as Chronos does: a refused request (bad JSON, an
+// invalid job, an unknown job name) is 400 with the reason as plain
+// text; a server failure is 500 without detail.
+func writeError(w http.ResponseWriter, err error) {
+	code := errdefs.HTTPStatus(err)
+	if code == http.StatusInternalServerError || code == http.StatusServiceUnavailable {
+		errdefs.HTTPError(w, err)
+		return
+	}
+	if code == http.StatusNotFound || code == http.StatusConflict {
+		code = http.StatusBadRequest
+	}
+	msg := err.Error()
+	for _, class := range []error{errdefs.ErrNotFound, errdefs.ErrConflict, errdefs.ErrInvalid} {
+		msg = strings.TrimSuffix(msg, ": "+class.Error())
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	io.WriteString(w, msg+"\n")
+}
+
+// readBody reads a JSON request body within the bounds.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			// A form or text body is what a cross-site page can send
+			// without asking: only JSON changes anything.
+			return nil, errdefs.Statusf(http.StatusUnsupportedMediaType, "Unsupported media type %q: send application/json", ct)
+		}
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, errdefs.Statusf(http.StatusRequestEntityTooLarge, "Request body is larger than %d bytes", maxBodyBytes)
+		}
+		return nil, fmt.Errorf("reading the request body: %w: %w", errdefs.ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// sortedJobs is a copy of every job, by name.
+func (s *Service) sortedJobs() []Job {
+	s.mu.Lock()
+	out := make([]Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		out = append(out, *j)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Job) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sortedJobs())
+}
+
+// handleSearch is /scheduler/jobs/search: name, command and any match as
+// lower-case substrings; limit and offset page the result.
+func (s *Service) handleSearch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name, command, anyTerm := strings.ToLower(q.Get("name")), strings.ToLower(q.Get("command")), strings.ToLower(q.Get("any"))
+	num := func(key string, def int) (int, error) {
+		v := q.Get(key)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%s=%q is not a count: %w", key, v, errdefs.ErrInvalid)
+		}
+		return n, nil
+	}
+	limit, err := num("limit", maxSearchLimit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	offset, err := num("offset", 0)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []Job{}
+	for _, j := range s.sortedJobs() {
+		ln, lc := strings.ToLower(j.Name), strings.ToLower(j.Command)
+		if name != "" && !strings.Contains(ln, name) ||
+			command != "" && !strings.Contains(lc, command) ||
+			anyTerm != "" && !strings.Contains(ln, anyTerm) && !strings.Contains(lc, anyTerm) {
+			continue
+		}
+		out = append(out, j)
+	}
+	out = out[min(offset, len(out)):]
+	out = out[:min(limit, len(out))]
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) handleAdd(scheduled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		j, err := DecodeJob(b)
+		if err == nil {
+			err = s.AddJob(r.Context(), j, scheduled)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.DeleteJob(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleStart is PUT /scheduler/job/{name}: run now, with ?arguments=
+// appended to the command (ignored by a shell job, as Chronos does).
+func (s *Service) handleStart(w http.ResponseWriter, r *http.Request) {
+	if err := s.StartNow(r.PathValue("name"), r.URL.Query().Get("arguments")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) handleKill(w http.ResponseWriter, r *http.Request) {
+	if err := s.KillRuns(r.PathValue("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"leader": s.leader()})
+}

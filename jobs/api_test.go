@@ -1,0 +1,122 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/mesolite/mesolite/frameworks"
+)
+
+// newTestService is a Service on a store in a temporary directory, not
+// running: its API works, nothing is launched.
+func newTestService(t *testing.T) (*Service, *frameworks.LocalStore) {
+	t.Helper()
+	st, err := frameworks.OpenLocalStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := New(context.Background(), Config{Master: "127.0.0.1:1", Hostname: "jobs.example", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	s, st := newTestService(t)
+	h := s.Handler()
+	steps := []struct {
+		method, path, body string
+		code               int
+		says               string
+	}{
+		{"GET", "/ping", "", 200, "pong"},
+		{"GET", "/scheduler/jobs", "", 200, "[]"},
+		{"POST", "/scheduler/iso8601", `{"name":"a","command":"echo a","schedule":"R/2030-01-01T00:00:00Z/PT5M","owner":"bob@example.com"}`, 204, ""},
+		{"POST", "/v1/scheduler/iso8601", `{"name":"b.x_1-2","command":"echo b","schedule":"R5//P1D","cpus":"0.5","mem":"64"}`, 204, ""},
+		{"POST", "/scheduler/dependency", `{"name":"c","command":"echo c","parents":["a","b.x_1-2"]}`, 204, ""},
+		{"PUT", "/v1/scheduler/dependency", `{"name":"d","command":"echo d","parents":["c"]}`, 204, ""},
+		// Refusals, as Chronos answers them: 400 with the reason.
+		{"POST", "/scheduler/iso8601", `{"name":"../x","command":"echo","schedule":"R//PT5M"}`, 400, "not allowed"},
+		{"POST", "/scheduler/iso8601", `{"name":"..","command":"echo","schedule":"R//PT5M"}`, 400, "not allowed"},
+		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","schedule":"R/tomorrow/PT5M"}`, 400, "start"},
+		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","schedule":"R//PT5M","epsilon":"5m"}`, 400, "epsilon"},
+		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","parents":["a"]}`, 400, "needs a schedule"},
+		{"POST", "/scheduler/dependency", `{"name":"e","command":"echo","parents":["nope"]}`, 400, "does not exist"},
+		{"POST", "/scheduler/dependency", `{"name":"a","command":"echo","parents":["d"]}`, 400, "cycle"},
+		{"POST", "/scheduler/dependency", `{"name":"e","command":"echo"}`, 400, "needs parents"},
+		{"POST", "/scheduler/iso8601", `{"name":"e",`, 400, "not valid JSON"},
+		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","schedule":"R//PT5M","constraints":[["rack","NEAR","x"]]}`, 400, "EQUALS"},
+		{"DELETE", "/scheduler/job/nope", "", 400, "not found"},
+		{"PUT", "/scheduler/job/nope", "", 400, "not found"},
+		{"DELETE", "/scheduler/job/a", "", 400, "parent of [c]"},
+		{"GET", "/scheduler/jobs/search?name=B.X", "", 200, `"name":"b.x_1-2"`},
+		{"GET", "/scheduler/jobs/search?command=echo&limit=1&offset=1", "", 200, `"name":"b.x_1-2"`},
+		{"GET", "/scheduler/jobs/search?any=zzz", "", 200, "[]"},
+		{"GET", "/scheduler/jobs/search?limit=-1", "", 400, "limit"},
+		{"GET", "/v1/scheduler/leader", "", 200, `{"leader":"jobs.example:8081"}`},
+		{"DELETE", "/scheduler/job/d", "", 204, ""},
+		{"GET", "/scheduler/bogus", "", 404, ""},
+	}
+	for _, st := range steps {
+		code, body := do(t, h, st.method, st.path, st.body)
+		if code != st.code || !strings.Contains(body, st.says) {
+			t.Fatalf("%s %s %s: %d %q; want %d with %q", st.method, st.path, st.body, code, body, st.code, st.says)
+		}
+	}
+	// A form body is not JSON: refused before it changes anything.
+	req := httptest.NewRequest("POST", "/scheduler/iso8601", strings.NewReader(`{"name":"f","command":"x","schedule":"R//PT5M"}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnsupportedMediaType {
+		t.Fatalf("form body: %d", rec.Code)
+	}
+	big := `{"name":"g","command":"` + strings.Repeat("x", 2<<20) + `","schedule":"R//PT5M"}`
+	if code, _ := do(t, h, "POST", "/scheduler/iso8601", big); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB body: %d", code)
+	}
+
+	_, body := do(t, h, "GET", "/scheduler/jobs", "")
+	var jobs []map[string]any
+	if err := json.Unmarshal([]byte(body), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 3 {
+		t.Fatalf("jobs: %s", body)
+	}
+	a, b := jobs[0], jobs[1]
+	if a["name"] != "a" || a["shell"] != true || a["retries"] != 2.0 || a["cpus"] != 0.1 || a["epsilon"] != "PT60S" || a["owner"] != "bob@example.com" {
+		t.Fatalf("defaults of a: %v", a)
+	}
+	if b["cpus"] != 0.5 || b["mem"] != 64.0 || !strings.HasPrefix(b["schedule"].(string), "R5/20") {
+		t.Fatalf("b: %v (an empty start is resolved to now)", b)
+	}
+
+	// The jobs survive a restart.
+	s2, err := New(context.Background(), Config{Master: "127.0.0.1:1", Hostname: "h", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, ok := s2.Job("c"); !ok || len(j.Parents) != 2 {
+		t.Fatalf("after a restart, c = %+v, %v", j, ok)
+	}
+}

@@ -1,0 +1,230 @@
+package jobs
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+)
+
+// Defaults of a job's fields, Chronos's.
+const (
+	DefaultCPUs    = 0.1
+	DefaultMem     = 128
+	DefaultDisk    = 256
+	DefaultRetries = 2
+	DefaultEpsilon = "PT60S"
+	maxNameLen     = 200
+	maxRetries     = 100
+)
+
+// Job is a job definition in Chronos's JSON shape, with the counts and
+// times Chronos keeps in it. A job has a Schedule or Parents, never both.
+type Job struct {
+	Name                 string     `json:"name"`
+	Description          string     `json:"description"`
+	Command              string     `json:"command"`
+	Shell                bool       `json:"shell"`
+	Arguments            []string   `json:"arguments"`
+	Schedule             string     `json:"schedule,omitempty"`
+	ScheduleTimeZone     string     `json:"scheduleTimeZone"`
+	Parents              []string   `json:"parents,omitempty"`
+	Epsilon              string     `json:"epsilon"`
+	Executor             string     `json:"executor"`
+	ExecutorFlags        string     `json:"executorFlags"`
+	Retries              int        `json:"retries"`
+	Owner                string     `json:"owner"`
+	OwnerName            string     `json:"ownerName"`
+	Async                bool       `json:"async"`
+	Concurrent           bool       `json:"concurrent"`
+	SuccessCount         int64      `json:"successCount"`
+	ErrorCount           int64      `json:"errorCount"`
+	ErrorsSinceSuccess   int64      `json:"errorsSinceLastSuccess"`
+	LastSuccess          string     `json:"lastSuccess"`
+	LastError            string     `json:"lastError"`
+	CPUs                 flexFloat  `json:"cpus"`
+	Mem                  flexFloat  `json:"mem"`
+	Disk                 flexFloat  `json:"disk"`
+	Disabled             bool       `json:"disabled"`
+	SoftError            bool       `json:"softError"`
+	HighPriority         bool       `json:"highPriority"`
+	RunAsUser            string     `json:"runAsUser"`
+	Container            *Container `json:"container,omitempty"`
+	EnvironmentVariables []EnvVar   `json:"environmentVariables"`
+	URIs                 []string   `json:"uris"`
+	Fetch                []Fetch    `json:"fetch"`
+	Constraints          [][]string `json:"constraints"`
+	DataProcessingJob    bool       `json:"dataProcessingJobType"`
+}
+
+// Container is a job's container: DOCKER (or MESOS) with an image.
+type Container struct {
+	Type           string      `json:"type"`
+	Image          string      `json:"image"`
+	Network        string      `json:"network,omitempty"`
+	ForcePullImage bool        `json:"forcePullImage,omitempty"`
+	Volumes        []Volume    `json:"volumes,omitempty"`
+	Parameters     []Parameter `json:"parameters,omitempty"`
+}
+
+// Volume is a host path mounted in a job's container.
+type Volume struct {
+	ContainerPath string `json:"containerPath"`
+	HostPath      string `json:"hostPath,omitempty"`
+	Mode          string `json:"mode,omitempty"`
+}
+
+// Parameter is a docker run option.
+type Parameter struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// EnvVar is one environment variable of a job's task.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Fetch is one URI the fetcher downloads into the sandbox.
+type Fetch struct {
+	URI        string `json:"uri"`
+	Cache      bool   `json:"cache"`
+	Extract    bool   `json:"extract"`
+	Executable bool   `json:"executable"`
+}
+
+// flexFloat is a number that Chronos's clients send as a JSON number or
+// as a string ("cpus": "0.5" in its own docs).
+type flexFloat float64
+
+func (f *flexFloat) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		*f = flexFloat(v)
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = flexFloat(v)
+	return nil
+}
+
+// DecodeJob reads a job as a client sends it, filling Chronos's defaults
+// for the fields it leaves out.
+func DecodeJob(b []byte) (*Job, error) {
+	j := &Job{Shell: true, Retries: DefaultRetries, CPUs: DefaultCPUs, Mem: DefaultMem, Disk: DefaultDisk, Epsilon: DefaultEpsilon}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(j); err != nil {
+		return nil, fmt.Errorf("the job is not valid JSON: %v: %w", err, errdefs.ErrInvalid)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("the job is followed by more JSON: %w", errdefs.ErrInvalid)
+	}
+	if j.Epsilon == "" {
+		j.Epsilon = DefaultEpsilon
+	}
+	return j, nil
+}
+
+// ValidName checks a job name: Chronos's letters, digits, '-', '_' and
+// '.', at least one, not "." or ".." (a name is a path segment in the
+// API and a store key), at most maxNameLen long.
+func ValidName(name string) error {
+	if name == "" || len(name) > maxNameLen {
+		return fmt.Errorf("job name %.40q: must be 1 to %d characters: %w", name, maxNameLen, errdefs.ErrInvalid)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("job name %q is not allowed: %w", name, errdefs.ErrInvalid)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("job name %.40q: %q is not allowed; use letters, digits, '-', '_' and '.': %w", name, c, errdefs.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Validate checks j on its own (that its parents exist is the store's
+// check). scheduled says whether it came as a scheduled job (iso8601) or a
+// dependent one (dependency). now resolves an empty schedule start.
+func (j *Job) Validate(scheduled bool, now time.Time) error {
+	if err := ValidName(j.Name); err != nil {
+		return err
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("job %s: %s: %w", j.Name, fmt.Sprintf(format, a...), errdefs.ErrInvalid)
+	}
+	if strings.TrimSpace(j.Command) == "" && j.Container == nil {
+		return bad("no command")
+	}
+	switch {
+	case scheduled && j.Schedule == "":
+		return bad("a scheduled job needs a schedule (POST /scheduler/dependency for a job with parents)")
+	case scheduled && len(j.Parents) > 0:
+		return bad("a scheduled job has no parents (POST /scheduler/dependency for a dependent job)")
+	case !scheduled && len(j.Parents) == 0:
+		return bad("a dependent job needs parents (POST /scheduler/iso8601 for a scheduled job)")
+	case !scheduled && j.Schedule != "":
+		return bad("a dependent job has no schedule")
+	}
+	if j.Schedule != "" {
+		if _, err := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now); err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
+	}
+	for _, p := range j.Parents {
+		if err := ValidName(p); err != nil {
+			return fmt.Errorf("job %s: parent: %w", j.Name, err)
+		}
+		if p == j.Name {
+			return bad("a job cannot be its own parent")
+		}
+	}
+	if _, err := ParsePeriod(j.Epsilon); err != nil {
+		return fmt.Errorf("job %s: epsilon: %w", j.Name, err)
+	}
+	if j.Retries < 0 || j.Retries > maxRetries {
+		return bad("retries %d: must be 0 to %d", j.Retries, maxRetries)
+	}
+	if j.CPUs <= 0 || j.Mem <= 0 || j.Disk < 0 {
+		return bad("cpus and mem must be positive, disk not negative")
+	}
+	if c := j.Container; c != nil {
+		if t := strings.ToUpper(c.Type); t != "DOCKER" && t != "MESOS" && t != "" {
+			return bad("container type %q: DOCKER or MESOS", c.Type)
+		}
+		if c.Image == "" {
+			return bad("the container has no image")
+		}
+	}
+	for _, e := range j.EnvironmentVariables {
+		if e.Name == "" || strings.ContainsAny(e.Name, "=\x00") {
+			return bad("environment variable name %q", e.Name)
+		}
+	}
+	for _, c := range j.Constraints {
+		if len(c) != 3 {
+			return bad("constraint %q: [attribute, operator, value]", c)
+		}
+		if op := strings.ToUpper(c[1]); !slices.Contains([]string{"EQUALS", "LIKE", "UNLIKE"}, op) {
+			return bad("constraint operator %q: EQUALS, LIKE or UNLIKE", c[1])
+		}
+	}
+	return nil
+}

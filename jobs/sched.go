@@ -1,0 +1,519 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/frameworks"
+	"github.com/mesolite/mesolite/resources"
+	"google.golang.org/protobuf/proto"
+)
+
+// A run is one attempt at running a job, one task. Its states:
+//
+//	queued ──offer──▶ launching ──TASK_RUNNING──▶ running
+//	  ▲                  │                          │
+//	  │ launch refused   │ terminal update          │ terminal update
+//	  └──────────────────┤◀─────────────────────────┘
+//	                     ├─ TASK_FINISHED ─▶ succeeded (successCount, dependents)
+//	                     └─ other ─▶ failed ─┬─ attempt < retries: a new run, queued
+//	                                         └─ else: errorCount
+//
+// Runs live in memory only: a restarted service does not know the runs in
+// flight (their tasks end without being counted).
+type runState int
+
+const (
+	runQueued runState = iota
+	runLaunching
+	runRunning
+	runSucceeded
+	runFailed
+)
+
+func (s runState) String() string {
+	return [...]string{"queued", "launching", "running", "succeeded", "failed"}[s]
+}
+
+type run struct {
+	job      string
+	taskID   string
+	attempt  int
+	state    runState
+	agentID  string
+	args     string // manual start's ?arguments=
+	queuedAt time.Time
+	high     bool
+	stopped  bool // the job was deleted or its tasks killed: not counted
+}
+
+// runTable is the runs of every job: those waiting for an offer and those
+// launched, by task id.
+type runTable struct {
+	queue  []*run
+	byTask map[string]*run
+	// triggered is when each dependent job was last started by its
+	// parents (or, after a restart, its last result): its parents must
+	// all succeed after it to start it again.
+	triggered map[string]time.Time
+}
+
+func newRunTable() runTable {
+	return runTable{byTask: map[string]*run{}, triggered: map[string]time.Time{}}
+}
+
+// busyLocked says whether job has a run queued or in flight.
+func (s *Service) busyLocked(job string) bool {
+	return slices.ContainsFunc(s.runs.queue, func(r *run) bool { return r.job == job }) || s.inFlightLocked(job)
+}
+
+func (s *Service) inFlightLocked(job string) bool {
+	for _, r := range s.runs.byTask {
+		if r.job == job && !r.stopped {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueueLocked queues a run of j.
+func (s *Service) enqueueLocked(j *Job, attempt int, args string, now time.Time) {
+	s.runs.queue = append(s.runs.queue, &run{job: j.Name, attempt: attempt, args: args, queuedAt: now, high: j.HighPriority, state: runQueued})
+	s.driver.Revive()
+}
+
+// StartNow queues a run of the named job (PUT /scheduler/job/{name}); it
+// starts when no other run of the job is in flight (unless async or
+// concurrent).
+func (s *Service) StartNow(name, args string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[name]
+	if !ok {
+		return errNoJob(name)
+	}
+	s.enqueueLocked(j, 0, args, time.Now())
+	return nil
+}
+
+// KillRuns kills the job's tasks and drops its queued runs
+// (DELETE /scheduler/task/kill/{name}).
+func (s *Service) KillRuns(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.jobs[name]; !ok {
+		return errNoJob(name)
+	}
+	s.stopRunsLocked(name)
+	return nil
+}
+
+func (s *Service) stopRunsLocked(name string) {
+	s.runs.queue = slices.DeleteFunc(s.runs.queue, func(r *run) bool { return r.job == name })
+	for _, r := range s.runs.byTask {
+		if r.job == name && !r.stopped {
+			r.stopped = true
+			s.driver.Kill(r.taskID, r.agentID)
+		}
+	}
+	delete(s.runs.triggered, name)
+}
+
+// loop starts due scheduled runs every tick (and when a job changes).
+func (s *Service) loop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		s.tick(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// tick queues the scheduled jobs due at now. A job's schedule is
+// rewritten as Chronos does: each run started (or skipped) moves its
+// start to the next run and counts its repetitions down. A run due more
+// than epsilon ago is skipped; a due job with a run still queued or in
+// flight waits for it (never two runs at once, unless async or
+// concurrent), so epsilon decides whether it still runs.
+func (s *Service) tick(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range s.jobs {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		j := s.jobs[name]
+		if j.Schedule == "" || j.Disabled {
+			continue
+		}
+		sc, err := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
+		if err != nil || sc.Repeat == 0 || now.Before(sc.Start) {
+			continue
+		}
+		eps, _ := ParsePeriod(j.Epsilon)
+		late := now.After(eps.AddTo(sc.Start, 1))
+		if !late && s.busyLocked(name) && !j.Async && !j.Concurrent {
+			continue
+		}
+		next := *j
+		if late {
+			at, k, ok := sc.Next(now)
+			if !ok {
+				sc.Repeat = 0
+			} else {
+				sc.Start = at
+				if sc.Repeat != Forever {
+					sc.Repeat -= k
+				}
+			}
+			s.log.Info("run missed by more than epsilon; skipped", "job", name, "due", sc.Start, "epsilon", j.Epsilon)
+		} else {
+			sc.Start = sc.At(1)
+			if sc.Repeat != Forever {
+				sc.Repeat--
+			}
+		}
+		next.Schedule = sc.String()
+		if err := s.putJobLocked(ctx, &next); err != nil {
+			s.log.Warn("cannot store the job's next run; trying again", "job", name, "err", err)
+			continue
+		}
+		if !late {
+			s.enqueueLocked(&next, 0, "", now)
+		}
+	}
+}
+
+var _ frameworks.Scheduler = (*Service)(nil)
+
+// Registered implements frameworks.Scheduler.
+func (s *Service) Registered(context.Context, string, *mesos.MasterInfo) {}
+
+// KnownTasks implements frameworks.Scheduler.
+func (s *Service) KnownTasks() []frameworks.TaskRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]frameworks.TaskRef, 0, len(s.runs.byTask))
+	for _, r := range s.runs.byTask {
+		out = append(out, frameworks.TaskRef{TaskID: r.taskID, AgentID: r.agentID})
+	}
+	return out
+}
+
+// Wants implements frameworks.Scheduler.
+func (s *Service) Wants() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.runs.queue) > 0
+}
+
+// TaskID is Chronos's task id of a run: ct:<millis>:<attempt>:<job>:, so a
+// user finds a job's runs in the Mesos UI by its name.
+func TaskID(job string, attempt int, at time.Time) string {
+	return "ct:" + strconv.FormatInt(at.UnixMilli(), 10) + ":" + strconv.Itoa(attempt) + ":" + job + ":"
+}
+
+// Offers implements frameworks.Scheduler: queued runs, high priority
+// first, then oldest first, on the first offer that fits them.
+func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]frameworks.Launch, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	queue := slices.Clone(s.runs.queue)
+	slices.SortStableFunc(queue, func(a, b *run) int {
+		if a.high != b.high {
+			if a.high {
+				return -1
+			}
+			return 1
+		}
+		return a.queuedAt.Compare(b.queuedAt)
+	})
+	lefts := make([][]*mesos.Resource, len(offers))
+	for i, o := range offers {
+		lefts[i] = o.GetResources()
+	}
+	tasks := make([][]*mesos.TaskInfo, len(offers))
+	launched := map[*run]bool{}
+	for _, r := range queue {
+		j := s.jobs[r.job]
+		if j == nil {
+			launched[r] = true // the job is gone: drop the run
+			continue
+		}
+		if !j.Async && !j.Concurrent && s.inFlightLocked(r.job) {
+			continue
+		}
+		for i, o := range offers {
+			task, used, ok := s.place(j, r, o, lefts[i], now)
+			if !ok {
+				continue
+			}
+			lefts[i] = resources.Remaining(lefts[i], used)
+			tasks[i] = append(tasks[i], task)
+			r.taskID, r.agentID, r.state = task.GetTaskId().GetValue(), o.GetAgentId().GetValue(), runLaunching
+			s.runs.byTask[r.taskID] = r
+			launched[r] = true
+			s.log.Info("launching a run", "job", r.job, "task_id", r.taskID, "attempt", r.attempt, "agent_id", r.agentID)
+			break
+		}
+	}
+	s.runs.queue = slices.DeleteFunc(s.runs.queue, func(r *run) bool { return launched[r] })
+	var launches []frameworks.Launch
+	for i, o := range offers {
+		if len(tasks[i]) > 0 {
+			launches = append(launches, frameworks.Launch{Offer: o, Tasks: tasks[i]})
+		}
+	}
+	return launches, len(s.runs.queue) > 0
+}
+
+// place builds the task of run r of j on offer o from what is left of it,
+// if it fits and the job's constraints allow the agent.
+func (s *Service) place(j *Job, r *run, o *mesos.Offer, left []*mesos.Resource, now time.Time) (*mesos.TaskInfo, []*mesos.Resource, bool) {
+	where := frameworks.PlacementOf(o)
+	for _, c := range j.Constraints {
+		parts := slices.Clone(c)
+		if strings.EqualFold(parts[1], "EQUALS") {
+			parts[1] = frameworks.Cluster
+		}
+		fc, err := frameworks.ParseConstraint(parts)
+		if err != nil || !fc.Allows(where, nil) {
+			return nil, nil, false
+		}
+	}
+	role := s.cfg.Role
+	var usable []*mesos.Resource
+	for _, res := range left {
+		if rr := resources.ReservationRole(res); rr == resources.Unreserved || role != "" && rr == role {
+			usable = append(usable, res)
+		}
+	}
+	want := []*mesos.Resource{scalar(resources.CPUs, float64(j.CPUs)), scalar(resources.Mem, float64(j.Mem))}
+	if j.Disk > 0 {
+		want = append(want, scalar(resources.Disk, float64(j.Disk)))
+	}
+	used, _, err := resources.Allocate(usable, want, 0)
+	if err != nil {
+		return nil, nil, false
+	}
+	taskID := TaskID(j.Name, r.attempt, now)
+	return &mesos.TaskInfo{
+		Name:      proto.String("ChronosTask:" + j.Name),
+		TaskId:    &mesos.TaskID{Value: proto.String(taskID)},
+		AgentId:   o.GetAgentId(),
+		Resources: used,
+		Command:   command(j, r, taskID, o.GetHostname()),
+		Container: containerInfo(j),
+	}, used, true
+}
+
+func scalar(name string, v float64) *mesos.Resource {
+	return &mesos.Resource{Name: proto.String(name), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(v)}}
+}
+
+// command is the job's CommandInfo, with the environment Chronos gives a
+// task.
+func command(j *Job, r *run, taskID, host string) *mesos.CommandInfo {
+	ci := &mesos.CommandInfo{}
+	if j.Shell {
+		ci.Shell, ci.Value = proto.Bool(true), proto.String(j.Command)
+	} else {
+		args := append([]string{j.Command}, j.Arguments...)
+		args = append(args, strings.Fields(r.args)...)
+		ci.Shell, ci.Value, ci.Arguments = proto.Bool(false), proto.String(j.Command), args
+	}
+	if j.RunAsUser != "" {
+		ci.User = proto.String(j.RunAsUser)
+	}
+	env := []*mesos.Environment_Variable{}
+	add := func(k, v string) {
+		env = append(env, &mesos.Environment_Variable{Name: proto.String(k), Value: proto.String(v)})
+	}
+	add("mesos_task_id", taskID)
+	add("CHRONOS_JOB_OWNER", j.Owner)
+	add("CHRONOS_JOB_NAME", j.Name)
+	add("HOST", host)
+	add("CHRONOS_RESOURCE_CPU", strconv.FormatFloat(float64(j.CPUs), 'f', -1, 64))
+	add("CHRONOS_RESOURCE_MEM", strconv.FormatFloat(float64(j.Mem), 'f', -1, 64))
+	add("CHRONOS_RESOURCE_DISK", strconv.FormatFloat(float64(j.Disk), 'f', -1, 64))
+	for _, e := range j.EnvironmentVariables {
+		add(e.Name, e.Value)
+	}
+	ci.Environment = &mesos.Environment{Variables: env}
+	for _, u := range j.URIs {
+		ci.Uris = append(ci.Uris, &mesos.CommandInfo_URI{Value: proto.String(u), Extract: proto.Bool(true)})
+	}
+	for _, f := range j.Fetch {
+		ci.Uris = append(ci.Uris, &mesos.CommandInfo_URI{Value: proto.String(f.URI), Executable: proto.Bool(f.Executable),
+			Extract: proto.Bool(f.Extract), Cache: proto.Bool(f.Cache)})
+	}
+	return ci
+}
+
+// containerInfo is the job's docker container, if it has one.
+func containerInfo(j *Job) *mesos.ContainerInfo {
+	c := j.Container
+	if c == nil {
+		return nil
+	}
+	if strings.EqualFold(c.Type, "MESOS") {
+		return &mesos.ContainerInfo{Type: mesos.ContainerInfo_MESOS.Enum(),
+			Mesos: &mesos.ContainerInfo_MesosInfo{Image: &mesos.Image{Type: mesos.Image_DOCKER.Enum(),
+				Docker: &mesos.Image_Docker{Name: proto.String(c.Image)}}}}
+	}
+	d := &mesos.ContainerInfo_DockerInfo{Image: proto.String(c.Image), ForcePullImage: proto.Bool(c.ForcePullImage)}
+	switch strings.ToUpper(c.Network) {
+	case "BRIDGE":
+		d.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
+	case "NONE":
+		d.Network = mesos.ContainerInfo_DockerInfo_NONE.Enum()
+	case "USER":
+		d.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
+	default:
+		d.Network = mesos.ContainerInfo_DockerInfo_HOST.Enum()
+	}
+	for _, p := range c.Parameters {
+		d.Parameters = append(d.Parameters, &mesos.Parameter{Key: proto.String(p.Key), Value: proto.String(p.Value)})
+	}
+	ci := &mesos.ContainerInfo{Type: mesos.ContainerInfo_DOCKER.Enum(), Docker: d}
+	for _, v := range c.Volumes {
+		mode := mesos.Volume_RW.Enum()
+		if strings.EqualFold(v.Mode, "RO") {
+			mode = mesos.Volume_RO.Enum()
+		}
+		ci.Volumes = append(ci.Volumes, &mesos.Volume{ContainerPath: proto.String(v.ContainerPath), HostPath: proto.String(v.HostPath), Mode: mode})
+	}
+	return ci
+}
+
+// LaunchFailed implements frameworks.Scheduler: the runs go back to the
+// queue.
+func (s *Service) LaunchFailed(ctx context.Context, tasks []*mesos.TaskInfo, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range tasks {
+		if r := s.runs.byTask[t.GetTaskId().GetValue()]; r != nil {
+			delete(s.runs.byTask, r.taskID)
+			if !r.stopped {
+				r.state, r.taskID, r.agentID = runQueued, "", ""
+				s.runs.queue = append(s.runs.queue, r)
+			}
+		}
+	}
+}
+
+// timeFormat is how Chronos writes lastSuccess and lastError.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+// Update implements frameworks.Scheduler: it moves the run along its
+// states and records the result in the job before acknowledging.
+func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, state := st.GetTaskId().GetValue(), st.GetState()
+	r := s.runs.byTask[id]
+	if r == nil {
+		if !mesos.IsTerminal(state) {
+			s.log.Warn("killing a task no run stands for", "task_id", id, "state", state)
+			s.driver.Kill(id, st.GetAgentId().GetValue())
+		}
+		ack()
+		return
+	}
+	if !mesos.IsTerminal(state) {
+		if state == mesos.TaskState_TASK_RUNNING {
+			r.state = runRunning
+		}
+		ack()
+		return
+	}
+	delete(s.runs.byTask, id)
+	j := s.jobs[r.job]
+	if r.stopped || j == nil {
+		ack()
+		return
+	}
+	now := time.Now()
+	next := *j
+	if state == mesos.TaskState_TASK_FINISHED {
+		r.state = runSucceeded
+		next.SuccessCount++
+		next.ErrorsSinceSuccess = 0
+		next.LastSuccess = now.UTC().Format(timeFormat)
+	} else {
+		r.state = runFailed
+		if r.attempt < j.Retries {
+			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", st.GetMessage())
+			s.enqueueLocked(j, r.attempt+1, r.args, now)
+			ack()
+			return
+		}
+		next.ErrorCount++
+		next.ErrorsSinceSuccess++
+		next.LastError = now.UTC().Format(timeFormat)
+	}
+	s.log.Info("run ended", "job", j.Name, "task_id", id, "state", r.state, "task_state", state)
+	if err := s.putJobLocked(ctx, &next); err != nil {
+		s.log.Warn("cannot record the run's result; the agent sends it again", "job", j.Name, "task_id", id, "err", err)
+		return
+	}
+	ack()
+	if r.state == runSucceeded {
+		s.startDependentsLocked(j.Name, now)
+	}
+}
+
+// startDependentsLocked queues the jobs whose parents (parent among them)
+// have all succeeded since the job was last started by them.
+func (s *Service) startDependentsLocked(parent string, now time.Time) {
+	for _, c := range s.jobs {
+		if c.Disabled || !slices.Contains(c.Parents, parent) {
+			continue
+		}
+		since, ok := s.runs.triggered[c.Name]
+		if !ok {
+			since = latest(c.LastSuccess, c.LastError)
+		}
+		all := true
+		for _, p := range c.Parents {
+			pj := s.jobs[p]
+			if pj == nil || !latest(pj.LastSuccess).After(since) {
+				all = false
+				break
+			}
+		}
+		if all {
+			s.runs.triggered[c.Name] = now
+			s.log.Info("parents succeeded; starting the dependent job", "job", c.Name, "parents", c.Parents)
+			s.enqueueLocked(c, 0, "", now)
+		}
+	}
+}
+
+// latest is the latest of Chronos times; the zero time for none.
+func latest(times ...string) time.Time {
+	var out time.Time
+	for _, v := range times {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil && t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
+
+// String names a run in logs.
+func (r *run) String() string { return fmt.Sprintf("%s#%d(%s)", r.job, r.attempt, r.state) }
