@@ -1,0 +1,174 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/frameworks/clustertest"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/jobs"
+)
+
+func TestMain(m *testing.M) { clustertest.Main(m) }
+
+// service is `mesolite jobs` run in the test's process against a real
+// master.
+type service struct {
+	url string
+	svc *jobs.Service
+}
+
+func startJobs(t *testing.T, master string) *service {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := jobs.New(ctx, jobs.Config{
+		Master: master, Hostname: "127.0.0.1", HTTPPort: ln.Addr().(*net.TCPAddr).Port, WorkDir: t.TempDir(),
+		Logger: clustertest.Logger().With("process", "jobs"), Tick: 100 * time.Millisecond,
+		DeclineIdle: time.Second, DeclineBusy: 100 * time.Millisecond, MinReviveInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		cancel()
+		ln.Close()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx, ln) }()
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("jobs service: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("the jobs service did not stop")
+			}
+		})
+	})
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool { return svc.FrameworkID() != "" }, "jobs subscribed")
+	return &service{url: "http://" + ln.Addr().String(), svc: svc}
+}
+
+func (s *service) call(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (s *service) mustCall(t *testing.T, want int, method, path, body string) string {
+	t.Helper()
+	code, b := s.call(t, method, path, body)
+	if code != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, code, b, want)
+	}
+	return b
+}
+
+// job reads a job through the API (as a client does).
+func (s *service) job(t *testing.T, name string) jobs.Job {
+	t.Helper()
+	var list []jobs.Job
+	if err := json.Unmarshal([]byte(s.mustCall(t, 200, "GET", "/v1/scheduler/jobs/search?name="+name, "")), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range list {
+		if j.Name == name {
+			return j
+		}
+	}
+	t.Fatalf("no job %s", name)
+	return jobs.Job{}
+}
+
+// tasksOf is the ids of the master's tasks (live and completed) of job.
+func tasksOf(t *testing.T, c *clustertest.Cluster, fwID, job string) []string {
+	t.Helper()
+	f := c.Framework(t, fwID)
+	if f == nil {
+		return nil
+	}
+	var out []string
+	for _, task := range append(f.Tasks, f.CompletedTasks...) {
+		if strings.HasSuffix(task.ID, ":"+job+":") && strings.HasPrefix(task.ID, "ct:") {
+			out = append(out, task.ID)
+		}
+	}
+	return out
+}
+
+func TestJobsOnARealCluster(t *testing.T) {
+	c := clustertest.New(t)
+	c.AddAgent(t, clustertest.AgentOptions{})
+	s := startJobs(t, c.Addr)
+	fw := s.svc.FrameworkID()
+	if f := c.Framework(t, fw); f == nil || f.Name != "chronos" {
+		t.Fatalf("framework %+v, want chronos", f)
+	}
+
+	s.mustCall(t, 204, "POST", "/v1/scheduler/iso8601", `{"name":"every2s","command":"true","schedule":"R//PT2S","epsilon":"PT30S","owner":"ops@example.com"}`)
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"manual","command":"true","schedule":"R/2099-01-01T00:00:00Z/P1D"}`)
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"parent","command":"true","schedule":"R1//PT1H"}`)
+	s.mustCall(t, 204, "POST", "/scheduler/dependency", `{"name":"child","command":"true","parents":["parent"]}`)
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"failing","command":"exit 3","schedule":"R1//PT1H","retries":2}`)
+	s.mustCall(t, 204, "PUT", "/scheduler/job/manual", "")
+
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "every2s").SuccessCount >= 2
+	}, "every2s ran twice")
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "manual").SuccessCount == 1
+	}, "manual ran once, started by PUT")
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "child").SuccessCount == 1
+	}, "child ran after its parent")
+	p, ch := s.job(t, "parent"), s.job(t, "child")
+	if p.SuccessCount != 1 || ch.LastSuccess < p.LastSuccess {
+		t.Fatalf("parent %d at %s, child at %s: the child must run after its parent succeeded", p.SuccessCount, p.LastSuccess, ch.LastSuccess)
+	}
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "failing").ErrorCount == 1
+	}, "failing recorded its error")
+	if f := s.job(t, "failing"); f.SuccessCount != 0 || f.ErrorsSinceSuccess != 1 || f.LastError == "" {
+		t.Fatalf("failing: %+v", f)
+	}
+	if runs := tasksOf(t, c, fw, "failing"); len(runs) != 3 {
+		t.Fatalf("failing ran as %v, want 3 tasks (2 retries)", runs)
+	}
+
+	// DELETE stops it: no more runs.
+	s.mustCall(t, 204, "DELETE", "/v1/scheduler/job/every2s", "")
+	time.Sleep(500 * time.Millisecond) // a run launched just before ends
+	before := len(tasksOf(t, c, fw, "every2s"))
+	time.Sleep(4 * time.Second)
+	if after := len(tasksOf(t, c, fw, "every2s")); after != before {
+		t.Fatalf("every2s ran %d more times after DELETE", after-before)
+	}
+	if code, _ := s.call(t, "PUT", "/scheduler/job/every2s", ""); code != 400 {
+		t.Fatalf("starting a deleted job: %d", code)
+	}
+}
