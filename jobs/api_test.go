@@ -107,6 +107,9 @@ func TestAPI(t *testing.T) {
 	if a["name"] != "a" || a["shell"] != true || a["retries"] != 2.0 || a["cpus"] != 0.1 || a["epsilon"] != "PT60S" || a["owner"] != "bob@example.com" {
 		t.Fatalf("defaults of a: %v", a)
 	}
+	if args, ok := a["arguments"].([]any); !ok || len(args) != 0 {
+		t.Fatalf("arguments of a: %v, want []", a["arguments"])
+	}
 	if b["cpus"] != 0.5 || b["mem"] != 64.0 || !strings.HasPrefix(b["schedule"].(string), "R5/20") {
 		t.Fatalf("b: %v (an empty start is resolved to now)", b)
 	}

@@ -139,6 +139,12 @@ func DecodeJob(b []byte) (*Job, error) {
 	if j.Epsilon == "" {
 		j.Epsilon = DefaultEpsilon
 	}
+	// Chronos lists empty lists as [], not null; clients index them.
+	j.Arguments = nonNil(j.Arguments)
+	j.EnvironmentVariables = nonNil(j.EnvironmentVariables)
+	j.URIs = nonNil(j.URIs)
+	j.Fetch = nonNil(j.Fetch)
+	j.Constraints = nonNil(j.Constraints)
 	return j, nil
 }
 
@@ -227,4 +233,11 @@ func (j *Job) Validate(scheduled bool, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

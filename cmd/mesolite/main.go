@@ -34,6 +34,7 @@ func commands() map[string]subcommand {
 		"master":            {summary: "run a master", run: masterMain},
 		"agent":             {summary: "run a node agent", run: agentMain},
 		"apps":              {summary: "run long-running apps with Marathon's REST API (a built-in framework)", run: appsMain},
+		"jobs":              {summary: "run scheduled jobs with Chronos's REST API (a built-in framework, the cluster's cron)", run: jobsMain},
 		"local":             {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
 		"version":           {summary: "print the version", run: versionMain},
 		"run":               {summary: "run one task and follow it to its end", run: cli.Run},

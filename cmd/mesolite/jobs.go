@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/jobs"
+)
+
+// jobsMain is `mesolite jobs`: the Chronos-compatible cron, a framework of
+// the cluster like any other. Its flags are Chronos's where they apply,
+// also read from CHRONOS_<FLAG>.
+func jobsMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := cliflags.New("jobs", `mesolite jobs --master=HOST:PORT [flags]
+
+Runs scheduled jobs on the cluster (ISO 8601 repeating intervals,
+dependent jobs, retries) and serves Chronos's REST API (/scheduler/jobs,
+/scheduler/iso8601, /scheduler/dependency, ...; also under /v1), so
+Chronos's job definitions, scripts and clients work unchanged. Its state
+(framework id, jobs with their counts) is kept in --work_dir.`)
+	fs.EnvPrefix = "CHRONOS_"
+	master := fs.String("master", "", "the Mesos master: host:port, zk://host:2181/mesos or file:///path (required)")
+	zkHosts := fs.String("zk_hosts", "", "ZooKeeper hosts for state and leader election: not supported yet")
+	httpAddr := fs.String("http_address", "127.0.0.1", "address the API listens on (0.0.0.0: every interface; the API has no authentication yet)")
+	httpPort := fs.Int("http_port", jobs.DefaultHTTPPort, "port the API listens on")
+	hostname := fs.String("hostname", "", "hostname the API is reached at, for the framework's web UI link and /scheduler/leader\n(default: the system's hostname, or the listen address when that is loopback)")
+	name := fs.String("mesos_framework_name", jobs.DefaultFrameworkName, "framework name")
+	role := fs.String("mesos_role", "", "role the framework subscribes with (empty: *)")
+	user := fs.String("user", "", "user jobs run as when they name no runAsUser (default: the current user)")
+	failover := fs.Int64("failover_timeout", int64((7 * 24 * time.Hour).Seconds()), "seconds the master keeps the framework's tasks while it is away")
+	workDir := fs.String("work_dir", "/var/lib/mesolite/jobs", "directory of the framework's state")
+	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
+	format := fs.String("log_format", "text", "log format: text or json")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mesolite jobs:", err)
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "mesolite jobs:", err)
+		return 1
+	}
+	switch {
+	case *master == "":
+		fmt.Fprintln(stderr, "mesolite jobs: --master is required")
+		return 2
+	case *zkHosts != "":
+		return fail(errors.New("--zk_hosts is not supported yet: run one jobs service with a local --work_dir"))
+	case *failover < 0:
+		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative")
+		return 2
+	}
+	log := newLogger(stderr, *level, *format)
+	cfg := jobs.Config{
+		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
+		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,
+	}
+	cfg.Hostname = *hostname
+	if cfg.Hostname == "" {
+		if ip := net.ParseIP(*httpAddr); ip != nil && ip.IsLoopback() {
+			cfg.Hostname = *httpAddr
+		} else if h, err := os.Hostname(); err == nil {
+			cfg.Hostname = h
+		}
+	}
+	svc, err := jobs.New(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(*httpAddr, strconv.Itoa(*httpPort)))
+	if err != nil {
+		return fail(err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("the API listens beyond loopback without authentication: anyone who reaches it can run commands on the cluster", "address", ln.Addr().String())
+	}
+	fmt.Fprintf(stdout, "mesolite jobs: Chronos API at http://%s/scheduler/jobs (framework %q, master %s)\n",
+		net.JoinHostPort(cfg.Hostname, strconv.Itoa(*httpPort)), *name, *master)
+	if err := svc.Run(ctx, ln); err != nil {
+		log.Error("jobs stopped", "error", err)
+		return 1
+	}
+	return 0
+}
