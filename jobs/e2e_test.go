@@ -21,11 +21,14 @@ func TestMain(m *testing.M) { clustertest.Main(m) }
 // service is `mesolite jobs` run in the test's process against a real
 // master.
 type service struct {
-	url string
-	svc *jobs.Service
+	url  string
+	svc  *jobs.Service
+	stop func()
 }
 
-func startJobs(t *testing.T, master string) *service {
+// startJobs starts the jobs service on workDir; stop (also at the end of
+// the test) stops it as a SIGTERM would.
+func startJobs(t *testing.T, master, workDir string) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +36,7 @@ func startJobs(t *testing.T, master string) *service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := jobs.New(ctx, jobs.Config{
-		Master: master, Hostname: "127.0.0.1", HTTPPort: ln.Addr().(*net.TCPAddr).Port, WorkDir: t.TempDir(),
+		Master: master, Hostname: "127.0.0.1", HTTPPort: ln.Addr().(*net.TCPAddr).Port, WorkDir: workDir,
 		Logger: clustertest.Logger().With("process", "jobs"), Tick: 100 * time.Millisecond,
 		DeclineIdle: time.Second, DeclineBusy: 100 * time.Millisecond, MinReviveInterval: 50 * time.Millisecond,
 	})
@@ -45,7 +48,7 @@ func startJobs(t *testing.T, master string) *service {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx, ln) }()
 	var once sync.Once
-	t.Cleanup(func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -57,9 +60,10 @@ func startJobs(t *testing.T, master string) *service {
 				t.Error("the jobs service did not stop")
 			}
 		})
-	})
+	}
+	t.Cleanup(stop)
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool { return svc.FrameworkID() != "" }, "jobs subscribed")
-	return &service{url: "http://" + ln.Addr().String(), svc: svc}
+	return &service{url: "http://" + ln.Addr().String(), svc: svc, stop: stop}
 }
 
 func (s *service) call(t *testing.T, method, path, body string) (int, string) {
@@ -124,7 +128,7 @@ func tasksOf(t *testing.T, c *clustertest.Cluster, fwID, job string) []string {
 func TestJobsOnARealCluster(t *testing.T) {
 	c := clustertest.New(t)
 	c.AddAgent(t, clustertest.AgentOptions{})
-	s := startJobs(t, c.Addr)
+	s := startJobs(t, c.Addr, t.TempDir())
 	fw := s.svc.FrameworkID()
 	if f := c.Framework(t, fw); f == nil || f.Name != "chronos" {
 		t.Fatalf("framework %+v, want chronos", f)
@@ -170,5 +174,31 @@ func TestJobsOnARealCluster(t *testing.T) {
 	}
 	if code, _ := s.call(t, "PUT", "/scheduler/job/every2s", ""); code != 400 {
 		t.Fatalf("starting a deleted job: %d", code)
+	}
+}
+
+// TestRestartAdoptsRunningRun: a jobs service restarted while a run is in
+// flight adopts it (reconciliation names it), counts its end, and starts
+// no second run.
+func TestRestartAdoptsRunningRun(t *testing.T) {
+	c := clustertest.New(t)
+	c.AddAgent(t, clustertest.AgentOptions{})
+	dir := t.TempDir()
+	s := startJobs(t, c.Addr, dir)
+	fw := s.svc.FrameworkID()
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"slow","command":"sleep 3","schedule":"R1//PT1H"}`)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		return len(c.RunningTasks(t, fw)) == 1
+	}, "slow running")
+	s.stop()
+	s = startJobs(t, c.Addr, dir)
+	if s.svc.FrameworkID() != fw {
+		t.Fatalf("framework %s after the restart, want %s (failover)", s.svc.FrameworkID(), fw)
+	}
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "slow").SuccessCount == 1
+	}, "the adopted run counted")
+	if runs := tasksOf(t, c, fw, "slow"); len(runs) != 1 {
+		t.Fatalf("slow ran as %v, want one task", runs)
 	}
 }

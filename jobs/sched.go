@@ -24,8 +24,9 @@ import (
 //	                     └─ other ─▶ failed ─┬─ attempt < retries: a new run, queued
 //	                                         └─ else: errorCount
 //
-// Runs live in memory only: a restarted service does not know the runs in
-// flight (their tasks end without being counted).
+// Runs live in memory only; a restarted service adopts the runs still in
+// flight when reconciliation tells of them (their task ids name the job),
+// but the queued ones and the retries left are lost.
 type runState int
 
 const (
@@ -224,6 +225,22 @@ func (s *Service) Wants() bool {
 // user finds a job's runs in the Mesos UI by its name.
 func TaskID(job string, attempt int, at time.Time) string {
 	return "ct:" + strconv.FormatInt(at.UnixMilli(), 10) + ":" + strconv.Itoa(attempt) + ":" + job + ":"
+}
+
+// ParseTaskID reads the job name and attempt out of a task id TaskID made.
+func ParseTaskID(id string) (job string, attempt int, ok bool) {
+	parts := strings.Split(id, ":")
+	if len(parts) != 5 || parts[0] != "ct" || parts[4] != "" {
+		return "", 0, false
+	}
+	if _, err := strconv.ParseInt(parts[1], 10, 64); err != nil {
+		return "", 0, false
+	}
+	attempt, err := strconv.Atoi(parts[2])
+	if err != nil || attempt < 0 || ValidName(parts[3]) != nil {
+		return "", 0, false
+	}
+	return parts[3], attempt, true
 }
 
 // Offers implements frameworks.Scheduler: queued runs, high priority
@@ -426,6 +443,16 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 	defer s.mu.Unlock()
 	id, state := st.GetTaskId().GetValue(), st.GetState()
 	r := s.runs.byTask[id]
+	if r == nil && !mesos.IsTerminal(state) {
+		// A run of ours from before a restart (reconciliation tells of
+		// it): adopt it, so that its end is counted and no second run
+		// starts beside it.
+		if name, attempt, ok := ParseTaskID(id); ok && s.jobs[name] != nil {
+			r = &run{job: name, taskID: id, attempt: attempt, agentID: st.GetAgentId().GetValue(), state: runLaunching, queuedAt: time.Now()}
+			s.runs.byTask[id] = r
+			s.log.Info("adopted a run from before a restart", "job", name, "task_id", id, "state", state)
+		}
+	}
 	if r == nil {
 		if !mesos.IsTerminal(state) {
 			s.log.Warn("killing a task no run stands for", "task_id", id, "state", state)

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,20 @@ func TestTickEpsilonAndRepeats(t *testing.T) {
 func TestTaskID(t *testing.T) {
 	if got := TaskID("nightly", 1, time.UnixMilli(1428515194358)); got != "ct:1428515194358:1:nightly:" {
 		t.Fatal(got)
+	}
+	for id, want := range map[string]string{
+		"ct:1428515194358:1:nightly:": "nightly/1",
+		"ct:1:0:a.b_c-d:":             "a.b_c-d/0",
+		"ct:x:0:a:":                   "",
+		"ct:1:0:a":                    "",
+		"ct:1:0:a:b:":                 "",
+		"ct:1:-1:a:":                  "",
+		"ct:1:0:..:":                  "",
+		"app.1234":                    "",
+	} {
+		job, attempt, ok := ParseTaskID(id)
+		if got := job + "/" + strconv.Itoa(attempt); ok != (want != "") || ok && got != want {
+			t.Errorf("ParseTaskID(%q) = %s, %v; want %q", id, got, ok, want)
+		}
 	}
 }
