@@ -37,6 +37,7 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("PUT "+prefix+"/scheduler/dependency", s.handleAdd(false))
 		mux.HandleFunc("DELETE "+prefix+"/scheduler/job/{name}", s.handleDelete)
 		mux.HandleFunc("PUT "+prefix+"/scheduler/job/{name}", s.handleStart)
+		mux.HandleFunc("PUT "+prefix+"/scheduler/job/success/{name}", s.handleSuccess)
 		mux.HandleFunc("DELETE "+prefix+"/scheduler/task/kill/{name}", s.handleKill)
 		mux.HandleFunc("GET "+prefix+"/scheduler/leader", s.handleLeader)
 	}
@@ -208,6 +209,16 @@ func (s *Service) handleStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleSuccess is PUT /scheduler/job/success/{name}: Chronos answers
+// true.
+func (s *Service) handleSuccess(w http.ResponseWriter, r *http.Request) {
+	if err := s.MarkSuccess(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, true)
 }
 
 func (s *Service) handleKill(w http.ResponseWriter, r *http.Request) {

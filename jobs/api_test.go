@@ -65,7 +65,10 @@ func TestAPI(t *testing.T) {
 		{"POST", "/scheduler/dependency", `{"name":"e","command":"echo"}`, 400, "needs parents"},
 		{"POST", "/scheduler/iso8601", `{"name":"e",`, 400, "not valid JSON"},
 		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","schedule":"R//PT5M","constraints":[["rack","NEAR","x"]]}`, 400, "EQUALS"},
+		{"POST", "/scheduler/iso8601", `{"name":"e","command":"echo","schedule":"R//PT5M","constraints":[["rack","LIKE","("]]}`, 400, "regular expression"},
 		{"DELETE", "/scheduler/job/nope", "", 400, "not found"},
+		{"PUT", "/v1/scheduler/job/success/nope", "", 400, "not found"},
+		{"PUT", "/v1/scheduler/job/success/a", "", 200, "true"},
 		{"PUT", "/scheduler/job/nope", "", 400, "not found"},
 		{"DELETE", "/scheduler/job/a", "", 400, "parent of [c]"},
 		{"GET", "/scheduler/jobs/search?name=B.X", "", 200, `"name":"b.x_1-2"`},
@@ -109,6 +112,9 @@ func TestAPI(t *testing.T) {
 	}
 	if args, ok := a["arguments"].([]any); !ok || len(args) != 0 {
 		t.Fatalf("arguments of a: %v, want []", a["arguments"])
+	}
+	if a["successCount"] != 1.0 || a["lastSuccess"] == "" {
+		t.Fatalf("a marked successful: %v", a)
 	}
 	if b["cpus"] != 0.5 || b["mem"] != 64.0 || !strings.HasPrefix(b["schedule"].(string), "R5/20") {
 		t.Fatalf("b: %v (an empty start is resolved to now)", b)

@@ -37,7 +37,7 @@ func startJobs(t *testing.T, master, workDir string) *service {
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := jobs.New(ctx, jobs.Config{
 		Master: master, Hostname: "127.0.0.1", HTTPPort: ln.Addr().(*net.TCPAddr).Port, WorkDir: workDir,
-		Logger: clustertest.Logger().With("process", "jobs"), Tick: 100 * time.Millisecond,
+		Logger: clustertest.Logger().With("process", "jobs"), Tick: 100 * time.Millisecond, RetryBackoff: 200 * time.Millisecond,
 		DeclineIdle: time.Second, DeclineBusy: 100 * time.Millisecond, MinReviveInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

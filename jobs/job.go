@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/frameworks"
 )
 
 // Defaults of a job's fields, Chronos's.
@@ -231,6 +232,9 @@ func (j *Job) Validate(scheduled bool, now time.Time) error {
 		if op := strings.ToUpper(c[1]); !slices.Contains([]string{"EQUALS", "LIKE", "UNLIKE"}, op) {
 			return bad("constraint operator %q: EQUALS, LIKE or UNLIKE", c[1])
 		}
+		if _, err := parseConstraint(c); err != nil {
+			return fmt.Errorf("job %s: %w", j.Name, err)
+		}
 	}
 	return nil
 }
@@ -240,4 +244,14 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// parseConstraint reads a Chronos constraint as the framework base's:
+// EQUALS is Marathon's CLUSTER with a value.
+func parseConstraint(c []string) (frameworks.Constraint, error) {
+	parts := slices.Clone(c)
+	if len(parts) > 1 && strings.EqualFold(parts[1], "EQUALS") {
+		parts[1] = frameworks.Cluster
+	}
+	return frameworks.ParseConstraint(parts)
 }

@@ -22,6 +22,7 @@ import (
 //	  └──────────────────┤◀─────────────────────────┘
 //	                     ├─ TASK_FINISHED ─▶ succeeded (successCount, dependents)
 //	                     └─ other ─▶ failed ─┬─ attempt < retries: a new run, queued
+//	                                         │  after a backoff doubling per attempt
 //	                                         └─ else: errorCount
 //
 // Runs live in memory only; a restarted service adopts the runs still in
@@ -42,15 +43,16 @@ func (s runState) String() string {
 }
 
 type run struct {
-	job      string
-	taskID   string
-	attempt  int
-	state    runState
-	agentID  string
-	args     string // manual start's ?arguments=
-	queuedAt time.Time
-	high     bool
-	stopped  bool // the job was deleted or its tasks killed: not counted
+	job       string
+	taskID    string
+	attempt   int
+	state     runState
+	agentID   string
+	args      string // manual start's ?arguments=
+	queuedAt  time.Time
+	notBefore time.Time // a retry waits out its backoff
+	high      bool
+	stopped   bool // the job was deleted or its tasks killed: not counted
 }
 
 // runTable is the runs of every job: those waiting for an offer and those
@@ -271,7 +273,7 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 			launched[r] = true // the job is gone: drop the run
 			continue
 		}
-		if !j.Async && !j.Concurrent && s.inFlightLocked(r.job) {
+		if !j.Async && !j.Concurrent && s.inFlightLocked(r.job) || now.Before(r.notBefore) {
 			continue
 		}
 		for i, o := range offers {
@@ -303,11 +305,7 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 func (s *Service) place(j *Job, r *run, o *mesos.Offer, left []*mesos.Resource, now time.Time) (*mesos.TaskInfo, []*mesos.Resource, bool) {
 	where := frameworks.PlacementOf(o)
 	for _, c := range j.Constraints {
-		parts := slices.Clone(c)
-		if strings.EqualFold(parts[1], "EQUALS") {
-			parts[1] = frameworks.Cluster
-		}
-		fc, err := frameworks.ParseConstraint(parts)
+		fc, err := parseConstraint(c)
 		if err != nil || !fc.Allows(where, nil) {
 			return nil, nil, false
 		}
@@ -417,6 +415,38 @@ func containerInfo(j *Job) *mesos.ContainerInfo {
 	return ci
 }
 
+// retryBackoff is the wait before attempt (1, 2, ...): RetryBackoff,
+// doubling with each attempt, at most MaxRetryBackoff.
+func (s *Service) retryBackoff(attempt int) time.Duration {
+	d := s.cfg.RetryBackoff
+	for i := 1; i < attempt && d < MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxRetryBackoff)
+}
+
+// MarkSuccess records a success of the named job as if a run had
+// finished, and starts the jobs that depend on it
+// (PUT /scheduler/job/success/{name}).
+func (s *Service) MarkSuccess(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[name]
+	if !ok {
+		return errNoJob(name)
+	}
+	now := time.Now()
+	next := *j
+	next.SuccessCount++
+	next.ErrorsSinceSuccess = 0
+	next.LastSuccess = now.UTC().Format(timeFormat)
+	if err := s.putJobLocked(ctx, &next); err != nil {
+		return err
+	}
+	s.startDependentsLocked(name, now)
+	return nil
+}
+
 // LaunchFailed implements frameworks.Scheduler: the runs go back to the
 // queue.
 func (s *Service) LaunchFailed(ctx context.Context, tasks []*mesos.TaskInfo, err error) {
@@ -486,6 +516,7 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 		if r.attempt < j.Retries {
 			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", st.GetMessage())
 			s.enqueueLocked(j, r.attempt+1, r.args, now)
+			s.runs.queue[len(s.runs.queue)-1].notBefore = now.Add(s.retryBackoff(r.attempt + 1))
 			ack()
 			return
 		}

@@ -45,6 +45,10 @@ type Config struct {
 	Store  frameworks.Store
 	Logger *slog.Logger
 
+	// RetryBackoff is the wait before a failed run's first retry; it
+	// doubles with each further one, up to MaxRetryBackoff.
+	RetryBackoff time.Duration
+
 	// Tuning for tests; zero values are the defaults.
 	Tick                     time.Duration
 	DeclineIdle, DeclineBusy time.Duration
@@ -55,6 +59,8 @@ type Config struct {
 const (
 	DefaultHTTPPort      = 8081
 	DefaultFrameworkName = "chronos"
+	DefaultRetryBackoff  = 10 * time.Second
+	MaxRetryBackoff      = 10 * time.Minute
 )
 
 func (cfg Config) withDefaults() (Config, error) {
@@ -78,6 +84,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
 	}
 	return cfg, nil
 }
