@@ -80,7 +80,7 @@ func TestTaskID(t *testing.T) {
 
 func TestRetryBackoff(t *testing.T) {
 	s := &Service{cfg: Config{RetryBackoff: 10 * time.Second}}
-	for attempt, want := range map[int]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 7: 640 * time.Second, 8: MaxRetryBackoff, 60: MaxRetryBackoff} {
+	for attempt, want := range map[int]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 6: 320 * time.Second, 7: MaxRetryBackoff, 60: MaxRetryBackoff} {
 		if got := s.retryBackoff(attempt); got != want {
 			t.Errorf("retryBackoff(%d) = %s, want %s", attempt, got, want)
 		}
