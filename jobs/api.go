@@ -40,6 +40,7 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("PUT "+prefix+"/scheduler/job/success/{name}", s.handleSuccess)
 		mux.HandleFunc("DELETE "+prefix+"/scheduler/task/kill/{name}", s.handleKill)
 		mux.HandleFunc("GET "+prefix+"/scheduler/leader", s.handleLeader)
+		mux.HandleFunc("GET "+prefix+"/scheduler/graph/dot", s.handleGraphDot)
 	}
 	mux.HandleFunc("GET /leader", s.handleLeader)
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
@@ -231,4 +232,32 @@ func (s *Service) handleKill(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"leader": s.leader()})
+}
+
+// handleGraphDot is the dependency graph in Graphviz's dot language: a
+// node per job, filled by its last result (green: success, red:
+// failure, white: none yet), an edge from each parent to its child.
+func (s *Service) handleGraphDot(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	b.WriteString("digraph G {\n  node [style=filled];\n")
+	jobs := s.sortedJobs()
+	for _, j := range jobs {
+		color := "white"
+		switch ls, le := latest(j.LastSuccess), latest(j.LastError); {
+		case ls.IsZero() && le.IsZero():
+		case ls.After(le):
+			color = "green"
+		default:
+			color = "red"
+		}
+		fmt.Fprintf(&b, "  %s [fillcolor=%s];\n", strconv.Quote(j.Name), color)
+	}
+	for _, j := range jobs {
+		for _, p := range j.Parents {
+			fmt.Fprintf(&b, "  %s -> %s;\n", strconv.Quote(p), strconv.Quote(j.Name))
+		}
+	}
+	b.WriteString("}\n")
+	w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
+	io.WriteString(w, b.String())
 }

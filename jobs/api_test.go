@@ -76,6 +76,7 @@ func TestAPI(t *testing.T) {
 		{"GET", "/scheduler/jobs/search?any=zzz", "", 200, "[]"},
 		{"GET", "/scheduler/jobs/search?limit=-1", "", 400, "limit"},
 		{"GET", "/v1/scheduler/leader", "", 200, `{"leader":"jobs.example:8081"}`},
+		{"GET", "/v1/scheduler/graph/dot", "", 200, "  \"a\" [fillcolor=green];\n  \"b.x_1-2\" [fillcolor=white];\n  \"c\" [fillcolor=white];\n  \"d\" [fillcolor=white];\n  \"a\" -> \"c\";\n  \"b.x_1-2\" -> \"c\";\n  \"c\" -> \"d\";\n}"},
 		{"DELETE", "/scheduler/job/d", "", 204, ""},
 		{"GET", "/scheduler/bogus", "", 404, ""},
 	}
