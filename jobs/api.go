@@ -32,6 +32,7 @@ func (s *Service) routes() http.Handler {
 	for _, prefix := range []string{"", "/v1"} {
 		mux.HandleFunc("GET "+prefix+"/scheduler/jobs", s.handleList)
 		mux.HandleFunc("GET "+prefix+"/scheduler/jobs/search", s.handleSearch)
+		mux.HandleFunc("GET "+prefix+"/scheduler/jobs/summary", s.handleSummary)
 		mux.HandleFunc("POST "+prefix+"/scheduler/iso8601", s.handleAdd(true))
 		mux.HandleFunc("POST "+prefix+"/scheduler/dependency", s.handleAdd(false))
 		mux.HandleFunc("PUT "+prefix+"/scheduler/dependency", s.handleAdd(false))
@@ -260,4 +261,45 @@ func (s *Service) handleGraphDot(w http.ResponseWriter, r *http.Request) {
 	b.WriteString("}\n")
 	w.Header().Set("Content-Type", "text/vnd.graphviz; charset=utf-8")
 	io.WriteString(w, b.String())
+}
+
+// jobSummary is one job in Chronos's /scheduler/jobs/summary.
+type jobSummary struct {
+	Name     string   `json:"name"`
+	Status   string   `json:"status"` // fresh, success, failure
+	State    string   `json:"state"`  // idle, queued, "<n> running"
+	Schedule string   `json:"schedule"`
+	Parents  []string `json:"parents"`
+	Disabled bool     `json:"disabled"`
+}
+
+func (s *Service) handleSummary(w http.ResponseWriter, r *http.Request) {
+	list := s.sortedJobs()
+	out := make([]jobSummary, 0, len(list))
+	s.mu.Lock()
+	for _, j := range list {
+		sum := jobSummary{Name: j.Name, Status: "fresh", State: "idle", Schedule: j.Schedule, Parents: nonNil(j.Parents), Disabled: j.Disabled}
+		switch ls, le := latest(j.LastSuccess), latest(j.LastError); {
+		case ls.IsZero() && le.IsZero():
+		case ls.After(le):
+			sum.Status = "success"
+		default:
+			sum.Status = "failure"
+		}
+		running := 0
+		for _, r := range s.runs.byTask {
+			if r.job == j.Name && !r.stopped {
+				running++
+			}
+		}
+		switch {
+		case running > 0:
+			sum.State = strconv.Itoa(running) + " running"
+		case slices.ContainsFunc(s.runs.queue, func(r *run) bool { return r.job == j.Name }):
+			sum.State = "queued"
+		}
+		out = append(out, sum)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
 }

@@ -77,6 +77,9 @@ func TestAPI(t *testing.T) {
 		{"GET", "/scheduler/jobs/search?limit=-1", "", 400, "limit"},
 		{"GET", "/v1/scheduler/leader", "", 200, `{"leader":"jobs.example:8081"}`},
 		{"GET", "/v1/scheduler/graph/dot", "", 200, "  \"a\" [fillcolor=green];\n  \"b.x_1-2\" [fillcolor=white];\n  \"c\" [fillcolor=white];\n  \"d\" [fillcolor=white];\n  \"a\" -> \"c\";\n  \"b.x_1-2\" -> \"c\";\n  \"c\" -> \"d\";\n}"},
+		{"GET", "/scheduler/jobs/summary", "", 200, `{"jobs":[{"name":"a","status":"success","state":"idle","schedule":"R/2030-01-01T00:00:00.000Z/PT5M","parents":[],"disabled":false},`},
+		{"PUT", "/scheduler/job/d", "", 204, ""},
+		{"GET", "/scheduler/jobs/summary", "", 200, `{"name":"d","status":"fresh","state":"queued","schedule":"","parents":["c"],"disabled":false}`},
 		{"DELETE", "/scheduler/job/d", "", 204, ""},
 		{"GET", "/scheduler/bogus", "", 404, ""},
 	}
