@@ -140,6 +140,9 @@ func TestJobsOnARealCluster(t *testing.T) {
 	s.mustCall(t, 204, "POST", "/scheduler/dependency", `{"name":"child","command":"true","parents":["parent"]}`)
 	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"failing","command":"exit 3","schedule":"R1//PT1H","retries":2}`)
 	s.mustCall(t, 204, "PUT", "/scheduler/job/manual", "")
+	// Not a shell: arguments are argv, and ?arguments= adds to them.
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"args","shell":false,"command":"/bin/sh","arguments":["-c","test \"$1\" = ok","sh"],"retries":0,"schedule":"R/2099-01-01T00:00:00Z/P1D"}`)
+	s.mustCall(t, 204, "PUT", "/scheduler/job/args?arguments=ok", "")
 
 	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
 		return s.job(t, "every2s").SuccessCount >= 2
@@ -150,6 +153,9 @@ func TestJobsOnARealCluster(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		return s.job(t, "child").SuccessCount == 1
 	}, "child ran after its parent")
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "args").SuccessCount == 1
+	}, "args ran with ?arguments=ok")
 	p, ch := s.job(t, "parent"), s.job(t, "child")
 	if p.SuccessCount != 1 || ch.LastSuccess < p.LastSuccess {
 		t.Fatalf("parent %d at %s, child at %s: the child must run after its parent succeeded", p.SuccessCount, p.LastSuccess, ch.LastSuccess)
