@@ -177,6 +177,7 @@ type zkDetector struct {
 	leader  MasterInfo
 	known   bool          // a first answer (leader or none) is in
 	changed chan struct{} // closed and replaced on every change
+	lastErr error         // the latest failed read, while none succeeded
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -214,6 +215,9 @@ func (d *zkDetector) loop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		wait, err := d.detectOnce()
+		d.mu.Lock()
+		d.lastErr = err
+		d.mu.Unlock()
 		if err != nil {
 			if !errors.Is(err, zk.ErrClosing) && !errors.Is(err, zk.ErrConnectionClosed) {
 				d.log.Debug("ZooKeeper read failed, retrying", "error", err)
@@ -298,7 +302,18 @@ func (d *zkDetector) Leader(ctx context.Context) (MasterInfo, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return MasterInfo{}, fmt.Errorf("no leading master in %s: %w", d.url, ctx.Err())
+			// Say which: ZooKeeper never answered, or it did and no
+			// master is elected.
+			d.mu.Lock()
+			lastErr := d.lastErr
+			d.mu.Unlock()
+			switch {
+			case known:
+				return MasterInfo{}, errdefs.Classf(errdefs.ErrUnavailable, "no master is elected in %s (ZooKeeper answers; are the masters running with --zk=%s?)", d.url, d.url)
+			case lastErr != nil:
+				return MasterInfo{}, errdefs.Classf(errdefs.ErrUnavailable, "ZooKeeper at %s did not answer (%v)", d.url, lastErr)
+			}
+			return MasterInfo{}, errdefs.Classf(errdefs.ErrUnavailable, "ZooKeeper at %s did not answer", d.url)
 		case <-d.done:
 			return MasterInfo{}, fmt.Errorf("detector closed: %w", errdefs.ErrUnavailable)
 		case <-changed:

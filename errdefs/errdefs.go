@@ -33,6 +33,25 @@ var (
 	ErrGone = errors.New("gone")
 )
 
+// classError is a message of a class that does not print the class: a
+// person reads "ZooKeeper did not answer", not "...: unavailable".
+type classError struct {
+	class error
+	err   error
+}
+
+func (e *classError) Error() string { return e.err.Error() }
+
+// Unwrap gives both the class and the causes the message wrapped.
+func (e *classError) Unwrap() []error { return []error{e.class, e.err} }
+
+// Classf is fmt.Errorf(format, args...) of the given class (ErrNotFound,
+// ErrUnavailable...), which errors.Is finds but the message does not
+// repeat.
+func Classf(class error, format string, args ...any) error {
+	return &classError{class: class, err: fmt.Errorf(format, args...)}
+}
+
 // statusError pins the HTTP status of an error whose meaning the classes
 // above do not carry (405, 406, 413, 415, 429, a protocol's own choice of
 // 400 or 403).

@@ -71,3 +71,14 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Fatalf("405: %d %q %q", rec.Code, rec.Header().Get("Allow"), rec.Body.String())
 	}
 }
+
+func TestClassfHidesTheClass(t *testing.T) {
+	cause := errors.New("connection refused")
+	err := Classf(ErrUnavailable, "ZooKeeper did not answer: %w", cause)
+	if err.Error() != "ZooKeeper did not answer: connection refused" || !errors.Is(err, ErrUnavailable) || !errors.Is(err, cause) {
+		t.Fatalf("%v", err)
+	}
+	if HTTPStatus(err) != http.StatusServiceUnavailable {
+		t.Fatalf("status %d", HTTPStatus(err))
+	}
+}

@@ -79,11 +79,11 @@ func ResolveMasterScheme(ctx context.Context, master string) (addr string, https
 			return "", false, fmt.Errorf("master %s: %w", s, err)
 		}
 		defer d.Close()
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		mi, err := d.Leader(lctx)
 		if err != nil {
-			return "", false, fmt.Errorf("no leading master in %s: %w", s, err)
+			return "", false, err
 		}
 		return mi.Addr(), false, nil
 	}
