@@ -352,7 +352,13 @@ func (d *Driver) serve(ctx context.Context, c *scheduler.Client) error {
 			})
 		case schedv1.Event_FAILURE:
 			f := ev.GetFailure()
-			d.log.Info("failure reported", "agent_id", f.GetAgentId().GetValue(), "executor_id", f.GetExecutorId().GetValue(), "status", f.GetStatus())
+			// The master sends FAILURE for every executor that ends,
+			// including a command executor that exited 0 after its task.
+			if f.GetStatus() == 0 {
+				d.log.Debug("executor exited", "agent_id", f.GetAgentId().GetValue(), "executor_id", f.GetExecutorId().GetValue())
+			} else {
+				d.log.Info("executor failed", "agent_id", f.GetAgentId().GetValue(), "executor_id", f.GetExecutorId().GetValue(), "status", f.GetStatus())
+			}
 		case schedv1.Event_ERROR:
 			d.log.Error("the master sent ERROR", "message", ev.GetError().GetMessage())
 		}

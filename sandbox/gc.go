@@ -148,7 +148,7 @@ func (g *GC) Schedule(path string, endedAt time.Time) error {
 	g.entries[p] = &gcEntry{path: p, endedAt: endedAt}
 	delete(g.collected, p) // it exists again
 	g.mu.Unlock()
-	g.log.Info("scheduled for gc", "path", p, "in", duration.Format(g.opts.Delay-g.opts.Now().Sub(endedAt)))
+	g.log.Info("scheduled for gc", "path", p, "in", (g.opts.Delay - g.opts.Now().Sub(endedAt)).Round(time.Second).String())
 	wake(g.kick)
 	return nil
 }

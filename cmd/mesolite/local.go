@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/apps"
+	"github.com/mesolite/mesolite/jobs"
 	"github.com/mesolite/mesolite/master"
 	"github.com/mesolite/mesolite/webui"
 )
@@ -23,12 +24,13 @@ func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	f := newAgentFlags("local")
 	f.fs.SetSynopsis(`mesolite local [--work_dir=DIR] [--ip=IP] [--master_port=5050] [--port=5051] [--apps_port=8080] [agent flags]
 
-Runs a master, an agent and the apps service (Marathon's API) in one
-process, for trying mesolite out on one machine: the master's registry in
+Runs a master, an agent, the apps service (Marathon's API) and the jobs
+service (Chronos's API) in one process, for trying mesolite out on one machine: the master's registry in
 <work_dir>/master, the agent's sandboxes and state in <work_dir>/agent, the
 apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 	masterPort := f.fs.Int("master_port", 5050, "port of the master")
 	appsPort := f.fs.Int("apps_port", apps.DefaultHTTPPort, "port of the apps service (Marathon's API) beside them; 0: none")
+	jobsPort := f.fs.Int("jobs_port", jobs.DefaultHTTPPort, "port of the jobs service (Chronos's API) beside them; 0: none")
 	*f.workDir = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").DefValue = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").Usage = "directory for both: the master's registry in <work_dir>/master, sandboxes and agent state in <work_dir>/agent"
@@ -84,7 +86,7 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- m.Run(ctx, ml) }()
 	go func() { defer wg.Done(); errc <- a.Run(ctx, al) }()
@@ -118,6 +120,28 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- svc.Run(ctx, apl) }()
 		fmt.Fprintf(stdout, "mesolite local: apps (Marathon API) http://%s/v2/apps\n", apl.Addr())
+	}
+	// The cluster's cron: Chronos's API on --jobs_port.
+	if *jobsPort != 0 && st.server == nil {
+		jsvc, err := jobs.New(ctx, jobs.Config{Master: masterAddr, HTTPPort: *jobsPort, Hostname: *f.ip,
+			FrameworkName: jobs.DefaultFrameworkName, FailoverTimeout: 7 * 24 * time.Hour,
+			WorkDir: filepath.Join(root, "jobs"), Logger: log.With("process", "jobs")})
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite local: jobs:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		jl, err := net.Listen("tcp", net.JoinHostPort(*f.ip, strconv.Itoa(*jobsPort)))
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite local: jobs:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- jsvc.Run(ctx, jl) }()
+		fmt.Fprintf(stdout, "mesolite local: jobs (Chronos API) http://%s/scheduler/jobs\n", jl.Addr())
 	}
 	go func() {
 		for i := 0; i < 100 && !a.Connected(); i++ {
