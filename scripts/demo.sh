@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine: install what is needed, build,
 # start `mesolite local` (a master, an agent, the apps service and the jobs service
-# in one process on 127.0.0.1:5050, :5051, :8080 and :8081), run a task, show its
+# in one process on 127.0.0.1:5050, :5051, :8080 and :4400), run a task, show its
 # sandbox and stdout, keep an app running through the apps service and run a job
 # once through the jobs service.
 set -euo pipefail
@@ -45,13 +45,13 @@ done
 curl -fsS 'http://127.0.0.1:8080/v2/apps/demo-sleeper?embed=apps.tasks' | grep -o '"tasksRunning":[0-9]*\|"tasks":\[{"id":"[^"]*"' 
 echo
 echo
-echo "== a job run once by the jobs service (Chronos's API on :8081)"
-curl -fsS -X POST -H 'Content-Type: application/json' http://127.0.0.1:8081/scheduler/iso8601 \
+echo "== a job run once by the jobs service (Chronos's API on :4400)"
+curl -fsS -X POST -H 'Content-Type: application/json' http://127.0.0.1:4400/scheduler/iso8601 \
   -d '{"name":"demo-job","command":"echo hello from a job","schedule":"R1//PT1H","cpus":0.1,"mem":32}' >/dev/null
 for i in $(seq 1 150); do
-  curl -fsS http://127.0.0.1:8081/scheduler/jobs/summary | grep -q '"name":"demo-job","status":"success"' && break
+  curl -fsS http://127.0.0.1:4400/scheduler/jobs/summary | grep -q '"name":"demo-job","status":"success"' && break
   sleep 0.2
 done
-curl -fsS http://127.0.0.1:8081/scheduler/jobs/summary
+curl -fsS http://127.0.0.1:4400/scheduler/jobs/summary
 echo
 echo "Web UI: http://127.0.0.1:5050/   (stop with: pkill -f 'mesolite local')"

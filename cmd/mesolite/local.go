@@ -30,7 +30,7 @@ service (Chronos's API) in one process, for trying mesolite out on one machine: 
 apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 	masterPort := f.fs.Int("master_port", 5050, "port of the master")
 	appsPort := f.fs.Int("apps_port", apps.DefaultHTTPPort, "port of the apps service (Marathon's API) beside them; 0: none")
-	jobsPort := f.fs.Int("jobs_port", jobs.DefaultHTTPPort, "port of the jobs service (Chronos's API) beside them; 0: none")
+	jobsPort := f.fs.Int("jobs_port", 4400, "port of the jobs service (Chronos's API) beside them; 0: none")
 	*f.workDir = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").DefValue = "/tmp/mesolite"
 	f.fs.Lookup("work_dir").Usage = "directory for both: the master's registry in <work_dir>/master, sandboxes and agent state in <work_dir>/agent"
