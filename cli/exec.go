@@ -79,10 +79,11 @@ func execWith(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	task, err := st.findTask(taskID, *frameworkID)
+	task, err := st.resolveTask(taskQuery{text: taskID, framework: *frameworkID, live: true})
 	if err != nil {
 		return c.fail("%v", err)
 	}
+	taskID = task.ID
 	if terminalName(task.State) || task.completed {
 		return c.fail("task %s is %s: nothing runs there to enter", taskID, task.State)
 	}

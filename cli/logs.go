@@ -13,14 +13,20 @@ import (
 	"github.com/mesolite/mesolite/sandbox"
 )
 
-const logsSynopsis = `Usage: mesolite logs TASK_ID --master=HOST:PORT [--stderr] [--follow] [--offset=N]
+const logsSynopsis = `Usage: mesolite logs TASK --master=HOST:PORT [--stderr] [--follow] [--tail=N | --offset=N]
 
-Prints a task's stdout (or stderr) from its sandbox. The master's
-/master/state says which agent ran the task and under which framework and
-executor; the file is read through that agent's files API at
-/frameworks/<fw>/executors/<exec>/runs/latest/stdout. Finished tasks work as
-long as the agent keeps their sandbox. With --follow, new output is printed
-as it comes until the task ends.`
+Prints a task's stdout (or stderr) from its sandbox. TASK is the task's id,
+its name, or the start of its id: 'logs hi' finds hi.32f3db5c when no
+other task has that name or prefix; when several do, the command lists them
+and fails. The master's /master/state says which agent ran the task and
+under which framework and executor; the file is read through that agent's
+files API at /frameworks/<fw>/executors/<exec>/runs/latest/stdout. Finished
+tasks work as long as the agent keeps their sandbox.
+
+With --follow, new output is printed as it comes until the task ends. A
+task that is not there yet (a run just started) is waited for, up to 30s,
+and a file that does not exist yet (a task still fetching or pulling) until
+the task ends.`
 
 // readChunk is how much one /files/read asks for.
 const readChunk = 1 << 20
@@ -28,6 +34,10 @@ const readChunk = 1 << 20
 // stateCheckInterval is how often --follow asks the master whether the task
 // has ended; a variable for tests.
 var stateCheckInterval = time.Second
+
+// appearWait bounds how long --follow waits for a task the master does not
+// know yet; a variable for tests.
+var appearWait = 30 * time.Second
 
 // Logs is `mesolite logs`.
 func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -37,27 +47,30 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	follow := c.Bool("follow", false, "keep printing new output until the task ends (Ctrl-C stops earlier)")
 	offset := c.Int64("offset", 0, "start at this byte of the file; a negative value starts that many bytes\n"+
 		"before its end (--offset=-2000: the last 2000 bytes)")
+	tail := c.Int("tail", -1, "print only the last N lines (as tail -n N); with --follow, then follow")
 	// Not --framework_id: MESOS_FRAMEWORK_ID is set inside every task.
-	frameworkID := c.String("framework", "", "the task's framework, when several frameworks have a task of that id\n"+
-		"(default: the task updated last)")
+	frameworkID := c.String("framework", "", "the task's framework (id or name), when several frameworks have a task\n"+
+		"of that id or name (default for an id: the task updated last)")
 	pos, code, stop := c.parse(args)
 	if stop {
 		return code
 	}
 	if len(pos) != 1 {
-		return c.usageError("want one TASK_ID, got %d arguments", len(pos))
+		return c.usageError("want one TASK (an id, a name or an id prefix), got %d arguments", len(pos))
 	}
-	taskID := pos[0]
+	if c.given("tail") && c.given("offset") {
+		return c.usageError("give --tail or --offset, not both")
+	}
+	if c.given("tail") && *tail < 0 {
+		return c.usageError("--tail=%d: want a number of lines, 0 or more", *tail)
+	}
 	ctx = c.context(ctx)
 
-	st, err := getState(ctx, *master)
+	task, err := findTaskFor(ctx, *master, taskQuery{text: pos[0], framework: *frameworkID}, *follow, c.stderr)
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	task, err := st.findTask(taskID, *frameworkID)
-	if err != nil {
-		return c.fail("%v", err)
-	}
+	taskID := task.ID
 	if task.slave == nil {
 		return c.fail("task %s ran on agent %s, which the master no longer knows; its sandbox cannot be reached", taskID, task.SlaveID)
 	}
@@ -78,7 +91,13 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := *offset
-	if start < 0 {
+	switch {
+	case c.given("tail"):
+		start, err = tailOffset(ctx, agent, file, *tail)
+		if err != nil && !(*follow && errors.Is(err, errdefs.ErrNotFound)) {
+			return c.fail("%v", explainMissing(err, task))
+		}
+	case start < 0:
 		size, err := readFile(ctx, agent, file, -1, 0)
 		if err != nil && !(*follow && errors.Is(err, errdefs.ErrNotFound)) {
 			return c.fail("%v", explainMissing(err, task))
@@ -121,6 +140,75 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.fail("%v", explainMissing(err, task))
 	}
 	return exitOK
+}
+
+// findTaskFor resolves q against the master's state. With wait (--follow),
+// a task the master does not know yet is waited for, up to appearWait:
+// `mesolite run` in one terminal and `logs --follow NAME` in another may
+// start in either order.
+func findTaskFor(ctx context.Context, master string, q taskQuery, wait bool, stderr io.Writer) (taskRef, error) {
+	deadline := time.Now().Add(appearWait)
+	said := false
+	for {
+		st, err := getState(ctx, master)
+		if err != nil {
+			return taskRef{}, err
+		}
+		task, err := st.resolveTask(q)
+		if err == nil || !wait || !errors.Is(err, errdefs.ErrNotFound) || time.Now().After(deadline) {
+			return task, err
+		}
+		if !said {
+			said = true
+			fmt.Fprintf(stderr, "waiting up to %s for task %q to appear\n", appearWait, q.text)
+		}
+		select {
+		case <-ctx.Done():
+			return taskRef{}, ctx.Err()
+		case <-time.After(min(stateCheckInterval, 250*time.Millisecond)):
+		}
+	}
+}
+
+// tailOffset is the offset at which the file's last n lines start, read
+// backwards from its end in chunks; a last line without its newline counts
+// as a line, as tail(1) counts it.
+func tailOffset(ctx context.Context, agent, file string, n int) (int64, error) {
+	size, err := readFile(ctx, agent, file, -1, 0)
+	if err != nil {
+		return 0, err
+	}
+	end := size.Offset
+	if n <= 0 {
+		return end, nil
+	}
+	const chunk = 64 << 10
+	for pos := end; pos > 0; {
+		from := max(0, pos-chunk)
+		var data []byte
+		for off := from; off < pos; {
+			got, err := readFile(ctx, agent, file, off, pos-off)
+			if err != nil {
+				return 0, err
+			}
+			if len(got.Data) == 0 {
+				break // the file shrank under us: count what we have
+			}
+			data = append(data, got.Data...)
+			off = got.Offset + int64(len(got.Data))
+		}
+		for i := len(data) - 1; i >= 0; i-- {
+			at := from + int64(i)
+			if data[i] != '\n' || at == end-1 {
+				continue // the newline that ends the last line starts nothing
+			}
+			if n--; n == 0 {
+				return at + 1, nil
+			}
+		}
+		pos = from
+	}
+	return 0, nil
 }
 
 // explainMissing adds the task's state to a missing-file error: a staging

@@ -112,9 +112,9 @@ func TestLogsErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"unknown task", []string{"nope", "--master=" + master.URL}, 1, `the master knows no task "nope"`},
+		{"unknown task", []string{"nope", "--master=" + master.URL}, 1, `the master knows no task with the id, name or id prefix "nope"`},
 		{"agent gone", []string{"custom", "--master=" + master.URL}, 1, "agent agent-gone, which the master no longer knows"},
-		{"no task id", []string{"--master=" + master.URL}, 2, "want one TASK_ID"},
+		{"no task id", []string{"--master=" + master.URL}, 2, "want one TASK (an id, a name or an id prefix)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,9 +24,23 @@ const runSynopsis = `Usage: mesolite run --master=HOST:PORT --name=NAME --comman
 Runs one task on the cluster and follows it to its end, like Mesos's
 mesos-execute: subscribes as a framework, waits for an offer with enough
 resources (declining the others), launches the task, prints every state it
-goes through with reason and message, and where its sandbox is. Exits 0 only
-when the task ends TASK_FINISHED. Ctrl-C kills the task and tears the
-framework down.
+goes through with reason and message, where its sandbox is and the URL of
+each host port it was given, and when it ends the last lines of its stdout
+and stderr. Ctrl-C kills the task and tears the framework down. A request no
+agent of the cluster could ever satisfy (more cpus than the largest agent
+has, a resource no agent has) is refused with the reason.
+
+Exit status, as docker run and timeout(1) have it:
+  0        the task finished (TASK_FINISHED)
+  N        the task's command exited with status N (TASK_FAILED)
+  128+S    the task's command was ended by signal S
+  137      the task was killed (TASK_KILLED: 'mesolite kill', an operator)
+  124      --timeout passed; the task was killed
+  130      interrupted (Ctrl-C); the task was killed
+  1        any other end: the task failed without an exit status (lost,
+           dropped, a limit, a launch failure), the request cannot be
+           satisfied, the master refused or went away
+  2        bad usage
 
 Examples:
   mesolite run --name=hi --command='echo hi'
@@ -90,6 +104,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	user := c.String("user", "", "the Unix user the task runs as (default: yours)")
 	checkpoint := c.Bool("checkpoint", false, "ask agents to checkpoint the task so it survives an agent restart")
 	timeout := c.Duration("timeout", 0, "give up, killing the task, after this long (e.g. 5mins; 0: no limit)")
+	outputLines := c.Int("output_lines", 10, "when the task ends, print the last N lines of its stdout and stderr\n"+
+		"(0: print none)")
 	contentType := c.String("content_type", codec.MediaTypeJSON,
 		"encoding of the scheduler API: application/json or application/x-protobuf")
 
@@ -129,6 +145,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE.Enum()},
 			{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()},
 		},
+		// Says that the framework exists for this one task: `mesolite
+		// kill` may tear it down to kill the task.
+		Labels: &mesos.Labels{Labels: []*mesos.Label{{Key: mesos.Ptr(runLabel), Value: mesos.Ptr(tmpl.task.GetTaskId().GetValue())}}},
 	}
 	if *checkpoint {
 		fw.Checkpoint = mesos.Ptr(true)
@@ -137,7 +156,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fw.Hostname = mesos.Ptr(h)
 	}
 
-	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, group: group, reported: map[string]bool{}}
+	r := &runner{cmd: c, out: stdout, masterFlag: *master, tmpl: tmpl, group: group, reported: map[string]bool{}, outputLines: *outputLines}
 	return r.run(c.context(ctx), scheduler.Config{Master: *master, Framework: fw, Codec: cdc, Logger: c.logger(), Principal: c.principal, Secret: c.secret, TLS: c.tls()}, *timeout)
 }
 
@@ -163,10 +182,23 @@ type runner struct {
 	task       *mesos.TaskInfo // set once launched
 	last       *mesos.TaskStatus
 	reported   map[string]bool // agents whose offers were too small, said once
+	// lastFitCheck is when the run last asked whether any agent could
+	// ever fit the task, unfit how many times in a row the answer was no,
+	// and fitRecheck fires the next question (see checkSatisfiable).
+	lastFitCheck time.Time
+	unfit        int
+	fitRecheck   <-chan time.Time
+	// agent is the HTTP address of the agent the task was launched on;
+	// outputLines how much of its output to print at the end.
+	agent       string
+	outputLines int
 	// unknown counts reconciliation answers TASK_UNKNOWN in a row, and
 	// recheck fires the next reconciliation after one (see update).
 	unknown int
 	recheck <-chan time.Time
+	// removed is set once the master said the framework is gone (an
+	// ERROR event).
+	removed bool
 	// uncertain is set while it is unknown whether the master got the
 	// ACCEPT of task (it went away during the call).
 	uncertain bool
@@ -223,6 +255,12 @@ func (r *runner) run(ctx context.Context, cfg scheduler.Config, timeout time.Dur
 				return r.cmd.fail("lost the master: %v", client.Err())
 			}
 			if code, done := r.handle(life, ev); done {
+				r.printOutput(life)
+				r.teardown(life)
+				return code
+			}
+		case <-r.fitRecheck:
+			if code, done := r.checkSatisfiable(life, true); done {
 				r.teardown(life)
 				return code
 			}
@@ -232,9 +270,9 @@ func (r *runner) run(ctx context.Context, cfg scheduler.Config, timeout time.Dur
 				r.printf("reconciling: %v\n", err)
 			}
 		case <-ctx.Done():
-			return r.abort(life, "interrupted")
+			return r.abort(life, "interrupted", exitInterrupted)
 		case <-deadline:
-			return r.abort(life, "timed out after "+duration.Format(timeout))
+			return r.abort(life, "timed out after "+duration.Format(timeout), exitTimeout)
 		}
 	}
 }
@@ -277,6 +315,13 @@ func (r *runner) handle(ctx context.Context, ev *schedv1.Event) (int, bool) {
 			}
 		}
 	case schedv1.Event_ERROR:
+		r.removed = true
+		if r.task != nil && (r.last == nil || !terminal(r.last.GetState())) {
+			// An operator's TEARDOWN (what `mesolite kill` does to a run's
+			// task): the framework is gone, and its task killed with it.
+			r.printf("the master removed the framework: %s; task %s is killed with it\n", ev.GetError().GetMessage(), r.taskID())
+			return exitKilled, true
+		}
 		return r.cmd.fail("the master sent an error: %s", ev.GetError().GetMessage()), true
 	}
 	return 0, false
@@ -326,6 +371,7 @@ func (r *runner) offers(ctx context.Context, offers []*mesos.Offer) (int, bool) 
 		r.task = task
 		r.printf("launching task %s on agent %s (%s) with %s\n", r.taskID(), o.GetAgentId().GetValue(), o.GetHostname(), describeResources(task.GetResources()))
 		r.printSandbox(ctx, o)
+		r.printPorts(task)
 		// One task is all we want: stop the offers.
 		if err := r.client.Suppress(ctx); err != nil {
 			r.printf("suppressing offers: %v\n", err)
@@ -340,6 +386,9 @@ func (r *runner) offers(ctx context.Context, offers []*mesos.Offer) (int, bool) 
 			r.printf("declining offers: %v\n", err)
 		}
 	}
+	if r.task == nil && len(decline) > 0 {
+		return r.checkSatisfiable(ctx, false)
+	}
 	return 0, false
 }
 
@@ -347,6 +396,7 @@ func (r *runner) offers(ctx context.Context, offers []*mesos.Offer) (int, bool) 
 // virtual path of the files API, a URL to read stdout and the logs command.
 func (r *runner) printSandbox(ctx context.Context, o *mesos.Offer) {
 	agent := r.agentAddr(ctx, o)
+	r.agent = agent
 	dir := sandboxPath(r.client.FrameworkID(), r.tmpl.executorID())
 	r.printf("sandbox: agent %s, path %s\n", agent, dir)
 	r.printf("  stdout: %s\n", filesURL(transportOf(ctx).scheme(), agent, "read", dir+"/stdout", "offset=0"))
@@ -420,10 +470,7 @@ func (r *runner) update(st *mesos.TaskStatus) (int, bool) {
 	if !terminal(st.GetState()) {
 		return 0, false
 	}
-	if st.GetState() == mesos.TaskState_TASK_FINISHED {
-		return exitOK, true
-	}
-	return exitFail, true
+	return exitCode(st), true
 }
 
 // formatStatus is `STATE: message (reason: R, source: S)`.
@@ -472,14 +519,14 @@ func terminal(s mesos.TaskState) bool {
 
 // abort ends a run early: kills the task if it runs, waits a while for it
 // to say it is gone, and tears the framework down.
-func (r *runner) abort(ctx context.Context, why string) int {
+func (r *runner) abort(ctx context.Context, why string, code int) int {
 	if r.group != nil {
-		return r.abortGroup(ctx, why)
+		return r.abortGroup(ctx, why, code)
 	}
 	if r.task == nil || (r.last != nil && terminal(r.last.GetState())) {
 		r.printf("%s; tearing down\n", why)
 		r.teardown(ctx)
-		return exitFail
+		return code
 	}
 	r.printf("%s; killing task %s\n", why, r.taskID())
 	kctx, cancel := context.WithTimeout(ctx, killWait)
@@ -505,12 +552,16 @@ func (r *runner) abort(ctx context.Context, why string) int {
 			}
 		}
 	}
+	r.printOutput(ctx)
 	r.teardown(ctx)
-	return exitFail
+	return code
 }
 
 // teardown removes the framework; the master kills whatever is left.
 func (r *runner) teardown(ctx context.Context) {
+	if r.removed {
+		return // the master removed the framework already
+	}
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := r.client.Teardown(tctx); err != nil {
@@ -563,6 +614,7 @@ func (r *runner) groupOffers(ctx context.Context, offers []*mesos.Offer) (int, b
 		}
 		r.task, r.groupTasks, r.groupLast = tasks[0], tasks, map[string]*mesos.TaskStatus{}
 		agent := r.agentAddr(ctx, o)
+		r.agent = agent
 		dir := sandboxPath(r.client.FrameworkID(), ex.GetExecutorId().GetValue())
 		r.printf("launching a group of %d task(s) under executor %s on agent %s (%s)\n", len(tasks), ex.GetExecutorId().GetValue(), o.GetAgentId().GetValue(), o.GetHostname())
 		for _, t := range tasks {
@@ -582,6 +634,9 @@ func (r *runner) groupOffers(ctx context.Context, offers []*mesos.Offer) (int, b
 		if err := r.client.Decline(ctx, filters, decline...); err != nil && !errors.Is(err, context.Canceled) {
 			r.printf("declining offers: %v\n", err)
 		}
+	}
+	if r.task == nil && len(decline) > 0 {
+		return r.checkSatisfiable(ctx, false)
 	}
 	return 0, false
 }
@@ -608,8 +663,8 @@ func (r *runner) groupUpdate(st *mesos.TaskStatus) (int, bool) {
 		if last == nil || !terminal(last.GetState()) {
 			return 0, false
 		}
-		if last.GetState() != mesos.TaskState_TASK_FINISHED {
-			code = exitFail
+		if c := exitCode(last); code == exitOK {
+			code = c // the first task's in the group's order that did not finish
 		}
 	}
 	return code, true
@@ -618,7 +673,7 @@ func (r *runner) groupUpdate(st *mesos.TaskStatus) (int, bool) {
 // abortGroup ends a group's run early: kills its tasks that still run
 // (the executor kills the rest of the group with the first), waits a
 // while for them to end, and tears the framework down.
-func (r *runner) abortGroup(ctx context.Context, why string) int {
+func (r *runner) abortGroup(ctx context.Context, why string, code int) int {
 	var running []*mesos.TaskInfo
 	for _, t := range r.groupTasks {
 		if last := r.groupLast[t.GetTaskId().GetValue()]; last == nil || !terminal(last.GetState()) {
@@ -628,7 +683,7 @@ func (r *runner) abortGroup(ctx context.Context, why string) int {
 	if len(running) == 0 {
 		r.printf("%s; tearing down\n", why)
 		r.teardown(ctx)
-		return exitFail
+		return code
 	}
 	r.printf("%s; killing the task group\n", why)
 	kctx, cancel := context.WithTimeout(ctx, killWait)
@@ -655,6 +710,7 @@ wait:
 			break wait
 		}
 	}
+	r.printOutput(ctx)
 	r.teardown(ctx)
-	return exitFail
+	return code
 }

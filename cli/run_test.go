@@ -348,8 +348,8 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	cancel() // Ctrl-C once the task runs
 	code, out, _ := r.wait(t)
-	if code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", code, out)
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want %d\n%s", code, exitInterrupted, out)
 	}
 	for _, want := range []string{"interrupted; killing task sleepy.", "TASK_KILLING", "TASK_KILLED"} {
 		if !strings.Contains(out, want) {
@@ -366,14 +366,15 @@ func TestRunInterrupted(t *testing.T) {
 }
 
 // TestRunTimeoutWithoutOffer: no agent has room; the run says why each
-// offer does not fit and gives up at its timeout.
+// offer does not fit and gives up at its timeout, before it would have
+// refused the request.
 func TestRunTimeoutWithoutOffer(t *testing.T) {
 	c := newTestCluster(t)
 	c.addAgent(t, "small-host", "cpus:1;mem:16;disk:100", nil)
 	r := startRun(context.Background(), "--master="+c.addr, "--name=big", "--command=true",
 		"--resources=cpus:1;mem:1024", "--timeout=300ms")
 	code, out, _ := r.wait(t)
-	if code != 1 || !strings.Contains(out, "timed out after 300ms; tearing down") ||
+	if code != exitTimeout || !strings.Contains(out, "timed out after 300ms; tearing down") ||
 		!strings.Contains(out, "offer from small-host does not fit: mem: want 1024, offered 16") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}

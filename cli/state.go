@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,12 +29,27 @@ type masterState struct {
 }
 
 type stateFramework struct {
-	ID               string      `json:"id"`
-	Name             string      `json:"name"`
-	Active           bool        `json:"active"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Active   bool   `json:"active"`
+	WebuiURL string `json:"webui_url"`
+	Labels   []struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+	} `json:"labels"`
 	Tasks            []stateTask `json:"tasks"`
 	CompletedTasks   []stateTask `json:"completed_tasks"`
 	UnreachableTasks []stateTask `json:"unreachable_tasks"`
+}
+
+// hasLabel reports whether the framework's FrameworkInfo carries the label.
+func (f stateFramework) hasLabel(key string) bool {
+	for _, l := range f.Labels {
+		if l.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 type stateTask struct {
@@ -140,20 +157,91 @@ func (s *masterState) allTasks() []taskRef {
 // search.
 func (s *masterState) findTask(id, frameworkID string) (taskRef, error) {
 	var best *taskRef
-	n := 0
 	for _, t := range s.allTasks() {
 		if t.ID != id || (frameworkID != "" && t.FrameworkID != frameworkID) {
 			continue
 		}
-		n++
 		if best == nil || t.lastUpdate() > best.lastUpdate() {
 			best = &t
 		}
 	}
 	if best == nil {
-		return taskRef{}, fmt.Errorf("the master knows no task %q (see 'mesolite tasks'): %w", id, errdefs.ErrNotFound)
+		return taskRef{}, errdefs.Classf(errdefs.ErrNotFound, "the master knows no task %q (see 'mesolite tasks')", id)
 	}
 	return *best, nil
+}
+
+// taskQuery is how a user names a task on the command line: its full id,
+// its name, or a prefix of its id (the generated suffix of `run` left
+// off), as Nomad and Docker take unique prefixes.
+type taskQuery struct {
+	// text is what the user typed.
+	text string
+	// framework narrows the search to a framework, by id or by name.
+	framework string
+	// live keeps only tasks that have not ended when a name or prefix
+	// matches several (kill has nothing to do with a finished task).
+	live bool
+}
+
+// resolveTask finds the one task q names: a task whose id is q.text (with
+// several, from several frameworks, the one updated last); else the one
+// whose name is q.text; else the one whose id starts with q.text. A name
+// or prefix that matches several tasks is an error listing them, wrapping
+// errdefs.ErrConflict; none, one wrapping errdefs.ErrNotFound.
+func (s *masterState) resolveTask(q taskQuery) (taskRef, error) {
+	var tasks []taskRef
+	for _, t := range s.allTasks() {
+		if q.framework == "" || t.FrameworkID == q.framework || t.framework.Name == q.framework {
+			tasks = append(tasks, t)
+		}
+	}
+	var exact *taskRef
+	for i, t := range tasks {
+		if t.ID == q.text && (exact == nil || t.lastUpdate() > exact.lastUpdate()) {
+			exact = &tasks[i]
+		}
+	}
+	if exact != nil {
+		return *exact, nil
+	}
+	byName := func(t taskRef) bool { return t.Name == q.text }
+	byPrefix := func(t taskRef) bool { return strings.HasPrefix(t.ID, q.text) }
+	for _, match := range []func(taskRef) bool{byName, byPrefix} {
+		found := slices.DeleteFunc(slices.Clone(tasks), func(t taskRef) bool { return !match(t) })
+		if q.live && len(found) > 1 {
+			if alive := slices.DeleteFunc(slices.Clone(found), func(t taskRef) bool { return terminalName(t.State) }); len(alive) > 0 {
+				found = alive
+			}
+		}
+		switch {
+		case len(found) == 1:
+			return found[0], nil
+		case len(found) > 1:
+			return taskRef{}, ambiguous(q, found)
+		}
+	}
+	where := ""
+	if q.framework != "" {
+		where = " in framework " + q.framework
+	}
+	return taskRef{}, errdefs.Classf(errdefs.ErrNotFound, "the master knows no task with the id, name or id prefix %q%s (see 'mesolite tasks')", q.text, where)
+}
+
+// ambiguous is the error for a name or prefix that matches several tasks:
+// it lists them, newest first, so that the user can pick one by id.
+func ambiguous(q taskQuery, found []taskRef) error {
+	slices.SortStableFunc(found, func(a, b taskRef) int { return cmp.Compare(b.lastUpdate(), a.lastUpdate()) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q names %d tasks; give a full id (or --framework):", q.text, len(found))
+	for _, t := range found {
+		fw := t.FrameworkID
+		if t.framework.Name != "" {
+			fw += " (" + t.framework.Name + ")"
+		}
+		fmt.Fprintf(&b, "\n  %s  %s  %s  framework %s", t.ID, t.Name, t.State, fw)
+	}
+	return errdefs.Classf(errdefs.ErrConflict, "%s", b.String())
 }
 
 // agentAddr is the host:port of an agent's HTTP API: from its pid

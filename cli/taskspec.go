@@ -439,17 +439,40 @@ func parseResources(s string) ([]*mesos.Resource, error) {
 	return rs, nil
 }
 
-// addPorts adds fixed host ports to the ports a task asks for.
+// addPorts adds fixed host ports to the ports a task asks for; a port
+// --resources asks for already (--port_mapping=31001:80 with
+// ports:[31001-31001]) is asked for once.
 func addPorts(want []*mesos.Resource, ports []uint64) []*mesos.Resource {
 	var rs []*mesos.Value_Range
 	for _, p := range ports {
+		if asksPort(want, p) {
+			continue
+		}
 		rs = append(rs, &mesos.Value_Range{Begin: mesos.Ptr(p), End: mesos.Ptr(p)})
+	}
+	if len(rs) == 0 {
+		return want
 	}
 	return append(want, &mesos.Resource{
 		Name:   mesos.Ptr("ports"),
 		Type:   mesos.Value_RANGES.Enum(),
 		Ranges: &mesos.Value_Ranges{Range: rs},
 	})
+}
+
+// asksPort reports whether want holds port p among its ports.
+func asksPort(want []*mesos.Resource, p uint64) bool {
+	for _, r := range want {
+		if r.GetName() != "ports" {
+			continue
+		}
+		for _, rg := range r.GetRanges().GetRange() {
+			if rg.GetBegin() <= p && p <= rg.GetEnd() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // taskFromFile reads a v1 TaskInfo in JSON. A missing task_id is

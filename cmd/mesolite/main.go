@@ -40,6 +40,7 @@ func commands() map[string]subcommand {
 		"run":               {summary: "run one task and follow it to its end", run: cli.Run},
 		"tasks":             {summary: "list the cluster's tasks", run: cli.Tasks},
 		"logs":              {summary: "print or follow a task's stdout/stderr", run: cli.Logs},
+		"kill":              {summary: "kill a task (by id, name or id prefix)", run: cli.Kill},
 		"exec":              {summary: "run a command inside a running task's container (-i stdin, -t terminal)", run: cli.Exec},
 		"agents":            {summary: "list the cluster's agents", run: cli.Agents},
 		"frameworks":        {summary: "list the cluster's frameworks", run: cli.Frameworks},
