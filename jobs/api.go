@@ -206,7 +206,7 @@ func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request) {
 // handleStart is PUT /scheduler/job/{name}: run now, with ?arguments=
 // appended to the command (ignored by a shell job, as Chronos does).
 func (s *Service) handleStart(w http.ResponseWriter, r *http.Request) {
-	if err := s.StartNow(r.PathValue("name"), r.URL.Query().Get("arguments")); err != nil {
+	if err := s.StartNow(r.Context(), r.PathValue("name"), r.URL.Query().Get("arguments")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -224,7 +224,7 @@ func (s *Service) handleSuccess(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleKill(w http.ResponseWriter, r *http.Request) {
-	if err := s.KillRuns(r.PathValue("name")); err != nil {
+	if err := s.KillRuns(r.Context(), r.PathValue("name")); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -25,9 +25,15 @@ import (
 //	                                         │  after a backoff doubling per attempt
 //	                                         └─ else: errorCount
 //
-// Runs live in memory only; a restarted service adopts the runs still in
-// flight when reconciliation tells of them (their task ids name the job),
-// but the queued ones and the retries left are lost.
+// Runs are kept in the store (bucketRuns) from the moment they are
+// queued: a queued run is stored in the same Apply as the schedule step or
+// the result that queued it, a launched run's task id before its task is
+// launched, and a finished run is removed in the same Apply as the result
+// it counts. A restarted service, or a new leader, thus queues the queued
+// runs again and knows the launched ones by task id (reconciliation tells
+// their state; one the master never heard of is queued again), so no run
+// is lost or doubled. Runs from before this was kept are adopted when
+// reconciliation tells of them (their task ids name the job).
 type runState int
 
 const (
@@ -43,6 +49,7 @@ func (s runState) String() string {
 }
 
 type run struct {
+	id        string // the key of its record in bucketRuns
 	job       string
 	taskID    string
 	attempt   int
@@ -84,47 +91,64 @@ func (s *Service) inFlightLocked(job string) bool {
 	return false
 }
 
-// enqueueLocked queues a run of j.
-func (s *Service) enqueueLocked(j *Job, attempt int, args string, now time.Time) {
-	s.runs.queue = append(s.runs.queue, &run{job: j.Name, attempt: attempt, args: args, queuedAt: now, high: j.HighPriority, state: runQueued})
-	s.driver.Revive()
-}
-
 // StartNow queues a run of the named job (PUT /scheduler/job/{name}); it
 // starts when no other run of the job is in flight (unless async or
 // concurrent).
-func (s *Service) StartNow(name, args string) error {
+func (s *Service) StartNow(ctx context.Context, name, args string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, ok := s.jobs[name]
 	if !ok {
 		return errNoJob(name)
 	}
-	s.enqueueLocked(j, 0, args, time.Now())
+	r := s.newRunLocked(j, 0, args, time.Now())
+	if err := s.store.Apply(ctx, putRun(r)); err != nil {
+		return fmt.Errorf("storing the run of job %s: %w", name, err)
+	}
+	s.queueLocked(r)
 	return nil
 }
 
 // KillRuns kills the job's tasks and drops its queued runs
 // (DELETE /scheduler/task/kill/{name}).
-func (s *Service) KillRuns(name string) error {
+func (s *Service) KillRuns(ctx context.Context, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.jobs[name]; !ok {
 		return errNoJob(name)
 	}
-	s.stopRunsLocked(name)
-	return nil
+	return s.stopRunsLocked(ctx, name)
 }
 
-func (s *Service) stopRunsLocked(name string) {
-	s.runs.queue = slices.DeleteFunc(s.runs.queue, func(r *run) bool { return r.job == name })
-	for _, r := range s.runs.byTask {
-		if r.job == name && !r.stopped {
-			r.stopped = true
-			s.driver.Kill(r.taskID, r.agentID)
+// stopRunsLocked drops the job's queued runs and kills its launched ones
+// (which are no longer counted), storing that with extra in one Apply
+// first.
+func (s *Service) stopRunsLocked(ctx context.Context, name string, extra ...frameworks.Op) error {
+	ops := extra
+	for _, r := range s.runs.queue {
+		if r.job == name {
+			ops = append(ops, dropRun(r))
 		}
 	}
+	var kill []*run
+	for _, r := range s.runs.byTask {
+		if r.job == name && !r.stopped {
+			stopped := *r
+			stopped.stopped = true
+			ops = append(ops, putRun(&stopped))
+			kill = append(kill, r)
+		}
+	}
+	if err := s.applyLocked(ctx, ops); err != nil {
+		return fmt.Errorf("stopping the runs of job %s: %w", name, err)
+	}
+	s.runs.queue = slices.DeleteFunc(s.runs.queue, func(r *run) bool { return r.job == name })
+	for _, r := range kill {
+		r.stopped = true
+		s.driver.Kill(r.taskID, r.agentID)
+	}
 	delete(s.runs.triggered, name)
+	return nil
 }
 
 // loop starts due scheduled runs every tick (and when a job changes).
@@ -190,12 +214,26 @@ func (s *Service) tick(ctx context.Context, now time.Time) {
 			}
 		}
 		next.Schedule = sc.String()
-		if err := s.putJobLocked(ctx, &next); err != nil {
+		op, err := jobOp(&next)
+		if err != nil {
+			s.log.Warn("cannot encode the job", "job", name, "err", err)
+			continue
+		}
+		ops := []frameworks.Op{op}
+		var r *run
+		if !late {
+			r = s.newRunLocked(&next, 0, "", now)
+			ops = append(ops, putRun(r))
+		}
+		// The schedule step and its run are stored together: neither
+		// is kept without the other.
+		if err := s.store.Apply(ctx, ops...); err != nil {
 			s.log.Warn("cannot store the job's next run; trying again", "job", name, "err", err)
 			continue
 		}
-		if !late {
-			s.enqueueLocked(&next, 0, "", now)
+		s.jobs[name] = &next
+		if r != nil {
+			s.queueLocked(r)
 		}
 	}
 }
@@ -289,6 +327,26 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 			s.log.Info("launching a run", "job", r.job, "task_id", r.taskID, "attempt", r.attempt, "agent_id", r.agentID)
 			break
 		}
+	}
+	// The launched runs' task ids are stored before their tasks are
+	// launched, so that a new leader knows them.
+	var ops []frameworks.Op
+	for r := range launched {
+		if r.taskID == "" {
+			ops = append(ops, dropRun(r))
+		} else {
+			ops = append(ops, putRun(r))
+		}
+	}
+	if err := s.applyLocked(ctx, ops); err != nil {
+		s.log.Warn("cannot store the runs to launch; launching none", "err", err)
+		for r := range launched {
+			if r.taskID != "" {
+				delete(s.runs.byTask, r.taskID)
+				r.taskID, r.agentID, r.state = "", "", runQueued
+			}
+		}
+		return nil, len(s.runs.queue) > 0
 	}
 	s.runs.queue = slices.DeleteFunc(s.runs.queue, func(r *run) bool { return launched[r] })
 	var launches []frameworks.Launch
@@ -440,11 +498,39 @@ func (s *Service) MarkSuccess(ctx context.Context, name string) error {
 	next.SuccessCount++
 	next.ErrorsSinceSuccess = 0
 	next.LastSuccess = now.UTC().Format(timeFormat)
-	if err := s.putJobLocked(ctx, &next); err != nil {
+	if _, err := s.recordLocked(ctx, j, &next, nil, true, now); err != nil {
 		return err
 	}
-	s.startDependentsLocked(name, now)
 	return nil
+}
+
+// recordLocked stores next as the job j was, with extra, and the runs of
+// the dependents it starts when succeeded, in one Apply; then it queues
+// those runs.
+func (s *Service) recordLocked(ctx context.Context, j, next *Job, extra []frameworks.Op, succeeded bool, now time.Time) ([]*run, error) {
+	op, err := jobOp(next)
+	if err != nil {
+		return nil, err
+	}
+	ops := append([]frameworks.Op{op}, extra...)
+	s.jobs[j.Name] = next // the dependents look at their parents' results
+	var deps []*run
+	if succeeded {
+		deps = s.dependentsLocked(j.Name, now)
+		for _, r := range deps {
+			ops = append(ops, putRun(r))
+		}
+	}
+	if err := s.applyLocked(ctx, ops); err != nil {
+		s.jobs[j.Name] = j
+		return nil, fmt.Errorf("storing job %s: %w", j.Name, err)
+	}
+	for _, r := range deps {
+		s.runs.triggered[r.job] = now
+		s.log.Info("parents succeeded; starting the dependent job", "job", r.job, "parents", s.jobs[r.job].Parents)
+		s.queueLocked(r)
+	}
+	return deps, nil
 }
 
 // LaunchFailed implements frameworks.Scheduler: the runs go back to the
@@ -452,14 +538,23 @@ func (s *Service) MarkSuccess(ctx context.Context, name string) error {
 func (s *Service) LaunchFailed(ctx context.Context, tasks []*mesos.TaskInfo, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var ops []frameworks.Op
 	for _, t := range tasks {
 		if r := s.runs.byTask[t.GetTaskId().GetValue()]; r != nil {
 			delete(s.runs.byTask, r.taskID)
-			if !r.stopped {
-				r.state, r.taskID, r.agentID = runQueued, "", ""
-				s.runs.queue = append(s.runs.queue, r)
+			if r.stopped {
+				ops = append(ops, dropRun(r))
+				continue
 			}
+			r.state, r.taskID, r.agentID = runQueued, "", ""
+			s.runs.queue = append(s.runs.queue, r)
+			ops = append(ops, putRun(r))
 		}
+	}
+	if err := s.applyLocked(ctx, ops); err != nil {
+		// The stored task ids are reconciled after a restart: the master
+		// does not know them, and the runs are queued again then.
+		s.log.Warn("cannot store the runs queued again", "err", err)
 	}
 }
 
@@ -474,11 +569,11 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 	id, state := st.GetTaskId().GetValue(), st.GetState()
 	r := s.runs.byTask[id]
 	if r == nil && !mesos.IsTerminal(state) {
-		// A run of ours from before a restart (reconciliation tells of
-		// it): adopt it, so that its end is counted and no second run
-		// starts beside it.
+		// A run of ours from before runs were stored (reconciliation
+		// tells of it): adopt it, so that its end is counted and no
+		// second run starts beside it.
 		if name, attempt, ok := ParseTaskID(id); ok && s.jobs[name] != nil {
-			r = &run{job: name, taskID: id, attempt: attempt, agentID: st.GetAgentId().GetValue(), state: runLaunching, queuedAt: time.Now()}
+			r = &run{id: "adopted:" + id, job: name, taskID: id, attempt: attempt, agentID: st.GetAgentId().GetValue(), state: runLaunching, queuedAt: time.Now()}
 			s.runs.byTask[id] = r
 			s.log.Info("adopted a run from before a restart", "job", name, "task_id", id, "state", state)
 		}
@@ -498,25 +593,49 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 		ack()
 		return
 	}
-	delete(s.runs.byTask, id)
 	j := s.jobs[r.job]
+	if r.state == runLaunching && !r.stopped && j != nil && st.GetReason() == mesos.TaskStatus_REASON_RECONCILIATION &&
+		(state == mesos.TaskState_TASK_LOST || state == mesos.TaskState_TASK_DROPPED) {
+		// Stored as launched by a previous leader (or before a restart)
+		// but unknown to the master: its launch never arrived. Queue it
+		// again rather than count a failure.
+		s.log.Info("a run's launch never reached the master; queueing it again", "job", r.job, "task_id", id)
+		delete(s.runs.byTask, id)
+		r.state, r.taskID, r.agentID = runQueued, "", ""
+		if err := s.store.Apply(ctx, putRun(r)); err != nil {
+			s.log.Warn("cannot store the run queued again", "job", r.job, "err", err)
+		}
+		s.queueLocked(r)
+		ack()
+		return
+	}
 	if r.stopped || j == nil {
+		if err := s.store.Apply(ctx, dropRun(r)); err != nil {
+			s.log.Warn("cannot drop a stopped run; the agent sends its end again", "task_id", id, "err", err)
+			return
+		}
+		delete(s.runs.byTask, id)
 		ack()
 		return
 	}
 	now := time.Now()
 	next := *j
 	if state == mesos.TaskState_TASK_FINISHED {
-		r.state = runSucceeded
 		next.SuccessCount++
 		next.ErrorsSinceSuccess = 0
 		next.LastSuccess = now.UTC().Format(timeFormat)
 	} else {
-		r.state = runFailed
 		if r.attempt < j.Retries {
+			retry := s.newRunLocked(j, r.attempt+1, r.args, now)
+			retry.notBefore = now.Add(s.retryBackoff(r.attempt + 1))
+			if err := s.store.Apply(ctx, putRun(retry), dropRun(r)); err != nil {
+				s.log.Warn("cannot store the retry; the agent sends the failure again", "job", j.Name, "task_id", id, "err", err)
+				return
+			}
 			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", st.GetMessage())
-			s.enqueueLocked(j, r.attempt+1, r.args, now)
-			s.runs.queue[len(s.runs.queue)-1].notBefore = now.Add(s.retryBackoff(r.attempt + 1))
+			delete(s.runs.byTask, id)
+			r.state = runFailed
+			s.queueLocked(retry)
 			ack()
 			return
 		}
@@ -524,21 +643,33 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 		next.ErrorsSinceSuccess++
 		next.LastError = now.UTC().Format(timeFormat)
 	}
-	s.log.Info("run ended", "job", j.Name, "task_id", id, "state", r.state, "task_state", state)
-	if err := s.putJobLocked(ctx, &next); err != nil {
+	succeeded := state == mesos.TaskState_TASK_FINISHED
+	if _, err := s.recordLocked(ctx, j, &next, []frameworks.Op{dropRun(r)}, succeeded, now); err != nil {
 		s.log.Warn("cannot record the run's result; the agent sends it again", "job", j.Name, "task_id", id, "err", err)
 		return
 	}
-	ack()
-	if r.state == runSucceeded {
-		s.startDependentsLocked(j.Name, now)
+	delete(s.runs.byTask, id)
+	r.state = runFailed
+	if succeeded {
+		r.state = runSucceeded
 	}
+	s.log.Info("run ended", "job", j.Name, "task_id", id, "state", r.state, "task_state", state)
+	ack()
 }
 
-// startDependentsLocked queues the jobs whose parents (parent among them)
-// have all succeeded since the job was last started by them.
-func (s *Service) startDependentsLocked(parent string, now time.Time) {
-	for _, c := range s.jobs {
+// dependentsLocked makes (does not store or queue) a run of each job
+// whose parents (parent among them) have all succeeded since the job was
+// last started by them.
+func (s *Service) dependentsLocked(parent string, now time.Time) []*run {
+	var out []*run
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range s.jobs {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		c := s.jobs[name]
 		if c.Disabled || !slices.Contains(c.Parents, parent) {
 			continue
 		}
@@ -555,11 +686,10 @@ func (s *Service) startDependentsLocked(parent string, now time.Time) {
 			}
 		}
 		if all {
-			s.runs.triggered[c.Name] = now
-			s.log.Info("parents succeeded; starting the dependent job", "job", c.Name, "parents", c.Parents)
-			s.enqueueLocked(c, 0, "", now)
+			out = append(out, s.newRunLocked(c, 0, "", now))
 		}
 	}
+	return out
 }
 
 // latest is the latest of Chronos times; the zero time for none.

@@ -16,6 +16,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/frameworks"
+	"github.com/mesolite/mesolite/frameworks/ha"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,7 +43,10 @@ type Config struct {
 	WorkDir string
 	// Store keeps the jobs and the framework id; nil opens the local store
 	// in WorkDir (and Run closes it).
-	Store  frameworks.Store
+	Store frameworks.Store
+	// HA, when set, is the election this instance takes part in (RunHA
+	// sets it): /scheduler/leader names the leader it knows.
+	HA     *ha.HA
 	Logger *slog.Logger
 
 	// RetryBackoff is the wait before a failed run's first retry; it
@@ -99,14 +103,16 @@ type Service struct {
 	store     frameworks.Store
 	ownsStore bool
 	driver    *frameworks.Driver
+	api       http.Handler // routes, without bounds
 	handler   http.Handler
 	wake      chan struct{}
 
 	// mu guards jobs and the runs; store writes happen under it, so the
 	// store sees changes in the order they were made.
-	mu   sync.Mutex
-	jobs map[string]*Job
-	runs runTable
+	mu     sync.Mutex
+	jobs   map[string]*Job
+	runs   runTable
+	runSeq uint64 // makes run ids unique
 }
 
 // New opens the state (the store under WorkDir unless given one), reads
@@ -141,11 +147,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		s.jobs[j.Name] = &j
 	}
+	if err := s.loadRuns(ctx); err != nil {
+		return fail(err)
+	}
 	fw := &mesos.FrameworkInfo{
 		Name:            proto.String(cfg.FrameworkName),
 		FailoverTimeout: proto.Float64(cfg.FailoverTimeout.Seconds()),
 		Hostname:        proto.String(cfg.Hostname),
-		WebuiUrl:        proto.String("http://" + s.leader()),
+		WebuiUrl:        proto.String("http://" + s.self()),
 	}
 	if cfg.User != "" {
 		fw.User = proto.String(cfg.User)
@@ -160,13 +169,23 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s.handler = bounded(s.routes())
+	s.api = s.routes()
+	s.handler = bounded(s.api)
 	return s, nil
 }
 
-// leader is host:port of this instance, the only one (no election yet).
-func (s *Service) leader() string {
+// self is host:port of this instance's API.
+func (s *Service) self() string {
 	return net.JoinHostPort(s.cfg.Hostname, strconv.Itoa(s.cfg.HTTPPort))
+}
+
+// leader is host:port of the leading instance: this one, unless it takes
+// part in an election.
+func (s *Service) leader() string {
+	if s.cfg.HA != nil {
+		return s.cfg.HA.Leader()
+	}
+	return s.self()
 }
 
 // Handler is the HTTP API with its bounds.
@@ -186,13 +205,22 @@ func (s *Service) Job(name string) (Job, bool) {
 	return *j, true
 }
 
+// jobOp is the Op storing j.
+func jobOp(j *Job) (frameworks.Op, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return frameworks.Op{}, fmt.Errorf("encoding job %s: %w", j.Name, err)
+	}
+	return frameworks.Put(bucketJobs, j.Name, b), nil
+}
+
 // putJobLocked stores j and makes it the job of its name. s.mu is held.
 func (s *Service) putJobLocked(ctx context.Context, j *Job) error {
-	b, err := json.Marshal(j)
+	op, err := jobOp(j)
 	if err != nil {
 		return err
 	}
-	if err := s.store.Apply(ctx, frameworks.Put(bucketJobs, j.Name, b)); err != nil {
+	if err := s.store.Apply(ctx, op); err != nil {
 		return fmt.Errorf("storing job %s: %w", j.Name, err)
 	}
 	s.jobs[j.Name] = j
@@ -274,11 +302,10 @@ func (s *Service) DeleteJob(ctx context.Context, name string) error {
 		slices.Sort(children)
 		return fmt.Errorf("job %s is a parent of %v; delete or change those first: %w", name, children, errdefs.ErrConflict)
 	}
-	if err := s.store.Apply(ctx, frameworks.Delete(bucketJobs, name)); err != nil {
+	if err := s.stopRunsLocked(ctx, name, frameworks.Delete(bucketJobs, name)); err != nil {
 		return fmt.Errorf("deleting job %s: %w", name, err)
 	}
 	delete(s.jobs, name)
-	s.stopRunsLocked(name)
 	return nil
 }
 
@@ -290,52 +317,82 @@ func (s *Service) poke() {
 	}
 }
 
-// Run serves the API on ln and runs the framework until ctx ends or the
-// master refuses the framework for good. It closes ln, and the store if
-// New opened it.
-func (s *Service) Run(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv := &http.Server{
-		Handler:           s.handler,
+// newServer is the API's HTTP server, bounded (DESIGN.md: every server
+// is bounded); its handlers' contexts end with ctx.
+func newServer(ctx context.Context, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       bodyReadTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	var wg sync.WaitGroup
+}
+
+// serve serves srv on ln until ctx ends or run returns, then shuts the
+// server down and returns run's error.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
-	wg.Add(3)
+	served := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(served)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serving the API: %w", err)
+			cancel()
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		if err := s.driver.Run(ctx); err != nil {
-			errc <- fmt.Errorf("framework: %w", err)
-		}
-	}()
-	go func() { defer wg.Done(); s.loop(ctx) }()
-	s.log.Info("jobs service started", "address", ln.Addr().String(), "master", s.cfg.Master, "framework_name", s.cfg.FrameworkName)
-	var err error
+	err := run(ctx)
 	select {
-	case <-ctx.Done():
-	case err = <-errc:
+	case serr := <-errc:
+		if err == nil {
+			err = serr
+		}
+	default:
 	}
-	cancel()
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(shutdown)
 	done()
 	srv.Close()
+	<-served
+	return err
+}
+
+// Run serves the API on ln and runs the framework until ctx ends or the
+// master refuses the framework for good. It closes ln, and the store if
+// New opened it.
+func (s *Service) Run(ctx context.Context, ln net.Listener) error {
+	srv := newServer(ctx, s.handler, s.log)
+	s.log.Info("jobs service started", "address", ln.Addr().String(), "master", s.cfg.Master, "framework_name", s.cfg.FrameworkName)
+	return serve(ctx, srv, ln, s.runFramework)
+}
+
+// runFramework runs the driver and the scheduling loop until ctx ends
+// (nil) or the driver fails; it closes the store if New opened it.
+func (s *Service) runFramework(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := s.driver.Run(ctx); err != nil {
+			errc <- fmt.Errorf("framework: %w", err)
+		}
+		cancel()
+	})
+	wg.Go(func() { s.loop(ctx) })
 	wg.Wait()
 	if s.ownsStore {
 		s.store.Close()
 	}
-	return err
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
 }

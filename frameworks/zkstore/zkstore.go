@@ -79,6 +79,8 @@ type Store struct {
 	// Apply failed after its commit); reads and writes roll it forward
 	// first.
 	pending bool
+	// downSince is when the connection was lost; zero while connected.
+	downSince time.Time
 }
 
 var _ frameworks.Store = (*Store)(nil)
@@ -151,12 +153,37 @@ func (s *Store) watch(events <-chan zk.Event) {
 		switch ev.State {
 		case zk.StateDisconnected:
 			s.log.Warn("ZooKeeper connection lost; reconnecting")
+			s.setDown(true)
 		case zk.StateExpired:
 			s.log.Warn("ZooKeeper session expired; starting a new one")
+			s.setDown(true)
 		case zk.StateHasSession:
-			s.log.Debug("ZooKeeper session established", "server", s.conn.Server())
+			s.log.Debug("ZooKeeper session established", "server", ev.Server)
+			s.setDown(false)
 		}
 	}
+}
+
+func (s *Store) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !down:
+		s.downSince = time.Time{}
+	case s.downSince.IsZero():
+		s.downSince = time.Now()
+	}
+}
+
+// Disconnected is how long the store has been without a ZooKeeper
+// session; zero while it has one.
+func (s *Store) Disconnected() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.downSince.IsZero() {
+		return 0
+	}
+	return time.Since(s.downSince)
 }
 
 // Close ends the session.
