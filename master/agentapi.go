@@ -567,11 +567,19 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register, returning 
 				}
 				t = m.adoptTask(a, fw, rt)
 			}
+			t.change(func(n *mesos.Task) {
+				if len(rt.GetStatuses()) > 0 {
+					last := rt.GetStatuses()[len(rt.GetStatuses())-1]
+					if k := len(n.Statuses); k == 0 || !proto.Equal(n.Statuses[k-1], last) {
+						n.Statuses = append(n.Statuses, proto.Clone(last).(*mesos.TaskStatus))
+					}
+				}
+				n.State = rt.State
+				n.StatusUpdateState = rt.StatusUpdateState
+				n.StatusUpdateUuid = rt.StatusUpdateUuid
+			})
 			if len(rt.GetStatuses()) > 0 {
 				last := rt.GetStatuses()[len(rt.GetStatuses())-1]
-				if n := len(t.t.Statuses); n == 0 || !proto.Equal(t.t.Statuses[n-1], last) {
-					t.t.Statuses = append(t.t.Statuses, proto.Clone(last).(*mesos.TaskStatus))
-				}
 				if cid := last.GetContainerStatus().GetContainerId(); cid != nil {
 					for cid.GetParent() != nil {
 						cid = cid.GetParent()
@@ -579,9 +587,6 @@ func (m *Master) reconcileAgent(a *agent, reg *agentpb.Call_Register, returning 
 					t.containerID = cid.GetValue()
 				}
 			}
-			t.t.State = rt.State
-			t.t.StatusUpdateState = rt.StatusUpdateState
-			t.t.StatusUpdateUuid = rt.StatusUpdateUuid
 			if mesos.IsTerminal(rt.GetState()) && !t.released {
 				t.released = true
 			} else if !mesos.IsTerminal(rt.GetState()) && t.released {

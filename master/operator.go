@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -197,7 +198,7 @@ func (m *Master) operatorCall(w http.ResponseWriter, r *http.Request, call *mast
 		m.operatorSubscribe(w, r, respCodec)
 		return
 	}
-	resp, err := m.operatorAnswer(r, call)
+	resp, encs, err := m.operatorAnswer(r, call)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -213,21 +214,29 @@ func (m *Master) operatorCall(w http.ResponseWriter, r *http.Request, call *mast
 		return
 	}
 	// Encoded outside the master's lock: a GET_STATE of a large cluster
-	// takes a while.
-	data, err := respCodec.Marshal(resp)
+	// takes a while (state_encode.go).
+	data, err := encs.encodeResponse(respCodec, resp)
 	if err != nil {
 		m.log.Error("BUG: cannot encode an operator API answer", "type", typ.String(), "error", err)
 		writeError(w, httpErr(http.StatusInternalServerError, "Internal error: cannot encode the answer to %s", typ))
 		return
 	}
 	w.Header().Set("Content-Type", respCodec.MediaType())
+	w.Header().Set("Content-Length", strconv.Itoa(data.Len()))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(data)
+	_, _ = data.WriteTo(w)
 }
 
 // operatorAnswer carries out a served call other than SUBSCRIBE. It
-// returns the Response to send, or nil for an empty 200.
-func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb.Response, error) {
+// returns the Response to send, or nil for an empty 200, and the encoding
+// caches of the tasks it lists.
+func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb.Response, taskEncodings, error) {
+	encs := taskEncodings{}
+	resp, err := m.operatorAnswerWith(r, call, encs)
+	return resp, encs, err
+}
+
+func (m *Master) operatorAnswerWith(r *http.Request, call *masterpb.Call, encs taskEncodings) (*masterpb.Response, error) {
 	typ := call.GetType()
 	resp := &masterpb.Response{}
 	switch typ {
@@ -305,7 +314,7 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		}
 		switch typ {
 		case masterpb.Call_GET_STATE:
-			resp.Type, resp.GetState = masterpb.Response_GET_STATE.Enum(), m.stateProtoLocked(false)
+			resp.Type, resp.GetState = masterpb.Response_GET_STATE.Enum(), m.stateProtoLocked(false, encs)
 		case masterpb.Call_GET_AGENTS:
 			resp.Type, resp.GetAgents = masterpb.Response_GET_AGENTS.Enum(), m.agentsProtoLocked()
 		case masterpb.Call_GET_FRAMEWORKS:
@@ -313,7 +322,7 @@ func (m *Master) operatorAnswer(r *http.Request, call *masterpb.Call) (*masterpb
 		case masterpb.Call_GET_EXECUTORS:
 			resp.Type, resp.GetExecutors = masterpb.Response_GET_EXECUTORS.Enum(), m.executorsProtoLocked()
 		case masterpb.Call_GET_TASKS:
-			resp.Type, resp.GetTasks = masterpb.Response_GET_TASKS.Enum(), m.tasksProtoLocked(false)
+			resp.Type, resp.GetTasks = masterpb.Response_GET_TASKS.Enum(), m.tasksProtoLocked(false, encs)
 		case masterpb.Call_GET_ROLES:
 			resp.Type, resp.GetRoles = masterpb.Response_GET_ROLES.Enum(), m.rolesProtoLocked()
 		case masterpb.Call_GET_MASTER:
@@ -381,10 +390,11 @@ func (m *Master) addOperatorSubscriber(c codec.Codec, remote string) (*opSubscri
 		m.opSyncLocked()
 	}
 	s := newOpSubscriber(uuid.NewString(), c, remote, m.ops.maxQueue)
+	s.encs = taskEncodings{}
 	s.queue = append(s.queue, &masterpb.Event{
 		Type: masterpb.Event_SUBSCRIBED.Enum(),
 		Subscribed: &masterpb.Event_Subscribed{
-			GetState:                 m.stateProtoLocked(true),
+			GetState:                 m.stateProtoLocked(true, s.encs),
 			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
 		},
 	})

@@ -30,29 +30,44 @@ func timeInfo(t time.Time) *mesos.TimeInfo {
 // byRole sums resources by allocation role, for the allocated and offered
 // resources of agents and frameworks, which Mesos reports with
 // allocation_info.
-type byRole map[string]resources.Resources
+type byRole map[string]*resources.Accumulator
 
 func (b byRole) add(role string, rs resources.Resources) {
-	if len(rs) > 0 {
-		b[role] = b[role].Add(rs)
+	if len(rs) == 0 {
+		return
 	}
+	acc := b[role]
+	if acc == nil {
+		acc = &resources.Accumulator{}
+		b[role] = acc
+	}
+	acc.Add(rs)
+}
+
+func (b byRole) sum(role string) resources.Resources {
+	if acc := b[role]; acc != nil {
+		return acc.Resources()
+	}
+	return nil
 }
 
 func (b byRole) proto() []*mesos.Resource {
 	out := []*mesos.Resource{}
 	for _, role := range slices.Sorted(maps.Keys(b)) {
-		out = append(out, b[role].ToProto(role)...)
+		out = append(out, b.sum(role).ToProto(role)...)
 	}
 	return out
 }
 
-// taskProto is a copy of the task's record that later changes to the task
-// do not touch: the master replaces the fields of t.t, and appends to and
-// trims its statuses, so the copy has its own struct and status slice.
-// The statuses themselves, and the other slices (resources from the
-// TaskInfo), are never changed once kept.
-func taskProto(t *task) *mesos.Task {
-	s := t.t
+// taskProto is the task's record, shared: the master never changes a
+// record it has published (task.change makes a new one), so the operator
+// API and event streams keep and encode it outside the lock.
+func taskProto(t *task) *mesos.Task { return t.t }
+
+// cloneTask is a copy of s that a change may write: its own struct, status
+// slice and limits. The statuses themselves, and the other slices
+// (resources from the TaskInfo), are never changed once kept.
+func cloneTask(s *mesos.Task) *mesos.Task {
 	return &mesos.Task{
 		Name:              s.Name,
 		TaskId:            s.TaskId,
@@ -232,12 +247,15 @@ func (m *Master) executorsProtoLocked() *masterpb.Response_GetExecutors {
 // every framework, and their completed ones, those ended by an unreachable
 // agent apart. With announce, the live tasks are marked as known to the
 // operator event streams (the snapshot of a SUBSCRIBED).
-func (m *Master) tasksProtoLocked(announce bool) *masterpb.Response_GetTasks {
+//
+// encs, when not nil, is given the encoding cache of each task listed.
+func (m *Master) tasksProtoLocked(announce bool, encs taskEncodings) *masterpb.Response_GetTasks {
 	out := &masterpb.Response_GetTasks{}
 	completed := func(fw *framework) {
 		// Newest first, as /master/state lists them.
 		for i := len(fw.completedTasks) - 1; i >= 0; i-- {
 			t := fw.completedTasks[i]
+			encs.note(t)
 			if t.state() == mesos.TaskState_TASK_UNREACHABLE {
 				out.UnreachableTasks = append(out.UnreachableTasks, taskProto(t))
 			} else {
@@ -252,6 +270,7 @@ func (m *Master) tasksProtoLocked(announce bool) *masterpb.Response_GetTasks {
 			if announce {
 				t.announced = true
 			}
+			encs.note(t)
 			out.Tasks = append(out.Tasks, taskProto(t))
 		}
 		completed(fw)
@@ -262,9 +281,9 @@ func (m *Master) tasksProtoLocked(announce bool) *masterpb.Response_GetTasks {
 	return out
 }
 
-func (m *Master) stateProtoLocked(announce bool) *masterpb.Response_GetState {
+func (m *Master) stateProtoLocked(announce bool, encs taskEncodings) *masterpb.Response_GetState {
 	return &masterpb.Response_GetState{
-		GetTasks:      m.tasksProtoLocked(announce),
+		GetTasks:      m.tasksProtoLocked(announce, encs),
 		GetExecutors:  m.executorsProtoLocked(),
 		GetFrameworks: m.frameworksProtoLocked(),
 		GetAgents:     m.agentsProtoLocked(),
@@ -315,7 +334,7 @@ func (m *Master) rolesProtoLocked() *masterpb.Response_GetRoles {
 		for _, id := range fws[name] {
 			role.Frameworks = append(role.Frameworks, &mesos.FrameworkID{Value: proto.String(id)})
 		}
-		if rs := allocated[name]; len(rs) > 0 {
+		if rs := allocated.sum(name); len(rs) > 0 {
 			role.Resources = rs.ToProto(name)
 		}
 		out.Roles = append(out.Roles, role)

@@ -44,6 +44,9 @@ type opSubscriber struct {
 	closing bool  // no more events; serve ends once the queue is written
 	reason  error // why the stream ends, nil for the client going away
 	wake    chan struct{}
+	// encs are the task encodings of the SUBSCRIBED snapshot; serve
+	// drops them once it is written.
+	encs taskEncodings
 }
 
 func newOpSubscriber(id string, c codec.Codec, remote string, max int) *opSubscriber {
@@ -99,13 +102,13 @@ func (s *opSubscriber) take() (batch []*masterpb.Event, closing bool, reason err
 func (s *opSubscriber) serve(ctx context.Context, w http.ResponseWriter, interval, writeTimeout time.Duration) error {
 	rc := http.NewResponseController(w)
 	rw := recordio.NewWriter(w)
-	write := func(rec []byte) error {
+	write := func(rec ...[]byte) error {
 		if writeTimeout > 0 {
 			// Not every ResponseWriter supports deadlines (test
 			// writers); the stream still works without one.
 			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		}
-		return rw.WriteRecord(rec)
+		return rw.WriteRecordParts(rec)
 	}
 	heartbeat, err := s.codec.Marshal(&masterpb.Event{Type: masterpb.Event_HEARTBEAT.Enum()})
 	if err != nil {
@@ -120,13 +123,16 @@ func (s *opSubscriber) serve(ctx context.Context, w http.ResponseWriter, interva
 	for {
 		batch, closing, reason := s.take()
 		for _, ev := range batch {
-			rec, err := s.codec.Marshal(ev)
+			rec, err := s.encs.encodeEvent(s.codec, ev)
+			if ev.GetType() == masterpb.Event_SUBSCRIBED {
+				s.encs = nil
+			}
 			if err != nil {
 				// A bug (a required field the master left unset): the
 				// subscriber cannot trust the stream any more.
 				return err
 			}
-			if err := write(rec); err != nil {
+			if err := write(rec.Parts()...); err != nil {
 				return err
 			}
 		}

@@ -861,9 +861,9 @@ func TestOperatorMarkAgentGone(t *testing.T) {
 	}
 }
 
-// taskProto copies every field of the task record: a field added to
-// mesos.Task later must be copied too (or the operator API loses it).
-func TestTaskProtoCopiesEveryField(t *testing.T) {
+// cloneTask copies every field of the task record: a field added to
+// mesos.Task later must be copied too (or a status update loses it).
+func TestCloneTaskCopiesEveryField(t *testing.T) {
 	src := &mesos.Task{}
 	m := src.ProtoReflect()
 	fields := m.Descriptor().Fields()
@@ -890,9 +890,9 @@ func TestTaskProtoCopiesEveryField(t *testing.T) {
 			t.Fatalf("mesos.Task.%s: kind %s not handled by this test", fd.Name(), fd.Kind())
 		}
 	}
-	got := taskProto(&task{t: src})
+	got := cloneTask(src)
 	if !proto.Equal(got, src) {
-		t.Fatalf("taskProto lost fields:\n got %v\nwant %v", got, src)
+		t.Fatalf("cloneTask lost fields:\n got %v\nwant %v", got, src)
 	}
 	// Later changes to the record leave the copy alone.
 	src.Statuses[0] = &mesos.TaskStatus{Message: proto.String("changed")}

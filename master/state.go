@@ -123,6 +123,18 @@ type task struct {
 	// announced: the operator event streams were told of the task
 	// (TASK_ADDED, or a SUBSCRIBED that listed it).
 	announced bool
+	// enc caches encodings of t (taskEncoding); change drops it.
+	enc *taskEncoding
+}
+
+// change makes a new record of the task with f applied. A record, once
+// in the books, is never written again: GET_STATE, SUBSCRIBED and the
+// events share it, and encode it after the master's lock is released.
+func (t *task) change(f func(n *mesos.Task)) {
+	n := cloneTask(t.t)
+	f(n)
+	t.t = n
+	t.enc = nil
 }
 
 // deliveries is what a framework was told of one task's updates, kept by

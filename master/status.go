@@ -18,18 +18,20 @@ import (
 // to the allocator.
 func (m *Master) setTaskState(t *task, st *mesos.TaskStatus, latest mesos.TaskState) {
 	prev, prevUpdate := t.state(), t.t.StatusUpdateState
-	t.t.State = latest.Enum()
-	t.t.StatusUpdateState = st.State
-	t.t.StatusUpdateUuid = st.Uuid
 	// Keep statuses lean: data can be large and is the framework's.
 	kept := proto.Clone(st).(*mesos.TaskStatus)
 	kept.Data = nil
-	if n := len(t.t.Statuses); n == 0 || !proto.Equal(t.t.Statuses[n-1], kept) {
-		t.t.Statuses = append(t.t.Statuses, kept)
-		if len(t.t.Statuses) > maxStatusesPerTask {
-			t.t.Statuses = slices.Delete(t.t.Statuses, 0, len(t.t.Statuses)-maxStatusesPerTask)
+	t.change(func(n *mesos.Task) {
+		n.State = latest.Enum()
+		n.StatusUpdateState = st.State
+		n.StatusUpdateUuid = st.Uuid
+		if k := len(n.Statuses); k == 0 || !proto.Equal(n.Statuses[k-1], kept) {
+			n.Statuses = append(n.Statuses, kept)
+			if len(n.Statuses) > maxStatusesPerTask {
+				n.Statuses = slices.Delete(n.Statuses, 0, len(n.Statuses)-maxStatusesPerTask)
+			}
 		}
-	}
+	})
 	if cid := st.GetContainerStatus().GetContainerId(); cid != nil {
 		for cid.GetParent() != nil {
 			cid = cid.GetParent()

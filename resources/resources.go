@@ -219,6 +219,49 @@ func Of(rs ...Resource) Resources {
 			out = append(out, r)
 		}
 	}
+	return normalize(out)
+}
+
+// Sum returns the sum of every Resources in list.
+func Sum(list ...Resources) Resources {
+	var acc Accumulator
+	for _, r := range list {
+		acc.Add(r)
+	}
+	return acc.Resources()
+}
+
+// Accumulator sums many Resources in place: Add merges into one running
+// total, so summing n small lists costs n merges and no copy of the total
+// (Resources.Add copies it each time; 50,000 tasks' resources summed for
+// a state answer were most of its cost). The zero value is empty.
+type Accumulator struct{ sum Resources }
+
+// Add adds o to the total.
+func (a *Accumulator) Add(o Resources) {
+	i := 0
+	for _, r := range o {
+		for i < len(a.sum) && compareKey(&a.sum[i], &r) < 0 {
+			i++
+		}
+		if i < len(a.sum) && compareKey(&a.sum[i], &r) == 0 {
+			// add builds new range and set slices; the entries of o
+			// are never written.
+			a.sum[i] = add(a.sum[i], r)
+		} else {
+			a.sum = slices.Insert(a.sum, i, r)
+		}
+		i++
+	}
+}
+
+// Resources returns the total so far. The Accumulator must not be used
+// after.
+func (a *Accumulator) Resources() Resources { return a.sum }
+
+// normalize sorts out (whose entries are not empty) by key and merges
+// neighbours with equal keys, in place.
+func normalize(out Resources) Resources {
 	slices.SortStableFunc(out, func(a, b Resource) int { return compareKey(&a, &b) })
 	// Merge neighbours with equal keys.
 	n := 0

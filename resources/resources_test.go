@@ -48,7 +48,30 @@ func TestAddSubtract(t *testing.T) {
 			if got := tt.b.Add(tt.a).String(); got != tt.sum {
 				t.Errorf("Add is not commutative: %q", got)
 			}
+			if got := Sum(tt.a, nil, tt.b).String(); got != tt.sum {
+				t.Errorf("Sum = %q, want %q", got, tt.sum)
+			}
 		})
+	}
+}
+
+// Sum of many equals adding them one by one.
+func TestSumEqualsRepeatedAdd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for range 50 {
+		var list []Resources
+		var want Resources
+		for range rng.IntN(20) {
+			p := uint64(rng.IntN(100))
+			r := Of(cpus(float64(rng.IntN(8))/4), mem(float64(rng.IntN(4096))),
+				ports(Range{p, p + uint64(rng.IntN(3))}), reserved([]string{"a", "b"}[rng.IntN(2)], 0.5),
+				set([]string{"x", "y", "z"}[rng.IntN(3)]))
+			list = append(list, r)
+			want = want.Add(r)
+		}
+		if got := Sum(list...); got.String() != want.String() {
+			t.Fatalf("Sum = %q, repeated Add = %q", got, want)
+		}
 	}
 }
 

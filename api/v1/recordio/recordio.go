@@ -55,6 +55,26 @@ func (w *Writer) WriteRecord(p []byte) error {
 	return w.flush()
 }
 
+// WriteRecordParts writes the concatenation of parts as one record and
+// flushes, without joining them first.
+func (w *Writer) WriteRecordParts(parts [][]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	hdr := strconv.AppendUint(w.hdr[:0], uint64(n), 10)
+	hdr = append(hdr, '\n')
+	if _, err := w.w.Write(hdr); err != nil {
+		return fmt.Errorf("recordio: writing header: %w", err)
+	}
+	for _, p := range parts {
+		if _, err := w.w.Write(p); err != nil {
+			return fmt.Errorf("recordio: writing record: %w", err)
+		}
+	}
+	return w.flush()
+}
+
 func (w *Writer) flush() error {
 	var err error
 	switch f := w.w.(type) {

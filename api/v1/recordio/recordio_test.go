@@ -33,6 +33,21 @@ func TestWriterFormat(t *testing.T) {
 	}
 }
 
+// A record written in parts is the record of their concatenation.
+func TestWriterParts(t *testing.T) {
+	var buf bytes.Buffer
+	w := recordio.NewWriter(&buf)
+	for _, parts := range [][][]byte{{[]byte(`{"type":`), nil, []byte(`"HEARTBEAT"}`)}, nil, {[]byte("x\n"), []byte("y")}} {
+		if err := w.WriteRecordParts(parts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "20\n{\"type\":\"HEARTBEAT\"}0\n3\nx\ny"
+	if got := buf.String(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 type flushCounter struct {
 	bytes.Buffer
 	flushes int
