@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +17,12 @@ import (
 	"github.com/mesolite/mesolite/jobs"
 )
 
-func TestMain(m *testing.M) { clustertest.Main(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(haChildEnv); spec != "" {
+		os.Exit(haChild(spec))
+	}
+	clustertest.Main(m)
+}
 
 // service is `mesolite jobs` run in the test's process against a real
 // master.

@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/mesolite/mesolite/frameworks/ha"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/jobs"
 )
@@ -25,10 +27,17 @@ Runs scheduled jobs on the cluster (ISO 8601 repeating intervals,
 dependent jobs, retries) and serves Chronos's REST API (/scheduler/jobs,
 /scheduler/iso8601, /scheduler/dependency, ...; also under /v1), so
 Chronos's job definitions, scripts and clients work unchanged. Its state
-(framework id, jobs with their counts) is kept in --work_dir.`)
+(framework id, jobs with their counts, runs in flight) is kept in
+--work_dir, or with --zk_hosts in ZooKeeper under --zk_path, where several
+instances elect a leader: the others answer the API with 307 to it, and
+one takes over when it dies. An instance that loses its ZooKeeper session
+while leading exits (status 1); run it under a service manager that
+restarts it.`)
 	fs.EnvPrefix = "CHRONOS_"
 	master := fs.String("master", "", "the Mesos master: host:port, zk://host:2181/mesos or file:///path (required)")
-	zkHosts := fs.String("zk_hosts", "", "ZooKeeper hosts for state and leader election: not supported yet")
+	zkHosts := fs.String("zk_hosts", "", "ZooKeeper hosts for the state and leader election: host1:2181,host2:2181\n(user:password@host1:2181,... for digest authentication); empty: one instance, state in --work_dir")
+	zkPath := fs.String("zk_path", "/chronos/state", "ZooKeeper path of the state (<path>/state) and the election (<path>/leader)")
+	zkTimeout := fs.Int64("zk_timeout", 10000, "ZooKeeper session timeout in milliseconds: a dead leader is replaced after about this long")
 	httpAddr := fs.String("http_address", "127.0.0.1", "address the API listens on (0.0.0.0: every interface; the API has no authentication yet)")
 	httpPort := fs.Int("http_port", jobs.DefaultHTTPPort, "port the API listens on")
 	hostname := fs.String("hostname", "", "hostname the API is reached at, for the framework's web UI link and /scheduler/leader\n(default: the system's hostname, or the listen address when that is loopback)")
@@ -55,10 +64,8 @@ Chronos's job definitions, scripts and clients work unchanged. Its state
 	case *master == "":
 		fmt.Fprintln(stderr, "mesolite jobs: --master is required")
 		return 2
-	case *zkHosts != "":
-		return fail(errors.New("--zk_hosts is not supported yet: run one jobs service with a local --work_dir"))
-	case *failover < 0:
-		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative")
+	case *failover < 0 || *zkTimeout <= 0:
+		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative, --zk_timeout must be positive")
 		return 2
 	}
 	log := newLogger(stderr, *level, *format)
@@ -74,9 +81,20 @@ Chronos's job definitions, scripts and clients work unchanged. Its state
 			cfg.Hostname = h
 		}
 	}
-	svc, err := jobs.New(ctx, cfg)
-	if err != nil {
-		return fail(err)
+	var elect *ha.HA
+	var svc *jobs.Service
+	if *zkHosts != "" {
+		var err error
+		elect, err = ha.New(ha.Config{ZK: "zk://" + strings.TrimPrefix(*zkHosts, "zk://") + "/" + strings.Trim(*zkPath, "/"),
+			Hostname: cfg.Hostname, Port: *httpPort, SessionTimeout: time.Duration(*zkTimeout) * time.Millisecond, Logger: log})
+		if err != nil {
+			return fail(fmt.Errorf("--zk_hosts, --zk_path: %w", err))
+		}
+	} else {
+		var err error
+		if svc, err = jobs.New(ctx, cfg); err != nil {
+			return fail(err)
+		}
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(*httpAddr, strconv.Itoa(*httpPort)))
 	if err != nil {
@@ -87,7 +105,12 @@ Chronos's job definitions, scripts and clients work unchanged. Its state
 	}
 	fmt.Fprintf(stdout, "mesolite jobs: Chronos API at http://%s/scheduler/jobs (framework %q, master %s)\n",
 		net.JoinHostPort(cfg.Hostname, strconv.Itoa(*httpPort)), *name, *master)
-	if err := svc.Run(ctx, ln); err != nil {
+	if elect != nil {
+		err = jobs.RunHA(ctx, cfg, elect, ln)
+	} else {
+		err = svc.Run(ctx, ln)
+	}
+	if err != nil {
 		log.Error("jobs stopped", "error", err)
 		return 1
 	}

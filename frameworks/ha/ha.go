@@ -128,12 +128,16 @@ func (h *HA) withPath(p string) string {
 // Self is this instance's host:port.
 func (h *HA) Self() string { return h.self }
 
-// Leader is the elected leader's host:port, "" while none is known.
+// Leader is the elected leader's host:port, "" while none is known (or
+// this instance is elected and its term is not serving yet).
 func (h *HA) Leader() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.term != nil {
+	switch {
+	case h.term != nil:
 		return h.self
+	case h.leader == h.self:
+		return ""
 	}
 	return h.leader
 }
