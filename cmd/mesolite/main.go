@@ -37,6 +37,7 @@ func commands() map[string]subcommand {
 		"jobs":              {summary: "run scheduled jobs with Chronos's REST API (a built-in framework, the cluster's cron)", run: jobsMain},
 		"local":             {summary: "run a master and an agent in one process, for trying mesolite out", run: localMain},
 		"version":           {summary: "print the version", run: versionMain},
+		"completion":        {summary: "print a bash or zsh completion script (source <(mesolite completion bash))", run: completionMain},
 		"run":               {summary: "run one task and follow it to its end", run: cli.Run},
 		"tasks":             {summary: "list the cluster's tasks", run: cli.Tasks},
 		"logs":              {summary: "print or follow a task's stdout/stderr", run: cli.Logs},
