@@ -10,6 +10,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -24,7 +25,7 @@ files API at /frameworks/<fw>/executors/<exec>/runs/latest/stdout. Finished
 tasks work as long as the agent keeps their sandbox.
 
 With --follow, new output is printed as it comes until the task ends. A
-task that is not there yet (a run just started) is waited for, up to 30s,
+task that is not there yet (a run just started) is waited for, up to 30secs,
 and a file that does not exist yet (a task still fetching or pulling) until
 the task ends.`
 
@@ -160,7 +161,7 @@ func findTaskFor(ctx context.Context, master string, q taskQuery, wait bool, std
 		}
 		if !said {
 			said = true
-			fmt.Fprintf(stderr, "waiting up to %s for task %q to appear\n", appearWait, q.text)
+			fmt.Fprintf(stderr, "waiting up to %s for task %q to appear\n", duration.Format(appearWait), q.text)
 		}
 		select {
 		case <-ctx.Done():
