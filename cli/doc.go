@@ -1,4 +1,5 @@
-// Package cli holds mesolite's client commands: run, tasks, logs and
+// Package cli holds mesolite's client commands: run, tasks, logs, kill,
+// exec, the operator's agents, frameworks, teardown and maintenance, and
 // example-framework. Each is a function
 //
 //	func(ctx context.Context, args []string, stdout, stderr io.Writer) int
@@ -7,7 +8,8 @@
 // MESOS_<NAME>, `--help` explaining every one), talks to the master over its
 // public HTTP API (the v1 scheduler API through package scheduler,
 // /master/state) and to agents over the files API, and returns the process
-// exit status: 0 for success, 1 for a failure, 2 for bad usage. ctx ending
+// exit status: 0 for success, 1 for a failure, 2 for bad usage (run also
+// passes on its task's own exit status: see its --help). ctx ending
 // (Ctrl-C) makes a command clean up and return: run kills its task and tears
 // its framework down.
 //
