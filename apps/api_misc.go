@@ -92,14 +92,14 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 		"name":        "marathon",
 		"version":     MarathonVersion,
 		"buildref":    "mesolite",
-		"elected":     true,
+		"elected":     s.cfg.HA == nil || s.cfg.HA.Leading(),
 		"leader":      s.leader(),
 		"frameworkId": fwID,
 		"marathon_config": map[string]any{
 			"master":              s.cfg.Master,
 			"failover_timeout":    int64(s.cfg.FailoverTimeout.Seconds()),
 			"framework_name":      s.cfg.FrameworkName,
-			"ha":                  false,
+			"ha":                  s.cfg.HA != nil,
 			"checkpoint":          true,
 			"local_port_min":      s.cfg.ServicePortMin,
 			"local_port_max":      s.cfg.ServicePortMax,
@@ -116,8 +116,18 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Service) leader() string {
+// self is host:port of this instance's API.
+func (s *Service) self() string {
 	return net.JoinHostPort(s.cfg.Hostname, strconv.Itoa(s.cfg.HTTPPort))
+}
+
+// leader is host:port of the leading instance: this one, unless it takes
+// part in an election.
+func (s *Service) leader() string {
+	if s.cfg.HA != nil {
+		return s.cfg.HA.Leader()
+	}
+	return s.self()
 }
 
 func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
@@ -125,8 +135,14 @@ func (s *Service) handleLeader(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		writeJSON(w, http.StatusOK, map[string]string{"leader": s.leader()})
 	case http.MethodDelete:
-		// Nothing to abdicate to without --zk: one instance leads.
-		writeError(w, fmt.Errorf("There is no leader election without --zk: %w", errdefs.ErrNotFound))
+		if s.cfg.HA == nil {
+			// Nothing to abdicate to without --zk: one instance leads.
+			writeError(w, fmt.Errorf("There is no leader election without --zk: %w", errdefs.ErrNotFound))
+			return
+		}
+		s.log.Info("abdicating on request", "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, map[string]string{"message": "Leadership abdicated"})
+		s.cfg.HA.Abdicate()
 	default:
 		methodNotAllowed(w, r, http.MethodGet, http.MethodDelete)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,12 @@ import (
 	"github.com/mesolite/mesolite/internal/testutil"
 )
 
-func TestMain(m *testing.M) { clustertest.Main(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(haChildEnv); spec != "" {
+		os.Exit(haChild(spec))
+	}
+	clustertest.Main(m)
+}
 
 // service is `mesolite apps` run in the test's process against a real
 // master.

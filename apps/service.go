@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/frameworks"
+	"github.com/mesolite/mesolite/frameworks/ha"
 	"github.com/mesolite/mesolite/httpauth"
 	"google.golang.org/protobuf/proto"
 )
@@ -58,7 +58,11 @@ type Config struct {
 	ServicePortMin, ServicePortMax int
 	// MaxEventStreams bounds the /v2/events subscribers.
 	MaxEventStreams int
-	Logger          *slog.Logger
+	// HA, when set, is the election this instance takes part in (RunHA
+	// sets it): /v2/leader names the leader it knows and DELETE
+	// /v2/leader abdicates.
+	HA     *ha.HA
+	Logger *slog.Logger
 
 	// Tuning for tests; zero values are the defaults.
 	Tick                     time.Duration
@@ -127,6 +131,7 @@ type Service struct {
 	driver    *frameworks.Driver
 	bus       *eventBus
 	auth      *httpauth.Authenticator
+	api       http.Handler // routes, without authentication and bounds
 	handler   http.Handler
 	started   time.Time
 }
@@ -185,11 +190,22 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return fail(err)
 		}
 	}
-	s.handler = s.bounded(s.authenticated(s.routes()))
+	s.api = s.routes()
+	s.handler = bounded(authenticated(s.auth, s.api), s.leaderURL)
 	return s, nil
 }
 
-func (s *Service) webUIURL() string { return s.scheme() + "://" + s.leader() }
+// webUIURL is this instance's API, the framework's web UI link.
+func (s *Service) webUIURL() string { return s.scheme() + "://" + s.self() }
+
+// leaderURL is the leading instance's API: this one's, unless it takes
+// part in an election.
+func (s *Service) leaderURL() string {
+	if s.cfg.HA != nil {
+		return s.cfg.HA.LeaderURL()
+	}
+	return s.webUIURL()
+}
 
 func (s *Service) scheme() string {
 	if s.cfg.HTTPS {
@@ -205,9 +221,9 @@ func (s *Service) Handler() http.Handler { return s.handler }
 func (s *Service) FrameworkID() string { return s.driver.FrameworkID() }
 
 // authenticated requires the credentials on every endpoint but /ping,
-// answering 401 as Marathon does.
-func (s *Service) authenticated(next http.Handler) http.Handler {
-	if s.auth == nil {
+// answering 401 as Marathon does; a nil auth requires none.
+func authenticated(auth *httpauth.Authenticator, next http.Handler) http.Handler {
+	if auth == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -215,7 +231,7 @@ func (s *Service) authenticated(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if _, err := s.auth.Authenticate(r); err != nil {
+		if _, err := auth.Authenticate(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="marathon"`)
 			writeJSON(w, http.StatusUnauthorized, errorJSON{Message: "Invalid username or password."})
 			return
@@ -224,8 +240,9 @@ func (s *Service) authenticated(next http.Handler) http.Handler {
 	})
 }
 
-// bounded caps request bodies and sets the headers every answer carries.
-func (s *Service) bounded(next http.Handler) http.Handler {
+// bounded caps request bodies and sets the headers every answer carries,
+// X-Marathon-Leader among them.
+func bounded(next http.Handler, leaderURL func() string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBodyBytes {
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorJSON{Message: fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)})
@@ -235,58 +252,77 @@ func (s *Service) bounded(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Marathon-Leader", s.webUIURL())
+		if l := leaderURL(); l != "" {
+			h.Set("X-Marathon-Leader", l)
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// newServer is the API's HTTP server, bounded; its handlers (event
+// streams) end with ctx.
+func newServer(ctx context.Context, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// serve serves srv on ln until ctx ends or run returns, then shuts the
+// server down and returns run's error.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serving the API: %w", err)
+			cancel()
+		}
+	}()
+	err := run(ctx)
+	select {
+	case serr := <-errc:
+		if err == nil {
+			err = serr
+		}
+	default:
+	}
+	cancel() // event streams end
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(shutdown)
+	done()
+	srv.Close()
+	<-served
+	return err
 }
 
 // Run serves the API on ln and runs the framework until ctx ends or the
 // master refuses the framework for good. It closes ln, and the store if
 // New opened it.
 func (s *Service) Run(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		// Handlers (event streams) end with the service.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	srv := newServer(ctx, s.handler, s.log)
+	s.log.Info("apps service started", "address", ln.Addr().String(), "master", s.cfg.Master, "framework_name", s.cfg.FrameworkName)
+	return serve(ctx, srv, ln, s.runFramework)
+}
+
+// runFramework runs the engine and the driver until ctx ends (nil) or the
+// master refuses the framework for good; it closes the store if New
+// opened it.
+func (s *Service) runFramework(ctx context.Context) error {
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engDone := make(chan struct{})
 	go func() { defer close(engDone); s.eng.run(engCtx) }()
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serving the API: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := s.driver.Run(ctx); err != nil {
-			errc <- fmt.Errorf("framework: %w", err)
-		}
-	}()
-	s.log.Info("apps service started", "address", ln.Addr().String(), "master", s.cfg.Master, "framework_name", s.cfg.FrameworkName)
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+	err := s.driver.Run(ctx)
+	if err != nil {
+		err = fmt.Errorf("framework: %w", err)
 	}
-	cancel()
-	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.Shutdown(shutdown)
-	done()
-	srv.Close()
-	wg.Wait()
 	// The engine stops last: the driver's calls into it have returned.
 	stopEngine()
 	<-engDone

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mesolite/mesolite/apps"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/frameworks/ha"
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 )
@@ -30,12 +31,17 @@ func appsMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 Runs long-running apps on the cluster and serves Marathon's REST API
 (/v2/apps, /v2/tasks, /v2/deployments, /v2/events, ...), so Marathon's
 clients, load balancers and service discovery work unchanged. Its state
-(framework id, apps, instances, deployments) is kept in --work_dir; a
-restarted apps service fails over to its framework and keeps every
-instance running.`)
+(framework id, apps, instances, deployments) is kept in --work_dir, or
+with --zk in ZooKeeper (<path>/state), where several instances elect a
+leader (<path>/leader): the others answer the API with 307 to it, and one
+takes over when it dies. A restarted or new leader fails over to the
+framework and keeps every instance running. An instance that loses its
+ZooKeeper session while leading exits (status 1); run it under a service
+manager that restarts it.`)
 	fs.EnvPrefix = "MARATHON_"
 	master := fs.String("master", "", "the Mesos master: host:port, zk://host:2181/mesos or file:///path (required)")
-	zk := fs.String("zk", "", "ZooKeeper state and leader election (zk://host:2181/marathon): not supported yet")
+	zk := fs.String("zk", "", "ZooKeeper for the state and leader election: zk://[user:password@]host1:2181,host2:2181/marathon;\nempty: one instance, state in --work_dir")
+	zkTimeout := fs.Int64("zk_session_timeout", 10000, "ZooKeeper session timeout in milliseconds: a dead leader is replaced after about this long")
 	httpAddr := fs.String("http_address", "127.0.0.1", "address the API listens on (0.0.0.0: every interface; say --http_credentials then)")
 	httpPort := fs.Int("http_port", apps.DefaultHTTPPort, "port the API listens on")
 	hostname := fs.String("hostname", "", "hostname the API is reached at, for the framework's web UI link and /v2/leader\n(default: the system's hostname, or the listen address when that is loopback)")
@@ -69,10 +75,8 @@ instance running.`)
 	case *master == "":
 		fmt.Fprintln(stderr, "mesolite apps: --master is required")
 		return 2
-	case *zk != "":
-		return fail(errors.New("--zk is not supported yet: run one apps service with a local --work_dir"))
-	case *failover < 0 || *launchTimeout <= 0:
-		fmt.Fprintln(stderr, "mesolite apps: --failover_timeout and --task_launch_timeout must be positive")
+	case *failover < 0 || *launchTimeout <= 0 || *zkTimeout <= 0:
+		fmt.Fprintln(stderr, "mesolite apps: --failover_timeout, --task_launch_timeout and --zk_session_timeout must be positive")
 		return 2
 	}
 	log := newLogger(stderr, *level, *format)
@@ -115,8 +119,15 @@ instance running.`)
 		return fail(fmt.Errorf("TLS: %w", err))
 	}
 	cfg.HTTPS = st.server != nil
-	svc, err := apps.New(ctx, cfg)
-	if err != nil {
+	var elect *ha.HA
+	var svc *apps.Service
+	if *zk != "" {
+		elect, err = ha.New(ha.Config{ZK: *zk, Hostname: cfg.Hostname, Port: *httpPort, Scheme: map[bool]string{true: "https", false: "http"}[cfg.HTTPS],
+			SessionTimeout: time.Duration(*zkTimeout) * time.Millisecond, Logger: log})
+		if err != nil {
+			return fail(fmt.Errorf("--zk: %w", err))
+		}
+	} else if svc, err = apps.New(ctx, cfg); err != nil {
 		return fail(err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(*httpAddr, strconv.Itoa(*httpPort)))
@@ -131,7 +142,12 @@ instance running.`)
 	}
 	fmt.Fprintf(stdout, "mesolite apps: Marathon API at %s://%s/v2/apps (framework %q, master %s)\n", map[bool]string{true: "https", false: "http"}[cfg.HTTPS],
 		net.JoinHostPort(cfg.Hostname, strconv.Itoa(*httpPort)), *name, *master)
-	if err := svc.Run(ctx, ln); err != nil {
+	if elect != nil {
+		err = apps.RunHA(ctx, cfg, elect, ln)
+	} else {
+		err = svc.Run(ctx, ln)
+	}
+	if err != nil {
 		log.Error("apps stopped", "error", err)
 		return 1
 	}
