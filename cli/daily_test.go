@@ -109,8 +109,8 @@ func TestRunRefusesUnsatisfiable(t *testing.T) {
 	}{
 		{"a typo", "cpu:1;mem:32", "no agent has a resource 'cpu' (did you mean cpus?)"},
 		{"more than the largest agent", "cpus:8;mem:32", "the largest agent offers 2 cpus, the task asks 8"},
-		{"no agent has both", "cpus:2;mem:2048", "node-a: mem: want 2048, offered 1024"},
-		{"a port no agent has", "cpus:0.1;mem:32;ports:[40000-40000]", "node-a: ports: [40000-40000] not offered (offered [31000-31010])"},
+		{"no agent has both", "cpus:2;mem:2048", "node-a: mem: want 2048, the agent has 1024"},
+		{"a port no agent has", "cpus:0.1;mem:32;ports:[40000-40000]", "node-a: ports: [40000-40000] not among the agent's ([31000-31010])"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

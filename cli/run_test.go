@@ -419,7 +419,7 @@ func TestRunUsage(t *testing.T) {
 		{"help lists every flag", []string{"--help"}, 0, []string{
 			"Usage: mesolite run", "--master=", "--name=", "--command=", "--shell", "--resources=", "--env=", "--uri=",
 			"--executor_command=", "--docker_image=", "--network=", "--port_mapping=", "--force_pull_image", "--privileged",
-			"--task=", "--framework_name=", "--role=", "--timeout=", "$MESOS_MASTER",
+			"--task=", "--framework_name=", "--role=", "--timeout=", "--output_lines=", "$MESOS_MASTER", "137",
 		}, ""},
 		{"no name", []string{"--command=true"}, 2, nil, "--name is required"},
 		{"unknown flag", []string{"--bogus"}, 2, nil, "unknown flag --bogus"},

@@ -231,7 +231,11 @@ func unsatisfiable(agents []clusterAgent, want []*mesos.Resource, pickPorts int,
 		if err == nil {
 			return ""
 		}
-		why = append(why, cmp.Or(a.hostname, a.id)+": "+strings.TrimPrefix(err.Error(), errNoFit.Error()+": "))
+		// The matcher speaks of offers; here it was given the agent's
+		// total.
+		msg := strings.TrimPrefix(err.Error(), errNoFit.Error()+": ")
+		msg = strings.NewReplacer("not offered (offered ", "not among the agent's (", ", offered ", ", the agent has ").Replace(msg)
+		why = append(why, cmp.Or(a.hostname, a.id)+": "+msg)
 	}
 	have := map[string]bool{}
 	largest := map[string]float64{}
