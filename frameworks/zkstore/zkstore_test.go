@@ -218,3 +218,29 @@ func TestOversizedRead(t *testing.T) {
 		t.Fatal("List of an oversized znode succeeded")
 	}
 }
+
+// TestDigestACL: with credentials in the URL the state is readable by
+// them only.
+func TestDigestACL(t *testing.T) {
+	srv := zktest.Start(t)
+	s := open(t, Config{URL: "zk://fw:s3cret@" + srv.Addr + "/private"})
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Apply(ctx, frameworks.Put("apps", "web", []byte(`{"env":{"TOKEN":"x"}}`))); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(ctx, "apps", "web"); err != nil || len(v) == 0 {
+		t.Fatalf("with the credentials: %q, %v", v, err)
+	}
+	other, _, err := zk.Connect([]string{srv.Addr}, 4*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, _, err := other.Get("/private/apps/web"); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("read without the credentials: %v, want ErrNoAuth", err)
+	}
+	if _, err := other.Create("/private/apps/evil", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("write without the credentials: %v, want ErrNoAuth", err)
+	}
+}
