@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +88,26 @@ func TestDailyCommands(t *testing.T) {
 		var rows []struct{ ID, Name, State string }
 		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Name != "ticker" {
 			t.Fatalf("tasks --state=running exited %d:\n%s", code, out)
+		}
+
+		// The completion scripts offer the running task to kill.
+		bash, err := exec.LookPath("bash")
+		testutil.Require(t, err == nil, "bash is not installed")
+		prog := "source <(" + binary + " completion bash)\n" +
+			"COMP_LINE='" + binary + " kill " + master + " ti'\nCOMP_WORDS=(" + binary + " kill ti)\nCOMP_CWORD=2\n_mesolite\n" +
+			`printf '%s\n' "${COMPREPLY[@]}"` + "\n"
+		if got, err := exec.Command(bash, "--norc", "-c", prog).CombinedOutput(); err != nil || !strings.Contains(string(got), "ticker\n") || !strings.Contains(string(got), "ticker.") {
+			t.Errorf("bash completed kill ti with %q (%v)", got, err)
+		}
+		zsh, err := exec.LookPath("zsh")
+		testutil.Require(t, err == nil, "zsh is not installed (apt-get install zsh)")
+		script, _ := mesolite(t, 30*time.Second, "completion", "zsh")
+		scriptFile := filepath.Join(t.TempDir(), "_mesolite")
+		if err := os.WriteFile(scriptFile, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ZshComplete(t, zsh, filepath.Dir(binary), scriptFile, "mesolite kill "+master+" ti"); !slices.Contains(got, "ticker") {
+			t.Errorf("zsh completed kill ti with %q", got)
 		}
 
 		out, code = mesolite(t, 60*time.Second, "kill", master, "ticker")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -27,6 +28,11 @@ var subcommandWords = map[string][]string{
 	"maintenance": {"status", "schedule", "down", "up", "drain"},
 	"completion":  {"bash", "zsh"},
 }
+
+// taskCommands take a task (id, name or id prefix) as their argument: the
+// scripts complete it from the tasks the master lists, asking it with the
+// --master of the command line (or $MESOS_MASTER) for at most 2 seconds.
+var taskCommands = []string{"logs", "kill", "exec"}
 
 // completionFlag is a flag as the scripts complete it.
 type completionFlag struct {
@@ -191,7 +197,7 @@ _mesolite() {
 		}
 		fmt.Fprintf(w, "    %s) flags=%q; words=%q ;;\n", c.name, strings.Join(flags, " "), strings.Join(c.words, " "))
 	}
-	fmt.Fprint(w, `    esac
+	fmt.Fprintf(w, `    esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
         if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
@@ -199,10 +205,16 @@ _mesolite() {
         fi
     elif [[ -n $words && $COMP_CWORD -eq 2 ]]; then
         COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    elif [[ " %s " == *" ${COMP_WORDS[1]} "* ]]; then
+        # The task's id or name, from the master's list of tasks.
+        local master filter=""
+        master=$(grep -o -- '--master=[^ ]*' <<<"$COMP_LINE" | tail -n 1)
+        [[ ${COMP_WORDS[1]} == logs ]] || filter=--state=active
+        COMPREPLY=($(compgen -W "$(timeout 2 "${COMP_WORDS[0]}" tasks $master $filter 2>/dev/null | awk 'NR > 1 { print $1; print $2 }')" -- "$cur"))
     fi
 }
 complete -o default -o bashdefault -F _mesolite mesolite
-`)
+`, strings.Join(taskCommands, " "))
 }
 
 // writeZsh writes a zsh script on _arguments: the commands with their
@@ -212,7 +224,19 @@ func writeZsh(w io.Writer, cmds []completionCommand) {
 # zsh completion for mesolite. Load it with:
 #   source <(mesolite completion zsh)
 # or save it as _mesolite in a directory of $fpath.
+
+# The tasks the master lists (running ones but for logs), by id and name.
+_mesolite_tasks() {
+    local master filter=--state=active
+    master=${(M)${words[(r)--master=*]}:#--master=*}
+    [[ $service_cmd == logs ]] && filter=
+    local -a tasks
+    tasks=(${(f)"$(timeout 2 $mesolite_bin tasks $master $filter 2>/dev/null | awk 'NR > 1 { print $1; print $2 }')"})
+    compadd -a tasks
+}
+
 _mesolite() {
+    local mesolite_bin=$words[1] service_cmd=$words[2]
     local curcontext="$curcontext" state line
     local -a commands
     commands=(
@@ -245,6 +269,9 @@ _mesolite() {
 		}
 		if len(c.words) > 0 {
 			fmt.Fprintf(w, "                %s \\\n", zshQuote("1:subcommand:("+strings.Join(c.words, " ")+")"))
+		}
+		if slices.Contains(taskCommands, c.name) {
+			fmt.Fprintf(w, "                %s \\\n", zshQuote("1:task:_mesolite_tasks"))
 		}
 		fmt.Fprintf(w, "                '*:file:_files'\n            ;;\n")
 	}

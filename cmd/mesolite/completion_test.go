@@ -88,8 +88,8 @@ func TestCompletionBash(t *testing.T) {
 	}
 }
 
-// TestCompletionZsh: zsh reads the script, registers it for mesolite with
-// compinit's compdef, and every command's branch parses.
+// TestCompletionZsh: an interactive zsh with the script loaded through
+// compinit completes commands, flags and subcommand words on TAB.
 func TestCompletionZsh(t *testing.T) {
 	zsh, err := exec.LookPath("zsh")
 	testutil.Require(t, err == nil, "zsh is not installed (apt-get install zsh)")
@@ -97,18 +97,34 @@ func TestCompletionZsh(t *testing.T) {
 	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
-	prog := "autoload -U compinit && compinit -u -d " + filepath.Join(t.TempDir(), "zcompdump") + "\n" +
-		"source " + script + "\n" +
-		`print -r -- "comp=${_comps[mesolite]}"` + "\n" +
-		`print -r -- "${functions[_mesolite]}"` + "\n"
-	out, err := exec.Command(zsh, "-f", "-c", prog).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zsh: %v\n%s", err, out)
+	tests := []struct {
+		line string
+		want []string
+		not  []string
+	}{
+		{"mesolite lo", []string{"local", "logs"}, []string{"run"}},
+		{"mesolite ki", []string{"kill"}, nil},
+		{"mesolite logs --ta", []string{"--tail"}, []string{"--follow"}},
+		{"mesolite run --port", []string{"--port_mapping"}, nil},
+		{"mesolite tasks --st", []string{"--state"}, nil},
+		{"mesolite artifacts p", []string{"push"}, nil},
+		{"mesolite completion z", []string{"zsh"}, nil},
 	}
-	for _, w := range []string{"comp=_mesolite", "kill)", "--tail=", "*--port_mapping=", "'1:subcommand:(serve push)'"} {
-		if !strings.Contains(string(out), w) {
-			t.Errorf("zsh's view of the completion lacks %q:\n%.2000s", w, out)
-		}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			t.Parallel() // each waits on zsh's compinit
+			got := testutil.ZshComplete(t, zsh, t.TempDir(), script, tt.line)
+			for _, w := range tt.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("completions %v lack %q", got, w)
+				}
+			}
+			for _, w := range tt.not {
+				if slices.Contains(got, w) {
+					t.Errorf("completions %v have %q", got, w)
+				}
+			}
+		})
 	}
 }
 
