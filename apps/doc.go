@@ -22,9 +22,15 @@
 // reads its instances back and reconciles them with the master through
 // frameworks.Driver, killing nothing that still runs.
 //
+// RunHA runs one of several instances on ZooKeeper (--zk) through
+// frameworks/ha: a standby redirects the API to the leader (307), the
+// leader builds a Service from the state in ZooKeeper for each term of
+// leadership, and DELETE /v2/leader abdicates.
+//
 // What Marathon does that this package does not do yet: changing groups
 // (they are read-only, made of the apps' ids) and dependencies, pods, readiness checks, Marathon-side
-// HTTP/TCP health checks (they run as Mesos-native ones), leader election
-// with --zk, unreachable strategies, persistent volumes, secrets, the web
-// UI (a plain page lists the apps). docs/apps.md has the detail.
+// HTTP/TCP health checks (they run as Mesos-native ones), standbys that
+// proxy rather than redirect, unreachable strategies, persistent volumes,
+// secrets, the web UI (a plain page lists the apps). docs/apps.md has the
+// detail.
 package apps

@@ -16,10 +16,13 @@
 //     it (recorded it in its store), so an update is never lost to a crash.
 //   - Store is the framework's durable state: a few buckets of keys and
 //     values, changed atomically. OpenLocalStore keeps it under the
-//     framework's --work_dir with bbolt (fsync on every commit); a
-//     ZooKeeper store for several instances electing a leader implements
-//     the same interface (its limits, such as the value size, are the
-//     interface's).
+//     framework's --work_dir with bbolt (fsync on every commit);
+//     frameworks/zkstore keeps it in ZooKeeper for several instances
+//     electing a leader, with the same limits (frameworks/storetest is
+//     the suite both pass).
+//   - frameworks/ha is that election: one instance leads (runs the
+//     framework from the ZooKeeper store, fenced on its election znode),
+//     the others redirect the API to it and take over when it dies.
 //   - Constraint places tasks by hostname and agent attributes with
 //     Marathon's operators (UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE,
 //     MAX_PER, IS); offer arithmetic itself is resources.Allocate.
