@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -206,9 +207,10 @@ type runner struct {
 	// group, for --task_group: the group to launch; groupTasks its tasks
 	// once launched (task is the first of them), groupLast the latest
 	// status of each.
-	group      *groupTemplate
-	groupTasks []*mesos.TaskInfo
-	groupLast  map[string]*mesos.TaskStatus
+	group         *groupTemplate
+	groupTasks    []*mesos.TaskInfo
+	groupLast     map[string]*mesos.TaskStatus
+	groupExecutor string // the group's executor, whose sandbox holds the tasks' own
 }
 
 // unknownRechecks is how many TASK_UNKNOWN answers in a row, spaced by
@@ -613,6 +615,7 @@ func (r *runner) groupOffers(ctx context.Context, offers []*mesos.Offer) (int, b
 			return r.cmd.fail("launching the task group: %v", err), true
 		}
 		r.task, r.groupTasks, r.groupLast = tasks[0], tasks, map[string]*mesos.TaskStatus{}
+		r.groupExecutor = ex.GetExecutorId().GetValue()
 		agent := r.agentAddr(ctx, o)
 		r.agent = agent
 		dir := sandboxPath(r.client.FrameworkID(), ex.GetExecutorId().GetValue())
@@ -657,17 +660,24 @@ func (r *runner) groupUpdate(st *mesos.TaskStatus) (int, bool) {
 		r.printf("%s: %s\n", id, formatStatus(st))
 	}
 	r.groupLast[id] = st
-	code := exitOK
+	// The group's status is its first failed task's (in the group's
+	// order): the executor kills the others when one fails, and their
+	// TASK_KILLED says less than the failure.
+	code, killed := exitOK, exitOK
 	for _, t := range r.groupTasks {
 		last := r.groupLast[t.GetTaskId().GetValue()]
 		if last == nil || !terminal(last.GetState()) {
 			return 0, false
 		}
-		if c := exitCode(last); code == exitOK {
-			code = c // the first task's in the group's order that did not finish
+		c := exitCode(last)
+		switch {
+		case last.GetState() == mesos.TaskState_TASK_KILLED:
+			killed = cmp.Or(killed, c)
+		default:
+			code = cmp.Or(code, c)
 		}
 	}
-	return code, true
+	return cmp.Or(code, killed), true
 }
 
 // abortGroup ends a group's run early: kills its tasks that still run

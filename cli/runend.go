@@ -83,7 +83,7 @@ func (r *runner) printOutput(ctx context.Context) {
 	type source struct{ label, dir string }
 	var sources []source
 	if r.group != nil {
-		dir := sandboxPath(r.client.FrameworkID(), r.task.GetExecutor().GetExecutorId().GetValue())
+		dir := sandboxPath(r.client.FrameworkID(), r.groupExecutor)
 		for _, t := range r.groupTasks {
 			id := t.GetTaskId().GetValue()
 			sources = append(sources, source{id + " ", dir + "/tasks/" + id})

@@ -32,7 +32,8 @@ func TestRunTaskGroupSharesAVolume(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("run --task_group exited %d:\n%s", code, out)
 	}
-	for _, want := range []string{"writer-1: TASK_RUNNING", "writer-1: TASK_FINISHED", "reader-1: TASK_FINISHED", "/tasks/reader-1/stdout"} {
+	for _, want := range []string{"writer-1: TASK_RUNNING", "writer-1: TASK_FINISHED", "reader-1: TASK_FINISHED", "/tasks/reader-1/stdout",
+		"--- reader-1 stdout ---\nfrom-writer\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run output lacks %q:\n%s", want, out)
 		}
@@ -51,7 +52,7 @@ func TestRunTaskGroupSharesAVolume(t *testing.T) {
 }
 
 // One task of the group fails: the other is killed by the group's policy,
-// and the run exits non-zero.
+// and the run exits with the failed task's status.
 func TestRunTaskGroupFailureKillsTheGroup(t *testing.T) {
 	c := startCluster(t)
 	group := `{"tasks": [
@@ -63,8 +64,8 @@ func TestRunTaskGroupFailureKillsTheGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--task_group="+file)
-	if code == 0 {
-		t.Fatalf("run of a failing group exited 0:\n%s", out)
+	if code != 4 {
+		t.Fatalf("run of a group whose task exited 4 exited %d:\n%s", code, out)
 	}
 	for _, want := range []string{"failer-1: TASK_FAILED", "status 4", "sleeper-1: TASK_KILLED", "failer-1 of its group ended in TASK_FAILED"} {
 		if !strings.Contains(out, want) {
