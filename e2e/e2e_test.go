@@ -55,8 +55,8 @@ func TestRunEchoLogsAndFilesAPI(t *testing.T) {
 func TestRunReportsFailure(t *testing.T) {
 	c := startCluster(t)
 	out, code := mesolite(t, 60*time.Second, "run", "--master="+c.masterAddr, "--name=fails", "--command=exit 3")
-	if code == 0 {
-		t.Fatalf("run of a failing task exited 0:\n%s", out)
+	if code != 3 {
+		t.Fatalf("run of a task that exits 3 exited %d:\n%s", code, out)
 	}
 	if !strings.Contains(out, "TASK_FAILED") || !strings.Contains(out, "status 3") {
 		t.Fatalf("output lacks TASK_FAILED with the exit status:\n%s", out)
