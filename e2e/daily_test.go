@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,71 @@ func TestDailyCommands(t *testing.T) {
 			t.Fatalf("bash completed %q (%v)", got, err)
 		}
 	})
+}
+
+// TestKillAppTask: `mesolite kill` of an app's task goes through the apps
+// service's Marathon API (found by the web UI address the framework
+// registered): the task is killed and the app starts a replacement.
+func TestKillAppTask(t *testing.T) {
+	c := startCluster(t)
+	master := "--master=" + c.masterAddr
+	port := testutil.FreePort(t)
+	api := "http://127.0.0.1:" + strconv.Itoa(port)
+	start(t, "apps", "apps", master, "--http_address=127.0.0.1", "--http_port="+strconv.Itoa(port), "--hostname=127.0.0.1",
+		"--work_dir="+t.TempDir())
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := http.Get(api + "/ping")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "apps answering at %s", api)
+	resp, err := http.Post(api+"/v2/apps", "application/json", strings.NewReader(`{"id": "/sleepy", "cmd": "sleep 1000", "cpus": 0.1, "mem": 32, "instances": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST /v2/apps: %s", resp.Status)
+	}
+	defer func() {
+		req, _ := http.NewRequest(http.MethodDelete, api+"/v2/apps/sleepy", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool { return len(runningTasks(t, c)) == 0 }, "the app's tasks gone")
+	}()
+	var first string
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		ids := runningTasks(t, c)
+		if len(ids) == 1 {
+			first = ids[0]
+		}
+		return first != ""
+	}, "the app's task running")
+
+	out, code := mesolite(t, 60*time.Second, "kill", master, first)
+	if code != 0 || !strings.Contains(out, "Marathon API at http://127.0.0.1:"+strconv.Itoa(port)) || !strings.Contains(out, "task "+first+": TASK_KILLED") {
+		t.Fatalf("kill exited %d:\n%s", code, out)
+	}
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		ids := runningTasks(t, c)
+		return len(ids) == 1 && ids[0] != first
+	}, "a replacement of the killed task running")
+}
+
+// runningTasks are the ids of the tasks the master lists as running.
+func runningTasks(t *testing.T, c *cluster) []string {
+	t.Helper()
+	out, code := mesolite(t, 30*time.Second, "tasks", "--master="+c.masterAddr, "--state=running", "--json")
+	var rows []struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil {
+		t.Fatalf("tasks exited %d:\n%s", code, out)
+	}
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	return ids
 }
