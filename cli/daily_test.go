@@ -151,13 +151,13 @@ func TestRunPortsOnceWithURLs(t *testing.T) {
 		return fake.Script{Exit: true}
 	}}))
 	r := startRun(context.Background(), "--master="+c.addr, "--name=web", "--docker_image=busybox", "--shell=false",
-		"--port_mapping=31001:8080", "--port_mapping=0:9090", "--resources=cpus:0.1;mem:32;ports:[31001-31001]")
+		"--port_mapping=31001:8080", "--port_mapping=0:9090", "--port_mapping=0:53/udp", "--resources=cpus:0.1;mem:32;ports:[31001-31001]")
 	_, out, errOut := r.wait(t)
 	task := <-launched
-	if got := describeResources(task.GetResources()); got != "cpus:0.1; mem:32; ports:[31000-31001]" {
+	if got := describeResources(task.GetResources()); got != "cpus:0.1; mem:32; ports:[31000-31002]" {
 		t.Fatalf("resources %s\n%s\n%s", got, out, errOut)
 	}
-	for _, w := range []string{"  port 8080/tcp: http://127.0.0.1:31001\n", "  port 9090/tcp: http://127.0.0.1:31000\n"} {
+	for _, w := range []string{"  port 8080/tcp: http://127.0.0.1:31001\n", "  port 9090/tcp: http://127.0.0.1:31000\n", "  port 53/udp: 127.0.0.1:31002\n"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}

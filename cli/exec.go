@@ -22,12 +22,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-const execSynopsis = `Usage: mesolite exec [--master=HOST:PORT] TASK_ID [-i] [-t] -- COMMAND [ARGS...]
+const execSynopsis = `Usage: mesolite exec [--master=HOST:PORT] TASK [-i] [-t] -- COMMAND [ARGS...]
 
 Runs a command inside a running task's container, as 'mesos task exec' and
 'docker exec' do: in the task's namespaces and cgroups, as the task's user,
 in its sandbox, with its environment (a Docker task: in its container, as
-its user). The master's /master/state says which agent runs the task and
+its user). TASK is the task's id, its name or the start of its id (as for
+'mesolite logs'; of several, only running tasks count). The master's /master/state says which agent runs the task and
 its container; the agent's operator API runs the command
 (LAUNCH_NESTED_CONTAINER_SESSION) and streams its output back. The command
 ends when this one does (Ctrl-C), and this one exits with the command's
@@ -55,7 +56,8 @@ func execWith(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	master := c.masterFlag()
 	interactive := c.Bool("i", false, "send stdin to the command")
 	tty := c.Bool("t", false, "give the command a terminal (stdin must be one)")
-	frameworkID := c.String("framework", "", "the task's framework, when several frameworks have a task of that id")
+	frameworkID := c.String("framework", "", "the task's framework (id or name), when several frameworks have a task of\n"+
+		"that id or name")
 	// The command is everything after the first "--", taken apart before
 	// the flags are parsed: its own arguments may look like flags.
 	flags, argv := args, []string(nil)
@@ -67,7 +69,7 @@ func execWith(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 		return code
 	}
 	if len(pos) != 1 || len(argv) == 0 {
-		return c.usageError("want TASK_ID -- COMMAND [ARGS...]")
+		return c.usageError("want TASK -- COMMAND [ARGS...]")
 	}
 	taskID := pos[0]
 	if *tty && !isTerminal(stdin) {

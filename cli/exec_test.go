@@ -50,9 +50,9 @@ func TestExecUsage(t *testing.T) {
 		args []string
 		says string
 	}{
-		{"no command", []string{"--master=127.0.0.1:1", "task"}, "TASK_ID -- COMMAND"},
-		{"empty command", []string{"--master=127.0.0.1:1", "task", "--"}, "TASK_ID -- COMMAND"},
-		{"two tasks", []string{"--master=127.0.0.1:1", "a", "b", "--", "true"}, "TASK_ID -- COMMAND"},
+		{"no command", []string{"--master=127.0.0.1:1", "task"}, "want TASK -- COMMAND"},
+		{"empty command", []string{"--master=127.0.0.1:1", "task", "--"}, "want TASK -- COMMAND"},
+		{"two tasks", []string{"--master=127.0.0.1:1", "a", "b", "--", "true"}, "want TASK -- COMMAND"},
 		{"tty without a terminal", []string{"--master=127.0.0.1:1", "task", "-t", "--", "sh"}, "needs a terminal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -132,7 +132,11 @@ func (r *runner) printPorts(task *mesos.TaskInfo) {
 	if pms := container.GetDocker().GetPortMappings(); len(pms) > 0 {
 		for _, pm := range pms {
 			proto := cmp.Or(pm.GetProtocol(), "tcp")
-			r.printf("  port %d/%s: http://%s\n", pm.GetContainerPort(), proto, net.JoinHostPort(host, strconv.Itoa(int(pm.GetHostPort()))))
+			addr := net.JoinHostPort(host, strconv.Itoa(int(pm.GetHostPort())))
+			if proto == "tcp" {
+				addr = "http://" + addr
+			}
+			r.printf("  port %d/%s: %s\n", pm.GetContainerPort(), proto, addr)
 		}
 		return
 	}
