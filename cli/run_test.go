@@ -164,6 +164,11 @@ func runCmd(t *testing.T, ctx context.Context, args ...string) (int, string, str
 // too small (said, and declined), a second agent's fits; the task runs
 // with its environment and finishes, and its stdout is where the run says.
 func TestRunFinished(t *testing.T) {
+	// The small agent alone cannot fit the task: the run must not refuse
+	// it before the big one has registered.
+	old := fitCheckInterval
+	fitCheckInterval = time.Minute
+	t.Cleanup(func() { fitCheckInterval = old })
 	for _, ct := range []string{"application/json", "application/x-protobuf"} {
 		t.Run(ct, func(t *testing.T) {
 			c := newTestCluster(t)
