@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/frameworks/clustertest"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/jobs"
@@ -212,5 +214,50 @@ func TestRestartAdoptsRunningRun(t *testing.T) {
 	}, "the adopted run counted")
 	if runs := tasksOf(t, c, fw, "slow"); len(runs) != 1 {
 		t.Fatalf("slow ran as %v, want one task", runs)
+	}
+}
+
+// TestStoredRunsSurviveRestart: runs are kept in the store. A queued run
+// is queued again after a restart, and a run stored as launched whose
+// launch never reached the master (reconciliation answers TASK_LOST) is
+// queued again rather than counted a failure: each runs once.
+func TestStoredRunsSurviveRestart(t *testing.T) {
+	c := clustertest.New(t)
+	dir := t.TempDir()
+	s := startJobs(t, c.Addr, dir)
+	fw := s.svc.FrameworkID()
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"queued","command":"true","schedule":"R/2099-01-01T00:00:00Z/P1D"}`)
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"ghost","command":"true","retries":0,"schedule":"R/2099-01-01T00:00:00Z/P1D"}`)
+	// No agent: the run waits in the queue.
+	s.mustCall(t, 204, "PUT", "/scheduler/job/queued", "")
+	s.stop()
+
+	st, err := frameworks.OpenLocalStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := st.List(context.Background(), "runs")
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("stored runs: %d, %v; want the queued one", len(runs), err)
+	}
+	ghost := fmt.Sprintf(`{"job":"ghost","attempt":0,"queuedAt":%q,"taskId":"ct:1:0:ghost:","agentId":"nowhere"}`, time.Now().UTC().Format(time.RFC3339))
+	if err := st.Apply(context.Background(), frameworks.Put("runs", "1-1:ghost", []byte(ghost))); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	c.AddAgent(t, clustertest.AgentOptions{})
+	s = startJobs(t, c.Addr, dir)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "queued").SuccessCount == 1 && s.job(t, "ghost").SuccessCount == 1
+	}, "both stored runs made")
+	time.Sleep(time.Second)
+	for _, name := range []string{"queued", "ghost"} {
+		if j := s.job(t, name); j.SuccessCount != 1 || j.ErrorCount != 0 {
+			t.Errorf("%s: %d successes, %d errors; want one success", name, j.SuccessCount, j.ErrorCount)
+		}
+		if ids := tasksOf(t, c, fw, name); len(ids) != 1 {
+			t.Errorf("%s ran as %v, want one task", name, ids)
+		}
 	}
 }
