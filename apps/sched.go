@@ -55,11 +55,18 @@ func (e *engine) Wants() bool {
 func (e *engine) Offers(ctx context.Context, offers []*mesos.Offer) ([]frameworks.Launch, bool) {
 	var launches []frameworks.Launch
 	var more bool
-	e.do(ctx, func(tx *txn) error {
+	err := e.do(ctx, func(tx *txn) error {
 		launches = e.match(tx, offers)
 		more = e.launchableNow(tx.now)
 		return nil
 	})
+	if err != nil {
+		// Not stored (the store is unreachable, or this instance no
+		// longer leads): launch nothing. The instances are replaced
+		// after their launch timeout, or by the next leader.
+		e.log.Warn("the instances to launch could not be stored; launching none", "err", err)
+		return nil, more
+	}
 	return launches, more
 }
 
