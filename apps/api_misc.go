@@ -110,7 +110,7 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 			"task_launch_timeout": s.cfg.TaskLaunchTimeout.Milliseconds(),
 			"mesos_user":          s.cfg.User,
 		},
-		"zookeeper_config": map[string]any{},
+		"zookeeper_config": s.zookeeperConfig(),
 		"event_subscriber": nil,
 		"http_config":      map[string]any{"http_port": s.cfg.HTTPPort},
 	})
@@ -418,4 +418,17 @@ func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, g)
+}
+
+// zookeeperConfig is /v2/info's zookeeper_config: the --zk URL (without
+// credentials) and session timeout, empty without --zk.
+func (s *Service) zookeeperConfig() map[string]any {
+	if s.cfg.HA == nil {
+		return map[string]any{}
+	}
+	return map[string]any{
+		"zk":                 s.cfg.HA.ZK(),
+		"zk_session_timeout": s.cfg.HA.SessionTimeout().Milliseconds(),
+		"zk_timeout":         s.cfg.HA.SessionTimeout().Milliseconds(),
+	}
 }

@@ -125,6 +125,12 @@ func (h *HA) withPath(p string) string {
 	return s
 }
 
+// ZK is the configured ZooKeeper URL without its credentials.
+func (h *HA) ZK() string { return h.url.String() }
+
+// SessionTimeout is the ZooKeeper session timeout in use.
+func (h *HA) SessionTimeout() time.Duration { return h.cfg.SessionTimeout }
+
 // Self is this instance's host:port.
 func (h *HA) Self() string { return h.self }
 
@@ -195,7 +201,10 @@ var ErrLeadershipLost = fmt.Errorf("leadership lost: %w", errdefs.ErrUnavailable
 // cannot start (the error of start). While leading it runs the term start
 // builds.
 func (h *HA) Run(ctx context.Context, start StartFunc) error {
-	det, err := detector.New(h.electionURL(), detector.WithLogger(h.cfg.Logger), detector.WithSessionTimeout(h.cfg.SessionTimeout))
+	// The detector speaks of masters; this package logs the election in
+	// its own words and keeps only the detector's warnings.
+	dlog := slog.New(warnOnly{h.cfg.Logger.Handler()})
+	det, err := detector.New(h.electionURL(), detector.WithLogger(dlog), detector.WithSessionTimeout(h.cfg.SessionTimeout))
 	if err != nil {
 		return err
 	}
@@ -211,13 +220,13 @@ func (h *HA) Run(ctx context.Context, start StartFunc) error {
 			h.mu.Lock()
 			h.leader = leader
 			h.mu.Unlock()
-			h.log.Info("leader", "leader", leader, "self", h.self)
+			h.log.Info("leader known", "leader", leader, "self", h.self)
 		}
 	}()
 
 	info := detector.MasterInfo{Hostname: h.cfg.Hostname, Port: h.cfg.Port, ID: h.self}
 	for {
-		c, err := detector.Contend(ctx, h.electionURL(), info, detector.WithLogger(h.cfg.Logger), detector.WithSessionTimeout(h.cfg.SessionTimeout))
+		c, err := detector.Contend(ctx, h.electionURL(), info, detector.WithLogger(dlog), detector.WithSessionTimeout(h.cfg.SessionTimeout))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -317,3 +326,15 @@ func (h *HA) lead(ctx context.Context, c *detector.Contender, start StartFunc) e
 		}
 	}
 }
+
+// warnOnly passes on warnings and errors only.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{w.Handler.WithAttrs(attrs)}
+}
+func (w warnOnly) WithGroup(name string) slog.Handler { return warnOnly{w.Handler.WithGroup(name)} }
