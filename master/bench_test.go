@@ -2,16 +2,20 @@ package master
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
 	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/api/v1/recordio"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/httpauth"
 	"google.golang.org/protobuf/proto"
@@ -252,4 +256,109 @@ func BenchmarkGetState(b *testing.B) {
 		}
 		b.ReportMetric(float64(size), "bytes")
 	})
+}
+
+// BenchmarkOperatorFanOut is the operator event streams while 1,000 tasks
+// launch: TASK_ADDED and TASK_UPDATED (RUNNING) for each, made under the
+// master's lock as the launch and update paths make them, to 0, 1 and 100
+// subscribers reading over loopback HTTP (half JSON, half protobuf). One
+// op is a burst of 1,000 launches until every subscriber has read every
+// event; "lock-ns/launch" is the time the master's lock was held per launch
+// for the events, which is what subscribers could cost every other call.
+func BenchmarkOperatorFanOut(b *testing.B) {
+	for _, subscribers := range []int{0, 1, 100} {
+		b.Run(fmt.Sprintf("subscribers-%d", subscribers), func(b *testing.B) {
+			const launches = 1000
+			cfg := DefaultConfig()
+			cfg.IP, cfg.Hostname = "127.0.0.1", "127.0.0.1"
+			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			cfg.HeartbeatInterval = time.Hour
+			m, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			m.becomeLeader()
+			info := frameworkInfo("fanout")
+			info.Id = &mesos.FrameworkID{Value: proto.String("fw-fanout")}
+			if err := m.installFramework(info, "", nil, newStream("fw", codec.JSON)); err != nil {
+				b.Fatal(err)
+			}
+			reg, err := validateRegister(agentRegister("node", 5051, scalarRes("cpus", 64), scalarRes("mem", 262144)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			reg.id = "agent-fanout"
+			if err := m.admitAgent(reg, newStream("agent", codec.Protobuf), nil); err != nil {
+				b.Fatal(err)
+			}
+			srv := httptest.NewServer(m.Handler())
+			defer srv.Close()
+
+			// Each subscriber counts the records it reads and says when it
+			// has read want of them.
+			var want atomic.Int64
+			read := make(chan struct{}, subscribers)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for i := range subscribers {
+				c := []codec.Codec{codec.JSON, codec.Protobuf}[i%2]
+				body, _ := c.Marshal(&masterpb.Call{Type: masterpb.Call_SUBSCRIBE.Enum()})
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/api/v1", bytes.NewReader(body))
+				req.Header.Set("Content-Type", c.MediaType())
+				req.Header.Set("Accept", c.MediaType())
+				resp, err := srv.Client().Do(req)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("SUBSCRIBE: %v %v", err, resp)
+				}
+				rr := recordio.NewReader(resp.Body, 0)
+				if _, err := rr.ReadRecord(); err != nil { // SUBSCRIBED
+					b.Fatal(err)
+				}
+				go func() {
+					defer resp.Body.Close()
+					var n int64
+					for {
+						if _, err := rr.ReadRecord(); err != nil {
+							return
+						}
+						if n++; n == want.Load() {
+							read <- struct{}{}
+						}
+					}
+				}()
+			}
+			var held time.Duration
+			seq := 0
+			b.ResetTimer()
+			for b.Loop() {
+				// The framework and the agent were in SUBSCRIBED.
+				want.Add(2 * launches)
+				for range launches {
+					seq++
+					id := fmt.Sprintf("task-%07d", seq)
+					rec := runningTask(id, "fw-fanout", "agent-fanout")
+					rec.State = mesos.TaskState_TASK_STAGING.Enum()
+					st := &mesos.TaskStatus{TaskId: rec.TaskId, State: mesos.TaskState_TASK_RUNNING.Enum(), Timestamp: proto.Float64(1.7e9),
+						ContainerStatus: &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String("c-" + id)}}}
+					start := time.Now()
+					m.mu.Lock()
+					fw := m.frameworks["fw-fanout"]
+					t := &task{t: rec, fw: fw, agentID: "agent-fanout"}
+					m.opTaskAddedLocked(t)
+					m.opTaskUpdatedLocked(t, st, mesos.TaskState_TASK_RUNNING)
+					m.mu.Unlock()
+					held += time.Since(start)
+				}
+				for range subscribers {
+					select {
+					case <-read:
+					case <-time.After(time.Minute):
+						b.Fatalf("a subscriber did not read %d events in a minute", want.Load())
+					}
+				}
+			}
+			b.ReportMetric(float64(held.Nanoseconds())/float64(seq), "lock-ns/launch")
+		})
+	}
 }

@@ -390,14 +390,14 @@ func (m *Master) addOperatorSubscriber(c codec.Codec, remote string) (*opSubscri
 		m.opSyncLocked()
 	}
 	s := newOpSubscriber(uuid.NewString(), c, remote, m.ops.maxQueue)
-	s.encs = taskEncodings{}
-	s.queue = append(s.queue, &masterpb.Event{
+	encs := taskEncodings{}
+	s.queue = append(s.queue, &opEvent{ev: &masterpb.Event{
 		Type: masterpb.Event_SUBSCRIBED.Enum(),
 		Subscribed: &masterpb.Event_Subscribed{
-			GetState:                 m.stateProtoLocked(true, s.encs),
+			GetState:                 m.stateProtoLocked(true, encs),
 			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
 		},
-	})
+	}, encs: encs})
 	m.ops.subs[s] = struct{}{}
 	m.log.Info("operator event subscriber added", "subscriber", s.id, "remote_addr", remote, "subscribers", len(m.ops.subs))
 	return s, nil

@@ -73,8 +73,12 @@ func (h *operatorHub) init() {
 // opBroadcastLocked queues ev on every subscriber, dropping those that
 // cannot take it. m.mu must be held.
 func (m *Master) opBroadcastLocked(ev *masterpb.Event) {
+	if len(m.ops.subs) == 0 {
+		return
+	}
+	shared := &opEvent{ev: ev}
 	for s := range m.ops.subs {
-		if !s.send(ev) {
+		if !s.send(shared) {
 			m.dropSubscriberLocked(s)
 		}
 	}

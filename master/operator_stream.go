@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/codec"
@@ -14,7 +15,8 @@ import (
 
 // Bounds of the operator event streams. An event of the operator API is
 // built once under the master's lock and queued, unencoded, on every
-// subscriber; each subscriber's handler encodes and writes its own queue.
+// subscriber; each subscriber's handler writes its own queue, encoding an
+// event only if no other subscriber with its codec did already (opEvent).
 // A subscriber whose queue reaches maxOperatorQueue (it stopped reading, or
 // reads slower than the cluster changes) is dropped: it resubscribes and
 // gets a fresh SUBSCRIBED, which is cheaper than a master that holds an
@@ -30,6 +32,32 @@ var (
 	errOperatorShutdown = errors.New("the master is shutting down or lost its leadership")
 )
 
+// opEvent is one event of the operator streams, shared by every queue it
+// is on and encoded at most once per codec.
+type opEvent struct {
+	ev *masterpb.Event
+	// encs are the task encodings of a SUBSCRIBED snapshot.
+	encs     taskEncodings
+	pb, json atomic.Pointer[parts]
+}
+
+func (e *opEvent) encode(c codec.Codec) (*parts, error) {
+	slot := &e.pb
+	if c.MediaType() == codec.MediaTypeJSON {
+		slot = &e.json
+	}
+	if p := slot.Load(); p != nil {
+		return p, nil
+	}
+	p, err := e.encs.encodeEvent(c, e.ev)
+	if err != nil {
+		return nil, err
+	}
+	// Two subscribers may encode it at once: the same bytes either way.
+	slot.Store(p)
+	return p, nil
+}
+
 // opSubscriber is one SUBSCRIBE of the operator API. The master queues
 // events with send while holding its lock, which never blocks; serve, in
 // the subscriber's handler, encodes and writes them outside it.
@@ -40,13 +68,10 @@ type opSubscriber struct {
 	max    int
 
 	mu      sync.Mutex
-	queue   []*masterpb.Event
+	queue   []*opEvent
 	closing bool  // no more events; serve ends once the queue is written
 	reason  error // why the stream ends, nil for the client going away
 	wake    chan struct{}
-	// encs are the task encodings of the SUBSCRIBED snapshot; serve
-	// drops them once it is written.
-	encs taskEncodings
 }
 
 func newOpSubscriber(id string, c codec.Codec, remote string, max int) *opSubscriber {
@@ -55,7 +80,7 @@ func newOpSubscriber(id string, c codec.Codec, remote string, max int) *opSubscr
 
 // send queues ev. It reports false when the subscriber is gone: closed, or
 // dropped now because its queue is full (then its reason says so).
-func (s *opSubscriber) send(ev *masterpb.Event) bool {
+func (s *opSubscriber) send(ev *opEvent) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -88,7 +113,7 @@ func (s *opSubscriber) notify() {
 	}
 }
 
-func (s *opSubscriber) take() (batch []*masterpb.Event, closing bool, reason error) {
+func (s *opSubscriber) take() (batch []*opEvent, closing bool, reason error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	batch, s.queue = s.queue, nil
@@ -102,12 +127,15 @@ func (s *opSubscriber) take() (batch []*masterpb.Event, closing bool, reason err
 func (s *opSubscriber) serve(ctx context.Context, w http.ResponseWriter, interval, writeTimeout time.Duration) error {
 	rc := http.NewResponseController(w)
 	rw := recordio.NewWriter(w)
-	write := func(rec ...[]byte) error {
+	deadline := func() {
 		if writeTimeout > 0 {
 			// Not every ResponseWriter supports deadlines (test
 			// writers); the stream still works without one.
 			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		}
+	}
+	write := func(rec ...[]byte) error {
+		deadline()
 		return rw.WriteRecordParts(rec)
 	}
 	heartbeat, err := s.codec.Marshal(&masterpb.Event{Type: masterpb.Event_HEARTBEAT.Enum()})
@@ -122,17 +150,25 @@ func (s *opSubscriber) serve(ctx context.Context, w http.ResponseWriter, interva
 	}
 	for {
 		batch, closing, reason := s.take()
+		// What is queued goes out together, flushed once: a write (a
+		// system call) per event per subscriber was most of the cost of
+		// 100 subscribers.
+		if len(batch) > 0 {
+			deadline()
+		}
 		for _, ev := range batch {
-			rec, err := s.encs.encodeEvent(s.codec, ev)
-			if ev.GetType() == masterpb.Event_SUBSCRIBED {
-				s.encs = nil
-			}
+			rec, err := ev.encode(s.codec)
 			if err != nil {
 				// A bug (a required field the master left unset): the
 				// subscriber cannot trust the stream any more.
 				return err
 			}
-			if err := write(rec.Parts()...); err != nil {
+			if err := rw.BufferRecordParts(rec.Parts()); err != nil {
+				return err
+			}
+		}
+		if len(batch) > 0 {
+			if err := rw.Flush(); err != nil {
 				return err
 			}
 		}

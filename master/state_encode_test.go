@@ -62,11 +62,11 @@ func TestStateEncodingMatchesCodec(t *testing.T) {
 				t.Fatal(err)
 			}
 			ev := s.queue[0]
-			want, err := c.Marshal(ev)
+			want, err := c.Marshal(ev.ev)
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, err := s.encs.encodeEvent(c, ev)
+			enc, err := ev.encode(c)
 			if err != nil {
 				t.Fatal(err)
 			}

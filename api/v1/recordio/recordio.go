@@ -58,6 +58,16 @@ func (w *Writer) WriteRecord(p []byte) error {
 // WriteRecordParts writes the concatenation of parts as one record and
 // flushes, without joining them first.
 func (w *Writer) WriteRecordParts(parts [][]byte) error {
+	if err := w.BufferRecordParts(parts); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
+// BufferRecordParts writes the concatenation of parts as one record without
+// flushing: a stream writing many records at once flushes once, with Flush,
+// instead of making a write for each.
+func (w *Writer) BufferRecordParts(parts [][]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -72,8 +82,11 @@ func (w *Writer) WriteRecordParts(parts [][]byte) error {
 			return fmt.Errorf("recordio: writing record: %w", err)
 		}
 	}
-	return w.flush()
+	return nil
 }
+
+// Flush flushes what was written, if the underlying writer can.
+func (w *Writer) Flush() error { return w.flush() }
 
 func (w *Writer) flush() error {
 	var err error
