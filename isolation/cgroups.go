@@ -108,7 +108,9 @@ type Stats struct {
 
 // backend is one cgroup version's driver for one container cgroup.
 type backend interface {
-	create(l Limits) error
+	// create makes the cgroup; nestable lays it out for nested cgroups
+	// (on v2: its processes in a leaf child, controllers passed down).
+	create(l Limits, nestable bool) error
 	load() error
 	update(l Limits) error
 	exists() bool
@@ -123,6 +125,12 @@ type backend interface {
 	// nil where the version has no such thing (v1).
 	intoCgroupFD() (*os.File, error)
 	describe() string
+	// child is the backend of nested cgroup id below this one.
+	child(id string) backend
+	// dirs are the cgroup's directories: one per v1 controller, one on v2.
+	dirs() []string
+	// procsFiles are the cgroup.procs files a process is moved in with.
+	procsFiles() []string
 }
 
 // Manager makes, finds and removes container cgroups under one root.
@@ -228,6 +236,18 @@ func (m *Manager) prepare() error {
 // wrapping errdefs.ErrConflict when the cgroup exists (recover it with Load),
 // errdefs.ErrInvalid for a bad id or limits.
 func (m *Manager) Create(ctx context.Context, id string, l Limits) (*Cgroup, error) {
+	return m.create(ctx, id, l, false)
+}
+
+// CreateNestable is Create for a container whose tasks get cgroups of their
+// own below it (CreateNested): a task group's executor. On v2 its processes
+// live in a leaf child cgroup, as the kernel passes controllers down only
+// from cgroups that hold no process; on v1 it is a plain Create.
+func (m *Manager) CreateNestable(ctx context.Context, id string, l Limits) (*Cgroup, error) {
+	return m.create(ctx, id, l, true)
+}
+
+func (m *Manager) create(ctx context.Context, id string, l Limits, nestable bool) (*Cgroup, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -242,12 +262,112 @@ func (m *Manager) Create(ctx context.Context, id string, l Limits) (*Cgroup, err
 	if c.b.exists() {
 		return nil, fmt.Errorf("cgroup %s: %w", c.b.describe(), errdefs.ErrConflict)
 	}
-	if err := c.b.create(l); err != nil {
+	if err := c.b.create(l, nestable); err != nil {
 		// Leave nothing half made: the next Create must not see a conflict.
 		_ = c.b.remove()
 		return nil, fmt.Errorf("create cgroup %s: %w", c.b.describe(), err)
 	}
 	return c, nil
+}
+
+// CreateNested makes the cgroup of nested container id below c (created
+// with CreateNestable) with limits l: a task of a group, limited on its own
+// and, as the kernel counts hierarchically, within c's limits too. It is
+// an error wrapping errdefs.ErrConflict when it exists, errdefs.ErrInvalid
+// for a bad id or limits. The nested cgroup goes with c's Kill and Delete.
+func (c *Cgroup) CreateNested(ctx context.Context, id string, l Limits) (*Cgroup, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validateNestedID(id); err != nil {
+		return nil, err
+	}
+	if err := l.validate(); err != nil {
+		return nil, err
+	}
+	n := &Cgroup{id: id, b: c.b.child(id), parent: c}
+	if n.b.exists() {
+		return nil, fmt.Errorf("cgroup %s: %w", n.b.describe(), errdefs.ErrConflict)
+	}
+	if err := n.b.create(l, false); err != nil {
+		_ = n.b.remove()
+		return nil, fmt.Errorf("create cgroup %s: %w", n.b.describe(), err)
+	}
+	return n, nil
+}
+
+// LoadNested reopens nested cgroup id of c, as after an agent restart; an
+// error wrapping errdefs.ErrNotFound when there is none.
+func (c *Cgroup) LoadNested(id string) (*Cgroup, error) {
+	if err := validateNestedID(id); err != nil {
+		return nil, err
+	}
+	n := &Cgroup{id: id, b: c.b.child(id), parent: c}
+	if !n.b.exists() {
+		return nil, fmt.Errorf("cgroup %s: %w", n.b.describe(), errdefs.ErrNotFound)
+	}
+	if err := n.b.load(); err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", n.b.describe(), err)
+	}
+	return n, nil
+}
+
+// NestedIDs lists the nested cgroups of c, sorted.
+func (c *Cgroup) NestedIDs() ([]string, error) {
+	entries, err := os.ReadDir(c.b.dirs()[0])
+	if err != nil {
+		return nil, fmt.Errorf("list nested cgroups of %s: %w", c.b.describe(), err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && validateNestedID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Dirs are the cgroup's directories on the host: one per v1 controller
+// hierarchy (freezer first), the one directory on v2. A process that may
+// (see Delegate) moves itself into nested cgroup N by writing its pid into
+// <dir>/N/cgroup.procs in each.
+func (c *Cgroup) Dirs() []string { return c.b.dirs() }
+
+// Delegate lets the processes of uid move themselves (or their own
+// children) into the nested cgroup c, and nothing else: it hands uid the
+// cgroup.procs files of c (on v2 also its parent's, the common ancestor
+// the kernel checks, which takes no process itself as its controllers are
+// passed down) and none of the limit files. A task group's executor,
+// running as the tasks' user, places each task this way before the task
+// runs; Seal takes it back once the task runs.
+func (c *Cgroup) Delegate(uid, gid int) error {
+	if c.parent == nil {
+		return fmt.Errorf("delegate cgroup %s: not a nested cgroup: %w", c.b.describe(), errdefs.ErrInvalid)
+	}
+	files := c.b.procsFiles()
+	if _, v2 := c.b.(*v2Cgroup); v2 {
+		files = append(files, c.parent.b.procsFiles()...)
+	}
+	for _, f := range files {
+		if err := os.Lchown(f, uid, gid); err != nil {
+			return fmt.Errorf("delegate cgroup %s: %w", c.b.describe(), err)
+		}
+	}
+	return nil
+}
+
+// Seal takes back what Delegate gave on c's own files: from now on no
+// process but root's moves into it. (The v2 parent's cgroup.procs stays
+// delegated: the kernel refuses every process there, and moves between
+// the parent's children need a child's, root's again.)
+func (c *Cgroup) Seal() error {
+	for _, f := range c.b.procsFiles() {
+		if err := os.Lchown(f, 0, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("seal cgroup %s: %w", c.b.describe(), err)
+		}
+	}
+	return nil
 }
 
 // Load reopens the cgroup of container id, as after an agent restart. It is
@@ -336,12 +456,22 @@ func validateID(id string) error {
 	return nil
 }
 
+// validateNestedID is validateID, less the name of a v2 container's own
+// leaf cgroup.
+func validateNestedID(id string) error {
+	if id == v2Leaf {
+		return fmt.Errorf("nested container id %q is reserved: %w", id, errdefs.ErrInvalid)
+	}
+	return validateID(id)
+}
+
 // Cgroup is the cgroup of one container. Its methods are safe for
 // concurrent use.
 type Cgroup struct {
-	id string
-	b  backend
-	mu sync.Mutex
+	id     string
+	b      backend
+	parent *Cgroup // set for nested cgroups
+	mu     sync.Mutex
 
 	// watchMu guards stopWatches: the OOM watches Delete ends. A v2 watch
 	// would otherwise wait forever, since kernfs sends no IN_IGNORED for a

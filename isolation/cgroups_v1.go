@@ -69,7 +69,29 @@ func (c *v1Cgroup) exists() bool {
 	return false
 }
 
-func (c *v1Cgroup) create(l Limits) error {
+func (c *v1Cgroup) child(id string) backend {
+	return &v1Cgroup{hier: c.hier, rel: c.rel + "/" + id, ctrls: c.ctrls}
+}
+
+func (c *v1Cgroup) dirs() []string {
+	out := make([]string, len(c.ctrls))
+	for i, ctrl := range c.ctrls {
+		out[i] = c.dir(ctrl)
+	}
+	return out
+}
+
+func (c *v1Cgroup) procsFiles() []string {
+	out := c.dirs()
+	for i := range out {
+		out[i] = filepath.Join(out[i], "cgroup.procs")
+	}
+	return out
+}
+
+// create makes the cgroup in every hierarchy; v1 controllers reach nested
+// cgroups without more ado, so nestable changes nothing.
+func (c *v1Cgroup) create(l Limits, nestable bool) error {
 	cg, err := cgroup1.New(cgroup1.StaticPath(c.rel), l.LinuxResources(), cgroup1.WithHierarchy(c.subsystems))
 	if err != nil {
 		return err

@@ -25,6 +25,31 @@ type v2Cgroup struct {
 	path  string
 	ctrls []string
 	mgr   *cgroup2.Manager
+	// nestable: the container's processes live in <path>/leaf, and its
+	// controllers are enabled for children (nested cgroups and the leaf).
+	nestable bool
+}
+
+// v2Leaf is the child cgroup that holds a nestable container's own
+// processes (Mesos's cgroups v2 isolator calls it the same).
+const v2Leaf = "leaf"
+
+// procDir is where the container's processes go.
+func (c *v2Cgroup) procDir() string {
+	if c.nestable {
+		return filepath.Join(c.path, v2Leaf)
+	}
+	return c.path
+}
+
+func (c *v2Cgroup) child(id string) backend {
+	return &v2Cgroup{hier: c.hier, rel: c.rel + "/" + id, path: filepath.Join(c.path, id), ctrls: c.ctrls}
+}
+
+func (c *v2Cgroup) dirs() []string { return []string{c.path} }
+
+func (c *v2Cgroup) procsFiles() []string {
+	return []string{filepath.Join(c.path, "cgroup.procs")}
 }
 
 func (c *v2Cgroup) describe() string { return "v2:" + c.rel }
@@ -43,14 +68,28 @@ func (c *v2Cgroup) exists() bool {
 	return err == nil
 }
 
-func (c *v2Cgroup) create(l Limits) error {
+func (c *v2Cgroup) create(l Limits, nestable bool) error {
 	if err := os.Mkdir(c.path, 0o755); err != nil {
 		return err
 	}
 	if err := c.load(); err != nil {
 		return err
 	}
-	return c.update(l)
+	if err := c.update(l); err != nil {
+		return err
+	}
+	if !nestable {
+		return nil
+	}
+	// Empty still, so the controllers may be passed down; then the leaf.
+	if err := enableV2Controllers(c.path, c.ctrls); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(c.path, v2Leaf), 0o755); err != nil {
+		return err
+	}
+	c.nestable = true
+	return nil
 }
 
 func (c *v2Cgroup) load() error {
@@ -59,6 +98,7 @@ func (c *v2Cgroup) load() error {
 		return err
 	}
 	c.mgr = mgr
+	c.nestable = fileExists(filepath.Join(c.path, v2Leaf))
 	return nil
 }
 
@@ -106,7 +146,7 @@ func (c *v2Cgroup) update(l Limits) error {
 }
 
 func (c *v2Cgroup) addProc(pid int) error {
-	return writeFile(filepath.Join(c.path, "cgroup.procs"), strconv.Itoa(pid))
+	return writeFile(filepath.Join(c.procDir(), "cgroup.procs"), strconv.Itoa(pid))
 }
 
 func (c *v2Cgroup) procs() ([]int, error) {
@@ -139,6 +179,14 @@ func (c *v2Cgroup) stats() (Stats, error) {
 	}
 	if ev := m.GetMemoryEvents(); ev != nil {
 		s.OOMKills = ev.GetOomKill()
+	}
+	if c.nestable {
+		// memory.events counts the nested cgroups' kills too; a nested
+		// task's OOM is not the container's. Its own limit's OOMs are in
+		// memory.events.local (5.2+).
+		if local := readKV(filepath.Join(c.path, "memory.events.local")); len(local) > 0 {
+			s.OOMKills = local["oom"]
+		}
 	}
 	procs, err := c.procs()
 	if err != nil {
@@ -186,7 +234,7 @@ func (c *v2Cgroup) killOnce(ctx context.Context) error {
 func (c *v2Cgroup) remove() error { return rmdirTree(c.path) }
 
 func (c *v2Cgroup) intoCgroupFD() (*os.File, error) {
-	return os.OpenFile(c.path, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return os.OpenFile(c.procDir(), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }
 
 // readKV parses a "key value" per line file (memory.events, cgroup.events).
@@ -227,6 +275,8 @@ func (c *v2Cgroup) watchOOM(ctx context.Context, id string, out chan<- OOMEvent)
 	}
 	f := os.NewFile(uintptr(fd), "oom-inotify")
 	seen := readKV(events)["oom_kill"]
+	local := filepath.Join(c.path, "memory.events.local")
+	seenLocal := readKV(local)["oom"]
 	peak := readUintFile(filepath.Join(c.path, "memory.current"))
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -261,6 +311,17 @@ func (c *v2Cgroup) watchOOM(ctx context.Context, id string, out chan<- OOMEvent)
 				continue
 			}
 			seen = kills
+			if c.nestable {
+				// A kill under a nested cgroup's own limit is that
+				// task's (its own watch reports it), not the
+				// container's: only an OOM of this cgroup's limit is.
+				if l, ok := readKV(local)["oom"]; ok {
+					if l <= seenLocal {
+						continue
+					}
+					seenLocal = l
+				}
+			}
 			ev := OOMEvent{ContainerID: id, Time: time.Now(), MaxUsageBytes: peak}
 			if p, err := readTrimmed(filepath.Join(c.path, "memory.peak")); err == nil {
 				if v, err := strconv.ParseUint(p, 10, 64); err == nil {
