@@ -61,6 +61,11 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) {
 		switch op.GetType() {
 		case mesos.Offer_Operation_LAUNCH:
 			for _, ti := range op.GetLaunch().GetTaskInfos() {
+				if err := m.authorizeLaunch(fw, ti, nil); err != nil {
+					m.masterUpdate(fw, ti.GetTaskId(), ti.GetAgentId(), mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_UNAUTHORIZED, err.Error())
+					m.counters.invalidTasks++
+					continue
+				}
 				used, err := plan.validateTask(m, ti)
 				if err != nil {
 					m.masterUpdate(fw, ti.GetTaskId(), ti.GetAgentId(), mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_INVALID, err.Error())
@@ -72,6 +77,19 @@ func (m *Master) accept(fw *framework, acc *scheduler.Call_Accept) {
 			}
 		case mesos.Offer_Operation_LAUNCH_GROUP:
 			lg := op.GetLaunchGroup()
+			var denied error
+			for _, ti := range lg.GetTaskGroup().GetTasks() {
+				if denied == nil {
+					denied = m.authorizeLaunch(fw, ti, lg.GetExecutor())
+				}
+			}
+			if denied != nil {
+				for _, ti := range lg.GetTaskGroup().GetTasks() {
+					m.masterUpdate(fw, ti.GetTaskId(), ti.GetAgentId(), mesos.TaskState_TASK_ERROR, mesos.TaskStatus_REASON_TASK_GROUP_UNAUTHORIZED, denied.Error())
+					m.counters.invalidTasks++
+				}
+				continue
+			}
 			used, err := plan.validateGroup(m, lg)
 			if err != nil {
 				for _, ti := range lg.GetTaskGroup().GetTasks() {

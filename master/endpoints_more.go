@@ -48,7 +48,7 @@ func (m *Master) routeMore(mux *http.ServeMux) {
 	for _, p := range []string{"/master/maintenance/status", "/maintenance/status"} {
 		mux.HandleFunc(p, m.getOnly(func(w http.ResponseWriter, r *http.Request) {
 			m.mu.Lock()
-			st := m.getMaintenanceStatusLocked().GetStatus()
+			st := m.getMaintenanceStatusLocked(m.viewerOf(r)).GetStatus()
 			m.mu.Unlock()
 			writeProtoJSON(w, st)
 		}))
@@ -92,7 +92,7 @@ func (m *Master) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		m.mu.Lock()
-		s := m.getScheduleLocked().GetSchedule()
+		s := m.getScheduleLocked(m.viewerOf(r)).GetSchedule()
 		m.mu.Unlock()
 		writeProtoJSON(w, s)
 	case http.MethodPost:
@@ -157,7 +157,7 @@ func (m *Master) handleQuota(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		m.mu.Lock()
-		st := m.getQuotaLocked().GetStatus()
+		st := m.getQuotaLocked(m.viewerOf(r)).GetStatus()
 		m.mu.Unlock()
 		data, err := codec.JSON.Marshal(st)
 		if err != nil {

@@ -174,6 +174,11 @@ func (m *Master) updateSchedule(r *http.Request, s *maintenance.Schedule) error 
 	if err := validateSchedule(s, m.maint.down); err != nil {
 		return err
 	}
+	for _, w := range s.GetWindows() {
+		if err := m.authorizeMachines(r, "update_maintenance_schedules", w.GetMachineIds()); err != nil {
+			return err
+		}
+	}
 	m.maint.schedule = proto.Clone(s).(*maintenance.Schedule)
 	// Answers and inverse offers belong to the machines as they were.
 	scheduled := map[machineKey]bool{}
@@ -208,6 +213,9 @@ func (m *Master) startMaintenance(r *http.Request, machines []*mesos.MachineID) 
 	defer m.mu.Unlock()
 	if m.role != roleLeading {
 		return httpErr(http.StatusServiceUnavailable, "Not the leading master")
+	}
+	if err := m.authorizeMachines(r, "start_maintenances", machines); err != nil {
+		return err
 	}
 	m.maint.init()
 	scheduled := map[machineKey]bool{}
@@ -248,6 +256,9 @@ func (m *Master) stopMaintenance(r *http.Request, machines []*mesos.MachineID) e
 	if m.role != roleLeading {
 		return httpErr(http.StatusServiceUnavailable, "Not the leading master")
 	}
+	if err := m.authorizeMachines(r, "stop_maintenances", machines); err != nil {
+		return err
+	}
 	m.maint.init()
 	up := map[machineKey]bool{}
 	for _, id := range machines {
@@ -278,20 +289,40 @@ func (m *Master) stopMaintenance(r *http.Request, machines []*mesos.MachineID) e
 }
 
 // getScheduleLocked is GET_MAINTENANCE_SCHEDULE.
-func (m *Master) getScheduleLocked() *masterpb.Response_GetMaintenanceSchedule {
+//
+// Under --acls, v sees the machines get_maintenance_schedules lets it;
+// windows left without machines are left out.
+func (m *Master) getScheduleLocked(v *viewer) *masterpb.Response_GetMaintenanceSchedule {
 	s := &maintenance.Schedule{}
 	if m.maint.schedule != nil {
 		s = proto.Clone(m.maint.schedule).(*maintenance.Schedule)
+	}
+	if v != nil {
+		windows := s.Windows[:0]
+		for _, w := range s.Windows {
+			ids := w.MachineIds[:0]
+			for _, id := range w.MachineIds {
+				if v.sees("get_maintenance_schedules", keyOf(id)) {
+					ids = append(ids, id)
+				}
+			}
+			if w.MachineIds = ids; len(ids) > 0 {
+				windows = append(windows, w)
+			}
+		}
+		s.Windows = windows
 	}
 	return &masterpb.Response_GetMaintenanceSchedule{Schedule: s}
 }
 
 // getMaintenanceStatusLocked is GET_MAINTENANCE_STATUS: draining machines
 // with the frameworks' answers, and down machines.
-func (m *Master) getMaintenanceStatusLocked() *masterpb.Response_GetMaintenanceStatus {
+//
+// Under --acls, v sees the machines get_maintenance_statuses lets it.
+func (m *Master) getMaintenanceStatusLocked(v *viewer) *masterpb.Response_GetMaintenanceStatus {
 	st := &maintenance.ClusterStatus{}
 	for _, k := range m.maint.scheduled() {
-		if m.maint.down[k] {
+		if m.maint.down[k] || !v.sees("get_maintenance_statuses", k) {
 			continue
 		}
 		dm := &maintenance.ClusterStatus_DrainingMachine{Id: k.proto()}
@@ -312,7 +343,9 @@ func (m *Master) getMaintenanceStatusLocked() *masterpb.Response_GetMaintenanceS
 	}
 	slices.SortFunc(down, func(a, b machineKey) int { return strings.Compare(machineName(a), machineName(b)) })
 	for _, k := range down {
-		st.DownMachines = append(st.DownMachines, k.proto())
+		if v.sees("get_maintenance_statuses", k) {
+			st.DownMachines = append(st.DownMachines, k.proto())
+		}
 	}
 	return &masterpb.Response_GetMaintenanceStatus{Status: st}
 }

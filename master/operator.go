@@ -328,11 +328,11 @@ func (m *Master) operatorAnswerWith(r *http.Request, call *masterpb.Call, encs t
 		case masterpb.Call_GET_MASTER:
 			resp.Type, resp.GetMaster = masterpb.Response_GET_MASTER.Enum(), m.masterProtoLocked()
 		case masterpb.Call_GET_MAINTENANCE_SCHEDULE:
-			resp.Type, resp.GetMaintenanceSchedule = masterpb.Response_GET_MAINTENANCE_SCHEDULE.Enum(), m.getScheduleLocked()
+			resp.Type, resp.GetMaintenanceSchedule = masterpb.Response_GET_MAINTENANCE_SCHEDULE.Enum(), m.getScheduleLocked(m.viewerOf(r))
 		case masterpb.Call_GET_MAINTENANCE_STATUS:
-			resp.Type, resp.GetMaintenanceStatus = masterpb.Response_GET_MAINTENANCE_STATUS.Enum(), m.getMaintenanceStatusLocked()
+			resp.Type, resp.GetMaintenanceStatus = masterpb.Response_GET_MAINTENANCE_STATUS.Enum(), m.getMaintenanceStatusLocked(m.viewerOf(r))
 		case masterpb.Call_GET_QUOTA:
-			resp.Type, resp.GetQuota = masterpb.Response_GET_QUOTA.Enum(), m.getQuotaLocked()
+			resp.Type, resp.GetQuota = masterpb.Response_GET_QUOTA.Enum(), m.getQuotaLocked(m.viewerOf(r))
 		case masterpb.Call_GET_WEIGHTS:
 			resp.Type, resp.GetWeights = masterpb.Response_GET_WEIGHTS.Enum(), m.getWeightsLocked()
 		case masterpb.Call_GET_OPERATIONS:
@@ -358,7 +358,7 @@ func (m *Master) versionInfo() *mesos.VersionInfo { return version.Get().Proto()
 // operatorSubscribe serves SUBSCRIBE: SUBSCRIBED with the whole state, then
 // the events of every change, and HEARTBEAT every HeartbeatInterval.
 func (m *Master) operatorSubscribe(w http.ResponseWriter, r *http.Request, respCodec codec.Codec) {
-	s, err := m.addOperatorSubscriber(respCodec, r.RemoteAddr)
+	s, err := m.addOperatorSubscriber(respCodec, r.RemoteAddr, m.viewerOf(r))
 	if err != nil {
 		if errors.Is(err, errNotLeader) {
 			m.redirect(w, r)
@@ -373,7 +373,10 @@ func (m *Master) operatorSubscribe(w http.ResponseWriter, r *http.Request, respC
 
 // addOperatorSubscriber registers a subscriber with SUBSCRIBED queued:
 // the books as they are, which from then on its events keep current.
-func (m *Master) addOperatorSubscriber(c codec.Codec, remote string) (*opSubscriber, error) {
+// Under --acls, v says what the subscriber may see: the snapshot is
+// filtered as GET_STATE is, and events about frameworks and tasks it may
+// not see are not sent to it.
+func (m *Master) addOperatorSubscriber(c codec.Codec, remote string, v *viewer) (*opSubscriber, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.role != roleLeading || m.shutdown {
@@ -390,11 +393,16 @@ func (m *Master) addOperatorSubscriber(c codec.Codec, remote string) (*opSubscri
 		m.opSyncLocked()
 	}
 	s := newOpSubscriber(uuid.NewString(), c, remote, m.ops.maxQueue)
+	s.viewer = v
 	encs := taskEncodings{}
+	snapshot := m.stateProtoLocked(true, encs)
+	if v != nil {
+		v.filterResponse(&masterpb.Response{GetState: snapshot}, m.frameworkUsersLocked())
+	}
 	s.queue = append(s.queue, &opEvent{ev: &masterpb.Event{
 		Type: masterpb.Event_SUBSCRIBED.Enum(),
 		Subscribed: &masterpb.Event_Subscribed{
-			GetState:                 m.stateProtoLocked(true, encs),
+			GetState:                 snapshot,
 			HeartbeatIntervalSeconds: proto.Float64(m.cfg.HeartbeatInterval.Seconds()),
 		},
 	}, encs: encs})

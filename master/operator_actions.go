@@ -147,6 +147,9 @@ func (m *Master) markAgentGone(r *http.Request, id string) error {
 	if m.role != roleLeading {
 		return httpErr(http.StatusServiceUnavailable, "Not the leading master")
 	}
+	if err := m.cfg.ACLs.Check("mark_agents_gone", operatorPrincipal(r), id); err != nil {
+		return err
+	}
 	if m.ops.gone[id] {
 		return nil
 	}

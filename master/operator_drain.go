@@ -33,6 +33,9 @@ func (m *Master) drainAgent(r *http.Request, c *masterpb.Call_DrainAgent) error 
 	if g := c.GetMaxGracePeriod(); g != nil && g.GetNanoseconds() < 0 {
 		return httpErr(http.StatusBadRequest, "'max_grace_period' must not be negative")
 	}
+	if err := m.cfg.ACLs.Check("drain_agents", operatorPrincipal(r), c.GetAgentId().GetValue()); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, err := m.liveAgentLocked(c.GetAgentId().GetValue())

@@ -77,11 +77,68 @@ func (m *Master) opBroadcastLocked(ev *masterpb.Event) {
 		return
 	}
 	shared := &opEvent{ev: ev}
+	var scope eventScope
+	scoped := false
 	for s := range m.ops.subs {
+		if s.viewer != nil {
+			if !scoped {
+				scope, scoped = m.opEventScopeLocked(ev), true
+			}
+			if !scope.visibleTo(s.viewer) {
+				continue
+			}
+		}
 		if !s.send(shared) {
 			m.dropSubscriberLocked(s)
 		}
 	}
+}
+
+// eventScope is what seeing an event takes under --acls: nothing (agent
+// events), the framework's view_frameworks, or also its view_tasks.
+type eventScope struct {
+	framework bool   // about a framework or one of its tasks
+	task      bool   // about a task
+	user      string // the framework's user
+}
+
+func (e eventScope) visibleTo(v *viewer) bool {
+	switch {
+	case !e.framework:
+		return true
+	case e.task:
+		return v.framework(e.user) && v.tasks(e.user)
+	default:
+		return v.framework(e.user)
+	}
+}
+
+// opEventScopeLocked says whom ev is about.
+func (m *Master) opEventScopeLocked(ev *masterpb.Event) eventScope {
+	userOf := func(fwID string) string {
+		if fw := m.frameworks[fwID]; fw != nil {
+			return fw.info.GetUser()
+		}
+		for _, fw := range m.completed {
+			if fw.id == fwID {
+				return fw.info.GetUser()
+			}
+		}
+		return ""
+	}
+	switch ev.GetType() {
+	case masterpb.Event_TASK_ADDED:
+		return eventScope{framework: true, task: true, user: userOf(ev.GetTaskAdded().GetTask().GetFrameworkId().GetValue())}
+	case masterpb.Event_TASK_UPDATED:
+		return eventScope{framework: true, task: true, user: userOf(ev.GetTaskUpdated().GetFrameworkId().GetValue())}
+	case masterpb.Event_FRAMEWORK_ADDED:
+		return eventScope{framework: true, user: ev.GetFrameworkAdded().GetFramework().GetFrameworkInfo().GetUser()}
+	case masterpb.Event_FRAMEWORK_UPDATED:
+		return eventScope{framework: true, user: ev.GetFrameworkUpdated().GetFramework().GetFrameworkInfo().GetUser()}
+	case masterpb.Event_FRAMEWORK_REMOVED:
+		return eventScope{framework: true, user: ev.GetFrameworkRemoved().GetFrameworkInfo().GetUser()}
+	}
+	return eventScope{}
 }
 
 func (m *Master) dropSubscriberLocked(s *opSubscriber) {

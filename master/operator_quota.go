@@ -105,10 +105,15 @@ func (m *Master) quotasLocked() map[string]quotaConfig {
 
 // getQuotaLocked is GET_QUOTA: the configs, and the guarantees again in
 // the deprecated `infos` for older clients.
-func (m *Master) getQuotaLocked() *masterpb.Response_GetQuota {
+//
+// Under --acls, v sees the roles get_quotas lets it.
+func (m *Master) getQuotaLocked(v *viewer) *masterpb.Response_GetQuota {
 	st := &quota.QuotaStatus{}
 	qs := m.quotasLocked()
 	for _, role := range slices.Sorted(maps.Keys(qs)) {
+		if !v.seesRole(role) {
+			continue
+		}
 		q := qs[role]
 		st.Configs = append(st.Configs, q.proto())
 		info := &quota.QuotaInfo{Role: proto.String(role)}

@@ -72,6 +72,8 @@ type opSubscriber struct {
 	closing bool  // no more events; serve ends once the queue is written
 	reason  error // why the stream ends, nil for the client going away
 	wake    chan struct{}
+	// viewer is what the subscriber may see under --acls; nil: all.
+	viewer *viewer
 }
 
 func newOpSubscriber(id string, c codec.Codec, remote string, max int) *opSubscriber {

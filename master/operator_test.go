@@ -86,6 +86,12 @@ type opStream struct {
 
 func openOperatorStream(t *testing.T, base string, c codec.Codec) *opStream {
 	t.Helper()
+	return openOperatorStreamWith(t, base, c, nil)
+}
+
+// openOperatorStreamWith subscribes with header's credentials.
+func openOperatorStreamWith(t *testing.T, base string, c codec.Codec, header http.Header) *opStream {
+	t.Helper()
 	body, err := c.Marshal(opType(masterpb.Call_SUBSCRIBE))
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +100,9 @@ func openOperatorStream(t *testing.T, base string, c codec.Codec) *opStream {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1", bytes.NewReader(body))
 	req.Header.Set("Content-Type", c.MediaType())
 	req.Header.Set("Accept", c.MediaType())
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
@@ -525,7 +534,7 @@ func TestOperatorSlowSubscriberDropped(t *testing.T) {
 	h.m.mu.Lock()
 	h.m.ops.maxQueue = 4
 	h.m.mu.Unlock()
-	slow, err := h.m.addOperatorSubscriber(codec.JSON, "slow-subscriber")
+	slow, err := h.m.addOperatorSubscriber(codec.JSON, "slow-subscriber", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

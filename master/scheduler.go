@@ -207,6 +207,9 @@ func (m *Master) updateFrameworkLocked(fw *framework, u *scheduler.Call_UpdateFr
 	if err := m.validateFrameworkInfo(info, suppressed); err != nil {
 		return httpErr(http.StatusBadRequest, "Invalid framework: %v", err)
 	}
+	if err := m.authorizeRoles(fw.principal, info); err != nil {
+		return err
+	}
 	if info.WebuiUrl != nil && !safeWebURL(info.GetWebuiUrl()) {
 		m.log.Warn("framework webui_url is not an absolute http(s) URL; dropped", "framework_id", fw.id, "webui_url", truncate(info.GetWebuiUrl(), 256))
 		info.WebuiUrl = nil
@@ -268,6 +271,11 @@ func (m *Master) subscribeHTTP(w http.ResponseWriter, r *http.Request, call *sch
 	askedFailover := info.GetFailoverTimeout()
 	if err := m.validateFrameworkInfo(info, suppressed); err != nil {
 		writeError(w, httpErr(http.StatusBadRequest, "Invalid framework: %v", err))
+		return
+	}
+	if err := m.authorizeRoles(principal, info); err != nil {
+		m.log.Warn("SUBSCRIBE refused", "framework_id", info.GetId().GetValue(), "principal", principal, "remote_addr", r.RemoteAddr, "reason", err.Error())
+		writeError(w, err)
 		return
 	}
 	if info.GetFailoverTimeout() != askedFailover {

@@ -36,6 +36,7 @@ var objectField = map[string]string{
 	"view_executors":                    "users",
 	"access_sandboxes":                  "users",
 	"get_maintenance_schedules":         "machines",
+	"get_maintenance_statuses":          "machines",
 	"update_maintenance_schedules":      "machines",
 	"start_maintenances":                "machines",
 	"stop_maintenances":                 "machines",
@@ -164,5 +165,5 @@ func (a *ACLs) Check(action, principal, object string) error {
 	if who == "" {
 		who = "an unauthenticated caller"
 	}
-	return fmt.Errorf("%s may not %s '%s' (--acls): %w", who, strings.ReplaceAll(action, "_", " "), object, errdefs.ErrForbidden)
+	return errdefs.Classf(errdefs.ErrForbidden, "%s may not %s '%s' (--acls)", who, strings.ReplaceAll(action, "_", " "), object)
 }
