@@ -11,8 +11,8 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/agentpb"
 	"github.com/mesolite/mesolite/api/v1/codec"
-	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/maintenance"
+	masterpb "github.com/mesolite/mesolite/api/v1/master"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/httpauth"
