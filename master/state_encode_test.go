@@ -57,7 +57,7 @@ func TestStateEncodingMatchesCodec(t *testing.T) {
 			}
 		}
 		for _, c := range codecs {
-			s, err := h.m.addOperatorSubscriber(c, "test")
+			s, err := h.m.addOperatorSubscriber(c, "test", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
