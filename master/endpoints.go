@@ -238,16 +238,17 @@ func (m *Master) completedJSON() []any {
 }
 
 func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
-	var used, offered []resources.Resource
+	var used resources.Accumulator
+	var offered []resources.Resource
 	tasks := make([]any, 0, len(fw.tasks))
 	unreachable := []any{}
 	for _, id := range sortedTaskIDs(fw.tasks) {
 		t := fw.tasks[id]
 		if !t.released {
-			used = append(used, t.res...)
+			used.Add(t.res)
 		}
 		if withTasks {
-			tasks = append(tasks, m.taskJSON(t))
+			tasks = append(tasks, m.taskJSONLazy(t))
 		}
 	}
 	completed := make([]any, 0, len(fw.completedTasks))
@@ -255,17 +256,17 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 		for i := len(fw.completedTasks) - 1; i >= 0; i-- {
 			t := fw.completedTasks[i]
 			if t.state() == mesos.TaskState_TASK_UNREACHABLE {
-				unreachable = append(unreachable, m.taskJSON(t))
+				unreachable = append(unreachable, m.taskJSONLazy(t))
 				continue
 			}
-			completed = append(completed, m.taskJSON(t))
+			completed = append(completed, m.taskJSONLazy(t))
 		}
 	}
 	executors := []any{}
 	for _, agentID := range sortedKeys(fw.executors) {
 		for _, execID := range sortedKeys(fw.executors[agentID]) {
 			e := fw.executors[agentID][execID]
-			used = append(used, e.res...)
+			used.Add(e.res)
 			executors = append(executors, m.executorJSON(e))
 		}
 	}
@@ -278,7 +279,7 @@ func (m *Master) frameworkJSON(fw *framework, withTasks bool) map[string]any {
 			"allocation_info": map[string]any{"role": o.role},
 		})
 	}
-	usedRes, offeredRes := resources.Of(used...), resources.Of(offered...)
+	usedRes, offeredRes := used.Resources(), resources.Of(offered...)
 	caps := []string{}
 	for _, c := range fw.info.GetCapabilities() {
 		caps = append(caps, c.GetType().String())
@@ -605,7 +606,7 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	})
 	out := []any{}
 	for i := offset; i < len(all) && len(out) < limit; i++ {
-		out = append(out, m.taskJSON(all[i]))
+		out = append(out, m.taskJSONLazy(all[i]))
 	}
 	m.mu.Unlock()
 	writeJSON(w, r, map[string]any{"tasks": out})

@@ -667,20 +667,20 @@ func secondsToDuration(s float64) time.Duration {
 
 // usedOnAgent sums the resources of non-terminal tasks and executors.
 func usedOnAgent(a *agent) resources.Resources {
-	var rs []resources.Resource
+	var acc resources.Accumulator
 	for _, ts := range a.tasks {
 		for _, t := range ts {
 			if !t.released {
-				rs = append(rs, t.res...)
+				acc.Add(t.res)
 			}
 		}
 	}
 	for _, es := range a.executors {
 		for _, e := range es {
-			rs = append(rs, e.res...)
+			acc.Add(e.res)
 		}
 	}
-	return resources.Of(rs...)
+	return acc.Resources()
 }
 
 // readOnlyAuth puts the read-only endpoints (UI, state, metrics) behind

@@ -2,6 +2,7 @@ package master
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -29,6 +30,9 @@ import (
 // an answer needs it, outside the master's lock.
 type taskEncoding struct {
 	pb, json atomic.Pointer[[]byte]
+	// state is the task's object in /master/state and /master/tasks,
+	// with what it was built from beyond the record.
+	state atomic.Pointer[stateJSON]
 }
 
 // taskEncodings maps the task records of one answer to their caches. It is
@@ -363,4 +367,62 @@ func (e taskEncodings) encodeEvent(c codec.Codec, ev *masterpb.Event) (*parts, e
 		return nil, err
 	}
 	return splice(c, outer, fdEventSubscribed, subscribed, false), nil
+}
+
+// The JSON endpoints (/master/state, /master/tasks) cache each task's
+// object the same way: the map built under the lock is encoded outside it
+// and kept; while neither the record nor what else the object shows (the
+// container, the sandbox directory, the agent's address) changed, the next
+// answer takes the bytes and builds nothing.
+
+// stateJSONKey is what a task's state object shows besides its record.
+type stateJSONKey struct {
+	containerID, directory, agentAddr string
+	agentKnown                        bool
+}
+
+type stateJSON struct {
+	key stateJSONKey
+	raw []byte
+}
+
+// lazyTaskJSON is one task of a JSON answer: cached bytes, or the object to
+// encode (outside the lock) and cache.
+type lazyTaskJSON struct {
+	raw   []byte
+	obj   map[string]any
+	cache *taskEncoding
+	key   stateJSONKey
+}
+
+func (l *lazyTaskJSON) MarshalJSON() ([]byte, error) {
+	if l.raw != nil {
+		return l.raw, nil
+	}
+	b, err := json.Marshal(l.obj)
+	if err != nil {
+		return nil, err
+	}
+	// Answers encoding the same record at once store the same bytes.
+	l.cache.state.Store(&stateJSON{key: l.key, raw: b})
+	return b, nil
+}
+
+// taskJSONLazy is taskJSON for an answer encoded after the lock is
+// released. m.mu must be held.
+func (m *Master) taskJSONLazy(t *task) *lazyTaskJSON {
+	key := stateJSONKey{containerID: t.containerID, directory: t.directory}
+	if a := m.agents[t.agentID]; a != nil {
+		key.agentKnown, key.agentAddr = true, a.addr
+		if e := t.fw.executor(t.agentID, t.executorID()); e != nil && e.directory != "" {
+			key.directory = e.directory
+		}
+	}
+	if t.enc == nil {
+		t.enc = &taskEncoding{}
+	}
+	if c := t.enc.state.Load(); c != nil && c.key == key {
+		return &lazyTaskJSON{raw: c.raw}
+	}
+	return &lazyTaskJSON{obj: m.taskJSON(t), cache: t.enc, key: key}
 }

@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http/httptest"
 	"testing"
 
@@ -136,5 +137,65 @@ func TestTaskChangeLeavesRecordAlone(t *testing.T) {
 	}
 	if tk.t == old || tk.enc != nil {
 		t.Fatal("change kept the old record or its encodings")
+	}
+}
+
+// /master/state and /master/tasks take a task's object from its cache while
+// nothing it shows changed, and build it again when something did.
+func TestStateJSONTaskCache(t *testing.T) {
+	h := startMaster(t)
+	agent := h.registerAgent(agentRegister("node1", 5051))
+	sc := h.subscribe(frameworkInfo("cache"), codec.JSON)
+	o := sc.offer()
+	sc.launch([]*mesos.OfferID{o.GetId()}, commandTask("t1", o.GetAgentId(), 0.1, 32), commandTask("t2", o.GetAgentId(), 0.1, 32))
+	agent.next(agentpb.Event_RUN_TASK)
+	agent.next(agentpb.Event_RUN_TASK)
+	get := func(path string) []byte {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+		}
+		return rec.Body.Bytes()
+	}
+	tasksOf := func(body []byte) map[string]string {
+		t.Helper()
+		var st struct {
+			Frameworks []struct {
+				Tasks []struct {
+					ID, State   string
+					ContainerID string `json:"container_id"`
+				}
+			}
+			Tasks []struct{ ID, State string }
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, fw := range st.Frameworks {
+			for _, tk := range fw.Tasks {
+				out[tk.ID] = tk.State + "/" + tk.ContainerID
+			}
+		}
+		for _, tk := range st.Tasks {
+			out["tasks:"+tk.ID] = tk.State
+		}
+		return out
+	}
+	first := get("/master/state")
+	if second := get("/master/state"); !bytes.Equal(first, second) {
+		t.Fatalf("two answers with nothing changed differ:\n%s\n%s", first, second)
+	}
+	if got := tasksOf(first); got["t1"] != "TASK_STAGING/" || got["t2"] != "TASK_STAGING/" {
+		t.Fatalf("tasks %v", got)
+	}
+	agent.update(sc.fwID, "t1", mesos.TaskState_TASK_RUNNING)
+	if got := tasksOf(get("/master/state")); got["t1"] != "TASK_RUNNING/c-t1" || got["t2"] != "TASK_STAGING/" {
+		t.Fatalf("tasks after t1 ran: %v", got)
+	}
+	if got := tasksOf(get("/master/tasks")); got["tasks:t1"] != "TASK_RUNNING" || got["tasks:t2"] != "TASK_STAGING" {
+		t.Fatalf("/master/tasks after t1 ran: %v", got)
 	}
 }
