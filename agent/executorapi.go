@@ -202,6 +202,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	// Tasks of a group go out together, as one LAUNCH_GROUP of those of
 	// its tasks still queued (a task killed meanwhile is not among them).
 	var launch []*executor.Event
+	var grouped []*mesos.TaskInfo // tasks of groups, for their cgroups
 	giving := map[string]bool{}
 	groups := map[*mesos.TaskGroupInfo]*mesos.TaskGroupInfo{}
 	for id, ts := range es.queued {
@@ -222,7 +223,9 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 			launch = append(launch, launchGroupEvent(g))
 		}
 		g.Tasks = append(g.Tasks, ts.info)
+		grouped = append(grouped, ts.info)
 	}
+	cid := es.containerID
 	// A task the agent gave out that the executor neither lists nor ever
 	// sent an update for never reached it (the agent died between the
 	// launch and the executor's subscription): it is given again.
@@ -233,6 +236,9 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 		}
 	}
 	a.mu.Unlock()
+	if !shutdown {
+		a.prepareNested(ctx, cid, grouped)
+	}
 	for _, ts := range maybeLost {
 		if !a.sum.HeardFromExecutor(fwID, ts.info.GetTaskId().GetValue()) {
 			a.log.Info("giving a task again to an executor that never received it", "framework_id", fwID, "executor_id", exID, "task_id", ts.info.GetTaskId().GetValue())
@@ -388,11 +394,22 @@ func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
 		st.Source = mesos.TaskStatus_SOURCE_EXECUTOR.Enum()
 	}
 	a.completeContainerStatus(st, cid)
-	// A task that failed because its container hit a limit says so, no
-	// matter whether the executor or the cgroup's OOM event came first.
+	// A task of a group with a cgroup of its own: the agent names it, not
+	// the executor.
+	nid := nestedOf(es, cid, st.GetTaskId().GetValue())
+	// A task that failed because its container (or its own cgroup) hit a
+	// limit says so, no matter whether the executor or the cgroup's OOM
+	// event came first.
 	if st.GetState() == mesos.TaskState_TASK_FAILED {
 		if lr, ok := a.cz.(containerizer.LimitationReporter); ok {
-			if term, hit := lr.Limitation(ctx, cid); hit {
+			term, hit := containerizer.Termination{}, false
+			if nid != "" {
+				term, hit = lr.Limitation(ctx, nid)
+			}
+			if !hit {
+				term, hit = lr.Limitation(ctx, cid)
+			}
+			if hit {
 				st.Reason = term.Reason.Enum()
 				st.Source = mesos.TaskStatus_SOURCE_AGENT.Enum()
 				st.Message = proto.String(term.Message)
@@ -402,6 +419,7 @@ func (a *Agent) executorUpdate(ctx context.Context, call *executor.Call) error {
 	if _, err := a.handleUpdate(ctx, fwID, st); err != nil {
 		return fmt.Errorf("checkpoint update: %w", err)
 	}
+	a.nestedUpdate(ctx, nid, st.GetState())
 	// The executor may forget an update once the agent holds it.
 	if conn != nil {
 		conn.send(&executor.Event{Type: executor.Event_ACKNOWLEDGED.Enum(), Acknowledged: &executor.Event_Acknowledged{TaskId: st.TaskId, Uuid: st.Uuid}})

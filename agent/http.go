@@ -11,6 +11,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/model"
+	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/internal/hostmetrics"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
@@ -251,6 +252,9 @@ type containerRef struct {
 	fwID, exID, name, source, cid string
 	pid                           int               // the container's root process on the host
 	res                           []*mesos.Resource // what the container holds
+	// parent is set for a task's nested container (its cgroup of its
+	// own); then cid is the nested id and res the task's resources.
+	parent string
 }
 
 func (a *Agent) liveContainers() []containerRef {
@@ -260,7 +264,7 @@ func (a *Agent) liveContainers() []containerRef {
 	for fwID, fw := range a.frameworks {
 		for exID, es := range fw.executors {
 			if es.live() && es.handle != nil {
-				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID, es.handle.Pid, es.resources})
+				out = append(out, containerRef{fwID, exID, es.info.GetName(), es.info.GetSource(), es.containerID, es.handle.Pid, es.resources, ""})
 			}
 		}
 	}
@@ -305,16 +309,59 @@ func (a *Agent) serveStatistics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-// serveContainers is Mesos's /containers.
+// serveContainers is Mesos's /containers: the executors' containers and
+// the nested containers of their tasks that have cgroups of their own
+// (those with a "parent_container_id").
 func (a *Agent) serveContainers(w http.ResponseWriter, r *http.Request) {
 	out := []map[string]any{}
-	for _, c := range a.liveContainers() {
-		out = append(out, map[string]any{
+	live := a.liveContainers()
+	for _, c := range append(live, a.nestedContainers(r.Context(), live)...) {
+		m := map[string]any{
 			"container_id": c.cid, "executor_id": c.exID, "executor_name": c.name, "framework_id": c.fwID,
 			"source": c.source, "statistics": a.usage(r.Context(), c),
-		})
+		}
+		if c.parent != "" {
+			m["parent_container_id"] = c.parent
+		}
+		out = append(out, m)
 	}
 	writeJSON(w, out)
+}
+
+// nestedContainers are the nested containers (tasks of groups with cgroups
+// of their own) of the live containers, where the containerizer nests.
+func (a *Agent) nestedContainers(ctx context.Context, live []containerRef) []containerRef {
+	n, ok := a.cz.(containerizer.Nester)
+	if !ok {
+		return nil
+	}
+	var out []containerRef
+	for _, c := range live {
+		ids, err := n.Nested(ctx, c.cid)
+		if err != nil || len(ids) == 0 {
+			continue
+		}
+		has := map[string]bool{}
+		for _, id := range ids {
+			has[id] = true
+		}
+		a.mu.Lock()
+		es := a.lookupExecutorLocked(c.fwID, c.exID)
+		var refs []containerRef
+		if es != nil && es.containerID == c.cid {
+			for _, m := range []map[string]*taskState{es.launched, es.queued} {
+				for id, ts := range m {
+					if nid := nestedOf(es, c.cid, id); has[nid] {
+						refs = append(refs, containerRef{c.fwID, c.exID, c.name, c.source, nid, 0, ts.info.GetResources(), c.cid})
+					}
+				}
+			}
+		}
+		a.mu.Unlock()
+		out = append(out, refs...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].cid < out[j].cid })
+	return out
 }
 
 func (a *Agent) snapshot() map[string]float64 {

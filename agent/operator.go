@@ -359,7 +359,8 @@ func (a *Agent) readFile(r *http.Request, c *agentapi.Call_ReadFile) (*agentapi.
 // status and usage, and, with show_nested, the sessions running in them.
 func (a *Agent) containersProto(r *http.Request, c *agentapi.Call_GetContainers) *agentapi.Response_GetContainers {
 	out := &agentapi.Response_GetContainers{}
-	for _, ref := range a.liveContainers() {
+	live := a.liveContainers()
+	for _, ref := range live {
 		out.Containers = append(out.Containers, &agentapi.Response_GetContainers_Container{
 			FrameworkId:        &mesos.FrameworkID{Value: proto.String(ref.fwID)},
 			ExecutorId:         &mesos.ExecutorID{Value: proto.String(ref.exID)},
@@ -371,6 +372,17 @@ func (a *Agent) containersProto(r *http.Request, c *agentapi.Call_GetContainers)
 	}
 	if c.GetShowNested() {
 		out.Containers = append(out.Containers, a.sessionContainers()...)
+		// Tasks of groups with cgroups of their own, with their usage.
+		for _, ref := range a.nestedContainers(r.Context(), live) {
+			out.Containers = append(out.Containers, &agentapi.Response_GetContainers_Container{
+				FrameworkId:        &mesos.FrameworkID{Value: proto.String(ref.fwID)},
+				ExecutorId:         &mesos.ExecutorID{Value: proto.String(ref.exID)},
+				ExecutorName:       proto.String(ref.name),
+				ContainerId:        &mesos.ContainerID{Value: proto.String(ref.cid), Parent: &mesos.ContainerID{Value: proto.String(ref.parent)}},
+				ContainerStatus:    &mesos.ContainerStatus{ContainerId: &mesos.ContainerID{Value: proto.String(ref.cid), Parent: &mesos.ContainerID{Value: proto.String(ref.parent)}}, NetworkInfos: a.agentNetwork()},
+				ResourceStatistics: a.usageProto(r.Context(), ref),
+			})
+		}
 	}
 	slices.SortFunc(out.Containers, byID)
 	return out

@@ -2,10 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/executor/defaultexec"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,6 +22,17 @@ import (
 // already (a second group to the same executor) or subscribes later. The
 // tasks are booked, checkpointed and recovered one by one, as any task is;
 // only their delivery keeps them together.
+
+// Where the containerizer nests (containerizer.Nester: the mesos
+// containerizer with cgroups), each task of a group gets a cgroup of its
+// own below its executor's container, with the task's own cpus and mem:
+// the agent makes it before the executor has the task, the executor moves
+// the task into it before the task runs, and the agent seals it at the
+// task's first TASK_RUNNING (or terminal update) and removes it once the
+// task is terminal. The nested container's id is
+// defaultexec.NestedContainerID(executor's container, task id), which both
+// sides compute. A task that hits its own memory limit fails with
+// REASON_CONTAINER_LIMITATION_MEMORY; its executor's container lives on.
 
 // errNestedImage is what a docker-image task in a group ends with.
 const errNestedImage = "this agent cannot run tasks with a container image (docker) nested in a task group; launch them as tasks of their own"
@@ -155,6 +171,7 @@ func (a *Agent) runTaskGroup(ctx context.Context, fi *mesos.FrameworkInfo, ex *m
 	if err := a.cz.Update(ctx, cid, allRes); err != nil {
 		log.Warn("update container limits", "error", err)
 	}
+	a.prepareNested(ctx, cid, tasks)
 	if !conn.send(launchGroupEvent(g)) {
 		// It gets the group when it subscribes again.
 		a.mu.Lock()
@@ -171,4 +188,59 @@ func (a *Agent) runTaskGroup(ctx context.Context, fi *mesos.FrameworkInfo, ex *m
 
 func launchGroupEvent(g *mesos.TaskGroupInfo) *executor.Event {
 	return &executor.Event{Type: executor.Event_LAUNCH_GROUP.Enum(), LaunchGroup: &executor.Event_LaunchGroup{TaskGroup: g}}
+}
+
+// prepareNested makes the cgroups of tasks below the executor's container
+// cid, where the containerizer nests; elsewhere the tasks share their
+// executor's cgroup.
+func (a *Agent) prepareNested(ctx context.Context, cid string, tasks []*mesos.TaskInfo) {
+	n, ok := a.cz.(containerizer.Nester)
+	if !ok || cid == "" {
+		return
+	}
+	for _, t := range tasks {
+		id := defaultexec.NestedContainerID(cid, t.GetTaskId().GetValue())
+		err := n.PrepareNested(ctx, cid, id, t.GetResources())
+		switch {
+		case err == nil, errors.Is(err, errdefs.ErrConflict):
+		case errors.Is(err, containerizer.ErrNotSupported):
+			return
+		default:
+			a.log.Error("no cgroup of its own for a task of a group; it shares its executor's", "container_id", cid, "task_id", t.GetTaskId().GetValue(), "error", err)
+		}
+	}
+}
+
+// nestedOf is the nested container of taskID when es is a default
+// executor, else "".
+func nestedOf(es *executorState, cid, taskID string) string {
+	if cid == "" || !isDefaultExecutor(es) {
+		return ""
+	}
+	return defaultexec.NestedContainerID(cid, taskID)
+}
+
+// nestedUpdate follows a task's update in its nested cgroup: sealed once
+// the task runs (or ended), removed once it ended.
+func (a *Agent) nestedUpdate(ctx context.Context, nid string, state mesos.TaskState) {
+	n, ok := a.cz.(containerizer.Nester)
+	if !ok || nid == "" {
+		return
+	}
+	terminal := mesos.IsTerminal(state)
+	if state != mesos.TaskState_TASK_RUNNING && !terminal {
+		return
+	}
+	if err := n.SealNested(ctx, nid); err != nil {
+		a.log.Warn("seal a task's cgroup", "container_id", nid, "error", err)
+	}
+	if terminal {
+		a.spawn(func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := n.DestroyNested(dctx, nid); err != nil {
+				a.log.Warn("remove a task's cgroup", "container_id", nid, "error", err)
+			}
+		})
+	}
 }

@@ -235,3 +235,34 @@ type Entered interface {
 type Enterer interface {
 	Enter(ctx context.Context, containerID string, spec EnterSpec) (Entered, error)
 }
+
+// Nester is implemented by containerizers that give each task of a task
+// group a cgroup of its own, nested in its executor's container (Mesos's
+// nested containers of the default executor): the task's own cpu and
+// memory limits, its own usage, and an OOM that is the task's alone.
+//
+// The containerizer makes the cgroup; the executor, already in the
+// container's namespaces and running as the tasks' user, moves the task
+// into it before the task runs (package defaultexec): it may do so from
+// PrepareNested until SealNested, and never moves anything anywhere else.
+// Usage and Limitation take a nested id as they take a container's; the
+// LimitationReporter answer for a nested id is that task's own.
+type Nester interface {
+	// PrepareNested makes the cgroup of nested container id below the
+	// running container parent with the limits of resources (the task's),
+	// open to the container's user for placing the task. Errors:
+	// ErrUnknownContainer (parent), ErrNotSupported (parent has no cgroups
+	// to nest in: posix isolation, a docker container, or it was not
+	// launched for a task group), errdefs.ErrConflict (id exists),
+	// errdefs.ErrInvalid (a bad id).
+	PrepareNested(ctx context.Context, parent, id string, resources []*mesos.Resource) error
+	// SealNested closes the nested cgroup to further placements (the task
+	// runs, or never will). An unknown id is not an error.
+	SealNested(ctx context.Context, id string) error
+	// DestroyNested kills whatever is left in the nested cgroup and
+	// removes it; an unknown id is not an error. Destroy of the parent
+	// destroys its nested cgroups too.
+	DestroyNested(ctx context.Context, id string) error
+	// Nested lists the nested containers of parent that have a cgroup.
+	Nested(ctx context.Context, parent string) ([]string, error)
+}

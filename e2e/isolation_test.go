@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -105,4 +106,41 @@ func TestIsolatedForkBombContained(t *testing.T) {
 		t.Fatalf("task after the fork bomb failed:\n%s", out)
 	}
 	testutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() bool { return len(cgroupDirs(t, root)) == 0 }, "bomb's cgroup removed")
+}
+
+// Each task of a group has a cgroup of its own with its own limits (read
+// from inside the task), and one that outgrows its memory fails with
+// REASON_CONTAINER_LIMITATION_MEMORY: the task, not its executor's
+// container (its sibling ends TASK_KILLED by the group's policy, not by a
+// limitation). Runs in the cgroup v2 (UML) run too.
+func TestIsolatedTaskGroupOwnCgroups(t *testing.T) {
+	c, root := isolatedCluster(t)
+	limit := `if [ -f /sys/fs/cgroup/cgroup.controllers ]; then f=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max; ` +
+		`else f=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)/memory.limit_in_bytes; fi; echo limit $(cat $f); exec sleep 60`
+	res := func(mem int) string {
+		return fmt.Sprintf(`[{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": %d}}]`, mem)
+	}
+	group := `{"tasks": [
+	  {"name": "calm", "task_id": {"value": "calm-1"}, "resources": ` + res(48) + `, "command": {"value": ` + strconv.Quote(limit) + `}},
+	  {"name": "hog", "task_id": {"value": "hog-1"}, "resources": ` + res(32) + `, "command": {"value": "sleep 1; head -c 268435456 /dev/zero | tail"}}
+	]}`
+	file := filepath.Join(t.TempDir(), "group.json")
+	if err := os.WriteFile(file, []byte(group), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--task_group="+file)
+	if code == 0 {
+		t.Fatalf("run of a group with an OOM exited 0:\n%s", out)
+	}
+	for _, want := range []string{"hog-1: TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY", "Memory limit exceeded: Requested: 32MB",
+		"calm-1: TASK_KILLED", "limit 50331648\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "REASON_CONTAINER_LIMITATION_MEMORY") != 1 {
+		t.Errorf("more than the hog failed for a limitation:\n%s", out)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool { return len(cgroupDirs(t, root)) == 0 },
+		"the group's cgroups removed")
 }

@@ -28,11 +28,14 @@ type Containerizer struct {
 
 	mu    sync.Mutex
 	owner map[string]containerizer.Containerizer // container id -> its containerizer
+	// parentOf maps nested container ids to their parents, so a destroyed
+	// parent takes its nested ids out of owner.
+	parentOf map[string]string
 }
 
 // New composes cs in order.
 func New(cs ...Named) *Containerizer {
-	return &Containerizer{all: cs, owner: map[string]containerizer.Containerizer{}}
+	return &Containerizer{all: cs, owner: map[string]containerizer.Containerizer{}, parentOf: map[string]string{}}
 }
 
 func (c *Containerizer) names() []string {
@@ -134,6 +137,12 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	delete(c.owner, id)
+	for n, p := range c.parentOf {
+		if p == id {
+			delete(c.owner, n)
+			delete(c.parentOf, n)
+		}
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -150,6 +159,77 @@ func (c *Containerizer) Enter(ctx context.Context, id string, spec containerizer
 		return nil, fmt.Errorf("container %s: %w: its containerizer cannot run commands inside it", id, containerizer.ErrNotSupported)
 	}
 	return en.Enter(ctx, id, spec)
+}
+
+var _ containerizer.Nester = (*Containerizer)(nil)
+
+// nester is the owner of parent, when it nests.
+func (c *Containerizer) nester(parent string) (containerizer.Nester, containerizer.Containerizer, error) {
+	x, err := c.of(parent)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, ok := x.(containerizer.Nester)
+	if !ok {
+		return nil, nil, fmt.Errorf("container %s: no nested cgroups: %w", parent, containerizer.ErrNotSupported)
+	}
+	return n, x, nil
+}
+
+// PrepareNested implements containerizer.Nester when the parent's owner
+// does; the nested id is then routed to it as a container's is.
+func (c *Containerizer) PrepareNested(ctx context.Context, parent, id string, rs []*mesos.Resource) error {
+	n, x, err := c.nester(parent)
+	if err != nil {
+		return err
+	}
+	if err := n.PrepareNested(ctx, parent, id, rs); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.owner[id] = x
+	c.parentOf[id] = parent
+	c.mu.Unlock()
+	return nil
+}
+
+// SealNested implements containerizer.Nester.
+func (c *Containerizer) SealNested(ctx context.Context, id string) error {
+	x, err := c.of(id)
+	if err != nil {
+		return nil
+	}
+	if n, ok := x.(containerizer.Nester); ok {
+		return n.SealNested(ctx, id)
+	}
+	return nil
+}
+
+// DestroyNested implements containerizer.Nester.
+func (c *Containerizer) DestroyNested(ctx context.Context, id string) error {
+	x, err := c.of(id)
+	if err != nil {
+		return nil
+	}
+	if n, ok := x.(containerizer.Nester); ok {
+		if err := n.DestroyNested(ctx, id); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	delete(c.owner, id)
+	delete(c.parentOf, id)
+	c.mu.Unlock()
+	return nil
+}
+
+// Nested implements containerizer.Nester.
+func (c *Containerizer) Nested(ctx context.Context, parent string) ([]string, error) {
+	n, _, err := c.nester(parent)
+	if err != nil {
+		return nil, err
+	}
+	return n.Nested(ctx, parent)
 }
 
 // Limitation implements containerizer.LimitationReporter when the owner does.

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -63,6 +65,18 @@ type Containerizer struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+	nested     map[string]*nestedCg // by nested container id
+}
+
+// nestedCg is the cgroup of one task of a group, below its executor's
+// container's (see PrepareNested).
+type nestedCg struct {
+	id, parent string
+	cg         *isolation.Cgroup
+	cancel     context.CancelFunc // stops its OOM watch
+
+	mu  sync.Mutex
+	oom *isolation.OOMEvent
 }
 
 type container struct {
@@ -71,6 +85,10 @@ type container struct {
 	cg     *isolation.Cgroup
 	cancel context.CancelFunc // stops the OOM watcher
 	done   chan struct{}
+	// nestable: a task group's executor, whose tasks get nested cgroups;
+	// user is who they are delegated to (nil: root).
+	nestable bool
+	user     *isolation.User
 
 	mu   sync.Mutex
 	oom  *isolation.OOMEvent
@@ -78,8 +96,11 @@ type container struct {
 }
 
 type handleData struct {
-	Process isolation.Handle `json:"process"`
-	Cgroup  bool             `json:"cgroup,omitempty"`
+	Process  isolation.Handle `json:"process"`
+	Cgroup   bool             `json:"cgroup,omitempty"`
+	Nestable bool             `json:"nestable,omitempty"`
+	UID      *uint32          `json:"uid,omitempty"`
+	GID      uint32           `json:"gid,omitempty"`
 }
 
 // New checks that the host can give every isolation asked for (a missing
@@ -104,7 +125,7 @@ func New(opts Options) (*Containerizer, error) {
 	if err := isolation.CheckHost(opts.Isolation, opts.Isolator); err != nil {
 		return nil, err
 	}
-	c := &Containerizer{opts: opts, log: opts.Logger.With("component", "mesos-containerizer"), set: opts.Isolation, containers: map[string]*container{}}
+	c := &Containerizer{opts: opts, log: opts.Logger.With("component", "mesos-containerizer"), set: opts.Isolation, containers: map[string]*container{}, nested: map[string]*nestedCg{}}
 	if opts.Isolation.UsesCgroups() {
 		mgr, err := isolation.NewManager(opts.Isolator, opts.Isolation)
 		if err != nil {
@@ -203,12 +224,22 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 		return containerizer.Handle{}, err
 	}
 	ct := &container{id: spec.ContainerID, done: make(chan struct{})}
+	env := spec.Env
 	if c.mgr != nil {
-		cg, err := c.mgr.Create(ctx, spec.ContainerID, c.limits(spec.Resources))
+		create := c.mgr.Create
+		// A task group's executor: each of its tasks gets a cgroup of its
+		// own below this one, which the executor is told where to find.
+		if spec.Executor.GetType() == mesosv1.ExecutorInfo_DEFAULT {
+			create, ct.nestable = c.mgr.CreateNestable, true
+		}
+		cg, err := create(ctx, spec.ContainerID, c.limits(spec.Resources))
 		if err != nil {
 			return containerizer.Handle{}, fmt.Errorf("%w: create cgroup: %w", containerizer.ErrLaunchFailed, err)
 		}
 		ct.cg = cg
+		if ct.nestable {
+			env = append(slices.Clip(env), isolation.NestedCgroupsEnv+"="+strings.Join(cg.Dirs(), ":"))
+		}
 	}
 	hostname := ""
 	if c.set.Has(isolation.NamespacesUTS) {
@@ -234,9 +265,10 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 			return containerizer.Handle{}, fmt.Errorf("%w: %w", containerizer.ErrLaunchFailed, err)
 		}
 		runAs = u
+		ct.user = u
 	}
 	proc, err := c.launcher.Launch(ctx, isolation.Spec{
-		Argv: argv, Env: spec.Env, Dir: spec.SandboxDir,
+		Argv: argv, Env: env, Dir: spec.SandboxDir,
 		StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath,
 		Namespaces: c.set.Namespaces(), Hostname: hostname, Cgroup: ct.cg, StatusPath: statusPath,
 		User: runAs,
@@ -252,7 +284,11 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 	}
 	ct.proc = proc
 	c.track(ct)
-	data, _ := json.Marshal(handleData{Process: proc.Handle(), Cgroup: ct.cg != nil})
+	hd := handleData{Process: proc.Handle(), Cgroup: ct.cg != nil, Nestable: ct.nestable}
+	if ct.user != nil {
+		hd.UID, hd.GID = proto.Uint32(ct.user.UID), ct.user.GID
+	}
+	data, _ := json.Marshal(hd)
 	return containerizer.Handle{ContainerID: spec.ContainerID, Containerizer: Name, Pid: proc.Pid(), Data: data}, nil
 }
 
@@ -353,6 +389,9 @@ func (c *Containerizer) limitation(ct *container) (containerizer.Termination, bo
 
 // Limitation implements containerizer.LimitationReporter.
 func (c *Containerizer) Limitation(ctx context.Context, id string) (containerizer.Termination, bool) {
+	if n := c.getNested(id); n != nil {
+		return c.nestedLimitation(n)
+	}
 	ct, err := c.get(id)
 	if err != nil {
 		return containerizer.Termination{}, false
@@ -392,15 +431,20 @@ func (c *Containerizer) Update(ctx context.Context, id string, rs []*mesosv1.Res
 // Usage implements containerizer.Containerizer: from the cgroup, or from the
 // executor's process tree under posix isolation.
 func (c *Containerizer) Usage(ctx context.Context, id string) (*mesosv1.ResourceStatistics, error) {
-	ct, err := c.get(id)
-	if err != nil {
-		return nil, err
-	}
 	var st isolation.Stats
-	if ct.cg != nil {
-		st, err = ct.cg.Stats()
+	var err error
+	if n := c.getNested(id); n != nil {
+		st, err = n.cg.Stats()
 	} else {
-		st, err = isolation.ProcessTreeStats(ct.proc.Pid())
+		ct, gerr := c.get(id)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if ct.cg != nil {
+			st, err = ct.cg.Stats()
+		} else {
+			st, err = isolation.ProcessTreeStats(ct.proc.Pid())
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("usage of container %s: %w", id, err)
@@ -462,7 +506,18 @@ func (c *Containerizer) Destroy(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	delete(c.containers, id)
+	var gone []*nestedCg
+	for nid, n := range c.nested {
+		if n.parent == id {
+			gone = append(gone, n)
+			delete(c.nested, nid)
+		}
+	}
 	c.mu.Unlock()
+	// Their cgroups went with the parent's.
+	for _, n := range gone {
+		n.cancel()
+	}
 	return nil
 }
 
@@ -488,7 +543,10 @@ func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Han
 			c.log.Warn("cannot re-attach executor", "container_id", h.ContainerID, "error", err)
 			continue
 		}
-		ct := &container{id: h.ContainerID, proc: proc, done: make(chan struct{})}
+		ct := &container{id: h.ContainerID, proc: proc, done: make(chan struct{}), nestable: d.Nestable}
+		if d.UID != nil {
+			ct.user = &isolation.User{UID: *d.UID, GID: d.GID}
+		}
 		if d.Cgroup && c.mgr != nil {
 			if cg, err := c.mgr.Load(h.ContainerID); err == nil {
 				ct.cg = cg
@@ -496,6 +554,7 @@ func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Han
 		}
 		known[h.ContainerID] = true
 		c.track(ct)
+		c.recoverNested(ct)
 		c.log.Info("recovered executor", "container_id", h.ContainerID, "pid", proc.Pid(), "cgroup", ct.cg != nil)
 	}
 	if c.mgr == nil {

@@ -2,7 +2,7 @@ package defaultexec
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,6 +45,11 @@ const envToken = driver.EnvToken
 // the agent has the terminal updates. args are ignored: everything comes
 // from the environment.
 func Main(ctx context.Context, args []string) int {
+	if os.Getenv(gateEnv) == "1" {
+		// Not the executor: one of its tasks, waiting to be placed in its
+		// cgroup (see gate.go).
+		return gateMain()
+	}
 	cfg, err := driver.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "default executor:", err)
@@ -108,6 +113,8 @@ type task struct {
 	group *group
 	cid   *mesos.ContainerID
 	dir   string // the task's sandbox
+	// cred is who the task runs as; nil: the executor's user.
+	cred *syscall.Credential
 
 	phase      taskPhase
 	cause      killCause
@@ -122,6 +129,10 @@ type task struct {
 type Executor struct {
 	log *slog.Logger
 	cfg driver.Config
+	// nestedDirs are the executor's container's cgroup directories, below
+	// which the agent makes each task's cgroup (isolation.NestedCgroupsEnv);
+	// nil when it makes none.
+	nestedDirs []string
 
 	mu       sync.Mutex
 	parent   *mesos.ContainerID // the executor's container, from SUBSCRIBED
@@ -136,7 +147,8 @@ type Executor struct {
 
 // New returns a default executor configured by cfg.
 func New(cfg driver.Config, log *slog.Logger) *Executor {
-	return &Executor{log: log, cfg: cfg, tasks: map[string]*task{}, done: make(chan struct{})}
+	return &Executor{log: log, cfg: cfg, tasks: map[string]*task{}, done: make(chan struct{}),
+		nestedDirs: isolation.NestedDirs(os.Getenv(isolation.NestedCgroupsEnv))}
 }
 
 // Done is closed once the executor has nothing left to do.
@@ -166,7 +178,7 @@ func (e *Executor) LaunchGroup(ctx context.Context, d *driver.Driver, g *mesos.T
 		if e.tasks[id] != nil {
 			continue // already ours (given again after an agent restart)
 		}
-		t := &task{info: ti, group: grp, cid: &mesos.ContainerID{Value: proto.String(newID()), Parent: parent}}
+		t := &task{info: ti, group: grp, cid: &mesos.ContainerID{Value: proto.String(NestedContainerID(parent.GetValue(), id)), Parent: parent}}
 		grp.tasks = append(grp.tasks, t)
 		e.tasks[id] = t
 		fresh = append(fresh, t)
@@ -196,15 +208,26 @@ func (e *Executor) start(ctx context.Context, d *driver.Driver, t *task) {
 	if err == nil {
 		err = health.ValidateCheck(t.info.GetCheck())
 	}
+	// A task with a cgroup of its own starts in a gate, is moved into its
+	// cgroup, and only then runs.
+	var g *gated
+	if err == nil && isolation.HasNested(e.nestedDirs, t.cid.GetValue()) {
+		g, err = startGated(cmd, e.nestedDirs, t.cid.GetValue())
+	}
 	e.mu.Lock()
 	if err == nil && t.phase != phaseLaunching {
 		// Killed while it was being prepared.
 		e.mu.Unlock()
+		if g != nil {
+			g.abort()
+		}
 		e.closeLogs(t)
 		e.finish(ctx, d, t, e.killedStatus(t, "Killed before it started"))
 		return
 	}
-	if err == nil {
+	if err == nil && g != nil {
+		cmd, err = g.release()
+	} else if err == nil {
 		err = cmd.Start()
 	}
 	if err != nil {
@@ -223,7 +246,7 @@ func (e *Executor) start(ctx context.Context, d *driver.Driver, t *task) {
 		})
 	}
 	e.mu.Unlock()
-	e.log.Info("started task", "task_id", t.info.GetTaskId().GetValue(), "container_id", t.cid.GetValue(), "pid", cmd.Process.Pid)
+	e.log.Info("started task", "task_id", t.info.GetTaskId().GetValue(), "container_id", t.cid.GetValue(), "pid", cmd.Process.Pid, "own_cgroup", g != nil)
 	e.send(ctx, d, t, &mesos.TaskStatus{State: mesos.TaskState_TASK_RUNNING.Enum()})
 	e.startChecks(ctx, d, t, cmd.Env)
 	go e.wait(ctx, d, t)
@@ -300,6 +323,7 @@ func (e *Executor) prepare(t *task) (*exec.Cmd, error) {
 	cmd.WaitDelay = 2 * time.Second
 	// Its own process group: a kill reaches whatever the task started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	t.cred = cred
 	return cmd, nil
 }
 
@@ -385,7 +409,7 @@ func taskEnv(env []string, dir, parent string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envToken, "MESOS_SANDBOX", "MESOS_DIRECTORY":
+		case envToken, "MESOS_SANDBOX", "MESOS_DIRECTORY", isolation.NestedCgroupsEnv:
 			continue
 		}
 		out = append(out, kv)
@@ -397,7 +421,7 @@ func taskEnv(env []string, dir, parent string) []string {
 // which shares the task's namespaces: HTTP and TCP probes reach it on
 // 127.0.0.1, commands run beside it with its environment and sandbox.
 func (e *Executor) startChecks(ctx context.Context, d *driver.Driver, t *task, env []string) {
-	target := health.Target{Host: "127.0.0.1", Command: health.ExecCommandAs(t.dir, env, t.cmd.SysProcAttr.Credential)}
+	target := health.Target{Host: "127.0.0.1", Command: health.ExecCommandAs(t.dir, env, t.cred)}
 	stop := health.Start(ctx, t.info, target, time.Now(), health.Hooks{
 		Send: func(st *mesos.TaskStatus) { e.send(ctx, d, t, st) },
 		Kill: func(r health.Report) {
@@ -652,11 +676,14 @@ func (e *Executor) Error(ctx context.Context, d *driver.Driver, message string) 
 	e.log.Error("agent reported an error", "message", message)
 }
 
-// newID is a nested container's id: a random UUID, as Mesos's.
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	b[6] = (b[6] & 0x0f) | 0x40
+// NestedContainerID is the id of the nested container of task taskID in
+// the executor's container parent: a UUID (as Mesos's are) named by the
+// two, so the agent, which makes the task's cgroup before the executor
+// has the task, knows it without being told.
+func NestedContainerID(parent, taskID string) string {
+	sum := sha256.Sum256([]byte(parent + "\x00" + taskID))
+	b := sum[:16]
+	b[6] = (b[6] & 0x0f) | 0x50
 	b[8] = (b[8] & 0x3f) | 0x80
 	h := hex.EncodeToString(b)
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]

@@ -1,0 +1,195 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/api/v1/agentapi"
+	"github.com/mesolite/mesolite/api/v1/codec"
+	"github.com/mesolite/mesolite/api/v1/mesos"
+	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
+	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/isolation"
+	"google.golang.org/protobuf/proto"
+)
+
+// groupTask is a command task of a group with its own cpus and mem.
+func groupTask(id, cmd string, cpus, mem float64) *mesos.TaskInfo {
+	t := commandTask(id, cmd)
+	t.Resources = []*mesos.Resource{
+		{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(cpus)}},
+		{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(mem)}},
+	}
+	return t
+}
+
+// isolatedAgent starts an agent of c on the mesos containerizer with
+// cgroups (cpu, mem, pids) and a pid namespace under a cgroups root of the
+// test's, which the test removes.
+func isolatedAgent(t *testing.T, c *cluster) (*testAgent, *mesoscz.Containerizer, string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := isolation.ParseIsolation("cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := fmt.Sprintf("mesolite-agent-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	cz, err := mesoscz.New(mesoscz.Options{
+		Logger: testLogger(), Isolation: set,
+		Isolator: isolation.Options{CgroupsRoot: root},
+		Launcher: isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cz.Close()
+		// Whatever a failed test left: its cgroups, in every hierarchy.
+		dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root))
+		dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root))
+		for _, d := range dirs {
+			subs, _ := filepath.Glob(filepath.Join(d, "*", "*"))
+			for i := len(subs) - 1; i >= 0; i-- {
+				_ = os.Remove(subs[i])
+			}
+			subs, _ = filepath.Glob(filepath.Join(d, "*"))
+			for _, s := range subs {
+				_ = os.Remove(s)
+			}
+			_ = os.Remove(d)
+		}
+	})
+	return c.startAgentOn(t, traversableDir(t), 0, nil, cz), cz, root
+}
+
+// memCgroupOf is the v1 memory (or v2) cgroup path a task printed from
+// /proc/self/cgroup.
+func memCgroupOf(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) == 3 && (f[1] == "memory" || (f[0] == "0" && f[1] == "")) {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// Each task of a group runs in a cgroup of its own below its executor's
+// container, with its own limits: one that outgrows its memory fails with
+// REASON_CONTAINER_LIMITATION_MEMORY while the container and a task of
+// another group of the same executor live on; the nested containers show
+// in /containers and GET_CONTAINERS with their own statistics; their
+// cgroups go once the tasks ended.
+func TestTaskGroupTasksHaveTheirOwnCgroups(t *testing.T) {
+	c := newCluster(t, nil)
+	a, cz, root := isolatedAgent(t, c)
+	fw := c.subscribe(t, testFramework("pods"))
+	ex := groupExecutor("pod-cg")
+
+	// A group whose task stays, to watch.
+	calm := groupTask("calm", "cat /proc/self/cgroup; exec sleep 60", 0.2, 48)
+	calm.Command.User = proto.String("nobody")
+	fw.launchGroup(a, ex, calm)
+	running := fw.waitState("calm", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	parent := running.GetContainerStatus().GetContainerId().GetParent().GetValue()
+	calmCID := running.GetContainerStatus().GetContainerId().GetValue()
+	if parent == "" || calmCID == "" {
+		t.Fatalf("TASK_RUNNING container_status %v: want a nested container id", running.GetContainerStatus())
+	}
+	sandbox := a.groupSandbox(fw.ID(), "pod-cg")
+	var out string
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		b, _ := os.ReadFile(filepath.Join(sandbox, "tasks", "calm", "stdout"))
+		out = string(b)
+		return memCgroupOf(out) != ""
+	}, "calm printed its cgroups")
+	if got, want := memCgroupOf(out), "/"+root+"/"+parent+"/"+calmCID; got != want {
+		t.Errorf("calm runs in memory cgroup %q, want its own %q:\n%s", got, want, out)
+	}
+
+	// A second group: its hog outgrows its 32 MB, its sibling is killed by
+	// the group's policy (Mesos's), calm of the first group lives on.
+	fw.launchGroup(a, ex,
+		groupTask("hog", "head -c 268435456 /dev/zero | tail", 0.1, 32),
+		groupTask("mate", "exec sleep 60", 0.1, 32))
+	failed := fw.waitState("hog", mesos.TaskState_TASK_FAILED, 30*time.Second)
+	if failed.GetReason() != mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY || !strings.Contains(failed.GetMessage(), "Memory limit exceeded: Requested: 32MB") {
+		t.Errorf("hog: %s %s %q, want REASON_CONTAINER_LIMITATION_MEMORY for its own 32MB", failed.GetState(), failed.GetReason(), failed.GetMessage())
+	}
+	if cs := failed.GetContainerStatus().GetContainerId(); cs.GetParent().GetValue() != parent || cs.GetValue() == calmCID {
+		t.Errorf("hog's container %v, want a nested container of %s", cs, parent)
+	}
+	killed := fw.waitState("mate", mesos.TaskState_TASK_KILLED, 20*time.Second)
+	if killed.GetReason() == mesos.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY {
+		t.Errorf("mate was killed for a limitation: %v", killed)
+	}
+
+	// calm still runs, in a container that still runs.
+	time.Sleep(300 * time.Millisecond)
+	if s := a.state(t).taskState(fw.ID(), "calm"); s != "TASK_RUNNING" {
+		t.Fatalf("calm is %s after its sibling group's OOM, want TASK_RUNNING", s)
+	}
+	if es := a.state(t).executor(fw.ID(), "pod-cg"); es == nil {
+		t.Fatal("the executor's container went with the OOM of one task")
+	}
+
+	// calm's nested container, with its own statistics and limits.
+	resp := a.opCall(t, codec.JSON, &agentapi.Call{Type: agentapi.Call_GET_CONTAINERS.Enum(),
+		GetContainers: &agentapi.Call_GetContainers{ShowNested: proto.Bool(true)}})
+	var nested *agentapi.Response_GetContainers_Container
+	for _, ct := range resp.GetGetContainers().GetContainers() {
+		if ct.GetContainerId().GetValue() == calmCID {
+			nested = ct
+		}
+	}
+	if nested == nil || nested.GetContainerId().GetParent().GetValue() != parent {
+		t.Fatalf("GET_CONTAINERS show_nested lacks calm's nested container %s: %v", calmCID, resp.GetGetContainers().GetContainers())
+	}
+	if st := nested.GetResourceStatistics(); st.GetMemLimitBytes() != 48<<20 || st.GetProcesses() != 1 {
+		t.Errorf("calm's statistics %v: want its own 48 MB limit and its one process", st)
+	}
+	var list []map[string]any
+	r, err := a.client.Get(a.url("/containers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(r.Body).Decode(&list)
+	r.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range list {
+		if e["container_id"] == calmCID && e["parent_container_id"] == parent {
+			st, _ := e["statistics"].(map[string]any)
+			found = st["mem_limit_bytes"] == float64(48<<20)
+		}
+	}
+	if !found {
+		t.Errorf("/containers lacks calm's nested container with its 48 MB: %v", list)
+	}
+
+	// The ended tasks' cgroups are gone; calm's stays until it ends.
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		ids, err := cz.Nested(t.Context(), parent)
+		return err == nil && len(ids) == 1 && ids[0] == calmCID
+	}, "only calm's nested cgroup left")
+	fw.kill(a, "calm")
+	fw.waitState("calm", mesos.TaskState_TASK_KILLED, 20*time.Second)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		_, err := os.Stat(filepath.Join(isolation.DefaultCgroupsHierarchy, "memory", root, parent))
+		if testutil.CgroupV2() {
+			_, err = os.Stat(filepath.Join(isolation.DefaultCgroupsHierarchy, root, parent))
+		}
+		return os.IsNotExist(err)
+	}, "the executor's cgroup removed once its tasks ended")
+}
