@@ -191,8 +191,26 @@ func (s *Service) handleApps(w http.ResponseWriter, r *http.Request) {
 		}
 		s.eng.mu.RUnlock()
 		writeJSON(w, http.StatusCreated, v)
+	case http.MethodPut, http.MethodPatch:
+		body, err := readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var bodies []json.RawMessage
+		if err := json.Unmarshal(body, &bodies); err != nil {
+			writeError(w, jsonError(err))
+			return
+		}
+		partial := r.Method == http.MethodPatch || r.URL.Query().Get("partialUpdate") != "false"
+		res, err := s.eng.putApps(r.Context(), bodies, partial, boolParam(r, "force"), originOf(r))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		deploymentAnswer(w, http.StatusOK, res)
 	default:
-		methodNotAllowed(w, r, http.MethodGet, http.MethodPost)
+		methodNotAllowed(w, r, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch)
 	}
 }
 
@@ -633,8 +651,8 @@ func (s *Service) handleDeployments(w http.ResponseWriter, r *http.Request) {
 	}
 	s.eng.mu.RLock()
 	out := []deploymentJSON{}
-	for _, id := range slices.Sorted(maps.Keys(s.eng.deployments)) {
-		out = append(out, viewDeployment(s.eng.deployments[id]))
+	for _, parts := range plansOf(s.eng.deployments) {
+		out = append(out, viewPlan(parts))
 	}
 	s.eng.mu.RUnlock()
 	writeJSON(w, http.StatusOK, out)

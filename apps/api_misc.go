@@ -363,13 +363,24 @@ type groupJSON struct {
 	Version      string      `json:"version,omitempty"`
 }
 
-// buildGroup is the group id with every app below it, under the engine's
-// read lock. ok is false when no app is in or below it (and it is not
-// the root).
-func buildGroup(apps map[PathID]*appState, id PathID) (groupJSON, bool) {
+// buildGroup is the group id with every app and group below it, under
+// the engine's read lock. ok is false when the group does not exist: no
+// app is in or below it and it was not made through /v2/groups (the root
+// always exists).
+func buildGroup(apps map[PathID]*appState, groups map[PathID]*Group, id PathID) (groupJSON, bool) {
 	g := groupJSON{ID: id, Apps: []*App{}, Groups: []groupJSON{}, Pods: []any{}, Dependencies: []string{}}
+	found := id == Root
+	if def := groups[id]; def != nil {
+		found = true
+		g.Dependencies = slices.Clone(def.Dependencies)
+		g.Version = def.Version
+	}
 	sub := map[PathID]bool{}
-	found := false
+	// The subgroup of id on the way to x.
+	child := func(x PathID) PathID {
+		rel := x.Segments()[len(id.Segments())]
+		return PathID(strings.TrimSuffix(string(id), "/") + "/" + rel)
+	}
 	for _, st := range apps {
 		aid := PathID(st.app.ID)
 		if st.deleted || aid == id || !id.Contains(aid) {
@@ -383,41 +394,83 @@ func buildGroup(apps map[PathID]*appState, id PathID) (groupJSON, bool) {
 			}
 			continue
 		}
-		// The subgroup of id on the way to the app.
-		rel := aid.Segments()[len(id.Segments())]
-		sub[PathID(strings.TrimSuffix(string(id), "/")+"/"+rel)] = true
+		sub[child(aid)] = true
+	}
+	for gid := range groups {
+		if gid != id && id.Contains(gid) {
+			sub[child(gid)] = true
+		}
 	}
 	slices.SortFunc(g.Apps, func(a, b *App) int { return strings.Compare(a.ID, b.ID) })
 	for _, sid := range slices.Sorted(maps.Keys(sub)) {
-		sg, _ := buildGroup(apps, sid)
+		sg, _ := buildGroup(apps, groups, sid)
 		if sg.Version > g.Version {
 			g.Version = sg.Version
 		}
 		g.Groups = append(g.Groups, sg)
 	}
-	return g, found || id == Root
+	return g, found
 }
 
-// handleGroups is GET /v2/groups[/{id}]: the group tree the apps' ids
-// make (groups are read-only for now: they exist through their apps).
+// handleGroups is /v2/groups[/{id}]: the group tree (GET), a new group
+// (POST), a group changed (PUT) or removed (DELETE), each change one
+// deployment plan.
 func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		methodNotAllowed(w, r, http.MethodGet)
-		return
-	}
 	id, err := ParsePathID("/"+strings.Trim(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/"), Root)
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, errorJSON{Message: "Group does not exist"})
 		return
 	}
-	s.eng.mu.RLock()
-	g, ok := buildGroup(s.eng.apps, id)
-	s.eng.mu.RUnlock()
-	if !ok {
-		writeJSON(w, http.StatusNotFound, errorJSON{Message: fmt.Sprintf("Group '%s' does not exist", id)})
-		return
+	force, dryRun := boolParam(r, "force"), boolParam(r, "dryRun")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.eng.mu.RLock()
+		g, ok := buildGroup(s.eng.apps, s.eng.groups, id)
+		s.eng.mu.RUnlock()
+		if !ok {
+			writeError(w, groupNotFound(id))
+			return
+		}
+		writeJSON(w, http.StatusOK, g)
+	case http.MethodPost, http.MethodPut:
+		body, err := readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		b, spec, err := decodeGroup(body, id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var res *DeploymentResult
+		var pv *planView
+		if r.Method == http.MethodPost {
+			res, pv, err = s.eng.createGroup(r.Context(), spec, force, dryRun, originOf(r))
+		} else {
+			res, pv, err = s.eng.updateGroup(r.Context(), b, spec, force, dryRun, originOf(r))
+		}
+		switch {
+		case err != nil:
+			writeError(w, err)
+		case pv != nil:
+			writeJSON(w, http.StatusOK, pv)
+		case r.Method == http.MethodPost:
+			w.Header().Set("Location", "/v2/groups"+string(spec.id))
+			deploymentAnswer(w, http.StatusCreated, res)
+		default:
+			deploymentAnswer(w, http.StatusOK, res)
+		}
+	case http.MethodDelete:
+		res, err := s.eng.deleteGroup(r.Context(), id, force, originOf(r))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		deploymentAnswer(w, http.StatusOK, res)
+	default:
+		methodNotAllowed(w, r, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete)
 	}
-	writeJSON(w, http.StatusOK, g)
 }
 
 // zookeeperConfig is /v2/info's zookeeper_config: the --zk URL (without

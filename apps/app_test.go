@@ -375,7 +375,7 @@ func TestBuildGroup(t *testing.T) {
 		apps[PathID(id)] = &appState{app: &App{ID: id, Version: "v-" + id}}
 	}
 	apps["/gone/x"].deleted = true
-	root, ok := buildGroup(apps, Root)
+	root, ok := buildGroup(apps, nil, Root)
 	if !ok || len(root.Apps) != 1 || root.Apps[0].ID != "/a" || len(root.Groups) != 1 || root.Groups[0].ID != "/prod" {
 		t.Fatalf("root %+v", root)
 	}
@@ -383,10 +383,10 @@ func TestBuildGroup(t *testing.T) {
 	if len(prod.Apps) != 1 || prod.Apps[0].ID != "/prod/web" || len(prod.Groups) != 1 || prod.Groups[0].Apps[0].ID != "/prod/db/mysql" {
 		t.Fatalf("/prod %+v", prod)
 	}
-	if _, ok := buildGroup(apps, "/gone"); ok {
+	if _, ok := buildGroup(apps, nil, "/gone"); ok {
 		t.Fatal("a group with only a deleted app")
 	}
-	if g, ok := buildGroup(apps, "/prod/db"); !ok || g.ID != "/prod/db" || len(g.Apps) != 1 {
+	if g, ok := buildGroup(apps, nil, "/prod/db"); !ok || g.ID != "/prod/db" || len(g.Apps) != 1 {
 		t.Fatalf("/prod/db %+v", g)
 	}
 }

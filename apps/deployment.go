@@ -54,6 +54,50 @@ type Deployment struct {
 	Original  *App      `json:"original,omitempty"`
 	Target    *App      `json:"target,omitempty"`
 	StartedAt time.Time `json:"startedAt"`
+	// Plan is the id the API shows. A change of several apps at once (a
+	// group, PUT /v2/apps with many) is one plan of several deployments,
+	// one per app, that share it; a change of one app is a plan of one.
+	// Empty in a deployment stored before plans: its ID is its plan's.
+	Plan string `json:"plan,omitempty"`
+	// After names the apps of the same plan whose deployments must end
+	// before this one acts: the apps it depends on, or, for a stop, the
+	// apps that depend on it (they stop first), as Marathon orders a plan.
+	After []PathID `json:"after,omitempty"`
+	// Steps is the whole plan's steps as /v2/deployments lists them, Step
+	// the one (0-based) this app's change is in.
+	Steps [][]StepAction `json:"steps,omitempty"`
+	Step  int            `json:"step,omitempty"`
+}
+
+// StepAction is one action of a plan's step: what is done to which app.
+type StepAction struct {
+	Action string `json:"action"`
+	App    PathID `json:"app"`
+}
+
+// planID is the id the API shows for the deployment's plan.
+func (d *Deployment) planID() string {
+	if d.Plan != "" {
+		return d.Plan
+	}
+	return d.ID
+}
+
+// planSteps is the plan's steps and the 0-based step of this deployment;
+// a deployment stored before plans has the steps of its kind.
+func (d *Deployment) planSteps() ([][]StepAction, int) {
+	if len(d.Steps) > 0 {
+		return d.Steps, d.Step
+	}
+	var out [][]StepAction
+	for _, step := range d.steps() {
+		var s []StepAction
+		for _, a := range step {
+			s = append(s, StepAction{Action: a, App: d.AppID})
+		}
+		out = append(out, s)
+	}
+	return out, d.currentStep() - 1
 }
 
 // Marathon's action names.

@@ -27,8 +27,12 @@
 // leader builds a Service from the state in ZooKeeper for each term of
 // leadership, and DELETE /v2/leader abdicates.
 //
-// What Marathon does that this package does not do yet: changing groups
-// (they are read-only, made of the apps' ids) and dependencies, pods, readiness checks, Marathon-side
+// A change of several apps (groups, PUT /v2/apps of many) is one plan:
+// a Deployment per app sharing the plan's id, each waiting for those of
+// the apps it depends on (plan.go, groups.go).
+//
+// What Marathon does that this package does not do yet: group rollbacks,
+// pods, readiness checks, Marathon-side
 // HTTP/TCP health checks (they run as Mesos-native ones), standbys that
 // proxy rather than redirect, unreachable strategies, persistent volumes,
 // secrets, the web UI (a plain page lists the apps). docs/apps.md has the

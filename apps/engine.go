@@ -24,6 +24,7 @@ const (
 	bucketInstances   = "instances"
 	bucketDeployments = "deployments"
 	bucketFailures    = "failures"
+	bucketGroups      = "groups"
 )
 
 // master is what the engine asks of the framework driver: both calls
@@ -98,9 +99,12 @@ type engine struct {
 	byTask       map[string]*Instance
 	deployments  map[string]*Deployment
 	servicePorts map[int]PathID
-	frameworkID  string
-	wants        bool
-	lastVersion  time.Time
+	// groups are the groups made through /v2/groups, with their
+	// dependencies; the others exist through their apps' ids.
+	groups      map[PathID]*Group
+	frameworkID string
+	wants       bool
+	lastVersion time.Time
 }
 
 // request is one change for the loop: done (when set) receives its
@@ -135,6 +139,8 @@ type txn struct {
 	failures  map[PathID]*TaskFailure
 	removed   map[PathID]bool
 	deletions []string // instance ids
+	// plan, when set, is the plan the batch's deployments join.
+	plan *planCtx
 }
 
 func newEngine(cfg engineConfig, store frameworks.Store, bus *eventBus) *engine {
@@ -146,6 +152,7 @@ func newEngine(cfg engineConfig, store frameworks.Store, bus *eventBus) *engine 
 		byTask:       map[string]*Instance{},
 		deployments:  map[string]*Deployment{},
 		servicePorts: map[int]PathID{},
+		groups:       map[PathID]*Group{},
 	}
 }
 
@@ -228,6 +235,17 @@ func (e *engine) load(ctx context.Context) error {
 		st.deployment = d
 		st.deleted = d.Kind == KindStop
 		e.deployments[d.ID] = d
+	}
+	groups, err := e.store.List(ctx, bucketGroups)
+	if err != nil {
+		return err
+	}
+	for _, kv := range groups {
+		g := new(Group)
+		if err := json.Unmarshal(kv.Value, g); err != nil {
+			return fmt.Errorf("group %s in the store: %w", kv.Key, err)
+		}
+		e.groups[g.ID] = g
 	}
 	fails, err := e.store.List(ctx, bucketFailures)
 	if err != nil {
@@ -451,40 +469,24 @@ func (e *engine) newVersion(now time.Time) string {
 // converge runs plan for every app the batch touched and acts on it:
 // kills, deployments that ended, apps that are gone.
 func (e *engine) converge(tx *txn) {
-	for _, id := range slices.Sorted(maps.Keys(tx.converge)) {
-		st := e.apps[id]
-		if st == nil {
-			continue
-		}
-		insts := slices.Collect(maps.Values(st.instances))
-		sort.Slice(insts, func(a, b int) bool { return insts[a].TaskID < insts[b].TaskID })
-		r := plan(st.app, insts, st.deployment)
-		why := "the app has more instances than it wants"
-		switch {
-		case st.deleted:
-			why = "the app is deleted"
-		case st.deployment != nil && st.deployment.Kind == KindRestart:
-			why = "replaced by an instance of the new version"
-		}
-		for _, i := range r.kill {
-			e.kill(tx, i, why)
-		}
-		if r.launch > st.toLaunch {
-			tx.revive = true
-		}
-		if r.launch > 0 && st.waitingSince.IsZero() {
-			st.waitingSince = tx.now
-		}
-		if r.launch == 0 {
-			st.waitingSince = time.Time{}
-			st.lastNoFit = ""
-		}
-		st.toLaunch = r.launch
-		if st.deployment != nil && r.done {
-			e.endDeployment(tx, st, DeploymentSucceeded)
-			if st.deleted {
-				e.removeApp(tx, st)
+	// A deployment that ends lets the deployments of its plan that wait
+	// for it go on: their apps join tx.converge while it runs, and are
+	// run in the same batch.
+	seen := map[PathID]bool{}
+	for {
+		var next []PathID
+		for id := range tx.converge {
+			if !seen[id] {
+				next = append(next, id)
 			}
+		}
+		if len(next) == 0 {
+			break
+		}
+		slices.Sort(next)
+		for _, id := range next {
+			seen[id] = true
+			e.convergeApp(tx, id)
 		}
 	}
 	e.wants = false
@@ -494,6 +496,60 @@ func (e *engine) converge(tx *txn) {
 			break
 		}
 	}
+}
+
+// convergeApp runs plan for one app and acts on it; an app whose
+// deployment waits for others of its plan does nothing yet.
+func (e *engine) convergeApp(tx *txn, id PathID) {
+	st := e.apps[id]
+	if st == nil {
+		return
+	}
+	if st.deployment != nil && e.waiting(st.deployment) {
+		st.toLaunch = 0
+		st.waitingSince = time.Time{}
+		return
+	}
+	insts := slices.Collect(maps.Values(st.instances))
+	sort.Slice(insts, func(a, b int) bool { return insts[a].TaskID < insts[b].TaskID })
+	r := plan(st.app, insts, st.deployment)
+	why := "the app has more instances than it wants"
+	switch {
+	case st.deleted:
+		why = "the app is deleted"
+	case st.deployment != nil && st.deployment.Kind == KindRestart:
+		why = "replaced by an instance of the new version"
+	}
+	for _, i := range r.kill {
+		e.kill(tx, i, why)
+	}
+	if r.launch > st.toLaunch {
+		tx.revive = true
+	}
+	if r.launch > 0 && st.waitingSince.IsZero() {
+		st.waitingSince = tx.now
+	}
+	if r.launch == 0 {
+		st.waitingSince = time.Time{}
+		st.lastNoFit = ""
+	}
+	st.toLaunch = r.launch
+	if st.deployment != nil && r.done {
+		e.endDeployment(tx, st, DeploymentSucceeded)
+		if st.deleted {
+			e.removeApp(tx, st)
+		}
+	}
+}
+
+// waiting says whether d waits for another deployment of its plan.
+func (e *engine) waiting(d *Deployment) bool {
+	for _, id := range d.After {
+		if o := e.apps[id]; o != nil && o.deployment != nil && o.deployment.planID() == d.planID() {
+			return true
+		}
+	}
+	return false
 }
 
 // kill asks for an instance's end; it stays Killing until the terminal
@@ -548,26 +604,77 @@ func (e *engine) endDeployment(tx *txn, st *appState, how DeploymentState) {
 	if how != DeploymentSucceeded {
 		typ = EventDeploymentFailed
 	}
-	e.log.Info("deployment ended", "deployment_id", d.ID, "app_id", d.AppID, "kind", d.Kind, "state", how)
-	tx.event(typ, map[string]any{"id": d.ID, "plan": deploymentPlan(d)})
+	e.log.Info("deployment ended", "deployment_id", d.planID(), "app_id", d.AppID, "kind", d.Kind, "state", how)
 	tx.converge[d.AppID] = true
+	// The plan ends with its last deployment; the others may wait for
+	// this one.
+	last := true
+	for _, o := range e.deployments {
+		if o.planID() == d.planID() {
+			last = false
+			tx.converge[o.AppID] = true
+		}
+	}
+	if last {
+		tx.event(typ, map[string]any{"id": d.planID(), "plan": deploymentPlan([]*Deployment{d})})
+	}
+}
+
+// cancelPlan ends every deployment of a plan where it is (a change
+// with force replaces it). A stop canceled so leaves an app nobody
+// wants: its instances are killed and it is gone at once, unless it is
+// keep, the app the new change is about.
+func (e *engine) cancelPlan(tx *txn, planID string, keep *appState) {
+	for _, d := range slices.Collect(maps.Values(e.deployments)) {
+		if d.planID() != planID {
+			continue
+		}
+		st := e.apps[d.AppID]
+		if st == nil {
+			continue
+		}
+		e.endDeployment(tx, st, DeploymentCanceled)
+		if d.Kind == KindStop && st != keep {
+			e.dropApp(tx, st)
+		}
+	}
+}
+
+// dropApp removes an app at once, its instances killed and forgotten
+// (their tasks are killed again if they report, as tasks of no instance).
+func (e *engine) dropApp(tx *txn, st *appState) {
+	for _, i := range st.instances {
+		e.kill(tx, i, "its app was deleted")
+	}
+	for _, i := range st.instances {
+		e.removeInstance(tx, i)
+	}
+	e.removeApp(tx, st)
 }
 
 // startDeployment starts one for an app, canceling the one it had (the
 // caller checked force).
 func (e *engine) startDeployment(tx *txn, st *appState, kind DeploymentKind, original, target *App, version string) *Deployment {
 	if st.deployment != nil {
-		e.endDeployment(tx, st, DeploymentCanceled)
+		e.cancelPlan(tx, st.deployment.planID(), st)
 	}
 	id := PathID(st.app.ID)
 	d := &Deployment{ID: newDeploymentID(), AppID: id, Kind: kind, State: DeploymentRunning, Original: original, Target: target,
 		StartedAt: tx.now, Version: version}
+	d.Plan = d.ID
+	d.Steps, d.Step = d.planSteps()
 	st.deployment = d
 	e.deployments[d.ID] = d
 	tx.deps[d.ID] = d
 	tx.converge[id] = true
+	if tx.plan != nil {
+		// One of several: finishPlan orders them and announces the plan.
+		d.Plan, d.Version = tx.plan.id, tx.plan.version
+		tx.plan.parts = append(tx.plan.parts, d)
+		return d
+	}
 	e.log.Info("deployment started", "deployment_id", d.ID, "app_id", id, "kind", kind, "version", d.Version)
-	tx.event(EventDeploymentInfo, map[string]any{"plan": deploymentPlan(d), "currentStep": map[string]any{"actions": deploymentActions(d)}})
+	tx.event(EventDeploymentInfo, map[string]any{"plan": deploymentPlan([]*Deployment{d}), "currentStep": map[string]any{"actions": planActions([]*Deployment{d})}})
 	return d
 }
 

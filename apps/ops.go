@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mesolite/mesolite/errdefs"
@@ -23,7 +24,7 @@ type DeploymentResult struct {
 }
 
 func resultOf(d *Deployment) *DeploymentResult {
-	return &DeploymentResult{DeploymentID: d.ID, Version: d.Version}
+	return &DeploymentResult{DeploymentID: d.planID(), Version: d.Version}
 }
 
 // origin says who asked, for api_post_event.
@@ -37,7 +38,7 @@ func (e *engine) apiPostEvent(tx *txn, o origin, a *App) {
 
 // lockedBy is the error for an app a deployment holds.
 func lockedBy(st *appState) error {
-	return &LockedError{Deployments: []string{st.deployment.ID}}
+	return &LockedError{Deployments: []string{st.deployment.planID()}}
 }
 
 // createApp creates an app (POST /v2/apps) from a checked definition.
@@ -51,6 +52,9 @@ func (e *engine) createApp(ctx context.Context, a *App, o origin) (*App, *Deploy
 				return lockedBy(st)
 			}
 			return fmt.Errorf("An app with id [%s] already exists.: %w", id, errdefs.ErrConflict)
+		}
+		if err := checkCycles(e.currentApps(map[PathID]*App{id: a}), e.groups); err != nil {
+			return err
 		}
 		d, err := e.create(tx, a)
 		if err != nil {
@@ -67,7 +71,7 @@ func (e *engine) create(tx *txn, a *App) (*Deployment, error) {
 	if err := e.assignServicePorts(a); err != nil {
 		return nil, err
 	}
-	v := e.newVersion(tx.now)
+	v := e.versionFor(tx)
 	a.Version = v
 	a.VersionInfo = &VersionInfo{LastScalingAt: v, LastConfigChangeAt: v}
 	st := &appState{app: a, instances: map[string]*Instance{}, constraints: parseConstraints(a)}
@@ -123,6 +127,9 @@ func (e *engine) putApp(ctx context.Context, id PathID, body []byte, partial, fo
 		if PathID(a.ID) != id {
 			return (violations{{Path: "/id", Errors: []string{fmt.Sprintf("the id in the body (%s) is not the one in the URL (%s)", a.ID, id)}}}).err()
 		}
+		if err := checkCycles(e.currentApps(map[PathID]*App{id: a}), e.groups); err != nil {
+			return err
+		}
 		if st == nil {
 			d, err := e.create(tx, a)
 			if err != nil {
@@ -155,7 +162,7 @@ func (e *engine) replace(tx *txn, st *appState, a *App, configVersion *string) (
 	if err := e.assignServicePorts(a); err != nil {
 		return nil, err
 	}
-	v := e.newVersion(tx.now)
+	v := e.versionFor(tx)
 	a.Version = v
 	cv := v
 	switch {
@@ -338,55 +345,57 @@ func (e *engine) killInstances(ctx context.Context, id PathID, pick func(*Instan
 	return killed, res, err
 }
 
-// deleteDeployment cancels a deployment. With force it only stops it
-// (the app stays as it is; a stop goes through, its instances killed);
-// without, a new deployment rolls the app back to where it was.
+// deleteDeployment cancels a deployment plan. With force it only stops
+// it (the apps stay as they are; stops go through, their instances
+// killed); without, a new plan rolls every app of it back to where it
+// was.
 func (e *engine) deleteDeployment(ctx context.Context, id string, force bool) (*DeploymentResult, error) {
 	var res *DeploymentResult
 	err := e.do(ctx, func(tx *txn) error {
-		d := e.deployments[id]
-		if d == nil {
+		parts := e.planParts(id)
+		if len(parts) == 0 {
 			return fmt.Errorf("DeploymentPlan %s does not exist: %w", id, errdefs.ErrNotFound)
 		}
-		st := e.apps[d.AppID]
 		if force {
-			e.endDeployment(tx, st, DeploymentCanceled)
-			if d.Kind == KindStop {
-				for _, i := range st.instances {
-					e.kill(tx, i, "its app was deleted")
-				}
-				for _, i := range st.instances {
-					e.removeInstance(tx, i)
-				}
-				e.removeApp(tx, st)
-			}
+			e.cancelPlan(tx, id, nil)
 			return nil
 		}
-		switch d.Kind {
-		case KindStart:
-			st.deleted = true
-			res = resultOf(e.startDeployment(tx, st, KindStop, st.app.clone(), nil, e.newVersion(tx.now)))
-		case KindStop:
-			st.deleted = false
-			a := d.Original.clone()
-			cv := a.configVersion()
-			nd, err := e.replace(tx, st, a, &cv)
-			if err != nil {
-				return err
-			}
-			res = resultOf(nd)
-		default:
-			a := d.Original.clone()
-			cv := a.configVersion()
-			nd, err := e.replace(tx, st, a, &cv)
-			if err != nil {
-				return err
-			}
-			res = resultOf(nd)
+		for _, d := range parts {
+			e.endDeployment(tx, e.apps[d.AppID], DeploymentCanceled)
 		}
+		tx.plan = &planCtx{id: newDeploymentID(), version: e.newVersion(tx.now)}
+		defer func() { tx.plan = nil }()
+		for _, d := range parts {
+			st := e.apps[d.AppID]
+			switch d.Kind {
+			case KindStart:
+				st.deleted = true
+				e.startDeployment(tx, st, KindStop, st.app.clone(), nil, tx.plan.version)
+			default:
+				st.deleted = false
+				a := d.Original.clone()
+				cv := a.configVersion()
+				if _, err := e.replace(tx, st, a, &cv); err != nil {
+					return err
+				}
+			}
+		}
+		res = e.finishPlan(tx)
 		return nil
 	})
 	return res, err
+}
+
+// planParts is the running deployments of a plan, by app id.
+func (e *engine) planParts(planID string) []*Deployment {
+	var out []*Deployment
+	for _, d := range e.deployments {
+		if d.planID() == planID {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Deployment) int { return strings.Compare(string(a.AppID), string(b.AppID)) })
+	return out
 }
 
 // resetDelay ends an app's launch backoff (DELETE /v2/queue/{id}/delay).

@@ -180,7 +180,7 @@ func viewApp(st *appState, em embeds) appJSON {
 	if em.deployments {
 		refs := []deploymentRef{}
 		if st.deployment != nil {
-			refs = append(refs, deploymentRef{ID: st.deployment.ID})
+			refs = append(refs, deploymentRef{ID: st.deployment.planID()})
 		}
 		v.Deployments = &refs
 	}
@@ -225,40 +225,98 @@ type actionJSON struct {
 	ReadinessCheckResults []any  `json:"readinessCheckResults"`
 }
 
-func deploymentActions(d *Deployment) []actionJSON {
-	steps := d.steps()
-	var out []actionJSON
-	for _, a := range steps[d.currentStep()-1] {
-		out = append(out, actionJSON{Action: a, App: d.AppID, ReadinessCheckResults: []any{}})
+// planActions is the actions of the plan's current step: the earliest
+// step a deployment of it is still in.
+func planActions(parts []*Deployment) []actionJSON {
+	steps, cur := planProgress(parts)
+	if cur >= len(steps) {
+		return []actionJSON{}
+	}
+	return viewSteps(steps[cur : cur+1])[0].Actions
+}
+
+// planProgress is the plan's steps and the 0-based step it is in.
+func planProgress(parts []*Deployment) ([][]StepAction, int) {
+	var steps [][]StepAction
+	cur := -1
+	for _, d := range parts {
+		s, step := d.planSteps()
+		if len(s) > len(steps) {
+			steps = s
+		}
+		if cur < 0 || step < cur {
+			cur = step
+		}
+	}
+	return steps, max(cur, 0)
+}
+
+func viewSteps(steps [][]StepAction) []stepJSON {
+	out := []stepJSON{}
+	for _, step := range steps {
+		s := stepJSON{Actions: []actionJSON{}}
+		for _, a := range step {
+			s.Actions = append(s.Actions, actionJSON{Action: a.Action, App: a.App, ReadinessCheckResults: []any{}})
+		}
+		out = append(out, s)
 	}
 	return out
 }
 
-func viewDeployment(d *Deployment) deploymentJSON {
-	v := deploymentJSON{ID: d.ID, Version: d.Version, AffectedApps: []PathID{d.AppID}, AffectedPods: []string{},
-		CurrentActions: deploymentActions(d), CurrentStep: d.currentStep(), TotalSteps: len(d.steps())}
-	for _, step := range d.steps() {
-		s := stepJSON{}
+// viewPlan is a plan as /v2/deployments shows it: the deployments of its
+// apps still running, parts, all of one plan.
+func viewPlan(parts []*Deployment) deploymentJSON {
+	steps, cur := planProgress(parts)
+	d := parts[0]
+	v := deploymentJSON{ID: d.planID(), Version: d.Version, AffectedApps: []PathID{}, AffectedPods: []string{},
+		Steps: viewSteps(steps), CurrentActions: planActions(parts), CurrentStep: cur + 1, TotalSteps: len(steps)}
+	for _, step := range steps {
 		for _, a := range step {
-			s.Actions = append(s.Actions, actionJSON{Action: a, App: d.AppID, ReadinessCheckResults: []any{}})
+			if !slices.Contains(v.AffectedApps, a.App) {
+				v.AffectedApps = append(v.AffectedApps, a.App)
+			}
 		}
-		v.Steps = append(v.Steps, s)
 	}
+	slices.Sort(v.AffectedApps)
 	return v
 }
 
-// deploymentPlan is a deployment as deployment events carry it: the
-// original and target groups (the root, holding the app) and the steps.
-func deploymentPlan(d *Deployment) map[string]any {
-	group := func(a *App) map[string]any {
-		apps := []*App{}
-		if a != nil {
-			apps = append(apps, a)
+// plansOf groups deployments by plan, in the order of their plan ids.
+func plansOf(deps map[string]*Deployment) [][]*Deployment {
+	by := map[string][]*Deployment{}
+	for _, d := range deps {
+		by[d.planID()] = append(by[d.planID()], d)
+	}
+	var out [][]*Deployment
+	for _, id := range slices.Sorted(maps.Keys(by)) {
+		parts := by[id]
+		slices.SortFunc(parts, func(a, b *Deployment) int { return strings.Compare(string(a.AppID), string(b.AppID)) })
+		out = append(out, parts)
+	}
+	return out
+}
+
+// deploymentPlan is a plan as deployment events carry it: the original
+// and target groups (the root, holding the apps) and the steps.
+func deploymentPlan(parts []*Deployment) map[string]any {
+	d := parts[0]
+	var original, target []*App
+	for _, p := range parts {
+		if p.Original != nil {
+			original = append(original, p.Original)
+		}
+		if p.Target != nil {
+			target = append(target, p.Target)
+		}
+	}
+	group := func(apps []*App) map[string]any {
+		if apps == nil {
+			apps = []*App{}
 		}
 		return map[string]any{"id": "/", "apps": apps, "groups": []any{}, "dependencies": []any{}, "version": d.Version}
 	}
-	steps := viewDeployment(d).Steps
-	return map[string]any{"id": d.ID, "version": d.Version, "original": group(d.Original), "target": group(d.Target), "steps": steps}
+	steps, _ := planProgress(parts)
+	return map[string]any{"id": d.planID(), "version": d.Version, "original": group(original), "target": group(target), "steps": viewSteps(steps)}
 }
 
 // queueJSON is one app waiting to launch instances (/v2/queue).

@@ -1,7 +1,8 @@
 'use strict';
 // Drives `mesolite apps` with npm's marathon-node, a Marathon client
 // written against Marathon itself: create, scale, restart, kill with
-// scale, versions, queue, tasks, deployments, the event stream, destroy.
+// scale, versions, queue, tasks, deployments, the event stream, destroy;
+// groups created with a dependency, scaled by a factor and destroyed.
 // Run by apps/marathonnode_test.go with MARATHON_URL set; exits non-zero
 // on the first thing that is not as Marathon would answer.
 const assert = require('assert');
@@ -87,6 +88,37 @@ async function main() {
     }
   });
   await until('no deployment left', async () => (await marathon.deployments.getList()).length === 0);
+
+  // Groups: created with a dependency, scaled by a factor, destroyed.
+  const group = {
+    id: '/node/grp',
+    apps: [
+      { id: 'back', cmd: 'sleep 600', cpus: 0.05, mem: 16, instances: 1 },
+      { id: 'front', cmd: 'sleep 600', cpus: 0.05, mem: 16, instances: 1, dependencies: ['back'] },
+    ],
+  };
+  const made = await marathon.groups.create(group);
+  assert.ok(made.deploymentId && made.version, 'a deployment for the group: ' + JSON.stringify(made));
+  await until('deployment_success of the group', async () => events.find((e) => e.eventType === 'deployment_success' && e.id === made.deploymentId));
+  let g = await marathon.groups.getOne('node/grp');
+  assert.deepStrictEqual(g.apps.map((a) => a.id).sort(), ['/node/grp/back', '/node/grp/front']);
+  const up = await marathon.groups.update('node/grp', { scaleBy: 2 }, false);
+  await until('deployment_success of scaleBy', async () => events.find((e) => e.eventType === 'deployment_success' && e.id === up.deploymentId));
+  g = await marathon.groups.getOne('node/grp');
+  assert.deepStrictEqual(g.apps.map((a) => a.instances), [2, 2]);
+  const all = await marathon.groups.getList();
+  assert.strictEqual(all.id, '/');
+  const gone = await marathon.groups.destroy('node/grp', false);
+  assert.ok(gone.deploymentId);
+  await until('the group gone', async () => {
+    try {
+      await marathon.groups.getOne('node/grp');
+      return false;
+    } catch (err) {
+      return err.statusCode === 404;
+    }
+  });
+  console.log('groups: ok');
   es.close();
   console.log('marathon-node: ok');
 }
