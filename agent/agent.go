@@ -158,6 +158,10 @@ type Agent struct {
 	tokens     *executorTokens
 	levels     loglevel.Control // its own lock
 	sessions   sessionTable     // its own lock, never taken with mu
+	// attachMu guards attached: the task output streams per container
+	// (attach.go); never taken with mu.
+	attachMu sync.Mutex
+	attached map[string]int
 	// gone are frameworks the master removed, with when (bounded).
 	gone map[string]time.Time
 

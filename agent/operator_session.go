@@ -683,8 +683,13 @@ func (a *Agent) streamOutput(w http.ResponseWriter, r *http.Request, s *session,
 	}
 }
 
-// attachOutput serves ATTACH_CONTAINER_OUTPUT: the output from now on.
+// attachOutput serves ATTACH_CONTAINER_OUTPUT: the output from now on,
+// of a session, or of a task's own container (attach.go).
 func (a *Agent) attachOutput(w http.ResponseWriter, r *http.Request, id *mesos.ContainerID) {
+	if a.sessions.get(id.GetValue()) == nil {
+		a.attachTaskOutput(w, r, id)
+		return
+	}
 	s, err := a.lookupSession(id)
 	if err != nil {
 		errdefs.HTTPError(w, err)
