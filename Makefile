@@ -4,10 +4,16 @@ PKGS := ./...
 # The concurrent packages, once more under the race detector.
 RACE_PKGS := ./agent/... ./master/... ./containerizer/... ./sandbox/...
 
-.PHONY: build test test-cgroupv2 lint unit e2e bench proto demo
+.PHONY: build static test test-cgroupv2 lint unit e2e bench proto demo
 
 build:
 	$(GO) build -o bin/mesolite ./cmd/mesolite
+
+# The binary for images FROM scratch or slim bases (Dockerfile): no libc.
+# It reads users from /etc/passwd and /etc/group only (no NSS), which is
+# what a container has; on hosts with LDAP users use `build`.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/mesolite-static ./cmd/mesolite
 
 # The one test command: formatting, vet, every package's tests (root,
 # dockerd, cgroups and ZooKeeper tests included when present), then the
