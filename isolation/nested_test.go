@@ -18,12 +18,17 @@ import (
 // nobody is the unprivileged user the nested tests place processes as.
 const nobodyUID, nobodyGID = 65534, 65534
 
-// placeAndRun starts script as nobody after it moved itself into every
-// procs file (as the default executor places a task); "placed" on its
-// stdout says it got there.
-func placeAndRun(t *testing.T, files []string, script string) (*exec.Cmd, *strings.Builder) {
+// placeAndRun starts script as nobody in the container's own cgroup (where
+// the default executor's gate starts), where it moves itself into every
+// procs file, as the executor places a task; "placed" on its stdout says
+// it got there.
+func placeAndRun(t *testing.T, parent *Cgroup, files []string, script string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
-	cmd := exec.Command("/bin/sh", "-c", `for f in $FILES; do echo $$ > "$f" || exit 9; done; echo placed; `+script)
+	cmd := exec.Command("/bin/sh", "-c", `read go; for f in $FILES; do echo $$ > "$f" || exit 9; done; echo placed; `+script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "FILES=" + strings.Join(files, " ")}
 	cmd.Dir = "/"
 	out := &strings.Builder{}
@@ -33,6 +38,12 @@ func placeAndRun(t *testing.T, files []string, script string) (*exec.Cmd, *strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	if err := parent.AddProcess(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
 	return cmd, out
 }
 
@@ -93,7 +104,7 @@ func TestNestedCgroups(t *testing.T) {
 	}
 
 	// Not delegated: nobody cannot move in.
-	denied, out := placeAndRun(t, nestedProcs(parent, "calm"), "exit 0")
+	denied, out := placeAndRun(t, parent, nestedProcs(parent, "calm"), "exit 0")
 	if err := denied.Wait(); err == nil || strings.Contains(out.String(), "placed") {
 		t.Fatalf("nobody placed itself in an undelegated cgroup: %v, %q", err, out)
 	}
@@ -107,12 +118,12 @@ func TestNestedCgroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calmCmd, calmOut := placeAndRun(t, nestedProcs(parent, "calm"), "exec sleep 60")
+	calmCmd, calmOut := placeAndRun(t, parent, nestedProcs(parent, "calm"), "exec sleep 60")
 	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() bool { return strings.Contains(calmOut.String(), "placed") }, "calm placed itself")
 	if err := calm.Seal(); err != nil {
 		t.Fatal(err)
 	}
-	hogCmd, hogOut := placeAndRun(t, nestedProcs(parent, "hog"), "head -c 268435456 /dev/zero | tail")
+	hogCmd, hogOut := placeAndRun(t, parent, nestedProcs(parent, "hog"), "head -c 268435456 /dev/zero | tail")
 	err = hogCmd.Wait()
 	if !strings.Contains(hogOut.String(), "placed") {
 		t.Fatalf("hog did not place itself: %v, %q", err, hogOut)
@@ -144,7 +155,7 @@ func TestNestedCgroups(t *testing.T) {
 	}
 
 	// Sealed: even nobody's own process cannot move in again.
-	again, out := placeAndRun(t, nestedProcs(parent, "calm"), "exit 0")
+	again, out := placeAndRun(t, parent, nestedProcs(parent, "calm"), "exit 0")
 	if err := again.Wait(); err == nil || strings.Contains(out.String(), "placed") {
 		t.Errorf("nobody placed itself in a sealed cgroup: %v, %q", err, out)
 	}
@@ -156,7 +167,7 @@ func TestNestedCgroups(t *testing.T) {
 		}
 		own = append(own, filepath.Join(d, "cgroup.procs"))
 	}
-	escape, out := placeAndRun(t, own, "exit 0")
+	escape, out := placeAndRun(t, parent, own, "exit 0")
 	if err := escape.Wait(); err == nil || strings.Contains(out.String(), "placed") {
 		t.Errorf("nobody moved into the container's own cgroup: %v, %q", err, out)
 	}
