@@ -61,7 +61,7 @@ type agentFlags struct {
 	authReadonly, authReadwrite                  *bool
 	acls                                         *string
 	httpCredentials, tokenFile                   *string
-	loggingLevel, logFormat                      *string
+	loggingLevel, logFormat, logDir              *string
 	switchUser, authExecutors, allowRootTasks    *bool
 	maxCompletedExecutors, maxCompletedTasks     *int
 	credential                                   *string
@@ -129,6 +129,7 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.credential = fs.String("credential", "", "file holding the principal and secret this agent authenticates with to the master: JSON {\"principal\":\"p\",\"secret\":\"s\"} or one line 'principal secret'")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	f.logDir = fs.String("log_dir", "", "directory to also write the log to (mesolite-agent.log, appended; rotate with copytruncate); default: stderr only")
 	f.ssl = defineSSLFlags(fs, "CA bundle that verifies the master, and that executors (LIBPROCESS_SSL_CA_FILE) and fetches\n"+
 		"trust; giving it makes the agent reach the master over https. Default with a certificate: the\n"+
 		"certificate itself when it is self-signed, else the system's roots")
@@ -467,7 +468,17 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "mesolite agent:", err)
 		return 2
 	}
-	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
+	lw, closeLog, err := logWriter(stderr, *f.logDir, "agent")
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite agent:", err)
+		return 2
+	}
+	defer closeLog()
+	log, level, err := newLoggerLevel(lw, *f.loggingLevel, *f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite agent:", err)
+		return 2
+	}
 	warnUnknownEnv(log, f.fs)
 	a, err := f.buildAgent(ctx, log, level)
 	if err != nil {

@@ -79,7 +79,11 @@ manager that restarts it.`)
 		fmt.Fprintln(stderr, "mesolite apps: --failover_timeout, --task_launch_timeout and --zk_session_timeout must be positive")
 		return 2
 	}
-	log := newLogger(stderr, *level, *format)
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite apps:", err)
+		return 2
+	}
 	cfg := apps.Config{
 		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
 		FailoverTimeout:   time.Duration(*failover) * time.Second,

@@ -56,7 +56,11 @@ digests, and uploads with a bearer token.`)
 		fmt.Fprintln(stderr, "mesolite artifacts serve: --dir is required")
 		return 2
 	}
-	log := newLogger(stderr, *level, "text")
+	log, err := newLogger(stderr, *level, "text")
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite artifacts serve:", err)
+		return 2
+	}
 	st, err := ssl.setup()
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite artifacts serve: TLS:", err)

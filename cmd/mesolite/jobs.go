@@ -68,7 +68,11 @@ restarts it.`)
 		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative, --zk_timeout must be positive")
 		return 2
 	}
-	log := newLogger(stderr, *level, *format)
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite jobs:", err)
+		return 2
+	}
 	cfg := jobs.Config{
 		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
 		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,

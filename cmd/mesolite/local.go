@@ -42,7 +42,17 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 		fmt.Fprintln(stderr, "mesolite local:", err)
 		return 2
 	}
-	log := newLogger(stderr, *f.loggingLevel, *f.logFormat)
+	lw, closeLog, err := logWriter(stderr, *f.logDir, "local")
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 2
+	}
+	defer closeLog()
+	log, err := newLogger(lw, *f.loggingLevel, *f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite local:", err)
+		return 2
+	}
 	warnUnknownEnv(log, f.fs)
 	root, err := filepath.Abs(*f.workDir)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -108,34 +109,59 @@ func warnUnknownEnv(log *slog.Logger, fs *cliflags.FlagSet) {
 	}
 }
 
-// newLogger makes the process logger: text on stderr, or JSON with
-// --log_format=json; --logging_level picks the level (Mesos's names).
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	log, _ := newLoggerLevel(w, level, format)
-	return log
+// newLogger makes the process logger: text on w, or JSON with
+// --log_format=json; --logging_level picks the level (Mesos's names). An
+// unknown level or format is an error, not INFO.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	log, _, err := newLoggerLevel(w, level, format)
+	return log, err
 }
 
 // newLoggerLevel is newLogger with the level as a variable, for a process
 // whose level an operator may move (the master's SET_LOGGING_LEVEL).
-func newLoggerLevel(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
+func newLoggerLevel(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
 	var l slog.Level
 	switch strings.ToUpper(level) {
 	case "ERROR":
 		l = slog.LevelError
 	case "WARNING", "WARN":
 		l = slog.LevelWarn
-	case "DEBUG", "VERBOSE":
+	case "INFO":
+		l = slog.LevelInfo
+	case "DEBUG":
 		l = slog.LevelDebug
 	default:
-		l = slog.LevelInfo
+		return nil, nil, fmt.Errorf("--logging_level=%s: not a level (ERROR, WARNING, INFO or DEBUG)", level)
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(l)
 	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), lv
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), lv
+	return nil, nil, fmt.Errorf("--log_format=%s: not a format (text or json)", format)
+}
+
+// logWriter is where a long-running command logs: stderr, and with
+// --log_dir also <log_dir>/mesolite-<role>.log, appended to (rotate it with
+// logrotate's copytruncate). The file is opened without following a
+// symlink planted in its place.
+func logWriter(stderr io.Writer, dir, role string) (io.Writer, func(), error) {
+	if dir == "" {
+		return stderr, func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("--log_dir: %w", err)
+	}
+	path := filepath.Join(dir, "mesolite-"+role+".log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--log_dir: %w", err)
+	}
+	return io.MultiWriter(stderr, f), func() { _ = f.Close() }, nil
 }
 
 // fetchMain is the hidden `mesolite fetch`: one fetch in a child process.

@@ -32,7 +32,7 @@ type masterFlags struct {
 	authAgents                                                       *bool
 	credentials                                                      *string
 	maxFrameworks, maxPerPrincipal, maxIP                            *int
-	loggingLevel, logFormat                                          *string
+	loggingLevel, logFormat, logDir                                  *string
 	ssl                                                              *sslFlags
 	registry                                                         *string
 	quorum, maxPingTimeouts                                          *int
@@ -89,6 +89,7 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.maxIP = fs.Int("max_requests_per_ip", 1024, "most requests (event streams included) one client address may have in progress; more get 429")
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
+	f.logDir = fs.String("log_dir", "", "directory to also write the log to (mesolite-master.log, appended; rotate with copytruncate); default: stderr only")
 	f.ssl = defineSSLFlags(fs, "CA bundle of the cluster's certificates (the master calls no peer; accepted so that one\n"+
 		"environment serves every process)")
 	return f
@@ -143,7 +144,17 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "mesolite master:", err)
 		return 2
 	}
-	log, level := newLoggerLevel(stderr, *f.loggingLevel, *f.logFormat)
+	lw, closeLog, err := logWriter(stderr, *f.logDir, "master")
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 2
+	}
+	defer closeLog()
+	log, level, err := newLoggerLevel(lw, *f.loggingLevel, *f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite master:", err)
+		return 2
+	}
 	warnUnknownEnv(log, f.fs)
 	cfg := f.config(log)
 	cfg.LoggingLevel = level
