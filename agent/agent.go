@@ -160,8 +160,9 @@ type Agent struct {
 	sessions   sessionTable     // its own lock, never taken with mu
 	// attachMu guards attached: the task output streams per container
 	// (attach.go); never taken with mu.
-	attachMu sync.Mutex
-	attached map[string]int
+	attachMu      sync.Mutex
+	attached      map[string]int
+	inputAttached map[string]bool
 	// gone are frameworks the master removed, with when (bounded).
 	gone map[string]time.Time
 

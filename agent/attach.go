@@ -17,6 +17,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/recordio"
 	"github.com/mesolite/mesolite/api/v1/validate"
+	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/executor/defaultexec"
 	"google.golang.org/protobuf/proto"
@@ -346,6 +347,106 @@ func (t *tailFile) drain(buf []byte, write func(*agentapi.ProcessIO) error) erro
 		}
 		if err != nil {
 			return err
+		}
+	}
+}
+
+// attachTaskInput serves ATTACH_CONTAINER_INPUT for a task's own container,
+// after its first record (next gives the others): only a container
+// launched with a TTY takes input (containerizer.InputAttacher), one
+// stream at a time, as for sessions.
+func (a *Agent) attachTaskInput(r *http.Request, rc *http.ResponseController, id *mesos.ContainerID, next func() (*agentapi.Call_AttachContainerInput, error)) error {
+	t, err := a.taskAttachTarget(id)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.ACLs.Check("attach_containers_input", operatorPrincipal(r), t.user); err != nil {
+		return err
+	}
+	ia, ok := a.cz.(containerizer.InputAttacher)
+	if !ok || t.parent != "" {
+		return errdefs.Statusf(http.StatusConflict, "Container '%s' was launched without a TTY: it takes no input", t.cid)
+	}
+	a.attachMu.Lock()
+	if a.inputAttached == nil {
+		a.inputAttached = map[string]bool{}
+	}
+	if a.inputAttached[t.cid] {
+		a.attachMu.Unlock()
+		return errdefs.Statusf(http.StatusConflict, "Container '%s' has an input stream attached already", t.cid)
+	}
+	a.inputAttached[t.cid] = true
+	a.attachMu.Unlock()
+	defer func() {
+		a.attachMu.Lock()
+		delete(a.inputAttached, t.cid)
+		a.attachMu.Unlock()
+	}()
+	in, err := ia.AttachInput(r.Context(), t.cid)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrConflict) {
+			return errdefs.WithStatus(http.StatusConflict, err)
+		}
+		return err
+	}
+	defer in.Detach()
+	a.log.Info("attached to a task's input", "container_id", t.cid, "principal", operatorPrincipal(r), "remote_addr", r.RemoteAddr)
+	// A container that ends ends its input stream too.
+	handled := make(chan struct{})
+	defer close(handled)
+	go func() {
+		tick := time.NewTicker(attachEndCheck)
+		defer tick.Stop()
+		for {
+			select {
+			case <-handled:
+				return
+			case <-tick.C:
+				if !t.live() {
+					_ = rc.SetReadDeadline(time.Now())
+					return
+				}
+			}
+		}
+	}()
+	for {
+		rec, err := next()
+		if errors.Is(err, io.EOF) || !t.live() {
+			return nil
+		}
+		if err != nil {
+			return inputError(err)
+		}
+		if rec.GetType() != agentapi.Call_AttachContainerInput_PROCESS_IO || rec.GetProcessIo() == nil {
+			return errdefs.Statusf(http.StatusBadRequest, "Expecting records of type 'PROCESS_IO' after the first")
+		}
+		pio := rec.GetProcessIo()
+		switch pio.GetType() {
+		case agentapi.ProcessIO_DATA:
+			if pio.GetData().GetType() != agentapi.ProcessIO_Data_STDIN {
+				return errdefs.Statusf(http.StatusBadRequest, "Expecting 'process_io.data.type' to be 'STDIN'")
+			}
+			data := pio.GetData().GetData()
+			if len(data) == 0 {
+				// Mesos's end of input: the terminal's ^D.
+				_ = in.Close()
+				return nil
+			}
+			if _, err := in.Write(data); err != nil {
+				return errdefs.Statusf(http.StatusConflict, "Container '%s' does not take input any more: %v", t.cid, err)
+			}
+		case agentapi.ProcessIO_CONTROL:
+			switch pio.GetControl().GetType() {
+			case agentapi.ProcessIO_Control_TTY_INFO:
+				if ws := pio.GetControl().GetTtyInfo().GetWindowSize(); ws != nil {
+					_ = in.Resize(r.Context(), uint16(min(ws.GetRows(), 1<<16-1)), uint16(min(ws.GetColumns(), 1<<16-1)))
+				}
+			case agentapi.ProcessIO_Control_HEARTBEAT:
+			default:
+				return errdefs.Statusf(http.StatusBadRequest, "Unknown control record type %s", pio.GetControl().GetType())
+			}
+		default:
+			return errdefs.Statusf(http.StatusBadRequest, "Expecting 'process_io.type' to be 'DATA' or 'CONTROL'")
 		}
 	}
 }

@@ -864,6 +864,9 @@ func (a *Agent) attachInput(w http.ResponseWriter, r *http.Request) error {
 	if first.GetType() != agentapi.Call_AttachContainerInput_CONTAINER_ID || first.GetContainerId() == nil {
 		return errdefs.Statusf(http.StatusBadRequest, "Expecting the first record to be of type 'CONTAINER_ID' with 'container_id'")
 	}
+	if a.sessions.get(first.GetContainerId().GetValue()) == nil {
+		return a.attachTaskInput(r, rc, first.GetContainerId(), next)
+	}
 	s, err := a.lookupSession(first.GetContainerId())
 	if err != nil {
 		return err

@@ -266,3 +266,25 @@ type Nester interface {
 	// Nested lists the nested containers of parent that have a cgroup.
 	Nested(ctx context.Context, parent string) ([]string, error)
 }
+
+// Input is a running container's own input (see InputAttacher).
+type Input interface {
+	// Write feeds the container's terminal; Close writes the terminal's
+	// end of file (^D), it does not hang the terminal up.
+	io.WriteCloser
+	// Resize changes the container's terminal size.
+	Resize(ctx context.Context, rows, cols uint16) error
+	// Detach ends the attachment and writes nothing: the next client
+	// finds the input as this one left it.
+	Detach()
+}
+
+// InputAttacher is implemented by containerizers that can feed a running
+// container's own process (ATTACH_CONTAINER_INPUT of a task's container).
+// Only a container launched with a TTY (ContainerInfo.tty_info) takes
+// input: without one nothing would read it. Errors:
+// ErrUnknownContainer, errdefs.ErrConflict (terminated, or launched
+// without a TTY), or the runtime's.
+type InputAttacher interface {
+	AttachInput(ctx context.Context, containerID string) (Input, error)
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
+	"github.com/mesolite/mesolite/errdefs"
 )
 
 // Named is one enabled containerizer with its flag name ("docker", "mesos").
@@ -162,6 +163,19 @@ func (c *Containerizer) Enter(ctx context.Context, id string, spec containerizer
 }
 
 var _ containerizer.Nester = (*Containerizer)(nil)
+
+// AttachInput implements containerizer.InputAttacher when the owner does.
+func (c *Containerizer) AttachInput(ctx context.Context, id string) (containerizer.Input, error) {
+	x, err := c.of(id)
+	if err != nil {
+		return nil, err
+	}
+	ia, ok := x.(containerizer.InputAttacher)
+	if !ok {
+		return nil, fmt.Errorf("container %s was launched without a TTY (its containerizer gives none): it takes no input: %w", id, errdefs.ErrConflict)
+	}
+	return ia.AttachInput(ctx, id)
+}
 
 // nester is the owner of parent, when it nests.
 func (c *Containerizer) nester(parent string) (containerizer.Nester, containerizer.Containerizer, error) {

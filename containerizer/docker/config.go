@@ -84,7 +84,9 @@ func (c *Containerizer) translate(r request) (*dockerConfig, error) {
 		d.config.Labels[k] = v
 	}
 	if r.info.GetTtyInfo() != nil {
-		d.config.Tty = true
+		// A terminal, and an input that stays open for clients that
+		// attach to it later (ATTACH_CONTAINER_INPUT).
+		d.config.Tty, d.config.OpenStdin = true, true
 	}
 	entrypoint, cmd, err := commandArgs(r.command)
 	if err != nil {

@@ -54,3 +54,31 @@ func (e entered) Wait(ctx context.Context) (int, error) {
 	}
 	return (code & 0xff) << 8, nil
 }
+
+var _ containerizer.InputAttacher = (*Containerizer)(nil)
+
+// AttachInput implements containerizer.InputAttacher: the input of a
+// container run with tty_info (a TTY and an open stdin), through
+// dockerd's attach.
+func (c *Containerizer) AttachInput(ctx context.Context, id string) (containerizer.Input, error) {
+	ct, err := c.get(id)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-ct.done:
+		return nil, fmt.Errorf("container %s has terminated: %w", id, errdefs.ErrConflict)
+	default:
+	}
+	if !ct.tty {
+		return nil, fmt.Errorf("container %s was launched without a TTY (tty_info): it takes no input: %w", id, errdefs.ErrConflict)
+	}
+	ectx, cancel := context.WithTimeout(ctx, engineTimeout)
+	defer cancel()
+	in, err := c.eng.AttachInput(ectx, ct.name)
+	if err != nil {
+		return nil, c.engineErr(ctx, err)
+	}
+	c.log.Info("attached to a container's input", "container_id", id, "name", ct.name)
+	return in, nil
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -338,4 +339,41 @@ func (e *Engine) Exec(ctx context.Context, name string, opts ExecOptions) (int, 
 	}
 	// The output ends a moment before dockerd records the exit.
 	return e.execExitCode(ctx, created.ID, name)
+}
+
+// Input is an attachment to a running container's input (its terminal).
+type Input struct {
+	e    *Engine
+	name string
+	hj   types.HijackedResponse
+}
+
+// AttachInput attaches to the input of container name, which must have
+// been created with a terminal and an open stdin (OpenStdin).
+func (e *Engine) AttachInput(ctx context.Context, name string) (*Input, error) {
+	hj, err := e.cli.ContainerAttach(ctx, name, container.AttachOptions{Stream: true, Stdin: true})
+	if err != nil {
+		return nil, e.wrap("attach to the input of container "+name, err)
+	}
+	return &Input{e: e, name: name, hj: hj}, nil
+}
+
+// Write feeds the container's terminal.
+func (in *Input) Write(p []byte) (int, error) { return in.hj.Conn.Write(p) }
+
+// Close writes the terminal's end of file (^D) and detaches: the
+// container's stdin stays open for the next attachment.
+func (in *Input) Close() error {
+	_, err := in.hj.Conn.Write([]byte{4})
+	in.hj.Close()
+	return err
+}
+
+// Detach ends the attachment without writing anything.
+func (in *Input) Detach() { in.hj.Close() }
+
+// Resize changes the container's terminal size.
+func (in *Input) Resize(ctx context.Context, rows, cols uint16) error {
+	return in.e.wrap("resize the terminal of container "+in.name,
+		in.e.cli.ContainerResize(ctx, in.name, container.ResizeOptions{Height: uint(rows), Width: uint(cols)}))
 }
