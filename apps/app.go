@@ -30,7 +30,7 @@ type App struct {
 	MaxLaunchDelaySeconds float64           `json:"maxLaunchDelaySeconds"`
 	Container             *Container        `json:"container,omitempty"`
 	HealthChecks          []HealthCheck     `json:"healthChecks"`
-	ReadinessChecks       json.RawMessage   `json:"readinessChecks,omitempty"`
+	ReadinessChecks       []ReadinessCheck  `json:"readinessChecks"`
 	Dependencies          []string          `json:"dependencies"`
 	UpgradeStrategy       UpgradeStrategy   `json:"upgradeStrategy"`
 	Labels                map[string]string `json:"labels"`
@@ -52,6 +52,49 @@ type App struct {
 	IPAddress                  json.RawMessage `json:"ipAddress,omitempty"`
 	Residency                  json.RawMessage `json:"residency,omitempty"`
 	Secrets                    json.RawMessage `json:"secrets,omitempty"`
+}
+
+// unreachable is an app's unreachableStrategy, read: Marathon's default
+// ({0, 0}: replaced and expunged at once) when absent; disabled: an
+// unreachable instance is waited for, never replaced.
+type unreachable struct {
+	disabled          bool
+	inactive, expunge time.Duration
+}
+
+// unreachableSpec is the object form of unreachableStrategy.
+type unreachableSpec struct {
+	InactiveAfterSeconds *float64 `json:"inactiveAfterSeconds"`
+	ExpungeAfterSeconds  *float64 `json:"expungeAfterSeconds"`
+}
+
+// unreachable reads the strategy; ok is false when it is neither
+// "disabled" nor an object of non-negative seconds, expunge not before
+// inactive.
+func (a *App) unreachable() (u unreachable, ok bool) {
+	raw := a.UnreachableStrategy
+	if len(raw) == 0 || string(raw) == "null" {
+		return unreachable{}, true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return unreachable{disabled: true}, s == "disabled"
+	}
+	var spec unreachableSpec
+	if json.Unmarshal(raw, &spec) != nil {
+		return unreachable{}, false
+	}
+	in, ex := 0.0, 0.0
+	if spec.InactiveAfterSeconds != nil {
+		in = *spec.InactiveAfterSeconds
+	}
+	if spec.ExpungeAfterSeconds != nil {
+		ex = *spec.ExpungeAfterSeconds
+	}
+	if in < 0 || ex < in || ex > 1e9 {
+		return unreachable{}, false
+	}
+	return unreachable{inactive: time.Duration(in * float64(time.Second)), expunge: time.Duration(ex * float64(time.Second))}, true
 }
 
 // Kill selections: which instances go first when an app has too many.
@@ -186,8 +229,9 @@ func (f *Fetch) UnmarshalJSON(b []byte) error {
 }
 
 // HealthCheck is an app's health check. MESOS_HTTP(S), MESOS_TCP and
-// COMMAND are run by the agent's executor (TaskInfo.health_check); HTTP(S)
-// and TCP, which Marathon runs itself, are run the same way here.
+// COMMAND are run by the agent's executor (TaskInfo.health_check, one per
+// task); HTTP(S) and TCP by the apps service itself (probe.go), as
+// Marathon runs them.
 type HealthCheck struct {
 	Protocol               string         `json:"protocol"`
 	Path                   string         `json:"path,omitempty"`
@@ -201,6 +245,55 @@ type HealthCheck struct {
 	DelaySeconds           int            `json:"delaySeconds"`
 	IgnoreHTTP1xx          bool           `json:"ignoreHttp1xx,omitempty"`
 	IPProtocol             string         `json:"ipProtocol,omitempty"`
+}
+
+// mesos says whether the agent's executor runs the check (MESOS_HTTP,
+// MESOS_HTTPS, MESOS_TCP, COMMAND); the apps service runs the others
+// (HTTP, HTTPS, TCP) itself, as Marathon does.
+func (h HealthCheck) mesos() bool {
+	switch h.Protocol {
+	case ProtoHTTP, ProtoHTTPS, ProtoTCP:
+		return false
+	}
+	return true
+}
+
+// mesosCheck is the app's Mesos-native health check, the one a TaskInfo
+// carries; nil when it has none.
+func (a *App) mesosCheck() *HealthCheck {
+	for k := range a.HealthChecks {
+		if a.HealthChecks[k].mesos() {
+			return &a.HealthChecks[k]
+		}
+	}
+	return nil
+}
+
+// ReadinessCheck is an app's readiness check (types/readinessCheck.raml):
+// during a deployment, a new instance counts as started only once an
+// HTTP GET of Path on its port PortName answers one of
+// HTTPStatusCodesForReady. The apps service probes it itself.
+type ReadinessCheck struct {
+	Name                    string `json:"name"`
+	Protocol                string `json:"protocol"`
+	Path                    string `json:"path"`
+	PortName                string `json:"portName"`
+	IntervalSeconds         int    `json:"intervalSeconds"`
+	TimeoutSeconds          int    `json:"timeoutSeconds"`
+	HTTPStatusCodesForReady []int  `json:"httpStatusCodesForReady"`
+	PreserveLastResponse    bool   `json:"preserveLastResponse"`
+}
+
+// UnmarshalJSON fills Marathon's defaults for what is left out.
+func (r *ReadinessCheck) UnmarshalJSON(b []byte) error {
+	type plain ReadinessCheck
+	v := plain{Name: "readinessCheck", Protocol: ProtoHTTP, Path: "/", PortName: "http", IntervalSeconds: 30, TimeoutSeconds: 10,
+		HTTPStatusCodesForReady: []int{200}}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = ReadinessCheck(v)
+	return nil
 }
 
 // HealthCommand is a COMMAND check's command line, run by /bin/sh -c.

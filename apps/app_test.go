@@ -23,6 +23,20 @@ func checked(body string) (*App, error) {
 
 // TestCheckRefuses: each broken definition is refused with the field path
 // Marathon gives (422), or as JSON that does not decode (400).
+// TestCheckAccepts: definitions Marathon takes that an older check
+// refused.
+func TestCheckAccepts(t *testing.T) {
+	for _, body := range []string{
+		// Several checks, one of them Mesos-native.
+		`{"id":"/a","cmd":"x","healthChecks":[{"protocol":"TCP"},{"protocol":"MESOS_TCP"},{"protocol":"HTTP"}]}`,
+		`{"id":"/a","cmd":"x","portDefinitions":[{"port":0,"name":"http"}],"readinessChecks":[{"path":"/ready","intervalSeconds":2,"timeoutSeconds":1}]}`,
+	} {
+		if _, err := checked(body); err != nil {
+			t.Errorf("%s: %v", body, err)
+		}
+	}
+}
+
 func TestCheckRefuses(t *testing.T) {
 	tests := []struct {
 		name, body string
@@ -43,7 +57,9 @@ func TestCheckRefuses(t *testing.T) {
 		{"health protocol", `{"id":"/a","cmd":"x","healthChecks":[{"protocol":"GOPHER"}]}`, false, "/healthChecks(0)/protocol", "must be one of"},
 		{"command check", `{"id":"/a","cmd":"x","healthChecks":[{"protocol":"COMMAND"}]}`, false, "/healthChecks(0)/command", "command.value"},
 		{"check timeout", `{"id":"/a","cmd":"x","healthChecks":[{"protocol":"TCP","intervalSeconds":5,"timeoutSeconds":5}]}`, false, "/healthChecks(0)/timeoutSeconds", "smaller than intervalSeconds"},
-		{"two checks", `{"id":"/a","cmd":"x","healthChecks":[{"protocol":"TCP"},{"protocol":"MESOS_TCP"}]}`, false, "/healthChecks", "at most one"},
+		{"two Mesos checks", `{"id":"/a","cmd":"x","healthChecks":[{"protocol":"COMMAND","command":{"value":"true"}},{"protocol":"MESOS_TCP"}]}`, false, "/healthChecks", "at most one"},
+		{"readiness port name", `{"id":"/a","cmd":"x","portDefinitions":[{"port":0,"name":"web"}],"readinessChecks":[{"portName":"http"}]}`, false, "/readinessChecks(0)/portName", "no port named http"},
+		{"readiness codes", `{"id":"/a","cmd":"x","portDefinitions":[{"port":0,"name":"http"}],"readinessChecks":[{"httpStatusCodesForReady":[]}]}`, false, "/readinessChecks(0)/httpStatusCodesForReady", "at least one"},
 		{"constraint", `{"id":"/a","cmd":"x","constraints":[["hostname","SOMETIMES"]]}`, false, "/constraints(0)", "not one of UNIQUE"},
 		{"docker image", `{"id":"/a","container":{"type":"DOCKER","docker":{}}}`, false, "/container/docker/image", "must not be empty"},
 		{"container type", `{"id":"/a","cmd":"x","container":{"type":"RKT"}}`, false, "/container/type", "DOCKER or MESOS"},

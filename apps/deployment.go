@@ -171,8 +171,8 @@ func plan(a *App, insts []*Instance, d *Deployment) planResult {
 		return r
 	}
 	n := a.Instances
-	hasHealth := len(a.HealthChecks) > 0
 	target := a.configVersion()
+	isReady := func(i *Instance) bool { return i.ready(a, target) }
 	var active, old, fresh []*Instance
 	killing := 0
 	for _, i := range insts {
@@ -193,7 +193,7 @@ func plan(a *App, insts []*Instance, d *Deployment) planResult {
 		if len(active) < n {
 			r.launch = n - len(active)
 		} else if len(active) > n {
-			r.kill = pickToKill(active, len(active)-n, a.KillSelection, hasHealth)
+			r.kill = pickToKill(active, len(active)-n, a.KillSelection, isReady)
 		}
 		return r
 	}
@@ -206,13 +206,13 @@ func plan(a *App, insts []*Instance, d *Deployment) planResult {
 	}
 	readyNew, readyOld := 0, 0
 	for _, i := range fresh {
-		if i.ready(hasHealth) {
+		if isReady(i) {
 			readyNew++
 		}
 	}
 	var oldReady []*Instance
 	for _, i := range old {
-		if i.ready(hasHealth) {
+		if isReady(i) {
 			readyOld++
 			oldReady = append(oldReady, i)
 		} else {
@@ -220,18 +220,18 @@ func plan(a *App, insts []*Instance, d *Deployment) planResult {
 		}
 	}
 	if spare := readyNew + readyOld - minHealthy; spare > 0 {
-		r.kill = append(r.kill, pickToKill(oldReady, min(spare, len(oldReady)), a.KillSelection, hasHealth)...)
+		r.kill = append(r.kill, pickToKill(oldReady, min(spare, len(oldReady)), a.KillSelection, isReady)...)
 	}
 	oldLeft := len(old) - len(r.kill)
 	if len(fresh) > n {
-		extra := pickToKill(fresh, len(fresh)-n, a.KillSelection, hasHealth)
+		extra := pickToKill(fresh, len(fresh)-n, a.KillSelection, isReady)
 		r.kill = append(r.kill, extra...)
 		fresh = slices.DeleteFunc(slices.Clone(fresh), func(i *Instance) bool { return slices.Contains(extra, i) })
 	}
 	r.launch = max(0, min(n-len(fresh), maxCap-len(fresh)-oldLeft))
 	allReady := true
 	for _, i := range fresh {
-		allReady = allReady && i.ready(hasHealth)
+		allReady = allReady && isReady(i)
 	}
 	r.done = len(old) == 0 && killing == 0 && len(fresh) == n && allReady && len(r.kill) == 0
 	return r
@@ -240,10 +240,10 @@ func plan(a *App, insts []*Instance, d *Deployment) planResult {
 // pickToKill chooses k of insts to kill: those not ready first (they serve
 // nothing), then by the app's kill selection (the youngest, or the oldest,
 // first).
-func pickToKill(insts []*Instance, k int, selection string, hasHealth bool) []*Instance {
+func pickToKill(insts []*Instance, k int, selection string, isReady func(*Instance) bool) []*Instance {
 	sorted := slices.Clone(insts)
 	slices.SortStableFunc(sorted, func(x, y *Instance) int {
-		if rx, ry := x.ready(hasHealth), y.ready(hasHealth); rx != ry {
+		if rx, ry := isReady(x), isReady(y); rx != ry {
 			if rx {
 				return 1
 			}

@@ -34,7 +34,7 @@ func simulate(t *testing.T, a *App, insts []*Instance, kind DeploymentKind) []in
 		}
 		ready := 0
 		for _, i := range insts {
-			if i.ready(false) {
+			if i.ready(a, a.configVersion()) {
 				ready++
 			}
 		}

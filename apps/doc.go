@@ -29,12 +29,15 @@
 //
 // A change of several apps (groups, PUT /v2/apps of many) is one plan:
 // a Deployment per app sharing the plan's id, each waiting for those of
-// the apps it depends on (plan.go, groups.go).
+// the apps it depends on (plan.go, groups.go). HTTP, HTTPS and TCP
+// health checks and readiness checks are probed by the service itself,
+// only ever on the task's own host and host ports (probe.go). The
+// framework is PARTITION_AWARE: an unreachable instance is kept, replaced
+// and expunged as its app's unreachableStrategy says (engine.tick).
 //
 // What Marathon does that this package does not do yet: group rollbacks,
-// pods, readiness checks, Marathon-side
-// HTTP/TCP health checks (they run as Mesos-native ones), standbys that
-// proxy rather than redirect, unreachable strategies, persistent volumes,
+// pods, standbys that
+// proxy rather than redirect, persistent volumes,
 // secrets, the web UI (a plain page lists the apps). docs/apps.md has the
 // detail.
 package apps

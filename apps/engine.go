@@ -688,8 +688,29 @@ func (e *engine) tick(tx *txn) error {
 			st.delayUntil = time.Time{}
 			tx.revive = true
 		}
+		u, _ := st.app.unreachable()
 		for _, i := range st.instances {
 			switch {
+			case i.Condition == Unreachable && !u.disabled && tx.now.Sub(i.UnreachableSince) >= u.inactive:
+				// Away too long: a new instance takes its place.
+				e.log.Info("unreachable instance inactive; replacing it", "task_id", i.TaskID, "app_id", i.AppID,
+					"unreachable_for", tx.now.Sub(i.UnreachableSince).Round(time.Second))
+				i.Condition, i.Replaced = UnreachableInactive, true
+				tx.touch(i)
+				tx.event(EventInstanceChanged, instanceChanged(i))
+				tx.revive = true
+			case i.Condition == UnreachableInactive && tx.now.Sub(i.UnreachableSince) >= u.expunge:
+				// Forgotten; should its task come back, it is a task of
+				// no instance and killed then. Asked to die now too, in
+				// case the master still knows it.
+				e.log.Info("unreachable instance expunged", "task_id", i.TaskID, "app_id", i.AppID)
+				tx.kills = append(tx.kills, frameworks.TaskRef{TaskID: i.TaskID, AgentID: i.AgentID})
+				e.removeInstance(tx, i)
+			case i.Replaced && i.Condition != Killing && i.Condition != UnreachableInactive &&
+				tx.now.Sub(i.UnreachableSince) >= u.expunge:
+				// Its agent came back: a replacement runs, so it goes
+				// once expungeAfterSeconds have passed.
+				e.kill(tx, i, "back after it was replaced, past expungeAfterSeconds")
 			case i.Condition == Killing && tx.now.Sub(i.KillSentAt) >= e.cfg.KillRetry:
 				// A kill can be lost (a master failing over, an agent
 				// away): ask again until the terminal update comes.

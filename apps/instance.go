@@ -14,6 +14,12 @@ import (
 //	Provisioned ─────────▶ Staging ───────────▶ Starting ───────────▶ Running
 //	     │                    │                    │                     │
 //	     └──── kill ──────────┴──────▶ Killing ◀───┴─────────────────────┘
+//	                                                 TASK_UNREACHABLE │ ▲ TASK_RUNNING
+//	                                                                  ▼ │ (back in time)
+//	                                   Unreachable ─(inactiveAfterSeconds)─▶ UnreachableInactive
+//	                                   (still counted)                       (replaced; expunged
+//	                                                                          after expungeAfterSeconds,
+//	                                                                          killed if it comes back)
 //	                                      │       (a kill keeps it Killing
 //	     any state ── terminal update ────┴──▶    until the terminal update)
 //	                                   Finished | Failed | Killed | Error |
@@ -38,14 +44,20 @@ const (
 	Error       Condition = "Error"
 	Dropped     Condition = "Dropped"
 	Gone        Condition = "Gone"
-	Lost        Condition = "Unreachable"
 	Unknown     Condition = "Unknown"
+	// Unreachable: the master lost touch with the task's agent
+	// (TASK_UNREACHABLE; the framework is PARTITION_AWARE). The instance
+	// still counts until its app's inactiveAfterSeconds.
+	Unreachable Condition = "Unreachable"
+	// UnreachableInactive: unreachable past inactiveAfterSeconds; a new
+	// instance replaces it.
+	UnreachableInactive Condition = "UnreachableInactive"
 )
 
 // Terminal says whether an instance in c will never run again.
 func (c Condition) Terminal() bool {
 	switch c {
-	case Killed, Finished, Failed, Error, Dropped, Gone, Lost, Unknown:
+	case Killed, Finished, Failed, Error, Dropped, Gone, Unknown:
 		return true
 	}
 	return false
@@ -77,6 +89,18 @@ type Instance struct {
 	Message      string    `json:"message,omitempty"`
 	IPAddresses  []string  `json:"ipAddresses,omitempty"`
 	HealthFailed int       `json:"healthFailures,omitempty"`
+	// Checks are the results of the health checks the apps service runs
+	// itself, by the check's index in the app's healthChecks.
+	Checks map[int]*CheckResult `json:"checks,omitempty"`
+	// Ready: the instance passed its app's readiness checks (probed
+	// during deployments only); Readiness is the last probe's result.
+	Ready     bool             `json:"ready,omitempty"`
+	Readiness *ReadinessResult `json:"readiness,omitempty"`
+	// UnreachableSince is when the task was first reported unreachable
+	// (zero when it is not, or came back before it was replaced);
+	// Replaced that a new instance took its place.
+	UnreachableSince time.Time `json:"unreachableSince,omitzero"`
+	Replaced         bool      `json:"replaced,omitempty"`
 }
 
 // conditionOf maps a Mesos task state to a condition.
@@ -100,29 +124,80 @@ func conditionOf(s mesos.TaskState) Condition {
 		return Error
 	case mesos.TaskState_TASK_DROPPED:
 		return Dropped
-	case mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR:
+	case mesos.TaskState_TASK_GONE, mesos.TaskState_TASK_GONE_BY_OPERATOR, mesos.TaskState_TASK_LOST:
 		return Gone
-	case mesos.TaskState_TASK_LOST, mesos.TaskState_TASK_UNREACHABLE:
-		return Lost
+	case mesos.TaskState_TASK_UNREACHABLE:
+		return Unreachable
 	}
 	return Unknown
 }
 
 // active: counted among the app's instances (neither ending nor ended).
-func (i *Instance) active() bool { return i.Condition != Killing && !i.Condition.Terminal() }
+func (i *Instance) active() bool {
+	return i.Condition != Killing && !i.Condition.Terminal() && i.Condition != UnreachableInactive && !i.Replaced
+}
 
-// ready: running and, for an app with health checks, reported healthy:
-// what a rolling restart counts on.
-func (i *Instance) ready(hasHealth bool) bool {
-	return i.Condition == Running && (!hasHealth || i.Healthy != nil && *i.Healthy)
+// health is the instance's health by all its app's health checks: false
+// when one fails, nil while one has no result yet (or the app has none).
+func (i *Instance) health(a *App) *bool {
+	if len(a.HealthChecks) == 0 {
+		return nil
+	}
+	unknown := false
+	for k, h := range a.HealthChecks {
+		r := i.Healthy
+		if !h.mesos() {
+			r = nil
+			if c := i.Checks[k]; c != nil {
+				r = c.Alive
+			}
+		}
+		switch {
+		case r == nil:
+			unknown = true
+		case !*r:
+			f := false
+			return &f
+		}
+	}
+	if unknown {
+		return nil
+	}
+	t := true
+	return &t
+}
+
+// ready: running, healthy by every health check of the app, and, for an
+// instance of the app's config (targetConfig) with readiness checks,
+// ready by them: what a deployment counts on.
+func (i *Instance) ready(a *App, targetConfig string) bool {
+	if i.Condition != Running {
+		return false
+	}
+	if len(a.HealthChecks) > 0 {
+		if h := i.health(a); h == nil || !*h {
+			return false
+		}
+	}
+	return len(a.ReadinessChecks) == 0 || i.Ready || i.ConfigVersion != targetConfig
 }
 
 // apply applies a status update and says what changed. A kill in
 // progress stays Killing until the terminal update.
 func (i *Instance) apply(st *mesos.TaskStatus, now time.Time) (condChanged, healthChanged bool) {
 	c := conditionOf(st.GetState())
-	if i.Condition == Killing && !c.Terminal() {
+	switch {
+	case i.Condition == Killing && !c.Terminal():
 		c = Killing
+	case c == Unreachable && i.Condition == UnreachableInactive:
+		c = UnreachableInactive
+	}
+	switch {
+	case c == Unreachable && i.UnreachableSince.IsZero():
+		i.UnreachableSince = now
+	case c != Unreachable && c != UnreachableInactive && !i.Replaced:
+		// Back before it was replaced: an instance like any other.
+		i.UnreachableSince = time.Time{}
 	}
 	condChanged = c != i.Condition
 	i.Condition = c

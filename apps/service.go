@@ -176,6 +176,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Role != "" {
 		fw.Role = proto.String(cfg.Role)
 	}
+	// PARTITION_AWARE: a lost agent's tasks are TASK_UNREACHABLE, and
+	// may come back, so that apps' unreachableStrategy decides.
+	fw.Capabilities = append(fw.Capabilities, &mesos.FrameworkInfo_Capability{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE.Enum()})
 	s.driver, err = frameworks.NewDriver(ctx, frameworks.DriverConfig{
 		Master: cfg.Master, Framework: fw, Store: s.store, Principal: cfg.Principal, Secret: cfg.Secret, TLS: cfg.MasterTLS,
 		Logger: cfg.Logger, DeclineIdle: cfg.DeclineIdle, DeclineBusy: cfg.DeclineBusy, MinReviveInterval: cfg.MinReviveInterval,
@@ -319,11 +322,17 @@ func (s *Service) runFramework(ctx context.Context) error {
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engDone := make(chan struct{})
 	go func() { defer close(engDone); s.eng.run(engCtx) }()
+	probeCtx, stopProber := context.WithCancel(ctx)
+	proberDone := make(chan struct{})
+	go func() { defer close(proberDone); newProber(s.eng, s.log).run(probeCtx) }()
 	err := s.driver.Run(ctx)
 	if err != nil {
 		err = fmt.Errorf("framework: %w", err)
 	}
-	// The engine stops last: the driver's calls into it have returned.
+	// The engine stops last: the driver's and the prober's calls into it
+	// have returned.
+	stopProber()
+	<-proberDone
 	stopEngine()
 	<-engDone
 	if s.ownsStore {

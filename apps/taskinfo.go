@@ -125,8 +125,8 @@ func (a *App) place(taskID string, offer *mesos.Offer, offered []*mesos.Resource
 			task.Labels.Labels = append(task.Labels.Labels, &mesos.Label{Key: proto.String(k), Value: proto.String(a.Labels[k])})
 		}
 	}
-	if len(a.HealthChecks) > 0 {
-		task.HealthCheck = a.healthCheck(a.HealthChecks[0], hostPorts)
+	if h := a.mesosCheck(); h != nil {
+		task.HealthCheck = a.healthCheck(*h, hostPorts)
 	}
 	if a.TaskKillGracePeriodSeconds != nil {
 		task.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{

@@ -73,6 +73,7 @@ const (
 	maxStringBytes = 64 << 10
 	maxNameLen     = 255
 	maxPorts       = 1000
+	maxChecks      = 16
 )
 
 var (
@@ -205,6 +206,12 @@ func (a *App) normalize() {
 	}
 	if a.HealthChecks == nil {
 		a.HealthChecks = []HealthCheck{}
+	}
+	if a.ReadinessChecks == nil {
+		a.ReadinessChecks = []ReadinessCheck{}
+	}
+	for i := range a.ReadinessChecks {
+		a.ReadinessChecks[i].Protocol = strings.ToUpper(a.ReadinessChecks[i].Protocol)
 	}
 	if a.Container != nil {
 		if a.Container.Volumes == nil {
@@ -366,6 +373,9 @@ func (a *App) check() error {
 			vs.add(fmt.Sprintf("/dependencies(%d)", i), "%s", errPathID)
 		}
 	}
+	if _, ok := a.unreachable(); !ok {
+		vs.add("/unreachableStrategy", `must be "disabled" or {"inactiveAfterSeconds": n, "expungeAfterSeconds": m} with 0 <= n <= m`)
+	}
 	a.validateNetworking(&vs)
 	a.validateHealthChecks(&vs)
 	if a.Secrets != nil && string(a.Secrets) != "{}" && string(a.Secrets) != "null" {
@@ -505,10 +515,47 @@ func (a *App) validateNetworking(vs *violations) {
 }
 
 func (a *App) validateHealthChecks(vs *violations) {
-	if len(a.HealthChecks) > 1 {
+	mesosChecks := 0
+	for _, h := range a.HealthChecks {
+		if h.mesos() {
+			mesosChecks++
+		}
+	}
+	if mesosChecks > 1 {
 		// The agent runs one Mesos-native check per task (TaskInfo has one
-		// health_check), as Marathon allows one MESOS_* check per app.
-		vs.add("/healthChecks", "at most one health check per app")
+		// health_check), as Marathon allows one MESOS_* or COMMAND check
+		// per app; HTTP, HTTPS and TCP ones the service runs itself.
+		vs.add("/healthChecks", "at most one Mesos health check (MESOS_HTTP, MESOS_HTTPS, MESOS_TCP, COMMAND) per app")
+	}
+	if len(a.HealthChecks) > maxChecks {
+		vs.add("/healthChecks", "at most %d health checks", maxChecks)
+	}
+	if len(a.ReadinessChecks) > maxChecks {
+		vs.add("/readinessChecks", "at most %d readiness checks", maxChecks)
+	}
+	for i, r := range a.ReadinessChecks {
+		path := fmt.Sprintf("/readinessChecks(%d)", i)
+		if r.Protocol != ProtoHTTP && r.Protocol != ProtoHTTPS {
+			vs.add(path+"/protocol", "must be HTTP or HTTPS")
+		}
+		if !strings.HasPrefix(r.Path, "/") {
+			vs.add(path+"/path", "must start with /")
+		}
+		if _, ok := a.namedPort(r.PortName, make([]uint64, a.portCount())); !ok {
+			vs.add(path+"/portName", "the app has no port named %s", r.PortName)
+		}
+		if r.IntervalSeconds <= 0 {
+			vs.add(path+"/intervalSeconds", "must be positive")
+		}
+		if r.TimeoutSeconds <= 0 || r.TimeoutSeconds >= r.IntervalSeconds {
+			vs.add(path+"/timeoutSeconds", "must be positive and smaller than intervalSeconds")
+		}
+		if len(r.HTTPStatusCodesForReady) == 0 {
+			vs.add(path+"/httpStatusCodesForReady", "needs at least one status code")
+		}
+		if r.Name == "" || len(r.Name) > maxNameLen {
+			vs.add(path+"/name", "must be 1 to %d characters", maxNameLen)
+		}
 	}
 	for i, h := range a.HealthChecks {
 		path := fmt.Sprintf("/healthChecks(%d)", i)

@@ -71,16 +71,31 @@ func viewTask(i *Instance, a *App) taskJSON {
 		for _, p := range a.servicePorts() {
 			t.ServicePorts = append(t.ServicePorts, *p)
 		}
-		if len(a.HealthChecks) > 0 && i.Healthy != nil {
-			h := healthResult{Alive: *i.Healthy, ConsecutiveFailures: i.HealthFailed, InstanceID: i.TaskID, TaskID: i.TaskID}
-			if *i.Healthy {
-				h.LastSuccess = FormatTime(i.HealthSince)
-				h.FirstSuccess = h.LastSuccess
-			} else {
-				h.LastFailure = FormatTime(i.HealthSince)
-				h.LastFailureCause = i.Message
+		// One result per check that has one: the executor's for the
+		// Mesos-native check, the service's own for the others.
+		for k, hc := range a.HealthChecks {
+			if hc.mesos() {
+				if i.Healthy == nil {
+					continue
+				}
+				h := healthResult{Alive: *i.Healthy, ConsecutiveFailures: i.HealthFailed, InstanceID: i.TaskID, TaskID: i.TaskID}
+				if *i.Healthy {
+					h.LastSuccess = FormatTime(i.HealthSince)
+					h.FirstSuccess = h.LastSuccess
+				} else {
+					h.LastFailure = FormatTime(i.HealthSince)
+					h.LastFailureCause = i.Message
+				}
+				t.HealthCheckResults = append(t.HealthCheckResults, h)
+				continue
 			}
-			t.HealthCheckResults = []healthResult{h}
+			c := i.Checks[k]
+			if c == nil || c.Alive == nil {
+				continue
+			}
+			t.HealthCheckResults = append(t.HealthCheckResults, healthResult{Alive: *c.Alive, ConsecutiveFailures: c.ConsecutiveFailures,
+				FirstSuccess: timeOrEmpty(c.FirstSuccess), LastSuccess: timeOrEmpty(c.LastSuccess), LastFailure: timeOrEmpty(c.LastFailure),
+				LastFailureCause: c.LastFailureCause, InstanceID: i.TaskID, TaskID: i.TaskID})
 		}
 	}
 	return t
@@ -100,8 +115,8 @@ func countOf(st *appState) counts {
 		case Running:
 			c.Running++
 		}
-		if i.Condition == Running && i.Healthy != nil {
-			if *i.Healthy {
+		if h := i.health(st.app); i.Condition == Running && h != nil {
+			if *h {
 				c.Healthy++
 			} else {
 				c.Unhealthy++
@@ -159,14 +174,14 @@ type deploymentRef struct {
 // embedded.
 type appJSON struct {
 	*App
-	TasksStaged     *int             `json:"tasksStaged,omitempty"`
-	TasksRunning    *int             `json:"tasksRunning,omitempty"`
-	TasksHealthy    *int             `json:"tasksHealthy,omitempty"`
-	TasksUnhealthy  *int             `json:"tasksUnhealthy,omitempty"`
-	Deployments     *[]deploymentRef `json:"deployments,omitempty"`
-	Tasks           *[]taskJSON      `json:"tasks,omitempty"`
-	LastTaskFailure *TaskFailure     `json:"lastTaskFailure,omitempty"`
-	ReadinessChecks *[]any           `json:"readinessCheckResults,omitempty"`
+	TasksStaged     *int               `json:"tasksStaged,omitempty"`
+	TasksRunning    *int               `json:"tasksRunning,omitempty"`
+	TasksHealthy    *int               `json:"tasksHealthy,omitempty"`
+	TasksUnhealthy  *int               `json:"tasksUnhealthy,omitempty"`
+	Deployments     *[]deploymentRef   `json:"deployments,omitempty"`
+	Tasks           *[]taskJSON        `json:"tasks,omitempty"`
+	LastTaskFailure *TaskFailure       `json:"lastTaskFailure,omitempty"`
+	ReadinessChecks *[]ReadinessResult `json:"readinessCheckResults,omitempty"`
 }
 
 func viewApp(st *appState, em embeds) appJSON {
@@ -197,7 +212,17 @@ func viewApp(st *appState, em embeds) appJSON {
 		v.LastTaskFailure = st.lastFailure
 	}
 	if em.readiness {
-		v.ReadinessChecks = &[]any{}
+		// The last readiness probe of each instance the deployment in
+		// progress waits for, as Marathon shows them.
+		rs := []ReadinessResult{}
+		if st.deployment != nil {
+			for _, id := range slices.Sorted(maps.Keys(st.instances)) {
+				if r := st.instances[id].Readiness; r != nil {
+					rs = append(rs, *r)
+				}
+			}
+		}
+		v.ReadinessChecks = &rs
 	}
 	return v
 }
