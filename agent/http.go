@@ -13,6 +13,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/model"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/internal/hostmetrics"
+	"github.com/mesolite/mesolite/internal/mesosprom"
 	"github.com/mesolite/mesolite/internal/version"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
@@ -467,38 +468,11 @@ func (a *Agent) serveMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, a.metricsSnapshot())
 }
 
-// prometheusRegistry exposes the snapshot as gauges named after Mesos's
-// metrics (slashes become underscores, prefixed mesolite_agent_).
+// prometheusRegistry exposes the snapshot in Prometheus's names and units
+// (internal/mesosprom), with the Go runtime's and the process's metrics.
 func (a *Agent) prometheusRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	reg.MustRegister(snapshotCollector{a})
+	reg.MustRegister(mesosprom.Collector{Snapshot: a.metricsSnapshot})
 	return reg
-}
-
-type snapshotCollector struct{ a *Agent }
-
-func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
-
-func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	m := c.a.metricsSnapshot()
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		name := "mesolite_agent_" + promName(k)
-		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(name, "Mesos metric "+k+".", nil, nil), prometheus.GaugeValue, m[k])
-	}
-}
-
-func promName(k string) string {
-	b := []byte(k)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }

@@ -226,7 +226,7 @@ func TestTaskLifecycleWithFakeAgent(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if !strings.Contains(string(body), "mesos_master_tasks_killed_total 1") || !strings.Contains(string(body), "mesos_master_cpus_total 4") {
+			if !strings.Contains(string(body), "mesolite_master_tasks_killed_total 1") || !strings.Contains(string(body), "mesolite_master_cpus_total 4") {
 				t.Fatalf("prometheus output lacks master metrics:\n%s", body)
 			}
 		})

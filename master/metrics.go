@@ -10,6 +10,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/internal/hostmetrics"
+	"github.com/mesolite/mesolite/internal/mesosprom"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -52,71 +53,6 @@ type counters struct {
 	registryOps               uint64
 	registryWriteErrors       uint64
 }
-
-// counterMetrics are the snapshot keys that only grow; Prometheus exports
-// them as counters, the rest as gauges.
-var counterMetrics = setOf(
-	"master/slave_registrations",
-	"master/slave_reregistrations",
-	"master/slave_removals",
-	"master/slave_removals/reason_unhealthy",
-	"master/frameworks_removed",
-	"master/tasks_finished",
-	"master/tasks_failed",
-	"master/tasks_killed",
-	"master/tasks_lost",
-	"master/tasks_error",
-	"master/tasks_dropped",
-	"master/tasks_gone",
-	"master/tasks_gone_by_operator",
-	"master/tasks_launched",
-	"master/invalid_tasks",
-	"master/valid_status_updates",
-	"master/invalid_status_updates",
-	"master/valid_status_update_acknowledgements",
-	"master/invalid_status_update_acknowledgements",
-	"master/dropped_messages",
-	"master/offers_rescinded",
-	"master/messages_decline_offers",
-	"master/valid_framework_to_executor_messages",
-	"master/valid_executor_to_framework_messages",
-	"master/messages_scheduler_calls",
-	"master/messages_accept_offers",
-	"master/messages_kill_task",
-	"master/messages_reconcile_tasks",
-	"master/messages_revive_offers",
-	"master/messages_suppress_offers",
-	"master/messages_teardown_framework",
-	"master/messages_status_update_acknowledgement",
-	"master/messages_shutdown_executor",
-	"allocator/mesos/allocation_runs",
-	"registrar/writes",
-	"registrar/operations",
-	"registrar/write_errors",
-	"master/slave_shutdowns_scheduled",
-	"master/slave_shutdowns_completed",
-	"master/slave_shutdowns_canceled",
-	"master/recovery_slave_removals",
-	"master/slave_removals/reason_unregistered",
-	"master/slave_removals/reason_registered",
-	"master/messages_resource_request",
-	"master/messages_framework_to_executor",
-	"master/messages_launch_tasks",
-	"master/messages_register_framework",
-	"master/messages_reregister_framework",
-	"master/messages_unregister_framework",
-	"master/messages_deactivate_framework",
-	"master/messages_authenticate",
-	"master/messages_register_slave",
-	"master/messages_reregister_slave",
-	"master/messages_unregister_slave",
-	"master/messages_status_update",
-	"master/messages_exited_executor",
-	"master/messages_executor_to_framework",
-	"master/messages_update_slave",
-	"master/invalid_executor_to_framework_messages",
-	"master/invalid_framework_to_executor_messages",
-)
 
 // timerWindow keeps the latest samples of a latency, in milliseconds, for
 // Mesos's timer metrics: NAME (the latest), NAME/count, /min, /max and
@@ -364,36 +300,9 @@ func (m *Master) handleMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, m.metricsSnapshot())
 }
 
-// snapshotCollector exports the snapshot to Prometheus: master/cpus_total
-// becomes mesos_master_cpus_total, the names Mesos exporters used.
-type snapshotCollector struct{ m *Master }
-
-func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	// Unchecked: the set of metrics is fixed but built at collect time.
-}
-
-func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.m.metricsSnapshot()
-	keys := make([]string, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		name := "mesos_" + strings.NewReplacer("/", "_", ".", "_", "-", "_").Replace(k)
-		vt := prometheus.GaugeValue
-		if counterMetrics[k] {
-			vt = prometheus.CounterValue
-			name += "_total"
-		}
-		desc := prometheus.NewDesc(name, "Mesos metric "+k, nil, nil)
-		ch <- prometheus.MustNewConstMetric(desc, vt, s[k])
-	}
-}
-
 func (m *Master) newPrometheus() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(snapshotCollector{m: m})
+	reg.MustRegister(mesosprom.Collector{Snapshot: m.metricsSnapshot})
 	reg.MustRegister(collectors.NewGoCollector())
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
