@@ -23,7 +23,7 @@ import (
 )
 
 // onlyContainer is the id of the one container the agent's /containers lists.
-func onlyContainer(t *testing.T, c *cluster) string {
+func onlyContainer(t testing.TB, c *cluster) string {
 	t.Helper()
 	var list []struct {
 		ContainerID string `json:"container_id"`

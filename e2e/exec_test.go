@@ -17,7 +17,7 @@ import (
 
 // runningTask starts `mesolite run` with args in the background, waits for
 // TASK_RUNNING, and stops it when the test ends.
-func runningTask(t *testing.T, c *cluster, args ...string) {
+func runningTask(t testing.TB, c *cluster, args ...string) {
 	t.Helper()
 	run := exec.Command(binary, append([]string{"run", "--master=" + c.masterAddr, "--resources=cpus:0.1;mem:64"}, args...)...)
 	out := &syncBuffer{}

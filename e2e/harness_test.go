@@ -73,7 +73,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
@@ -120,7 +120,7 @@ type cluster struct {
 	agentArgs             []string
 }
 
-func startMaster(t *testing.T) (*proc, string, string) {
+func startMaster(t testing.TB) (*proc, string, string) {
 	t.Helper()
 	port := testutil.FreePort(t)
 	dir := t.TempDir()
@@ -137,7 +137,7 @@ func startMaster(t *testing.T) (*proc, string, string) {
 	return m, addr, dir
 }
 
-func (c *cluster) startAgent(t *testing.T) {
+func (c *cluster) startAgent(t testing.TB) {
 	t.Helper()
 	port, _ := strconv.Atoi(strings.TrimPrefix(c.agentAddr, "127.0.0.1:"))
 	args := append([]string{"agent", "--master=" + c.masterAddr, "--ip=127.0.0.1", "--port=" + strconv.Itoa(port),
@@ -146,7 +146,7 @@ func (c *cluster) startAgent(t *testing.T) {
 	c.waitAgents(t, 1)
 }
 
-func (c *cluster) waitAgents(t *testing.T, n int) {
+func (c *cluster) waitAgents(t testing.TB, n int) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() bool {
 		var st struct {
@@ -167,7 +167,7 @@ func (c *cluster) waitAgents(t *testing.T, n int) {
 	}, "%d active agent(s) at the master", n)
 }
 
-func startCluster(t *testing.T, agentArgs ...string) *cluster {
+func startCluster(t testing.TB, agentArgs ...string) *cluster {
 	t.Helper()
 	c := &cluster{agentArgs: agentArgs}
 	c.master, c.masterAddr, c.masterDir = startMaster(t)
