@@ -503,6 +503,29 @@ func TestPush(t *testing.T) {
 	if err := Push(context.Background(), src, ro.ts.URL+"/x", "tok", nil, nil); !errors.Is(err, errdefs.ErrForbidden) {
 		t.Errorf("push to a read-only server: %v", err)
 	}
+
+	// A URL ending in "/" is a directory: the file keeps its name there.
+	if err := Push(context.Background(), src, f.ts.URL+"/up/", "tok", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "up", "art.bin")); err != nil {
+		t.Fatalf("push to a directory URL: %v", err)
+	}
+	// A directory without the "/" is refused with what to do instead, and
+	// no message ends in its class's name.
+	err := Push(context.Background(), src, f.ts.URL+"/up", "tok", nil, nil)
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "PUT to a file under it") || strings.HasSuffix(err.Error(), "conflict") {
+		t.Errorf("push onto a directory: %v", err)
+	}
+	for _, bad := range []string{strings.TrimPrefix(f.ts.URL, "http://") + "/x", "ftp://host/x", "http:///x"} {
+		err := Push(context.Background(), src, bad, "tok", nil, nil)
+		if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "http") {
+			t.Errorf("push to %q: %v", bad, err)
+		}
+	}
+	if err := Push(context.Background(), src, "127.0.0.1:1/x", "tok", nil, nil); err == nil || !strings.Contains(err.Error(), "has no scheme") {
+		t.Errorf("push without a scheme: %v", err)
+	}
 }
 
 func TestServeShutsDownWithContext(t *testing.T) {

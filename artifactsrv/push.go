@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +31,10 @@ import (
 // path refused), ErrUnavailable (server or network trouble). tlsCfg
 // verifies an https server (nil: the system's roots).
 func Push(ctx context.Context, file, url, token string, tlsCfg *tls.Config, progress io.Writer) error {
+	url, err := pushURL(file, url)
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("push: %v: %w", err, errdefs.ErrNotFound)
@@ -79,7 +86,7 @@ func Push(ctx context.Context, file, url, token string, tlsCfg *tls.Config, prog
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("push %s: server answered %s: %s: %w", url, resp.Status, strings.TrimSpace(string(msg)), pushClass(resp.StatusCode))
+		return errdefs.Classf(pushClass(resp.StatusCode), "push %s: the server answered %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	if progress != nil {
 		d := time.Since(start)
@@ -87,6 +94,23 @@ func Push(ctx context.Context, file, url, token string, tlsCfg *tls.Config, prog
 			d.Round(time.Millisecond), humanBytes(int64(float64(fi.Size())/max(d.Seconds(), 1e-9))), sum)
 	}
 	return nil
+}
+
+// pushURL checks the destination: http(s) only, said so when the scheme is
+// missing; a URL ending in "/" names a directory, and the file keeps its
+// name in it (as curl -T does).
+func pushURL(file, raw string) (string, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		if !strings.Contains(raw, "://") {
+			return "", errdefs.Classf(errdefs.ErrInvalid, "push: %q has no scheme: give the server's URL, http://%s or https://%s", raw, raw, raw)
+		}
+		return "", errdefs.Classf(errdefs.ErrInvalid, "push: %q is not an http:// or https:// URL of the artifact server", raw)
+	}
+	if strings.HasSuffix(u.Path, "/") || u.Path == "" {
+		u.Path = path.Join(u.Path, filepath.Base(file))
+	}
+	return u.String(), nil
 }
 
 func pushClass(code int) error {

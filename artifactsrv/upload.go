@@ -174,7 +174,7 @@ func (s *Server) store(ctx context.Context, rel string, body io.Reader, length i
 	var st unix.Stat_t
 	created := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) != nil
 	if !created && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return UploadResult{}, false, fmt.Errorf("%s is a directory: %w", rel, errdefs.ErrConflict)
+		return UploadResult{}, false, errdefs.Classf(errdefs.ErrConflict, "%s is a directory: PUT to a file under it (%s/NAME)", rel, rel)
 	}
 	if err := unix.Renameat(dfd, tmpName, dfd, base); err != nil {
 		return UploadResult{}, false, fmt.Errorf("rename upload into place: %w", err)

@@ -113,7 +113,7 @@ func HTTPStatus(err error) int {
 func HTTPError(w http.ResponseWriter, err error) {
 	code := HTTPStatus(err)
 	if code != http.StatusInternalServerError {
-		http.Error(w, err.Error(), code)
+		http.Error(w, Message(err), code)
 		return
 	}
 	var id [6]byte
@@ -121,6 +121,25 @@ func HTTPError(w http.ResponseWriter, err error) {
 	ref := hex.EncodeToString(id[:])
 	slog.Default().Error("internal error answered 500", "error", err, "ref", ref)
 	http.Error(w, "internal server error (ref "+ref+"; the detail is in the server's log)", code)
+}
+
+// Message is err's text for a person: without the class names that
+// wrapping with %w leaves at its end ("sub is a directory: conflict" says
+// "sub is a directory"); the status code already says the class.
+func Message(err error) string {
+	msg := err.Error()
+	for {
+		trimmed := msg
+		for _, c := range []error{ErrNotFound, ErrInvalid, ErrConflict, ErrForbidden, ErrUnauthorized, ErrUnavailable, ErrGone} {
+			if errors.Is(err, c) {
+				trimmed = strings.TrimSuffix(trimmed, ": "+c.Error())
+			}
+		}
+		if trimmed == msg || trimmed == "" {
+			return msg
+		}
+		msg = trimmed
+	}
 }
 
 // MethodNotAllowed answers 405 with Mesos's wording and the Allow header.

@@ -82,3 +82,22 @@ func TestClassfHidesTheClass(t *testing.T) {
 		t.Fatalf("status %d", HTTPStatus(err))
 	}
 }
+
+// Message drops the class names %w left at the end, as many as there are,
+// and keeps a message that is only a class.
+func TestMessageDropsClassSuffixes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("sub is a directory: %w", ErrConflict), "sub is a directory"},
+		{fmt.Errorf("push: %w", fmt.Errorf("needs a file path: %w: %w", ErrInvalid, ErrInvalid)), "push: needs a file path"},
+		{fmt.Errorf("a: %w: %w", errors.New("not found: cause"), ErrNotFound), "a: not found: cause"},
+		{ErrNotFound, "not found"},
+		{errors.New("plain: invalid argument"), "plain: invalid argument"},
+	} {
+		if got := Message(tc.err); got != tc.want {
+			t.Errorf("Message(%q) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}

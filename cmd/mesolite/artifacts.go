@@ -6,10 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 
 	"github.com/mesolite/mesolite/artifactsrv"
+	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/tlsconfig"
 )
@@ -72,7 +71,6 @@ digests, and uploads with a bearer token.`)
 		return 1
 	}
 	defer srv.Close()
-	log.Info("serving artifacts", "dir", *dir, "url", fmt.Sprintf("%s://%s", st.scheme(), net.JoinHostPort(*ip, strconv.Itoa(*port))), "uploads", *token != "")
 	if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(stderr, "mesolite artifacts serve:", err)
 		return 1
@@ -113,7 +111,7 @@ Uploads FILE to an artifact server started with --upload_token.`)
 		return 2
 	}
 	if err := artifactsrv.Push(ctx, pos[0], pos[1], *token, tlsCfg, stdout); err != nil {
-		fmt.Fprintln(stderr, "mesolite artifacts push:", err)
+		fmt.Fprintln(stderr, "mesolite artifacts push:", errdefs.Message(err))
 		return 1
 	}
 	return 0
