@@ -59,7 +59,11 @@ func startGated(cmd *exec.Cmd, dirs []string, id string) (*gated, error) {
 	if err != nil {
 		return nil, err
 	}
-	gate := exec.Command(self, os.Args[1:]...)
+	// Named as the default executor, not with os.Args: an executor running
+	// in place in a prestarted init has the init's arguments
+	// (`mesolite launch ...`), which would start an init that reads its
+	// spec from the gate's pipe.
+	gate := exec.Command(self, "executor", "default")
 	gate.Env = append(slices.Clip(cmd.Env), gateEnv+"=1")
 	gate.Dir, gate.Stdout, gate.Stderr, gate.WaitDelay = cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.WaitDelay
 	gate.ExtraFiles = []*os.File{r}
