@@ -133,6 +133,7 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.ssl = defineSSLFlags(fs, "CA bundle that verifies the master, and that executors (LIBPROCESS_SSL_CA_FILE) and fetches\n"+
 		"trust; giving it makes the agent reach the master over https. Default with a certificate: the\n"+
 		"certificate itself when it is self-signed, else the system's roots")
+	fs.Inert(append(mesosAgentOnlyFlags, mesosCommonFlags...)...)
 	return f
 }
 
@@ -459,6 +460,9 @@ func splitList(s string) []string {
 }
 
 func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if versionAsked(args) {
+		return versionMain(ctx, nil, stdout, stderr)
+	}
 	f := newAgentFlags("agent")
 	f.fs.SetOutput(stderr)
 	if err := f.fs.Parse(args); err != nil {
@@ -480,6 +484,7 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	warnUnknownEnv(log, f.fs)
+	warnInertFlags(log, f.fs)
 	a, err := f.buildAgent(ctx, log, level)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite agent:", err)

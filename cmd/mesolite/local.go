@@ -21,8 +21,11 @@ import (
 // localMain runs a master and an agent in one process: the embedded
 // default for trying mesolite out on one machine.
 func localMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if versionAsked(args) {
+		return versionMain(ctx, nil, stdout, stderr)
+	}
 	f := newAgentFlags("local")
-	f.fs.SetSynopsis(`mesolite local [--work_dir=DIR] [--ip=IP] [--master_port=5050] [--port=5051] [--apps_port=8080] [agent flags]
+	f.fs.SetSynopsis(`mesolite local [--work_dir=DIR] [--ip=IP] [--master_port=5050] [--port=5051] [--apps_port=8080] [--jobs_port=4400] [agent flags]
 
 Runs a master, an agent, the apps service (Marathon's API) and the jobs
 service (Chronos's API) in one process, for trying mesolite out on one machine: the master's registry in
@@ -54,6 +57,7 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 		return 2
 	}
 	warnUnknownEnv(log, f.fs)
+	warnInertFlags(log, f.fs)
 	root, err := filepath.Abs(*f.workDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "mesolite local:", err)

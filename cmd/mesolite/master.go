@@ -92,6 +92,7 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.logDir = fs.String("log_dir", "", "directory to also write the log to (mesolite-master.log, appended; rotate with copytruncate); default: stderr only")
 	f.ssl = defineSSLFlags(fs, "CA bundle of the cluster's certificates (the master calls no peer; accepted so that one\n"+
 		"environment serves every process)")
+	fs.Inert(append(mesosMasterOnlyFlags, mesosCommonFlags...)...)
 	return f
 }
 
@@ -135,6 +136,9 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 }
 
 func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if versionAsked(args) {
+		return versionMain(ctx, nil, stdout, stderr)
+	}
 	f := newMasterFlags("master")
 	f.fs.SetOutput(stderr)
 	if err := f.fs.Parse(args); err != nil {
@@ -156,6 +160,7 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	warnUnknownEnv(log, f.fs)
+	warnInertFlags(log, f.fs)
 	cfg := f.config(log)
 	cfg.LoggingLevel = level
 	auth, err := httpauth.New(httpauth.Options{

@@ -30,6 +30,9 @@ type FlagSet struct {
 	// asked for is output, not an error); nil prints nothing, for callers
 	// that print it themselves.
 	HelpOutput io.Writer
+	// inert are Mesos's flags accepted without effect (Inert), each with
+	// whether it was given.
+	inert map[string]*bool
 }
 
 // New returns a FlagSet for the subcommand name. synopsis is the usage line
@@ -70,9 +73,33 @@ func (fs *FlagSet) EnvName(name string) string {
 // environment variable.
 func (fs *FlagSet) PrintUsage(w io.Writer) {
 	fmt.Fprintf(w, "%s\n\nFlags (each also read from the environment variable shown):\n", strings.TrimSpace(fs.synopsis))
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	var names, inert []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := fs.inert[f.Name]; ok {
+			inert = append(inert, f.Name)
+			return
+		}
+		names = append(names, f.Name)
+	})
 	sort.Strings(names)
+	sort.Strings(inert)
+	defer func() {
+		if len(inert) > 0 {
+			fmt.Fprintln(w, "\nAccepted so that Mesos configurations start, without effect here (a warning names each one given):")
+			line := " "
+			for i, n := range inert {
+				if i < len(inert)-1 {
+					n += ","
+				}
+				if len(line)+1+len(n) > 100 {
+					fmt.Fprintln(w, line)
+					line = " "
+				}
+				line += " " + n
+			}
+			fmt.Fprintln(w, line)
+		}
+	}()
 	for _, n := range names {
 		f := fs.Lookup(n)
 		typ, usage := flag.UnquoteUsage(f)
@@ -205,6 +232,9 @@ func (fs *FlagSet) explain(err error) error {
 func (fs *FlagSet) closest(name string) string {
 	best, bestD := "", 1<<30
 	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := fs.inert[f.Name]; ok {
+			return
+		}
 		if d := editDistance(name, f.Name); d < bestD {
 			best, bestD = f.Name, d
 		}
@@ -251,6 +281,45 @@ func (fs *FlagSet) UnknownEnv(environ []string, ignore ...string) []string {
 		}
 		if fs.Lookup(strings.ToLower(flagName)) == nil {
 			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// inertValue is a flag of Mesos's that has no counterpart here: accepted
+// in any form (--name, --no-name, --name=value) so that a Mesos
+// configuration starts, and reported by Inert so that nothing is ignored
+// without a word.
+type inertValue struct{ set *bool }
+
+func (v inertValue) String() string   { return "" }
+func (v inertValue) Set(string) error { *v.set = true; return nil }
+func (v inertValue) IsBoolFlag() bool { return true }
+
+// Inert accepts each of names that is not a flag of fs as a Mesos flag
+// without effect (see inertValue); --help lists them apart.
+func (fs *FlagSet) Inert(names ...string) {
+	if fs.inert == nil {
+		fs.inert = map[string]*bool{}
+	}
+	for _, n := range names {
+		if fs.Lookup(n) != nil {
+			continue
+		}
+		set := new(bool)
+		fs.inert[n] = set
+		fs.Var(inertValue{set}, n, "Mesos's flag; no effect here")
+	}
+}
+
+// InertSet lists the inert flags given, on the command line or in the
+// environment, as --name.
+func (fs *FlagSet) InertSet() []string {
+	var out []string
+	for n, set := range fs.inert {
+		if *set {
+			out = append(out, "--"+n)
 		}
 	}
 	sort.Strings(out)

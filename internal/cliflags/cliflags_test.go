@@ -117,3 +117,42 @@ func TestUnknownEnv(t *testing.T) {
 		t.Fatalf("UnknownEnv = %v", got)
 	}
 }
+
+// Mesos's flags without a counterpart are accepted in every form, from
+// the command line and the environment, and reported; they are not
+// suggested for typos and --help lists them apart.
+func TestInertFlags(t *testing.T) {
+	fs := New("agent", "mesolite agent")
+	fs.HelpOutput = nil
+	fs.String("work_dir", "", "")
+	fs.Inert("cgroups_root", "docker_kill_orphans", "work_dir", "strict")
+	fs.SetLookupEnv(func(k string) (string, bool) {
+		if k == "MESOS_STRICT" {
+			return "false", true
+		}
+		return "", false
+	})
+	if err := fs.Parse([]string{"--cgroups_root=mesos", "--no-docker_kill_orphans", "--work_dir=/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(fs.InertSet(), " "); got != "--cgroups_root --docker_kill_orphans --strict" {
+		t.Fatalf("InertSet = %q", got)
+	}
+	if fs.Lookup("work_dir").Value.String() != "/x" {
+		t.Fatal("a real flag became inert")
+	}
+	if err := New("x", "").Parse([]string{"--cgroups_rot=1"}); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+	fs2 := New("agent", "mesolite agent")
+	fs2.String("work_dir", "", "")
+	fs2.Inert("work_dirs")
+	if err := fs2.Parse([]string{"--work_dirz=1"}); err == nil || strings.Contains(err.Error(), "work_dirs") {
+		t.Fatalf("typo suggestion: %v", err)
+	}
+	var help strings.Builder
+	fs.PrintUsage(&help)
+	if !strings.Contains(help.String(), "without effect here") || strings.Contains(help.String(), "--cgroups_root=") {
+		t.Fatalf("help:\n%s", help.String())
+	}
+}
