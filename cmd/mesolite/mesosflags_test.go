@@ -29,7 +29,9 @@ func TestMesosFlagsAccepted(t *testing.T) {
 		t.Fatalf("agent's inert flags given: %v", got)
 	}
 	for _, main := range []func(context.Context, []string, *bytes.Buffer) int{
-		func(ctx context.Context, args []string, out *bytes.Buffer) int { return masterMain(ctx, args, out, out) },
+		func(ctx context.Context, args []string, out *bytes.Buffer) int {
+			return masterMain(ctx, args, out, out)
+		},
 		func(ctx context.Context, args []string, out *bytes.Buffer) int { return agentMain(ctx, args, out, out) },
 	} {
 		var out bytes.Buffer
