@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/agent"
 	"github.com/mesolite/mesolite/api/v1/agentapi"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
@@ -31,7 +33,7 @@ func groupTask(id, cmd string, cpus, mem float64) *mesos.TaskInfo {
 // isolatedAgent starts an agent of c on the mesos containerizer with
 // cgroups (cpu, mem, pids) and a pid namespace under a cgroups root of the
 // test's, which the test removes.
-func isolatedAgent(t *testing.T, c *cluster) (*testAgent, *mesoscz.Containerizer, string) {
+func isolatedAgent(t *testing.T, c *cluster, mutate func(*agent.Config)) (*testAgent, *mesoscz.Containerizer, string) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	self, err := os.Executable()
@@ -68,7 +70,7 @@ func isolatedAgent(t *testing.T, c *cluster) (*testAgent, *mesoscz.Containerizer
 			_ = os.Remove(d)
 		}
 	})
-	return c.startAgentOn(t, traversableDir(t), 0, nil, cz), cz, root
+	return c.startAgentOn(t, traversableDir(t), 0, mutate, cz), cz, root
 }
 
 // memCgroupOf is the v1 memory (or v2) cgroup path a task printed from
@@ -91,7 +93,7 @@ func memCgroupOf(out string) string {
 // cgroups go once the tasks ended.
 func TestTaskGroupTasksHaveTheirOwnCgroups(t *testing.T) {
 	c := newCluster(t, nil)
-	a, cz, root := isolatedAgent(t, c)
+	a, cz, root := isolatedAgent(t, c, nil)
 	fw := c.subscribe(t, testFramework("pods"))
 	ex := groupExecutor("pod-cg")
 
@@ -192,4 +194,47 @@ func TestTaskGroupTasksHaveTheirOwnCgroups(t *testing.T) {
 		}
 		return os.IsNotExist(err)
 	}, "the executor's cgroup removed once its tasks ended")
+}
+
+// The executor itself runs as the tasks' user (--switch_user, the
+// framework's user): it places each task in its cgroup with only the
+// task's cgroup.procs delegated to it, which the task's first
+// TASK_RUNNING takes back; the task runs as the user, in its own cgroup.
+func TestTaskGroupUnprivilegedExecutorPlacesItsTasks(t *testing.T) {
+	c := newCluster(t, nil)
+	a, _, root := isolatedAgent(t, c, func(cfg *agent.Config) { cfg.SwitchUser = true })
+	info := testFramework("pods-as-nobody")
+	info.User = proto.String("nobody")
+	fw := c.subscribe(t, info)
+	fw.launchGroup(a, groupExecutor("pod-nobody"), groupTask("placed", "id -u; cat /proc/self/cgroup; exec sleep 60", 0.1, 40))
+	running := fw.waitState("placed", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	parent := running.GetContainerStatus().GetContainerId().GetParent().GetValue()
+	nested := running.GetContainerStatus().GetContainerId().GetValue()
+	var out string
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		b, _ := os.ReadFile(filepath.Join(a.groupSandbox(fw.ID(), "pod-nobody"), "tasks", "placed", "stdout"))
+		out = string(b)
+		return memCgroupOf(out) != ""
+	}, "the task printed its cgroups")
+	if !strings.HasPrefix(out, "65534\n") || memCgroupOf(out) != "/"+root+"/"+parent+"/"+nested {
+		t.Errorf("the task ran as %q in %q, want nobody in its own cgroup /%s/%s/%s", strings.SplitN(out, "\n", 2)[0], memCgroupOf(out), root, parent, nested)
+	}
+	// Sealed once it ran: the procs file is root's again; the container's
+	// own never was nobody's on v1 (on v2 it is the common ancestor, in
+	// which the kernel takes no process).
+	procs := filepath.Join(isolation.DefaultCgroupsHierarchy, "memory", root, parent, nested, "cgroup.procs")
+	own := filepath.Join(isolation.DefaultCgroupsHierarchy, "memory", root, parent, "cgroup.procs")
+	if testutil.CgroupV2() {
+		procs = filepath.Join(isolation.DefaultCgroupsHierarchy, root, parent, nested, "cgroup.procs")
+		own = filepath.Join(isolation.DefaultCgroupsHierarchy, root, parent, "leaf", "cgroup.procs")
+	}
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() bool {
+		fi, err := os.Stat(procs)
+		return err == nil && fi.Sys().(*syscall.Stat_t).Uid == 0
+	}, "the task's cgroup.procs sealed (root's) after TASK_RUNNING")
+	if fi, err := os.Stat(own); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the executor's own cgroup.procs %s: %v, want root's", own, err)
+	}
+	fw.kill(a, "placed")
+	fw.waitState("placed", mesos.TaskState_TASK_KILLED, 20*time.Second)
 }

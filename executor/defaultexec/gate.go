@@ -63,7 +63,13 @@ func startGated(cmd *exec.Cmd, dirs []string, id string) (*gated, error) {
 	// in place in a prestarted init has the init's arguments
 	// (`mesolite launch ...`), which would start an init that reads its
 	// spec from the gate's pipe.
-	gate := exec.Command(self, "executor", "default")
+	//
+	// Through /proc/self/exe: an executor that runs in place in a
+	// prestarted init, as the tasks' user, was never exec'd as that user,
+	// who may not search the directories on the binary's path; the magic
+	// link needs only the file's own execute bit.
+	gate := exec.Command("/proc/self/exe", "executor", "default")
+	gate.Args[0] = self
 	gate.Env = append(slices.Clip(cmd.Env), gateEnv+"=1")
 	gate.Dir, gate.Stdout, gate.Stderr, gate.WaitDelay = cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.WaitDelay
 	gate.ExtraFiles = []*os.File{r}
