@@ -42,8 +42,12 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("DELETE "+prefix+"/scheduler/task/kill/{name}", s.handleKill)
 		mux.HandleFunc("GET "+prefix+"/scheduler/leader", s.handleLeader)
 		mux.HandleFunc("GET "+prefix+"/scheduler/graph/dot", s.handleGraphDot)
+		mux.HandleFunc("GET "+prefix+"/scheduler/graph/csv", s.handleGraphCSV)
+		mux.HandleFunc("GET "+prefix+"/scheduler/job/stat/{name}", s.handleJobStat)
+		mux.HandleFunc("GET "+prefix+"/scheduler/stats/{kind}", s.handleStats)
 	}
 	mux.HandleFunc("GET /leader", s.handleLeader)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "pong\n")
@@ -274,6 +278,11 @@ type jobSummary struct {
 }
 
 func (s *Service) handleSummary(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": s.summaries()})
+}
+
+// summaries are every job's name, last result and state.
+func (s *Service) summaries() []jobSummary {
 	list := s.sortedJobs()
 	out := make([]jobSummary, 0, len(list))
 	s.mu.Lock()
@@ -301,5 +310,5 @@ func (s *Service) handleSummary(w http.ResponseWriter, r *http.Request) {
 		out = append(out, sum)
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+	return out
 }

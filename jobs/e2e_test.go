@@ -1,6 +1,7 @@
 package jobs_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +178,57 @@ func TestJobsOnARealCluster(t *testing.T) {
 	}
 	if runs := tasksOf(t, c, fw, "failing"); len(runs) != 3 {
 		t.Fatalf("failing ran as %v, want 3 tasks (2 retries)", runs)
+	}
+
+	// Statistics of the runs, as Chronos's UI and scripts read them.
+	var stat struct {
+		Histogram struct {
+			Count  int     `json:"count"`
+			Median float64 `json:"median"`
+			P99    float64 `json:"99thPercentile"`
+		} `json:"histogram"`
+		History []struct {
+			TaskID    string `json:"taskId"`
+			TaskState string `json:"taskState"`
+		} `json:"taskStatHistory"`
+	}
+	if err := json.Unmarshal([]byte(s.mustCall(t, 200, "GET", "/scheduler/job/stat/every2s", "")), &stat); err != nil {
+		t.Fatal(err)
+	}
+	if stat.Histogram.Count < 2 || stat.Histogram.P99 < stat.Histogram.Median || len(stat.History) < 2 ||
+		stat.History[0].TaskState != "TASK_FINISHED" || !strings.HasPrefix(stat.History[0].TaskID, "ct:") {
+		t.Fatalf("job stat of every2s: %+v", stat)
+	}
+	if err := json.Unmarshal([]byte(s.mustCall(t, 200, "GET", "/v1/scheduler/job/stat/failing", "")), &stat); err != nil {
+		t.Fatal(err)
+	}
+	if stat.Histogram.Count != 0 || len(stat.History) != 3 || stat.History[2].TaskState != "TASK_FAILED" {
+		t.Fatalf("job stat of failing (3 failed attempts, none timed as a success): %+v", stat)
+	}
+	var ranked []struct {
+		Job  string  `json:"jobNameLabel"`
+		Time float64 `json:"time"`
+	}
+	if err := json.Unmarshal([]byte(s.mustCall(t, 200, "GET", "/scheduler/stats/99thPercentile", "")), &ranked); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranked) < 4 || !slices.IsSortedFunc(ranked, func(a, b struct {
+		Job  string  `json:"jobNameLabel"`
+		Time float64 `json:"time"`
+	}) int {
+		return cmp.Compare(b.Time, a.Time)
+	}) {
+		t.Fatalf("stats/99thPercentile: %+v", ranked)
+	}
+	if code, _ := s.call(t, "GET", "/scheduler/stats/fastest", ""); code != 404 {
+		t.Fatalf("an unknown statistic: %d", code)
+	}
+	if csv := s.mustCall(t, 200, "GET", "/scheduler/graph/csv", ""); !strings.Contains(csv, "node,child,success,idle\n") ||
+		!strings.Contains(csv, "link,parent,child\n") || !strings.Contains(csv, "node,failing,failure,idle\n") {
+		t.Fatalf("graph/csv:\n%s", csv)
+	}
+	if m := s.mustCall(t, 200, "GET", "/metrics", ""); !strings.Contains(m, `"runs.succeeded"`) || !strings.Contains(m, `"jobs.count":{"value":6}`) {
+		t.Fatalf("metrics: %s", m)
 	}
 
 	// DELETE stops it: no more runs.

@@ -59,7 +59,8 @@ type run struct {
 	queuedAt  time.Time
 	notBefore time.Time // a retry waits out its backoff
 	high      bool
-	stopped   bool // the job was deleted or its tasks killed: not counted
+	stopped   bool      // the job was deleted or its tasks killed: not counted
+	startedAt time.Time // when it was first reported TASK_RUNNING
 }
 
 // runTable is the runs of every job: those waiting for an offer and those
@@ -588,6 +589,9 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 	}
 	if !mesos.IsTerminal(state) {
 		if state == mesos.TaskState_TASK_RUNNING {
+			if r.state != runRunning {
+				r.startedAt = time.Now()
+			}
 			r.state = runRunning
 		}
 		ack()
@@ -635,6 +639,7 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", st.GetMessage())
 			delete(s.runs.byTask, id)
 			r.state = runFailed
+			s.noteRunLocked(r, state.String(), false, now)
 			s.queueLocked(retry)
 			ack()
 			return
@@ -653,6 +658,7 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 	if succeeded {
 		r.state = runSucceeded
 	}
+	s.noteRunLocked(r, state.String(), succeeded, now)
 	s.log.Info("run ended", "job", j.Name, "task_id", id, "state", r.state, "task_state", state)
 	ack()
 }

@@ -113,6 +113,8 @@ type Service struct {
 	jobs   map[string]*Job
 	runs   runTable
 	runSeq uint64 // makes run ids unique
+	// stats are the latest ended runs of each job (stats.go).
+	stats map[string][]runStat
 }
 
 // New opens the state (the store under WorkDir unless given one), reads
