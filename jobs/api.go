@@ -43,6 +43,7 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("GET "+prefix+"/scheduler/leader", s.handleLeader)
 		mux.HandleFunc("GET "+prefix+"/scheduler/graph/dot", s.handleGraphDot)
 		mux.HandleFunc("GET "+prefix+"/scheduler/graph/csv", s.handleGraphCSV)
+		mux.HandleFunc("PUT "+prefix+"/scheduler/task/{taskId}", s.handleCompleteAsync)
 		mux.HandleFunc("GET "+prefix+"/scheduler/job/stat/{name}", s.handleJobStat)
 		mux.HandleFunc("GET "+prefix+"/scheduler/stats/{kind}", s.handleStats)
 	}
@@ -311,4 +312,26 @@ func (s *Service) summaries() []jobSummary {
 	}
 	s.mu.Unlock()
 	return out
+}
+
+// handleCompleteAsync is PUT /scheduler/task/{taskId} with
+// {"statusCode": N}: an async job reports how its run ended (0: success).
+func (s *Service) handleCompleteAsync(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		StatusCode *int `json:"statusCode"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	if err := dec.Decode(&body); err != nil || body.StatusCode == nil {
+		msg := `expected {"statusCode": N}`
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		errdefs.HTTPError(w, errdefs.Classf(errdefs.ErrInvalid, "%s", msg))
+		return
+	}
+	if err := s.CompleteAsync(r.Context(), r.PathValue("taskId"), *body.StatusCode); err != nil {
+		errdefs.HTTPError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

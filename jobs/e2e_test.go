@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -38,18 +40,22 @@ type service struct {
 
 // startJobs starts the jobs service on workDir; stop (also at the end of
 // the test) stops it as a SIGTERM would.
-func startJobs(t *testing.T, master, workDir string) *service {
+func startJobs(t *testing.T, master, workDir string, opts ...func(*jobs.Config)) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := jobs.New(ctx, jobs.Config{
+	cfg := jobs.Config{
 		Master: master, Hostname: "127.0.0.1", HTTPPort: ln.Addr().(*net.TCPAddr).Port, WorkDir: workDir,
 		Logger: clustertest.Logger().With("process", "jobs"), Tick: 100 * time.Millisecond, RetryBackoff: 200 * time.Millisecond,
 		DeclineIdle: time.Second, DeclineBusy: 100 * time.Millisecond, MinReviveInterval: 50 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc, err := jobs.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		ln.Close()
@@ -312,5 +318,87 @@ func TestStoredRunsSurviveRestart(t *testing.T) {
 		if ids := tasksOf(t, c, fw, name); len(ids) != 1 {
 			t.Errorf("%s ran as %v, want one task", name, ids)
 		}
+	}
+}
+
+// TestAsyncSoftErrorAndFailures: an async job's run lasts until the job
+// reports it (PUT /scheduler/task/{id}), and no second run starts
+// meanwhile; a softError job's failure starts its dependents; a job that
+// keeps failing is disabled after --disable_after_failures, and its
+// owners are told of each failure at --http_notification_url.
+func TestAsyncSoftErrorAndFailures(t *testing.T) {
+	var mu sync.Mutex
+	var notices []jobs.Notice
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n jobs.Notice
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			t.Errorf("notice: %v", err)
+		}
+		mu.Lock()
+		notices = append(notices, n)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	c := clustertest.New(t)
+	c.AddAgent(t, clustertest.AgentOptions{})
+	s := startJobs(t, c.Addr, t.TempDir(), func(cfg *jobs.Config) {
+		cfg.DisableAfterFailures = 2
+		cfg.NotificationURL = hook.URL
+	})
+	fw := s.svc.FrameworkID()
+
+	// async: the task finishes, the run does not, until reported.
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"async","command":"true","async":true,"schedule":"R//PT1S"}`)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return strings.Contains(s.mustCall(t, 200, "GET", "/scheduler/jobs/summary", ""), `"name":"async","status":"fresh","state":"1 running"`) &&
+			len(tasksOf(t, c, fw, "async")) == 1
+	}, "the async run's task ran and the run waits")
+	time.Sleep(2500 * time.Millisecond)
+	runs := tasksOf(t, c, fw, "async")
+	if len(runs) != 1 || s.job(t, "async").SuccessCount != 0 {
+		t.Fatalf("async ran %v, %d successes, while its first run awaited completion", runs, s.job(t, "async").SuccessCount)
+	}
+	if code, _ := s.call(t, "PUT", "/scheduler/task/ct:1:0:nope:", `{"statusCode":0}`); code != 404 {
+		t.Fatalf("completing an unknown task: %d", code)
+	}
+	if code, _ := s.call(t, "PUT", "/v1/scheduler/task/"+url.PathEscape(runs[0]), `{}`); code != 400 {
+		t.Fatalf("a completion without statusCode: %d", code)
+	}
+	s.mustCall(t, 204, "PUT", "/v1/scheduler/task/"+url.PathEscape(runs[0]), `{"statusCode":0}`)
+	if j := s.job(t, "async"); j.SuccessCount != 1 {
+		t.Fatalf("async after its report: %+v", j)
+	}
+	s.mustCall(t, 204, "DELETE", "/scheduler/job/async", "")
+
+	// softError: the parent fails, its child runs anyway.
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"soft","command":"exit 1","softError":true,"retries":0,"schedule":"R1//PT1H","owner":"a@example.com, b@example.com"}`)
+	s.mustCall(t, 204, "POST", "/scheduler/dependency", `{"name":"after-soft","command":"true","parents":["soft"]}`)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+		return s.job(t, "after-soft").SuccessCount == 1
+	}, "the child of a softError job ran after its parent failed")
+
+	// Two failures in a row disable the job; each is notified.
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"flaky","command":"exit 2","retries":0,"schedule":"R//PT1S","owner":"ops@example.com","ownerName":"Ops"}`)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool { return s.job(t, "flaky").Disabled }, "flaky disabled after 2 failures")
+	time.Sleep(2 * time.Second)
+	if j := s.job(t, "flaky"); j.ErrorCount != 2 {
+		t.Fatalf("flaky ran on after it was disabled: %+v", j)
+	}
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(notices) >= 3
+	}, "three failure notices")
+	mu.Lock()
+	defer mu.Unlock()
+	byJob := map[string][]jobs.Notice{}
+	for _, n := range notices {
+		byJob[n.Job] = append(byJob[n.Job], n)
+	}
+	if n := byJob["soft"]; len(n) != 1 || len(n[0].Owners) != 2 || n[0].TaskState != "TASK_FAILED" {
+		t.Fatalf("notices of soft: %+v", n)
+	}
+	if n := byJob["flaky"]; len(n) != 2 || n[0].Disabled || !n[1].Disabled || n[1].Failures != 2 || n[1].OwnerName != "Ops" {
+		t.Fatalf("notices of flaky: %+v", n)
 	}
 }

@@ -28,6 +28,7 @@ type runRecord struct {
 	TaskID    string    `json:"taskId,omitempty"`
 	AgentID   string    `json:"agentId,omitempty"`
 	Stopped   bool      `json:"stopped,omitempty"`
+	Awaiting  bool      `json:"awaiting,omitempty"` // an async run whose task finished
 }
 
 // newRunLocked makes a run of j, not yet stored nor queued.
@@ -46,7 +47,7 @@ func (s *Service) queueLocked(r *run) {
 // putRun is the Op storing r as it is now.
 func putRun(r *run) frameworks.Op {
 	b, _ := json.Marshal(runRecord{Job: r.job, Attempt: r.attempt, Args: r.args, QueuedAt: r.queuedAt, NotBefore: r.notBefore,
-		High: r.high, TaskID: r.taskID, AgentID: r.agentID, Stopped: r.stopped})
+		High: r.high, TaskID: r.taskID, AgentID: r.agentID, Stopped: r.stopped, Awaiting: r.state == runAwaiting})
 	return frameworks.Put(bucketRuns, r.id, b)
 }
 
@@ -89,6 +90,9 @@ func (s *Service) loadRuns(ctx context.Context) error {
 			continue
 		}
 		r.state = runLaunching
+		if rec.Awaiting {
+			r.state = runAwaiting
+		}
 		s.runs.byTask[r.taskID] = r
 	}
 	if len(drop) > 0 {

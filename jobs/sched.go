@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/resources"
 	"google.golang.org/protobuf/proto"
@@ -42,10 +43,13 @@ const (
 	runRunning
 	runSucceeded
 	runFailed
+	// runAwaiting: an async job's task finished; the run ends when the
+	// job reports its result (PUT /scheduler/task/{taskId}).
+	runAwaiting
 )
 
 func (s runState) String() string {
-	return [...]string{"queued", "launching", "running", "succeeded", "failed"}[s]
+	return [...]string{"queued", "launching", "running", "succeeded", "failed", "awaiting completion"}[s]
 }
 
 type run struct {
@@ -193,7 +197,7 @@ func (s *Service) tick(ctx context.Context, now time.Time) {
 		}
 		eps, _ := ParsePeriod(j.Epsilon)
 		late := now.After(eps.AddTo(sc.Start, 1))
-		if !late && s.busyLocked(name) && !j.Async && !j.Concurrent {
+		if !late && s.busyLocked(name) && !j.Concurrent {
 			continue
 		}
 		next := *j
@@ -250,6 +254,9 @@ func (s *Service) KnownTasks() []frameworks.TaskRef {
 	defer s.mu.Unlock()
 	out := make([]frameworks.TaskRef, 0, len(s.runs.byTask))
 	for _, r := range s.runs.byTask {
+		if r.state == runAwaiting {
+			continue // its task is over; the job reports the rest
+		}
 		out = append(out, frameworks.TaskRef{TaskID: r.taskID, AgentID: r.agentID})
 	}
 	return out
@@ -312,7 +319,7 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 			launched[r] = true // the job is gone: drop the run
 			continue
 		}
-		if !j.Async && !j.Concurrent && s.inFlightLocked(r.job) || now.Before(r.notBefore) {
+		if !j.Concurrent && s.inFlightLocked(r.job) || now.Before(r.notBefore) {
 			continue
 		}
 		for i, o := range offers {
@@ -622,9 +629,39 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 		ack()
 		return
 	}
+	if r.state == runAwaiting {
+		ack() // the end of its task again (a resend)
+		return
+	}
+	if state == mesos.TaskState_TASK_FINISHED && j.Async {
+		// An async job's task only started the work: the run lasts until
+		// the job reports how it ended.
+		r.state = runAwaiting
+		if err := s.store.Apply(ctx, putRun(r)); err != nil {
+			r.state = runRunning
+			s.log.Warn("cannot store the run awaiting completion; the agent sends its end again", "job", j.Name, "task_id", id, "err", err)
+			return
+		}
+		s.log.Info("async run's task finished; awaiting the job's report", "job", j.Name, "task_id", id)
+		ack()
+		return
+	}
+	if s.finishRunLocked(ctx, r, j, state == mesos.TaskState_TASK_FINISHED, state.String(), st.GetMessage()) {
+		ack()
+	}
+}
+
+// finishRunLocked counts the end of run r of job j: a success, or a
+// failure that is retried while j has retries left, else counted (and
+// notified, and the job disabled after --disable_after_failures). It
+// reports false when the store refused the change (the caller keeps the
+// update unacknowledged, so it comes again).
+func (s *Service) finishRunLocked(ctx context.Context, r *run, j *Job, succeeded bool, state, message string) bool {
+	id := r.taskID
 	now := time.Now()
 	next := *j
-	if state == mesos.TaskState_TASK_FINISHED {
+	disabledNow := false
+	if succeeded {
 		next.SuccessCount++
 		next.ErrorsSinceSuccess = 0
 		next.LastSuccess = now.UTC().Format(timeFormat)
@@ -634,33 +671,64 @@ func (s *Service) Update(ctx context.Context, st *mesos.TaskStatus, ack func()) 
 			retry.notBefore = now.Add(s.retryBackoff(r.attempt + 1))
 			if err := s.store.Apply(ctx, putRun(retry), dropRun(r)); err != nil {
 				s.log.Warn("cannot store the retry; the agent sends the failure again", "job", j.Name, "task_id", id, "err", err)
-				return
+				return false
 			}
-			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", st.GetMessage())
+			s.log.Info("run failed; retrying", "job", j.Name, "task_id", id, "state", state, "attempt", r.attempt+1, "retries", j.Retries, "message", message)
 			delete(s.runs.byTask, id)
 			r.state = runFailed
-			s.noteRunLocked(r, state.String(), false, now)
+			s.noteRunLocked(r, state, false, now)
 			s.queueLocked(retry)
-			ack()
-			return
+			return true
 		}
 		next.ErrorCount++
 		next.ErrorsSinceSuccess++
 		next.LastError = now.UTC().Format(timeFormat)
+		if n := s.cfg.DisableAfterFailures; n > 0 && next.ErrorsSinceSuccess >= int64(n) && !next.Disabled {
+			next.Disabled, disabledNow = true, true
+		}
 	}
-	succeeded := state == mesos.TaskState_TASK_FINISHED
-	if _, err := s.recordLocked(ctx, j, &next, []frameworks.Op{dropRun(r)}, succeeded, now); err != nil {
+	// A softError job's failure starts its dependents as a success would.
+	if _, err := s.recordLocked(ctx, j, &next, []frameworks.Op{dropRun(r)}, succeeded || j.SoftError, now); err != nil {
 		s.log.Warn("cannot record the run's result; the agent sends it again", "job", j.Name, "task_id", id, "err", err)
-		return
+		return false
 	}
 	delete(s.runs.byTask, id)
 	r.state = runFailed
 	if succeeded {
 		r.state = runSucceeded
 	}
-	s.noteRunLocked(r, state.String(), succeeded, now)
+	s.noteRunLocked(r, state, succeeded, now)
 	s.log.Info("run ended", "job", j.Name, "task_id", id, "state", r.state, "task_state", state)
-	ack()
+	if !succeeded {
+		if disabledNow {
+			s.log.Warn("job disabled after consecutive failures", "job", j.Name, "failures", next.ErrorsSinceSuccess, "disable_after_failures", s.cfg.DisableAfterFailures)
+		}
+		s.notifyFailure(next, id, state, message, disabledNow, now)
+	}
+	return true
+}
+
+// CompleteAsync is PUT /scheduler/task/{taskId}: an async job reports how
+// the run of task id ended; statusCode 0 is a success.
+func (s *Service) CompleteAsync(ctx context.Context, taskID string, statusCode int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.runs.byTask[taskID]
+	if r == nil || r.state != runAwaiting {
+		return errdefs.Classf(errdefs.ErrNotFound, "no run of task %q is awaiting its completion (only an async job's run whose task finished is)", taskID)
+	}
+	j := s.jobs[r.job]
+	if j == nil {
+		return errdefs.Classf(errdefs.ErrNotFound, "the job of task %q is gone", taskID)
+	}
+	state, msg := "TASK_FINISHED", ""
+	if statusCode != 0 {
+		state, msg = "TASK_FAILED", fmt.Sprintf("the job reported status %d", statusCode)
+	}
+	if !s.finishRunLocked(ctx, r, j, statusCode == 0, state, msg) {
+		return errdefs.Classf(errdefs.ErrUnavailable, "cannot store the result of task %q; report it again", taskID)
+	}
+	return nil
 }
 
 // dependentsLocked makes (does not store or queue) a run of each job
@@ -686,7 +754,7 @@ func (s *Service) dependentsLocked(parent string, now time.Time) []*run {
 		all := true
 		for _, p := range c.Parents {
 			pj := s.jobs[p]
-			if pj == nil || !latest(pj.LastSuccess).After(since) {
+			if pj == nil || !(latest(pj.LastSuccess).After(since) || pj.SoftError && latest(pj.LastError).After(since)) {
 				all = false
 				break
 			}

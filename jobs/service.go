@@ -52,6 +52,12 @@ type Config struct {
 	// RetryBackoff is the wait before a failed run's first retry; it
 	// doubles with each further one, up to MaxRetryBackoff.
 	RetryBackoff time.Duration
+	// DisableAfterFailures is --disable_after_failures: a job that fails
+	// this many times in a row (retries done) is disabled; 0: never.
+	DisableAfterFailures int
+	// NotificationURL is --http_notification_url: failed runs and jobs
+	// disabled for failing are POSTed to it (notify.go); empty: none.
+	NotificationURL string
 
 	// Tuning for tests; zero values are the defaults.
 	Tick                     time.Duration
@@ -115,6 +121,7 @@ type Service struct {
 	runSeq uint64 // makes run ids unique
 	// stats are the latest ended runs of each job (stats.go).
 	stats map[string][]runStat
+	notes notifier
 }
 
 // New opens the state (the store under WorkDir unless given one), reads
@@ -387,6 +394,7 @@ func (s *Service) runFramework(ctx context.Context) error {
 		cancel()
 	})
 	wg.Go(func() { s.loop(ctx) })
+	wg.Go(func() { s.sendNotices(ctx) })
 	wg.Wait()
 	if s.ownsStore {
 		s.store.Close()

@@ -46,6 +46,8 @@ restarts it.`)
 	user := fs.String("user", "", "user jobs run as when they name no runAsUser (default: the current user)")
 	failover := fs.Int64("failover_timeout", int64((7 * 24 * time.Hour).Seconds()), "seconds the master keeps the framework's tasks while it is away")
 	workDir := fs.String("work_dir", "/var/lib/mesolite/jobs", "directory of the framework's state")
+	disableAfter := fs.Int("disable_after_failures", 0, "disable a job after this many failures in a row (its retries done); 0: never")
+	notifyURL := fs.String("http_notification_url", "", "URL each failed run (and each job disabled for failing) is POSTed to as JSON, for its owners")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -64,6 +66,12 @@ restarts it.`)
 	case *master == "":
 		fmt.Fprintln(stderr, "mesolite jobs: --master is required")
 		return 2
+	case *disableAfter < 0:
+		fmt.Fprintln(stderr, "mesolite jobs: --disable_after_failures must not be negative")
+		return 2
+	case *notifyURL != "" && !strings.HasPrefix(*notifyURL, "http://") && !strings.HasPrefix(*notifyURL, "https://"):
+		fmt.Fprintln(stderr, "mesolite jobs: --http_notification_url must be an http:// or https:// URL")
+		return 2
 	case *failover < 0 || *zkTimeout <= 0:
 		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative, --zk_timeout must be positive")
 		return 2
@@ -76,6 +84,7 @@ restarts it.`)
 	cfg := jobs.Config{
 		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
 		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,
+		DisableAfterFailures: *disableAfter, NotificationURL: *notifyURL,
 	}
 	cfg.Hostname = *hostname
 	if cfg.Hostname == "" {
