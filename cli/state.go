@@ -69,7 +69,10 @@ type stateStatus struct {
 	// ContainerStatus names the executor's container (what exec enters).
 	ContainerStatus struct {
 		ContainerID struct {
-			Value string `json:"value"`
+			Value  string `json:"value"`
+			Parent *struct {
+				Value string `json:"value"`
+			} `json:"parent"`
 		} `json:"container_id"`
 	} `json:"container_status"`
 }

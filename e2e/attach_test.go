@@ -142,3 +142,17 @@ func TestAttachDockerTaskTTY(t *testing.T) {
 		t.Errorf("input to a task without a TTY: %d %q, want 409 saying it has none", code, body)
 	}
 }
+
+// `mesolite attach TASK` follows a running task's own output to its end
+// and exits 0 with it; a finished task is refused.
+func TestAttachCommand(t *testing.T) {
+	c := startCluster(t)
+	runningTask(t, c, "--name=ticker", "--id=ticker-1", "--command=i=0; while [ $i -lt 60 ]; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.05; done")
+	out, code := mesolite(t, 60*time.Second, "attach", "--master="+c.masterAddr, "ticker-1")
+	if code != 0 || !strings.Contains(out, "tick-59\n") || !strings.Contains(out, "tock-59\n") {
+		t.Fatalf("mesolite attach: exit %d:\n%s\nwant the ticks from the attach on, to the last", code, out)
+	}
+	if out, code := mesolite(t, 30*time.Second, "attach", "--master="+c.masterAddr, "ticker-1"); code == 0 || !strings.Contains(out, "nothing runs there") {
+		t.Errorf("attach to a finished task: exit %d: %s", code, out)
+	}
+}

@@ -44,6 +44,7 @@ func commands() map[string]subcommand {
 		"logs":              {summary: "print or follow a task's stdout/stderr", run: cli.Logs},
 		"kill":              {summary: "kill a task (by id, name or id prefix)", run: cli.Kill},
 		"exec":              {summary: "run a command inside a running task's container (-i stdin, -t terminal)", run: cli.Exec},
+		"attach":            {summary: "follow a running task's own output (-i: type into its terminal)", run: cli.Attach},
 		"agents":            {summary: "list the cluster's agents", run: cli.Agents},
 		"frameworks":        {summary: "list the cluster's frameworks", run: cli.Frameworks},
 		"teardown":          {summary: "tear a framework down (kill its tasks, forget it)", run: cli.Teardown},
