@@ -149,7 +149,9 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("/v2/leader", s.handleLeader)
 	mux.HandleFunc("/ping", s.handlePing)
 	mux.HandleFunc("/metrics", s.handleMetrics)
-	mux.HandleFunc("/{$}", s.handleIndex)
+	mux.HandleFunc("/{$}", s.handleUI)
+	mux.HandleFunc("/ui/", s.handleUI)
+	mux.Handle("/static/", uiStatic)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorJSON{Message: "The requested resource could not be found but may be available again in the future."})
 	})
@@ -652,7 +654,19 @@ func (s *Service) handleDeployments(w http.ResponseWriter, r *http.Request) {
 	s.eng.mu.RLock()
 	out := []deploymentJSON{}
 	for _, parts := range plansOf(s.eng.deployments) {
-		out = append(out, viewPlan(parts))
+		v := viewPlan(parts)
+		// The current actions carry the readiness of the instances
+		// they wait for, as Marathon shows them.
+		for k := range v.CurrentActions {
+			if st := s.eng.apps[v.CurrentActions[k].App]; st != nil {
+				for _, id := range slices.Sorted(maps.Keys(st.instances)) {
+					if r := st.instances[id].Readiness; r != nil {
+						v.CurrentActions[k].ReadinessCheckResults = append(v.CurrentActions[k].ReadinessCheckResults, *r)
+					}
+				}
+			}
+		}
+		out = append(out, v)
 	}
 	s.eng.mu.RUnlock()
 	writeJSON(w, http.StatusOK, out)

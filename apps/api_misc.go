@@ -2,7 +2,6 @@ package apps
 
 import (
 	"fmt"
-	"html/template"
 	"maps"
 	"net"
 	"net/http"
@@ -109,6 +108,9 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 			"mesos_role":          role,
 			"task_launch_timeout": s.cfg.TaskLaunchTimeout.Milliseconds(),
 			"mesos_user":          s.cfg.User,
+			// The leading master's web UI, where the apps' tasks are
+			// (Marathon's field; the web page links tasks there).
+			"mesos_leader_ui_url": s.masterUIURL(),
 		},
 		"zookeeper_config": s.zookeeperConfig(),
 		"event_subscriber": nil,
@@ -203,44 +205,6 @@ func (s *Service) queued() int {
 		n += st.toLaunch
 	}
 	return n
-}
-
-var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>{{.Name}}</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}</style>
-</head><body><h1>{{.Name}}</h1>
-<p>Marathon-compatible REST API at <code>/v2/apps</code>, events at <code>/v2/events</code>. Framework {{.FrameworkID}}.</p>
-<table><tr><th>app</th><th>instances</th><th>running</th><th>healthy</th><th>deployment</th></tr>
-{{range .Apps}}<tr><td>{{.ID}}</td><td>{{.Instances}}</td><td>{{.Running}}</td><td>{{.Healthy}}</td><td>{{.Deployment}}</td></tr>
-{{else}}<tr><td colspan="5">no apps yet</td></tr>{{end}}
-</table></body></html>
-`))
-
-// handleIndex is a plain page listing the apps; the full web UI comes later.
-func (s *Service) handleIndex(w http.ResponseWriter, r *http.Request) {
-	type row struct {
-		ID                          string
-		Instances, Running, Healthy int
-		Deployment                  string
-	}
-	var rows []row
-	s.eng.mu.RLock()
-	for _, id := range slices.Sorted(maps.Keys(s.eng.apps)) {
-		st := s.eng.apps[id]
-		if st.deleted {
-			continue
-		}
-		c := countOf(st)
-		rw := row{ID: string(id), Instances: st.app.Instances, Running: c.Running, Healthy: c.Healthy}
-		if st.deployment != nil {
-			rw.Deployment = string(st.deployment.Kind)
-		}
-		rows = append(rows, rw)
-	}
-	s.eng.mu.RUnlock()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	indexPage.Execute(w, map[string]any{"Name": s.cfg.FrameworkName, "FrameworkID": s.driver.FrameworkID(), "Apps": rows})
 }
 
 // labelSelector is Marathon's label= query: comma-separated selectors,

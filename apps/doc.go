@@ -36,8 +36,6 @@
 // and expunged as its app's unreachableStrategy says (engine.tick).
 //
 // What Marathon does that this package does not do yet: group rollbacks,
-// pods, standbys that
-// proxy rather than redirect, persistent volumes,
-// secrets, the web UI (a plain page lists the apps). docs/apps.md has the
-// detail.
+// pods, standbys that proxy rather than redirect, persistent volumes,
+// secrets. The web page at / is ui/ (ui.go). docs/apps.md has the detail.
 package apps

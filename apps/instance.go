@@ -101,6 +101,9 @@ type Instance struct {
 	// Replaced that a new instance took its place.
 	UnreachableSince time.Time `json:"unreachableSince,omitzero"`
 	Replaced         bool      `json:"replaced,omitempty"`
+	// AgentURL is the agent's HTTP address from the offer the instance
+	// was launched on (Offer.url): its sandbox is there.
+	AgentURL string `json:"agentUrl,omitempty"`
 }
 
 // conditionOf maps a Mesos task state to a condition.

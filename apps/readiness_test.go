@@ -63,8 +63,18 @@ func TestReadinessAndServiceHealthChecks(t *testing.T) {
 				return false
 			}
 		}
-		return a.TasksHealthy == 2
-	}, "healthy instances that are not ready yet, with their 404 shown")
+		if a.TasksHealthy != 2 {
+			return false
+		}
+		var deps []struct {
+			CurrentActions []struct {
+				Action                string
+				ReadinessCheckResults []readinessView
+			}
+		}
+		s.mustCall(t, http.StatusOK, "GET", "/v2/deployments", "", &deps)
+		return len(deps) == 1 && len(deps[0].CurrentActions) == 1 && len(deps[0].CurrentActions[0].ReadinessCheckResults) == 2
+	}, "healthy instances that are not ready yet, with their 404 shown in the app and the deployment")
 	a := s.waitSettled(t, "/rd", 2, true)
 	for _, task := range a.Tasks {
 		if len(task.HealthCheckResults) != 2 || !task.HealthCheckResults[0].Alive || !task.HealthCheckResults[1].Alive {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,7 +123,7 @@ func (e *engine) match(tx *txn, offers []*mesos.Offer) []frameworks.Launch {
 				inst := &Instance{
 					TaskID: taskID, AppID: PathID(st.app.ID), AgentID: o.GetAgentId().GetValue(),
 					Version: st.app.Version, ConfigVersion: st.app.configVersion(), Placement: where,
-					Ports: p.hostPorts, Condition: Provisioned, LaunchedAt: tx.now,
+					Ports: p.hostPorts, Condition: Provisioned, LaunchedAt: tx.now, AgentURL: agentURL(o),
 				}
 				st.instances[taskID] = inst
 				e.byTask[taskID] = inst
@@ -262,4 +264,23 @@ func portsOrEmpty(p []uint64) []uint64 {
 		return []uint64{}
 	}
 	return p
+}
+
+// agentURL is the agent's HTTP address as its offer gives it (Offer.url),
+// "" when the offer has none.
+func agentURL(o *mesos.Offer) string {
+	u := o.GetUrl()
+	addr := u.GetAddress()
+	host := addr.GetIp()
+	if host == "" {
+		host = addr.GetHostname()
+	}
+	if host == "" || addr.GetPort() == 0 {
+		return ""
+	}
+	scheme := u.GetScheme()
+	if scheme != "https" {
+		scheme = "http"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(int(addr.GetPort())))
 }

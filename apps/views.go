@@ -26,6 +26,9 @@ type taskJSON struct {
 	StartedAt          string         `json:"startedAt,omitempty"`
 	Version            string         `json:"version"`
 	LocalVolumes       []any          `json:"localVolumes"`
+	// AgentURL is mesolite's: where the task's agent serves its sandbox
+	// (the web page links it); Marathon clients ignore it.
+	AgentURL string `json:"agentUrl,omitempty"`
 }
 
 type ipAddress struct {
@@ -56,7 +59,7 @@ func viewTask(i *Instance, a *App) taskJSON {
 	t := taskJSON{
 		AppID: i.AppID, Host: i.Placement.Hostname, ID: i.TaskID, Ports: portsOrEmpty(i.Ports), SlaveID: i.AgentID,
 		State: i.MesosState, StagedAt: timeOrEmpty(i.StagedAt), StartedAt: timeOrEmpty(i.StartedAt), Version: i.Version,
-		IPAddresses: []ipAddress{}, LocalVolumes: []any{}, ServicePorts: []int{},
+		IPAddresses: []ipAddress{}, LocalVolumes: []any{}, ServicePorts: []int{}, AgentURL: i.AgentURL,
 	}
 	if t.State == "" {
 		t.State = "TASK_STAGING"
@@ -245,9 +248,9 @@ type stepJSON struct {
 }
 
 type actionJSON struct {
-	Action                string `json:"action"`
-	App                   PathID `json:"app"`
-	ReadinessCheckResults []any  `json:"readinessCheckResults"`
+	Action                string            `json:"action"`
+	App                   PathID            `json:"app"`
+	ReadinessCheckResults []ReadinessResult `json:"readinessCheckResults"`
 }
 
 // planActions is the actions of the plan's current step: the earliest
@@ -281,7 +284,7 @@ func viewSteps(steps [][]StepAction) []stepJSON {
 	for _, step := range steps {
 		s := stepJSON{Actions: []actionJSON{}}
 		for _, a := range step {
-			s.Actions = append(s.Actions, actionJSON{Action: a.Action, App: a.App, ReadinessCheckResults: []any{}})
+			s.Actions = append(s.Actions, actionJSON{Action: a.Action, App: a.App, ReadinessCheckResults: []ReadinessResult{}})
 		}
 		out = append(out, s)
 	}
