@@ -67,6 +67,9 @@ type Deployment struct {
 	// the one (0-based) this app's change is in.
 	Steps [][]StepAction `json:"steps,omitempty"`
 	Step  int            `json:"step,omitempty"`
+	// Group is the group a change through /v2/groups was of: its plan's
+	// end is announced as group_change_success (or _failed) too.
+	Group PathID `json:"group,omitempty"`
 }
 
 // StepAction is one action of a plan's step: what is done to which app.

@@ -617,6 +617,15 @@ func (e *engine) endDeployment(tx *txn, st *appState, how DeploymentState) {
 	}
 	if last {
 		tx.event(typ, map[string]any{"id": d.planID(), "plan": deploymentPlan([]*Deployment{d})})
+		if d.Group != "" {
+			g := map[string]any{"groupId": d.Group, "version": d.Version}
+			if how == DeploymentSucceeded {
+				tx.event(EventGroupChangeSuccess, g)
+			} else {
+				g["reason"] = "the deployment was canceled"
+				tx.event(EventGroupChangeFailed, g)
+			}
+		}
 	}
 }
 

@@ -21,6 +21,8 @@ const (
 	EventAppTerminated      = "app_terminated_event"
 	EventStreamAttached     = "event_stream_attached"
 	EventUnhealthyTaskKill  = "unhealthy_instance_kill_event"
+	EventGroupChangeSuccess = "group_change_success"
+	EventGroupChangeFailed  = "group_change_failed"
 	eventSubscriberCapacity = 1024
 )
 

@@ -192,6 +192,8 @@ func (e *engine) groupExists(id PathID) bool {
 // to deploy (new or changed apps), apps to stop, groups to write and to
 // forget.
 type change struct {
+	// group is the group changed through /v2/groups, "" for PUT /v2/apps.
+	group      PathID
 	put        map[PathID]*App
 	stop       []PathID
 	groups     map[PathID]*Group
@@ -253,6 +255,7 @@ func (e *engine) apply(tx *txn, c *change, force, dryRun bool, o origin) (*Deplo
 	}
 
 	e.beginPlan(tx)
+	tx.plan.group = c.group
 	for _, g := range c.dropGroups {
 		delete(e.groups, g)
 		tx.ops = append(tx.ops, frameworks.Delete(bucketGroups, string(g)))
@@ -337,7 +340,7 @@ func (e *engine) createGroup(ctx context.Context, spec *groupSpec, force, dryRun
 		if e.groupExists(spec.id) {
 			return fmt.Errorf("Group %s is already created. Use PUT to change this group.: %w", spec.id, errdefs.ErrConflict)
 		}
-		c := &change{put: map[PathID]*App{}, groups: spec.groups}
+		c := &change{group: spec.id, put: map[PathID]*App{}, groups: spec.groups}
 		for id, a := range spec.apps {
 			if st := e.apps[id]; st != nil && !st.deleted {
 				return fmt.Errorf("An app with id [%s] already exists.: %w", id, errdefs.ErrConflict)
@@ -358,7 +361,7 @@ func (e *engine) updateGroup(ctx context.Context, b *groupBody, spec *groupSpec,
 	var res *DeploymentResult
 	var pv *planView
 	err := e.do(ctx, func(tx *txn) error {
-		c := &change{put: map[PathID]*App{}, groups: map[PathID]*Group{}}
+		c := &change{group: spec.id, put: map[PathID]*App{}, groups: map[PathID]*Group{}}
 		onlyScale := b.ScaleBy != nil && len(b.Apps) == 0 && len(b.Groups) == 0
 		switch {
 		case b.Version != nil && len(b.Apps) == 0 && len(b.Groups) == 0:
@@ -420,7 +423,7 @@ func (e *engine) deleteGroup(ctx context.Context, id PathID, force bool, o origi
 		if !e.groupExists(id) {
 			return groupNotFound(id)
 		}
-		c := &change{}
+		c := &change{group: id}
 		for aid, st := range e.apps {
 			if !st.deleted && id.Contains(aid) {
 				c.stop = append(c.stop, aid)

@@ -179,7 +179,7 @@ func TestGroupDependenciesOrderDeployments(t *testing.T) {
 	c := clustertest.New(t)
 	c.AddAgent(t, clustertest.AgentOptions{Hostname: "127.0.0.1"})
 	s := startApps(t, c.Addr, t.TempDir())
-	evs := s.events(t, "instance_changed_event", "health_status_changed_event", "deployment_success")
+	evs := s.events(t, "instance_changed_event", "health_status_changed_event", "deployment_success", "group_change_success")
 
 	db := webApp("db", 2, "")
 	web := sleeper("web", 1, `,"dependencies":["/shop/db"]`)
@@ -189,7 +189,7 @@ func TestGroupDependenciesOrderDeployments(t *testing.T) {
 	healthy := map[string]bool{}
 	var order []string
 	deadline := time.After(90 * time.Second)
-	for done := false; !done; {
+	for done, groupDone := false, false; !done || !groupDone; {
 		select {
 		case ev := <-evs:
 			switch ev["eventType"] {
@@ -208,7 +208,9 @@ func TestGroupDependenciesOrderDeployments(t *testing.T) {
 					order = append(order, fmt.Sprintf("web launched with %d db healthy", n))
 				}
 			case "deployment_success":
-				done = ev["id"] == res.DeploymentID
+				done = done || ev["id"] == res.DeploymentID
+			case "group_change_success":
+				groupDone = groupDone || ev["groupId"] == "/shop"
 			}
 		case <-deadline:
 			t.Fatalf("the group's deployment did not end: %v", order)

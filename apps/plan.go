@@ -20,6 +20,8 @@ type planCtx struct {
 	id      string
 	version string
 	parts   []*Deployment
+	// group is the group a /v2/groups change is of, "" otherwise.
+	group PathID
 }
 
 // versionFor is the version a change made in tx gives its app: the
@@ -48,6 +50,9 @@ func (e *engine) finishPlan(tx *txn) *DeploymentResult {
 		empty := &Deployment{ID: p.id, Plan: p.id, Version: p.version, AppID: Root, Steps: [][]StepAction{}}
 		tx.event(EventDeploymentInfo, map[string]any{"plan": deploymentPlan([]*Deployment{empty}), "currentStep": map[string]any{"actions": []any{}}})
 		tx.event(EventDeploymentSuccess, map[string]any{"id": p.id, "plan": deploymentPlan([]*Deployment{empty})})
+		if p.group != "" {
+			tx.event(EventGroupChangeSuccess, map[string]any{"groupId": p.group, "version": p.version})
+		}
 		return res
 	}
 	all := e.currentApps(nil)
@@ -79,7 +84,7 @@ func (e *engine) finishPlan(tx *txn) *DeploymentResult {
 	}
 	steps, step := orderSteps(p.parts)
 	for _, d := range p.parts {
-		d.Steps, d.Step = steps, step[d.AppID]
+		d.Steps, d.Step, d.Group = steps, step[d.AppID], p.group
 		e.log.Info("deployment started", "deployment_id", p.id, "app_id", d.AppID, "kind", d.Kind, "version", d.Version,
 			"step", d.Step+1, "after", d.After)
 	}
