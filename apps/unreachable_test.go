@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -123,5 +124,79 @@ func TestUnreachableLifecycle(t *testing.T) {
 	var raw map[string]any
 	if err := json.Unmarshal(b.UnreachableStrategy, &raw); err == nil {
 		t.Fatalf("disabled kept as %s", b.UnreachableStrategy)
+	}
+}
+
+// TestServiceHealthChecks: the results of the checks the service runs
+// itself make an instance's health (with the executor's, for the
+// Mesos-native one); failures before the first success within the grace
+// period do not count; maxConsecutiveFailures failures kill it.
+func TestServiceHealthChecks(t *testing.T) {
+	store, err := frameworks.OpenLocalStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := &recordingMaster{}
+	e := newEngine(engineConfig{Logger: slog.New(slog.DiscardHandler), ServicePortMin: 10000, ServicePortMax: 20000,
+		MaxVersions: 5, KillRetry: time.Hour, TaskLaunchTimeout: time.Hour, Tick: time.Hour}, store, newEventBus(1))
+	e.master = m
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	a := mustChecked(t, `{"id":"/h","cmd":"x","instances":1,"healthChecks":[
+		{"protocol":"HTTP","gracePeriodSeconds":0,"maxConsecutiveFailures":2},
+		{"protocol":"TCP","gracePeriodSeconds":300,"maxConsecutiveFailures":1},
+		{"protocol":"MESOS_TCP"}]}`)
+	var i *Instance
+	if err := e.do(ctx, func(tx *txn) error {
+		if _, err := e.create(tx, a); err != nil {
+			return err
+		}
+		i = &Instance{TaskID: "h.1", AppID: "/h", Condition: Running, ConfigVersion: a.configVersion(), LaunchedAt: tx.now, StartedAt: tx.now,
+			Ports: []uint64{31000}}
+		e.apps["/h"].instances["h.1"], e.byTask["h.1"] = i, i
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	health := func() string {
+		var out string
+		e.do(ctx, func(tx *txn) error {
+			switch h := i.health(a); {
+			case h == nil:
+				out = "unknown"
+			case *h:
+				out = "healthy"
+			default:
+				out = "unhealthy"
+			}
+			return nil
+		})
+		return out
+	}
+	boom := errors.New("connection refused")
+	// The TCP check fails within its grace period: not counted.
+	e.healthResult(ctx, "h.1", 1, boom)
+	e.healthResult(ctx, "h.1", 0, nil)
+	if got := health(); got != "unknown" {
+		t.Fatalf("with the TCP check in its grace period and no Mesos result: %s", got)
+	}
+	e.healthResult(ctx, "h.1", 1, nil)
+	yes := true
+	e.do(ctx, func(tx *txn) error { i.Healthy = &yes; return nil })
+	if got := health(); got != "healthy" {
+		t.Fatalf("all three checks passing: %s", got)
+	}
+	e.healthResult(ctx, "h.1", 0, boom)
+	if got := health(); got != "unhealthy" || len(m.kills) != 0 {
+		t.Fatalf("one HTTP failure: %s, kills %v", got, m.kills)
+	}
+	e.healthResult(ctx, "h.1", 0, boom)
+	e.do(ctx, func(tx *txn) error { return nil })
+	if !slices.Equal(m.kills, []string{"h.1"}) {
+		t.Fatalf("two HTTP failures (maxConsecutiveFailures 2): kills %v", m.kills)
 	}
 }
