@@ -36,25 +36,8 @@ func groupTask(id, cmd string, cpus, mem float64) *mesos.TaskInfo {
 func isolatedAgent(t *testing.T, c *cluster, mutate func(*agent.Config)) (*testAgent, *mesoscz.Containerizer, string) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := isolation.ParseIsolation("cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid")
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := fmt.Sprintf("mesolite-agent-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	cz, err := mesoscz.New(mesoscz.Options{
-		Logger: testLogger(), Isolation: set,
-		Isolator: isolation.Options{CgroupsRoot: root},
-		Launcher: isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		cz.Close()
 		// Whatever a failed test left: its cgroups, in every hierarchy.
 		dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root))
 		dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root))
@@ -70,7 +53,32 @@ func isolatedAgent(t *testing.T, c *cluster, mutate func(*agent.Config)) (*testA
 			_ = os.Remove(d)
 		}
 	})
+	cz := isolatedCz(t, root)
 	return c.startAgentOn(t, traversableDir(t), 0, mutate, cz), cz, root
+}
+
+// isolatedCz is a mesos containerizer with cgroups (cpu, mem, pids) and a
+// pid namespace under cgroups root root.
+func isolatedCz(t *testing.T, root string) *mesoscz.Containerizer {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := isolation.ParseIsolation("cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cz, err := mesoscz.New(mesoscz.Options{
+		Logger: testLogger(), Isolation: set,
+		Isolator: isolation.Options{CgroupsRoot: root},
+		Launcher: isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cz.Close() })
+	return cz
 }
 
 // memCgroupOf is the v1 memory (or v2) cgroup path a task printed from
@@ -237,4 +245,49 @@ func TestTaskGroupUnprivilegedExecutorPlacesItsTasks(t *testing.T) {
 	}
 	fw.kill(a, "placed")
 	fw.waitState("placed", mesos.TaskState_TASK_KILLED, 20*time.Second)
+}
+
+// An agent restart keeps the tasks' cgroups: the new agent's containerizer
+// finds them below the recovered container, with their own limits and
+// usage, and removes them with their tasks.
+func TestTaskGroupCgroupsRecovered(t *testing.T) {
+	c := newCluster(t, nil)
+	a1, _, root := isolatedAgent(t, c, nil)
+	fw := c.subscribe(t, testFramework("pods-recovered"))
+	fw.launchGroup(a1, groupExecutor("pod-rec"), groupTask("r1", "exec sleep 60", 0.1, 40), groupTask("r2", "exec sleep 60", 0.1, 40))
+	st := fw.waitState("r1", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	fw.waitState("r2", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	parent := st.GetContainerStatus().GetContainerId().GetParent().GetValue()
+	r1 := st.GetContainerStatus().GetContainerId().GetValue()
+	a1.stop()
+
+	cz2 := isolatedCz(t, root)
+	a2 := c.startAgentOn(t, a1.workDir, a1.port, nil, cz2)
+	testutil.Eventually(t, 15*time.Second, 20*time.Millisecond, func() bool {
+		es := a2.state(t).executor(fw.ID(), "pod-rec")
+		return es != nil && es.Subscribed && len(es.Tasks) == 2
+	}, "the default executor resubscribed with its two tasks")
+	ids, err := cz2.Nested(t.Context(), parent)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("recovered nested cgroups of %s: %v, %v; want the two tasks'", parent, ids, err)
+	}
+	u, err := cz2.Usage(t.Context(), r1)
+	if err != nil || u.GetMemLimitBytes() != 40<<20 || u.GetProcesses() != 1 {
+		t.Errorf("r1's usage after the restart: %v, %v; want its 40 MB and its one process", u, err)
+	}
+	fw.kill(a2, "r2")
+	fw.waitState("r2", mesos.TaskState_TASK_KILLED, 20*time.Second)
+	fw.waitState("r1", mesos.TaskState_TASK_KILLED, 20*time.Second)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(isolation.DefaultCgroupsHierarchy, "memory", root))
+		if testutil.CgroupV2() {
+			ents, _ = os.ReadDir(filepath.Join(isolation.DefaultCgroupsHierarchy, root))
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				return false
+			}
+		}
+		return true
+	}, "the container's cgroups removed once its tasks ended")
 }
