@@ -49,6 +49,10 @@ func (s *Service) routes() http.Handler {
 	}
 	mux.HandleFunc("GET /leader", s.handleLeader)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /ui/info", s.handleUIInfo)
+	mux.Handle("/ui/", page)
+	mux.Handle("/static/", page)
+	mux.Handle("/{$}", page)
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "pong\n")

@@ -27,6 +27,7 @@ import (
 	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/master"
 	"github.com/mesolite/mesolite/resources"
+	"github.com/mesolite/mesolite/webui"
 )
 
 // Main is the TestMain of a package using Cluster: the agent starts the
@@ -138,6 +139,9 @@ type AgentOptions struct {
 	// caller checked that dockerd answers); its containers are removed
 	// when the test ends.
 	Docker bool
+	// UI serves the agent's web pages at "/" as `mesolite agent` does (the
+	// sandbox browser and log viewer the master's pages link to).
+	UI bool
 }
 
 // Agent is an agent of the cluster.
@@ -188,11 +192,15 @@ func (c *Cluster) AddAgent(t testing.TB, opts AgentOptions) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{
+	acfg := agent.Config{
 		Master: c.Addr, IP: "127.0.0.1", Port: port, Hostname: opts.Hostname, WorkDir: workDir, Self: self,
 		Resources: rs, Attributes: attrs, RegistrationBackoffFactor: 50 * time.Millisecond,
 		Logger: Logger().With("process", "agent", "hostname", opts.Hostname),
-	}, cz)
+	}
+	if opts.UI {
+		acfg.ExtraHandlers = map[string]http.Handler{"/": webui.Agent(webui.Options{})}
+	}
+	a, err := agent.New(acfg, cz)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
