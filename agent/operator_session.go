@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/validate"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/executor/defaultexec"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -95,6 +97,7 @@ func (s *session) process() containerizer.Entered {
 
 type session struct {
 	id, parent string
+	task       string // a task of a group's nested container it runs in, if any
 	fwID, exID string
 	user       string // the task's user, whom --acls judge access by
 	tty        bool
@@ -349,23 +352,31 @@ func (a *Agent) serveSessionCall(w http.ResponseWriter, r *http.Request, call *a
 	return true
 }
 
-// nestedID validates a session's container id: a name, with a parent (an
-// executor's container, itself without one).
-func nestedID(id *mesos.ContainerID) (value, parent string, err error) {
+// nestedID validates a session's container id: a name, with a parent:
+// an executor's container (itself without one), or a task of a group's
+// nested container (whose parent is its executor's container), then
+// returned as task with parent its executor's.
+func nestedID(id *mesos.ContainerID) (value, parent, task string, err error) {
 	if err := validate.ID("container_id.value", id.GetValue()); err != nil {
-		return "", "", errdefs.WithStatus(http.StatusBadRequest, err)
+		return "", "", "", errdefs.WithStatus(http.StatusBadRequest, err)
 	}
 	p := id.GetParent()
 	if p == nil {
-		return "", "", errdefs.Statusf(http.StatusBadRequest, "Container '%s' has no parent: this agent runs no standalone containers", id.GetValue())
+		return "", "", "", errdefs.Statusf(http.StatusBadRequest, "Container '%s' has no parent: this agent runs no standalone containers", id.GetValue())
 	}
 	if err := validate.ID("container_id.parent.value", p.GetValue()); err != nil {
-		return "", "", errdefs.WithStatus(http.StatusBadRequest, err)
+		return "", "", "", errdefs.WithStatus(http.StatusBadRequest, err)
 	}
-	if p.GetParent() != nil {
-		return "", "", errdefs.Statusf(http.StatusBadRequest, "Container '%s' is nested twice: a session's parent must be an executor's container", id.GetValue())
+	if gp := p.GetParent(); gp != nil {
+		if err := validate.ID("container_id.parent.parent.value", gp.GetValue()); err != nil {
+			return "", "", "", errdefs.WithStatus(http.StatusBadRequest, err)
+		}
+		if gp.GetParent() != nil {
+			return "", "", "", errdefs.Statusf(http.StatusBadRequest, "Container '%s' is nested three times: a session's parent is an executor's container or a task's nested one", id.GetValue())
+		}
+		return id.GetValue(), gp.GetValue(), p.GetValue(), nil
 	}
-	return id.GetValue(), p.GetValue(), nil
+	return id.GetValue(), p.GetValue(), "", nil
 }
 
 // lookupSession finds a session by its id (the parent, when the caller
@@ -375,7 +386,7 @@ func (a *Agent) lookupSession(id *mesos.ContainerID) (*session, error) {
 		return nil, errdefs.WithStatus(http.StatusBadRequest, err)
 	}
 	s := a.sessions.get(id.GetValue())
-	if s == nil || (id.GetParent() != nil && id.GetParent().GetValue() != s.parent) {
+	if s == nil || (id.GetParent() != nil && id.GetParent().GetValue() != s.parent && id.GetParent().GetValue() != s.task) {
 		return nil, fmt.Errorf("Container '%s' not found (only nested container sessions are): %w", id.GetValue(), errdefs.ErrNotFound)
 	}
 	return s, nil
@@ -434,6 +445,7 @@ type sessionTarget struct {
 	fw      *mesos.FrameworkInfo
 	user    string // the task's user; "" the agent's
 	taskEnv []string
+	sandbox string // where the session starts: the executor's, or a task of a group's
 }
 
 // sessionTargetOf finds the running executor of container cid. A
@@ -515,7 +527,45 @@ func (a *Agent) sessionTargetOf(cid string) (*sessionTarget, error) {
 		a.mu.Unlock()
 	}
 	target.taskEnv = env
+	target.sandbox = es.directory
 	return target, nil
+}
+
+// sessionInTask narrows target to the task of its group whose nested
+// container is cid: the session starts in the task's sandbox, with its
+// MESOS_SANDBOX and its command's variables, as its user, in its own
+// cgroup (where it has one). 404 when no running task has it.
+func (a *Agent) sessionInTask(target *sessionTarget, cid string) error {
+	es := target.es
+	a.mu.Lock()
+	var task *mesos.TaskInfo
+	if isDefaultExecutor(es) {
+		for _, m := range []map[string]*taskState{es.launched, es.queued} {
+			for tid, ts := range m {
+				if defaultexec.NestedContainerID(es.containerID, tid) == cid && !mesos.IsTerminal(ts.state) {
+					task = ts.info
+				}
+			}
+		}
+	}
+	a.mu.Unlock()
+	if task == nil {
+		return fmt.Errorf("Container '%s' not found: no running task of container '%s' has it: %w", cid, es.containerID, errdefs.ErrNotFound)
+	}
+	dir := filepath.Join(es.directory, defaultexec.TasksDir, task.GetTaskId().GetValue())
+	env := append(slices.Clip(target.taskEnv), "MESOS_SANDBOX="+dir, "MESOS_DIRECTORY="+dir)
+	for _, v := range task.GetCommand().GetEnvironment().GetVariables() {
+		if v.GetType() != mesos.Environment_Variable_SECRET {
+			env = append(env, v.GetName()+"="+v.GetValue())
+		}
+	}
+	target.taskEnv, target.sandbox = env, dir
+	// A task that names its user runs as it when its executor is root (the
+	// default executor switches to it then), and so does its session.
+	if u := task.GetCommand().GetUser(); u != "" && target.user == "" {
+		target.user = u
+	}
+	return nil
 }
 
 func mapValues(m map[string]*executorState) []*executorState {
@@ -542,7 +592,7 @@ func streamCodec(r *http.Request) (c codec.Codec, recordIO bool, err error) {
 // launchSession serves LAUNCH_NESTED_CONTAINER_SESSION.
 func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentapi.Call_LaunchNestedContainerSession) {
 	fail := func(err error) { errdefs.HTTPError(w, err) }
-	id, parent, err := nestedID(c.GetContainerId())
+	id, parent, taskCID, err := nestedID(c.GetContainerId())
 	if err != nil {
 		fail(err)
 		return
@@ -574,6 +624,9 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentap
 		return
 	}
 	target, err := a.sessionTargetOf(parent)
+	if err == nil && taskCID != "" {
+		err = a.sessionInTask(target, taskCID)
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -587,7 +640,7 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentap
 		return
 	}
 	s := &session{
-		id: id, parent: parent, fwID: target.es.frameworkID, exID: target.es.info.GetExecutorId().GetValue(),
+		id: id, parent: parent, task: taskCID, fwID: target.es.frameworkID, exID: target.es.info.GetExecutorId().GetValue(),
 		user: target.userName(), tty: tty, done: make(chan struct{}), status: -1, log: a.log,
 	}
 	if err := a.sessions.reserve(s); err != nil {
@@ -596,7 +649,7 @@ func (a *Agent) launchSession(w http.ResponseWriter, r *http.Request, c *agentap
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), sessionStartTimeout)
 	proc, err := enterer.Enter(ctx, parent, containerizer.EnterSpec{
-		Argv: argv, Env: env, TaskEnv: target.taskEnv, User: target.user, SandboxDir: target.es.directory,
+		Argv: argv, Env: env, TaskEnv: target.taskEnv, User: target.user, SandboxDir: target.sandbox, Nested: taskCID,
 		TTY: tty, Rows: uint16(min(ws.GetRows(), 1<<16-1)), Cols: uint16(min(ws.GetColumns(), 1<<16-1)),
 	})
 	cancel()

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -290,4 +291,40 @@ func TestTaskGroupCgroupsRecovered(t *testing.T) {
 		}
 		return true
 	}, "the container's cgroups removed once its tasks ended")
+}
+
+// A session (mesolite exec) into a task of a group names the task's nested
+// container as its parent: it starts in the task's sandbox with its
+// MESOS_SANDBOX, in its cgroup, and WAIT finds it by that same id.
+func TestSessionInATaskOfAGroup(t *testing.T) {
+	c := newCluster(t, nil)
+	a, _, root := isolatedAgent(t, c, nil)
+	fw := c.subscribe(t, testFramework("pods-exec"))
+	fw.launchGroup(a, groupExecutor("pod-exec"), groupTask("inner", "exec sleep 60", 0.1, 40))
+	st := fw.waitState("inner", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	task := st.GetContainerStatus().GetContainerId()
+	sid := &mesos.ContainerID{Value: proto.String("sess-inner"), Parent: task}
+	call := &agentapi.Call{Type: agentapi.Call_LAUNCH_NESTED_CONTAINER_SESSION.Enum(), LaunchNestedContainerSession: &agentapi.Call_LaunchNestedContainerSession{
+		ContainerId: sid, Command: &mesos.CommandInfo{Value: proto.String(`pwd; echo "$MESOS_SANDBOX"; cat /proc/self/cgroup`)}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stdout, stderr := output(t, a.startSession(t, ctx, codec.JSON, call, nil), codec.JSON)
+	dir := filepath.Join(a.groupSandbox(fw.ID(), "pod-exec"), "tasks", "inner")
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	lines := strings.SplitN(stdout, "\n", 3)
+	if len(lines) < 3 || lines[0] != dir || lines[1] != dir {
+		t.Errorf("session in the task: %q (stderr %q), want it in %s with MESOS_SANDBOX naming it", stdout, stderr, dir)
+	}
+	if got, want := memCgroupOf(stdout), "/"+root+"/"+task.GetParent().GetValue()+"/"+task.GetValue(); got != want {
+		t.Errorf("session in memory cgroup %q, want the task's %q", got, want)
+	}
+	resp := a.opCall(t, codec.JSON, &agentapi.Call{Type: agentapi.Call_WAIT_NESTED_CONTAINER.Enum(),
+		WaitNestedContainer: &agentapi.Call_WaitNestedContainer{ContainerId: sid}})
+	if resp.GetWaitNestedContainer().GetExitStatus() != 0 {
+		t.Errorf("WAIT of the session: %v", resp)
+	}
+	fw.kill(a, "inner")
+	fw.waitState("inner", mesos.TaskState_TASK_KILLED, 20*time.Second)
 }

@@ -92,18 +92,23 @@ func execWith(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	if task.slave == nil {
 		return c.fail("task %s runs on agent %s, which the master does not know", taskID, task.SlaveID)
 	}
-	parent := ""
+	// The task's container: its executor's, or for a task of a group its
+	// own nested one (with its executor's as parent).
+	var parent *mesos.ContainerID
 	for _, s := range task.Statuses {
-		if id := s.ContainerStatus.ContainerID.Value; id != "" {
-			parent = id
+		if cid := s.ContainerStatus.ContainerID; cid.Value != "" {
+			parent = &mesos.ContainerID{Value: proto.String(cid.Value)}
+			if cid.Parent != nil && cid.Parent.Value != "" {
+				parent.Parent = &mesos.ContainerID{Value: proto.String(cid.Parent.Value)}
+			}
 		}
 	}
-	if parent == "" {
+	if parent == nil {
 		return c.fail("task %s (%s) has no container yet: try again once it runs", taskID, task.State)
 	}
 	s := &execSession{
 		agent: task.slave.agentAddr(), stdin: stdin, stdout: stdout, stderr: stderr, tty: *tty,
-		id: &mesos.ContainerID{Value: proto.String(uuid.NewString()), Parent: &mesos.ContainerID{Value: proto.String(parent)}},
+		id: &mesos.ContainerID{Value: proto.String(uuid.NewString()), Parent: parent},
 	}
 	status, err := s.run(ctx, argv, *interactive)
 	if err != nil {

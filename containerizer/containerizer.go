@@ -197,6 +197,10 @@ type EnterSpec struct {
 	// SandboxDir is the container's sandbox on the host; the command starts
 	// in the sandbox as the container sees it.
 	SandboxDir string
+	// Nested, when set, is a task of a group's nested container of this
+	// container: the command joins its cgroup too, where it has one
+	// (Nester).
+	Nested string
 	// TTY gives the command a terminal of Rows x Cols (0: the default)
 	// for its stdin, stdout and stderr.
 	TTY        bool

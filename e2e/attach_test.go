@@ -156,3 +156,25 @@ func TestAttachCommand(t *testing.T) {
 		t.Errorf("attach to a finished task: exit %d: %s", code, out)
 	}
 }
+
+// `mesolite exec` and `mesolite attach` reach a task of a group in its own
+// nested container: exec starts in the task's sandbox.
+func TestExecAndAttachTaskOfAGroup(t *testing.T) {
+	c := startCluster(t)
+	group := `{"tasks": [{"name": "member", "task_id": {"value": "member-1"},
+	  "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}, {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}],
+	  "command": {"value": "i=0; while [ $i -lt 40 ]; do echo beat-$i; i=$((i+1)); sleep 0.1; done"}}]}`
+	file := filepath.Join(t.TempDir(), "group.json")
+	if err := os.WriteFile(file, []byte(group), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runningTask(t, c, "--task_group="+file)
+	stdout, stderr, code := execIn(t, c, nil, "member-1", "--", "sh", "-c", "pwd; echo $MESOS_SANDBOX")
+	if lines := strings.Fields(stdout); code != 0 || len(lines) != 2 || !strings.HasSuffix(lines[0], "/tasks/member-1") || lines[1] != lines[0] {
+		t.Errorf("exec into the group's task: exit %d, %q %q; want its own sandbox", code, stdout, stderr)
+	}
+	out, code := mesolite(t, 60*time.Second, "attach", "--master="+c.masterAddr, "member-1")
+	if code != 0 || !strings.Contains(out, "beat-39\n") {
+		t.Errorf("attach to the group's task: exit %d:\n%s", code, out)
+	}
+}

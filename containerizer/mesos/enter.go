@@ -64,10 +64,14 @@ func (c *Containerizer) Enter(ctx context.Context, id string, spec containerizer
 		e.stdin, e.stdout, e.stderr = pipes[0].w, pipes[1].r, pipes[2].r
 		in, out, errOut = pipes[0].r, pipes[1].w, pipes[2].w
 	}
+	cg := ct.cg
+	if n := c.getNested(spec.Nested); spec.Nested != "" && n != nil && n.parent == id {
+		cg = n.cg
+	}
 	p, err := isolation.Enter(ctx, c.opts.Launcher, isolation.EnterSpec{
 		Pid: ct.proc.Pid(), StartTime: ct.proc.Handle().StartTime,
 		Argv: spec.Argv, Env: mergeEnv(spec.TaskEnv, spec.Env), Dir: spec.SandboxDir, User: user,
-		Cgroup: ct.cg, Stdin: in, Stdout: out, Stderr: errOut, TTY: spec.TTY,
+		Cgroup: cg, Stdin: in, Stdout: out, Stderr: errOut, TTY: spec.TTY,
 	})
 	// The command holds its ends now (or never will).
 	for _, f := range []*os.File{in, out, errOut} {
