@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
 	"github.com/mesolite/mesolite/internal/testutil/browsertest"
 )
 
@@ -195,6 +196,47 @@ func TestBrowserFakeCluster(t *testing.T) {
 		after := fc.linesWritten() + 2
 		b.Wait(fmt.Sprintf(`document.getElementById('log-viewer').textContent.includes('line %d\n')`, after), "line %d while polling", after)
 		checkSequence(t, b.Text("#log-viewer"), regexp.MustCompile(`(?m)^line (\d+)$`))
+	})
+
+	t.Run("lists, filter and a narrow screen", func(t *testing.T) {
+		b := b.With(t)
+		b.Open(fc.master.URL + "/")
+		// The landing page lists the tasks with their sandbox links.
+		b.Wait(`document.querySelectorAll('#overview-active-tasks tr.task-row').length === 2`, "2 active tasks on the overview")
+		if got := browsertest.Eval[int](b, `document.querySelectorAll('#overview-active-tasks tr.task-row .stdout-link').length`); got != 2 {
+			t.Errorf("%d stdout links among the overview's active tasks, want 2", got)
+		}
+		if got := b.Text(`#overview-recent-tasks tr.task-row`); !strings.Contains(got, "broken") {
+			t.Errorf("recent tasks row = %q", got)
+		}
+		// A state's count leads to its tasks.
+		b.Click(`#tasks-by-state tr[data-state="TASK_FAILED"] a.count`)
+		b.Wait(`location.hash === '#/tasks?state=TASK_FAILED' && document.querySelectorAll('#all-tasks tr.task-row').length === 1`, "the failed tasks")
+		// The filter narrows every list, by any column or by one.
+		b.Open(fc.master.URL + "/#/frameworks")
+		b.Wait(`document.querySelectorAll('#active-tasks tr.task-row').length === 2`, "active tasks")
+		b.Do(chromedp.SendKeys(chromedp.CSS("#filter"), fakeTask))
+		b.Wait(`document.querySelectorAll('#active-tasks tr.task-row').length === 1`, "the filter leaves one task")
+		setFilter := func(v string) {
+			browsertest.Eval[bool](b, fmt.Sprintf(`(() => { const f = document.getElementById('filter'); f.value = %q; f.dispatchEvent(new Event('input')); return true; })()`, v))
+		}
+		setFilter("state:task_failed")
+		b.Wait(`document.querySelectorAll('#active-tasks tr.task-row').length === 0 && document.querySelectorAll('#recent-completed-tasks tr.task-row').length === 1`, "state:task_failed")
+		setFilter("")
+		// Completed frameworks of one name are folded.
+		b.Wait(`document.querySelectorAll('#completed-frameworks tr.framework-row').length === 2`, "old-framework folded with its older twin")
+		if got := b.Text(`#completed-frameworks tr[data-framework-id="fw-old"]`); !strings.Contains(got, "×2") {
+			t.Errorf("folded row = %q", got)
+		}
+		// At 600 px nothing runs off the right edge.
+		nb := browsertest.New(t, browsertest.WindowSize(600, 900))
+		for _, page := range []string{"/", "/#/frameworks", "/#/frameworks/" + fakeFwID + "/tasks/" + fakeTask} {
+			nb.Open(fc.master.URL + page)
+			nb.Wait(`!!document.querySelector('main section')`, "%s rendered", page)
+			if w := browsertest.Eval[int](nb, `document.documentElement.scrollWidth`); w > 600 {
+				t.Errorf("%s is %d px wide at a 600 px viewport", page, w)
+			}
+		}
 	})
 
 	t.Run("not the leader", func(t *testing.T) {

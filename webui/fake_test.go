@@ -235,6 +235,10 @@ func (fc *fakeCluster) masterState(w http.ResponseWriter, r *http.Request) {
 			"id": "fw-old", "name": "old-framework", "user": "tester", "active": false,
 			"registered_time": ts - 3600, "unregistered_time": ts - 60, "tasks": []obj{}, "completed_tasks": []obj{},
 		}, {
+			// An older one of the same name: folded into the newest.
+			"id": "fw-older", "name": "old-framework", "user": "tester", "active": false,
+			"registered_time": ts - 7200, "unregistered_time": ts - 3700, "tasks": []obj{}, "completed_tasks": []obj{},
+		}, {
 			// What a master without the server-side check showed: a
 			// framework's webui_url is the framework's to choose.
 			"id": fakeEvilFwID, "name": "evil", "user": "tester", "active": false, "webui_url": fakeEvilURL,

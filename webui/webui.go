@@ -50,6 +50,7 @@ func Master(opts Options) http.Handler {
 	return newHandler("master", opts, []navLink{
 		{ID: "nav-overview", Href: "#/", Label: "Overview"},
 		{ID: "nav-frameworks", Href: "#/frameworks", Label: "Frameworks"},
+		{ID: "nav-tasks", Href: "#/tasks", Label: "Tasks"},
 		{ID: "nav-agents", Href: "#/agents", Label: "Agents"},
 	})
 }

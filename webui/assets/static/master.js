@@ -16,6 +16,32 @@
     'TASK_FINISHED', 'TASK_KILLED', 'TASK_FAILED', 'TASK_LOST']);
   const MAX_ROWS = 500;
 
+  // The filter box in the header narrows every list on the page: words
+  // match any column shown; state:, framework:, agent:, name: and id:
+  // match that column only. It lives outside the redrawn part of the page,
+  // so typing survives each refresh.
+  const filterBox = document.getElementById('filter');
+  function filterTerms() {
+    const terms = [];
+    for (const w of (filterBox ? filterBox.value : '').toLowerCase().split(/\s+/).filter(Boolean)) {
+      const i = w.indexOf(':');
+      terms.push(i > 0 ? { key: w.slice(0, i), v: w.slice(i + 1) } : { key: '', v: w });
+    }
+    return terms;
+  }
+  // passes says whether a row with these fields ({id, name, state,
+  // framework, agent, ...: string}) passes the filter.
+  function passes(fields, terms = filterTerms()) {
+    return terms.every(({ key, v }) => {
+      const vals = key ? [fields[key]] : Object.values(fields);
+      return vals.some((f) => String(f || '').toLowerCase().includes(v));
+    });
+  }
+  const taskFields = ({ t, fw }) => {
+    const a = model.agents.get(t.slave_id);
+    return { id: t.id, name: t.name, state: t.state, framework: fw ? `${fw.name || ''} ${fw.id}` : t.framework_id, agent: `${t.slave_id || ''} ${a ? a.hostname : ''}` };
+  };
+
   let model = null; // the indexed state, null until the first answer
   let lastError = null;
 
@@ -156,8 +182,10 @@
 
   // --- tables ---------------------------------------------------------------
 
-  function taskTable(list, opts = {}) {
-    const rows = list.slice(0, MAX_ROWS).map(({ t, fw }) => {
+  function taskTable(all, opts = {}) {
+    const terms = filterTerms();
+    const list = terms.length ? all.filter((x) => passes(taskFields(x), terms)) : all;
+    const rows = list.slice(0, opts.max || MAX_ROWS).map(({ t, fw }) => {
       const fwID = t.framework_id || (fw && fw.id) || '';
       const times = statusTimes(t);
       const cells = [
@@ -172,9 +200,9 @@
     const cols = ['ID', 'Name', 'State'];
     if (opts.framework) cols.push('Framework');
     cols.push('Agent', 'Started', 'Updated', 'Sandbox');
-    const tbl = table(cols, rows, { empty: opts.empty || 'No tasks', id: opts.id, testid: opts.id, class: 'tasks' });
-    if (list.length > MAX_ROWS) {
-      return [tbl, h('p', { class: 'muted' }, `Showing ${MAX_ROWS} of ${list.length} tasks.`)];
+    const tbl = table(cols, rows, { empty: terms.length && all.length ? 'No task matches the filter' : opts.empty || 'No tasks', id: opts.id, testid: opts.id, class: 'tasks' });
+    if (list.length > (opts.max || MAX_ROWS)) {
+      return [tbl, h('p', { class: 'muted' }, `Showing ${opts.max || MAX_ROWS} of ${list.length} tasks.`)];
     }
     return tbl;
   }
@@ -190,12 +218,27 @@
     })), { id, testid: id, class: 'resources' });
   }
 
-  function frameworkTable(list, completed, id) {
+  function frameworkTable(all, completed, id) {
     const activeTasks = (fw) => model.tasks.filter((x) => x.fw === fw && !x.done).length;
+    const terms = filterTerms();
+    let list = all.filter((fw) => passes({ id: fw.id, name: fw.name, framework: `${fw.name || ''} ${fw.id}`, user: fw.user, role: fw.role || (fw.roles || []).join(' ') }, terms));
+    // Completed frameworks of one name (each `mesolite run` is one) fold
+    // into their newest, with how many there were.
+    const folded = new Map();
+    if (completed) {
+      const groups = new Map();
+      for (const fw of list.slice().sort((a, b) => (b.unregistered_time || b.registered_time || 0) - (a.unregistered_time || a.registered_time || 0))) {
+        const k = fw.name || fw.id;
+        if (!groups.has(k)) groups.set(k, []);
+        groups.get(k).push(fw);
+      }
+      list = [...groups.values()].map((g) => { folded.set(g[0], g.length); return g[0]; });
+    }
     const rows = list.map((fw) => ({
       attrs: { class: 'framework-row', dataset: { testid: 'framework-row', frameworkId: fw.id } },
       cells: completed
-        ? [fwLink(fw), fw.name || '', fw.user || '', timeEl(fw.registered_time), timeEl(fw.unregistered_time),
+        ? [fwLink(fw), [fw.name || '', folded.get(fw) > 1 ? h('span', { class: 'muted fold-count', title: 'completed frameworks of this name; the newest is shown' }, ` ×${folded.get(fw)}`) : null],
+          fw.user || '', timeEl(fw.registered_time), timeEl(fw.unregistered_time),
           String((fw.completed_tasks || []).length + (fw.tasks || []).length)]
         : [fwLink(fw), fw.name || '', fw.user || '', fw.role || (fw.roles || []).join(', ') || '*',
           fw.active === false ? h('span', { class: 'state state-unknown' }, 'inactive') : h('span', { class: 'state state-running' }, 'active'),
@@ -204,10 +247,12 @@
     const cols = completed
       ? ['ID', 'Name', 'User', 'Registered', 'Unregistered', 'Tasks']
       : ['ID', 'Name', 'User', 'Role', 'Status', 'Active tasks', 'CPUs', 'GPUs', 'Mem', 'Disk', 'Registered'];
-    return table(cols, rows, { id, testid: id, empty: completed ? 'No completed frameworks' : 'No active frameworks', class: 'frameworks' });
+    return table(cols, rows, { id, testid: id, empty: terms.length && all.length ? 'No framework matches the filter' : completed ? 'No completed frameworks' : 'No active frameworks', class: 'frameworks' });
   }
 
-  function agentTable(list, id) {
+  function agentTable(all, id) {
+    const terms = filterTerms();
+    const list = all.filter((a) => passes({ id: a.id, name: a.hostname, agent: `${a.id} ${a.hostname || ''}`, address: agentAddr(a), attributes: ML.attrs(a.attributes) }, terms));
     const tasksOn = (a) => model.tasks.filter((x) => x.t.slave_id === a.id && !x.done).length;
     const pair = (used, total, f) => `${f(used)} / ${f(total)}`;
     const rows = list.map((a) => ({
@@ -277,8 +322,10 @@
           h('p', { class: 'muted meter-label' }, meter, ` ${usedPct}% of CPUs in use`)),
         section('Tasks', table(['State', 'Tasks'], states.map((st) => ({
           attrs: { dataset: { state: st } },
-          cells: [stateBadge(st), h('span', { class: 'count' }, String(counts.get(st) || 0))],
+          cells: [stateBadge(st), h('a', { class: 'count', href: '#/tasks?state=' + encodeURIComponent(st) }, String(counts.get(st) || 0))],
         })), { id: 'tasks-by-state', testid: 'tasks-by-state', class: 'compact' }))),
+      section('Active tasks', taskTable(model.tasks.filter((x) => !x.done), { framework: true, id: 'overview-active-tasks', max: 50 })),
+      section('Recently completed tasks', taskTable(model.tasks.filter((x) => x.done).sort(byNewest), { framework: true, id: 'overview-recent-tasks', max: 10 })),
       section('Active frameworks', frameworkTable(active, false, 'overview-frameworks')),
       section('Agents', agentTable(agents, 'overview-agents')),
     ];
@@ -420,6 +467,13 @@
     ];
   }
 
+  // tasksView lists every task the master knows, ?state=S narrowing it.
+  function tasksView() {
+    const st = ML.route().query.state;
+    const list = model.tasks.filter((x) => !st || x.t.state === st).sort(byNewest);
+    return [h('h1', null, st ? `Tasks in ${st}` : 'Tasks'), section(st ? stateBadge(st) : 'All tasks', taskTable(list, { framework: true, id: 'all-tasks' }))];
+  }
+
   function agentsView() {
     return [h('h1', null, 'Agents'), section('Registered agents', agentTable([...model.agents.values()], 'agents'))];
   }
@@ -491,6 +545,8 @@
         return ['Frameworks', frameworksView];
       case 'agents': case 'slaves':
         return b !== undefined ? ['Agent', () => agentView(b)] : ['Agents', agentsView];
+      case 'tasks':
+        return ['Tasks', tasksView];
       default:
         return ['Not found', () => [h('h1', null, 'No such page'), h('p', null, h('a', { href: '#/' }, 'Back to the overview'))]];
     }
@@ -547,5 +603,6 @@
   }
 
   window.addEventListener('hashchange', () => render(true));
+  if (filterBox) filterBox.addEventListener('input', () => render(false));
   ML.every(ML.config.refreshMS, load);
 })();
