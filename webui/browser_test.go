@@ -198,6 +198,18 @@ func TestBrowserFakeCluster(t *testing.T) {
 		checkSequence(t, b.Text("#log-viewer"), regexp.MustCompile(`(?m)^line (\d+)$`))
 	})
 
+	t.Run("back from the log and the sandbox to the task", func(t *testing.T) {
+		b := b.With(t)
+		want := fc.master.URL + "/#/frameworks/" + fakeFwID + "/tasks/" + fakeTask
+		for _, page := range []string{"/#/file?path=" + stdoutPath, "/#/sandbox?path=" + fc.run.VirtualPath()} {
+			b.Open(fc.agent.URL + page)
+			b.Wait(`!!document.getElementById('task-back-link')`, "a link back to the task on %s", page)
+			if got := browsertest.Eval[string](b, `document.getElementById('task-back-link').href`); got != want {
+				t.Errorf("%s links back to %q, want %q", page, got, want)
+			}
+		}
+	})
+
 	t.Run("lists, filter and a narrow screen", func(t *testing.T) {
 		b := b.With(t)
 		b.Open(fc.master.URL + "/")

@@ -52,6 +52,41 @@
     return ML.crumbs(items, 'breadcrumbs');
   }
 
+  // backLink is a paragraph that, once the agent's state says which master
+  // it serves, links the sandbox of path back to its task (or, for a
+  // custom executor with several tasks, its framework) on the master's
+  // pages.
+  const backLinks = new Map(); // path -> [href, text], once known
+  function backLink(path) {
+    const p = h('p', { class: 'backlink', id: 'task-back' });
+    const known = backLinks.get(path);
+    if (known) {
+      p.append(h('a', { href: known[0], id: 'task-back-link' }, known[1]));
+      return p;
+    }
+    const segs = path.split('/').filter(Boolean);
+    if (segs.length < 4 || segs[0] !== 'frameworks' || segs[2] !== 'executors') return p;
+    const fwID = segs[1];
+    const exID = segs[3];
+    const ti = segs.indexOf('tasks', 4);
+    ML.getJSON(ML.config.stateURL).then((s) => {
+      const master = s.master_hostname || '';
+      if (!master.includes(':')) return;
+      let task = ti > 0 && segs[ti + 1] ? segs[ti + 1] : '';
+      if (!task) {
+        const fw = [...(s.frameworks || []), ...(s.completed_frameworks || [])].find((f) => f.id === fwID);
+        const ex = fw && [...(fw.executors || []), ...(fw.completed_executors || [])].find((e) => e.id === exID);
+        const tasks = ex ? [...(ex.tasks || []), ...(ex.queued_tasks || []), ...(ex.completed_tasks || [])] : [];
+        task = tasks.length === 1 ? tasks[0].id : tasks.some((t) => t.id === exID) ? exID : '';
+      }
+      const base = `${location.protocol}//${master}/#/frameworks/${encodeURIComponent(fwID)}`;
+      const link = task ? [`${base}/tasks/${encodeURIComponent(task)}`, `← task ${task} on the master`] : [base, '← its framework on the master'];
+      backLinks.set(path, link);
+      p.replaceChildren(h('a', { href: link[0], id: 'task-back-link' }, link[1]));
+    }).catch(() => {});
+    return p;
+  }
+
   // --- the agent's executors ---------------------------------------------------------
 
   function overviewView() {
@@ -160,6 +195,7 @@
     }));
     return [
       crumbs(path),
+      backLink(path),
       h('h1', null, 'Sandbox ', h('span', { class: 'id' }, path)),
       table(['Mode', 'Links', 'UID', 'GID', { label: 'Size', class: 'num' }, 'Modified', 'Name', ''], rows,
         { id: 'listing', testid: 'listing', empty: 'Empty directory', class: 'listing' }),
@@ -208,6 +244,7 @@
 
     main.replaceChildren(
       crumbs(path),
+      backLink(path),
       h('div', { class: 'toolbar' },
         h('h1', null, name),
         earlier, toEnd,
