@@ -149,9 +149,9 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("/v2/leader", s.handleLeader)
 	mux.HandleFunc("/ping", s.handlePing)
 	mux.HandleFunc("/metrics", s.handleMetrics)
-	mux.HandleFunc("/{$}", s.handleUI)
-	mux.HandleFunc("/ui/", s.handleUI)
-	mux.Handle("/static/", uiStatic)
+	mux.Handle("/{$}", page)
+	mux.Handle("/ui/", page)
+	mux.Handle("/static/", page)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorJSON{Message: "The requested resource could not be found but may be available again in the future."})
 	})

@@ -110,7 +110,7 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 			"mesos_user":          s.cfg.User,
 			// The leading master's web UI, where the apps' tasks are
 			// (Marathon's field; the web page links tasks there).
-			"mesos_leader_ui_url": s.masterUIURL(),
+			"mesos_leader_ui_url": s.driver.MasterWebURL(),
 		},
 		"zookeeper_config": s.zookeeperConfig(),
 		"event_subscriber": nil,
