@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,6 +212,19 @@ func BenchmarkGetState(b *testing.B) {
 			}
 		}
 	}
+	// The master's live heap with these books, before any answer cached
+	// an encoding and after all did: what the master's RSS grows by.
+	heap := func(name string) {
+		b.Run(name, func(b *testing.B) {
+			var ms runtime.MemStats
+			for b.Loop() {
+				runtime.GC()
+			}
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MB")
+		})
+	}
+	heap("master-heap")
 	b.Run("operator-build", func(b *testing.B) {
 		for b.Loop() {
 			build()
@@ -277,6 +291,7 @@ func BenchmarkGetState(b *testing.B) {
 			b.ReportMetric(float64(size), "bytes")
 		})
 	}
+	heap("master-heap-cached")
 }
 
 // BenchmarkOperatorFanOut is the operator event streams while 1,000 tasks
