@@ -42,12 +42,14 @@ func BenchmarkListAppsWithTasks(b *testing.B) {
 	s := &Service{cfg: Config{FrameworkName: "marathon"}, eng: e, bus: e.bus}
 	h := s.routes()
 	req := httptest.NewRequest(http.MethodGet, "/v2/apps?embed=apps.tasks", nil)
-	b.ResetTimer()
+	size := 0
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != 200 {
 			b.Fatal(w.Code)
 		}
+		size = w.Body.Len()
 	}
+	b.ReportMetric(float64(size)/(1<<20), "MiB-body")
 }

@@ -38,7 +38,7 @@ type service struct {
 
 // startApps starts the apps service on workDir; stop (also at the end of
 // the test) stops it as a SIGTERM would.
-func startApps(t *testing.T, master, workDir string) *service {
+func startApps(t testing.TB, master, workDir string) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,7 +80,7 @@ func startApps(t *testing.T, master, workDir string) *service {
 
 // call sends a request and decodes a JSON answer into out (when not nil);
 // it returns the status.
-func (s *service) call(t *testing.T, method, path, body string, out any) int {
+func (s *service) call(t testing.TB, method, path, body string, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -108,7 +108,7 @@ func (s *service) call(t *testing.T, method, path, body string, out any) int {
 }
 
 // mustCall is call that fails the test unless the status is want.
-func (s *service) mustCall(t *testing.T, want int, method, path, body string, out any) {
+func (s *service) mustCall(t testing.TB, want int, method, path, body string, out any) {
 	t.Helper()
 	var raw json.RawMessage
 	code := s.call(t, method, path, body, &raw)
@@ -152,7 +152,7 @@ type appView struct {
 	LastTaskFailue json.RawMessage `json:"lastTaskFailure"`
 }
 
-func (s *service) app(t *testing.T, id string) appView {
+func (s *service) app(t testing.TB, id string) appView {
 	t.Helper()
 	var out struct{ App appView }
 	s.mustCall(t, http.StatusOK, "GET", "/v2/apps"+id, "", &out)
@@ -161,7 +161,7 @@ func (s *service) app(t *testing.T, id string) appView {
 
 // settled says whether the app runs want instances, all running (and
 // healthy if healthy), with no deployment left.
-func (s *service) settled(t *testing.T, id string, want int, healthy bool) bool {
+func (s *service) settled(t testing.TB, id string, want int, healthy bool) bool {
 	a := s.app(t, id)
 	if len(a.Deployments) > 0 || len(a.Tasks) != want || a.TasksRunning != want {
 		return false
@@ -169,7 +169,7 @@ func (s *service) settled(t *testing.T, id string, want int, healthy bool) bool 
 	return !healthy || a.TasksHealthy == want
 }
 
-func (s *service) waitSettled(t *testing.T, id string, want int, healthy bool) appView {
+func (s *service) waitSettled(t testing.TB, id string, want int, healthy bool) appView {
 	t.Helper()
 	testutil.Eventually(t, 60*time.Second, 50*time.Millisecond, func() bool { return s.settled(t, id, want, healthy) },
 		"%s settled with %d instances", id, want)
@@ -187,7 +187,7 @@ func taskIDs(a appView) []string {
 
 // events follows /v2/events, handing every event to the returned channel
 // until the test ends.
-func (s *service) events(t *testing.T, types ...string) <-chan map[string]any {
+func (s *service) events(t testing.TB, types ...string) <-chan map[string]any {
 	t.Helper()
 	q := ""
 	for i, typ := range types {
