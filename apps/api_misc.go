@@ -33,6 +33,12 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	// The status goes out at once, before any event: a client (or a
+	// standby proxying the stream, which waits 10 s for it) sees the
+	// stream open even when its filter lets no event through for long.
+	if rc.Flush() != nil {
+		return
+	}
 	write := func(ev Event) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, ev.Data); err != nil {
