@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -151,10 +152,42 @@ func serving(t *testing.T, p *haProc) {
 	}, "%s leads", p.hostPort())
 }
 
-// TestHATakeover: two instances on one ZooKeeper. The standby redirects
-// the API to the leader; the leader is killed; the standby takes over
-// with the same app and the same running tasks (none relaunched). Then it
-// abdicates, and a third instance takes over the same way.
+// answerOf is method path on p without following redirects: the status,
+// the headers and the body.
+func answerOf(t *testing.T, p *haProc, method, path, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, p.url+path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// proxiedBy says whether an answer came from the leader through standby.
+func proxiedBy(h http.Header, standby, leader *haProc) bool {
+	return slices.Contains(h.Values("X-Marathon-Via"), "1.1 "+standby.hostPort()) &&
+		h.Get("X-Marathon-Leader") == "http://"+leader.hostPort()
+}
+
+// TestHATakeover: two instances on one ZooKeeper. The standby proxies
+// the API to the leader (a client of either sees one Marathon), answers
+// /ping, /metrics and /v2/leader itself and refuses a request proxied
+// already; the leader is killed; the standby takes over with the same app
+// and the same running tasks (none relaunched). Then it abdicates, and a
+// third instance takes over the same way.
 func TestHATakeover(t *testing.T) {
 	zk := zktest.Start(t)
 	c := clustertest.New(t)
@@ -172,21 +205,47 @@ func TestHATakeover(t *testing.T) {
 	b := startHAApps(t, c.Addr, zkURL, logPath)
 	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool { return leaderOf(b) == a.hostPort() }, "the standby knows the leader")
 
-	if code, loc := status(t, b, "GET", "/v2/apps?embed=apps.tasks"); code != http.StatusTemporaryRedirect || loc != "http://"+a.hostPort()+"/v2/apps?embed=apps.tasks" {
-		t.Fatalf("standby GET /v2/apps: %d %s, want 307 to http://%s/v2/apps?embed=apps.tasks", code, loc, a.hostPort())
+	// The event stream through the standby carries what the leader does.
+	events := b.events(t, "api_post_event")
+	code, h, body := answerOf(t, b, "POST", "/v2/apps", `{"id":"/sleeper","cmd":"sleep 600","cpus":0.1,"mem":32,"instances":2}`)
+	if code != http.StatusCreated || !proxiedBy(h, b, a) || h.Get("Location") == "" {
+		t.Fatalf("standby POST /v2/apps: %d %v %s", code, h, body)
 	}
-	if code, loc := status(t, b, "POST", "/v2/apps"); code != http.StatusTemporaryRedirect || loc != "http://"+a.hostPort()+"/v2/apps" {
-		t.Fatalf("standby POST /v2/apps: %d %s", code, loc)
+	select {
+	case ev := <-events:
+		if ev["appDefinition"].(map[string]any)["id"] != "/sleeper" {
+			t.Fatalf("event %v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no api_post_event through the standby")
 	}
-	if code, _ := status(t, b, "GET", "/ping"); code != 200 {
-		t.Fatalf("standby /ping: %d", code)
+	before := taskIDs(a.waitSettled(t, "/sleeper", 2, false))
+	var viaStandby struct{ Apps []appView }
+	b.mustCall(t, http.StatusOK, "GET", "/v2/apps?embed=apps.tasks", "", &viaStandby)
+	if len(viaStandby.Apps) != 1 || !slices.Equal(taskIDs(viaStandby.Apps[0]), before) {
+		t.Fatalf("standby GET /v2/apps?embed=apps.tasks: %+v, want the tasks %v", viaStandby.Apps, before)
 	}
-	if code, _ := status(t, a, "GET", "/v2/apps"); code != 200 {
-		t.Fatalf("leader GET /v2/apps: %d", code)
+	if code, _, body := answerOf(t, b, "GET", "/v2/apps", "", "X-Marathon-Via", "1.1 127.0.0.1:1"); code != http.StatusBadGateway || !strings.Contains(body, "Detected proxying loop.") {
+		t.Fatalf("standby, a request proxied already: %d %s", code, body)
+	}
+	if code, h, body := answerOf(t, b, "GET", "/ping", ""); code != 200 || strings.TrimSpace(body) != "pong" || h.Get("X-Marathon-Via") != "" {
+		t.Fatalf("standby /ping: %d %s %v", code, body, h)
+	}
+	var metrics struct {
+		Gauges map[string]struct{ Value float64 }
+	}
+	if code, h, body := answerOf(t, b, "GET", "/metrics", ""); code != 200 || h.Get("X-Marathon-Via") != "" || json.Unmarshal([]byte(body), &metrics) != nil ||
+		metrics.Gauges["marathon.leadership.elected.gauge"].Value != 0 {
+		t.Fatalf("standby /metrics: %d %s", code, body)
+	}
+	if code, _, body := answerOf(t, a, "GET", "/metrics", ""); code != 200 || json.Unmarshal([]byte(body), &metrics) != nil ||
+		metrics.Gauges["marathon.leadership.elected.gauge"].Value != 1 || metrics.Gauges["marathon.instances.running.gauge"].Value != 2 {
+		t.Fatalf("leader /metrics: %d %s", code, body)
+	}
+	if code, h, _ := answerOf(t, a, "GET", "/v2/apps", ""); code != 200 || h.Get("X-Marathon-Via") != "" {
+		t.Fatalf("leader GET /v2/apps: %d %v", code, h)
 	}
 
-	a.mustCall(t, http.StatusCreated, "POST", "/v2/apps", `{"id":"/sleeper","cmd":"sleep 600","cpus":0.1,"mem":32,"instances":2}`, nil)
-	before := taskIDs(a.waitSettled(t, "/sleeper", 2, false))
 	var info struct{ FrameworkID string }
 	a.mustCall(t, http.StatusOK, "GET", "/v2/info", "", &info)
 	fw := info.FrameworkID
@@ -208,16 +267,18 @@ func TestHATakeover(t *testing.T) {
 		t.Fatalf("the master runs %v, want %v", running, before)
 	}
 
-	// DELETE /v2/leader: b abdicates, the new instance takes over, b
-	// stands by and redirects to it.
+	// DELETE /v2/leader, sent to the new standby: proxied, b abdicates,
+	// the new instance takes over, b stands by and proxies to it.
 	d := startHAApps(t, c.Addr, zkURL, logPath)
 	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool { return leaderOf(d) == b.hostPort() }, "the new standby knows the leader")
-	b.mustCall(t, http.StatusOK, "DELETE", "/v2/leader", "", nil)
+	if code, h, body := answerOf(t, d, "DELETE", "/v2/leader", ""); code != 200 || !proxiedBy(h, d, b) {
+		t.Fatalf("DELETE /v2/leader through the standby: %d %v %s", code, h, body)
+	}
 	serving(t, d)
 	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool {
-		code, loc := status(t, b, "GET", "/v2/apps")
-		return code == http.StatusTemporaryRedirect && loc == "http://"+d.hostPort()+"/v2/apps"
-	}, "the abdicated instance redirects to the new leader")
+		code, h, _ := answerOf(t, b, "GET", "/v2/apps", "")
+		return code == 200 && proxiedBy(h, b, d)
+	}, "the abdicated instance proxies to the new leader")
 	time.Sleep(2 * time.Second)
 	if after := taskIDs(d.waitSettled(t, "/sleeper", 2, false)); !slices.Equal(after, before) {
 		t.Fatalf("tasks %v after the abdication, want %v", after, before)

@@ -1,8 +1,9 @@
 // Package ha runs several instances of a built-in framework (apps, jobs)
 // as one: they elect a leader through ZooKeeper, the leader keeps the
 // framework's state in ZooKeeper (frameworks/zkstore) and runs the
-// framework, and the others stand by, redirecting the API to the leader
-// as Marathon and Chronos do.
+// framework, and the others stand by, passing the API on to the leader:
+// redirecting it (HA itself, as Chronos does) or proxying it (Proxy, as
+// Marathon does).
 //
 // # Lifecycle of an instance
 //
@@ -14,8 +15,8 @@
 //
 // While contending (a standby) every request but the ones the service
 // answers itself (health, ping, the leader's address) gets 307 Temporary
-// Redirect to the same path and query on the leader, or 503 while none is
-// elected. Once elected, the instance opens the store fenced on its own
+// Redirect to the same path and query on the leader, or, through Proxy,
+// is proxied to the leader; 503 while none is elected. Once elected, the instance opens the store fenced on its own
 // election znode (a write after its session ended fails, see zkstore),
 // builds the framework from the store (the same framework id, so it fails
 // over to the old leader's tasks and reconciles them), and serves its API.
