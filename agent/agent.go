@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -33,11 +34,26 @@ type Config struct {
 	IP          string // address to bind
 	Port        int
 	AdvertiseIP string // address the master and executors use; IP when empty
-	Hostname    string
-	WorkDir     string
-	Resources   []*mesos.Resource
-	Attributes  []*mesos.Attribute
-	Version     string
+	// AdvertisePort [--advertise_port] is the port they use (behind a NAT
+	// or a port mapping); Port when 0.
+	AdvertisePort int
+	Hostname      string
+	// NoHostnameLookup [--hostname_lookup=false]: without --hostname the
+	// agent is known by its advertised IP, not by the system's hostname.
+	NoHostnameLookup bool
+	// DefaultRole [--default_role] statically reserves, for that role,
+	// every resource --resources gives without a role and every detected
+	// one; "" or "*" leaves them unreserved.
+	DefaultRole string
+	// ExecutorEnvironment [--executor_environment_variables] is given to
+	// every executor (and so its tasks) in place of the agent's own PATH;
+	// the MESOS_* variables the agent sets and the executor's own
+	// CommandInfo.environment still apply over it.
+	ExecutorEnvironment map[string]string
+	WorkDir             string
+	Resources           []*mesos.Resource
+	Attributes          []*mesos.Attribute
+	Version             string
 
 	ExecutorRegistrationTimeout time.Duration
 	ExecutorShutdownGracePeriod time.Duration
@@ -329,9 +345,12 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	if cfg.AdvertiseIP == "" {
 		cfg.AdvertiseIP = cfg.IP
 	}
+	if cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
+		return nil, fmt.Errorf("agent: --advertise_port=%d: not a port", cfg.AdvertisePort)
+	}
 	if cfg.Hostname == "" {
 		h, err := os.Hostname()
-		if err != nil {
+		if err != nil || cfg.NoHostnameLookup {
 			h = cfg.AdvertiseIP
 		}
 		cfg.Hostname = h
@@ -382,6 +401,12 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	}
 	cfg.WorkDir = abs
 	cfg.Resources = DetectResources(cfg.Resources, cfg.WorkDir)
+	if cfg.DefaultRole != "" {
+		if err := resources.ValidateRole(cfg.DefaultRole); err != nil {
+			return nil, fmt.Errorf("agent: --default_role: %w", err)
+		}
+		cfg.Resources = reserveUnreserved(cfg.Resources, cfg.DefaultRole)
+	}
 	// The master refuses an agent whose resources it cannot read: say so
 	// here, before registering in vain.
 	if _, err := resources.FromProto(cfg.Resources); err != nil {
@@ -405,7 +430,7 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 	a.sum.onTerminalAcked = a.terminalAcked
 	a.info = &mesos.AgentInfo{
 		Hostname:   proto.String(cfg.Hostname),
-		Port:       proto.Int32(int32(cfg.Port)),
+		Port:       proto.Int32(int32(cmp.Or(cfg.AdvertisePort, cfg.Port))),
 		Resources:  cfg.Resources,
 		Attributes: cfg.Attributes,
 	}
@@ -415,7 +440,15 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 
 // Endpoint is the ip:port executors and the master reach the agent at.
 func (a *Agent) Endpoint() string {
-	return net.JoinHostPort(a.cfg.AdvertiseIP, strconv.Itoa(a.cfg.Port))
+	return net.JoinHostPort(a.cfg.AdvertiseIP, strconv.Itoa(a.advertisedPort()))
+}
+
+// advertisedPort is the port others reach the agent at.
+func (a *Agent) advertisedPort() int {
+	if a.cfg.AdvertisePort != 0 {
+		return a.cfg.AdvertisePort
+	}
+	return a.cfg.Port
 }
 
 // ID is the agent id the master gave, empty before registration.

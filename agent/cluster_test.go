@@ -378,10 +378,11 @@ func (ta *testAgent) sandboxFile(t *testing.T, fw, ex, name string) string {
 }
 
 // testFramework is what the tests subscribe as: it understands
-// TASK_KILLING, as Mesos's own command scheduler does.
+// TASK_KILLING, as Mesos's own command scheduler does, and checkpoints, so
+// its tasks outlive an agent restart.
 func testFramework(name string) *mesos.FrameworkInfo {
 	return &mesos.FrameworkInfo{
-		Name: proto.String(name), User: proto.String("root"),
+		Name: proto.String(name), User: proto.String("root"), Checkpoint: proto.Bool(true),
 		Capabilities: []*mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE.Enum()}},
 	}
 }

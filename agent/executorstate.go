@@ -65,6 +65,10 @@ const (
 	// causeReregistrationTimeout: recovered after an agent restart, it
 	// did not subscribe again within the recovery timeout.
 	causeReregistrationTimeout
+	// causeAgentRestarted: its framework does not checkpoint, so, as in
+	// Mesos, its executors do not outlive the agent: recovered after a
+	// restart, they are destroyed and their tasks are lost.
+	causeAgentRestarted
 )
 
 var phaseNext = map[executorPhase][]executorPhase{

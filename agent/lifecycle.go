@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mesolite/mesolite/isolation"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -465,6 +466,10 @@ func (a *Agent) executorTerminated(ctx context.Context, es *executorState, term 
 	}
 	reason, msg := term.Reason, term.Message
 	switch {
+	case es.cause == causeAgentRestarted:
+		reason = mesos.TaskStatus_REASON_AGENT_RESTARTED
+		msg = "The agent restarted and the framework does not checkpoint (FrameworkInfo.checkpoint is false)"
+		state = mesos.TaskState_TASK_LOST
 	case term.Limitation:
 	case es.cause == causeRegistrationTimeout:
 		reason = mesos.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT
@@ -933,6 +938,13 @@ func (a *Agent) markFrameworkGoneLocked(fwID string) {
 	a.gone[fwID] = time.Now()
 }
 
+func checkpointEnv(fi *mesos.FrameworkInfo) string {
+	if fi.GetCheckpoint() {
+		return "1"
+	}
+	return "0"
+}
+
 // executorEnv is the environment Mesos gives every executor.
 func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkInfo) []string {
 	a.mu.Lock()
@@ -946,9 +958,10 @@ func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkIn
 		"MESOS_AGENT_ENDPOINT=" + a.Endpoint(),
 		"MESOS_SLAVE_ID=" + agentID,
 		"MESOS_SLAVE_PID=slave(1)@" + a.Endpoint(),
-		// The agent checkpoints every framework, so executors always wait
-		// for a restarting agent instead of dying with it.
-		"MESOS_CHECKPOINT=1",
+		// As in Mesos: the executors of a framework that checkpoints wait
+		// for a restarting agent; the others end with it (the agent
+		// destroys what is left of them when it recovers).
+		"MESOS_CHECKPOINT=" + checkpointEnv(fi),
 		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD=" + duration.Format(a.cfg.ExecutorShutdownGracePeriod),
 		"MESOS_RECOVERY_TIMEOUT=" + duration.Format(a.cfg.RecoveryTimeout),
 		"MESOS_SUBSCRIPTION_BACKOFF_MAX=" + duration.Format(a.cfg.SubscriptionBackoffMax),
@@ -966,14 +979,30 @@ func (a *Agent) executorEnv(es *executorState, dir string, fi *mesos.FrameworkIn
 			env = append(env, tlsconfig.EnvCA+"="+a.cfg.ExecutorCAFile)
 		}
 	}
-	if p := os.Getenv("PATH"); p != "" {
-		env = append(env, "PATH="+p)
-	} else {
-		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	if _, ok := a.cfg.ExecutorEnvironment["PATH"]; !ok {
+		if p := os.Getenv("PATH"); p != "" && a.cfg.ExecutorEnvironment == nil {
+			env = append(env, "PATH="+p)
+		} else {
+			env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+		}
 	}
 	for _, v := range es.info.GetCommand().GetEnvironment().GetVariables() {
 		if v.GetType() != mesos.Environment_Variable_SECRET {
 			env = append(env, v.GetName()+"="+v.GetValue())
+		}
+	}
+	// --executor_environment_variables, when given, is the executors' base
+	// environment: a name the agent or the executor's CommandInfo sets
+	// keeps that value (the flag refuses MESOS_* and MESOLITE_*). Without
+	// it executors get the agent's PATH, set above.
+	set := map[string]bool{}
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		set[name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.cfg.ExecutorEnvironment)) {
+		if !set[name] {
+			env = append(env, name+"="+a.cfg.ExecutorEnvironment[name])
 		}
 	}
 	return env

@@ -136,6 +136,47 @@ func TestAgentRestartRecoversRunningTask(t *testing.T) {
 	fw.waitState("survivor", mesos.TaskState_TASK_KILLED, 10*time.Second)
 }
 
+// A framework that does not checkpoint has its executors told so
+// (MESOS_CHECKPOINT=0) and, as in Mesos, loses its tasks with an agent
+// restart: the recovered agent destroys what is left of them and reports
+// TASK_LOST with REASON_AGENT_RESTARTED; a checkpointing framework's task on
+// the same agent lives on.
+func TestAgentRestartLosesTasksOfFrameworksThatDoNotCheckpoint(t *testing.T) {
+	c := newCluster(t, nil)
+	dir := t.TempDir()
+	a1 := c.startAgent(t, dir, 0, nil)
+	plain := testFramework("plain")
+	plain.Checkpoint = proto.Bool(false)
+	fw := c.subscribe(t, plain)
+	kept := c.subscribe(t, testFramework("kept"))
+	fw.launch(a1, commandTask("mortal", `echo "checkpoint=$MESOS_CHECKPOINT"; exec sleep 60`))
+	kept.launch(a1, commandTask("survivor", `echo "checkpoint=$MESOS_CHECKPOINT"; exec sleep 60`))
+	fw.waitState("mortal", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	kept.waitState("survivor", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	if out := a1.sandboxFile(t, fw.ID(), "mortal", "stdout"); !strings.Contains(out, "checkpoint=0") {
+		t.Errorf("stdout of the task of a framework that does not checkpoint: %q, want checkpoint=0", out)
+	}
+	if out := a1.sandboxFile(t, kept.ID(), "survivor", "stdout"); !strings.Contains(out, "checkpoint=1") {
+		t.Errorf("stdout of the task of a checkpointing framework: %q, want checkpoint=1", out)
+	}
+	a1.stop()
+
+	a2 := c.startAgent(t, dir, a1.port, nil)
+	st := fw.waitState("mortal", mesos.TaskState_TASK_LOST, 20*time.Second)
+	if st.GetReason() != mesos.TaskStatus_REASON_AGENT_RESTARTED {
+		t.Errorf("TASK_LOST reason %s (%q), want REASON_AGENT_RESTARTED", st.GetReason(), st.GetMessage())
+	}
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		es := a2.state(t).executor(kept.ID(), "survivor")
+		return es != nil && es.Subscribed
+	}, "the checkpointing framework's executor resubscribed")
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool {
+		return a2.state(t).executor(fw.ID(), "mortal") == nil
+	}, "the lost task's executor gone from the agent's live executors")
+	kept.kill(a2, "survivor")
+	kept.waitState("survivor", mesos.TaskState_TASK_KILLED, 10*time.Second)
+}
+
 func TestExecutorAPIRejectsBadCalls(t *testing.T) {
 	c := newCluster(t, nil)
 	a := c.startAgent(t, t.TempDir(), 0, nil)

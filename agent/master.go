@@ -588,7 +588,7 @@ func (a *Agent) registerCall() (*agentpb.Call, error) {
 	reg := &agentpb.Call_Register{
 		ProtocolVersion: proto.Uint32(ProtocolVersion),
 		AgentInfo:       info,
-		Address:         &mesos.Address{Ip: proto.String(a.cfg.AdvertiseIP), Port: proto.Int32(int32(a.cfg.Port)), Hostname: proto.String(a.cfg.Hostname)},
+		Address:         &mesos.Address{Ip: proto.String(a.cfg.AdvertiseIP), Port: proto.Int32(int32(a.advertisedPort())), Hostname: proto.String(a.cfg.Hostname)},
 		Version:         proto.String(a.cfg.Version),
 		AnswersPings:    proto.Bool(true),
 	}

@@ -85,6 +85,9 @@ func (a *Agent) recover(ctx context.Context) error {
 				// Recovered executors wait to resubscribe (registering)
 				// until the recovery timeout.
 				es := newExecutorState(ei, fwID, cid, phaseRegistering)
+				if !fi.GetCheckpoint() {
+					es.cause = causeAgentRestarted
+				}
 				es.commandTask = len(ei.GetCommand().GetArguments()) == 3 && ei.GetCommand().GetArguments()[1] == "executor" && ei.GetCommand().GetArguments()[2] == "command"
 				es.directory = a.layout.RunDir(sandbox.RunID{AgentID: id, FrameworkID: fwID, ExecutorID: exID, ContainerID: cid})
 				tasks, _ := listDirs(filepath.Join(runDir, "tasks"))
@@ -164,12 +167,24 @@ func (a *Agent) recover(ctx context.Context) error {
 		}
 	}
 	a.log.Info("recovered checkpointed state", "agent_id", id, "frameworks", len(a.frameworks), "live_containers", len(live), "lost_containers", len(dead))
+	var unwanted []*executorState
 	for _, fw := range a.frameworks {
 		for _, es := range fw.executors {
 			if es.handle != nil {
 				a.spawn(func() { a.awaitContainer(es) })
+				if es.cause == causeAgentRestarted {
+					a.mu.Lock()
+					if a.setPhaseLocked(es, phaseKilling) {
+						unwanted = append(unwanted, es)
+					}
+					a.mu.Unlock()
+				}
 			}
 		}
+	}
+	for _, es := range unwanted {
+		a.log.Info("destroying a recovered executor of a framework that does not checkpoint", "framework_id", es.frameworkID, "container_id", es.containerID)
+		a.spawn(func() { a.destroy(es) })
 	}
 	for _, es := range dead {
 		a.spawn(func() {

@@ -51,6 +51,27 @@ func DetectResources(given []*mesos.Resource, workDir string) []*mesos.Resource 
 	return out
 }
 
+// reserveUnreserved gives role, statically, every resource of rs that is
+// unreserved (Mesos's agent --default_role: what --resources wrote without
+// a role and what was detected).
+func reserveUnreserved(rs []*mesos.Resource, role string) []*mesos.Resource {
+	if role == "" || role == resources.Unreserved {
+		return rs
+	}
+	out := make([]*mesos.Resource, len(rs))
+	for i, r := range rs {
+		if resources.ReservationRole(r) != resources.Unreserved {
+			out[i] = r
+			continue
+		}
+		c := proto.Clone(r).(*mesos.Resource)
+		c.Role = nil
+		c.Reservations = []*mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_STATIC.Enum(), Role: proto.String(role)}}
+		out[i] = c
+	}
+	return out
+}
+
 func totalMemoryMB() int64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {

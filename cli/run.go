@@ -103,7 +103,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fwName := c.String("framework_name", "mesolite-run", "the framework's name")
 	role := c.String("role", "*", "the role the framework subscribes with")
 	user := c.String("user", "", "the Unix user the task runs as (default: yours)")
-	checkpoint := c.Bool("checkpoint", false, "ask agents to checkpoint the task so it survives an agent restart")
+	checkpoint := c.Bool("checkpoint", true, "ask agents to checkpoint the task so it survives an agent restart\n"+
+		"(FrameworkInfo.checkpoint; --checkpoint=false: the task ends with its agent, TASK_LOST)")
 	timeout := c.Duration("timeout", 0, "give up, killing the task, after this long (e.g. 5mins; 0: no limit)")
 	outputLines := c.Int("output_lines", 10, "when the task ends, print the last N lines of its stdout and stderr\n"+
 		"(0: print none)")
