@@ -44,8 +44,12 @@ type Config struct {
 	// address is not reachable from outside (NAT, containers).
 	AdvertiseIP   string
 	AdvertisePort int
-	// Hostname [--hostname] is shown and redirected to; the IP when empty.
+	// Hostname [--hostname] is shown and redirected to; the system's
+	// hostname when empty, or the IP with NoHostnameLookup.
 	Hostname string
+	// NoHostnameLookup [--hostname_lookup=false]: without --hostname the
+	// master is known by its advertised IP.
+	NoHostnameLookup bool
 	// WorkDir [--work_dir] holds the registry (agents, frameworks). Empty
 	// keeps the registry in memory (Mesos's --registry=in_memory).
 	WorkDir string

@@ -184,7 +184,7 @@ func (m *Master) setSelf(ip string, port int) {
 	}
 	host := m.cfg.Hostname
 	if host == "" {
-		if h, err := os.Hostname(); err == nil && h != "" {
+		if h, err := os.Hostname(); err == nil && h != "" && !m.cfg.NoHostnameLookup {
 			host = h
 		} else {
 			host = ip

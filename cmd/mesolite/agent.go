@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,7 +39,11 @@ type agentFlags struct {
 	fs *cliflags.FlagSet
 
 	master, ip, advertiseIP, hostname, workDir   *string
-	port                                         *int
+	port, advertisePort                          *int
+	hostnameLookup                               *bool
+	defaultRole, executorEnv                     *string
+	dockerConfig                                 *string
+	dockerStopTimeout                            *time.Duration
 	resources, attributes                        *string
 	containerizers, isolation, launcher          *string
 	cgroupsRoot, cgroupsHierarchy                *string
@@ -79,7 +84,9 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")
 	f.port = fs.Int("port", 5051, "port to listen on")
 	f.advertiseIP = fs.String("advertise_ip", "", "IP address the master and executors use to reach this agent (default: --ip)")
-	f.hostname = fs.String("hostname", "", "hostname the agent reports to the master (default: the system hostname)")
+	f.advertisePort = fs.Int("advertise_port", 0, "port the master and executors use to reach this agent, behind a NAT or a port mapping (default: --port)")
+	f.hostname = fs.String("hostname", "", "hostname the agent reports to the master (default: the system hostname, or the IP with --hostname_lookup=false)")
+	f.hostnameLookup = fs.Bool("hostname_lookup", true, "without --hostname, report the system's hostname; false: report the advertised IP")
 	f.workDir = fs.String("work_dir", "/var/lib/mesolite/agent", "directory for sandboxes and checkpointed state")
 	f.resources = fs.String("resources", "", "total consumable resources, e.g. 'cpus:4;mem:8192;disk:10000;ports:[31000-32000]' or a JSON array of Resource objects, or file:///path holding either; what is left out is detected")
 	f.attributes = fs.String("attributes", "", "attributes of this machine, e.g. 'rack:2;os:debian', or file:///path holding them")
@@ -108,6 +115,12 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.dockerVolumePaths = fs.String("docker_volume_allowed_paths", "", "comma-separated host paths Docker tasks may bind-mount (with everything below them); the sandbox always may")
 	f.dockerAllowedParams = fs.String("docker_allowed_parameters", "", "comma-separated escapes from the container Docker tasks may ask for: device, cap-add, security-opt, sysctl, pid, ipc, uts, userns, cgroupns, oom-kill-disable, cgroup-parent, volume-driver, named-volume, network-container, log-driver, ulimit-priority, resource-overrides")
 	f.dockerAllowPrivileged = fs.Bool("docker_allow_privileged", false, "let tasks ask for privileged Docker containers")
+	f.dockerConfig = fs.String("docker_config", "", "docker config.json with registry credentials for image pulls: its JSON, a path, or file:///path\n"+
+		"(a .docker/config.json or .dockercfg a task fetched into its sandbox wins for that task)")
+	f.dockerStopTimeout = fs.Duration("docker_stop_timeout", 0, "grace period between the stop signal and SIGKILL for a Docker task whose kill policy names none (0: 3secs)")
+	f.defaultRole = fs.String("default_role", "*", "role that statically reserves the resources --resources gives without a role and the detected ones (*: unreserved)")
+	f.executorEnv = fs.String("executor_environment_variables", "", "JSON object (or file:///path) of the environment every executor and its tasks get, e.g.\n"+
+		"'{\"PATH\":\"/bin:/usr/bin\",\"LANG\":\"C.UTF-8\"}', in place of the agent's PATH; MESOS_* and MESOLITE_* variables are the agent's to set")
 	f.loggerMaxSize = fs.String("container_logger_max_size", "10MB", "rotate a task's stdout/stderr when it reaches this size")
 	f.loggerMaxFiles = fs.Int("container_logger_max_files", 5, "rotated stdout/stderr files kept per task")
 	f.gcDelay = fs.Duration("gc_delay", 7*24*time.Hour, "maximum time an ended executor's sandbox is kept (less under disk pressure)")
@@ -167,6 +180,10 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 	if err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
+	execEnv, err := parseExecutorEnv(*f.executorEnv)
+	if err != nil {
+		return nil, fmt.Errorf("--executor_environment_variables: %w", err)
+	}
 	cz, err := f.buildContainerizer(ctx, log)
 	if err != nil {
 		return nil, err
@@ -176,7 +193,11 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 		IP:                                *f.ip,
 		Port:                              *f.port,
 		AdvertiseIP:                       *f.advertiseIP,
+		AdvertisePort:                     *f.advertisePort,
 		Hostname:                          *f.hostname,
+		NoHostnameLookup:                  !*f.hostnameLookup,
+		DefaultRole:                       *f.defaultRole,
+		ExecutorEnvironment:               execEnv,
 		WorkDir:                           *f.workDir,
 		Resources:                         res,
 		Attributes:                        attrs,
@@ -320,6 +341,17 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 			o.Policy.VolumeAllowedPaths = splitList(*f.dockerVolumePaths)
 			o.Policy.AllowedParameters = splitList(*f.dockerAllowedParams)
 			o.EnableCFS = *f.cgroupsEnableCFS
+			o.StopTimeout = *f.dockerStopTimeout
+			if *f.dockerConfig != "" {
+				cfg, err := cliflags.ReadValue(*f.dockerConfig)
+				if err != nil {
+					return nil, fmt.Errorf("--docker_config: %w", err)
+				}
+				if !json.Valid([]byte(cfg)) && strings.HasPrefix(strings.TrimSpace(cfg), "{") {
+					return nil, errors.New("--docker_config: not valid JSON")
+				}
+				o.DockerConfig = cfg
+			}
 			o.ExecutorCommand = []string{self, "executor", "docker"}
 			o.Logger = log
 			cz, err := docker.New(ctx, o)
@@ -500,4 +532,34 @@ func agentMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
+}
+
+// maxExecutorEnv caps --executor_environment_variables.
+const maxExecutorEnv = 256
+
+// parseExecutorEnv reads --executor_environment_variables: a JSON object of
+// names to string values, or file:///path holding one.
+func parseExecutorEnv(v string) (map[string]string, error) {
+	v, err := cliflags.ReadValue(v)
+	if err != nil || strings.TrimSpace(v) == "" {
+		return nil, err
+	}
+	var env map[string]string
+	if err := json.Unmarshal([]byte(v), &env); err != nil {
+		return nil, fmt.Errorf("want a JSON object of names to strings: %w", err)
+	}
+	if len(env) > maxExecutorEnv {
+		return nil, fmt.Errorf("%d variables, at most %d", len(env), maxExecutorEnv)
+	}
+	for name, val := range env {
+		switch {
+		case name == "" || strings.ContainsAny(name, "=\x00"):
+			return nil, fmt.Errorf("%q is not a variable name", name)
+		case strings.HasPrefix(name, "MESOS_"), strings.HasPrefix(name, "MESOLITE_"):
+			return nil, fmt.Errorf("%s: MESOS_* and MESOLITE_* variables are set by the agent for each executor", name)
+		case strings.ContainsRune(val, 0):
+			return nil, fmt.Errorf("%s: the value holds a NUL byte", name)
+		}
+	}
+	return env, nil
 }

@@ -35,6 +35,8 @@ type masterFlags struct {
 	loggingLevel, logFormat, logDir                                  *string
 	ssl                                                              *sslFlags
 	registry                                                         *string
+	advertisePort                                                    *int
+	hostnameLookup                                                   *bool
 	quorum, maxPingTimeouts                                          *int
 	zkSessionTimeout, registryMaxAgentAge                            *time.Duration
 	maxCompletedFrameworks, maxCompletedTasks, registryMaxAgentCount *int
@@ -50,14 +52,17 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")
 	f.port = fs.Int("port", 5050, "port to listen on")
 	f.advertiseIP = fs.String("advertise_ip", "", "IP address agents and frameworks use to reach this master (default: --ip)")
-	f.hostname = fs.String("hostname", "", "hostname the master advertises (default: the system hostname)")
+	f.advertisePort = fs.Int("advertise_port", 0, "port agents and frameworks use to reach this master, behind a NAT or a port mapping (default: --port)")
+	f.hostname = fs.String("hostname", "", "hostname the master advertises (default: the system hostname, or the IP with --hostname_lookup=false)")
+	f.hostnameLookup = fs.Bool("hostname_lookup", true, "without --hostname, advertise the system's hostname; false: advertise the IP")
 	f.workDir = fs.String("work_dir", "/var/lib/mesolite/master", "directory of the master's registry (agents and frameworks survive a restart)")
 	f.zk = fs.String("zk", "", "ZooKeeper URL for leader election, e.g. zk://host1:2181,host2:2181/mesos (empty: standalone)")
 	f.offerTimeout = fs.Duration("offer_timeout", 0, "rescind offers a framework holds longer than this (0: never)")
 	f.reregisterTimeout = fs.Duration("agent_reregister_timeout", 10*time.Minute, "how long agents known from the registry have to re-register with a new leader (or a\n"+
 		"restarted master) before their tasks are lost; until then reconciliation about\n"+
 		"their tasks stays silent")
-	f.pingTimeout = fs.Duration("agent_ping_timeout", 15*time.Second, "how often agents are pinged on their event stream")
+	f.pingTimeout = fs.Duration("agent_ping_timeout", 15*time.Second, "how long an agent has to answer a ping (pings go this often on its event\n"+
+		"stream); after --max_agent_ping_timeouts unanswered ones it is unreachable")
 	f.maxPingTimeouts = fs.Int("max_agent_ping_timeouts", 5, "a disconnected agent is removed after agent_ping_timeout times this (or\n"+
 		"agent_reregister_timeout if shorter)")
 	f.zkSessionTimeout = fs.Duration("zk_session_timeout", 10*time.Second, "ZooKeeper session timeout: how long a dead leader keeps leading before\n"+
@@ -101,7 +106,9 @@ func (f *masterFlags) config(log *slog.Logger) master.Config {
 	cfg.IP = *f.ip
 	cfg.Port = *f.port
 	cfg.AdvertiseIP = *f.advertiseIP
+	cfg.AdvertisePort = *f.advertisePort
 	cfg.Hostname = *f.hostname
+	cfg.NoHostnameLookup = !*f.hostnameLookup
 	cfg.WorkDir = *f.workDir
 	cfg.ZK = *f.zk
 	cfg.OfferTimeout = *f.offerTimeout

@@ -3,10 +3,14 @@ package docker
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/registry"
@@ -44,8 +48,12 @@ func registryAuth(image, sandbox, agentConfig string) (string, error) {
 	}
 	domain := reference.Domain(named)
 	var sources [][]byte
-	for _, p := range []string{filepath.Join(sandbox, ".docker", "config.json"), filepath.Join(sandbox, ".dockercfg")} {
-		if b, err := os.ReadFile(p); err == nil {
+	for _, p := range []string{filepath.Join(".docker", "config.json"), ".dockercfg"} {
+		b, err := readSandboxConfig(sandbox, p)
+		if err != nil {
+			return "", err
+		}
+		if b != nil {
 			sources = append(sources, b)
 		}
 	}
@@ -93,4 +101,42 @@ func registryHost(key string) string {
 		return "docker.io"
 	}
 	return key
+}
+
+// maxDockerConfig caps a docker config read from a sandbox.
+const maxDockerConfig = 1 << 20
+
+// readSandboxConfig reads name below sandbox, which the task's fetch
+// wrote: the agent reads it as root, so it follows no link out of the
+// sandbox (os.Root), opens nothing but a regular file (a FIFO would hang
+// the launch: opened non-blocking, then checked) and reads at most
+// maxDockerConfig. It returns nil, nil when there is no such file.
+func readSandboxConfig(sandbox, name string) ([]byte, error) {
+	if sandbox == "" {
+		return nil, nil
+	}
+	root, err := os.OpenRoot(sandbox)
+	if err != nil {
+		return nil, nil // no sandbox, no config in it
+	}
+	defer root.Close()
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, invalidf("docker config %s in the sandbox: %v", name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, invalidf("docker config %s in the sandbox is not a regular file", name)
+	}
+	if st.Size() > maxDockerConfig {
+		return nil, invalidf("docker config %s in the sandbox is over %d bytes", name, maxDockerConfig)
+	}
+	return io.ReadAll(io.LimitReader(f, maxDockerConfig))
 }

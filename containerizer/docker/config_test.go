@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/registry"
 	"github.com/mesolite/mesolite/api/v1/mesos"
@@ -469,6 +471,68 @@ func TestRegistryAuth(t *testing.T) {
 			}
 			if ac.Username != tt.wantUser || ac.Password == "" {
 				t.Errorf("auth %+v, want user %s", ac, tt.wantUser)
+			}
+		})
+	}
+}
+
+// The sandbox is the task's: a docker config there that is a link out of
+// it (to another task's credentials or the agent's), a FIFO (which would
+// hang a blocking open) or an oversized file is refused, never followed or
+// read by the root agent.
+func TestAttackRegistryAuthFromSandbox(t *testing.T) {
+	secret := t.TempDir()
+	stolen := `{"auths":{"registry.example.com":{"username":"victim","password":"pw"}}}`
+	if err := os.WriteFile(filepath.Join(secret, "config.json"), []byte(stolen), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		plant func(t *testing.T, sandbox string)
+	}{
+		{"symlink out of the sandbox", func(t *testing.T, sandbox string) {
+			if err := os.Symlink(filepath.Join(secret, "config.json"), filepath.Join(sandbox, ".dockercfg")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"directory link out of the sandbox", func(t *testing.T, sandbox string) {
+			if err := os.Symlink(secret, filepath.Join(sandbox, ".docker")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"fifo", func(t *testing.T, sandbox string) {
+			if err := syscall.Mkfifo(filepath.Join(sandbox, ".dockercfg"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"oversized", func(t *testing.T, sandbox string) {
+			big := `{"registry.example.com":{"username":"x","password":"` + strings.Repeat("a", maxDockerConfig) + `"}}`
+			if err := os.WriteFile(filepath.Join(sandbox, ".dockercfg"), []byte(big), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sandbox := t.TempDir()
+			tt.plant(t, sandbox)
+			done := make(chan struct{})
+			var got string
+			var err error
+			go func() {
+				defer close(done)
+				got, err = registryAuth("registry.example.com/app", sandbox, "")
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("registryAuth hung on the planted file")
+			}
+			if err == nil || got != "" {
+				t.Fatalf("auth %q, err %v: want the planted config refused", got, err)
+			}
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				t.Errorf("err %v, want an invalid-argument error", err)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/containerizer/docker/engine"
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/sandbox"
 )
 
@@ -69,6 +70,10 @@ type Options struct {
 	// DockerConfig is a docker config.json (its JSON, or a path to it)
 	// with registry credentials for pulls (--docker_config).
 	DockerConfig string
+	// StopTimeout [--docker_stop_timeout] is the grace period between the
+	// stop signal and SIGKILL for a command task whose kill policy names
+	// none; the executor's default (3 s, as in Mesos) when 0.
+	StopTimeout time.Duration
 	// ExecutorCommand is the argv that starts the docker executor, the
 	// agent's own binary: {"/usr/bin/mesolite", "executor", "docker"}. The
 	// containerizer appends --container=NAME and --docker=HOST. Required.
@@ -446,6 +451,9 @@ func (c *Containerizer) create(parent context.Context, ct *ctr, cfg *dockerConfi
 // session, so that it outlives an agent restart.
 func (c *Containerizer) startExecutor(spec containerizer.LaunchSpec, ct *ctr, stderr *os.File) error {
 	argv := append(append([]string(nil), c.opts.ExecutorCommand...), "--container="+ct.name, "--docker="+c.eng.Host())
+	if c.opts.StopTimeout > 0 {
+		argv = append(argv, "--stop_timeout="+duration.Format(c.opts.StopTimeout))
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), spec.Env...), "MESOS_CONTAINER_NAME="+ct.name)
 	cmd.Dir = spec.SandboxDir

@@ -24,11 +24,12 @@ import (
 	"github.com/mesolite/mesolite/executor/command"
 	"github.com/mesolite/mesolite/executor/driver"
 	"github.com/mesolite/mesolite/executor/health"
+	"github.com/mesolite/mesolite/internal/duration"
 	"google.golang.org/protobuf/proto"
 )
 
 // DefaultGracePeriod is the kill grace period when the task's KillPolicy
-// names none, as in Mesos.
+// names none and the agent's --docker_stop_timeout is not set, as in Mesos.
 const DefaultGracePeriod = 3 * time.Second
 
 // Main runs the docker executor until its task ended and the agent has the
@@ -37,8 +38,18 @@ func Main(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("mesolite executor docker", flag.ContinueOnError)
 	name := fs.String("container", os.Getenv("MESOS_CONTAINER_NAME"), "name of the docker container to run, created by the docker containerizer (default $MESOS_CONTAINER_NAME)")
 	host := fs.String("docker", "", "dockerd address, unix:///path or tcp://host:port (default $DOCKER_HOST or the standard socket)")
+	stopTimeout := fs.String("stop_timeout", "", "grace period between the stop signal and SIGKILL when the task's kill policy names none (the agent's --docker_stop_timeout; default "+duration.Format(DefaultGracePeriod)+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var grace time.Duration
+	if *stopTimeout != "" {
+		d, err := duration.Parse(*stopTimeout)
+		if err != nil || d < 0 {
+			fmt.Fprintf(os.Stderr, "docker executor: --stop_timeout=%q: not a duration\n", *stopTimeout)
+			return 2
+		}
+		grace = d
 	}
 	if *name == "" {
 		fmt.Fprintln(os.Stderr, "docker executor: no container name (--container or MESOS_CONTAINER_NAME)")
@@ -65,7 +76,7 @@ func Main(ctx context.Context, args []string) int {
 	defer eng.Close()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ex := New(Options{Engine: eng, Container: *name, Stdout: stdout, Stderr: stderr, Logger: log, Config: cfg})
+	ex := New(Options{Engine: eng, Container: *name, Stdout: stdout, Stderr: stderr, Logger: log, Config: cfg, StopTimeout: grace})
 	return ex.Run(ctx)
 }
 
@@ -77,6 +88,9 @@ type Options struct {
 	Stdout, Stderr io.Writer
 	Logger         *slog.Logger
 	Config         driver.Config
+	// StopTimeout is the grace period of a kill whose task and call name
+	// none (--docker_stop_timeout); DefaultGracePeriod when 0.
+	StopTimeout time.Duration
 }
 
 // Executor runs one task's container. It is the driver's Handler.
@@ -146,9 +160,10 @@ func (e *Executor) Run(ctx context.Context) int {
 }
 
 func (e *Executor) stopNow() {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultGracePeriod+10*time.Second)
+	grace := e.defaultGrace()
+	ctx, cancel := context.WithTimeout(context.Background(), grace+10*time.Second)
 	defer cancel()
-	if err := e.eng.Stop(ctx, e.name, e.stopSignal(ctx), DefaultGracePeriod); err != nil {
+	if err := e.eng.Stop(ctx, e.name, e.stopSignal(ctx), grace); err != nil {
 		e.log.Warn("stop container", "error", err)
 	}
 }
@@ -452,6 +467,14 @@ func (e *Executor) send(ctx context.Context, d *driver.Driver, id *mesos.TaskID,
 	}
 }
 
+// defaultGrace is the grace period of a kill that names none.
+func (e *Executor) defaultGrace() time.Duration {
+	if e.opts.StopTimeout > 0 {
+		return e.opts.StopTimeout
+	}
+	return DefaultGracePeriod
+}
+
 // Kill implements driver.Handler.
 func (e *Executor) Kill(ctx context.Context, d *driver.Driver, taskID *mesos.TaskID, policy *mesos.KillPolicy) {
 	e.mu.Lock()
@@ -465,7 +488,7 @@ func (e *Executor) Kill(ctx context.Context, d *driver.Driver, taskID *mesos.Tas
 		return
 	}
 	e.killing = true
-	grace := DefaultGracePeriod
+	grace := e.defaultGrace()
 	if p := e.task.GetKillPolicy().GetGracePeriod(); p != nil {
 		grace = time.Duration(p.GetNanoseconds())
 	}

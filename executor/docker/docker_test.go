@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,12 @@ type run struct {
 // executor for it against a fake agent.
 func start(t *testing.T, cmd []string, fw *mesos.FrameworkInfo, mutate ...func(*mesos.TaskInfo)) *run {
 	t.Helper()
+	return startWith(t, 0, cmd, fw, mutate...)
+}
+
+// startWith is start with the executor's --stop_timeout (0: its default).
+func startWith(t *testing.T, stopTimeout time.Duration, cmd []string, fw *mesos.FrameworkInfo, mutate ...func(*mesos.TaskInfo)) *run {
+	t.Helper()
 	dockertest.Images(t)
 	eng, err := engine.New("")
 	if err != nil {
@@ -79,11 +86,12 @@ func start(t *testing.T, cmd []string, fw *mesos.FrameworkInfo, mutate ...func(*
 	agent := dockertest.NewFakeAgent(t, fw, task, "c-"+id)
 	r := &run{agent: agent, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exitCode: make(chan int, 1)}
 	ex := dockerexec.New(dockerexec.Options{
-		Engine:    eng,
-		Container: name,
-		Stdout:    r.stdout,
-		Stderr:    r.stderr,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Engine:      eng,
+		Container:   name,
+		Stdout:      r.stdout,
+		Stderr:      r.stderr,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		StopTimeout: stopTimeout,
 		Config: driver.Config{
 			AgentEndpoint:       agent.Endpoint,
 			FrameworkID:         fw.GetId().GetValue(),
@@ -179,6 +187,49 @@ func TestShutdownKillsWithGracePeriod(t *testing.T) {
 		t.Errorf("states %v, want TASK_KILLING before TASK_KILLED", states)
 	}
 	r.exited(t)
+}
+
+// The agent's --docker_stop_timeout is the grace period of a kill when the
+// task and the call name none (3 s by default, as in Mesos): a container
+// that ignores SIGTERM is killed no sooner.
+func TestStopTimeoutIsTheDefaultGrace(t *testing.T) {
+	const stop = 5 * time.Second
+	r := startWith(t, stop, []string{"sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"}, fw(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE))
+	r.agent.WaitState(t, mesos.TaskState_TASK_RUNNING, time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(r.stdout.String(), "ready") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	begin := time.Now()
+	r.agent.Kill(nil)
+	r.agent.WaitState(t, mesos.TaskState_TASK_KILLED, time.Minute)
+	if took := time.Since(begin); took < stop-500*time.Millisecond {
+		t.Errorf("killed after %s, before the %s stop timeout", took, stop)
+	}
+	r.exited(t)
+}
+
+func TestMainRefusesABadStopTimeout(t *testing.T) {
+	// Refused before anything else is looked at: the same call with a good
+	// value gets past it to the missing executor environment (also 2), so
+	// the check is on stderr's words.
+	t.Setenv("MESOS_CONTAINER_NAME", "x")
+	stderr := os.Stderr
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stderr = w
+	code := dockerexec.Main(context.Background(), []string{"--stop_timeout=soon"})
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if !strings.Contains(string(out), "--stop_timeout") {
+		t.Errorf("stderr %q, want --stop_timeout named", out)
+	}
+	if code != 2 {
+		t.Errorf("--stop_timeout=soon: exit %d, want 2", code)
+	}
 }
 
 func TestMainNeedsContainerAndEnvironment(t *testing.T) {

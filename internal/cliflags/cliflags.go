@@ -325,3 +325,31 @@ func (fs *FlagSet) InertSet() []string {
 	sort.Strings(out)
 	return out
 }
+
+// maxFileValue caps what a flag's file:///path may hold.
+const maxFileValue = 4 << 20
+
+// ReadValue is a flag value as Mesos's flags take it: file:///path reads
+// that file (at most 4 MiB), anything else is the value itself.
+func ReadValue(s string) (string, error) {
+	path, ok := strings.CutPrefix(strings.TrimSpace(s), "file://")
+	if !ok {
+		return s, nil
+	}
+	if path == "" {
+		return "", fmt.Errorf("%q names no file", s)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileValue+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxFileValue {
+		return "", fmt.Errorf("%s is over %d bytes", path, maxFileValue)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
