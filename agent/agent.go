@@ -143,6 +143,9 @@ type FetchRequest struct {
 	Dir string
 	// User fetches (and owns what is fetched); empty: the agent's user.
 	User string
+	// Progress, when set, is told how far a download is, at most once a
+	// second, as a line for a TASK_STARTING message.
+	Progress func(msg string)
 	// MaxBytes is the executor's and tasks' disk resource in bytes (0:
 	// none declared): a fetch may not write more into the sandbox.
 	MaxBytes int64

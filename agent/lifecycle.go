@@ -280,7 +280,8 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*
 		a.mu.Lock()
 		disk := diskBytes(es.resources)
 		a.mu.Unlock()
-		req := FetchRequest{URIs: uris, Dir: dir, User: runAs, MaxBytes: disk}
+		req := FetchRequest{URIs: uris, Dir: dir, User: runAs, MaxBytes: disk,
+			Progress: func(msg string) { a.sendStarting(ctx, es, msg) }}
 		if err := a.cfg.Fetch(launchCtx, req); err != nil {
 			a.metricsInc(func(m *agentMetrics) { m.fetchFailed++ })
 			a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch URIs: "+err.Error())

@@ -3,6 +3,8 @@ package e2e
 import (
 	"archive/tar"
 	"compress/gzip"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,5 +110,39 @@ func writeTarGz(t *testing.T, path string, files map[string]string) {
 	}
 	if err := gz.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A slow fetch shows its progress: TASK_STARTING messages with the bytes
+// received of the announced size, about once a second, which `mesolite
+// run` prints, and the same lines in the sandbox's stderr.
+func TestFetchProgressInTaskStarting(t *testing.T) {
+	const chunk, chunks = 128 << 10, 5
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(chunk*chunks))
+		buf := make([]byte, chunk)
+		for i := range chunks {
+			if i > 0 {
+				time.Sleep(600 * time.Millisecond)
+			}
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := startCluster(t)
+	out, code := mesolite(t, 90*time.Second, "run", "--master="+c.masterAddr, "--name=slow-fetch", "--id=slow-fetch-1",
+		"--uri="+srv.URL+"/slow.bin", "--command=ls -l slow.bin")
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	if !regexp.MustCompile(`TASK_STARTING.*Fetching '` + regexp.QuoteMeta(srv.URL) + `/slow.bin': [0-9.]+ [KM]?i?B of 640.0 KiB`).MatchString(out) {
+		t.Errorf("no fetch progress in run's output:\n%s", out)
+	}
+	stderr, _ := mesolite(t, 10*time.Second, "logs", "--master="+c.masterAddr, "--stderr", "slow-fetch-1")
+	if !strings.Contains(stderr, "Fetching '"+srv.URL+"/slow.bin'") {
+		t.Errorf("no fetch progress in the sandbox's stderr:\n%s", stderr)
 	}
 }

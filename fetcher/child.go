@@ -143,6 +143,7 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stderr io.Wr
 		}
 	}
 	f.onSpawn = func(pid int) { notify(event{Type: "spawn", Pid: pid}) }
+	f.onBytes = func(done, total int64) { notify(event{Type: "progress", Bytes: done, Total: total}) }
 	if *cacheFD >= 0 {
 		sub, err := userDirName(in.Request.User)
 		if err == nil {
@@ -311,6 +312,7 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 		failure  *event
 		done     int
 		started  bool // the child read the request and began a URI
+		rate     progressRate
 	)
 	go func() {
 		defer wg.Done()
@@ -326,6 +328,14 @@ func runChild(ctx context.Context, opts Options, req Request, stderr io.Writer) 
 				started = true
 			case ev.Type == "spawn":
 				c.addGroup(ev.Pid)
+			case ev.Type == "progress":
+				p := rate.next(inflight, ev.Bytes, ev.Total, time.Now())
+				mu.Unlock()
+				fmt.Fprintf(stderr, "mesolite: %s\n", p)
+				if req.Progress != nil {
+					req.Progress(p)
+				}
+				continue
 			case ev.Type == "done" && ev.Error != "":
 				e := ev
 				failure = &e
@@ -549,4 +559,53 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.buf))
+}
+
+// Progress is how far a fetch's download is, reported about once a second
+// while it runs.
+type Progress struct {
+	URI          string  // redacted
+	Bytes, Total int64   // Total -1: unknown
+	Rate         float64 // bytes a second since the last report
+}
+
+func (p Progress) String() string {
+	s := fmt.Sprintf("Fetching '%s': %s", p.URI, humanBytes(p.Bytes))
+	if p.Total >= 0 {
+		s += " of " + humanBytes(p.Total)
+		if p.Total > 0 {
+			s += fmt.Sprintf(" (%d%%)", p.Bytes*100/p.Total)
+		}
+	}
+	return s + fmt.Sprintf(", %s/s", humanBytes(int64(p.Rate)))
+}
+
+// progressRate turns the child's byte counts into rates.
+type progressRate struct {
+	uri   string
+	bytes int64
+	at    time.Time
+}
+
+func (r *progressRate) next(uri string, bytes, total int64, now time.Time) Progress {
+	p := Progress{URI: uri, Bytes: bytes, Total: total}
+	if r.uri == uri && !r.at.IsZero() && now.After(r.at) && bytes >= r.bytes {
+		p.Rate = float64(bytes-r.bytes) / now.Sub(r.at).Seconds()
+	}
+	r.uri, r.bytes, r.at = uri, bytes, now
+	return p
+}
+
+// humanBytes writes n in binary units, one decimal.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,8 +48,40 @@ type conditional struct {
 	lastModified string
 }
 
-// progress counts bytes received so the stall watchdog can see them.
-type progress struct{ n atomic.Int64 }
+// progress counts bytes received so the stall watchdog (and the progress
+// reports) can see them; total is the announced size, -1 when unknown.
+type progress struct{ n, total atomic.Int64 }
+
+// progressInterval spaces the progress reports of a download: the task's
+// TASK_STARTING messages and its sandbox's stderr get at most one a second.
+const progressInterval = time.Second
+
+// report calls f.onBytes every progressInterval until the returned stop.
+func (f *Fetcher) report(p *progress) (stop func()) {
+	if f.onBytes == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f.onBytes(p.n.Load(), p.total.Load())
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
 
 // countingBody feeds the stall watchdog's byte counter as a response body
 // is read.
@@ -251,6 +284,8 @@ func (f *Fetcher) download(ctx context.Context, src *source, stageDir string, co
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := &progress{}
+	prog.total.Store(-1)
+	defer f.report(prog)()
 	lim := f.sizeLimit(bud)
 	walks := src.kind == srcGit || src.kind == srcHadoop
 	wd := watchdog{window: f.cfg.stallTimeout(), minRate: f.cfg.stallMinRate(), p: prog,
@@ -458,6 +493,9 @@ func (f *Fetcher) getHTTP(ctx context.Context, src *source, dst string, cond *co
 	limit := lim.n
 	if resp.ContentLength > limit {
 		return nil, lim.tooBig(fmt.Sprintf("%s is %d bytes", src.redacted, resp.ContentLength))
+	}
+	if resp.ContentLength >= 0 {
+		prog.total.Store(resp.ContentLength)
 	}
 	// One byte more than allowed tells a body at the limit from one over it
 	// when the server sent no Content-Length (or one that lies).

@@ -38,6 +38,9 @@ type Fetcher struct {
 	// onSpawn, when set, is told the pid (and process group) of every
 	// helper process started in a group of its own.
 	onSpawn func(pid int)
+	// onBytes, when set, is told every progressInterval how many bytes of
+	// how many (-1: unknown) a download has received.
+	onBytes func(done, total int64)
 	// broker, when set, does the cache's writes: the agent, as root, for a
 	// child that runs as the task user (see broker.go).
 	broker *brokerClient
@@ -59,13 +62,16 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) ([]Result, error) {
 
 // event is what the child reports to its parent for each URI.
 type event struct {
-	Type   string  `json:"type"` // "ready" (waiting for the request), "start", "spawn" or "done"
+	Type   string  `json:"type"` // "ready" (waiting for the request), "start", "spawn", "progress" or "done"
 	URI    string  `json:"uri"`
 	Result *Result `json:"result,omitempty"`
 	Error  string  `json:"error,omitempty"`
 	Class  string  `json:"class,omitempty"`
 	// Pid is a helper's process group, for "spawn" events.
 	Pid int `json:"pid,omitempty"`
+	// Bytes received of Total (-1: unknown), for "progress" events.
+	Bytes int64 `json:"bytes,omitempty"`
+	Total int64 `json:"total,omitempty"`
 }
 
 func (f *Fetcher) fetchAll(ctx context.Context, req Request, notify func(event)) ([]Result, error) {

@@ -42,6 +42,9 @@ type Request struct {
 	User       string `json:"user,omitempty"`
 	URIs       []URI  `json:"uris"`
 	MaxBytes   int64  `json:"max_bytes,omitempty"`
+	// Progress, when set, is told about once a second how far a download
+	// is (RunChild; the same lines go to the sandbox's stderr).
+	Progress func(Progress) `json:"-"`
 }
 
 // URI mirrors Mesos's CommandInfo.URI.

@@ -467,6 +467,9 @@ func (f *agentFlags) fetchFunc(log *slog.Logger, caFile string) (agent.FetchFunc
 	return func(ctx context.Context, fr agent.FetchRequest) error {
 		dir := fr.Dir
 		req := fetcher.Request{SandboxDir: dir, User: fr.User, MaxBytes: fr.MaxBytes}
+		if fr.Progress != nil {
+			req.Progress = func(p fetcher.Progress) { fr.Progress(p.String()) }
+		}
 		for _, u := range fr.URIs {
 			req.URIs = append(req.URIs, fetcher.URI{Value: u.GetValue(), Executable: u.GetExecutable(),
 				Extract: u.GetExtract(), Cache: u.GetCache(), OutputFile: u.GetOutputFile()})
