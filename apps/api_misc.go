@@ -383,12 +383,33 @@ func buildGroup(apps map[PathID]*appState, groups map[PathID]*Group, id PathID) 
 }
 
 // handleGroups is /v2/groups[/{id}]: the group tree (GET), a new group
-// (POST), a group changed (PUT) or removed (DELETE), each change one
-// deployment plan.
+// (POST), a group changed (PUT; rolled back to a kept version with only
+// {"version": ...}) or removed (DELETE), each change one deployment plan;
+// GET /v2/groups[/{id}]/versions lists the kept versions.
 func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
-	id, err := ParsePathID("/"+strings.Trim(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/"), Root)
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v2/groups"), "/")
+	listVersions := false
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (rest == "versions" || strings.HasSuffix(rest, "/versions")) {
+		// As in Marathon, this route comes first: a group named
+		// "versions" is not reached by GET.
+		rest, listVersions = strings.TrimSuffix(rest, "versions"), true
+	}
+	id, err := ParsePathID("/"+strings.Trim(rest, "/"), Root)
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, errorJSON{Message: "Group does not exist"})
+		return
+	}
+	if listVersions {
+		s.eng.mu.RLock()
+		versions := slices.Clone(s.eng.groupVersions[id])
+		exists := s.eng.groupExists(id)
+		s.eng.mu.RUnlock()
+		if !exists && len(versions) == 0 {
+			writeError(w, groupNotFound(id))
+			return
+		}
+		slices.Reverse(versions)
+		writeJSON(w, http.StatusOK, append([]string{}, versions...))
 		return
 	}
 	force, dryRun := boolParam(r, "force"), boolParam(r, "dryRun")
@@ -408,10 +429,23 @@ func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
+		rollback := false
+		if v, ok := versionOnly(body); ok && r.Method == http.MethodPut {
+			// A rollback: the group becomes what it was at v, as a PUT
+			// of that definition would make it.
+			if body, err = s.groupVersion(r.Context(), id, v); err != nil {
+				writeError(w, err)
+				return
+			}
+			rollback = true
+		}
 		b, spec, err := decodeGroup(body, id)
 		if err != nil {
 			writeError(w, err)
 			return
+		}
+		if rollback {
+			b.Version = nil
 		}
 		var res *DeploymentResult
 		var pv *planView

@@ -25,6 +25,9 @@ const (
 	bucketDeployments = "deployments"
 	bucketFailures    = "failures"
 	bucketGroups      = "groups"
+	// bucketGroupVersions keeps what a group was after each change made
+	// to it through /v2/groups ("<id>@<version>"), for a rollback.
+	bucketGroupVersions = "groupversions"
 )
 
 // master is what the engine asks of the framework driver: both calls
@@ -101,10 +104,13 @@ type engine struct {
 	servicePorts map[int]PathID
 	// groups are the groups made through /v2/groups, with their
 	// dependencies; the others exist through their apps' ids.
-	groups      map[PathID]*Group
-	frameworkID string
-	wants       bool
-	lastVersion time.Time
+	groups map[PathID]*Group
+	// groupVersions are the kept versions of each group, oldest first
+	// (bucketGroupVersions).
+	groupVersions map[PathID][]string
+	frameworkID   string
+	wants         bool
+	lastVersion   time.Time
 }
 
 // request is one change for the loop: done (when set) receives its
@@ -146,13 +152,14 @@ type txn struct {
 func newEngine(cfg engineConfig, store frameworks.Store, bus *eventBus) *engine {
 	return &engine{
 		cfg: cfg, log: cfg.Logger.With("component", "apps"), store: store, bus: bus,
-		reqs:         make(chan *request, 256),
-		stopped:      make(chan struct{}),
-		apps:         map[PathID]*appState{},
-		byTask:       map[string]*Instance{},
-		deployments:  map[string]*Deployment{},
-		servicePorts: map[int]PathID{},
-		groups:       map[PathID]*Group{},
+		reqs:          make(chan *request, 256),
+		stopped:       make(chan struct{}),
+		apps:          map[PathID]*appState{},
+		byTask:        map[string]*Instance{},
+		deployments:   map[string]*Deployment{},
+		servicePorts:  map[int]PathID{},
+		groups:        map[PathID]*Group{},
+		groupVersions: map[PathID][]string{},
 	}
 }
 
@@ -246,6 +253,17 @@ func (e *engine) load(ctx context.Context) error {
 			return fmt.Errorf("group %s in the store: %w", kv.Key, err)
 		}
 		e.groups[g.ID] = g
+	}
+	gversions, err := e.store.List(ctx, bucketGroupVersions)
+	if err != nil {
+		return err
+	}
+	for _, kv := range gversions {
+		id, v, _ := strings.Cut(kv.Key, "@")
+		e.groupVersions[PathID(id)] = append(e.groupVersions[PathID(id)], v)
+	}
+	for _, vs := range e.groupVersions {
+		slices.Sort(vs)
 	}
 	fails, err := e.store.List(ctx, bucketFailures)
 	if err != nil {

@@ -198,6 +198,11 @@ type change struct {
 	stop       []PathID
 	groups     map[PathID]*Group
 	dropGroups []PathID
+	// keep records a version of group once the plan is made (a change
+	// through /v2/groups); forget drops the kept versions of a group and
+	// its subgroups (it is deleted).
+	keep   bool
+	forget bool
 }
 
 // planView is what a dry run answers: the steps the change would take.
@@ -300,7 +305,54 @@ func (e *engine) apply(tx *txn, c *change, force, dryRun bool, o origin) (*Deplo
 		}
 		e.apiPostEvent(tx, o, a)
 	}
+	if c.forget {
+		e.forgetGroupVersions(tx, c.group)
+	}
+	if c.keep {
+		e.keepGroupVersion(tx, c.group, tx.plan.version)
+	}
 	return e.finishPlan(tx), nil, nil
+}
+
+// maxGroupVersions bounds the versions kept of one group.
+const maxGroupVersions = 20
+
+// keepGroupVersion stores group id as it is now (its apps' definitions,
+// its subgroups and their dependencies) as its version v, the oldest
+// going past maxGroupVersions. A group too large for one stored value
+// (hundreds of apps) is not kept, and cannot be rolled back to v.
+func (e *engine) keepGroupVersion(tx *txn, id PathID, v string) {
+	g, ok := buildGroup(e.apps, e.groups, id)
+	if !ok {
+		return
+	}
+	g.Version = v
+	b := mustJSON(g)
+	if len(b) > frameworks.MaxValueBytes {
+		e.log.Warn("a version of a group too large to keep; it cannot be rolled back to", "group", id, "version", v, "bytes", len(b))
+		return
+	}
+	tx.ops = append(tx.ops, frameworks.Put(bucketGroupVersions, string(id)+"@"+v, b))
+	vs := append(e.groupVersions[id], v)
+	for len(vs) > maxGroupVersions {
+		tx.ops = append(tx.ops, frameworks.Delete(bucketGroupVersions, string(id)+"@"+vs[0]))
+		vs = vs[1:]
+	}
+	e.groupVersions[id] = vs
+}
+
+// forgetGroupVersions drops the kept versions of id's subgroups, and of
+// id unless it is the root.
+func (e *engine) forgetGroupVersions(tx *txn, id PathID) {
+	for g, vs := range e.groupVersions {
+		if g == Root || !id.Contains(g) {
+			continue
+		}
+		for _, v := range vs {
+			tx.ops = append(tx.ops, frameworks.Delete(bucketGroupVersions, string(g)+"@"+v))
+		}
+		delete(e.groupVersions, g)
+	}
 }
 
 // keepServicePorts gives a new definition of an app the service ports
@@ -340,7 +392,7 @@ func (e *engine) createGroup(ctx context.Context, spec *groupSpec, force, dryRun
 		if e.groupExists(spec.id) {
 			return fmt.Errorf("Group %s is already created. Use PUT to change this group.: %w", spec.id, errdefs.ErrConflict)
 		}
-		c := &change{group: spec.id, put: map[PathID]*App{}, groups: spec.groups}
+		c := &change{group: spec.id, put: map[PathID]*App{}, groups: spec.groups, keep: true}
 		for id, a := range spec.apps {
 			if st := e.apps[id]; st != nil && !st.deleted {
 				return fmt.Errorf("An app with id [%s] already exists.: %w", id, errdefs.ErrConflict)
@@ -361,11 +413,12 @@ func (e *engine) updateGroup(ctx context.Context, b *groupBody, spec *groupSpec,
 	var res *DeploymentResult
 	var pv *planView
 	err := e.do(ctx, func(tx *txn) error {
-		c := &change{group: spec.id, put: map[PathID]*App{}, groups: map[PathID]*Group{}}
+		c := &change{group: spec.id, put: map[PathID]*App{}, groups: map[PathID]*Group{}, keep: true}
 		onlyScale := b.ScaleBy != nil && len(b.Apps) == 0 && len(b.Groups) == 0
 		switch {
 		case b.Version != nil && len(b.Apps) == 0 && len(b.Groups) == 0:
-			return (violations{{Path: "/version", Errors: []string{"rolling a group back to a version is not supported; PUT the group's definition"}}}).err()
+			// The API reads the version's definition first (groupVersion).
+			return (violations{{Path: "/version", Errors: []string{"a rollback is a PUT of the group's definition at that version"}}}).err()
 		case onlyScale:
 			if !e.groupExists(spec.id) {
 				return groupNotFound(spec.id)
@@ -423,7 +476,7 @@ func (e *engine) deleteGroup(ctx context.Context, id PathID, force bool, o origi
 		if !e.groupExists(id) {
 			return groupNotFound(id)
 		}
-		c := &change{group: id}
+		c := &change{group: id, forget: true, keep: id == Root}
 		for aid, st := range e.apps {
 			if !st.deleted && id.Contains(aid) {
 				c.stop = append(c.stop, aid)
@@ -509,4 +562,17 @@ func (e *engine) putApps(ctx context.Context, bodies []json.RawMessage, partial,
 
 func groupNotFound(id PathID) error {
 	return fmt.Errorf("Group '%s' does not exist: %w", id, errdefs.ErrNotFound)
+}
+
+// groupVersion is the kept version v of group id, as a body PUT
+// /v2/groups takes: a rollback to it is that PUT.
+func (s *Service) groupVersion(ctx context.Context, id PathID, v string) ([]byte, error) {
+	if _, err := ParseTime(v); err != nil {
+		return nil, fmt.Errorf("Group '%s' has no version %.40q: %w", id, v, errdefs.ErrNotFound)
+	}
+	b, err := s.store.Get(ctx, bucketGroupVersions, string(id)+"@"+v)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("Group '%s' has no version %s (the versions kept are those of its last %d changes through /v2/groups): %w", id, v, maxGroupVersions, errdefs.ErrNotFound)
+	}
+	return b, err
 }

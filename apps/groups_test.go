@@ -256,3 +256,87 @@ func TestGroupDependenciesOrderDeployments(t *testing.T) {
 		t.Fatalf("kill order %v", ends)
 	}
 }
+
+// TestGroupRollback: PUT /v2/groups/{id} with only {"version": ...} makes
+// the group what it was at that version (a change through /v2/groups):
+// its apps' definitions back, apps added since stopped, apps removed
+// since started again; GET .../versions lists the kept versions, newest
+// first; an unknown version is 404, and a deleted group's versions go.
+func TestGroupRollback(t *testing.T) {
+	c := clustertest.New(t)
+	c.AddAgent(t, clustertest.AgentOptions{Hostname: "127.0.0.1"})
+	s := startApps(t, c.Addr, t.TempDir())
+
+	var v1, v2, v3 struct{ DeploymentID, Version string }
+	s.mustCall(t, http.StatusCreated, "POST", "/v2/groups", `{"id":"/rb","dependencies":[],"apps":[`+sleeper("a", 1, "")+`,`+sleeper("b", 1, "")+`],
+		"groups":[{"id":"sub","apps":[`+sleeper("x", 1, `,"dependencies":["/rb/a"]`)+`]}]}`, &v1)
+	s.waitSettled(t, "/rb/a", 1, false)
+	s.waitSettled(t, "/rb/b", 1, false)
+	s.waitSettled(t, "/rb/sub/x", 1, false)
+	s.mustCall(t, http.StatusOK, "PUT", "/v2/groups/rb", `{"id":"/rb","apps":[`+
+		strings.Replace(sleeper("a", 2, ""), "sleep 1000", "sleep 2000", 1)+`,`+sleeper("c", 1, "")+`]}`, &v2)
+	s.waitSettled(t, "/rb/a", 2, false)
+	s.waitSettled(t, "/rb/c", 1, false)
+	if s.call(t, "GET", "/v2/apps/rb/b", "", nil) != http.StatusNotFound || s.call(t, "GET", "/v2/groups/rb/sub", "", nil) != http.StatusNotFound {
+		t.Fatal("b or /rb/sub still there after the PUT without them")
+	}
+	var versions []string
+	s.mustCall(t, http.StatusOK, "GET", "/v2/groups/rb/versions", "", &versions)
+	if !slices.Equal(versions, []string{v2.Version, v1.Version}) {
+		t.Fatalf("versions %v, want %v", versions, []string{v2.Version, v1.Version})
+	}
+
+	for _, bad := range []string{"2020-01-01T00:00:00.000Z", "junk"} {
+		var e errorBody
+		if code := s.call(t, "PUT", "/v2/groups/rb", `{"version":"`+bad+`"}`, &e); code != http.StatusNotFound || !strings.Contains(e.Message, "no version") {
+			t.Fatalf("rollback to %s: %d %+v", bad, code, e)
+		}
+	}
+	var dry struct {
+		Steps []struct {
+			Actions []struct{ Action, App string }
+		}
+	}
+	s.mustCall(t, http.StatusOK, "PUT", "/v2/groups/rb?dryRun=true", `{"version":"`+v1.Version+`"}`, &dry)
+	if len(dry.Steps) == 0 {
+		t.Fatalf("a dry run of the rollback: %+v", dry)
+	}
+
+	s.mustCall(t, http.StatusOK, "PUT", "/v2/groups/rb", `{"version":"`+v1.Version+`"}`, &v3)
+	if v3.DeploymentID == "" || v3.Version <= v2.Version {
+		t.Fatalf("rollback answered %+v", v3)
+	}
+	a := s.waitSettled(t, "/rb/a", 1, false)
+	if a.Cmd != "sleep 1000" {
+		t.Fatalf("a after the rollback: %q", a.Cmd)
+	}
+	s.waitSettled(t, "/rb/b", 1, false)
+	x := s.waitSettled(t, "/rb/sub/x", 1, false)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		return s.call(t, "GET", "/v2/apps/rb/c", "", nil) == http.StatusNotFound
+	}, "c gone after the rollback")
+	var g groupView
+	s.mustCall(t, http.StatusOK, "GET", "/v2/groups/rb", "", &g)
+	if len(g.Apps) != 2 || len(g.Groups) != 1 || g.Groups[0].ID != "/rb/sub" {
+		t.Fatalf("group after the rollback: %+v", g)
+	}
+	var full struct {
+		App struct{ Dependencies []string }
+	}
+	s.mustCall(t, http.StatusOK, "GET", "/v2/apps/rb/sub/x", "", &full)
+	if !slices.Equal(full.App.Dependencies, []string{"/rb/a"}) || x.Version != v3.Version {
+		t.Fatalf("x after the rollback: %+v, version %s, want %s", full.App, x.Version, v3.Version)
+	}
+	s.mustCall(t, http.StatusOK, "GET", "/v2/groups/rb/versions", "", &versions)
+	if !slices.Equal(versions, []string{v3.Version, v2.Version, v1.Version}) {
+		t.Fatalf("versions after the rollback %v", versions)
+	}
+
+	s.mustCall(t, http.StatusOK, "DELETE", "/v2/groups/rb", "", nil)
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		return s.call(t, "GET", "/v2/groups/rb/versions", "", nil) == http.StatusNotFound
+	}, "the versions of a deleted group gone")
+	if code := s.call(t, "PUT", "/v2/groups/rb", `{"version":"`+v1.Version+`"}`, nil); code != http.StatusNotFound {
+		t.Fatalf("rollback of a deleted group: %d", code)
+	}
+}
