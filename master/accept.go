@@ -384,6 +384,7 @@ func injectAllocation(rs []*mesos.Resource, role string) {
 func (m *Master) addTask(p *launchPlan, ti *mesos.TaskInfo, executorID *mesos.ExecutorID) *task {
 	res, _ := resources.FromProto(ti.GetResources())
 	t := &task{
+		command: ti.GetCommand(),
 		t: &mesos.Task{
 			Name:        ti.Name,
 			TaskId:      ti.TaskId,

@@ -416,6 +416,9 @@ func (m *Master) taskJSON(t *task) map[string]any {
 	if t.t.KillPolicy != nil {
 		j["kill_policy"] = protoJSON(t.t.GetKillPolicy())
 	}
+	if c := t.command; c != nil {
+		j["command"] = commandJSON(c)
+	}
 	if t.t.User != nil {
 		j["user"] = t.t.GetUser()
 	}
@@ -610,4 +613,20 @@ func (m *Master) handleTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	m.mu.Unlock()
 	writeJSON(w, r, map[string]any{"tasks": out})
+}
+
+// commandJSON is what the state shows of a task's command: what runs, not
+// its environment or URIs, which may carry credentials.
+func commandJSON(c *mesos.CommandInfo) map[string]any {
+	j := map[string]any{"shell": c.GetShell()}
+	if c.Value != nil {
+		j["value"] = c.GetValue()
+	}
+	if len(c.GetArguments()) > 0 {
+		j["arguments"] = c.GetArguments()
+	}
+	if c.User != nil {
+		j["user"] = c.GetUser()
+	}
+	return j
 }

@@ -120,6 +120,10 @@ type task struct {
 	// directory its sandbox on the agent, when the agent reported it.
 	containerID string
 	directory   string
+	// command is the TaskInfo's, for the state's task pages (nil for a
+	// task of a custom executor, and for tasks the master adopted from an
+	// agent or the registry: mesos.Task does not carry it).
+	command *mesos.CommandInfo
 	// announced: the operator event streams were told of the task
 	// (TASK_ADDED, or a SUBSCRIBED that listed it).
 	announced bool

@@ -180,3 +180,45 @@ func TestMetricsSnapshotHasMesosKeys(t *testing.T) {
 		t.Errorf("allocation timer without samples: %v", m["allocator/mesos/allocation_run_ms/count"])
 	}
 }
+
+// A task's command shows in the state (what runs, for the web UI's task
+// page), without its environment or URIs, which may carry credentials.
+func TestStateShowsTheCommandWithoutItsSecrets(t *testing.T) {
+	h := startMaster(t)
+	agent := h.registerAgent(agentRegister("node1", 5051))
+	fw := h.subscribe(frameworkInfo("cmd"), codec.JSON)
+	o := fw.offer()
+	task := commandTask("t1", o.GetAgentId(), 1, 64)
+	task.Command = &mesos.CommandInfo{
+		Value:       proto.String("./serve --port $PORT0"),
+		Environment: &mesos.Environment{Variables: []*mesos.Environment_Variable{{Name: proto.String("DB_PASSWORD"), Value: proto.String("hunter2")}}},
+		Uris:        []*mesos.CommandInfo_URI{{Value: proto.String("https://user:s3cret@artifacts.example/serve")}},
+	}
+	fw.launch([]*mesos.OfferID{o.GetId()}, task)
+	agent.next(agentpb.Event_RUN_TASK)
+	data, err := json.Marshal(getJSON(t, h.base+"/master/state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Frameworks []struct {
+			Tasks []struct {
+				Command struct {
+					Value string `json:"value"`
+					Shell bool   `json:"shell"`
+				} `json:"command"`
+			} `json:"tasks"`
+		} `json:"frameworks"`
+	}
+	if err := json.Unmarshal(data, &state); err != nil {
+		t.Fatal(err)
+	}
+	if len(state.Frameworks) != 1 || len(state.Frameworks[0].Tasks) != 1 || state.Frameworks[0].Tasks[0].Command.Value != "./serve --port $PORT0" {
+		t.Fatalf("task command not in the state: %s", data)
+	}
+	for _, secret := range []string{"hunter2", "s3cret"} {
+		if strings.Contains(string(data), secret) {
+			t.Errorf("the state shows %q from the task's command", secret)
+		}
+	}
+}

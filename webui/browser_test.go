@@ -88,8 +88,8 @@ func TestBrowserFakeCluster(t *testing.T) {
 		if want := "http://" + agentHost + "/#/file?path=" + stdoutPath; href != want {
 			t.Fatalf("stdout link = %q, want %q", href, want)
 		}
-		if got := b.Text("#task-info"); !strings.Contains(got, "c-ticker") || !strings.Contains(got, "127.0.0.1") {
-			t.Errorf("task details lack container id or IP: %q", got)
+		if got := b.Text("#task-info"); !strings.Contains(got, "c-ticker") || !strings.Contains(got, "127.0.0.1") || !strings.Contains(got, "while true; do echo line") {
+			t.Errorf("task details lack container id, IP or command: %q", got)
 		}
 		b.Click("#stdout-link")
 		b.Wait(fmt.Sprintf(`location.host === %q && document.querySelector('#log-viewer')?.dataset.state === 'live'`, agentHost), "live log viewer on the agent")

@@ -200,6 +200,7 @@ func (fc *fakeCluster) masterState(w http.ResponseWriter, r *http.Request) {
 				}}),
 			},
 			"container": obj{"type": "MESOS"},
+			"command":   obj{"shell": true, "value": "while true; do echo line; sleep 0.1; done"},
 		}
 	}
 	agentPort := fc.agent.Listener.Addr().String()
