@@ -23,19 +23,22 @@
 // frameworks.Driver, killing nothing that still runs.
 //
 // RunHA runs one of several instances on ZooKeeper (--zk) through
-// frameworks/ha: a standby redirects the API to the leader (307), the
-// leader builds a Service from the state in ZooKeeper for each term of
-// leadership, and DELETE /v2/leader abdicates.
+// frameworks/ha: a standby proxies the API to the leader (ha.Proxy, with
+// Marathon's X-Marathon-Via) and answers /ping, /metrics and /v2/leader
+// itself, the leader builds a Service from the state in ZooKeeper for
+// each term of leadership, and DELETE /v2/leader abdicates.
 //
 // A change of several apps (groups, PUT /v2/apps of many) is one plan:
 // a Deployment per app sharing the plan's id, each waiting for those of
-// the apps it depends on (plan.go, groups.go). HTTP, HTTPS and TCP
-// health checks and readiness checks are probed by the service itself,
-// only ever on the task's own host and host ports (probe.go). The
+// the apps it depends on (plan.go, groups.go); a change through
+// /v2/groups keeps a version of the group, which PUT {"version"} rolls
+// back to. HTTP, HTTPS and TCP health checks and readiness checks are
+// probed by the service itself, only ever on the task's own host and
+// host ports (probe.go). The
 // framework is PARTITION_AWARE: an unreachable instance is kept, replaced
 // and expunged as its app's unreachableStrategy says (engine.tick).
 //
-// What Marathon does that this package does not do yet: group rollbacks,
-// pods, standbys that proxy rather than redirect, persistent volumes,
-// secrets. The web page at / is ui/ (ui.go). docs/apps.md has the detail.
+// What Marathon does that this package does not do yet: pods,
+// persistent volumes, secrets. The web page at / is ui/ (ui.go).
+// docs/apps.md has the detail.
 package apps
