@@ -429,23 +429,25 @@ func (s *Service) handleGroups(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-		rollback := false
-		if v, ok := versionOnly(body); ok && r.Method == http.MethodPut {
-			// A rollback: the group becomes what it was at v, as a PUT
-			// of that definition would make it.
-			if body, err = s.groupVersion(r.Context(), id, v); err != nil {
-				writeError(w, err)
-				return
-			}
-			rollback = true
-		}
 		b, spec, err := decodeGroup(body, id)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		if rollback {
-			b.Version = nil
+		if r.Method == http.MethodPut && b.Version != nil && len(b.Apps) == 0 && len(b.Groups) == 0 {
+			// A rollback (a scaleBy beside it is ignored, as in
+			// Marathon): the group becomes what it was at that version,
+			// as a PUT of that definition would make it.
+			old, err := s.groupVersion(r.Context(), spec.id, *b.Version)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			if b, spec, err = decodeGroup(old, spec.id); err != nil {
+				writeError(w, err)
+				return
+			}
+			b.Version, b.ScaleBy = nil, nil
 		}
 		var res *DeploymentResult
 		var pv *planView

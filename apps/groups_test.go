@@ -302,7 +302,8 @@ func TestGroupRollback(t *testing.T) {
 		t.Fatalf("a dry run of the rollback: %+v", dry)
 	}
 
-	s.mustCall(t, http.StatusOK, "PUT", "/v2/groups/rb", `{"version":"`+v1.Version+`"}`, &v3)
+	// A scaleBy beside the version is ignored, as in Marathon.
+	s.mustCall(t, http.StatusOK, "PUT", "/v2/groups/rb", `{"version":"`+v1.Version+`","scaleBy":3}`, &v3)
 	if v3.DeploymentID == "" || v3.Version <= v2.Version {
 		t.Fatalf("rollback answered %+v", v3)
 	}
