@@ -261,11 +261,13 @@ func TestGroupDependenciesOrderDeployments(t *testing.T) {
 // the group what it was at that version (a change through /v2/groups):
 // its apps' definitions back, apps added since stopped, apps removed
 // since started again; GET .../versions lists the kept versions, newest
-// first; an unknown version is 404, and a deleted group's versions go.
+// first, also after a restart; an unknown version is 404, and a deleted
+// group's versions go.
 func TestGroupRollback(t *testing.T) {
 	c := clustertest.New(t)
 	c.AddAgent(t, clustertest.AgentOptions{Hostname: "127.0.0.1"})
-	s := startApps(t, c.Addr, t.TempDir())
+	dir := t.TempDir()
+	s := startApps(t, c.Addr, dir)
 
 	var v1, v2, v3 struct{ DeploymentID, Version string }
 	s.mustCall(t, http.StatusCreated, "POST", "/v2/groups", `{"id":"/rb","dependencies":[],"apps":[`+sleeper("a", 1, "")+`,`+sleeper("b", 1, "")+`],
@@ -280,6 +282,9 @@ func TestGroupRollback(t *testing.T) {
 	if s.call(t, "GET", "/v2/apps/rb/b", "", nil) != http.StatusNotFound || s.call(t, "GET", "/v2/groups/rb/sub", "", nil) != http.StatusNotFound {
 		t.Fatal("b or /rb/sub still there after the PUT without them")
 	}
+	// The versions are kept across a restart of the service.
+	s.stop()
+	s = startApps(t, c.Addr, dir)
 	var versions []string
 	s.mustCall(t, http.StatusOK, "GET", "/v2/groups/rb/versions", "", &versions)
 	if !slices.Equal(versions, []string{v2.Version, v1.Version}) {
