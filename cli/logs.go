@@ -91,10 +91,10 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	start := *offset
+	start, end := *offset, int64(-1)
 	switch {
 	case c.given("tail"):
-		start, err = tailOffset(ctx, agent, file, *tail)
+		start, end, err = tailRange(ctx, agent, file, *tail)
 		if err != nil && !(*follow && errors.Is(err, errdefs.ErrNotFound)) {
 			return c.fail("%v", explainMissing(err, task))
 		}
@@ -107,7 +107,9 @@ func Logs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	if !*follow {
-		if _, err := copyFile(ctx, agent, file, start, stdout); err != nil {
+		// --tail=N prints the last N lines as they were when counted, not
+		// what the task wrote since (tail -n N without -f).
+		if _, err := copyFileUpTo(ctx, agent, file, start, end, stdout); err != nil {
 			return c.fail("%v", explainMissing(err, task))
 		}
 		return exitOK
@@ -175,13 +177,19 @@ func findTaskFor(ctx context.Context, master string, q taskQuery, wait bool, std
 // backwards from its end in chunks; a last line without its newline counts
 // as a line, as tail(1) counts it.
 func tailOffset(ctx context.Context, agent, file string, n int) (int64, error) {
+	start, _, err := tailRange(ctx, agent, file, n)
+	return start, err
+}
+
+// tailRange is tailOffset with the end the lines were counted up to.
+func tailRange(ctx context.Context, agent, file string, n int) (start, end int64, err error) {
 	size, err := readFile(ctx, agent, file, -1, 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	end := size.Offset
+	end = size.Offset
 	if n <= 0 {
-		return end, nil
+		return end, end, nil
 	}
 	const chunk = 64 << 10
 	for pos := end; pos > 0; {
@@ -190,7 +198,7 @@ func tailOffset(ctx context.Context, agent, file string, n int) (int64, error) {
 		for off := from; off < pos; {
 			got, err := readFile(ctx, agent, file, off, pos-off)
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			if len(got.Data) == 0 {
 				break // the file shrank under us: count what we have
@@ -204,12 +212,12 @@ func tailOffset(ctx context.Context, agent, file string, n int) (int64, error) {
 				continue // the newline that ends the last line starts nothing
 			}
 			if n--; n == 0 {
-				return at + 1, nil
+				return at + 1, end, nil
 			}
 		}
 		pos = from
 	}
-	return 0, nil
+	return 0, end, nil
 }
 
 // explainMissing adds the task's state to a missing-file error: a staging
@@ -229,8 +237,20 @@ func terminalName(state string) bool {
 // copyFile writes the file from offset to its current end and returns the
 // offset reached.
 func copyFile(ctx context.Context, agent, file string, offset int64, w io.Writer) (int64, error) {
+	return copyFileUpTo(ctx, agent, file, offset, -1, w)
+}
+
+// copyFileUpTo is copyFile stopping at end (< 0: the file's current end).
+func copyFileUpTo(ctx context.Context, agent, file string, offset, end int64, w io.Writer) (int64, error) {
 	for {
-		chunk, err := readFile(ctx, agent, file, offset, readChunk)
+		n := int64(readChunk)
+		if end >= 0 {
+			if offset >= end {
+				return offset, nil
+			}
+			n = min(n, end-offset)
+		}
+		chunk, err := readFile(ctx, agent, file, offset, n)
 		if err != nil {
 			return offset, err
 		}

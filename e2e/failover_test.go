@@ -145,7 +145,7 @@ type testFramework struct {
 func startFramework(t *testing.T, master, name string, tasks int, caps ...mesos.FrameworkInfo_Capability_Type) *testFramework {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	info := &mesos.FrameworkInfo{Name: mesos.Ptr(name), FailoverTimeout: mesos.Ptr(300.0)}
+	info := &mesos.FrameworkInfo{Name: mesos.Ptr(name), FailoverTimeout: mesos.Ptr(300.0), Checkpoint: mesos.Ptr(true)}
 	for _, c := range caps {
 		info.Capabilities = append(info.Capabilities, &mesos.FrameworkInfo_Capability{Type: c.Enum()})
 	}

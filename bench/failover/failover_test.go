@@ -205,7 +205,7 @@ func BenchmarkFailover(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	client, err := scheduler.Subscribe(ctx, scheduler.Config{Master: url, BackoffMax: 2 * time.Second,
-		Framework: &mesos.FrameworkInfo{Name: proto.String("bench-tasks"), FailoverTimeout: proto.Float64(600)}})
+		Framework: &mesos.FrameworkInfo{Name: proto.String("bench-tasks"), FailoverTimeout: proto.Float64(600), Checkpoint: proto.Bool(true)}})
 	if err != nil {
 		b.Fatal(err)
 	}
