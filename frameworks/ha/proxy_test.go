@@ -218,3 +218,38 @@ func TestProxyStreamsEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyToHTTPSLeader: instances serving https are reached over TLS,
+// verified with the configuration given.
+func TestProxyToHTTPSLeader(t *testing.T) {
+	leader := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "over "+r.Header.Get("X-Forwarded-Proto")+" to tls")
+	}))
+	defer leader.Close()
+	h, err := New(Config{ZK: "zk://127.0.0.1:1/x", Hostname: "127.0.0.1", Port: 7001, Scheme: "https"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.leader = strings.TrimPrefix(leader.URL, "https://")
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		want    int
+	}{{"trusted", true, http.StatusOK}, {"untrusted", false, http.StatusBadGateway}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ProxyConfig{}
+			if tc.trusted {
+				cfg.TLS = leader.Client().Transport.(*http.Transport).TLSClientConfig
+			}
+			resp, err := http.Get(serveProxy(t, h, cfg) + "/v2/apps")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || tc.trusted && string(body) != "over http to tls" {
+				t.Fatalf("%d %s, want %d", resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
