@@ -41,6 +41,10 @@ type Config struct {
 	// NoHostnameLookup [--hostname_lookup=false]: without --hostname the
 	// agent is known by its advertised IP, not by the system's hostname.
 	NoHostnameLookup bool
+	// LogFile is the agent's log file, served at /slave/log of the files
+	// API as Mesos serves it: --external_log_file, else the file --log_dir
+	// writes; "" attaches nothing.
+	LogFile string
 	// DefaultRole [--default_role] statically reserves, for that role,
 	// every resource --resources gives without a role and every detected
 	// one; "" or "*" leaves them unreserved.

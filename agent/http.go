@@ -77,13 +77,21 @@ func (a *Agent) ensureFilesHandlerLocked() {
 	if a.files != nil || a.agentID == "" {
 		return
 	}
-	a.files = sandbox.NewFilesHandler(sandbox.FilesOptions{
+	opts := sandbox.FilesOptions{
 		Layout:    a.layout,
 		AgentID:   a.agentID,
 		Authorize: a.authorizeSandbox,
+		AuthorizeLog: func(r *http.Request) error {
+			return a.cfg.ACLs.Check("access_mesos_logs", operatorPrincipal(r), "")
+		},
 		Collected: a.cfg.Collected,
 		Logger:    a.cfg.Logger,
-	})
+	}
+	if a.cfg.LogFile != "" {
+		// Mesos's agent attaches its log at /slave/log.
+		opts.Logs = map[string]string{"/slave/log": a.cfg.LogFile}
+	}
+	a.files = sandbox.NewFilesHandler(opts)
 	for _, fw := range a.frameworks {
 		for exID, es := range fw.executors {
 			a.files.Attach(sandbox.RunID{AgentID: a.agentID, FrameworkID: es.frameworkID, ExecutorID: exID, ContainerID: es.containerID})

@@ -47,6 +47,11 @@ type Config struct {
 	// Hostname [--hostname] is shown and redirected to; the system's
 	// hostname when empty, or the IP with NoHostnameLookup.
 	Hostname string
+	// LogFile is the master's log file, served as Mesos serves it: at
+	// /master/log of the files API (/files/read, /files/download, the
+	// operator API's LIST_FILES and READ_FILE): --external_log_file, else
+	// the file --log_dir writes; "" attaches nothing.
+	LogFile string
 	// NoHostnameLookup [--hostname_lookup=false]: without --hostname the
 	// master is known by its advertised IP.
 	NoHostnameLookup bool

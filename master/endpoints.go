@@ -44,6 +44,9 @@ func (m *Master) routes() *http.ServeMux {
 		mux.HandleFunc(p, m.redirect)
 	}
 	m.routeMore(mux)
+	// The files API serves the master's own log only; sandboxes are the
+	// agents'.
+	mux.Handle("/files/", m.files)
 	mux.HandleFunc("/metrics/snapshot", m.getOnly(m.handleMetricsSnapshot))
 	mux.Handle("/metrics", m.prometheusHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ import (
 	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/master/allocator"
 	"github.com/mesolite/mesolite/resources"
+	"github.com/mesolite/mesolite/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )
@@ -35,6 +36,8 @@ const housekeepingInterval = 250 * time.Millisecond
 type Master struct {
 	cfg       Config
 	log       *slog.Logger
+	// files serves the files API: the master's log at /master/log.
+	files *sandbox.FilesHandler
 	clock     Clock
 	id        string
 	startTime time.Time
@@ -156,6 +159,7 @@ func New(cfg Config) (*Master, error) {
 			m.startWriter()
 		}
 	}
+	m.files = m.newFilesHandler()
 	var routes http.Handler = m.routes()
 	if cfg.ReadOnlyAuth != nil {
 		routes = readOnlyAuth(routes, cfg.ReadOnlyAuth)
@@ -327,6 +331,7 @@ func (m *Master) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
 		m.closeStreams()
+		_ = m.files.Close()
 		// The writer drains its queue, then stops.
 		close(m.wstop)
 		m.bg.Wait()

@@ -278,15 +278,9 @@ func (m *Master) operatorAnswerWith(r *http.Request, call *masterpb.Call, encs t
 	case masterpb.Call_UPDATE_WEIGHTS:
 		return nil, m.updateWeights(r, call.GetUpdateWeights())
 	case masterpb.Call_LIST_FILES, masterpb.Call_READ_FILE:
-		// Mesos's master attaches its log (--log_dir) as /master/log;
-		// this one logs to stderr and attaches nothing, so every path is
-		// unknown, as a Mesos master without --log_dir answers. Task
+		// Mesos's master attaches its log as /master/log (LogFile); task
 		// sandboxes are the agents' (their own operator API).
-		path := call.GetListFiles().GetPath()
-		if typ == masterpb.Call_READ_FILE {
-			path = call.GetReadFile().GetPath()
-		}
-		return nil, httpErr(http.StatusNotFound, "No file or directory '%s' on the master: it attaches no files (sandboxes are served by the agents' LIST_FILES and READ_FILE)", path)
+		return m.operatorFiles(r, call)
 	case masterpb.Call_DRAIN_AGENT:
 		return nil, m.drainAgent(r, call.GetDrainAgent())
 	case masterpb.Call_UPDATE_MAINTENANCE_SCHEDULE:

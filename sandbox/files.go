@@ -37,6 +37,13 @@ type FilesOptions struct {
 	// Authorize, when set, is asked before any byte of a sandbox is served;
 	// an error answers with its errdefs class (ErrForbidden: 403).
 	Authorize func(r *http.Request, id RunID) error
+	// Logs are the process's own log files served at a virtual path, as
+	// Mesos serves /master/log and /slave/log (--log_dir's file, or
+	// --external_log_file).
+	Logs map[string]string
+	// AuthorizeLog, when set, is asked before a log of Logs is served
+	// (Mesos's access_mesos_logs); Authorize is not asked for them.
+	AuthorizeLog func(r *http.Request) error
 	// Logger gets request failures at debug level; nil discards.
 	Logger *slog.Logger
 	// MaxReadLength caps /files/read; 0 means DefaultMaxReadLength.
@@ -105,6 +112,10 @@ func NewFilesHandler(opts FilesOptions) *FilesHandler {
 		log:      log.With("component", "files"),
 		resolver: NewResolver(opts.Layout, opts.AgentID, opts.Collected),
 		attached: make(map[string]string),
+	}
+	for virtual, host := range opts.Logs {
+		h.resolver.AttachLog(virtual, host)
+		h.attached[virtual] = host
 	}
 	h.bufs.New = func() any {
 		return &readBuffers{data: make([]byte, opts.MaxReadLength), out: make([]byte, 0, 2*opts.MaxReadLength+256)}
@@ -194,11 +205,23 @@ func (h *FilesHandler) openPath(r *http.Request, p string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.opts.Authorize != nil {
-		if err := h.opts.Authorize(r, t.ID); err != nil {
-			t.Close()
-			return nil, err
+	auth := func() error {
+		if h.opts.Authorize == nil {
+			return nil
 		}
+		return h.opts.Authorize(r, t.ID)
+	}
+	if t.Log {
+		auth = func() error {
+			if h.opts.AuthorizeLog == nil {
+				return nil
+			}
+			return h.opts.AuthorizeLog(r)
+		}
+	}
+	if err := auth(); err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
 }

@@ -30,6 +30,25 @@ type Resolver struct {
 	prefixes  []string // "<work_dir>/slaves/" spellings, each ending in '/'
 	collected func(hostPath string) bool
 	cache     *rootCache
+	// logs are the process's own log files attached at a virtual path
+	// (/master/log, /slave/log), as Mesos attaches --log_dir's or
+	// --external_log_file's; set before the resolver serves.
+	logs map[string]string
+}
+
+// AttachLog serves the log file hostPath at the virtual path (Mesos's
+// /master/log or /slave/log). Call it before the resolver serves requests.
+func (r *Resolver) AttachLog(virtual, hostPath string) {
+	if r.logs == nil {
+		r.logs = map[string]string{}
+	}
+	// The operator's path may be a link (/var/log/mesos.log to a dated
+	// file): it is resolved here, once, since serving opens the file by
+	// its name in its directory and follows no link.
+	if real, err := filepath.EvalSymlinks(hostPath); err == nil {
+		hostPath = real
+	}
+	r.logs[virtual] = hostPath
 }
 
 // rootCacheSize bounds the directories kept open between requests.
@@ -76,6 +95,9 @@ type Target struct {
 	// Virtual is the request path with trailing slashes removed; listings
 	// name their entries under it, as Mesos does.
 	Virtual string
+	// Log: the target is an attached log file (AttachLog), not a sandbox;
+	// ID is zero.
+	Log bool
 
 	root  *os.Root
 	entry *rootEntry // the cache entry holding root; nil when root is the Target's own
@@ -132,6 +154,21 @@ func (r *Resolver) Resolve(p string) (*Target, error) {
 		virtual = "/"
 	}
 	p = strings.TrimPrefix(p, "file://")
+	if host, ok := r.logs[virtual]; ok {
+		// The operator's own file, opened as the one name in its
+		// directory's root: no path from the request goes below it.
+		dir := filepath.Dir(host)
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, classify(err, virtual)
+		}
+		return &Target{RunDir: dir, Rel: filepath.Base(host), Virtual: virtual, Log: true, root: root}, nil
+	}
+	if r.layout.WorkDir == "" {
+		// No sandboxes here (a master serving its log only): a relative
+		// "slaves/..." must not resolve against the working directory.
+		return nil, fmt.Errorf("%s: no such file: %w", virtual, errdefs.ErrNotFound)
+	}
 
 	agentID, tail, ok := r.split(p)
 	if !ok {

@@ -67,6 +67,7 @@ type agentFlags struct {
 	acls                                         *string
 	httpCredentials, tokenFile                   *string
 	loggingLevel, logFormat, logDir              *string
+	externalLogFile                              *string
 	switchUser, authExecutors, allowRootTasks    *bool
 	maxCompletedExecutors, maxCompletedTasks     *int
 	credential                                   *string
@@ -143,6 +144,8 @@ and namespace isolation, keeping each task's sandbox under --work_dir.`)
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
 	f.logDir = fs.String("log_dir", "", "directory to also write the log to (mesolite-agent.log, appended; rotate with copytruncate); default: stderr only")
+	f.externalLogFile = fs.String("external_log_file", "", "a log file of this agent written by something else (journald's export, syslog), served at /slave/log\n"+
+		"of the files API in place of --log_dir's file; the agent does not write it")
 	f.ssl = defineSSLFlags(fs, "CA bundle that verifies the master, and that executors (LIBPROCESS_SSL_CA_FILE) and fetches\n"+
 		"trust; giving it makes the agent reach the master over https. Default with a certificate: the\n"+
 		"certificate itself when it is self-signed, else the system's roots")
@@ -197,6 +200,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 		Hostname:                          *f.hostname,
 		NoHostnameLookup:                  !*f.hostnameLookup,
 		DefaultRole:                       *f.defaultRole,
+		LogFile:                           attachedLog(*f.logDir, *f.externalLogFile, "agent"),
 		ExecutorEnvironment:               execEnv,
 		WorkDir:                           *f.workDir,
 		Resources:                         res,

@@ -3,11 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // Unknown levels and formats are refused by every long-running command,
@@ -71,4 +78,67 @@ func TestLogDir(t *testing.T) {
 	if data, _ := os.ReadFile(target); string(data) != "keep" {
 		t.Fatalf("the symlink's target changed: %q", data)
 	}
+}
+
+// The master serves the log --log_dir writes at /master/log of the files
+// API, as Mesos's master does (the web UI's LOG link); other paths are not
+// files of the master.
+func TestMasterServesItsLogAtMasterLog(t *testing.T) {
+	port := testutil.FreePort(t)
+	logDir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncWriter
+	done := make(chan int, 1)
+	go func() {
+		done <- masterMain(ctx, []string{"--ip=127.0.0.1", "--port=" + strconv.Itoa(port), "--work_dir=" + t.TempDir(), "--log_dir=" + logDir}, &out, &out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("master did not stop")
+		}
+	})
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	var body string
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := http.Get(base + "/files/read?path=/master/log&offset=0")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var rd struct {
+			Data   string `json:"data"`
+			Offset int64  `json:"offset"`
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rd) != nil {
+			return false
+		}
+		body = rd.Data
+		return strings.Contains(body, "master listening")
+	}, "the master's log at /master/log")
+	for _, p := range []string{"/slave/log", "slaves/x/frameworks/f/executors/e/runs/latest/stdout", "/etc/passwd"} {
+		resp, err := http.Get(base + "/files/read?offset=0&path=" + url.QueryEscape(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/files/read of %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+// syncWriter is a buffer written by the command under test and read by the
+// test.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

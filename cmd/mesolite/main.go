@@ -165,6 +165,27 @@ func logWriter(stderr io.Writer, dir, role string) (io.Writer, func(), error) {
 	return io.MultiWriter(stderr, f), func() { _ = f.Close() }, nil
 }
 
+// attachedLog is the log file a master or agent serves at /master/log or
+// /slave/log, as Mesos does: --external_log_file (written by someone else:
+// journald's export, a syslog file), else the file --log_dir writes; ""
+// when the log goes to stderr only.
+func attachedLog(logDir, external, role string) string {
+	if external != "" {
+		if abs, err := filepath.Abs(external); err == nil {
+			return abs
+		}
+		return external
+	}
+	if logDir == "" {
+		return ""
+	}
+	path := filepath.Join(logDir, "mesolite-"+role+".log")
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
 // fetchMain is the hidden `mesolite fetch`: one fetch in a child process.
 func fetchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return fetcher.ChildMain(ctx, args, os.Stdin, stderr)

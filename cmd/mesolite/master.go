@@ -32,7 +32,7 @@ type masterFlags struct {
 	authAgents                                                       *bool
 	credentials                                                      *string
 	maxFrameworks, maxPerPrincipal, maxIP                            *int
-	loggingLevel, logFormat, logDir                                  *string
+	loggingLevel, logFormat, logDir, externalLogFile                 *string
 	ssl                                                              *sslFlags
 	registry                                                         *string
 	advertisePort                                                    *int
@@ -95,6 +95,8 @@ masters elect a leader through ZooKeeper; the others redirect to it.`)
 	f.loggingLevel = fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	f.logFormat = fs.String("log_format", "text", "log format: text or json")
 	f.logDir = fs.String("log_dir", "", "directory to also write the log to (mesolite-master.log, appended; rotate with copytruncate); default: stderr only")
+	f.externalLogFile = fs.String("external_log_file", "", "a log file of this master written by something else (journald's export, syslog), served at /master/log\n"+
+		"of the files API in place of --log_dir's file; the master does not write it")
 	f.ssl = defineSSLFlags(fs, "CA bundle of the cluster's certificates (the master calls no peer; accepted so that one\n"+
 		"environment serves every process)")
 	fs.Inert(append(mesosMasterOnlyFlags, mesosCommonFlags...)...)
@@ -170,6 +172,7 @@ func masterMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	warnInertFlags(log, f.fs)
 	cfg := f.config(log)
 	cfg.LoggingLevel = level
+	cfg.LogFile = attachedLog(*f.logDir, *f.externalLogFile, "master")
 	auth, err := httpauth.New(httpauth.Options{
 		Enabled: *f.authReadonly, Realm: "mesos-master-readonly", CredentialsFile: *f.httpCredentials, TokenFile: *f.tokenFile, Logger: log,
 	})

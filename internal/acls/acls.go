@@ -35,6 +35,7 @@ var objectField = map[string]string{
 	"view_tasks":                        "users",
 	"view_executors":                    "users",
 	"access_sandboxes":                  "users",
+	"access_mesos_logs":                 "logs",
 	"get_maintenance_schedules":         "machines",
 	"get_maintenance_statuses":          "machines",
 	"update_maintenance_schedules":      "machines",
