@@ -51,6 +51,7 @@ func RunHA(ctx context.Context, cfg Config, h *ha.HA, ln net.Listener) error {
 		w.Write([]byte("pong\n"))
 	})
 	api := h.Proxy(ha.ProxyConfig{Via: viaHeader, TLS: cfg.MasterTLS, MaxBody: maxBodyBytes,
+		ConnectTimeout: cfg.LeaderProxyConnectTimeout, ReadTimeout: cfg.LeaderProxyReadTimeout,
 		Error: func(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, errorJSON{Message: msg}) }})
 	// /metrics is this instance's own, as in Marathon: the leader's
 	// gauges while it leads, a standby's otherwise.

@@ -61,7 +61,13 @@ type Config struct {
 	// HA, when set, is the election this instance takes part in (RunHA
 	// sets it): /v2/leader names the leader it knows and DELETE
 	// /v2/leader abdicates.
-	HA     *ha.HA
+	HA *ha.HA
+	// LeaderProxyConnectTimeout and LeaderProxyReadTimeout bound a
+	// standby's requests to the leader (Marathon's
+	// --leader_proxy_connection_timeout and --leader_proxy_read_timeout;
+	// zero: 5 s and 10 s, see ha.ProxyConfig).
+	LeaderProxyConnectTimeout, LeaderProxyReadTimeout time.Duration
+
 	Logger *slog.Logger
 
 	// Tuning for tests; zero values are the defaults.
