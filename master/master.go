@@ -34,10 +34,10 @@ const housekeepingInterval = 250 * time.Millisecond
 
 // Master is a mesolite master. Create it with New, serve with Run.
 type Master struct {
-	cfg       Config
-	log       *slog.Logger
+	cfg Config
+	log *slog.Logger
 	// files serves the files API: the master's log at /master/log.
-	files *sandbox.FilesHandler
+	files     *sandbox.FilesHandler
 	clock     Clock
 	id        string
 	startTime time.Time
