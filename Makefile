@@ -18,10 +18,14 @@ static:
 # The one test command: formatting, vet, every package's tests (root,
 # dockerd, cgroups and ZooKeeper tests included when present), then the
 # end-to-end tests against the real binary, then the concurrent packages
-# under the race detector.
+# under the race detector; then scripts/test-clean.sh removes what tests
+# may have left on the host (test containers, images and cgroups).
 test: lint
-	$(GO) test -count=1 -timeout 40m -p 2 $(PKGS)
-	$(GO) test -race -count=1 -timeout 20m -p 2 $(RACE_PKGS)
+	@status=0; \
+	$(GO) test -count=1 -timeout 40m -p 2 $(PKGS) || status=$$?; \
+	if [ $$status -eq 0 ]; then $(GO) test -race -count=1 -timeout 20m -p 2 $(RACE_PKGS) || status=$$?; fi; \
+	./scripts/test-clean.sh; \
+	exit $$status
 
 # The isolation tests on a cgroup v2 kernel (User-mode Linux) from a v1 or
 # hybrid host; needs root and Debian's user-mode-linux.

@@ -173,6 +173,16 @@ func startCluster(t testing.TB, agentArgs ...string) *cluster {
 	c.master, c.masterAddr, c.masterDir = startMaster(t)
 	c.agentAddr = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	c.agentDir = t.TempDir()
+	// Executors outlive their agent by design (a restarted agent recovers
+	// them); when the test ends they must not. Registered before the
+	// agent starts, so it runs after the agent stopped.
+	t.Cleanup(func() {
+		for _, pid := range executorsUnder(c.agentDir) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		removeContainersOf(c.agentDir)
+	})
 	c.startAgent(t)
 	return c
 }
@@ -225,4 +235,20 @@ func getJSONAccept(url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// removeContainersOf removes the Docker containers an agent on workDir
+// made (its owner label), running or exited: the agent keeps exited ones
+// for --docker_remove_delay, longer than any test.
+func removeContainersOf(workDir string) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return
+	}
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=org.mesolite.owner="+workDir).Output()
+	if err != nil {
+		return
+	}
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		_ = exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).Run()
+	}
 }

@@ -18,6 +18,21 @@ func isolatedCluster(t *testing.T) (*cluster, string) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	root := "mesolite-e2e-" + strconv.Itoa(os.Getpid())
+	// Registered before the cluster's own cleanups, so it runs after the
+	// agent stopped: the root cgroup the agent made, and anything a
+	// killed container left below it, go with the test.
+	t.Cleanup(func() {
+		// Killed processes leave their cgroups a moment after the kill.
+		var left []string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if left = testutil.RemoveCgroupTree(root); len(left) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("cgroups left behind, still holding processes: %v", left)
+		}
+	})
 	c := startCluster(t, "--isolation=cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,namespaces/uts", "--cgroups_root="+root)
 	return c, root
 }

@@ -5,9 +5,11 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,4 +92,44 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RemoveCgroupTree removes the cgroup name (a relative path, such as a
+// test's --cgroups_root) and everything below it, in every hierarchy it
+// exists in (each v1 controller, or the v2 unified one), deepest first. A
+// cgroup that still holds processes stays (rmdir refuses it): the test
+// that left them is the one to fix. It returns what it could not remove.
+func RemoveCgroupTree(name string) []string {
+	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") {
+		return []string{name}
+	}
+	var roots []string
+	if CgroupV2() {
+		roots = []string{filepath.Join("/sys/fs/cgroup", name)}
+	} else if ents, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
+		for _, e := range ents {
+			if e.IsDir() {
+				roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name(), name))
+			}
+		}
+	}
+	var left []string
+	for _, root := range roots {
+		if _, err := os.Stat(root); err != nil {
+			continue
+		}
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
+				left = append(left, dirs[i])
+			}
+		}
+	}
+	return left
 }
