@@ -58,6 +58,8 @@ manager that restarts it.`)
 	portMax := fs.Int("local_port_max", apps.DefaultServicePortMax, "highest service port given to apps")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
+	proxyConnect := fs.Int("leader_proxy_connection_timeout", 5000, "milliseconds a standby waits to connect to the leader it proxies a request to")
+	proxyRead := fs.Int("leader_proxy_read_timeout", 10000, "milliseconds a standby waits for the leader's answer, and between its reads (event streams excepted)")
 	ssl := defineSSLFlags(fs, "CA bundle the master is verified with (and the API's certificate chain, when served)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -75,8 +77,8 @@ manager that restarts it.`)
 	case *master == "":
 		fmt.Fprintln(stderr, "mesolite apps: --master is required")
 		return 2
-	case *failover < 0 || *launchTimeout <= 0 || *zkTimeout <= 0:
-		fmt.Fprintln(stderr, "mesolite apps: --failover_timeout, --task_launch_timeout and --zk_session_timeout must be positive")
+	case *failover < 0 || *launchTimeout <= 0 || *zkTimeout <= 0 || *proxyConnect <= 0 || *proxyRead <= 0:
+		fmt.Fprintln(stderr, "mesolite apps: --failover_timeout, --task_launch_timeout, --zk_session_timeout and --leader_proxy_* must be positive")
 		return 2
 	}
 	log, err := newLogger(stderr, *level, *format)
@@ -89,6 +91,8 @@ manager that restarts it.`)
 		FailoverTimeout:   time.Duration(*failover) * time.Second,
 		TaskLaunchTimeout: time.Duration(*launchTimeout) * time.Millisecond,
 		ServicePortMin:    *portMin, ServicePortMax: *portMax, Logger: log,
+		LeaderProxyConnectTimeout: time.Duration(*proxyConnect) * time.Millisecond,
+		LeaderProxyReadTimeout:    time.Duration(*proxyRead) * time.Millisecond,
 	}
 	cfg.Hostname = *hostname
 	if cfg.Hostname == "" {
