@@ -1,6 +1,6 @@
 # mesolite in a container: one image for `master`, `agent`, `apps`, `jobs`
 # and `artifacts`, configured by MESOS_* variables (and each service's own
-# flags) as Mesos's images were. The binary is the static one:
+# flags) as Mesos's images were. The binaries are the static ones:
 #
 #   make static && docker build -t mesolite .
 #
@@ -18,5 +18,8 @@
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 COPY bin/mesolite-static /usr/bin/mesolite
+# The agent's helper (container inits, command and default executors): it
+# must lie beside /usr/bin/mesolite.
+COPY bin/mesolite-executor-static /usr/bin/mesolite-executor
 ENTRYPOINT ["/usr/bin/mesolite"]
 CMD ["--help"]

@@ -6,14 +6,19 @@ RACE_PKGS := ./agent/... ./master/... ./containerizer/... ./sandbox/...
 
 .PHONY: build static test test-cgroupv2 lint unit e2e bench proto demo
 
+# bin/mesolite and its lean helper bin/mesolite-executor (container init,
+# command and default executors), which the agent uses when it lies beside
+# it: install both in the same directory.
 build:
 	$(GO) build -o bin/mesolite ./cmd/mesolite
+	$(GO) build -o bin/mesolite-executor ./cmd/mesolite-executor
 
 # The binary for images FROM scratch or slim bases (Dockerfile): no libc.
 # It reads users from /etc/passwd and /etc/group only (no NSS), which is
 # what a container has; on hosts with LDAP users use `build`.
 static:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/mesolite-static ./cmd/mesolite
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/mesolite-executor-static ./cmd/mesolite-executor
 
 # The one test command: formatting, vet, every package's tests (root,
 # dockerd, cgroups and ZooKeeper tests included when present), then the

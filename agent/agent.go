@@ -66,8 +66,10 @@ type Config struct {
 	RegistrationBackoffFactor   time.Duration
 	// SandboxDirectory is where docker containers see the sandbox.
 	SandboxDirectory string
-	// Self is the agent binary, started as `Self executor command` for
-	// command tasks and as `Self fetch` for fetches.
+	// Self is the binary of the built-in executors, started as `Self
+	// executor command` for command tasks and `Self executor default` for
+	// task groups: mesolite-executor when the agent has it beside itself,
+	// else the agent's own binary (the default, os.Executable).
 	Self string
 
 	ContainerLoggerMaxSize  int64

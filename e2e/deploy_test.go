@@ -18,7 +18,7 @@ import (
 )
 
 // TestDockerImage builds the image of the repository's Dockerfile (on the
-// busybox test base: no registry here) from the static binary and runs a
+// busybox test base: no registry here) from the static binaries and runs a
 // master and an agent from it with the seeds' docker run lines: host
 // network, configuration in MESOS_* variables (some of them flags mesolite
 // does not have, which it warns about), and a task run through them from
@@ -47,12 +47,14 @@ func TestDockerImage(t *testing.T) {
 	image := "mesolite-test/mesolite:" + hex.EncodeToString(suffix)
 
 	// The build context as `make static` leaves it: the Dockerfile, its
-	// .dockerignore and bin/mesolite-static.
+	// .dockerignore, bin/mesolite-static and bin/mesolite-executor-static.
 	buildDir := t.TempDir()
-	static := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "mesolite-static"), "./cmd/mesolite")
-	static.Dir, static.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := static.CombinedOutput(); err != nil {
-		t.Fatalf("static build: %v\n%s", err, out)
+	for bin, pkg := range map[string]string{"mesolite-static": "./cmd/mesolite", "mesolite-executor-static": "./cmd/mesolite-executor"} {
+		static := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", bin), pkg)
+		static.Dir, static.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := static.CombinedOutput(); err != nil {
+			t.Fatalf("static build of %s: %v\n%s", pkg, err, out)
+		}
 	}
 	for _, f := range []string{"Dockerfile", ".dockerignore"} {
 		data, err := os.ReadFile(filepath.Join(root, f))
@@ -111,6 +113,10 @@ func TestDockerImage(t *testing.T) {
 		"--command=echo hello from the containerised agent; cat /proc/1/comm", "--resources=cpus:0.1;mem:32")
 	if code != 0 || !strings.Contains(out, "hello from the containerised agent") || !strings.Contains(out, "TASK_FINISHED") {
 		t.Fatalf("run through the containers: exit %d\n%s", code, out)
+	}
+	// The image ships the helper beside the binary, and the agent uses it.
+	if logs, _ := exec.Command("docker", "logs", name+"-agent").CombinedOutput(); !strings.Contains(string(logs), "built-in executors run from mesolite-executor") {
+		t.Errorf("the agent in the image does not run its executors from /usr/bin/mesolite-executor:\n%s", logs)
 	}
 }
 

@@ -21,7 +21,9 @@ import (
 )
 
 // binary is the mesolite binary the tests build once and run as real
-// processes talking over loopback.
+// processes talking over loopback, with mesolite-executor beside it as
+// make build leaves them: agents run their inits and built-in executors
+// from the helper.
 var binary string
 
 func TestMain(m *testing.M) {
@@ -37,11 +39,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "mesolite")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/mesolite")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build mesolite:", err)
-		os.Exit(1)
+	for _, pkg := range []string{"mesolite", "mesolite-executor"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build "+pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -28,6 +28,9 @@ CGO_ENABLED=0 go test -c -o "$work/isolation.test" ./isolation
 if [ "$mode" != bench ]; then
 	CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e
 	CGO_ENABLED=0 go build -o "$work/mesolite" ./cmd/mesolite
+	# Beside it, as make build leaves them: the agent runs its inits and
+	# built-in executors from the helper.
+	CGO_ENABLED=0 go build -o "$work/mesolite-executor" ./cmd/mesolite-executor
 fi
 
 # The guest's init: a private /proc, /sys and cgroup2 mount, loopback up,

@@ -187,7 +187,12 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 	if err != nil {
 		return nil, fmt.Errorf("--executor_environment_variables: %w", err)
 	}
-	cz, err := f.buildContainerizer(ctx, log)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	execBin := executorBinary(ctx, self, log)
+	cz, err := f.buildContainerizer(ctx, log, execBin)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +227,7 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 		Flags:                             f.values(),
 		Logger:                            log,
 		LoggingLevel:                      level,
+		Self:                              execBin,
 	}
 	if st.server != nil {
 		cfg.ExecutorCAFile = st.clusterCA
@@ -318,7 +324,9 @@ func (f *agentFlags) buildAgent(ctx context.Context, log *slog.Logger, level *sl
 	return a, nil
 }
 
-func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (containerizer.Containerizer, error) {
+// buildContainerizer builds the containerizers --containerizers names; the
+// mesos containerizer's inits are runs of execBin (executorBinary).
+func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger, execBin string) (containerizer.Containerizer, error) {
 	var named []composing.Named
 	for _, name := range strings.Split(*f.containerizers, ",") {
 		switch strings.TrimSpace(name) {
@@ -364,7 +372,7 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 			}
 			named = append(named, composing.Named{Name: docker.Name, Containerizer: cz})
 		case "mesos":
-			cz, err := f.mesosContainerizer(log)
+			cz, err := f.mesosContainerizer(log, execBin)
 			if err != nil {
 				return nil, err
 			}
@@ -381,17 +389,15 @@ func (f *agentFlags) buildContainerizer(ctx context.Context, log *slog.Logger) (
 }
 
 // mesosContainerizer builds the mesos containerizer with the isolation
-// the flags ask for; a host that cannot give it refuses to start.
-func (f *agentFlags) mesosContainerizer(log *slog.Logger) (*mesoscz.Containerizer, error) {
+// the flags ask for; a host that cannot give it refuses to start. Its
+// inits (kept prestarted) are runs of execBin: the built-in executors run
+// in place in one only when they are runs of that same binary.
+func (f *agentFlags) mesosContainerizer(log *slog.Logger, execBin string) (*mesoscz.Containerizer, error) {
 	set, err := isolation.ParseIsolation(*f.isolation)
 	if err != nil {
 		return nil, fmt.Errorf("--isolation: %w", err)
 	}
 	kind, err := isolation.ParseLauncher(*f.launcher)
-	if err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +412,7 @@ func (f *agentFlags) mesosContainerizer(log *slog.Logger) (*mesoscz.Containerize
 			CgroupsRoot: *f.cgroupsRoot, CgroupsHierarchy: *f.cgroupsHierarchy,
 			EnableCFS: *f.cgroupsEnableCFS, Launcher: kind,
 		},
-		Launcher:   isolation.LauncherOptions{InitPath: self, InitArgs: []string{"launch"}, Prestart: 2},
+		Launcher:   isolation.LauncherOptions{InitPath: execBin, InitArgs: []string{"launch"}, Prestart: 2},
 		RuntimeDir: filepath.Join(abs, "containers"),
 		PidsLimit:  *f.pidsLimit,
 	})

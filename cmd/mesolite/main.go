@@ -17,11 +17,9 @@ import (
 	"syscall"
 
 	"github.com/mesolite/mesolite/cli"
-	"github.com/mesolite/mesolite/executor/driver"
 	"github.com/mesolite/mesolite/fetcher"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/version"
-	"github.com/mesolite/mesolite/isolation"
 )
 
 type subcommand struct {
@@ -189,18 +187,4 @@ func attachedLog(logDir, external, role string) string {
 // fetchMain is the hidden `mesolite fetch`: one fetch in a child process.
 func fetchMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return fetcher.ChildMain(ctx, args, os.Stdin, stderr)
-}
-
-// launchMain is the container init. A prestarted init whose executor is a
-// built-in one (`mesolite executor ...`) and needs no pid namespace runs it
-// in place rather than exec'ing this binary a second time.
-func launchMain(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	return isolation.RunInit(args, isolation.InitOptions{InProcess: func(argv []string) func() int {
-		if len(argv) < 2 || argv[1] != "executor" {
-			return nil
-		}
-		// A fresh context: the init's own may have seen a signal while it
-		// waited, which must not end the executor it becomes.
-		return func() int { return executorMain(context.Background(), argv[2:], os.Stdout, os.Stderr) }
-	}, Warm: driver.Warm})
 }
