@@ -17,7 +17,7 @@ var extraIsolations = map[string]containerizerFactory{
 }
 
 func isolated(flag string) containerizerFactory {
-	return func(b *testing.B, log *slog.Logger) containerizer.Containerizer {
+	return func(b *testing.B, log *slog.Logger, init string) containerizer.Containerizer {
 		if os.Geteuid() != 0 {
 			b.Skip("isolated launches need root")
 		}
@@ -28,7 +28,7 @@ func isolated(flag string) containerizerFactory {
 		cz, err := mesoscz.New(mesoscz.Options{
 			Logger: log, Isolation: set,
 			Isolator:   isolation.Options{CgroupsRoot: "mesolite-bench", Launcher: isolation.LauncherLinux},
-			Launcher:   isolation.LauncherOptions{InitPath: binary, InitArgs: []string{"launch"}, Prestart: 2},
+			Launcher:   isolation.LauncherOptions{InitPath: init, InitArgs: []string{"launch"}, Prestart: 2},
 			RuntimeDir: filepath.Join(b.TempDir(), "containers"),
 		})
 		if err != nil {

@@ -1,6 +1,7 @@
 // Package launch benchmarks the command-task path end to end over loopback:
 // a real master and agent (in this process, talking HTTP), the built-in
-// command executor (a real child process), and a framework using the
+// command executor (a real child process: mesolite-executor, as the agent
+// runs it when installed beside mesolite), and a framework using the
 // scheduler client library.
 //
 //	go test -run '^$' -bench . -benchtime 200x ./bench/launch/
@@ -17,7 +18,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,17 +36,20 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-var binary string
+// binary is mesolite, helper mesolite-executor, both built for the run.
+var binary, helper string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mesolite-bench")
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "mesolite")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/mesolite").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
+	binary, helper = filepath.Join(dir, "mesolite"), filepath.Join(dir, "mesolite-executor")
+	for bin, pkg := range map[string]string{binary: "../../cmd/mesolite", helper: "../../cmd/mesolite-executor"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -51,14 +57,15 @@ func TestMain(m *testing.M) {
 }
 
 // containerizerFactory lets a benchmark pick the isolation under test.
-type containerizerFactory func(b *testing.B, log *slog.Logger) containerizer.Containerizer
+// Its containers' inits and the built-in executors are runs of init.
+type containerizerFactory func(b *testing.B, log *slog.Logger, init string) containerizer.Containerizer
 
 // posix is the agent's default: no isolation, the launcher and prestarted
 // inits configured as `mesolite agent` configures them.
-func posix(b *testing.B, log *slog.Logger) containerizer.Containerizer {
+func posix(b *testing.B, log *slog.Logger, init string) containerizer.Containerizer {
 	cz, err := mesoscz.New(mesoscz.Options{
 		Logger:     log,
-		Launcher:   isolation.LauncherOptions{InitPath: binary, InitArgs: []string{"launch"}, Prestart: 2},
+		Launcher:   isolation.LauncherOptions{InitPath: init, InitArgs: []string{"launch"}, Prestart: 2},
 		RuntimeDir: filepath.Join(b.TempDir(), "containers"),
 	})
 	if err != nil {
@@ -68,7 +75,9 @@ func posix(b *testing.B, log *slog.Logger) containerizer.Containerizer {
 }
 
 // cluster starts a master and one agent and returns the master's address.
-func cluster(b *testing.B, cz containerizerFactory) string {
+// The agent runs its inits and built-in executors from init (helper, as
+// `mesolite agent` does when mesolite-executor is installed, or binary).
+func cluster(b *testing.B, cz containerizerFactory, init string) string {
 	b.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	masterDir, agentDir := b.TempDir(), b.TempDir()
@@ -102,9 +111,9 @@ func cluster(b *testing.B, cz containerizerFactory) string {
 	res, _ := resources.Parse("cpus:64;mem:65536;disk:65536;ports:[31000-32000]")
 	a, err := agent.New(agent.Config{
 		Master: ml.Addr().String(), IP: "127.0.0.1", Port: al.Addr().(*net.TCPAddr).Port,
-		WorkDir: agentDir, Self: binary, Resources: res, Logger: log,
+		WorkDir: agentDir, Self: init, Resources: res, Logger: log,
 		RegistrationBackoffFactor: 10 * time.Millisecond,
-	}, cz(b, log))
+	}, cz(b, log, init))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +221,7 @@ func waitFor(b *testing.B, ch chan mesos.TaskState, want mesos.TaskState) {
 // awaited) outside the timed part, followed by a pause of rest in which the
 // agent refills what a launch used: the figure is the launch path alone.
 func acceptToRunning(b *testing.B, cz containerizerFactory, rest time.Duration) {
-	fw := subscribe(b, cluster(b, cz))
+	fw := subscribe(b, cluster(b, cz, helper))
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	starting := make([]time.Duration, 0, b.N)
@@ -273,12 +282,23 @@ func BenchmarkAcceptToRunningAtRest(b *testing.B) {
 }
 
 // BenchmarkThroughput launches b.N tasks running `true` as fast as offers
-// allow, many per offer, and reports tasks launched and finished per second.
+// allow, many per offer, and reports tasks launched and finished per second
+// and the CPU a task costs (see cpuSplit), with the inits and executors
+// run from mesolite-executor (helper) and from mesolite itself (mesolite,
+// what an agent without the helper beside it does).
 func BenchmarkThroughput(b *testing.B) {
-	fw := subscribe(b, cluster(b, posix))
+	b.Run("helper", func(b *testing.B) { throughput(b, helper) })
+	b.Run("mesolite", func(b *testing.B) { throughput(b, binary) })
+}
+
+func throughput(b *testing.B, init string) {
+	execCPU := execCost(b, 50, "/bin/sh", "-c", "true")
+	fw := subscribe(b, cluster(b, posix, init))
 	ctx := context.Background()
 	done := make(chan struct{}, b.N)
+	before := children() // earlier runs' idle inits, this agent's prestarted ones
 	b.ResetTimer()
+	cpu0 := readCPU(b)
 	start := time.Now()
 	launched := 0
 	for launched < b.N {
@@ -302,4 +322,79 @@ func BenchmarkThroughput(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	// The last executors have sent TASK_FINISHED but may not have exited
+	// and been reaped: their CPU reaches RUSAGE_CHILDREN only then.
+	awaitChildren(b, before, 2)
+	cpu := readCPU(b).sub(cpu0)
+	n := float64(b.N)
+	b.ReportMetric(ms(cpu.self)/n, "cpu-self-ms/task")
+	b.ReportMetric(ms(cpu.children)/n, "cpu-children-ms/task")
+	b.ReportMetric(ms(cpu.self+cpu.children)/n, "cpu-ms/task")
+	b.ReportMetric(ms(execCPU), "cpu-exec-ms")
+	b.ReportMetric(float64(cpu.self+cpu.children)/n/float64(execCPU), "x-exec")
+}
+
+// cpuSplit is the CPU (user + system) of this process, where master, agent
+// and framework run, and of its children once reaped: the executors (a
+// built-in one runs inside the init that became it) and what they started,
+// the task's `sh -c` included, and the inits the agent prestarted.
+type cpuSplit struct{ self, children time.Duration }
+
+func (c cpuSplit) sub(o cpuSplit) cpuSplit {
+	return cpuSplit{c.self - o.self, c.children - o.children}
+}
+
+func readCPU(b *testing.B) cpuSplit {
+	b.Helper()
+	var self, kids syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+		b.Fatal(err)
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids); err != nil {
+		b.Fatal(err)
+	}
+	tv := func(r *syscall.Rusage) time.Duration {
+		return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	}
+	return cpuSplit{self: tv(&self), children: tv(&kids)}
+}
+
+// awaitChildren waits (up to 10 s) until this process has at most keep
+// children besides those in before: the inits the agent started again to
+// keep prestarted.
+func awaitChildren(b *testing.B, before []string, keep int) {
+	b.Helper()
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		left = slices.DeleteFunc(children(), func(pid string) bool { return slices.Contains(before, pid) })
+		if len(left) <= keep {
+			return
+		}
+	}
+	b.Logf("children still running after 10 s: %v", left)
+}
+
+func children() []string {
+	var pids []string
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, t := range tasks {
+		data, _ := os.ReadFile(t)
+		pids = append(pids, strings.Fields(string(data))...)
+	}
+	return pids
+}
+
+// execCost is the CPU one run of argv costs (user + system of the reaped
+// child, averaged over n runs): the floor a task running argv costs.
+func execCost(b *testing.B, n int, argv ...string) time.Duration {
+	b.Helper()
+	var total time.Duration
+	for range n {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		total += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	return total / time.Duration(n)
 }
