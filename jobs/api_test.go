@@ -133,3 +133,34 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("after a restart, c = %+v, %v", j, ok)
 	}
 }
+
+// TestListJSON: GET /scheduler/jobs, built from each job's kept JSON, is
+// what encoding the jobs afresh gives, before and after jobs change.
+func TestListJSON(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := context.Background()
+	check := func() {
+		t.Helper()
+		want, _ := json.Marshal(s.sortedJobs())
+		code, got := do(t, s.Handler(), "GET", "/scheduler/jobs", "")
+		if code != 200 || got != string(want) {
+			t.Fatalf("GET /scheduler/jobs: %d\n%s\nwant\n%s", code, got, want)
+		}
+	}
+	check()
+	for _, name := range []string{"b", "a", "c"} {
+		j, _ := DecodeJob([]byte(`{"name":"` + name + `","command":"echo <a&b>","schedule":"R/2030-01-01T00:00:00Z/PT5M"}`))
+		if err := s.AddJob(ctx, j, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check()
+	if err := s.MarkSuccess(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if err := s.DeleteJob(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	check()
+}

@@ -40,7 +40,7 @@ type service struct {
 
 // startJobs starts the jobs service on workDir; stop (also at the end of
 // the test) stops it as a SIGTERM would.
-func startJobs(t *testing.T, master, workDir string, opts ...func(*jobs.Config)) *service {
+func startJobs(t testing.TB, master, workDir string, opts ...func(*jobs.Config)) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -209,8 +210,8 @@ func (j *Job) Validate(scheduled bool, now time.Time) error {
 	if j.Retries < 0 || j.Retries > maxRetries {
 		return bad("retries %d: must be 0 to %d", j.Retries, maxRetries)
 	}
-	if j.CPUs <= 0 || j.Mem <= 0 || j.Disk < 0 {
-		return bad("cpus and mem must be positive, disk not negative")
+	if !(j.CPUs > 0 && j.Mem > 0 && j.Disk >= 0) || math.IsInf(float64(j.CPUs+j.Mem+j.Disk), 0) {
+		return bad("cpus and mem must be positive, disk not negative, all finite")
 	}
 	if c := j.Container; c != nil {
 		if t := strings.ToUpper(c.Type); t != "DOCKER" && t != "MESOS" && t != "" {

@@ -82,18 +82,25 @@ func newRunTable() runTable {
 	return runTable{byTask: map[string]*run{}, triggered: map[string]time.Time{}}
 }
 
-// busyLocked says whether job has a run queued or in flight.
-func (s *Service) busyLocked(job string) bool {
-	return slices.ContainsFunc(s.runs.queue, func(r *run) bool { return r.job == job }) || s.inFlightLocked(job)
-}
-
-func (s *Service) inFlightLocked(job string) bool {
+// inFlightLocked is the jobs with a run in flight (launched and not
+// stopped), and busyLocked those with one queued too: built once per
+// pass, as a scan of every run per job made scheduling quadratic.
+func (s *Service) inFlightLocked() map[string]bool {
+	out := make(map[string]bool, len(s.runs.byTask))
 	for _, r := range s.runs.byTask {
-		if r.job == job && !r.stopped {
-			return true
+		if !r.stopped {
+			out[r.job] = true
 		}
 	}
-	return false
+	return out
+}
+
+func (s *Service) busyLocked() map[string]bool {
+	out := s.inFlightLocked()
+	for _, r := range s.runs.queue {
+		out[r.job] = true
+	}
+	return out
 }
 
 // StartNow queues a run of the named job (PUT /scheduler/job/{name}); it
@@ -156,51 +163,140 @@ func (s *Service) stopRunsLocked(ctx context.Context, name string, extra ...fram
 	return nil
 }
 
-// loop starts due scheduled runs every tick (and when a job changes).
+// maxTickWait bounds the scheduling loop's sleep with nothing due sooner,
+// so that a step of the wall clock (schedules are wall-clock times; the
+// loop's timer is not) is caught up within it.
+const maxTickWait = 10 * time.Second
+
+// loop starts due scheduled runs: it sleeps until the next run is due
+// (at most maxTickWait), or until a job changes; while a due job waits
+// for its run in flight, or a store write failed, it looks again every
+// Tick.
 func (s *Service) loop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Tick)
-	defer t.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		s.tick(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		case <-s.wake:
 		}
+		next := s.tick(ctx, time.Now())
+		wait := maxTickWait
+		if !next.IsZero() {
+			wait = min(max(time.Until(next), 0), maxTickWait)
+		}
+		timer.Reset(wait)
 	}
 }
 
-// tick queues the scheduled jobs due at now. A job's schedule is
-// rewritten as Chronos does: each run started (or skipped) moves its
-// start to the next run and counts its repetitions down. A run due more
-// than epsilon ago is skipped; a due job with a run still queued or in
-// flight waits for it (never two runs at once, unless async or
-// concurrent), so epsilon decides whether it still runs.
-func (s *Service) tick(ctx context.Context, now time.Time) {
+// cachedSchedule is a job's schedule as parsed from its text.
+type cachedSchedule struct {
+	text, zone string
+	sc         Schedule
+	err        error
+}
+
+// scheduleLocked is j's parsed schedule, parsed again only when its text
+// (or zone) changed: a pass over every job then costs a map lookup each,
+// not a parse (and, with scheduleTimeZone, a zoneinfo read).
+func (s *Service) scheduleLocked(j *Job, now time.Time) (Schedule, error) {
+	c, ok := s.schedules[j.Name]
+	if !ok || c.text != j.Schedule || c.zone != j.ScheduleTimeZone {
+		sc, err := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
+		c = cachedSchedule{text: j.Schedule, zone: j.ScheduleTimeZone, sc: sc, err: err}
+		s.schedules[j.Name] = c
+	}
+	return c.sc, c.err
+}
+
+// dueStep is one due job's schedule step: the job as it is to be stored,
+// the run it makes (nil for a skipped run) and their ops.
+type dueStep struct {
+	next *Job
+	run  *run
+	ops  []frameworks.Op
+}
+
+// tick queues the scheduled jobs due at now and returns when it should
+// look again: when the next run is due, sooner (now+Tick) when a due job
+// waits for its run in flight or a store write failed; the zero time when
+// no job is scheduled.
+//
+// A job's schedule is rewritten as Chronos does: each run started (or
+// skipped) moves its start to the next run and counts its repetitions
+// down. A run due more than epsilon ago is skipped; a due job with a run
+// still queued or in flight waits for it (never two runs at once, unless
+// async or concurrent), so epsilon decides whether it still runs. The
+// steps of one pass are stored in as few Applys as the store's limit
+// allows, each step (the schedule and its run) whole in one.
+func (s *Service) tick(ctx context.Context, now time.Time) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range s.jobs {
-			if !yield(n) {
-				return
-			}
+	var next time.Time
+	soonest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
 		}
-	}) {
-		j := s.jobs[name]
+	}
+	var due []string
+	for name, j := range s.jobs {
 		if j.Schedule == "" || j.Disabled {
 			continue
 		}
-		sc, err := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
-		if err != nil || sc.Repeat == 0 || now.Before(sc.Start) {
+		sc, err := s.scheduleLocked(j, now)
+		if err != nil || sc.Repeat == 0 {
 			continue
 		}
+		if now.Before(sc.Start) {
+			soonest(sc.Start)
+			continue
+		}
+		due = append(due, name)
+	}
+	slices.Sort(due)
+	clear(s.waiting)
+	var busy map[string]bool
+	if len(due) > 0 {
+		busy = s.busyLocked()
+	}
+	var steps []dueStep
+	nops := 0
+	flush := func() {
+		if len(steps) == 0 {
+			return
+		}
+		var ops []frameworks.Op
+		for _, st := range steps {
+			ops = append(ops, st.ops...)
+		}
+		// A schedule step and its run are stored together: neither is
+		// kept without the other.
+		if err := s.store.Apply(ctx, ops...); err != nil {
+			s.log.Warn("cannot store the jobs' next runs; trying again", "jobs", len(steps), "err", err)
+			soonest(now.Add(s.cfg.Tick))
+		} else {
+			for _, st := range steps {
+				s.jobs[st.next.Name] = st.next
+				if st.run != nil {
+					s.queueLocked(st.run)
+				}
+			}
+		}
+		steps, nops = nil, 0
+	}
+	for _, name := range due {
+		j := s.jobs[name]
+		sc, _ := s.scheduleLocked(j, now)
 		eps, _ := ParsePeriod(j.Epsilon)
 		late := now.After(eps.AddTo(sc.Start, 1))
-		if !late && s.busyLocked(name) && !j.Concurrent {
+		if !late && !j.Concurrent && busy[name] {
+			s.waiting[name] = true
+			soonest(now.Add(s.cfg.Tick))
 			continue
 		}
-		next := *j
+		nj := *j
 		if late {
 			at, k, ok := sc.Next(now)
 			if !ok {
@@ -218,29 +314,32 @@ func (s *Service) tick(ctx context.Context, now time.Time) {
 				sc.Repeat--
 			}
 		}
-		next.Schedule = sc.String()
-		op, err := jobOp(&next)
+		if sc.Repeat != 0 {
+			soonest(sc.Start)
+		}
+		nj.Schedule = sc.String()
+		op, err := jobOp(&nj)
 		if err != nil {
 			s.log.Warn("cannot encode the job", "job", name, "err", err)
 			continue
 		}
-		ops := []frameworks.Op{op}
-		var r *run
+		st := dueStep{next: &nj, ops: []frameworks.Op{op}}
 		if !late {
-			r = s.newRunLocked(&next, 0, "", now)
-			ops = append(ops, putRun(r))
+			st.run = s.newRunLocked(&nj, 0, "", now)
+			st.ops = append(st.ops, putRun(st.run))
 		}
-		// The schedule step and its run are stored together: neither
-		// is kept without the other.
-		if err := s.store.Apply(ctx, ops...); err != nil {
-			s.log.Warn("cannot store the job's next run; trying again", "job", name, "err", err)
-			continue
+		if nops+len(st.ops) > frameworks.MaxOpsPerApply {
+			flush()
 		}
-		s.jobs[name] = &next
-		if r != nil {
-			s.queueLocked(r)
-		}
+		steps = append(steps, st)
+		nops += len(st.ops)
 	}
+	flush()
+	s.nextPass = now.Add(maxTickWait)
+	if !next.IsZero() && next.Before(s.nextPass) {
+		s.nextPass = next
+	}
+	return next
 }
 
 var _ frameworks.Scheduler = (*Service)(nil)
@@ -313,13 +412,14 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 	}
 	tasks := make([][]*mesos.TaskInfo, len(offers))
 	launched := map[*run]bool{}
+	inFlight := s.inFlightLocked()
 	for _, r := range queue {
 		j := s.jobs[r.job]
 		if j == nil {
 			launched[r] = true // the job is gone: drop the run
 			continue
 		}
-		if !j.Concurrent && s.inFlightLocked(r.job) || now.Before(r.notBefore) {
+		if !j.Concurrent && inFlight[r.job] || now.Before(r.notBefore) {
 			continue
 		}
 		for i, o := range offers {
@@ -332,6 +432,7 @@ func (s *Service) Offers(ctx context.Context, offers []*mesos.Offer) ([]framewor
 			r.taskID, r.agentID, r.state = task.GetTaskId().GetValue(), o.GetAgentId().GetValue(), runLaunching
 			s.runs.byTask[r.taskID] = r
 			launched[r] = true
+			inFlight[r.job] = true
 			s.log.Info("launching a run", "job", r.job, "task_id", r.taskID, "attempt", r.attempt, "agent_id", r.agentID)
 			break
 		}
@@ -693,6 +794,9 @@ func (s *Service) finishRunLocked(ctx context.Context, r *run, j *Job, succeeded
 		return false
 	}
 	delete(s.runs.byTask, id)
+	if s.waiting[r.job] {
+		s.poke() // its next run is due
+	}
 	r.state = runFailed
 	if succeeded {
 		r.state = runSucceeded
@@ -735,16 +839,23 @@ func (s *Service) CompleteAsync(ctx context.Context, taskID string, statusCode i
 // whose parents (parent among them) have all succeeded since the job was
 // last started by them.
 func (s *Service) dependentsLocked(parent string, now time.Time) []*run {
-	var out []*run
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range s.jobs {
-			if !yield(n) {
-				return
+	if s.children == nil {
+		// Rebuilt after a job was added, replaced or deleted: a scan of
+		// every job at each run's end made ends quadratic.
+		s.children = map[string][]string{}
+		for name, c := range s.jobs {
+			for _, p := range c.Parents {
+				s.children[p] = append(s.children[p], name)
 			}
 		}
-	}) {
+		for _, names := range s.children {
+			slices.Sort(names)
+		}
+	}
+	var out []*run
+	for _, name := range s.children[parent] {
 		c := s.jobs[name]
-		if c.Disabled || !slices.Contains(c.Parents, parent) {
+		if c == nil || c.Disabled || !slices.Contains(c.Parents, parent) {
 			continue
 		}
 		since, ok := s.runs.triggered[c.Name]
