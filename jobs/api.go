@@ -44,6 +44,8 @@ func (s *Service) routes() http.Handler {
 		mux.HandleFunc("GET "+prefix+"/scheduler/graph/dot", s.handleGraphDot)
 		mux.HandleFunc("GET "+prefix+"/scheduler/graph/csv", s.handleGraphCSV)
 		mux.HandleFunc("PUT "+prefix+"/scheduler/task/{taskId}", s.handleCompleteAsync)
+		mux.HandleFunc("POST "+prefix+"/scheduler/task/{taskId}/progress", s.handleProgress)
+		mux.HandleFunc("POST "+prefix+"/scheduler/job/{jobName}/task/{taskId}/progress", s.handleProgress)
 		mux.HandleFunc("GET "+prefix+"/scheduler/job/stat/{name}", s.handleJobStat)
 		mux.HandleFunc("GET "+prefix+"/scheduler/stats/{kind}", s.handleStats)
 	}

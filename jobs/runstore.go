@@ -29,6 +29,9 @@ type runRecord struct {
 	AgentID   string    `json:"agentId,omitempty"`
 	Stopped   bool      `json:"stopped,omitempty"`
 	Awaiting  bool      `json:"awaiting,omitempty"` // an async run whose task finished
+	// Elements and StatusMessage are the run's progress (progress.go).
+	Elements      *int64 `json:"elements,omitempty"`
+	StatusMessage string `json:"statusMessage,omitempty"`
 }
 
 // newRunLocked makes a run of j, not yet stored nor queued.
@@ -47,7 +50,8 @@ func (s *Service) queueLocked(r *run) {
 // putRun is the Op storing r as it is now.
 func putRun(r *run) frameworks.Op {
 	b, _ := json.Marshal(runRecord{Job: r.job, Attempt: r.attempt, Args: r.args, QueuedAt: r.queuedAt, NotBefore: r.notBefore,
-		High: r.high, TaskID: r.taskID, AgentID: r.agentID, Stopped: r.stopped, Awaiting: r.state == runAwaiting})
+		High: r.high, TaskID: r.taskID, AgentID: r.agentID, Stopped: r.stopped, Awaiting: r.state == runAwaiting,
+		Elements: r.progress.elements, StatusMessage: r.progress.message})
 	return frameworks.Put(bucketRuns, r.id, b)
 }
 
@@ -80,7 +84,8 @@ func (s *Service) loadRuns(ctx context.Context) error {
 			return fmt.Errorf("reading run %s: %w", e.Key, err)
 		}
 		r := &run{id: e.Key, job: rec.Job, attempt: rec.Attempt, args: rec.Args, queuedAt: rec.QueuedAt, notBefore: rec.NotBefore,
-			high: rec.High, taskID: rec.TaskID, agentID: rec.AgentID, stopped: rec.Stopped, state: runQueued}
+			high: rec.High, taskID: rec.TaskID, agentID: rec.AgentID, stopped: rec.Stopped, state: runQueued,
+			progress: runProgress{elements: rec.Elements, message: rec.StatusMessage}}
 		if s.jobs[r.job] == nil && r.taskID == "" {
 			drop = append(drop, dropRun(r))
 			continue

@@ -65,6 +65,8 @@ type run struct {
 	high      bool
 	stopped   bool      // the job was deleted or its tasks killed: not counted
 	startedAt time.Time // when it was first reported TASK_RUNNING
+	// progress is what the run reported of itself (progress.go).
+	progress runProgress
 }
 
 // runTable is the runs of every job: those waiting for an offer and those

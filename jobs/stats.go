@@ -29,7 +29,11 @@ type runStat struct {
 	Started   string  `json:"taskStart,omitempty"`
 	Ended     string  `json:"taskEnd"`
 	Seconds   float64 `json:"elapsedSeconds"`
-	succeeded bool
+	// Elements and StatusMessage are the run's own report of its
+	// progress, Chronos's numElementsProcessed (progress.go).
+	Elements      *int64 `json:"numElementsProcessed,omitempty"`
+	StatusMessage string `json:"statusMessage,omitempty"`
+	succeeded     bool
 }
 
 // noteRunLocked keeps the end of run r. s.mu must be held.
@@ -37,16 +41,25 @@ func (s *Service) noteRunLocked(r *run, state string, succeeded bool, now time.T
 	if s.stats == nil {
 		s.stats = map[string][]runStat{}
 	}
-	st := runStat{TaskID: r.taskID, JobName: r.job, SlaveID: r.agentID, TaskState: state, Ended: now.UTC().Format(timeFormat), succeeded: succeeded}
-	if !r.startedAt.IsZero() {
-		st.Started = r.startedAt.UTC().Format(timeFormat)
-		st.Seconds = now.Sub(r.startedAt).Seconds()
-	}
+	st := statOf(r, state, now)
+	st.Ended, st.succeeded = now.UTC().Format(timeFormat), succeeded
 	list := append(s.stats[r.job], st)
 	if len(list) > maxStatRuns {
 		list = slices.Delete(list, 0, len(list)-maxStatRuns)
 	}
 	s.stats[r.job] = list
+}
+
+// statOf is run r in taskStatHistory's shape, in state at now (not
+// ended).
+func statOf(r *run, state string, now time.Time) runStat {
+	st := runStat{TaskID: r.taskID, JobName: r.job, SlaveID: r.agentID, TaskState: state,
+		Elements: r.progress.elements, StatusMessage: r.progress.message}
+	if !r.startedAt.IsZero() {
+		st.Started = r.startedAt.UTC().Format(timeFormat)
+		st.Seconds = now.Sub(r.startedAt).Seconds()
+	}
+	return st
 }
 
 // histogram is Chronos's, over the durations of a job's successful runs.
@@ -102,7 +115,25 @@ func (s *Service) handleJobStat(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	_, known := s.jobs[name]
 	list := slices.Clone(s.stats[name])
+	// The runs in flight follow the ended ones, as Chronos lists its
+	// running tasks, with their progress so far.
+	now := time.Now()
+	var live []runStat
+	for _, r := range s.runs.byTask {
+		if r.job == name && !r.stopped {
+			state := "TASK_STAGING"
+			switch r.state {
+			case runRunning:
+				state = "TASK_RUNNING"
+			case runAwaiting:
+				state = "TASK_FINISHED" // awaiting the job's report
+			}
+			live = append(live, statOf(r, state, now))
+		}
+	}
 	s.mu.Unlock()
+	slices.SortFunc(live, func(a, b runStat) int { return strings.Compare(a.TaskID, b.TaskID) })
+	list = append(list, live...)
 	if !known {
 		errdefs.HTTPError(w, errdefs.Classf(errdefs.ErrNotFound, "no job %q", name))
 		return

@@ -163,20 +163,25 @@
       const stat = await ML.getJSON('/scheduler/job/stat/' + encodeURIComponent(name));
       const j = current;
       const runs = stat.taskStatHistory.slice().reverse();
+      // Data processing jobs report their progress (elements processed, a
+      // status message) while they run.
+      const progress = j.dataProcessingJobType || runs.some((r) => r.numElementsProcessed != null || r.statusMessage);
       ML.swap(region, h('div', null,
         ML.info([['Command', ML.code(j.command)], ['Schedule', j.schedule ? ML.code(j.schedule) : null],
           ['Parents', (j.parents || []).map((p) => h('a', { href: jobHref(p) }, p))], ['Owner', j.owner], ['Disabled', j.disabled ? 'yes' : 'no'],
           ['Successes', String(j.successCount)], ['Errors', String(j.errorCount)], ['Last success', when(j.lastSuccess)],
           ['Last error', when(j.lastError)], ['Next run', when(nextRun(j))],
           ['Median run', stat.histogram.count ? stat.histogram.median.toFixed(2) + ' s' : null]], 'job-info'),
-        ML.section('Runs', ML.table(['Task', 'State', 'Started', 'Ended', 'Seconds', 'Agent'], runs.map((r) => {
+        ML.section('Runs', ML.table(['Task', 'State', 'Started', 'Ended', 'Seconds', 'Agent'].concat(progress ? ['Processed', 'Status'] : []), runs.map((r) => {
           const url = taskURL(r.taskId);
-          return {
-            attrs: { dataset: { task: r.taskId } },
-            cells: [url ? h('a', { href: url, class: 'task-link' }, r.taskId) : ML.code(r.taskId), ML.stateBadge(r.taskState),
-              when(r.taskStart), when(r.taskEnd), r.taskStart ? r.elapsedSeconds.toFixed(2) : '-', r.slaveId || '-'],
-          };
-        }), { id: 'runs-table', empty: 'No run has ended yet.' }))));
+          const cells = [url ? h('a', { href: url, class: 'task-link' }, r.taskId) : ML.code(r.taskId), ML.stateBadge(r.taskState),
+            when(r.taskStart), when(r.taskEnd), r.taskStart ? r.elapsedSeconds.toFixed(2) : '-', r.slaveId || '-'];
+          if (progress) {
+            cells.push(r.numElementsProcessed != null ? String(r.numElementsProcessed) : '-',
+              h('span', { class: 'status-message' }, r.statusMessage || '-'));
+          }
+          return { attrs: { dataset: { task: r.taskId } }, cells };
+        }), { id: 'runs-table', empty: 'No run yet.' }))));
     };
     return [ML.crumbs([{ label: 'Jobs', href: '#/' }, { label: name }], 'breadcrumbs'), h('h1', null, name), actions, region];
   }
