@@ -4,25 +4,33 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
-	"sync"
+	"strings"
 	"time"
 )
 
-// Failure notices. Chronos tells a job's owners when it fails (mail, and
-// a URL it POSTs to); here --http_notification_url is that URL: each run
-// that fails for good (after its retries), and each job disabled after
-// --disable_after_failures, is POSTed to it as JSON. The notices go out in
-// the background, one at a time, each within notifyTimeout; a backlog
-// beyond maxPendingNotices is dropped with a log line, so a dead receiver
-// never holds up scheduling.
+// Failure notices. Chronos tells a job's owners when it fails; here each
+// run that fails for good (after its retries), and each job disabled after
+// --disable_after_failures, makes a Notice, delivered to each configured
+// sink: --http_notification_url (POSTed as JSON) and --mail_server (mailed
+// to the job's owners, mail.go). Each sink has its own queue and sender,
+// so a dead mail server does not hold up the webhook: the notices go out
+// in the background, one at a time per sink, each attempt within
+// notifyTimeout, retried after a backoff (noticeBackoff, doubling) up to
+// maxNoticeAttempts unless the receiver refused it for good; a backlog
+// beyond maxPendingNotices is dropped with a log line. The scheduler only
+// ever queues without waiting.
 
 const (
-	notifyTimeout     = 10 * time.Second
-	maxPendingNotices = 100
+	notifyTimeout        = 10 * time.Second
+	maxPendingNotices    = 100
+	maxNoticeAttempts    = 4
+	defaultNoticeBackoff = 2 * time.Second
 )
 
-// Notice is what --http_notification_url receives.
+// Notice is what --http_notification_url receives, and what a mail tells.
 type Notice struct {
 	Job       string   `json:"job"`
 	Owners    []string `json:"owners"`
@@ -37,64 +45,139 @@ type Notice struct {
 	Time     string `json:"time"`
 }
 
-type notifier struct {
-	once    sync.Once
+// noticeSink delivers notices to one receiver, from its own bounded
+// queue.
+type noticeSink struct {
+	name    string // for logs: "webhook", "mail"
 	pending chan Notice
+	deliver func(ctx context.Context, n Notice) error
 }
 
-// notifyFailure queues a notice of j's failed run. s.mu is held; nothing
-// here blocks.
+// notifier is the sinks configured.
+type notifier struct {
+	sinks   []*noticeSink
+	backoff time.Duration // before the second attempt; doubles
+}
+
+// permanent marks a delivery error that trying again would not mend (a
+// receiver's refusal, a notice without recipients).
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// setupNotices makes the sinks the configuration asks for.
+func (s *Service) setupNotices() {
+	s.notes.backoff = s.cfg.NoticeBackoff
+	if s.notes.backoff <= 0 {
+		s.notes.backoff = defaultNoticeBackoff
+	}
+	add := func(name string, deliver func(context.Context, Notice) error) {
+		s.notes.sinks = append(s.notes.sinks, &noticeSink{name: name, pending: make(chan Notice, maxPendingNotices), deliver: deliver})
+	}
+	if s.cfg.NotificationURL != "" {
+		client := &http.Client{Timeout: notifyTimeout}
+		add("webhook", func(ctx context.Context, n Notice) error { return s.postNotice(ctx, client, n) })
+	}
+	if s.cfg.Mail != nil {
+		m := &mailer{cfg: *s.cfg.Mail, pageURL: "http://" + s.self() + "/", log: s.log}
+		add("mail", m.send)
+	}
+}
+
+// notifyFailure queues a notice of j's failed run for each sink. s.mu is
+// held; nothing here blocks.
 func (s *Service) notifyFailure(j Job, taskID, state, message string, disabled bool, now time.Time) {
-	if s.cfg.NotificationURL == "" {
+	if len(s.notes.sinks) == 0 {
 		return
 	}
-	s.notes.once.Do(func() { s.notes.pending = make(chan Notice, maxPendingNotices) })
 	n := Notice{Job: j.Name, Owners: splitOwners(j.Owner), OwnerName: j.OwnerName, TaskID: taskID, TaskState: state,
 		Message: truncate(message, 1024), Failures: j.ErrorsSinceSuccess, Disabled: disabled, Time: now.UTC().Format(timeFormat)}
-	select {
-	case s.notes.pending <- n:
-	default:
-		s.log.Warn("failure notices are backing up; one dropped", "job", j.Name, "task_id", taskID)
-	}
-}
-
-// sendNotices POSTs the queued notices until ctx ends.
-func (s *Service) sendNotices(ctx context.Context) {
-	if s.cfg.NotificationURL == "" {
-		return
-	}
-	s.notes.once.Do(func() { s.notes.pending = make(chan Notice, maxPendingNotices) })
-	client := &http.Client{Timeout: notifyTimeout}
-	for {
+	for _, sink := range s.notes.sinks {
 		select {
-		case <-ctx.Done():
-			return
-		case n := <-s.notes.pending:
-			body, _ := json.Marshal(n)
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.NotificationURL, bytes.NewReader(body))
-			if err != nil {
-				s.log.Warn("cannot make the failure notice", "url", s.cfg.NotificationURL, "err", err)
-				continue
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				s.log.Warn("failure notice not delivered", "job", n.Job, "url", s.cfg.NotificationURL, "err", err)
-				continue
-			}
-			resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				s.log.Warn("failure notice refused", "job", n.Job, "url", s.cfg.NotificationURL, "status", resp.Status)
-			}
+		case sink.pending <- n:
+		default:
+			s.log.Warn("failure notices are backing up; one dropped", "sink", sink.name, "job", j.Name, "task_id", taskID)
 		}
 	}
 }
 
+// sendNotices delivers the queued notices, a sender per sink, until ctx
+// ends.
+func (s *Service) sendNotices(ctx context.Context) {
+	done := make(chan struct{})
+	for _, sink := range s.notes.sinks {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case n := <-sink.pending:
+					s.deliver(ctx, sink, n)
+				}
+			}
+		}()
+	}
+	for range s.notes.sinks {
+		<-done
+	}
+}
+
+// deliver tries a notice on a sink until it is delivered, refused for
+// good, out of attempts, or ctx ends.
+func (s *Service) deliver(ctx context.Context, sink *noticeSink, n Notice) {
+	wait := s.notes.backoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, notifyTimeout)
+		err := sink.deliver(actx, n)
+		cancel()
+		if err == nil {
+			s.log.Debug("failure notice delivered", "sink", sink.name, "job", n.Job, "task_id", n.TaskID)
+			return
+		}
+		var p permanent
+		if errors.As(err, &p) || attempt >= maxNoticeAttempts || ctx.Err() != nil {
+			s.log.Warn("failure notice not delivered", "sink", sink.name, "job", n.Job, "task_id", n.TaskID, "attempts", attempt, "err", err)
+			return
+		}
+		s.log.Info("failure notice not delivered; trying again", "sink", sink.name, "job", n.Job, "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// postNotice POSTs n to --http_notification_url. A 4xx answer is a
+// refusal for good; a 5xx or no answer is tried again.
+func (s *Service) postNotice(ctx context.Context, client *http.Client, n Notice) error {
+	body, _ := json.Marshal(n)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.NotificationURL, bytes.NewReader(body))
+	if err != nil {
+		return permanent{fmt.Errorf("making the request: %w", err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 500:
+		return fmt.Errorf("%s answered %s", s.cfg.NotificationURL, resp.Status)
+	case resp.StatusCode >= 300:
+		return permanent{fmt.Errorf("%s answered %s", s.cfg.NotificationURL, resp.Status)}
+	}
+	return nil
+}
+
 func splitOwners(s string) []string {
 	out := []string{}
-	for _, o := range bytes.Split([]byte(s), []byte(",")) {
-		if o = bytes.TrimSpace(o); len(o) > 0 {
-			out = append(out, string(o))
+	for o := range strings.SplitSeq(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
 		}
 	}
 	return out

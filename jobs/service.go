@@ -58,6 +58,12 @@ type Config struct {
 	// NotificationURL is --http_notification_url: failed runs and jobs
 	// disabled for failing are POSTed to it (notify.go); empty: none.
 	NotificationURL string
+	// Mail, when set, mails the same notices to each job's owners
+	// (--mail_server and its company; mail.go).
+	Mail *MailConfig
+	// NoticeBackoff is the wait before a notice's second attempt; it
+	// doubles with each further one (zero: 2 s).
+	NoticeBackoff time.Duration
 
 	// Tuning for tests; zero values are the defaults. Tick is how often
 	// a due job waiting for its run in flight is looked at again.
@@ -84,6 +90,11 @@ const (
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Master == "" {
 		return cfg, fmt.Errorf("jobs: no master (--master): %w", errdefs.ErrInvalid)
+	}
+	if cfg.Mail != nil {
+		if err := cfg.Mail.Validate(); err != nil {
+			return cfg, fmt.Errorf("jobs: %w", err)
+		}
 	}
 	if cfg.Store == nil && cfg.WorkDir == "" {
 		return cfg, fmt.Errorf("jobs: no --work_dir for the state: %w", errdefs.ErrInvalid)
@@ -203,6 +214,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.setupNotices()
 	s.api = s.routes()
 	s.handler = bounded(s.api)
 	return s, nil

@@ -48,6 +48,11 @@ restarts it.`)
 	workDir := fs.String("work_dir", "/var/lib/mesolite/jobs", "directory of the framework's state")
 	disableAfter := fs.Int("disable_after_failures", 0, "disable a job after this many failures in a row (its retries done); 0: never")
 	notifyURL := fs.String("http_notification_url", "", "URL each failed run (and each job disabled for failing) is POSTed to as JSON, for its owners")
+	mailServer := fs.String("mail_server", "", "SMTP server (host:port) each failed run (and each job disabled for failing) is mailed through to the job's owners")
+	mailFrom := fs.String("mail_from", "", "sender address of the failure mails (required with --mail_server)")
+	mailUser := fs.String("mail_user", "", "user to authenticate to the SMTP server as (AUTH PLAIN, only over TLS or to loopback)")
+	mailPassword := fs.String("mail_password", "", "password for --mail_user (prefer CHRONOS_MAIL_PASSWORD: a command line is visible to every user)")
+	mailSSL := fs.Bool("mail_ssl", false, "connect to the SMTP server over TLS from the first byte (SMTPS, port 465); without it STARTTLS is used when offered")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -85,6 +90,16 @@ restarts it.`)
 		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
 		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,
 		DisableAfterFailures: *disableAfter, NotificationURL: *notifyURL,
+	}
+	if *mailServer != "" {
+		cfg.Mail = &jobs.MailConfig{Server: *mailServer, From: *mailFrom, User: *mailUser, Password: *mailPassword, SSL: *mailSSL}
+		if err := cfg.Mail.Validate(); err != nil {
+			fmt.Fprintln(stderr, "mesolite jobs:", err)
+			return 2
+		}
+	} else if *mailFrom != "" || *mailUser != "" || *mailPassword != "" || *mailSSL {
+		fmt.Fprintln(stderr, "mesolite jobs: --mail_from, --mail_user, --mail_password and --mail_ssl need --mail_server")
+		return 2
 	}
 	cfg.Hostname = *hostname
 	if cfg.Hostname == "" {
