@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mesolite/mesolite/frameworks"
+	"github.com/mesolite/mesolite/httpauth"
 )
 
 // newTestService is a Service on a store in a temporary directory, not
@@ -163,4 +164,43 @@ func TestListJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	check()
+}
+
+// TestCredentials: with --http_credentials every path but /ping, the page
+// among them, wants HTTP Basic with them.
+func TestCredentials(t *testing.T) {
+	st, err := frameworks.OpenLocalStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := New(context.Background(), Config{Master: "127.0.0.1:1", Hostname: "jobs.example", Store: st,
+		Credentials: []httpauth.Credential{{Principal: "ops", Secret: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, user, pass string
+		code             int
+	}{
+		{"/ping", "", "", 200},
+		{"/scheduler/jobs", "", "", 401},
+		{"/v1/scheduler/jobs", "ops", "wrong", 401},
+		{"/", "", "", 401},
+		{"/scheduler/jobs", "ops", "s3cret", 200},
+		{"/", "ops", "s3cret", 200},
+	} {
+		req := httptest.NewRequest("GET", c.path, nil)
+		if c.user != "" {
+			req.SetBasicAuth(c.user, c.pass)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != c.code {
+			t.Errorf("GET %s as %q: %d, want %d", c.path, c.user, rec.Code, c.code)
+		}
+		if c.code == 401 && rec.Header().Get("WWW-Authenticate") != `Basic realm="chronos"` {
+			t.Errorf("GET %s: challenge %q", c.path, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
 }

@@ -44,7 +44,11 @@ func RunHA(ctx context.Context, cfg Config, h *ha.HA, ln net.Listener) error {
 		io.WriteString(w, "pong\n")
 	})
 	mux.Handle("/", h)
-	srv := newServer(ctx, bounded(mux), cfg.Logger)
+	auth, err := newAuth(cfg)
+	if err != nil {
+		return err
+	}
+	srv := newServer(ctx, bounded(auth.Wrap(mux)), cfg.Logger)
 	cfg.Logger.Info("jobs service started; contending for leadership", "address", ln.Addr().String(), "master", cfg.Master, "self", h.Self())
 	return serve(ctx, srv, ln, func(ctx context.Context) error {
 		return h.Run(ctx, func(ctx context.Context, st frameworks.Store) (ha.Term, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/frameworks/ha"
+	"github.com/mesolite/mesolite/httpauth"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	// NotificationURL is --http_notification_url: failed runs and jobs
 	// disabled for failing are POSTed to it (notify.go); empty: none.
 	NotificationURL string
+	// Credentials, when any, are required (HTTP Basic) on the API and the
+	// page, every path but /ping (--http_credentials).
+	Credentials []httpauth.Credential
 	// Mail, when set, mails the same notices to each job's owners
 	// (--mail_server and its company; mail.go).
 	Mail *MailConfig
@@ -216,8 +220,27 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.setupNotices()
 	s.api = s.routes()
-	s.handler = bounded(s.api)
+	auth, err := newAuth(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	s.handler = bounded(auth.Wrap(s.api))
 	return s, nil
+}
+
+// newAuth is the authenticator of --http_credentials: HTTP Basic on every
+// path but /ping (a health probe), in realm "chronos"; nil, which lets
+// everything through, without credentials.
+func newAuth(cfg Config) (*httpauth.Authenticator, error) {
+	if len(cfg.Credentials) == 0 {
+		return nil, nil
+	}
+	a, err := httpauth.New(httpauth.Options{Enabled: true, Realm: "chronos", Credentials: cfg.Credentials, Logger: cfg.Logger,
+		Skip: func(r *http.Request) bool { return r.URL.Path == "/ping" }})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: --http_credentials: %w", err)
+	}
+	return a, nil
 }
 
 // self is host:port of this instance's API.

@@ -38,7 +38,8 @@ restarts it.`)
 	zkHosts := fs.String("zk_hosts", "", "ZooKeeper hosts for the state and leader election: host1:2181,host2:2181\n(user:password@host1:2181,... for digest authentication); empty: one instance, state in --work_dir")
 	zkPath := fs.String("zk_path", "/chronos/state", "ZooKeeper path of the state (<path>/state) and the election (<path>/leader)")
 	zkTimeout := fs.Int64("zk_timeout", 10000, "ZooKeeper session timeout in milliseconds: a dead leader is replaced after about this long")
-	httpAddr := fs.String("http_address", "127.0.0.1", "address the API listens on (0.0.0.0: every interface; the API has no authentication yet)")
+	httpAddr := fs.String("http_address", "127.0.0.1", "address the API listens on (0.0.0.0: every interface; say --http_credentials then)")
+	creds := fs.String("http_credentials", "", "credentials required on the API and the page (HTTP Basic): user:password, or a file of\nMesos's credentials format (JSON {\"credentials\":[...]} or 'principal secret' lines)")
 	httpPort := fs.Int("http_port", jobs.DefaultHTTPPort, "port the API listens on")
 	hostname := fs.String("hostname", "", "hostname the API is reached at, for the framework's web UI link and /scheduler/leader\n(default: the system's hostname, or the listen address when that is loopback)")
 	name := fs.String("mesos_framework_name", jobs.DefaultFrameworkName, "framework name")
@@ -91,6 +92,14 @@ restarts it.`)
 		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,
 		DisableAfterFailures: *disableAfter, NotificationURL: *notifyURL,
 	}
+	if *creds != "" {
+		c, err := apiCredentials(*creds)
+		if err != nil {
+			fmt.Fprintln(stderr, "mesolite jobs: --http_credentials:", err)
+			return 2
+		}
+		cfg.Credentials = c
+	}
 	if *mailServer != "" {
 		cfg.Mail = &jobs.MailConfig{Server: *mailServer, From: *mailFrom, User: *mailUser, Password: *mailPassword, SSL: *mailSSL}
 		if err := cfg.Mail.Validate(); err != nil {
@@ -128,8 +137,8 @@ restarts it.`)
 	if err != nil {
 		return fail(err)
 	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		log.Warn("the API listens beyond loopback without authentication: anyone who reaches it can run commands on the cluster", "address", ln.Addr().String())
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(cfg.Credentials) == 0 {
+		log.Warn("the API listens beyond loopback without --http_credentials: anyone who reaches it can run commands on the cluster", "address", ln.Addr().String())
 	}
 	fmt.Fprintf(stdout, "mesolite jobs: Chronos API at http://%s/scheduler/jobs (framework %q, master %s)\n",
 		net.JoinHostPort(cfg.Hostname, strconv.Itoa(*httpPort)), *name, *master)
