@@ -5,14 +5,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/mesolite/mesolite/internal/testutil"
 )
 
 // TestPackageGraph keeps the helper lean: every command task starts it, and
 // its start's CPU grows with what it links and initialises.
 func TestPackageGraph(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command to list the packages")
-	}
+	_, err := exec.LookPath("go")
+	testutil.Require(t, err == nil, "no go command to list the packages")
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
