@@ -62,15 +62,77 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	f := launchBurst(ctx, t, c, "crash-windows", tasks, "sleep 1.5", 10)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := 0; round < 3; round++ {
+		wait := time.Duration(100+rng.IntN(1400)) * time.Millisecond
+		time.Sleep(wait)
+		t.Logf("round %d: SIGKILL of the agent %v after its start", round, wait)
+		c.agent.kill9()
+		c.startAgent(t)
+	}
+	f.waitEveryTaskEndedOnce(t, c, tasks)
+}
+
+// TestAgentRestartMidBurst stops the agent, with SIGTERM (an operator's
+// restart) and with SIGKILL (a crash), while a burst of 200 short tasks,
+// all offered at once, is being launched and is ending, and starts it
+// again: no update is lost or delivered twice, every task ends once, and
+// no executor or task process is left behind. The executors of the
+// tasks in flight outlive their agent and are recovered by the new one.
+func TestAgentRestartMidBurst(t *testing.T) {
+	const tasks = 200
+	for _, stop := range []struct {
+		name string
+		do   func(*proc)
+	}{
+		{"SIGTERM", (*proc).stop},
+		{"SIGKILL", (*proc).kill9},
+	} {
+		t.Run(stop.name, func(t *testing.T) {
+			c := startCluster(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			f := launchBurst(ctx, t, c, "burst-"+stop.name, tasks, "sleep 0.5", tasks)
+			// In the middle: some tasks finished, others running or
+			// being launched.
+			testutil.Eventually(t, time.Minute, 5*time.Millisecond, func() bool {
+				ended, _ := f.terminal()
+				return ended >= tasks/4
+			}, "a quarter of the burst ended")
+			ended, _ := f.terminal()
+			t.Logf("%s of the agent with %d of %d tasks ended", stop.name, ended, tasks)
+			stop.do(c.agent)
+			c.startAgent(t)
+			f.waitEveryTaskEndedOnce(t, c, tasks)
+			if stop.name == "SIGTERM" {
+				// An orderly stop leaves nothing for a crash to explain.
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				for id, ss := range f.states {
+					if last := ss[len(ss)-1]; last != mesos.TaskState_TASK_FINISHED {
+						t.Errorf("%s ended %v after a SIGTERM of the agent: %v", id, last, ss)
+					}
+				}
+			}
+		})
+	}
+}
+
+// launchBurst subscribes a checkpointing framework that launches n
+// command tasks running cmd, at most perOffer from an offer, on whatever
+// is offered, and records every update it receives.
+func launchBurst(ctx context.Context, t *testing.T, c *cluster, name string, n int, cmd string, perOffer int) *crashFramework {
+	t.Helper()
 	cl, err := scheduler.Subscribe(ctx, scheduler.Config{
 		Master: c.masterAddr,
-		Framework: &mesos.FrameworkInfo{Name: proto.String("crash-windows"), User: proto.String("root"),
+		Framework: &mesos.FrameworkInfo{Name: proto.String(name), User: proto.String("root"),
 			Checkpoint: proto.Bool(true), FailoverTimeout: proto.Float64(300)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(func() { _ = cl.Close() })
 	f := &crashFramework{states: map[string][]mesos.TaskState{}, uuids: map[string]int{}}
 	go func() {
 		for ev := range cl.Events() {
@@ -78,8 +140,7 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 			case schedv1.Event_OFFERS:
 				for _, o := range ev.GetOffers().GetOffers() {
 					var batch []*mesos.TaskInfo
-					// As many as the offer holds (0.01 cpus, 8 MB each), at
-					// most ten at a time.
+					// As many as the offer holds (0.01 cpus, 4 MB each).
 					var cpus, mem float64
 					for _, r := range o.GetResources() {
 						switch r.GetName() {
@@ -89,17 +150,17 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 							mem += r.GetScalar().GetValue()
 						}
 					}
-					fit := min(int(cpus/0.01+1e-9), int(mem/8), 10)
+					fit := min(int(cpus/0.01+1e-9), int(mem/4), perOffer)
 					f.mu.Lock()
-					for f.launched < tasks && len(batch) < fit {
-						id := fmt.Sprintf("crash-%02d", f.launched)
+					for f.launched < n && len(batch) < fit {
+						id := fmt.Sprintf("%s-%03d", name, f.launched)
 						f.launched++
 						batch = append(batch, &mesos.TaskInfo{
 							Name: proto.String(id), TaskId: &mesos.TaskID{Value: proto.String(id)}, AgentId: o.AgentId,
-							Command: &mesos.CommandInfo{Value: proto.String("sleep 1.5")},
+							Command: &mesos.CommandInfo{Value: proto.String(cmd)},
 							Resources: []*mesos.Resource{
 								{Name: proto.String("cpus"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(0.01)}},
-								{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(8)}},
+								{Name: proto.String("mem"), Type: mesos.Value_SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: proto.Float64(4)}},
 							},
 						})
 					}
@@ -138,15 +199,14 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 			}
 		}
 	}()
+	return f
+}
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for round := 0; round < 3; round++ {
-		wait := time.Duration(100+rng.IntN(1400)) * time.Millisecond
-		time.Sleep(wait)
-		t.Logf("round %d: SIGKILL of the agent %v after its start", round, wait)
-		c.agent.kill9()
-		c.startAgent(t)
-	}
+// waitEveryTaskEndedOnce waits for all n tasks to end, failing on a
+// duplicate or an end no crash explains, then checks that no late resend
+// duplicates anything and that no executor or task process is left.
+func (f *crashFramework) waitEveryTaskEndedOnce(t *testing.T, c *cluster, n int) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		ended, dups := f.terminal()
@@ -159,12 +219,12 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 		if len(bad) > 0 {
 			t.Fatalf("tasks ended for no crash's reason: %v", bad)
 		}
-		if ended == tasks {
+		if ended == n {
 			break
 		}
 		if time.Now().After(deadline) {
 			f.mu.Lock()
-			t.Fatalf("%d of %d tasks ended; states %v", ended, tasks, f.states)
+			t.Fatalf("%d of %d tasks ended; states %v", ended, n, f.states)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -174,10 +234,11 @@ func TestAgentCrashWindowsLoseAndDuplicateNothing(t *testing.T) {
 		t.Fatalf("duplicates after the end: %v", dups)
 	}
 	// Nothing of an abandoned launch runs on, unwatched: executors exit
-	// once their last update is acknowledged.
+	// once their last update is acknowledged, and the tasks' processes
+	// (which carry the sandbox in their environment too) with them.
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
 		return len(executorsUnder(c.agentDir)) == 0
-	}, "executor processes left running: %v", executorsUnder(c.agentDir))
+	}, "executor or task processes left running: %v", executorsUnder(c.agentDir))
 }
 
 // executorsUnder lists the processes whose sandbox is under dir.
