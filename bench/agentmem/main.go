@@ -87,7 +87,10 @@ func startCluster(ctx context.Context, agentArgs ...string) (*cluster, error) {
 	}
 	c := &cluster{dir: dir, exe: filepath.Join(dir, "executor"), masterAddr: freeAddr(), agentAddr: freeAddr()}
 	bin := filepath.Join(dir, "mesolite")
-	for out, pkg := range map[string]string{bin: "./cmd/mesolite", c.exe: "./examples/executor"} {
+	// mesolite-executor beside mesolite, as make build installs them: the
+	// agent's prestarted inits run from it.
+	for out, pkg := range map[string]string{bin: "./cmd/mesolite", filepath.Join(dir, "mesolite-executor"): "./cmd/mesolite-executor",
+		c.exe: "./examples/executor"} {
 		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
 			c.close()
 			return nil, fmt.Errorf("build %s: %w\n%s", pkg, err, b)
@@ -138,6 +141,21 @@ func run(nTasks, nExecutors int, settle time.Duration) error {
 	masterAddr, exe, agent := c.masterAddr, c.exe, c.agent
 	time.Sleep(settle)
 	idle := readMem(agent.Process.Pid)
+	// What the agent keeps started while idle (prestarted inits and what
+	// each holds ready, the fetch child): RSS counts their shared pages
+	// (the binary's text) in each, PSS shares them out.
+	kept := childrenNamed(agent.Process.Pid, "")
+	var keptRSS, keptPSS int64
+	var keptWhat []string
+	for _, pid := range kept {
+		keptRSS += readMem(pid).rss
+		keptPSS += readPSS(pid)
+		argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(strings.TrimRight(string(argv), "\x00"), "\x00")
+		keptWhat = append(keptWhat, fmt.Sprintf("%s %.1f/%.1f MB", filepath.Base(strings.Join(args[:min(len(args), 2)], " ")),
+			mb(readMem(pid).rss), mb(readPSS(pid))))
+	}
+	idlePSS := readPSS(agent.Process.Pid)
 
 	fw, err := scheduler.Subscribe(ctx, scheduler.Config{
 		Master:    masterAddr,
@@ -198,7 +216,10 @@ func run(nTasks, nExecutors int, settle time.Duration) error {
 		execRSS += readMem(pid).rss
 	}
 	fmt.Printf("machine: %s, %d CPUs, %s\n", hostModel(), runtime.NumCPU(), runtime.Version())
-	fmt.Printf("agent RSS idle:                     %6.1f MB (peak %.1f MB)\n", mb(idle.rss), mb(idle.hwm))
+	fmt.Printf("agent RSS idle:                     %6.1f MB (peak %.1f MB, PSS %.1f MB)\n", mb(idle.rss), mb(idle.hwm), mb(idlePSS))
+	fmt.Printf("kept started while idle: %d processes, RSS %.1f MB together, PSS %.1f MB; agent and them: PSS %.1f MB\n",
+		len(kept), mb(keptRSS), mb(keptPSS), mb(idlePSS+keptPSS))
+	fmt.Printf("  (RSS/PSS each: %s)\n", strings.Join(keptWhat, "; "))
 	fmt.Printf("agent RSS with %d tasks running: %6.1f MB (peak %.1f MB)\n", nTasks, mb(busy.rss), mb(busy.hwm))
 	fmt.Printf("%d executors: %.1f MB RSS together; %d tasks running %.1f s after the first offer\n",
 		nExecutors, mb(execRSS), nTasks, launchTime.Seconds())
@@ -412,7 +433,24 @@ func readMem(pid int) mem {
 	return m
 }
 
-// childrenNamed finds the descendants of pid whose command name is name.
+// readPSS reads the proportional set size of pid: its private pages and
+// its share of those it shares.
+func readPSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// childrenNamed finds the descendants of pid whose command name is name
+// (all of them when name is empty).
 func childrenNamed(pid int, name string) []int {
 	ents, _ := os.ReadDir("/proc")
 	parent := map[int]int{}
@@ -440,7 +478,7 @@ func childrenNamed(pid int, name string) []int {
 	}
 	var out []int
 	for p, c := range comm {
-		if c != name {
+		if name != "" && c != name {
 			continue
 		}
 		for a := parent[p]; a > 1; a = parent[a] {
