@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,18 +19,22 @@ import (
 	"unicode"
 
 	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 )
 
 // Mail notices (Chronos's --mail_server): each failure notice is mailed to
 // the job's owners, the addresses in its comma-separated `owner`, through
 // one SMTP server. With --mail_ssl the connection is TLS from the first
 // byte (SMTPS, port 465 as a rule); without it, STARTTLS is used when the
-// server offers it. Credentials (--mail_user, --mail_password) go only
-// over TLS, or to a server on loopback (net/smtp's PLAIN refuses
-// otherwise). Nothing a job says reaches a header unchecked: owners are
-// parsed as addresses, the subject holds only the job's validated name,
-// and the task's message goes into the body with control characters
-// replaced.
+// server offers it. The server's certificate is verified against the
+// system's roots and --ssl_ca_file's CA, for the host of --mail_server; a
+// handshake that fails, STARTTLS's included, ends the session before
+// anything else is sent (the notice is tried again, then logged).
+// Credentials (--mail_user, --mail_password) go only over TLS, or to a
+// server on loopback (net/smtp's PLAIN refuses otherwise). Nothing a job
+// says reaches a header unchecked: owners are parsed as addresses, the
+// subject holds only the job's validated name, and the task's message
+// goes into the body with control characters replaced.
 
 // MailConfig is where and how failure notices are mailed.
 type MailConfig struct {
@@ -42,8 +47,9 @@ type MailConfig struct {
 	User, Password string
 	// SSL is --mail_ssl: TLS from the first byte.
 	SSL bool
-	// TLS, when set, verifies the server (tests); nil: the system's roots
-	// and the server's host name.
+	// TLS verifies the server: --ssl_ca_file's CA besides the system's
+	// roots; nil: the system's roots. The certificate must name Server's
+	// host (ServerName, when empty, is set to it).
 	TLS *tls.Config
 }
 
@@ -170,9 +176,14 @@ func bodyText(s string) string {
 // ctx and notifyTimeout.
 func (m *mailer) transmit(ctx context.Context, to []string, msg []byte) error {
 	host, _, _ := net.SplitHostPort(m.cfg.Server)
-	tlsConfig := m.cfg.TLS
-	if tlsConfig == nil {
-		tlsConfig = &tls.Config{ServerName: host}
+	tlsConfig := &tls.Config{}
+	if m.cfg.TLS != nil {
+		tlsConfig = m.cfg.TLS.Clone()
+	}
+	if tlsConfig.ServerName == "" {
+		// net/smtp's StartTLS, unlike tls.Dial, would not fill it in and
+		// every handshake would fail.
+		tlsConfig.ServerName = host
 	}
 	deadline := time.Now().Add(notifyTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -187,7 +198,7 @@ func (m *mailer) transmit(ctx context.Context, to []string, msg []byte) error {
 		conn, err = dialer.DialContext(ctx, "tcp", m.cfg.Server)
 	}
 	if err != nil {
-		return fmt.Errorf("connecting to the mail server %s: %w", m.cfg.Server, err)
+		return fmt.Errorf("connecting to the mail server %s: %w", m.cfg.Server, explainMailTLS(err, true))
 	}
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -209,7 +220,9 @@ func (m *mailer) transmit(ctx context.Context, to []string, msg []byte) error {
 	}
 	if !m.cfg.SSL {
 		if ok, _ := c.Extension("STARTTLS"); ok {
-			if err := step("STARTTLS", c.StartTLS(tlsConfig)); err != nil {
+			// A failed STARTTLS ends the session: nothing, the password
+			// least of all, is sent in clear after an offer of TLS.
+			if err := step("STARTTLS", explainMailTLS(c.StartTLS(tlsConfig), false)); err != nil {
 				return err
 			}
 		}
@@ -242,4 +255,28 @@ func (m *mailer) transmit(ctx context.Context, to []string, msg []byte) error {
 		return err
 	}
 	return step("QUIT", c.Quit())
+}
+
+// explainMailTLS says what a failed TLS handshake with the mail server
+// means and what mends it, for a session in TLS from the first byte
+// (implicit) or after STARTTLS; errors.Is finds tlsconfig.ErrUntrusted or
+// ErrNotTLS in it, and the handshake's own error. Others are returned as
+// they are.
+func explainMailTLS(err error, implicit bool) error {
+	var (
+		hostname x509.HostnameError
+		verify   *tls.CertificateVerificationError
+		record   tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &hostname):
+		return fmt.Errorf("%w: %w (the certificate must name the host of --mail_server)", tlsconfig.ErrUntrusted, err)
+	case errors.As(err, &verify):
+		return fmt.Errorf("%w: %w (give the CA that signed it with --ssl_ca_file)", tlsconfig.ErrUntrusted, err)
+	case errors.As(err, &record) && !implicit:
+		return fmt.Errorf("%w: %w (the server offered STARTTLS and answered it, then did not speak TLS)", tlsconfig.ErrNotTLS, err)
+	case errors.As(err, &record):
+		return fmt.Errorf("%w: %w (--mail_ssl wants TLS from the first byte, as on port 465; leave it out for STARTTLS, as on ports 25 and 587)", tlsconfig.ErrNotTLS, err)
+	}
+	return err
 }

@@ -2,8 +2,11 @@ package jobs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
+	"io"
 	"net"
 	"net/mail"
 	"net/textproto"
@@ -18,28 +21,48 @@ import (
 
 // smtpServer is a small SMTP server on loopback: it takes mail as a
 // relay would and keeps it; the first tempFail sessions are answered 451
-// at MAIL FROM.
+// at MAIL FROM. With implicit it speaks TLS from the first byte; with
+// starttls it offers STARTTLS, and breakTLS makes that fail. It keeps
+// every command it is sent, and every byte off the wire.
 type smtpServer struct {
 	ln       net.Listener
-	mu       sync.Mutex
 	tempFail int
+	// implicit: TLS from the first byte (SMTPS); starttls: STARTTLS
+	// offered, and then served with this configuration.
+	implicit, starttls *tls.Config
+	// breakTLS is how an offered STARTTLS fails: "" (it does not),
+	// "refuse" (454), "not TLS" (220, then no TLS), "close" (220, then
+	// the connection closed).
+	breakTLS string
+
+	mu       sync.Mutex
 	sessions int
 	mails    []smtpMail
+	commands []string // "plain VERB" or "tls VERB"
+	wire     bytes.Buffer
 }
 
 type smtpMail struct {
 	auth, from string
 	to         []string
 	data       string
+	// authTLS, dataTLS: AUTH and DATA came over TLS.
+	authTLS, dataTLS bool
 }
 
 func startSMTP(t *testing.T, tempFail int) *smtpServer {
+	t.Helper()
+	return serveSMTP(t, &smtpServer{tempFail: tempFail})
+}
+
+// serveSMTP starts s on loopback.
+func serveSMTP(t *testing.T, s *smtpServer) *smtpServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &smtpServer{ln: ln, tempFail: tempFail}
+	s.ln = ln
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -53,9 +76,29 @@ func startSMTP(t *testing.T, tempFail int) *smtpServer {
 	return s
 }
 
-func (s *smtpServer) session(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+// wireConn keeps what the client sends, as it crossed the wire.
+type wireConn struct {
+	net.Conn
+	s *smtpServer
+}
+
+func (w wireConn) Read(b []byte) (int, error) {
+	n, err := w.Conn.Read(b)
+	w.s.mu.Lock()
+	w.s.wire.Write(b[:n])
+	w.s.mu.Unlock()
+	return n, err
+}
+
+func (s *smtpServer) session(raw net.Conn) {
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	wire := wireConn{Conn: raw, s: s}
+	var c net.Conn = wire
+	inTLS := s.implicit != nil
+	if inTLS {
+		c = tls.Server(wire, s.implicit)
+	}
 	tp := textproto.NewConn(c)
 	s.mu.Lock()
 	s.sessions++
@@ -72,14 +115,51 @@ func (s *smtpServer) session(c net.Conn) {
 			return
 		}
 		verb, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(verb) {
+		verb = strings.ToUpper(verb)
+		s.mu.Lock()
+		s.commands = append(s.commands, map[bool]string{false: "plain ", true: "tls "}[inTLS]+verb)
+		s.mu.Unlock()
+		switch verb {
 		case "EHLO", "HELO":
 			tp.PrintfLine("250-mail.test")
+			if s.starttls != nil && !inTLS {
+				tp.PrintfLine("250-STARTTLS")
+			}
+			// AUTH is offered before TLS too, as some servers do: the
+			// client must wait for TLS all the same.
 			tp.PrintfLine("250 AUTH PLAIN")
+		case "STARTTLS":
+			if s.starttls == nil || inTLS {
+				tp.PrintfLine("503 5.5.1 not now")
+				continue
+			}
+			switch s.breakTLS {
+			case "refuse":
+				tp.PrintfLine("454 4.7.0 TLS not available")
+				continue
+			case "close":
+				tp.PrintfLine("220 2.0.0 go ahead")
+				return
+			case "not TLS":
+				// The client's hello answered in plain SMTP; whatever it
+				// sends after is kept.
+				tp.PrintfLine("220 2.0.0 go ahead")
+				wire.Read(make([]byte, 4096))
+				tp.PrintfLine("250 this is not TLS")
+				io.Copy(io.Discard, wire)
+				return
+			}
+			tp.PrintfLine("220 2.0.0 go ahead")
+			tc := tls.Server(wire, s.starttls)
+			if err := tc.Handshake(); err != nil {
+				io.Copy(io.Discard, wire)
+				return
+			}
+			tp, inTLS, m = textproto.NewConn(tc), true, smtpMail{}
 		case "AUTH":
 			_, b64, _ := strings.Cut(arg, " ")
 			b, _ := base64.StdEncoding.DecodeString(b64)
-			m.auth = string(b)
+			m.auth, m.authTLS = string(b), inTLS
 			tp.PrintfLine("235 2.7.0 accepted")
 		case "MAIL":
 			if fail {
@@ -97,7 +177,7 @@ func (s *smtpServer) session(c net.Conn) {
 			if err != nil {
 				return
 			}
-			m.data = string(b)
+			m.data, m.dataTLS = string(b), inTLS
 			s.mu.Lock()
 			s.mails = append(s.mails, m)
 			s.mu.Unlock()

@@ -76,6 +76,11 @@ func (s *Service) setupNotices() {
 	}
 	if s.cfg.NotificationURL != "" {
 		client := &http.Client{Timeout: notifyTimeout}
+		if s.cfg.NotificationTLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = s.cfg.NotificationTLS.Clone()
+			client.Transport = tr
+		}
 		add("webhook", func(ctx context.Context, n Notice) error { return s.postNotice(ctx, client, n) })
 	}
 	if s.cfg.Mail != nil {

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Config struct {
 	// NotificationURL is --http_notification_url: failed runs and jobs
 	// disabled for failing are POSTed to it (notify.go); empty: none.
 	NotificationURL string
+	// NotificationTLS verifies an https NotificationURL: --ssl_ca_file's
+	// CA besides the system's roots; nil: the system's roots.
+	NotificationTLS *tls.Config
 	// Credentials, when any, are required (HTTP Basic) on the API and the
 	// page, every path but /ping (--http_credentials).
 	Credentials []httpauth.Credential

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mesolite/mesolite/frameworks/ha"
 	"github.com/mesolite/mesolite/internal/cliflags"
+	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"github.com/mesolite/mesolite/jobs"
 )
 
@@ -54,6 +56,8 @@ restarts it.`)
 	mailUser := fs.String("mail_user", "", "user to authenticate to the SMTP server as (AUTH PLAIN, only over TLS or to loopback)")
 	mailPassword := fs.String("mail_password", "", "password for --mail_user (prefer CHRONOS_MAIL_PASSWORD: a command line is visible to every user)")
 	mailSSL := fs.Bool("mail_ssl", false, "connect to the SMTP server over TLS from the first byte (SMTPS, port 465); without it STARTTLS is used when offered")
+	caFile := fs.String("ssl_ca_file", "", "CA bundle (PEM) the TLS certificates of --mail_server and an https --http_notification_url are verified with,\n"+
+		"besides the system's roots (with LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_CA_FILE when this is empty)")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -100,8 +104,18 @@ restarts it.`)
 		}
 		cfg.Credentials = c
 	}
+	// --ssl_ca_file as every mesolite command reads it; jobs reaches only
+	// the receivers of notices over TLS, which may be public servers too.
+	var clientTLS *tls.Config
+	if files, _ := (tlsconfig.Files{CA: *caFile}).WithEnv(os.Getenv); files.CA != "" {
+		if clientTLS, err = (tlsconfig.Files{CA: files.CA}).ClientWithSystemRoots(); err != nil {
+			fmt.Fprintln(stderr, "mesolite jobs:", err)
+			return 2
+		}
+		cfg.NotificationTLS = clientTLS
+	}
 	if *mailServer != "" {
-		cfg.Mail = &jobs.MailConfig{Server: *mailServer, From: *mailFrom, User: *mailUser, Password: *mailPassword, SSL: *mailSSL}
+		cfg.Mail = &jobs.MailConfig{Server: *mailServer, From: *mailFrom, User: *mailUser, Password: *mailPassword, SSL: *mailSSL, TLS: clientTLS}
 		if err := cfg.Mail.Validate(); err != nil {
 			fmt.Fprintln(stderr, "mesolite jobs:", err)
 			return 2
