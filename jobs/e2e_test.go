@@ -36,6 +36,8 @@ type service struct {
 	url  string
 	svc  *jobs.Service
 	stop func()
+	// user and password, when set, go with every call (HTTP Basic).
+	user, password string
 }
 
 // startJobs starts the jobs service on workDir; stop (also at the end of
@@ -90,6 +92,9 @@ func (s *service) call(t *testing.T, method, path, body string) (int, string) {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.user != "" {
+		req.SetBasicAuth(s.user, s.password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
