@@ -33,6 +33,10 @@ func (a *Agent) serveExecutorAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.authorizeExecutorCall(r, call); err != nil {
+		if errors.Is(err, errUnknownExecutor) && call.GetType() == executor.Call_SUBSCRIBE {
+			a.shutdownUnknownExecutor(w, r, call, in)
+			return
+		}
 		if errors.Is(err, errdefs.ErrUnauthorized) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mesos-agent-executor"`)
 		}
@@ -171,7 +175,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	es := a.lookupExecutorLocked(fwID, exID)
 	if es == nil || !es.live() {
 		a.mu.Unlock()
-		errdefs.HTTPError(w, errdefs.Statusf(http.StatusBadRequest, "Executor %s of framework %s is not known to this agent", exID, fwID))
+		a.shutdownUnknownExecutor(w, r, call, out)
 		return
 	}
 	if es.conn != nil {
@@ -309,6 +313,34 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 			return
 		}
 	}
+}
+
+// shutdownUnknownExecutor answers the SUBSCRIBE of an executor this agent
+// does not run (any more) with SHUTDOWN, as Mesos's agent does: an
+// executor of a launch a crash cut off before its container was
+// checkpointed, or one that outlived its end here, stops (killing its
+// tasks) instead of reconnecting until its recovery timeout. Only an
+// executor that proved itself gets here (its token, or its container).
+func (a *Agent) shutdownUnknownExecutor(w http.ResponseWriter, r *http.Request, call *executor.Call, in codec.Codec) {
+	out, err := codec.ForAccept(r.Header.Get("Accept"), in)
+	if err != nil {
+		errdefs.HTTPError(w, err)
+		return
+	}
+	b, err := out.Marshal(&executor.Event{Type: executor.Event_SHUTDOWN.Enum()})
+	if err != nil {
+		errdefs.HTTPError(w, err)
+		return
+	}
+	a.log.Warn("shutting down an executor this agent does not run", "framework_id", call.GetFrameworkId().GetValue(),
+		"executor_id", call.GetExecutorId().GetValue(), "remote", r.RemoteAddr)
+	w.Header().Set("Content-Type", out.MediaType())
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(executorWriteTimeout))
+	_ = recordio.NewWriter(w).WriteRecord(b)
+	_ = rc.Flush()
 }
 
 func launchEvent(t *mesos.TaskInfo) *executor.Event {

@@ -95,6 +95,20 @@ func (t *executorTokens) verify(token string) (tokenClaims, error) {
 	return c, nil
 }
 
+// bearerClaims verifies the request's Bearer token and returns its claims.
+func (a *Agent) bearerClaims(r *http.Request) (tokenClaims, error) {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return tokenClaims{}, fmt.Errorf("executor calls authenticate with a Bearer token: %w", errdefs.ErrUnauthorized)
+	}
+	return a.tokens.verify(strings.TrimSpace(token))
+}
+
+// errUnknownExecutor is the proved executor (its token verifies) that
+// this agent does not know: a SUBSCRIBE is answered by SHUTDOWN, any other
+// call is invalid.
+var errUnknownExecutor = fmt.Errorf("unknown executor: %w", errdefs.ErrInvalid)
+
 // connProof remembers, per TCP connection, the containers whose process
 // was proved to hold it, so a keep-alive executor connection pays the
 // /proc lookup once.
@@ -135,14 +149,16 @@ func (a *Agent) authorizeExecutorCall(r *http.Request, call *executor.Call) erro
 			// a token learns nothing of which executors exist.
 			return fmt.Errorf("a call without the executor's token must come from inside its container: %w", errdefs.ErrUnauthorized)
 		}
+		// A token this agent signed (its key outlives restarts) for this
+		// very executor: one this agent launched and no longer knows, the
+		// launch cut off by a crash before its container was checkpointed.
+		if c, err := a.bearerClaims(r); err == nil && c.FrameworkID == fwID && c.ExecutorID == exID {
+			return fmt.Errorf("executor %s of framework %s is not known to this agent: %w", exID, fwID, errUnknownExecutor)
+		}
 		return fmt.Errorf("executor %s of framework %s is not known to this agent: %w", exID, fwID, errdefs.ErrInvalid)
 	}
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, token, _ := strings.Cut(auth, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			return fmt.Errorf("executor calls authenticate with a Bearer token: %w", errdefs.ErrUnauthorized)
-		}
-		c, err := a.tokens.verify(strings.TrimSpace(token))
+	if r.Header.Get("Authorization") != "" {
+		c, err := a.bearerClaims(r)
 		if err != nil {
 			return err
 		}

@@ -156,3 +156,35 @@ func TestExecutorWithoutTokenProvedByContainer(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownExecutorIsShutDown: an executor whose token this agent
+// signed but which it does not run any more (ended and forgotten here, as
+// one of a launch a crash cut off is never known) gets SHUTDOWN as the
+// answer to its SUBSCRIBE, as Mesos's agent answers it, instead of a 400
+// that would have it reconnect until its recovery timeout; a stranger's
+// SUBSCRIBE without a token still learns nothing.
+func TestUnknownExecutorIsShutDown(t *testing.T) {
+	c := newCluster(t, nil)
+	a := c.startAgent(t, t.TempDir(), 0, func(cfg *agent.Config) { cfg.MaxCompletedExecutorsPerFramework = 1 })
+	url := a.url("/api/v1/executor")
+	fw := c.subscribe(t, testFramework("test"))
+	fw.launch(a, commandTask("first", "sleep 1"))
+	fw.waitState("first", mesos.TaskState_TASK_RUNNING, 15*time.Second)
+	token := executorToken(t, a, "first")
+	fw.waitState("first", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	// A second executor's end pushes the first out of the agent's books.
+	fw.launch(a, commandTask("second", "true"))
+	fw.waitState("second", mesos.TaskState_TASK_FINISHED, 15*time.Second)
+	subscribe := `{"type":"SUBSCRIBE","framework_id":{"value":"` + fw.ID() + `"},"executor_id":{"value":"first"},"subscribe":{}}`
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() bool {
+		code, body := postExecutorCall(t, url, subscribe, token)
+		return code == http.StatusOK && strings.Contains(body, `"SHUTDOWN"`) && !strings.Contains(body, "SUBSCRIBED")
+	}, "SUBSCRIBE of the forgotten executor answered with SHUTDOWN")
+	if code, body := postExecutorCall(t, url, subscribe, ""); code != http.StatusUnauthorized {
+		t.Fatalf("SUBSCRIBE without a token: %d %s, want 401", code, body)
+	}
+	other := `{"type":"SUBSCRIBE","framework_id":{"value":"` + fw.ID() + `"},"executor_id":{"value":"not-first"},"subscribe":{}}`
+	if code, body := postExecutorCall(t, url, other, token); code != http.StatusBadRequest || strings.Contains(body, "SHUTDOWN") {
+		t.Fatalf("SUBSCRIBE of another unknown executor with first's token: %d %s, want 400", code, body)
+	}
+}

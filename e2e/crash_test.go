@@ -6,6 +6,9 @@ import (
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/isolation"
 	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -241,10 +244,26 @@ func (f *crashFramework) waitEveryTaskEndedOnce(t *testing.T, c *cluster, n int)
 	}, "executor or task processes left running: %v", executorsUnder(c.agentDir))
 }
 
-// executorsUnder lists the processes whose sandbox is under dir.
+// executorsUnder lists the processes of executors and tasks whose
+// sandbox is under dir: by MESOS_DIRECTORY in their environment, or by
+// their working directory (a built-in executor running in place in a
+// prestarted init keeps the init's environment, which has no
+// MESOS_DIRECTORY, but works in its sandbox).
 func executorsUnder(dir string) []int {
-	return isolation.FindByEnv(func(kv string) bool {
+	pids := isolation.FindByEnv(func(kv string) bool {
 		d, ok := strings.CutPrefix(kv, "MESOS_DIRECTORY=")
 		return ok && strings.HasPrefix(d, dir+"/")
 	})
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || slices.Contains(pids, pid) {
+			continue
+		}
+		cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd")
+		if err == nil && strings.HasPrefix(strings.TrimSuffix(cwd, " (deleted)"), dir+"/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

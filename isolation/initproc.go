@@ -161,6 +161,13 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 			}
 		}()
 	}
+	// Known before the init has its spec: from here on a restarted agent
+	// can find this container even if the launch is cut off.
+	pid := ip.cmd.Process.Pid
+	if err := writePidFile(spec.PidPath, Handle{Pid: pid, StartTime: startTime(pid)}); err != nil {
+		ip.kill()
+		return nil, false, fmt.Errorf("launch: %w", err)
+	}
 	supervised, retry, err := ip.deliver(ctx, spec, stdout, stderr)
 	if err != nil {
 		return nil, retry, err

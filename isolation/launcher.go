@@ -41,6 +41,14 @@ type Spec struct {
 	// writes the executor's wait status as it exits, so that a process
 	// re-attached after an agent restart still has an exit status.
 	StatusPath string
+	// PidPath, when set, is where the launcher writes the started
+	// process's Handle before that process runs anything of the
+	// executor's (an init before it gets its spec; a directly started
+	// executor right after its start): a restarted agent finds there a
+	// container whose launch a crash cut off before the agent could
+	// checkpoint it, and kills it (Mesos's forked.pid). Not fsynced: a
+	// machine crash ends the process too.
+	PidPath string
 	// User, when set, is who the executor runs as; the init sets up the
 	// namespaces as root first. nil keeps the launcher's own user.
 	User *User
@@ -369,7 +377,47 @@ func launchDirect(spec Spec, stdout, stderr, cgfd *os.File) (Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("launch %q: %w", spec.Argv[0], err)
 	}
-	return newChild(cmd, false, spec.StatusPath, nil, nil), nil
+	c := newChild(cmd, false, spec.StatusPath, nil, nil)
+	if err := writePidFile(spec.PidPath, c.handle); err != nil {
+		_ = syscall.Kill(-c.handle.Pid, syscall.SIGKILL)
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return nil, fmt.Errorf("launch %q: %w", spec.Argv[0], err)
+	}
+	return c, nil
+}
+
+// writePidFile writes h to path (nothing when path is empty), replacing
+// what was there.
+func writePidFile(path string, h Handle) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// ReadPidFile reads a Handle written to Spec.PidPath.
+func ReadPidFile(path string) (Handle, error) {
+	var h Handle
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return h, err
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return h, fmt.Errorf("read pid file %s: %w", path, err)
+	}
+	return h, nil
 }
 
 func cloneFlags(ns Namespaces) uintptr {

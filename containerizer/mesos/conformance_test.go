@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -27,7 +28,52 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "launch" {
 		os.Exit(isolation.InitMain(os.Args[2:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if helper.dir != "" {
+		os.RemoveAll(helper.dir)
+	}
+	os.Exit(code)
+}
+
+// helper is mesolite-executor, the init an agent with the helper beside
+// it prestarts and runs its containers from: built once for the package,
+// or named by MESOLITE_EXECUTOR_BINARY where no go command is (the
+// cgroup v2 run in User-mode Linux).
+var helper struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+func helperInit(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("MESOLITE_EXECUTOR_BINARY"); p != "" {
+		return p
+	}
+	helper.once.Do(func() {
+		if helper.dir, helper.err = os.MkdirTemp("", "mesolite-cz-helper"); helper.err != nil {
+			return
+		}
+		helper.path = filepath.Join(helper.dir, "mesolite-executor")
+		if out, err := exec.Command("go", "build", "-o", helper.path, "../../cmd/mesolite-executor").CombinedOutput(); err != nil {
+			helper.err = fmt.Errorf("build mesolite-executor: %w\n%s", err, out)
+		}
+	})
+	testutil.Require(t, helper.err == nil, fmt.Sprint(helper.err))
+	return helper.path
+}
+
+// inits are the two inits an agent runs containers from: its own binary
+// (here the test binary, through /proc/self/exe) started per launch, and
+// mesolite-executor prestarted two ahead, as the agent runs it.
+var inits = []struct {
+	name     string
+	launcher func(t *testing.T) isolation.LauncherOptions
+}{
+	{"self", func(*testing.T) isolation.LauncherOptions { return isolation.LauncherOptions{} }},
+	{"mesolite-executor", func(t *testing.T) isolation.LauncherOptions {
+		return isolation.LauncherOptions{InitPath: helperInit(t), Prestart: 2}
+	}},
 }
 
 // scripts are the suite's programs as the executor's shell command; the
@@ -91,10 +137,16 @@ func (in *instances) restart(t *testing.T, old containerizer.Containerizer) cont
 }
 
 func TestConformancePosix(t *testing.T) {
-	in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
-	containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
-		return in.make(t, mesos.Options{Logger: quietLogger(), RuntimeDir: filepath.Join(t.TempDir(), "containers")})
-	}, containerizertest.Options{Spec: Spec, Restart: in.restart})
+	for _, init := range inits {
+		t.Run(init.name, func(t *testing.T) {
+			launcher := init.launcher(t)
+			in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
+			containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
+				return in.make(t, mesos.Options{Logger: quietLogger(), Launcher: launcher,
+					RuntimeDir: filepath.Join(t.TempDir(), "containers")})
+			}, containerizertest.Options{Spec: Spec, Restart: in.restart})
+		})
+	}
 }
 
 // TestConformanceCgroups runs the suite with cgroups/cpu,mem,pids (and
@@ -116,22 +168,26 @@ func TestConformanceCgroups(t *testing.T) {
 		{"cgroups and pid namespace", cgroups | isolation.Set(isolation.NamespacesPID)},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			root := fmt.Sprintf("mesolite-cztest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
-			t.Cleanup(func() { removeCgroupRoot(t, root) })
-			in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
-			containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
-				return in.make(t, mesos.Options{
-					Logger:     quietLogger(),
-					Isolation:  tt.set,
-					Isolator:   isolation.Options{CgroupsRoot: root, Launcher: isolation.LauncherLinux},
-					RuntimeDir: filepath.Join(t.TempDir(), "containers"),
-				})
-			}, containerizertest.Options{Spec: Spec, Restart: in.restart, MemoryLimits: true,
-				Leftovers: func(t *testing.T, _ containerizer.Containerizer, id string) []string {
-					return cgroupsOf(root, id)
-				}})
-		})
+		for _, init := range inits {
+			t.Run(tt.name+"/"+init.name, func(t *testing.T) {
+				launcher := init.launcher(t)
+				root := fmt.Sprintf("mesolite-cztest-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+				t.Cleanup(func() { removeCgroupRoot(t, root) })
+				in := &instances{opts: map[containerizer.Containerizer]mesos.Options{}}
+				containerizertest.Run(t, func(t *testing.T) containerizer.Containerizer {
+					return in.make(t, mesos.Options{
+						Logger:     quietLogger(),
+						Isolation:  tt.set,
+						Isolator:   isolation.Options{CgroupsRoot: root, Launcher: isolation.LauncherLinux},
+						Launcher:   launcher,
+						RuntimeDir: filepath.Join(t.TempDir(), "containers"),
+					})
+				}, containerizertest.Options{Spec: Spec, Restart: in.restart, MemoryLimits: true,
+					Leftovers: func(t *testing.T, _ containerizer.Containerizer, id string) []string {
+						return cgroupsOf(root, id)
+					}})
+			})
+		}
 	}
 }
 

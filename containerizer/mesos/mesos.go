@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -248,11 +249,11 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 			hostname = hostnameOf(spec.Task.GetTaskId().GetValue(), spec.ContainerID)
 		}
 	}
-	statusPath := ""
+	statusPath, pidPath := "", ""
 	if c.opts.RuntimeDir != "" {
 		dir := filepath.Join(c.opts.RuntimeDir, spec.ContainerID)
 		if err := os.MkdirAll(dir, 0o700); err == nil {
-			statusPath = filepath.Join(dir, "status")
+			statusPath, pidPath = filepath.Join(dir, "status"), filepath.Join(dir, "pid")
 		}
 	}
 	var runAs *isolation.User
@@ -271,7 +272,7 @@ func (c *Containerizer) Launch(ctx context.Context, spec containerizer.LaunchSpe
 		Argv: argv, Env: env, Dir: spec.SandboxDir,
 		StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath,
 		Namespaces: c.set.Namespaces(), Hostname: hostname, Cgroup: ct.cg, StatusPath: statusPath,
-		User: runAs,
+		PidPath: pidPath, User: runAs,
 	})
 	if err != nil {
 		if ct.cg != nil {
@@ -533,6 +534,7 @@ func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Han
 		if h.Containerizer != Name && h.Containerizer != "" {
 			continue
 		}
+		known[h.ContainerID] = true
 		var d handleData
 		if err := json.Unmarshal(h.Data, &d); err != nil || d.Process.Pid == 0 {
 			// Handles written before the isolation layer carried only a pid.
@@ -552,11 +554,11 @@ func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Han
 				ct.cg = cg
 			}
 		}
-		known[h.ContainerID] = true
 		c.track(ct)
 		c.recoverNested(ct)
 		c.log.Info("recovered executor", "container_id", h.ContainerID, "pid", proc.Pid(), "cgroup", ct.cg != nil)
 	}
+	c.destroyOrphanProcesses(ctx, known)
 	if c.mgr == nil {
 		return nil
 	}
@@ -579,6 +581,46 @@ func (c *Containerizer) Recover(ctx context.Context, handles []containerizer.Han
 		}
 	}
 	return nil
+}
+
+// destroyOrphanProcesses kills the processes of containers under
+// RuntimeDir that no handle accounts for, and removes their runtime
+// files: a launch the agent's crash cut off after the process started and
+// before its handle was checkpointed (the launcher wrote the pid file
+// first). Under cgroups their cgroups are found as orphans too; this is
+// what finds them without. A pid file whose process is gone, or whose pid
+// now names another process (its start time differs), only goes.
+func (c *Containerizer) destroyOrphanProcesses(ctx context.Context, known map[string]bool) {
+	if c.opts.RuntimeDir == "" {
+		return
+	}
+	ents, err := os.ReadDir(c.opts.RuntimeDir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("list container runtime files", "directory", c.opts.RuntimeDir, "error", err)
+		}
+		return
+	}
+	for _, e := range ents {
+		id := e.Name()
+		if known[id] || !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(c.opts.RuntimeDir, id)
+		if h, err := isolation.ReadPidFile(filepath.Join(dir, "pid")); err == nil && h.Pid > 0 {
+			if proc, err := isolation.Attach(h); err == nil {
+				if err := proc.Signal(syscall.SIGKILL); err == nil {
+					c.log.Warn("killed the executor of a launch an agent restart cut off", "container_id", id, "pid", h.Pid)
+					wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					_, _ = proc.Wait(wctx)
+					cancel()
+				}
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			c.log.Warn("remove orphaned container runtime files", "container_id", id, "error", err)
+		}
+	}
 }
 
 // Containers implements containerizer.Containerizer.
