@@ -27,6 +27,7 @@ cd "$repo"
 CGO_ENABLED=0 go test -c -o "$work/isolation.test" ./isolation
 if [ "$mode" != bench ]; then
 	CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e
+	CGO_ENABLED=0 go test -c -o "$work/mesoscz.test" ./containerizer/mesos
 	CGO_ENABLED=0 go build -o "$work/mesolite" ./cmd/mesolite
 	# Beside it, as make build leaves them: the agent runs its inits and
 	# built-in executors from the helper.
@@ -55,6 +56,9 @@ if [ "$mode" = bench ]; then
 else
 	# The hybrid-layout test needs a v1 host's v2 mount; it ran in make test.
 	cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m -test.skip 'TestCgroupV2TrackingOnHybridHost' || rc=1
+	# The containerizer conformance suite, with the test binary and with
+	# mesolite-executor as the init.
+	cd "$repo/containerizer/mesos" && MESOLITE_EXECUTOR_BINARY="$work/mesolite-executor" "$work/mesoscz.test" -test.v -test.count=1 -test.timeout=10m -test.run 'Conformance|RecoverKills' || rc=1
 	cd "$repo/e2e" && MESOLITE_E2E_BINARY="$work/mesolite" "$work/e2e.test" -test.v -test.count=1 -test.timeout=15m -test.run 'Isolated' || rc=1
 fi
 echo \$rc >"$work/rc"
