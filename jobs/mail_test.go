@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/internal/testutil"
@@ -343,6 +344,30 @@ func TestMailConfigValidate(t *testing.T) {
 	} {
 		if err := c.cfg.Validate(); (err == nil) != c.ok {
 			t.Errorf("%+v: %v, want ok=%v", c.cfg, err, c.ok)
+		}
+	}
+}
+
+// TestTruncateAtRune: a task's message is cut to 1,024 bytes at the start
+// of a character, so that the notice stays valid UTF-8.
+func TestTruncateAtRune(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abc", 3, "abc"},
+		{"abcd", 3, "abc"},
+		{"aü", 2, "a"},   // ü is 2 bytes
+		{"a✓b", 3, "a"},  // ✓ is 3 bytes
+		{"a✓b", 4, "a✓"}, // cut after it
+		{"✓", 1, ""},
+		{strings.Repeat("ü", 600), 1024, strings.Repeat("ü", 512)},
+		{"a" + strings.Repeat("ü", 600), 1024, "a" + strings.Repeat("ü", 511)},
+	} {
+		got := truncate(c.s, c.n)
+		if got != c.want || !utf8.ValidString(got) {
+			t.Errorf("truncate(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Failure notices. Chronos tells a job's owners when it fails; here each
@@ -188,9 +189,15 @@ func splitOwners(s string) []string {
 	return out
 }
 
+// truncate is s cut to at most n bytes, at the start of a character: cut
+// inside one, a message would be invalid UTF-8 in a mail said to be
+// UTF-8 (and a U+FFFD in the webhook's JSON).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
