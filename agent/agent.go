@@ -191,6 +191,18 @@ type Agent struct {
 	// gone are frameworks the master removed, with when (bounded).
 	gone map[string]time.Time
 
+	// metaMu orders a framework's checkpoint directory going (its last
+	// executor ended) against launches writing into it: launches hold it
+	// shared while they checkpoint, the removal exclusively, after
+	// checking under mu that no launch brought the framework back. Taken
+	// before mu, never under it.
+	metaMu sync.RWMutex
+	// fwInfoWritten is the framework.info last written per framework, so
+	// a launch writes it only when it changed (every launch used to);
+	// its own lock, taken under metaMu shared or exclusive.
+	fwInfoMu      sync.Mutex
+	fwInfoWritten map[string][]byte
+
 	// base ends when Run does; goroutines the agent starts (spawn) are
 	// counted in wg, and Run waits for them before it returns.
 	base context.Context
@@ -422,13 +434,14 @@ func New(cfg Config, cz containerizer.Containerizer) (*Agent, error) {
 		return nil, fmt.Errorf("agent: resources: %w", err)
 	}
 	a := &Agent{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "agent"),
-		cz:         cz,
-		meta:       meta{root: filepath.Join(cfg.WorkDir, "meta")},
-		layout:     sandbox.Layout{WorkDir: cfg.WorkDir},
-		frameworks: map[string]*framework{},
-		start:      time.Now(),
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "agent"),
+		cz:            cz,
+		meta:          meta{root: filepath.Join(cfg.WorkDir, "meta")},
+		layout:        sandbox.Layout{WorkDir: cfg.WorkDir},
+		frameworks:    map[string]*framework{},
+		fwInfoWritten: map[string][]byte{},
+		start:         time.Now(),
 	}
 	if a.tokens, err = loadExecutorTokens(filepath.Join(a.meta.root, "executor_secret_key")); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

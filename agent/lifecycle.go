@@ -1,10 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mesolite/mesolite/isolation"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,12 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/executor"
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/containerizer"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/duration"
 	"github.com/mesolite/mesolite/internal/tlsconfig"
+	"github.com/mesolite/mesolite/isolation"
 	"github.com/mesolite/mesolite/resources"
 	"github.com/mesolite/mesolite/sandbox"
 	"google.golang.org/protobuf/proto"
@@ -159,6 +161,50 @@ func describeCommand(c *mesos.CommandInfo) string {
 	return "[" + strings.Join(append([]string{c.GetValue()}, c.GetArguments()...), ", ") + "]"
 }
 
+// checkpointFrameworkInfo writes a framework's framework.info unless it
+// holds these very bytes already. The caller holds metaMu shared.
+func (a *Agent) checkpointFrameworkInfo(agentID, fwID string, fi *mesos.FrameworkInfo) error {
+	path := filepath.Join(a.meta.framework(agentID, fwID), "framework.info")
+	b, err := codec.JSON.Marshal(fi)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	key := agentID + "/" + fwID
+	a.fwInfoMu.Lock()
+	same := bytes.Equal(a.fwInfoWritten[key], b)
+	a.fwInfoMu.Unlock()
+	if same {
+		return nil
+	}
+	if err := writeFileAtomic(path, b); err != nil {
+		return err
+	}
+	a.fwInfoMu.Lock()
+	a.fwInfoWritten[key] = b
+	a.fwInfoMu.Unlock()
+	return nil
+}
+
+// removeFrameworkCheckpoints removes the checkpoint directory of a
+// framework with no executor left, unless a launch brought the framework
+// back meanwhile (its checkpoints are being written there).
+func (a *Agent) removeFrameworkCheckpoints(fwID string) {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	a.mu.Lock()
+	back, agentID := a.frameworks[fwID] != nil, a.agentID
+	a.mu.Unlock()
+	if back {
+		return
+	}
+	a.fwInfoMu.Lock()
+	delete(a.fwInfoWritten, agentID+"/"+fwID)
+	a.fwInfoMu.Unlock()
+	if err := os.RemoveAll(a.meta.framework(agentID, fwID)); err != nil {
+		a.log.Warn("remove checkpoints", "framework_id", fwID, "error", err)
+	}
+}
+
 func (a *Agent) checkpointTask(path string, task *mesos.TaskInfo) {
 	if err := checkpointProto(path, task); err != nil {
 		a.log.Error("checkpoint task", "task_id", task.GetTaskId().GetValue(), "error", err)
@@ -215,9 +261,10 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*
 	// few directory and file creations (a millisecond or more on a VM's
 	// disk), so they are made side by side, outside the agent's lock.
 	var wg sync.WaitGroup
+	a.metaMu.RLock()
 	wg.Go(func() {
 		// The framework's info as of its newest launch.
-		if err := checkpointProto(filepath.Join(a.meta.framework(agentID, es.frameworkID), "framework.info"), fi); err != nil {
+		if err := a.checkpointFrameworkInfo(agentID, es.frameworkID, fi); err != nil {
 			log.Error("checkpoint framework", "error", err)
 		}
 	})
@@ -236,6 +283,7 @@ func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*
 	}
 	dir, err := a.layout.CreateRun(runID)
 	wg.Wait()
+	a.metaMu.RUnlock()
 	close(es.checkpointed)
 	if err != nil {
 		a.failLaunch(ctx, es, mesos.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
@@ -555,24 +603,25 @@ func (a *Agent) maybeForgetExecutor(es *executorState) {
 		tasks = append(tasks, ts.info.GetTaskId().GetValue())
 	}
 	// Checkpoints of a finished executor are no longer needed for recovery.
-	remove := []string{a.meta.run(a.agentID, es.frameworkID, exID, es.containerID)}
-	if len(fw.executors) == 0 {
+	runDir := a.meta.run(a.agentID, es.frameworkID, exID, es.containerID)
+	last := len(fw.executors) == 0
+	if last {
 		delete(a.frameworks, es.frameworkID)
 		a.completed = append(a.completed, fw)
 		if len(a.completed) > maxCompletedFrameworks {
 			a.completed = a.completed[len(a.completed)-maxCompletedFrameworks:]
 		}
-		remove = append(remove, a.meta.framework(a.agentID, es.frameworkID))
 	}
 	a.mu.Unlock()
 	for _, t := range tasks {
 		a.sum.DropTask(es.frameworkID, t)
 	}
 	// No file I/O under the agent's lock.
-	for _, p := range remove {
-		if err := os.RemoveAll(p); err != nil {
-			a.log.Warn("remove checkpoints", "path", p, "error", err)
-		}
+	if err := os.RemoveAll(runDir); err != nil {
+		a.log.Warn("remove checkpoints", "path", runDir, "error", err)
+	}
+	if last {
+		a.removeFrameworkCheckpoints(es.frameworkID)
 	}
 }
 
@@ -913,7 +962,7 @@ func (a *Agent) shutdownFramework(ctx context.Context, fwID string) {
 		a.shutdownExecutor(ctx, fwID, id)
 	}
 	if fw == nil {
-		a.spawn(func() { _ = os.RemoveAll(a.meta.framework(a.ID(), fwID)) })
+		a.spawn(func() { a.removeFrameworkCheckpoints(fwID) })
 	}
 }
 

@@ -321,3 +321,54 @@ func TestCompletedHistoryIsBounded(t *testing.T) {
 		return f != nil && len(f.CompletedExecutors) == 2
 	}, "completed executors not bounded to 2")
 }
+
+// TestFrameworkCheckpointsFollowItsExecutors: a framework's framework.info
+// is written by its first launch and again only when the framework's info
+// changed (not by every launch); its checkpoint directory goes with its
+// last executor and comes back with its next launch, and an agent
+// restarted then recovers that task.
+func TestFrameworkCheckpointsFollowItsExecutors(t *testing.T) {
+	c := newCluster(t, nil)
+	dir := t.TempDir()
+	a1 := c.startAgent(t, dir, 0, nil)
+	fw := c.subscribe(t, testFramework("test"))
+	fwDir := filepath.Join(dir, "meta", "slaves", a1.ID(), "frameworks", fw.ID())
+	info := filepath.Join(fwDir, "framework.info")
+	fw.launch(a1, commandTask("first", "sleep 60"))
+	fw.waitState("first", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	st1, err := os.Stat(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.launch(a1, commandTask("second", "sleep 60"))
+	fw.waitState("second", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	st2, err := os.Stat(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(st1, st2) {
+		t.Errorf("framework.info written again by a launch with the same framework info")
+	}
+	fw.kill(a1, "first")
+	fw.kill(a1, "second")
+	fw.waitState("first", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	fw.waitState("second", mesos.TaskState_TASK_KILLED, 10*time.Second)
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		_, err := os.Stat(fwDir)
+		return os.IsNotExist(err)
+	}, "the framework's checkpoints gone with its last executor")
+
+	fw.launch(a1, commandTask("third", "sleep 60"))
+	fw.waitState("third", mesos.TaskState_TASK_RUNNING, 10*time.Second)
+	if _, err := os.Stat(info); err != nil {
+		t.Fatalf("framework.info not written again after its directory went: %v", err)
+	}
+	a1.stop()
+	a2 := c.startAgent(t, dir, a1.port, nil)
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		es := a2.state(t).executor(fw.ID(), "third")
+		return es != nil && es.Subscribed
+	}, "the task launched after the directory came back recovered")
+	fw.kill(a2, "third")
+	fw.waitState("third", mesos.TaskState_TASK_KILLED, 10*time.Second)
+}
