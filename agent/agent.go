@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -483,6 +484,17 @@ func (a *Agent) ID() string {
 // Run recovers checkpointed state, serves HTTP on l and keeps the agent
 // registered with the master until ctx ends.
 func (a *Agent) Run(ctx context.Context, l net.Listener) error {
+	// Last, once nothing launches any more: a containerizer that keeps
+	// processes or cgroups ready for launches (the mesos containerizer's
+	// prestarted inits and their staging cgroups) lets them go. Running
+	// containers are not touched; the next agent run recovers them.
+	defer func() {
+		if c, ok := a.cz.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				a.log.Warn("close the containerizer", "error", err)
+			}
+		}
+	}()
 	defer a.wait()
 	stopWithRun := context.AfterFunc(ctx, a.stop)
 	defer stopWithRun()

@@ -2,6 +2,8 @@ package isolation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -140,6 +143,9 @@ type Manager struct {
 	version int
 	// ctrls are v1 hierarchy directory names or v2 controller names.
 	ctrls []string
+	// instance names this manager's staging cgroups; staged counts them.
+	instance string
+	staged   atomic.Int64
 }
 
 // NewManager detects the cgroup version at opts.CgroupsHierarchy and makes
@@ -155,7 +161,9 @@ func NewManager(opts Options, set Set) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{opts: opts, set: set, version: version}
+	var inst [4]byte
+	_, _ = rand.Read(inst[:])
+	m := &Manager{opts: opts, set: set, version: version, instance: hex.EncodeToString(inst[:])}
 	if version == 1 {
 		m.ctrls = v1Controllers(set)
 	} else {
@@ -267,7 +275,71 @@ func (m *Manager) create(ctx context.Context, id string, l Limits, nestable bool
 		_ = c.b.remove()
 		return nil, fmt.Errorf("create cgroup %s: %w", c.b.describe(), err)
 	}
+	c.limits = l
 	return c, nil
+}
+
+// StagingPrefix starts the ids of staging cgroups (Manager.Staging).
+const StagingPrefix = "mesolite-prestarted-"
+
+// Staging makes a cgroup, without limits, for a process started ahead of
+// its container (a prestarted init) to wait in, on cgroup v1 only (it
+// answers errdefs.ErrInvalid on v2): the launch then gives the
+// container this cgroup, renamed (Cgroup.Adopt), instead of moving the
+// processes, each move a wait for the kernel (an RCU grace period, 1-2 ms)
+// per process and hierarchy. Its id starts with StagingPrefix and names
+// this manager (OwnStaging), so a restarted agent tells an earlier one's
+// staging cgroups, orphans, from its own.
+func (m *Manager) Staging(ctx context.Context) (*Cgroup, error) {
+	if m.version != 1 {
+		return nil, fmt.Errorf("staging cgroups: cgroup v%d cannot rename a cgroup: %w", m.version, errdefs.ErrInvalid)
+	}
+	return m.create(ctx, fmt.Sprintf("%s%s-%d", StagingPrefix, m.instance, m.staged.Add(1)), Limits{}, false)
+}
+
+// OwnStaging says whether id is a staging cgroup of this manager.
+func (m *Manager) OwnStaging(id string) bool {
+	return strings.HasPrefix(id, StagingPrefix+m.instance+"-")
+}
+
+// Adopt makes staging (a Manager.Staging cgroup, with the processes of a
+// prestarted init in it) this cgroup: c's directories, just created and
+// empty, are removed and staging's renamed to them, then c's limits are
+// written again. The processes never move. On an error the caller moves
+// them the usual way (AddProcess) and deletes staging: c exists in every
+// hierarchy with its limits whatever step failed. Only on cgroup v1, for a
+// container's cgroup (not a nested one).
+func (c *Cgroup) Adopt(staging *Cgroup) error {
+	dst, ok1 := c.b.(*v1Cgroup)
+	src, ok2 := staging.b.(*v1Cgroup)
+	// On v1 a nestable cgroup is laid out like any other.
+	if !ok1 || !ok2 || c.parent != nil {
+		return fmt.Errorf("adopt cgroup %s: only a plain cgroup v1 container cgroup can: %w", staging.b.describe(), errdefs.ErrInvalid)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, ctrl := range dst.ctrls {
+		to, from := dst.dir(ctrl), src.dir(ctrl)
+		if err := os.Remove(to); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Rename(from, to); err != nil {
+			errs = append(errs, err)
+			// Back for the caller's moves; the limits follow below.
+			if err := os.Mkdir(to, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := dst.update(c.limits); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("adopt cgroup %s as %s: %w", src.describe(), dst.describe(), err)
+	}
+	return nil
 }
 
 // CreateNested makes the cgroup of nested container id below c (created
@@ -472,6 +544,8 @@ type Cgroup struct {
 	b      backend
 	parent *Cgroup // set for nested cgroups
 	mu     sync.Mutex
+	// limits are what Create made it with (Adopt writes them again).
+	limits Limits
 
 	// watchMu guards stopWatches: the OOM watches Delete ends. A v2 watch
 	// would otherwise wait forever, since kernfs sends no IN_IGNORED for a

@@ -34,6 +34,9 @@ type initProc struct {
 	// namespaces ns.
 	ahead bool
 	ns    Namespaces
+	// staging is the cgroup a prestarted init waits in, with what it
+	// started ahead (LauncherOptions.Staging); nil without.
+	staging *Cgroup
 }
 
 // startInit starts an init in namespaces ns. A cold init gets the launch's
@@ -106,12 +109,44 @@ func (ip *initProc) waitReady() error {
 	return nil
 }
 
-// kill ends an init that will not be used and reaps it.
+// kill ends an init that will not be used and reaps it, and removes its
+// staging cgroup.
 func (ip *initProc) kill() {
 	_ = ip.cmd.Process.Kill()
 	_ = ip.cmd.Wait()
 	ip.sock.Close()
 	ip.statR.Close()
+	if ip.staging != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = ip.staging.Kill(ctx)
+		_ = ip.staging.Delete(ctx)
+		cancel()
+		ip.staging = nil
+	}
+}
+
+// stage puts a prestarted init and what it started ahead into a staging
+// cgroup of their own (LauncherOptions.Staging), off any launch's path.
+func (ip *initProc) stage(ctx context.Context, staging func(context.Context) (*Cgroup, error)) error {
+	cg, err := staging(ctx)
+	if err != nil {
+		return err
+	}
+	ip.staging = cg
+	pids := []int{ip.cmd.Process.Pid}
+	if ip.ns.Has(NamespacePID) {
+		kids, err := childPids(ip.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		pids = append(pids, kids...)
+	}
+	for _, pid := range pids {
+		if err := cg.AddProcess(pid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // handoff puts the init into spec's cgroup, sends it the spec with the
@@ -130,7 +165,23 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 		}
 		pids = append(pids, kids...)
 	}
-	if spec.Cgroup != nil && !ip.inCgroup {
+	adopted := false
+	if spec.Cgroup != nil && ip.staging != nil {
+		// Its staging cgroup becomes the container's: no process moves.
+		staging := ip.staging
+		ip.staging = nil
+		if err := spec.Cgroup.Adopt(staging); err == nil {
+			adopted = true
+		} else {
+			// Moved below; then the staging cgroup, emptied, goes.
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = staging.Delete(ctx)
+				cancel()
+			}()
+		}
+	}
+	if spec.Cgroup != nil && !ip.inCgroup && !adopted {
 		for i, pid := range pids {
 			if err := spec.Cgroup.AddProcess(pid); err != nil {
 				if i > 0 && errors.Is(err, unix.ESRCH) {
@@ -404,7 +455,15 @@ func (p *initPool) fill(ns Namespaces) {
 				if err = ip.waitReady(); err != nil {
 					ip.kill()
 					ip = nil
-				} else if ip.idle {
+				} else if p.opts.Staging != nil {
+					// Ready, it has started what it starts ahead: all of
+					// it goes into the staging cgroup.
+					if err := ip.stage(context.Background(), p.opts.Staging); err != nil {
+						ip.kill()
+						ip = nil
+					}
+				}
+				if ip != nil && ip.idle {
 					_ = idle.Enter(ip.cmd.Process.Pid)
 					// The process it started ahead (prestartExecutor) was
 					// forked by one of its threads, maybe one that escaped

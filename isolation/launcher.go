@@ -144,6 +144,11 @@ type LauncherOptions struct {
 	// (milliseconds) that would otherwise sit on every launch's path. Each
 	// costs an idle process of a few MB. 0 starts every init on demand.
 	Prestart int
+	// Staging, when set, makes a cgroup for each prestarted init to wait
+	// in (Manager.Staging): a launch with a cgroup then adopts it
+	// (Cgroup.Adopt) instead of moving the init's processes into the
+	// container's cgroup on the launch's path.
+	Staging func(ctx context.Context) (*Cgroup, error)
 }
 
 func (o LauncherOptions) withDefaults() LauncherOptions {

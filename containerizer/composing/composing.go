@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -37,6 +38,17 @@ type Containerizer struct {
 // New composes cs in order.
 func New(cs ...Named) *Containerizer {
 	return &Containerizer{all: cs, owner: map[string]containerizer.Containerizer{}, parentOf: map[string]string{}}
+}
+
+// Close closes the composed containerizers that can be (io.Closer).
+func (c *Containerizer) Close() error {
+	var errs []error
+	for _, x := range c.all {
+		if cl, ok := x.Containerizer.(io.Closer); ok {
+			errs = append(errs, cl.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *Containerizer) names() []string {

@@ -123,6 +123,9 @@ func (in *instances) make(t *testing.T, opts mesos.Options) containerizer.Contai
 	if err != nil {
 		t.Fatalf("mesos.New: %v", err)
 	}
+	// Its prestarted inits, and on cgroup v1 their staging cgroups, go
+	// before the test's cgroup root does.
+	t.Cleanup(func() { _ = cz.Close() })
 	in.mu.Lock()
 	in.opts[cz] = opts
 	in.mu.Unlock()

@@ -1,0 +1,96 @@
+package isolation
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mesolite/mesolite/errdefs"
+	"github.com/mesolite/mesolite/internal/testutil"
+)
+
+// TestPrestartedInitAdoptsItsStagingCgroup: on cgroup v1 a prestarted
+// init (with the process it starts ahead, in a pid namespace) waits in a
+// staging cgroup; its launch gives the container that cgroup, renamed,
+// with the container's limits, instead of moving the processes; the
+// executor runs in the container's cgroup in every hierarchy, the staging
+// cgroup is gone, and closing the launcher removes the refilled one. On
+// v2, which cannot rename a cgroup, Staging says it cannot.
+func TestPrestartedInitAdoptsItsStagingCgroup(t *testing.T) {
+	if requireCgroups(t) == 2 {
+		m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
+		if _, err := m.Staging(testCtx(t, 10*time.Second)); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Fatalf("Staging on cgroup v2: %v, want an error wrapping ErrInvalid", err)
+		}
+		return
+	}
+	ctx := testCtx(t, 30*time.Second)
+	m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
+	opts := testLauncherOptions(t)
+	opts.Prestart = 1
+	opts.Staging = m.Staging
+	l := NewLinuxLauncher(opts)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = l.Close()
+		}
+	})
+	ns := NamespacePID | NamespaceMount
+	l.Prestart(ns)
+	waitPrestarted(t, l.pool, ns)
+	ids, err := m.List()
+	if err != nil || len(ids) != 1 || !m.OwnStaging(ids[0]) {
+		t.Fatalf("cgroups with one init prestarted: %v (%v), want one staging cgroup of this manager", ids, err)
+	}
+	staging := ids[0]
+
+	cg, err := m.Create(ctx, "adopter", Limits{MemoryBytes: 128 << 20, Pids: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := modeSpec(t, "nsinfo")
+	spec.Namespaces = ns
+	spec.Cgroup = cg
+	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+	p, err := l.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+		t.Fatalf("executor: %v, %v", st, err)
+	}
+	out, _ := os.ReadFile(spec.StdoutPath)
+	if want := m.Root() + "/adopter"; !strings.Contains(string(out), "memcg="+want+"\n") {
+		t.Fatalf("executor's memory cgroup, want %s:\n%s", want, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(DefaultCgroupsHierarchy, "memory", m.Root(), "adopter", "memory.limit_in_bytes")); err != nil || strings.TrimSpace(string(b)) != "134217728" {
+		t.Fatalf("the adopted cgroup's memory limit: %q (%v), want 134217728", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(DefaultCgroupsHierarchy, "pids", m.Root(), "adopter", "pids.max")); err != nil || strings.TrimSpace(string(b)) != "50" {
+		t.Fatalf("the adopted cgroup's pids.max: %q (%v), want 50", b, err)
+	}
+	if ids, _ := m.List(); slices.Contains(ids, staging) {
+		t.Fatalf("staging cgroup %s still there after its adoption: %v", staging, ids)
+	}
+	if err := cg.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The pool refills, into a new staging cgroup; Close removes it.
+	waitPrestarted(t, l.pool, ns)
+	closed = true
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		ids, _ := m.List()
+		return len(ids) == 0
+	}, "no cgroup left once the launcher closed")
+}
