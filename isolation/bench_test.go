@@ -29,17 +29,20 @@ func BenchmarkLaunch(b *testing.B) {
 		cgroups  bool
 		prestart int
 		user     bool // run as nobody (--switch_user)
+		staging  bool // prestarted inits wait in staging cgroups (v1)
 	}{
-		{"posix", true, 0, false, 0, false},
-		{"posix-user", true, 0, false, 0, true},
-		{"posix-cgroups", true, 0, true, 0, false},
-		{"posix-cgroups-prestart", true, 0, true, 1, false},
-		{"posix-cgroups-prestart-user", true, 0, true, 1, true},
-		{"linux-pidns", false, pidns, false, 0, false},
-		{"linux-pidns-prestart", false, pidns, false, 1, false},
-		{"linux-pidns-prestart-user", false, pidns, false, 1, true},
-		{"linux-cgroups-pidns", false, pidns, true, 0, false},
-		{"linux-cgroups-pidns-prestart", false, pidns, true, 1, false},
+		{"posix", true, 0, false, 0, false, false},
+		{"posix-user", true, 0, false, 0, true, false},
+		{"posix-cgroups", true, 0, true, 0, false, false},
+		{"posix-cgroups-prestart", true, 0, true, 1, false, false},
+		{"posix-cgroups-prestart-user", true, 0, true, 1, true, false},
+		{"linux-pidns", false, pidns, false, 0, false, false},
+		{"linux-pidns-prestart", false, pidns, false, 1, false, false},
+		{"linux-pidns-prestart-user", false, pidns, false, 1, true, false},
+		{"linux-cgroups-pidns", false, pidns, true, 0, false, false},
+		{"linux-cgroups-pidns-prestart", false, pidns, true, 1, false, false},
+		{"posix-cgroups-prestart-staging", true, 0, true, 1, false, true},
+		{"linux-cgroups-pidns-prestart-staging", false, pidns, true, 1, false, true},
 	}
 	nobody, err := LookupUser("nobody")
 	if err != nil {
@@ -49,13 +52,6 @@ func BenchmarkLaunch(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			opts := testLauncherOptions(b)
 			opts.Prestart = c.prestart
-			var l Launcher
-			if c.posix {
-				l = NewPosixLauncher(opts)
-			} else {
-				l = NewLinuxLauncher(opts)
-			}
-			defer l.Close()
 			var m *Manager
 			if c.cgroups {
 				if !haveCgroups() {
@@ -63,6 +59,19 @@ func BenchmarkLaunch(b *testing.B) {
 				}
 				m = newTestManager(b, allCgroups, DefaultCgroupsHierarchy)
 			}
+			if c.staging {
+				if m.Version() != 1 {
+					b.Skip("staging cgroups are cgroup v1's")
+				}
+				opts.Staging = m.Staging
+			}
+			var l Launcher
+			if c.posix {
+				l = NewPosixLauncher(opts)
+			} else {
+				l = NewLinuxLauncher(opts)
+			}
+			defer l.Close()
 			var pool *initPool
 			switch l := l.(type) {
 			case *LinuxLauncher:
