@@ -281,6 +281,11 @@ type executorState struct {
 	// task.updates is on disk for a task a restarted agent could not find.
 	// nil for a recovered executor.
 	checkpointed chan struct{}
+	// started is closed once the containerizer's Launch returned, or the
+	// launch ended without it; nil for a recovered executor. An executor
+	// run in place in a prestarted init subscribes before that, and its
+	// container is not yet the containerizer's to nest cgroups under.
+	started chan struct{}
 	// ctx ends when the executor enters killing or terminated: the fetch,
 	// the image pull and the container start of a launch observe it.
 	ctx    context.Context

@@ -241,7 +241,7 @@ func (a *Agent) executorSubscribe(w http.ResponseWriter, r *http.Request, call *
 	}
 	a.mu.Unlock()
 	if !shutdown {
-		a.prepareNested(ctx, cid, grouped)
+		a.prepareNested(ctx, es, cid, grouped)
 	}
 	for _, ts := range maybeLost {
 		if !a.sum.HeardFromExecutor(fwID, ts.info.GetTaskId().GetValue()) {

@@ -113,6 +113,7 @@ func (a *Agent) runTask(ctx context.Context, fi *mesos.FrameworkInfo, task *meso
 	es.queued[taskID] = ts
 	es.resources = append(append([]*mesos.Resource(nil), ex.GetResources()...), task.GetResources()...)
 	es.checkpointed = make(chan struct{})
+	es.started = make(chan struct{})
 	fw.executors[exID] = es
 	a.mu.Unlock()
 	// The executor's and the task's checkpoints are written by
@@ -244,6 +245,9 @@ func (a *Agent) executorOfTaskLocked(fwID, taskID string) *executorState {
 // registration timeout starts only once Launch returned, so slow pulls and
 // fetches cannot time executors out.
 func (a *Agent) launchExecutor(ctx context.Context, es *executorState, tasks []*mesos.TaskInfo, fi *mesos.FrameworkInfo) {
+	if es.started != nil {
+		defer close(es.started)
+	}
 	firstTask := tasks[0]
 	// es.ctx ends when the launch is called off (a kill, a shutdown): the
 	// fetch, the pull and the start observe it. Updates and the

@@ -138,6 +138,7 @@ func (a *Agent) runTaskGroup(ctx context.Context, fi *mesos.FrameworkInfo, ex *m
 		}
 		es.resources = append(append([]*mesos.Resource(nil), ex.GetResources()...), res...)
 		es.checkpointed = make(chan struct{})
+		es.started = make(chan struct{})
 		fw.executors[exID] = es
 		a.mu.Unlock()
 		log.Info("launching the default executor for a task group", "tasks", len(tasks))
@@ -171,7 +172,7 @@ func (a *Agent) runTaskGroup(ctx context.Context, fi *mesos.FrameworkInfo, ex *m
 	if err := a.cz.Update(ctx, cid, allRes); err != nil {
 		log.Warn("update container limits", "error", err)
 	}
-	a.prepareNested(ctx, cid, tasks)
+	a.prepareNested(ctx, es, cid, tasks)
 	if !conn.send(launchGroupEvent(g)) {
 		// It gets the group when it subscribes again.
 		a.mu.Lock()
@@ -193,10 +194,22 @@ func launchGroupEvent(g *mesos.TaskGroupInfo) *executor.Event {
 // prepareNested makes the cgroups of tasks below the executor's container
 // cid, where the containerizer nests; elsewhere the tasks share their
 // executor's cgroup.
-func (a *Agent) prepareNested(ctx context.Context, cid string, tasks []*mesos.TaskInfo) {
+func (a *Agent) prepareNested(ctx context.Context, es *executorState, cid string, tasks []*mesos.TaskInfo) {
 	n, ok := a.cz.(containerizer.Nester)
 	if !ok || cid == "" {
 		return
+	}
+	if es.started != nil {
+		// The executor may have subscribed before its container's Launch
+		// returned (it runs in place in a prestarted init).
+		select {
+		case <-es.started:
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+			a.log.Error("the executor's container launch has not returned; its tasks share its cgroup", "container_id", cid)
+			return
+		}
 	}
 	for _, t := range tasks {
 		id := defaultexec.NestedContainerID(cid, t.GetTaskId().GetValue())
