@@ -58,7 +58,7 @@ else
 	cd "$repo/isolation" && "$work/isolation.test" -test.v -test.count=1 -test.timeout=15m -test.skip 'TestCgroupV2TrackingOnHybridHost' || rc=1
 	# The containerizer conformance suite, with the test binary and with
 	# mesolite-executor as the init.
-	cd "$repo/containerizer/mesos" && MESOLITE_EXECUTOR_BINARY="$work/mesolite-executor" "$work/mesoscz.test" -test.v -test.count=1 -test.timeout=10m -test.run 'Conformance|RecoverKills' || rc=1
+	cd "$repo/containerizer/mesos" && MESOLITE_EXECUTOR_BINARY="$work/mesolite-executor" "$work/mesoscz.test" -test.v -test.count=1 -test.timeout=10m -test.run 'Conformance|Recover' || rc=1
 	cd "$repo/e2e" && MESOLITE_E2E_BINARY="$work/mesolite" "$work/e2e.test" -test.v -test.count=1 -test.timeout=15m -test.run 'Isolated' || rc=1
 fi
 echo \$rc >"$work/rc"

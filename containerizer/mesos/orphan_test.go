@@ -2,8 +2,10 @@ package mesos_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,4 +98,82 @@ func running(pid int) bool {
 	s := string(st)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// TestRecoverRemovesAnEarlierAgentsStagingCgroups: on cgroup v1 the
+// prestarted inits of an agent wait in staging cgroups; an agent that
+// dies leaves them, and the next one's recovery kills what is in them and
+// removes them, while its own staging cgroups stay.
+func TestRecoverRemovesAnEarlierAgentsStagingCgroups(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testutil.CgroupV2() {
+		testutil.RequireCgroupV2(t)
+	} else {
+		testutil.RequireCgroupV1(t)
+	}
+	root := fmt.Sprintf("mesolite-czstaging-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { removeCgroupRoot(t, root) })
+	opts := mesos.Options{
+		Logger:     quietLogger(),
+		Isolation:  isolation.Set(isolation.CgroupsCPU) | isolation.Set(isolation.CgroupsMem),
+		Isolator:   isolation.Options{CgroupsRoot: root},
+		Launcher:   isolation.LauncherOptions{InitPath: helperInit(t), Prestart: 2},
+		RuntimeDir: filepath.Join(t.TempDir(), "containers"),
+	}
+	staged := func() []string {
+		var out []string
+		for _, d := range cgroupsOf(root, "*") {
+			if strings.HasPrefix(filepath.Base(d), isolation.StagingPrefix) && filepath.Dir(filepath.Dir(d)) == filepath.Join(isolation.DefaultCgroupsHierarchy, "memory") {
+				out = append(out, filepath.Base(d))
+			}
+		}
+		return out
+	}
+	first, err := mesos.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Close() })
+	if testutil.CgroupV2() {
+		// v2 cannot rename a cgroup: no staging cgroups to leave.
+		time.Sleep(time.Second)
+		if s := staged(); len(s) != 0 {
+			t.Fatalf("staging cgroups on cgroup v2: %v", s)
+		}
+		return
+	}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { return len(staged()) == 2 },
+		"two staging cgroups for the two prestarted inits (have %v)", staged())
+	left := staged()
+	// The first agent dies without closing anything; the next one starts.
+	second, err := mesos.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { return len(staged()) == 4 },
+		"the second's staging cgroups beside the first's (have %v)", staged())
+	if err := second.Recover(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	now := staged()
+	for _, id := range left {
+		if slices.Contains(now, id) {
+			t.Errorf("the dead agent's staging cgroup %s survived recovery (now %v)", id, now)
+		}
+	}
+	if len(now) != 2 {
+		t.Errorf("staging cgroups after recovery: %v, want the second's two", now)
+	}
+	// The second's prestarted inits still serve a launch.
+	h, err := second.Launch(context.Background(), Spec(t, "after-recovery", containerizertest.ExitCode3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if term, err := second.Wait(wctx, h.ContainerID); err != nil || term.ExitStatus != 3<<8 {
+		t.Fatalf("launch after recovery: %+v, %v", term, err)
+	}
+	_ = second.Destroy(context.Background(), h.ContainerID)
 }
