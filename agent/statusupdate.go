@@ -48,6 +48,10 @@ type statusUpdates struct {
 }
 
 type updateStream struct {
+	// wmu orders a stream's appends to task.updates with the changes they
+	// record; taken before the manager's mu, and held across the append
+	// and its fsync, which mu never is. The fields below are mu's.
+	wmu                 sync.Mutex
 	frameworkID, taskID string
 	path                string
 	pending             []*mesos.TaskStatus
@@ -80,16 +84,24 @@ func streamKey(fw, task string) string { return fw + "/" + task }
 
 // Update checkpoints status (which must carry a uuid) and sends it when it
 // is the stream's head. Duplicates (same uuid) are dropped and reported.
+// The record is appended and fsynced under the stream's own write lock,
+// not the manager's: other tasks' updates and acknowledgements go on
+// meanwhile (one lock across every fsync capped an agent at one record
+// per disk flush).
 func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.TaskStatus, path string) (duplicate bool, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	key := streamKey(fw, status.GetTaskId().GetValue())
+	m.mu.Lock()
 	s := m.streams[key]
 	if s == nil {
 		s = &updateStream{frameworkID: fw, taskID: status.GetTaskId().GetValue(), path: path, seen: map[string]bool{}}
 		m.streams[key] = s
 	}
+	m.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	m.mu.Lock()
 	if s.seen[string(status.GetUuid())] {
+		m.mu.Unlock()
 		return true, nil
 	}
 	if s.done || (mesos.IsTerminal(s.latest) && !mesos.IsTerminal(status.GetState())) {
@@ -98,21 +110,28 @@ func (m *statusUpdates) Update(ctx context.Context, fw string, status *mesos.Tas
 		// acknowledged, racing its newer ones across an agent restart)
 		// must not make the task look alive again.
 		m.log.Debug("dropped an update that came after the task's terminal update", "framework_id", fw, "task_id", s.taskID, "state", status.GetState().String(), "terminal", s.latest.String())
+		m.mu.Unlock()
 		return true, nil
 	}
 	if len(s.pending) >= maxPendingPerTask {
 		// A framework that acknowledges nothing, and an executor that
 		// sends update after update, cannot fill the agent's memory and
 		// its work dir (which the task's disk does not cover).
-		return false, fmt.Errorf("task %s has %d unacknowledged updates, the most kept: %w", s.taskID, len(s.pending), errdefs.ErrUnavailable)
+		n := len(s.pending)
+		m.mu.Unlock()
+		return false, fmt.Errorf("task %s has %d unacknowledged updates, the most kept: %w", s.taskID, n, errdefs.ErrUnavailable)
 	}
+	m.mu.Unlock()
 	b, err := proto.Marshal(status)
 	if err != nil {
 		return false, fmt.Errorf("encode update: %w", err)
 	}
+	// What the checks above read changes only under s.wmu, held.
 	if err := appendRecord(s.path, updateRecord{Update: b}); err != nil {
 		return false, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	s.seen[string(status.GetUuid())] = true
 	s.fromExecutor = s.fromExecutor || status.GetSource() == mesos.TaskStatus_SOURCE_EXECUTOR
 	s.pending = append(s.pending, status)
@@ -180,16 +199,27 @@ func (m *statusUpdates) sendHeadLocked(ctx context.Context, s *updateStream, res
 // next update. It reports whether the uuid was the head.
 func (m *statusUpdates) Acknowledge(ctx context.Context, fw, task string, uuid []byte) (bool, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	s := m.streams[streamKey(fw, task)]
-	if s == nil || len(s.pending) == 0 {
+	m.mu.Unlock()
+	if s == nil {
 		return false, nil
 	}
-	if !bytes.Equal(s.pending[0].GetUuid(), uuid) {
+	// As in Update: the append under the stream's write lock only.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	m.mu.Lock()
+	head := len(s.pending) > 0 && bytes.Equal(s.pending[0].GetUuid(), uuid)
+	m.mu.Unlock()
+	if !head {
 		return false, nil
 	}
 	if err := appendRecord(s.path, updateRecord{Ack: uuid}); err != nil {
 		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(s.pending) == 0 || !bytes.Equal(s.pending[0].GetUuid(), uuid) {
+		return false, nil // dropped meanwhile (its executor forgotten)
 	}
 	acked := s.pending[0]
 	s.pending = s.pending[1:]
