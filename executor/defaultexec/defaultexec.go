@@ -116,13 +116,17 @@ type task struct {
 	// cred is who the task runs as; nil: the executor's user.
 	cred *syscall.Credential
 
-	phase      taskPhase
-	cause      killCause
-	causeMsg   string
-	cmd        *exec.Cmd
-	stopChecks func()
-	timer      *time.Timer // max_completion_time
-	logs       []io.Closer // its stdout and stderr, closed once it ended
+	phase taskPhase
+	// terminalSent: its terminal update is with the driver (kept until
+	// the agent acknowledges it). Set after phaseTerminal, so the executor
+	// does not leave between the two (maybeLeave).
+	terminalSent bool
+	cause        killCause
+	causeMsg     string
+	cmd          *exec.Cmd
+	stopChecks   func()
+	timer        *time.Timer // max_completion_time
+	logs         []io.Closer // its stdout and stderr, closed once it ended
 }
 
 // Executor is the default executor; it is the driver's Handler.
@@ -529,6 +533,9 @@ func (e *Executor) finish(ctx context.Context, d *driver.Driver, t *task, st *me
 		stop()
 	}
 	e.send(ctx, d, t, st)
+	e.mu.Lock()
+	t.terminalSent = true
+	e.mu.Unlock()
 	id := t.info.GetTaskId().GetValue()
 	for _, o := range others {
 		e.kill(ctx, d, o, causeGroup, fmt.Sprintf("task %s of its group ended in %s", id, st.GetState()), nil)
@@ -541,7 +548,8 @@ func (e *Executor) finish(ctx context.Context, d *driver.Driver, t *task, st *me
 func (e *Executor) maybeLeave(ctx context.Context, d *driver.Driver) {
 	e.mu.Lock()
 	for _, t := range e.tasks {
-		if t.phase != phaseTerminal {
+		if t.phase != phaseTerminal || !t.terminalSent {
+			// Its own finish calls here again once its update is sent.
 			e.mu.Unlock()
 			return
 		}
@@ -559,7 +567,11 @@ func (e *Executor) maybeLeave(ctx context.Context, d *driver.Driver) {
 		e.mu.Lock()
 		leave := e.exiting
 		for _, t := range e.tasks {
-			leave = leave && t.phase == phaseTerminal
+			leave = leave && t.phase == phaseTerminal && t.terminalSent
+		}
+		if !leave {
+			// A new group arrived meanwhile: its tasks' ends try again.
+			e.exiting = false
 		}
 		e.mu.Unlock()
 		if leave {
