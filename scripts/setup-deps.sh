@@ -5,8 +5,8 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo -E"; fi
 # user-mode-linux: a kernel with cgroup v2 for scripts/test-cgroupv2.sh on v1 hosts.
-# zsh: the test of `mesolite completion zsh`.
-pkgs=(docker.io busybox-static zookeeper chromium nginx iproute2 procps curl git make ca-certificates user-mode-linux bzip2 xz-utils nodejs zsh)
+# zsh: the test of `mesolite completion zsh`; systemd: systemd-analyze for the units' test.
+pkgs=(docker.io busybox-static zookeeper chromium nginx iproute2 procps curl git make ca-certificates user-mode-linux bzip2 xz-utils nodejs zsh systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
