@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,5 +111,71 @@ func TestResentTerminalUpdateIsNotDeliveredTwice(t *testing.T) {
 	m2.DropTask("fw", "t")
 	if len(m2.streams) != 0 {
 		t.Fatal("DropTask kept the stream")
+	}
+}
+
+// TestStatusUpdateStreamsDoNotWaitOnEachOther: a task's update record
+// whose write blocks (here its task.updates is a FIFO nobody reads, as a
+// stalled disk flush would) holds up its own stream only: another task's
+// update and acknowledgement go through meanwhile, and the blocked one
+// completes once its write does.
+func TestStatusUpdateStreamsDoNotWaitOnEachOther(t *testing.T) {
+	dir := t.TempDir()
+	stuck := filepath.Join(dir, "stuck.updates")
+	if err := syscall.Mkfifo(stuck, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := newStatusUpdates(log, func(context.Context, string, *mesos.TaskStatus, mesos.TaskState) error { return nil })
+	defer m.Close()
+	status := func(task string) *mesos.TaskStatus {
+		return &mesos.TaskStatus{TaskId: &mesos.TaskID{Value: proto.String(task)}, State: mesos.TaskState_TASK_RUNNING.Enum(), Uuid: newUUID()}
+	}
+	// Lets the stuck write through: a reader opens the FIFO and drains it.
+	// Also on a failure, so the manager (and the test) can end.
+	var unblock sync.Once
+	release := func() {
+		unblock.Do(func() {
+			r, err := os.OpenFile(stuck, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			go func() { defer r.Close(); _, _ = io.Copy(io.Discard, r) }()
+		})
+	}
+	defer release()
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := m.Update(context.Background(), "fw", status("stuck"), stuck)
+		blocked <- err
+	}()
+	// The stuck stream is inside its write (opening the FIFO blocks).
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan error, 1)
+	other := status("other")
+	go func() {
+		if _, err := m.Update(context.Background(), "fw", other, filepath.Join(dir, "other.updates")); err != nil {
+			done <- err
+			return
+		}
+		_, err := m.Acknowledge(context.Background(), "fw", "other", other.Uuid)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("another task's update waited for a stream's blocked write")
+	}
+	release()
+	select {
+	case <-blocked:
+		// fsync of a FIFO fails (EINVAL): the record is reported unwritten,
+		// as a failed flush would be; what matters is that it returned.
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked update never returned")
 	}
 }
