@@ -173,11 +173,14 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 		if err := spec.Cgroup.Adopt(staging); err == nil {
 			adopted = true
 		} else {
-			// Moved below; then the staging cgroup, emptied, goes.
+			// Moved below; then the staging cgroup, emptied, goes, off
+			// the launch's path (Delete waits for it to be empty).
 			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = staging.Delete(ctx)
-				cancel()
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_ = staging.Delete(ctx)
+				}()
 			}()
 		}
 	}
