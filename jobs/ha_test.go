@@ -203,22 +203,30 @@ func request(t *testing.T, p *haProc, method, path, body, user, password string)
 	return resp
 }
 
-// TestHATakeover: two instances on one ZooKeeper. The standby answers 307
-// to the leader (the seed's curl check); the leader is killed with a run
-// in flight; the standby takes over with the same framework and the same
-// jobs, and the schedule goes on with every run made exactly once.
-func TestHATakeover(t *testing.T) {
+// haCluster is a cluster of one agent and a ZooKeeper for jobs instances,
+// whose shared log (logPath) is shown when the test fails.
+func haCluster(t *testing.T) (c *clustertest.Cluster, zkURL, logPath string) {
+	t.Helper()
 	zk := zktest.Start(t)
-	c := clustertest.New(t)
+	c = clustertest.New(t)
 	c.AddAgent(t, clustertest.AgentOptions{})
-	zkURL := zk.URL("/chronos/state")
-	logPath := filepath.Join(t.TempDir(), "jobs.log")
+	zkURL = zk.URL("/chronos/state")
+	logPath = filepath.Join(t.TempDir(), "jobs.log")
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("instances' log:\n%s", b)
 		}
 	})
+	return c, zkURL, logPath
+}
+
+// TestHATakeover: two instances on one ZooKeeper. The standby answers 307
+// to the leader (the seed's curl check); the leader is killed with a run
+// in flight; the standby takes over with the same framework and the same
+// jobs, and the schedule goes on with every run made exactly once.
+func TestHATakeover(t *testing.T) {
+	c, zkURL, logPath := haCluster(t)
 	a := startHAJobs(t, c.Addr, zkURL, logPath)
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool { return leaderOf(a) == a.hostPort() }, "the first instance leads")
 	b := startHAJobs(t, c.Addr, zkURL, logPath)
@@ -304,17 +312,7 @@ func TestHATakeover(t *testing.T) {
 // jobs, still wants the credentials, and with them accepts a job and
 // runs it.
 func TestHACredentials(t *testing.T) {
-	zk := zktest.Start(t)
-	c := clustertest.New(t)
-	c.AddAgent(t, clustertest.AgentOptions{})
-	zkURL := zk.URL("/chronos/state")
-	logPath := filepath.Join(t.TempDir(), "jobs.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("instances' log:\n%s", b)
-		}
-	})
+	c, zkURL, logPath := haCluster(t)
 	const user, password = "ops", "s3cret"
 	a := startHAJobs(t, c.Addr, zkURL, logPath, user+":"+password)
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool { return leaderOf(a) == a.hostPort() }, "the first instance leads")
