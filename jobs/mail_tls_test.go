@@ -141,6 +141,15 @@ func (l *logBuffer) String() string {
 // sender running, and its log.
 func mailService(t *testing.T, mc MailConfig) (*Service, *logBuffer) {
 	t.Helper()
+	return noticeService(t, Config{HTTPPort: 4400, Mail: &mc}, `{"name":"`+mailJob+`","command":"backup.sh","schedule":"R/2030-01-01T00:00:00Z/P1D","retries":0,
+		"owner":"ops@example.com","ownerName":"Ops Team"}`)
+}
+
+// noticeService is a Service with cfg's notice receivers (its store,
+// master, backoff and logger filled in), its sender running and the job
+// jobJSON added, and its log.
+func noticeService(t *testing.T, cfg Config, jobJSON string) (*Service, *logBuffer) {
+	t.Helper()
 	st, err := frameworks.OpenLocalStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -148,8 +157,9 @@ func mailService(t *testing.T, mc MailConfig) (*Service, *logBuffer) {
 	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &logBuffer{}
-	s, err := New(ctx, Config{Master: "127.0.0.1:1", Hostname: "jobs.example", HTTPPort: 4400, Store: st,
-		NoticeBackoff: 10 * time.Millisecond, Mail: &mc, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	cfg.Master, cfg.Hostname, cfg.Store = "127.0.0.1:1", "jobs.example", st
+	cfg.NoticeBackoff, cfg.Logger = 10*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil))
+	s, err := New(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -157,8 +167,10 @@ func mailService(t *testing.T, mc MailConfig) (*Service, *logBuffer) {
 	done := make(chan struct{})
 	go func() { s.sendNotices(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	j, _ := DecodeJob([]byte(`{"name":"` + mailJob + `","command":"backup.sh","schedule":"R/2030-01-01T00:00:00Z/P1D","retries":0,
-		"owner":"ops@example.com","ownerName":"Ops Team"}`))
+	j, err := DecodeJob([]byte(jobJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.AddJob(ctx, j, true); err != nil {
 		t.Fatal(err)
 	}
@@ -409,26 +421,8 @@ func TestNotificationURLOverTLS(t *testing.T) {
 			hook.StartTLS()
 			t.Cleanup(hook.Close)
 
-			st, err := frameworks.OpenLocalStore(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			ctx, cancel := context.WithCancel(context.Background())
-			logs := &logBuffer{}
-			s, err := New(ctx, Config{Master: "127.0.0.1:1", Hostname: "jobs.example", Store: st, NoticeBackoff: 10 * time.Millisecond,
-				NotificationURL: hook.URL, NotificationTLS: trusting(t, trusted), Logger: slog.New(slog.NewTextHandler(logs, nil))})
-			if err != nil {
-				cancel()
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() { s.sendNotices(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
-			j, _ := DecodeJob([]byte(`{"name":"nightly","command":"false","schedule":"R/2030-01-01T00:00:00Z/P1D","retries":0,"owner":"ops@example.com"}`))
-			if err := s.AddJob(ctx, j, true); err != nil {
-				t.Fatal(err)
-			}
+			s, logs := noticeService(t, Config{NotificationURL: hook.URL, NotificationTLS: trusting(t, trusted)},
+				`{"name":"nightly","command":"false","schedule":"R/2030-01-01T00:00:00Z/P1D","retries":0,"owner":"ops@example.com"}`)
 			taskID := failRun(t, s, "nightly", "exit status 1")
 			if c.delivered {
 				testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, "the notice posted")
