@@ -105,6 +105,19 @@ func TestIsolatedDaemonLeavesNothing(t *testing.T) {
 		err := exec.Command("pgrep", "-f", "sleep 314[12]").Run()
 		return err != nil && len(cgroupDirs(t, root)) == 0
 	}, "daemonized processes and the container cgroup gone (cgroups left: %v)", cgroupDirs(t, root))
+	// A stopped agent closes its containerizer: its prestarted inits go,
+	// and on cgroup v1 the staging cgroups they waited in.
+	c.agent.stop()
+	dir := filepath.Join("/sys/fs/cgroup", root)
+	if !testutil.CgroupV2() {
+		dir = filepath.Join("/sys/fs/cgroup/memory", root)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			t.Errorf("cgroup %s left under the root after the agent stopped", e.Name())
+		}
+	}
 }
 
 func TestIsolatedForkBombContained(t *testing.T) {
