@@ -37,6 +37,9 @@ type initProc struct {
 	// staging is the cgroup a prestarted init waits in, with what it
 	// started ahead (LauncherOptions.Staging); nil without.
 	staging *Cgroup
+	// pool is the pool that started it ahead, which tracks the work it
+	// leaves behind (background); nil for a cold init.
+	pool *initPool
 }
 
 // startInit starts an init in namespaces ns. A cold init gets the launch's
@@ -174,13 +177,19 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 			adopted = true
 		} else {
 			// Moved below; then the staging cgroup, emptied, goes, off
-			// the launch's path (Delete waits for it to be empty).
+			// the launch's path (Delete waits for it to be empty); the
+			// pool's close waits for that.
 			defer func() {
-				go func() {
+				del := func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
 					_ = staging.Delete(ctx)
-				}()
+				}
+				if ip.pool == nil {
+					del()
+					return
+				}
+				ip.pool.background(del)
 			}()
 		}
 	}
@@ -399,6 +408,10 @@ type initPool struct {
 	idle    map[Namespaces][]*initProc
 	filling map[Namespaces]int
 	closed  bool
+	// bg counts the goroutines filling the pool and those deleting an
+	// init's staging cgroup after a launch: close waits for them, so no
+	// init or cgroup of the pool outlives it.
+	bg sync.WaitGroup
 }
 
 func newInitPool(opts LauncherOptions) *initPool {
@@ -447,15 +460,24 @@ func (p *initPool) fill(ns Namespaces) {
 		return
 	}
 	p.filling[ns] += need
+	// Counted under mu, so that close, once it set closed, waits for all.
+	p.bg.Add(need)
 	p.mu.Unlock()
 	for range need {
 		go func() {
+			defer p.bg.Done()
 			ip, err := startInit(p.opts, ns, true, "/", nil, nil, nil)
 			if err == nil {
+				ip.pool = p
 				// At once, while its runtime starts; and again once it is
 				// ready, for threads created meanwhile by one not yet moved.
 				ip.idle = idle.Park(ip.cmd.Process.Pid)
-				if err = ip.waitReady(); err != nil {
+				// One that never comes up is killed, so that close, which
+				// waits for this goroutine, does not wait forever.
+				stuck := time.AfterFunc(prestartReadyTimeout, func() { _ = ip.cmd.Process.Kill() })
+				err = ip.waitReady()
+				stuck.Stop()
+				if err != nil {
 					ip.kill()
 					ip = nil
 				} else if p.opts.Staging != nil {
@@ -493,6 +515,29 @@ func (p *initPool) fill(ns Namespaces) {
 	}
 }
 
+// prestartReadyTimeout bounds how long a prestarted init may take to come up.
+const prestartReadyTimeout = 30 * time.Second
+
+// background runs f in a goroutine that close waits for; once the pool is
+// closed, at once.
+func (p *initPool) background(f func()) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		f()
+		return
+	}
+	p.bg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.bg.Done()
+		f()
+	}()
+}
+
+// close kills the waiting inits and waits for those still starting (which
+// see closed and kill themselves) and for the staging cgroups being
+// deleted: once it returns, nothing of the pool is left.
 func (p *initPool) close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -504,5 +549,6 @@ func (p *initPool) close() error {
 			ip.kill()
 		}
 	}
+	p.bg.Wait()
 	return nil
 }

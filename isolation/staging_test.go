@@ -94,3 +94,45 @@ func TestPrestartedInitAdoptsItsStagingCgroup(t *testing.T) {
 		return len(ids) == 0
 	}, "no cgroup left once the launcher closed")
 }
+
+// TestCloseWaitsForInitsStarting closes a launcher while its pool is still
+// starting inits: once Close returns no init of the pool is left, not even
+// unreaped, and no staging cgroup (on the earlier code the starting inits
+// finished after Close and removed their staging cgroups later, so that a
+// cgroups root removed right after Close was still busy).
+func TestCloseWaitsForInitsStarting(t *testing.T) {
+	v := requireCgroups(t)
+	m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
+	opts := testLauncherOptions(t)
+	opts.Prestart = 3
+	if v == 1 { // v2 has no staging cgroups: the inits alone
+		opts.Staging = m.Staging
+	}
+	before, err := childPids(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLinuxLauncher(opts)
+	ns := NamespacePID | NamespaceMount
+	l.Prestart(ns)
+	// Closed once the pool's inits run, before they are all up.
+	testutil.Eventually(t, 10*time.Second, 100*time.Microsecond, func() bool {
+		kids, _ := childPids(os.Getpid())
+		return len(kids) > len(before)
+	}, "an init of the pool started")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := childPids(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range after {
+		if !slices.Contains(before, pid) {
+			t.Errorf("process %d, started by the pool, still there after Close", pid)
+		}
+	}
+	if ids, err := m.List(); err != nil || len(ids) != 0 {
+		t.Errorf("cgroups after Close: %v (%v), want none", ids, err)
+	}
+}
