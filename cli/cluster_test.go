@@ -231,7 +231,7 @@ func (c *testCluster) framework(t *testing.T, id string, done bool) *clusterFram
 
 // run is `mesolite run` going on in the background.
 type run struct {
-	out, errOut syncBuffer
+	out, errOut testutil.SyncBuffer
 	code        chan int
 }
 

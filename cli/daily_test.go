@@ -33,7 +33,7 @@ type cmdResult struct {
 
 func runCommand(t *testing.T, cmd func(context.Context, []string, io.Writer, io.Writer) int, args ...string) cmdResult {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code := cmd(context.Background(), args, &out, &errOut)
 	return cmdResult{code, out.String(), errOut.String()}
 }
@@ -406,7 +406,7 @@ func TestLogsByNameTailAndFollow(t *testing.T) {
 	c := newTestCluster(t)
 	c.addAgent(t, "node", "cpus:4;mem:4096;disk:100", nil)
 
-	var follow syncBuffer
+	var follow testutil.SyncBuffer
 	var followErr bytes.Buffer
 	followed := make(chan int, 1)
 	go func() {

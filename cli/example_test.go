@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestExampleFrameworkKeepsInstances(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	var errOut bytes.Buffer
 	done := make(chan int, 1)
 	go func() {

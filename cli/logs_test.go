@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -174,7 +175,7 @@ func TestLogsFollow(t *testing.T) {
 			master := followMaster(t, agent.addr(), &ended)
 			agent.write(t, "web.1", "stdout", "line 1\n")
 
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			var errOut bytes.Buffer
 			done := make(chan int, 1)
 			go func() {
@@ -206,7 +207,7 @@ func TestLogsFollowInterrupted(t *testing.T) {
 	master := followMaster(t, agent.addr(), &ended)
 	agent.write(t, "web.1", "stdout", "tick\n")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Logs(ctx, []string{"web.1", "--master=" + master.URL, "--follow"}, &out, &bytes.Buffer{})
@@ -223,7 +224,7 @@ func TestLogsFollowInterrupted(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, out *syncBuffer, want string) {
+func waitFor(t *testing.T, out *testutil.SyncBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for out.String() != want {

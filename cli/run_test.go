@@ -20,24 +20,6 @@ import (
 	"github.com/mesolite/mesolite/scheduler/schedulertest"
 )
 
-// syncBuffer is a bytes.Buffer a test may read while a command writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeCluster is a fake master that offers resources from two agents when
 // a framework subscribes and answers a launch with the scripted updates.
 // Tests of what a run does with real offers and real task outcomes run in
@@ -155,7 +137,7 @@ func (f *fakeCluster) count(typ schedv1.Call_Type) int {
 
 func runCmd(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code := Run(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -464,7 +446,7 @@ func TestRunResubscribeReconciles(t *testing.T) {
 		}
 	}
 	done := make(chan int)
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	go func() {
 		done <- Run(context.Background(), []string{"--master=" + f.Addr(), "--name=x", "--command=true"}, &out, &errOut)
 	}()

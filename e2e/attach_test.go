@@ -35,7 +35,7 @@ func onlyContainer(t testing.TB, c *cluster) string {
 }
 
 // attachOutput streams ATTACH_CONTAINER_OUTPUT of cid into a buffer.
-func attachOutput(t *testing.T, c *cluster, cid string) *syncBuffer {
+func attachOutput(t *testing.T, c *cluster, cid string) *testutil.SyncBuffer {
 	t.Helper()
 	call := &agentapi.Call{Type: agentapi.Call_ATTACH_CONTAINER_OUTPUT.Enum(), AttachContainerOutput: &agentapi.Call_AttachContainerOutput{
 		ContainerId: &mesos.ContainerID{Value: proto.String(cid)}}}
@@ -55,7 +55,7 @@ func attachOutput(t *testing.T, c *cluster, cid string) *syncBuffer {
 		cancel()
 		t.Fatalf("ATTACH_CONTAINER_OUTPUT: %d %s", resp.StatusCode, b)
 	}
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

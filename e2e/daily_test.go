@@ -60,7 +60,7 @@ func TestDailyCommands(t *testing.T) {
 
 	t.Run("logs --follow waits for the task, kill ends it, run says so", func(t *testing.T) {
 		follow := exec.Command(binary, "logs", master, "ticker", "--follow")
-		followOut := &syncBuffer{}
+		followOut := &testutil.SyncBuffer{}
 		follow.Stdout, follow.Stderr = followOut, followOut
 		if err := follow.Start(); err != nil {
 			t.Fatal(err)
@@ -71,7 +71,7 @@ func TestDailyCommands(t *testing.T) {
 		}, "logs --follow waiting:\n%s", followOut)
 
 		run := exec.Command(binary, "run", master, "--name=ticker", "--command=for i in $(seq 1 1000); do echo tick $i; sleep 0.05; done")
-		runOut := &syncBuffer{}
+		runOut := &testutil.SyncBuffer{}
 		run.Stdout, run.Stderr = runOut, runOut
 		if err := run.Start(); err != nil {
 			t.Fatal(err)

@@ -152,7 +152,7 @@ func TestAgentRetriesUntilMasterComes(t *testing.T) {
 func TestAgentRestartRecoversTask(t *testing.T) {
 	c := startCluster(t)
 	run := exec.Command(binary, "run", "--master="+c.masterAddr, "--name=long", "--id=long-1", "--command=sleep 60")
-	runOut := &syncBuffer{}
+	runOut := &testutil.SyncBuffer{}
 	run.Stdout, run.Stderr = runOut, runOut
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestDockerTaskBridgePortMapping(t *testing.T) {
 	hostPort := 31000 + testutil.FreePort(t)%100
 	run := exec.Command(binary, "run", "--master="+c.masterAddr, "--name=web", "--id=web-1", "--docker_image="+dockertest.HTTPImage,
 		"--network=bridge", "--port_mapping="+strconv.Itoa(hostPort)+":8080", "--shell=false", "--resources=cpus:0.1;mem:64")
-	runOut := &syncBuffer{}
+	runOut := &testutil.SyncBuffer{}
 	run.Stdout, run.Stderr = runOut, runOut
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

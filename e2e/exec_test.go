@@ -20,7 +20,7 @@ import (
 func runningTask(t testing.TB, c *cluster, args ...string) {
 	t.Helper()
 	run := exec.Command(binary, append([]string{"run", "--master=" + c.masterAddr, "--resources=cpus:0.1;mem:64"}, args...)...)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	run.Stdout, run.Stderr = out, out
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

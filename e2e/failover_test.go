@@ -259,7 +259,7 @@ func TestLeaderKilledFiveTimes(t *testing.T) {
 	}
 
 	run := exec.Command(binary, "run", "--master="+c.zkURL, "--name=survivor", "--id=survivor-1", "--command=sleep 600")
-	runOut := &syncBuffer{}
+	runOut := &testutil.SyncBuffer{}
 	run.Stdout, run.Stderr = runOut, runOut
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

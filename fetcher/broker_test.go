@@ -3,6 +3,7 @@ package fetcher
 import (
 	"context"
 	"errors"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func TestAttackBrokerForeignKey(t *testing.T) {
 		{Value: "http://example.test/uncached", Cache: false},
 	}}
 
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	agentEnd, childEnd, err := newBrokerPair()
 	if err != nil {

@@ -507,7 +507,7 @@ func TestWholeFetchTimeout(t *testing.T) {
 	l := newLayout(t)
 	opts := childOptions(t, Config{StallTimeout: -1})
 	opts.Timeout = 500 * time.Millisecond
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	err := RunChild(context.Background(), opts, Request{SandboxDir: l.sandbox, URIs: []URI{NewURI(o.url("stall/big.bin"))}}, &log)
 	var ue *URIError
 	if !errors.As(err, &ue) || ue.URI != o.url("stall/big.bin") || !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "timed out") {

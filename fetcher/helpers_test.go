@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"io"
 	"io/fs"
 	"net/http"
@@ -57,26 +58,9 @@ func childOptions(t testing.TB, cfg Config, extraEnv ...string) Options {
 // runFetch fetches req through a child process and returns its log.
 func runFetch(t testing.TB, opts Options, req Request) (string, error) {
 	t.Helper()
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	err := RunChild(context.Background(), opts, req, &log)
 	return log.String(), err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // origin is an HTTP server that counts what it answers.

@@ -700,7 +700,7 @@ func readPid(p string, pid *int) bool {
 
 func runFetchCtx(ctx context.Context, t testing.TB, opts Options, req Request) (string, error) {
 	t.Helper()
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	err := RunChild(ctx, opts, req, &log)
 	return log.String(), err
 }

@@ -70,7 +70,7 @@ type stampFetcher struct {
 	t     *testing.T
 	f     *Fetcher
 	c     *cache
-	log   *syncBuffer
+	log   *testutil.SyncBuffer
 	entry string
 	key   string
 }
@@ -78,7 +78,7 @@ type stampFetcher struct {
 func newStampFetcher(t *testing.T, uri string) *stampFetcher {
 	t.Helper()
 	cfg := Config{CacheDir: t.TempDir(), CacheSize: DefaultCacheSize}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	f := New(cfg, slog.New(slog.NewTextHandler(log, nil)))
 	c, err := openCache(cfg, "", f.log)
 	if err != nil {

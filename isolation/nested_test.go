@@ -22,7 +22,7 @@ const nobodyUID, nobodyGID = 65534, 65534
 // the default executor's gate starts), where it moves itself into every
 // procs file, as the executor places a task; "placed" on its stdout says
 // it got there.
-func placeAndRun(t *testing.T, parent *Cgroup, files []string, script string) (*exec.Cmd, *strings.Builder) {
+func placeAndRun(t *testing.T, parent *Cgroup, files []string, script string) (*exec.Cmd, *testutil.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", `read go; for f in $FILES; do echo $$ > "$f" || exit 9; done; echo placed; `+script)
 	in, err := cmd.StdinPipe()
@@ -31,7 +31,7 @@ func placeAndRun(t *testing.T, parent *Cgroup, files []string, script string) (*
 	}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "FILES=" + strings.Join(files, " ")}
 	cmd.Dir = "/"
-	out := &strings.Builder{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyGID}, Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -119,27 +118,9 @@ func trusting(t *testing.T, ca *testCA) *tls.Config {
 	return cfg
 }
 
-// logBuffer is a log the test reads while the service writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // mailService is a Service mailing its notices as mc says, with its
 // sender running, and its log.
-func mailService(t *testing.T, mc MailConfig) (*Service, *logBuffer) {
+func mailService(t *testing.T, mc MailConfig) (*Service, *testutil.SyncBuffer) {
 	t.Helper()
 	return noticeService(t, Config{HTTPPort: 4400, Mail: &mc}, `{"name":"`+mailJob+`","command":"backup.sh","schedule":"R/2030-01-01T00:00:00Z/P1D","retries":0,
 		"owner":"ops@example.com","ownerName":"Ops Team"}`)
@@ -148,7 +129,7 @@ func mailService(t *testing.T, mc MailConfig) (*Service, *logBuffer) {
 // noticeService is a Service with cfg's notice receivers (its store,
 // master, backoff and logger filled in), its sender running and the job
 // jobJSON added, and its log.
-func noticeService(t *testing.T, cfg Config, jobJSON string) (*Service, *logBuffer) {
+func noticeService(t *testing.T, cfg Config, jobJSON string) (*Service, *testutil.SyncBuffer) {
 	t.Helper()
 	st, err := frameworks.OpenLocalStore(t.TempDir())
 	if err != nil {
@@ -156,7 +137,7 @@ func noticeService(t *testing.T, cfg Config, jobJSON string) (*Service, *logBuff
 	}
 	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Master, cfg.Hostname, cfg.Store = "127.0.0.1:1", "jobs.example", st
 	cfg.NoticeBackoff, cfg.Logger = 10*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil))
 	s, err := New(ctx, cfg)
@@ -277,7 +258,7 @@ func TestMailOverTLS(t *testing.T) {
 // givenUp waits until the service gives the notice up, every attempt
 // made, and returns the log line that says so; it fails the test at once
 // if the notice reached smtpd.
-func givenUp(t *testing.T, logs *logBuffer, smtpd *smtpServer) string {
+func givenUp(t *testing.T, logs *testutil.SyncBuffer, smtpd *smtpServer) string {
 	t.Helper()
 	var line string
 	testutil.Eventually(t, 20*time.Second, 10*time.Millisecond, func() bool {

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,19 +17,6 @@ import (
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while Follow writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // followServer serves the fixture's files API; wrap may wrap the handler.
 func followServer(t *testing.T, fx *fixture, wrap func(http.Handler) http.Handler) *httptest.Server {
@@ -79,7 +65,7 @@ func TestFollowUntilEnded(t *testing.T) {
 	srv := followServer(t, fx, nil)
 	p := filepath.Join(fx.layout.RunDir(fx.c1), "stdout")
 	var ended atomic.Bool
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	var off int64
 	go func() {
@@ -120,7 +106,7 @@ func TestFollowReconnects(t *testing.T) {
 	})
 	p := filepath.Join(fx.layout.RunDir(fx.c1), "stdout")
 	var ended atomic.Bool
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := Follow(t.Context(), srv.URL, "/frameworks/fw1/executors/exec1/runs/c1/stdout", 0, &out,
@@ -149,7 +135,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 	must(t, err)
 	defer w.Close()
 	var ended atomic.Bool
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	var events sync.Map
 	done := make(chan error, 1)
 	go func() {
@@ -176,7 +162,7 @@ func TestFollowErrors(t *testing.T) {
 	fx := newFixture(t)
 	srv := followServer(t, fx, nil)
 	ctx := t.Context()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 
 	if _, err := Follow(ctx, srv.URL, "/frameworks/fw1/executors/exec1/runs/c1/nope", 0, &out, FollowOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing file: %v", err)
@@ -214,7 +200,7 @@ func TestFollowWaitsForTheFile(t *testing.T) {
 	srv := followServer(t, fx, nil)
 	p := filepath.Join(fx.layout.RunDir(fx.c1), "late")
 	var ended atomic.Bool
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		_, err := Follow(t.Context(), srv.URL, "/frameworks/fw1/executors/exec1/runs/c1/late", 0, &out,
@@ -241,7 +227,7 @@ func TestFollowSendsHeaders(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	var ended atomic.Bool
 	ended.Store(true)
 	if _, err := Follow(t.Context(), srv.URL, "/frameworks/fw1/executors/exec1/runs/c1/stdout", 0, &out, FollowOptions{}); !errors.Is(err, errdefs.ErrUnauthorized) {

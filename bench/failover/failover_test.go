@@ -56,25 +56,8 @@ func TestMain(m *testing.M) {
 
 type proc struct {
 	cmd  *exec.Cmd
-	out  syncBuffer
+	out  testutil.SyncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // procs are every process a benchmark started, for its failure report.

@@ -6,7 +6,6 @@
 package zktest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -31,26 +30,9 @@ type Server struct {
 	// Addr is host:port of the client port.
 	Addr string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	done chan struct{}
 	once sync.Once
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Start runs a ZooKeeper server for the test and returns it once it accepts
@@ -98,7 +80,7 @@ admin.enableServer=false
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), out: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(java, "-Xmx256m", "-Dzookeeper.admin.enableServer=false", "-cp", Jar,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", cfg)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out

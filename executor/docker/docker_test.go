@@ -1,15 +1,14 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +21,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type run struct {
 	agent    *dockertest.FakeAgent
-	stdout   *syncBuffer
-	stderr   *syncBuffer
+	stdout   *testutil.SyncBuffer
+	stderr   *testutil.SyncBuffer
 	exitCode chan int
 }
 
@@ -84,7 +66,7 @@ func startWith(t *testing.T, stopTimeout time.Duration, cmd []string, fw *mesos.
 		m(task)
 	}
 	agent := dockertest.NewFakeAgent(t, fw, task, "c-"+id)
-	r := &run{agent: agent, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exitCode: make(chan int, 1)}
+	r := &run{agent: agent, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, exitCode: make(chan int, 1)}
 	ex := dockerexec.New(dockerexec.Options{
 		Engine:      eng,
 		Container:   name,

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 	"github.com/mesolite/mesolite/containerizer/docker/engine"
 	"github.com/mesolite/mesolite/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a copier writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func randomID(t testing.TB) string {
 	t.Helper()
@@ -110,7 +91,7 @@ func TestRunAttachWait(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := f.create(t, tt.image, tt.cmd, nil)
-			var out, errOut syncBuffer
+			var out, errOut testutil.SyncBuffer
 			done, err := f.eng.Attach(ctx, name, false, &out, &errOut)
 			if err != nil {
 				t.Fatal(err)
@@ -154,7 +135,7 @@ func TestStopFollowsGracePeriod(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := f.create(t, dockertest.BusyboxImage, []string{"sh", "-c", tt.script}, nil)
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			done, err := f.eng.Attach(ctx, name, false, &out, io.Discard)
 			if err != nil {
 				t.Fatal(err)
@@ -317,7 +298,7 @@ func TestExec(t *testing.T) {
 	if err := f.eng.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code, err := f.eng.Exec(ctx, name, engine.ExecOptions{
 		Cmd: []string{"sh", "-c", "echo $GREETING from $(pwd); echo oops >&2; exit 3"}, Env: []string{"GREETING=hello"}, Dir: "/tmp",
 		Stdout: &out, Stderr: &errOut,
