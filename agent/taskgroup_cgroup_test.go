@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/mesolite/mesolite/api/v1/agentapi"
 	"github.com/mesolite/mesolite/api/v1/codec"
 	"github.com/mesolite/mesolite/api/v1/mesos"
+	"github.com/mesolite/mesolite/containerizer"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/isolation"
@@ -38,24 +40,27 @@ func isolatedAgent(t *testing.T, c *cluster, mutate func(*agent.Config)) (*testA
 	t.Helper()
 	testutil.RequireRoot(t)
 	root := fmt.Sprintf("mesolite-agent-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	t.Cleanup(func() {
-		// Whatever a failed test left: its cgroups, in every hierarchy.
-		dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root))
-		dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root))
-		for _, d := range dirs {
-			subs, _ := filepath.Glob(filepath.Join(d, "*", "*"))
-			for i := len(subs) - 1; i >= 0; i-- {
-				_ = os.Remove(subs[i])
-			}
-			subs, _ = filepath.Glob(filepath.Join(d, "*"))
-			for _, s := range subs {
-				_ = os.Remove(s)
-			}
-			_ = os.Remove(d)
-		}
-	})
+	t.Cleanup(func() { removeTestCgroups(root) })
 	cz := isolatedCz(t, root)
 	return c.startAgentOn(t, traversableDir(t), 0, mutate, cz), cz, root
+}
+
+// removeTestCgroups removes whatever a failed test left under cgroups root
+// root: its cgroups, in every hierarchy.
+func removeTestCgroups(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(isolation.DefaultCgroupsHierarchy, "*", root))
+	dirs = append(dirs, filepath.Join(isolation.DefaultCgroupsHierarchy, root))
+	for _, d := range dirs {
+		subs, _ := filepath.Glob(filepath.Join(d, "*", "*"))
+		for i := len(subs) - 1; i >= 0; i-- {
+			_ = os.Remove(subs[i])
+		}
+		subs, _ = filepath.Glob(filepath.Join(d, "*"))
+		for _, s := range subs {
+			_ = os.Remove(s)
+		}
+		_ = os.Remove(d)
+	}
 }
 
 // isolatedCz is a mesos containerizer with cgroups (cpu, mem, pids) and a
@@ -327,4 +332,87 @@ func TestSessionInATaskOfAGroup(t *testing.T) {
 	}
 	fw.kill(a, "inner")
 	fw.waitState("inner", mesos.TaskState_TASK_KILLED, 20*time.Second)
+}
+
+// slowReturnCz is a containerizer whose Launch returns only a while after
+// its container runs, as a mesos containerizer's may when the executor runs
+// in place in a prestarted init: the executor subscribes before Launch
+// returned. Its PrepareNested holds the agent to the contract that nested
+// containers are asked of a launched container.
+type slowReturnCz struct {
+	*mesoscz.Containerizer
+	mu       sync.Mutex
+	returned map[string]bool
+	early    []string // PrepareNested calls before their parent's Launch returned
+	nested   chan string
+}
+
+func (c *slowReturnCz) Launch(ctx context.Context, spec containerizer.LaunchSpec) (containerizer.Handle, error) {
+	h, err := c.Containerizer.Launch(ctx, spec)
+	if err != nil {
+		return h, err
+	}
+	// The executor runs and subscribes meanwhile; an agent that asks for
+	// its tasks' cgroups now does so too early. The wait ends at the first
+	// such call, or after a while on an agent that waits.
+	select {
+	case <-c.nested:
+	case <-time.After(2 * time.Second):
+	}
+	c.mu.Lock()
+	c.returned[spec.ContainerID] = true
+	c.mu.Unlock()
+	return h, nil
+}
+
+func (c *slowReturnCz) PrepareNested(ctx context.Context, parent, id string, resources []*mesos.Resource) error {
+	c.mu.Lock()
+	early := !c.returned[parent]
+	if early {
+		c.early = append(c.early, id)
+	}
+	c.mu.Unlock()
+	if early {
+		select {
+		case c.nested <- id:
+		default:
+		}
+	}
+	return c.Containerizer.PrepareNested(ctx, parent, id, resources)
+}
+
+// An executor that subscribes before its container's Launch returned gets
+// its group's tasks only with their own cgroups, made once the launch
+// returned (CI once found a group's tasks in their executor's cgroup: the
+// agent had asked for the nested cgroups of a container the containerizer
+// did not track yet).
+func TestTaskGroupCgroupsWaitForTheLaunch(t *testing.T) {
+	c := newCluster(t, nil)
+	testutil.RequireRoot(t)
+	root := fmt.Sprintf("mesolite-agent-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	cz := &slowReturnCz{Containerizer: isolatedCz(t, root), returned: map[string]bool{}, nested: make(chan string, 1)}
+	t.Cleanup(func() { removeTestCgroups(root) })
+	a := c.startAgentOn(t, traversableDir(t), 0, nil, cz)
+	fw := c.subscribe(t, testFramework("pods"))
+	fw.launchGroup(a, groupExecutor("pod-early"), groupTask("early", "cat /proc/self/cgroup; exec sleep 60", 0.2, 48))
+	running := fw.waitState("early", mesos.TaskState_TASK_RUNNING, 20*time.Second)
+	parent := running.GetContainerStatus().GetContainerId().GetParent().GetValue()
+	nested := running.GetContainerStatus().GetContainerId().GetValue()
+	cz.mu.Lock()
+	early := cz.early
+	cz.mu.Unlock()
+	if len(early) > 0 {
+		t.Errorf("the agent asked for nested cgroups %v before their container's Launch returned", early)
+	}
+	var out string
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		b, _ := os.ReadFile(filepath.Join(a.groupSandbox(fw.ID(), "pod-early"), "tasks", "early", "stdout"))
+		out = string(b)
+		return memCgroupOf(out) != ""
+	}, "the task printed its cgroups")
+	if got, want := memCgroupOf(out), "/"+root+"/"+parent+"/"+nested; got != want {
+		t.Errorf("the task runs in memory cgroup %q, want its own %q:\n%s", got, want, out)
+	}
+	fw.kill(a, "early")
+	fw.waitState("early", mesos.TaskState_TASK_KILLED, 20*time.Second)
 }
