@@ -40,15 +40,15 @@ func (p testPKI) getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// startTLSCluster starts a master and an agent serving TLS with pki's
-// certificate, the agent verifying the master with its CA, and returns
-// their addresses once the agent registered.
-func startTLSCluster(t *testing.T, pki testPKI) (masterAddr, agentAddr string) {
+// startTLSCluster starts a master (with masterFlags) and an agent serving
+// TLS with pki's certificate, the agent verifying the master with its CA,
+// and returns their addresses once the agent registered.
+func startTLSCluster(t *testing.T, pki testPKI, masterFlags ...string) (masterAddr, agentAddr string) {
 	t.Helper()
 	ssl := []string{"--ssl_cert_file=" + pki.Cert, "--ssl_key_file=" + pki.Key}
 	masterPort := strconv.Itoa(testutil.FreePort(t))
 	masterAddr = "127.0.0.1:" + masterPort
-	master := start(t, "master", append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...)...)
+	master := start(t, "master", append(append([]string{"master", "--ip=127.0.0.1", "--port=" + masterPort, "--work_dir=" + t.TempDir()}, ssl...), masterFlags...)...)
 	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() bool {
 		resp, err := pki.client().Get("https://" + masterAddr + "/master/health")
 		if err != nil {

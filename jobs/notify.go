@@ -85,7 +85,7 @@ func (s *Service) setupNotices() {
 		add("webhook", func(ctx context.Context, n Notice) error { return s.postNotice(ctx, client, n) })
 	}
 	if s.cfg.Mail != nil {
-		m := &mailer{cfg: *s.cfg.Mail, pageURL: "http://" + s.self() + "/", log: s.log}
+		m := &mailer{cfg: *s.cfg.Mail, pageURL: s.scheme() + "://" + s.self() + "/", log: s.log}
 		add("mail", m.send)
 	}
 }

@@ -34,8 +34,17 @@ type Config struct {
 	// webui_url and /scheduler/leader name them.
 	Hostname string
 	HTTPPort int
+	// HTTPS: the API is served over TLS (--ssl_cert_file), so its own
+	// URLs (webui_url, /scheduler/leader, the mail's link, the standbys'
+	// redirects) are https.
+	HTTPS bool
 	// FrameworkName is --mesos_framework_name (chronos).
 	FrameworkName   string
+	// Principal and Secret authenticate with the master
+	// (--mesos_authentication_principal, --mesos_authentication_secret_file);
+	// MasterTLS reaches an https master (nil: plain http).
+	Principal, Secret string
+	MasterTLS         *tls.Config
 	FailoverTimeout time.Duration
 	// Role is --mesos_role; empty subscribes with the default role "*".
 	Role string
@@ -207,7 +216,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Name:            proto.String(cfg.FrameworkName),
 		FailoverTimeout: proto.Float64(cfg.FailoverTimeout.Seconds()),
 		Hostname:        proto.String(cfg.Hostname),
-		WebuiUrl:        proto.String("http://" + s.self()),
+		WebuiUrl:        proto.String(s.scheme() + "://" + s.self()),
 	}
 	if cfg.User != "" {
 		fw.User = proto.String(cfg.User)
@@ -216,8 +225,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		fw.Role = proto.String(cfg.Role)
 	}
 	s.driver, err = frameworks.NewDriver(ctx, frameworks.DriverConfig{
-		Master: cfg.Master, Framework: fw, Store: s.store, Logger: cfg.Logger,
-		DeclineIdle: cfg.DeclineIdle, DeclineBusy: cfg.DeclineBusy, MinReviveInterval: cfg.MinReviveInterval,
+		Master: cfg.Master, Framework: fw, Store: s.store, Principal: cfg.Principal, Secret: cfg.Secret, TLS: cfg.MasterTLS,
+		Logger: cfg.Logger, DeclineIdle: cfg.DeclineIdle, DeclineBusy: cfg.DeclineBusy, MinReviveInterval: cfg.MinReviveInterval,
 	}, s)
 	if err != nil {
 		return fail(err)
@@ -250,6 +259,14 @@ func newAuth(cfg Config) (*httpauth.Authenticator, error) {
 // self is host:port of this instance's API.
 func (s *Service) self() string {
 	return net.JoinHostPort(s.cfg.Hostname, strconv.Itoa(s.cfg.HTTPPort))
+}
+
+// scheme is the scheme of the API's own URLs.
+func (s *Service) scheme() string {
+	if s.cfg.HTTPS {
+		return "https"
+	}
+	return "http"
 }
 
 // leader is host:port of the leading instance: this one, unless it takes

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mesolite/mesolite/frameworks/ha"
+	"github.com/mesolite/mesolite/httpauth"
 	"github.com/mesolite/mesolite/internal/cliflags"
 	"github.com/mesolite/mesolite/internal/tlsconfig"
 	"github.com/mesolite/mesolite/jobs"
@@ -56,8 +57,10 @@ restarts it.`)
 	mailUser := fs.String("mail_user", "", "user to authenticate to the SMTP server as (AUTH PLAIN, only over TLS or to loopback)")
 	mailPassword := fs.String("mail_password", "", "password for --mail_user (prefer CHRONOS_MAIL_PASSWORD: a command line is visible to every user)")
 	mailSSL := fs.Bool("mail_ssl", false, "connect to the SMTP server over TLS from the first byte (SMTPS, port 465); without it STARTTLS is used when offered")
-	caFile := fs.String("ssl_ca_file", "", "CA bundle (PEM) the TLS certificates of --mail_server and an https --http_notification_url are verified with,\n"+
-		"besides the system's roots (with LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_CA_FILE when this is empty)")
+	principal := fs.String("mesos_authentication_principal", "", "principal to authenticate with the master as")
+	secretFile := fs.String("mesos_authentication_secret_file", "", "file holding the secret of --mesos_authentication_principal")
+	ssl := defineSSLFlags(fs, "CA bundle (PEM) the master is verified with when the cluster speaks TLS, and, besides the system's roots,\n"+
+		"the TLS certificates of --mail_server and an https --http_notification_url (with LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_CA_FILE when this is empty)")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -104,11 +107,38 @@ restarts it.`)
 		}
 		cfg.Credentials = c
 	}
-	// --ssl_ca_file as every mesolite command reads it; jobs reaches only
-	// the receivers of notices over TLS, which may be public servers too.
+	if *principal != "" {
+		cfg.Principal = *principal
+		if *secretFile != "" {
+			secret, err := httpauth.ReadSecretFile(*secretFile)
+			if err != nil {
+				fmt.Fprintln(stderr, "mesolite jobs: --mesos_authentication_secret_file:", err)
+				return 2
+			}
+			cfg.Secret = secret
+		}
+	} else if *secretFile != "" {
+		fmt.Fprintln(stderr, "mesolite jobs: --mesos_authentication_secret_file needs --mesos_authentication_principal")
+		return 2
+	}
+	// The cluster's TLS as every mesolite command reads it: the API served
+	// over https with a certificate, the master reached over https with the
+	// cluster's CA.
+	st, err := ssl.setup()
+	if err != nil {
+		fmt.Fprintln(stderr, "mesolite jobs: TLS:", err)
+		return 2
+	}
+	if cfg.MasterTLS, err = st.client(); err != nil {
+		fmt.Fprintln(stderr, "mesolite jobs: TLS:", err)
+		return 2
+	}
+	cfg.HTTPS = st.server != nil
+	// The receivers of notices may be public servers: the CA besides the
+	// system's roots.
 	var clientTLS *tls.Config
-	if files, _ := (tlsconfig.Files{CA: *caFile}).WithEnv(os.Getenv); files.CA != "" {
-		if clientTLS, err = (tlsconfig.Files{CA: files.CA}).ClientWithSystemRoots(); err != nil {
+	if st.files.CA != "" {
+		if clientTLS, err = (tlsconfig.Files{CA: st.files.CA}).ClientWithSystemRoots(); err != nil {
 			fmt.Fprintln(stderr, "mesolite jobs:", err)
 			return 2
 		}
@@ -137,7 +167,7 @@ restarts it.`)
 	if *zkHosts != "" {
 		var err error
 		elect, err = ha.New(ha.Config{ZK: "zk://" + strings.TrimPrefix(*zkHosts, "zk://") + "/" + strings.Trim(*zkPath, "/"),
-			Hostname: cfg.Hostname, Port: *httpPort, SessionTimeout: time.Duration(*zkTimeout) * time.Millisecond, Logger: log})
+			Hostname: cfg.Hostname, Port: *httpPort, Scheme: st.scheme(), SessionTimeout: time.Duration(*zkTimeout) * time.Millisecond, Logger: log})
 		if err != nil {
 			return fail(fmt.Errorf("--zk_hosts, --zk_path: %w", err))
 		}
@@ -151,10 +181,13 @@ restarts it.`)
 	if err != nil {
 		return fail(err)
 	}
+	if st.server != nil {
+		ln = tls.NewListener(ln, st.server)
+	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(cfg.Credentials) == 0 {
 		log.Warn("the API listens beyond loopback without --http_credentials: anyone who reaches it can run commands on the cluster", "address", ln.Addr().String())
 	}
-	fmt.Fprintf(stdout, "mesolite jobs: Chronos API at http://%s/scheduler/jobs (framework %q, master %s)\n",
+	fmt.Fprintf(stdout, "mesolite jobs: Chronos API at %s://%s/scheduler/jobs (framework %q, master %s)\n", st.scheme(),
 		net.JoinHostPort(cfg.Hostname, strconv.Itoa(*httpPort)), *name, *master)
 	if elect != nil {
 		err = jobs.RunHA(ctx, cfg, elect, ln)

@@ -136,10 +136,17 @@ apps' state in <work_dir>/apps. Every agent flag applies to the agent.`)
 		fmt.Fprintf(stdout, "mesolite local: apps (Marathon API) http://%s/v2/apps\n", apl.Addr())
 	}
 	// The cluster's cron: Chronos's API on --jobs_port.
-	if *jobsPort != 0 && st.server == nil {
-		jsvc, err := jobs.New(ctx, jobs.Config{Master: masterAddr, HTTPPort: *jobsPort, Hostname: *f.ip,
+	if *jobsPort != 0 {
+		jcfg := jobs.Config{Master: masterAddr, HTTPPort: *jobsPort, Hostname: *f.ip,
 			FrameworkName: jobs.DefaultFrameworkName, FailoverTimeout: 7 * 24 * time.Hour,
-			WorkDir: filepath.Join(root, "jobs"), Logger: log.With("process", "jobs")})
+			WorkDir: filepath.Join(root, "jobs"), Logger: log.With("process", "jobs")}
+		if jcfg.MasterTLS, err = st.client(); err != nil {
+			fmt.Fprintln(stderr, "mesolite local: jobs: TLS:", err)
+			cancel()
+			wg.Wait()
+			return 1
+		}
+		jsvc, err := jobs.New(ctx, jcfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "mesolite local: jobs:", err)
 			cancel()
