@@ -39,13 +39,13 @@ type Config struct {
 	// redirects) are https.
 	HTTPS bool
 	// FrameworkName is --mesos_framework_name (chronos).
-	FrameworkName   string
+	FrameworkName string
 	// Principal and Secret authenticate with the master
 	// (--mesos_authentication_principal, --mesos_authentication_secret_file);
 	// MasterTLS reaches an https master (nil: plain http).
 	Principal, Secret string
 	MasterTLS         *tls.Config
-	FailoverTimeout time.Duration
+	FailoverTimeout   time.Duration
 	// Role is --mesos_role; empty subscribes with the default role "*".
 	Role string
 	// User runs jobs that name no runAsUser; empty: the current user.
