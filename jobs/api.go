@@ -244,7 +244,7 @@ func (s *Service) handleAdd(scheduled bool) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		j, err := DecodeJob(b)
+		j, err := s.cfg.Defaults.Decode(b)
 		if err == nil {
 			err = s.AddJob(r.Context(), j, scheduled)
 		}

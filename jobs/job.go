@@ -127,10 +127,36 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// JobDefaults are what a job that leaves out its resources or epsilon
+// gets: --mesos_task_cpu, --mesos_task_mem, --mesos_task_disk and
+// --task_epsilon. The zero JobDefaults are Chronos's defaults; an empty
+// Epsilon is Chronos's.
+type JobDefaults struct {
+	CPUs, Mem, Disk float64
+	// Epsilon is an ISO 8601 duration (PT60S).
+	Epsilon string
+}
+
+// orChronos is d, or Chronos's defaults when d is zero.
+func (d JobDefaults) orChronos() JobDefaults {
+	if d == (JobDefaults{}) {
+		d = JobDefaults{CPUs: DefaultCPUs, Mem: DefaultMem, Disk: DefaultDisk}
+	}
+	if d.Epsilon == "" {
+		d.Epsilon = DefaultEpsilon
+	}
+	return d
+}
+
 // DecodeJob reads a job as a client sends it, filling Chronos's defaults
 // for the fields it leaves out.
-func DecodeJob(b []byte) (*Job, error) {
-	j := &Job{Shell: true, Retries: DefaultRetries, CPUs: DefaultCPUs, Mem: DefaultMem, Disk: DefaultDisk, Epsilon: DefaultEpsilon}
+func DecodeJob(b []byte) (*Job, error) { return JobDefaults{}.Decode(b) }
+
+// Decode reads a job as a client sends it, filling d (and Chronos's
+// defaults where d says nothing) for the fields it leaves out.
+func (d JobDefaults) Decode(b []byte) (*Job, error) {
+	d = d.orChronos()
+	j := &Job{Shell: true, Retries: DefaultRetries, CPUs: flexFloat(d.CPUs), Mem: flexFloat(d.Mem), Disk: flexFloat(d.Disk), Epsilon: d.Epsilon}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(j); err != nil {
 		return nil, fmt.Errorf("the job is not valid JSON: %v: %w", err, errdefs.ErrInvalid)
@@ -139,7 +165,7 @@ func DecodeJob(b []byte) (*Job, error) {
 		return nil, fmt.Errorf("the job is followed by more JSON: %w", errdefs.ErrInvalid)
 	}
 	if j.Epsilon == "" {
-		j.Epsilon = DefaultEpsilon
+		j.Epsilon = d.Epsilon
 	}
 	// Chronos lists empty lists as [], not null; clients index them.
 	j.Arguments = nonNil(j.Arguments)

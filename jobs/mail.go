@@ -121,6 +121,11 @@ func (m *mailer) message(n Notice, to []string, now time.Time) ([]byte, error) {
 	if n.Disabled {
 		subject = fmt.Sprintf("[Chronos] job '%s' disabled after %d failures", n.Job, n.Failures)
 	}
+	if n.Cluster != "" {
+		// As Chronos: the cluster first, so that one inbox tells clusters
+		// apart (the name has no control characters: ValidClusterName).
+		subject = "[" + n.Cluster + "] " + subject
+	}
 	id := make([]byte, 12)
 	rand.Read(id)
 	var rcpts []string
@@ -150,6 +155,9 @@ func (m *mailer) message(n Notice, to []string, now time.Time) ([]byte, error) {
 	line("State:   %s", n.TaskState)
 	if n.Message != "" {
 		line("Message: %s", bodyText(n.Message))
+	}
+	if n.Cluster != "" {
+		line("Cluster: %s", n.Cluster)
 	}
 	line("Time:    %s", n.Time)
 	line("Failures since the last success: %d", n.Failures)

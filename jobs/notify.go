@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/mesolite/mesolite/errdefs"
 )
 
 // Failure notices. Chronos tells a job's owners when it fails; here each
@@ -44,6 +47,21 @@ type Notice struct {
 	// Disabled: this failure disabled the job (--disable_after_failures).
 	Disabled bool   `json:"disabled"`
 	Time     string `json:"time"`
+	// Cluster is --cluster_name.
+	Cluster string `json:"cluster,omitempty"`
+}
+
+// maxClusterName bounds --cluster_name, which goes into mail subjects.
+const maxClusterName = 100
+
+// ValidClusterName checks --cluster_name: it goes into a mail's Subject
+// header, so no control characters (a line break would start a header of
+// the name's choosing), and at most maxClusterName bytes.
+func ValidClusterName(name string) error {
+	if len(name) > maxClusterName || !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return fmt.Errorf("--cluster_name %.40q: at most %d bytes of UTF-8 text without control characters: %w", name, maxClusterName, errdefs.ErrInvalid)
+	}
+	return nil
 }
 
 // noticeSink delivers notices to one receiver, from its own bounded
@@ -75,14 +93,27 @@ func (s *Service) setupNotices() {
 	add := func(name string, deliver func(context.Context, Notice) error) {
 		s.notes.sinks = append(s.notes.sinks, &noticeSink{name: name, pending: make(chan Notice, maxPendingNotices), deliver: deliver})
 	}
+	client := &http.Client{Timeout: notifyTimeout}
+	if s.cfg.NotificationTLS != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = s.cfg.NotificationTLS.Clone()
+		client.Transport = tr
+	}
 	if s.cfg.NotificationURL != "" {
-		client := &http.Client{Timeout: notifyTimeout}
-		if s.cfg.NotificationTLS != nil {
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = s.cfg.NotificationTLS.Clone()
-			client.Transport = tr
+		add("webhook", func(ctx context.Context, n Notice) error {
+			body, _ := json.Marshal(n)
+			return s.post(ctx, client, s.cfg.NotificationURL, body, s.cfg.NotificationUser, s.cfg.NotificationPassword)
+		})
+	}
+	// Slack's incoming webhooks and Mattermost's take the same message.
+	for _, chat := range []struct{ name, url string }{{"slack", s.cfg.SlackURL}, {"mattermost", s.cfg.MattermostURL}} {
+		if chat.url == "" {
+			continue
 		}
-		add("webhook", func(ctx context.Context, n Notice) error { return s.postNotice(ctx, client, n) })
+		add(chat.name, func(ctx context.Context, n Notice) error {
+			body, _ := json.Marshal(map[string]string{"text": s.chatText(n)})
+			return s.post(ctx, client, chat.url, body, "", "")
+		})
 	}
 	if s.cfg.Mail != nil {
 		m := &mailer{cfg: *s.cfg.Mail, pageURL: s.scheme() + "://" + s.self() + "/", log: s.log}
@@ -97,7 +128,8 @@ func (s *Service) notifyFailure(j Job, taskID, state, message string, disabled b
 		return
 	}
 	n := Notice{Job: j.Name, Owners: splitOwners(j.Owner), OwnerName: j.OwnerName, TaskID: taskID, TaskState: state,
-		Message: truncate(message, 1024), Failures: j.ErrorsSinceSuccess, Disabled: disabled, Time: now.UTC().Format(timeFormat)}
+		Message: truncate(message, 1024), Failures: j.ErrorsSinceSuccess, Disabled: disabled, Time: now.UTC().Format(timeFormat),
+		Cluster: s.cfg.ClusterName}
 	for _, sink := range s.notes.sinks {
 		select {
 		case sink.pending <- n:
@@ -156,27 +188,56 @@ func (s *Service) deliver(ctx context.Context, sink *noticeSink, n Notice) {
 	}
 }
 
-// postNotice POSTs n to --http_notification_url. A 4xx answer is a
-// refusal for good; a 5xx or no answer is tried again.
-func (s *Service) postNotice(ctx context.Context, client *http.Client, n Notice) error {
-	body, _ := json.Marshal(n)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.NotificationURL, bytes.NewReader(body))
+// post POSTs a notice's JSON body to url (with HTTP Basic when user is
+// set). A 4xx (or 3xx) answer is a refusal for good; a 5xx or no answer is
+// tried again.
+func (s *Service) post(ctx context.Context, client *http.Client, url string, body []byte, user, password string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return permanent{fmt.Errorf("making the request: %w", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
+	// Where it went is said without the URL itself: a chat webhook's URL
+	// is its secret, and it would end up in the log.
 	switch {
 	case resp.StatusCode >= 500:
-		return fmt.Errorf("%s answered %s", s.cfg.NotificationURL, resp.Status)
+		return fmt.Errorf("%s answered %s", req.URL.Host, resp.Status)
 	case resp.StatusCode >= 300:
-		return permanent{fmt.Errorf("%s answered %s", s.cfg.NotificationURL, resp.Status)}
+		return permanent{fmt.Errorf("%s answered %s", req.URL.Host, resp.Status)}
 	}
 	return nil
+}
+
+// chatText is notice n as one chat message: what a mail's subject and
+// body say, with a link to the job's page.
+func (s *Service) chatText(n Notice) string {
+	var b strings.Builder
+	if n.Cluster != "" {
+		fmt.Fprintf(&b, "[%s] ", n.Cluster)
+	}
+	if n.Disabled {
+		fmt.Fprintf(&b, "[Chronos] job '%s' disabled after %d failures", n.Job, n.Failures)
+	} else {
+		fmt.Fprintf(&b, "[Chronos] job '%s' failed!", n.Job)
+	}
+	fmt.Fprintf(&b, "\nTask: %s\nState: %s", n.TaskID, n.TaskState)
+	if n.Message != "" {
+		fmt.Fprintf(&b, "\nMessage: %s", bodyText(n.Message))
+	}
+	fmt.Fprintf(&b, "\nTime: %s\nFailures since the last success: %d", n.Time, n.Failures)
+	if len(n.Owners) > 0 {
+		fmt.Fprintf(&b, "\nOwners: %s", strings.Join(n.Owners, ", "))
+	}
+	fmt.Fprintf(&b, "\n%s://%s/#/job/%s", s.scheme(), s.self(), n.Job)
+	return b.String()
 }
 
 func splitOwners(s string) []string {

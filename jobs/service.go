@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -72,9 +74,28 @@ type Config struct {
 	// NotificationTLS verifies an https NotificationURL: --ssl_ca_file's
 	// CA besides the system's roots; nil: the system's roots.
 	NotificationTLS *tls.Config
+	// NotificationUser and NotificationPassword, when set, go with each
+	// POST to NotificationURL (HTTP Basic; --http_notification_credentials).
+	NotificationUser, NotificationPassword string
+	// SlackURL and MattermostURL are incoming webhooks each notice is
+	// posted to as a chat message (--slack_url, --mattermost_url).
+	SlackURL, MattermostURL string
+	// ClusterName is --cluster_name, said in each notice.
+	ClusterName string
+	// Defaults fill what a job leaves out (--mesos_task_cpu,
+	// --mesos_task_mem, --mesos_task_disk, --task_epsilon).
+	Defaults JobDefaults
+	// WebUIURL is --webui_url, the framework's link in the master's UI;
+	// empty: this API's own URL.
+	WebUIURL string
+	// ReconcileInterval is --reconciliation_interval: how often the tasks'
+	// states are asked of the master; zero: the driver's default.
+	ReconcileInterval time.Duration
 	// Credentials, when any, are required (HTTP Basic) on the API and the
-	// page, every path but /ping (--http_credentials).
+	// page, every path but /ping (--http_credentials), in Realm (default
+	// chronos; --http_realm).
 	Credentials []httpauth.Credential
+	Realm       string
 	// Mail, when set, mails the same notices to each job's owners
 	// (--mail_server and its company; mail.go).
 	Mail *MailConfig
@@ -115,6 +136,26 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Store == nil && cfg.WorkDir == "" {
 		return cfg, fmt.Errorf("jobs: no --work_dir for the state: %w", errdefs.ErrInvalid)
+	}
+	if err := ValidClusterName(cfg.ClusterName); err != nil {
+		return cfg, fmt.Errorf("jobs: %w", err)
+	}
+	for _, u := range []struct{ flag, url string }{{"--http_notification_url", cfg.NotificationURL}, {"--slack_url", cfg.SlackURL},
+		{"--mattermost_url", cfg.MattermostURL}, {"--webui_url", cfg.WebUIURL}} {
+		if u.url == "" {
+			continue
+		}
+		if p, err := url.Parse(u.url); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return cfg, fmt.Errorf("jobs: %s must be an http:// or https:// URL: %w", u.flag, errdefs.ErrInvalid)
+		}
+	}
+	if d := cfg.Defaults; d.CPUs < 0 || d.Mem < 0 || d.Disk < 0 {
+		return cfg, fmt.Errorf("jobs: --mesos_task_cpu, --mesos_task_mem and --mesos_task_disk must not be negative: %w", errdefs.ErrInvalid)
+	}
+	if cfg.Defaults.Epsilon != "" {
+		if _, err := ParsePeriod(cfg.Defaults.Epsilon); err != nil {
+			return cfg, fmt.Errorf("jobs: --task_epsilon: %w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -216,7 +257,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Name:            proto.String(cfg.FrameworkName),
 		FailoverTimeout: proto.Float64(cfg.FailoverTimeout.Seconds()),
 		Hostname:        proto.String(cfg.Hostname),
-		WebuiUrl:        proto.String(s.scheme() + "://" + s.self()),
+		WebuiUrl:        proto.String(cmp.Or(cfg.WebUIURL, s.scheme()+"://"+s.self())),
 	}
 	if cfg.User != "" {
 		fw.User = proto.String(cfg.User)
@@ -227,6 +268,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.driver, err = frameworks.NewDriver(ctx, frameworks.DriverConfig{
 		Master: cfg.Master, Framework: fw, Store: s.store, Principal: cfg.Principal, Secret: cfg.Secret, TLS: cfg.MasterTLS,
 		Logger: cfg.Logger, DeclineIdle: cfg.DeclineIdle, DeclineBusy: cfg.DeclineBusy, MinReviveInterval: cfg.MinReviveInterval,
+		ReconcileInterval: cfg.ReconcileInterval,
 	}, s)
 	if err != nil {
 		return fail(err)
@@ -248,7 +290,7 @@ func newAuth(cfg Config) (*httpauth.Authenticator, error) {
 	if len(cfg.Credentials) == 0 {
 		return nil, nil
 	}
-	a, err := httpauth.New(httpauth.Options{Enabled: true, Realm: "chronos", Credentials: cfg.Credentials, Logger: cfg.Logger,
+	a, err := httpauth.New(httpauth.Options{Enabled: true, Realm: cmp.Or(cfg.Realm, "chronos"), Credentials: cfg.Credentials, Logger: cfg.Logger,
 		Skip: func(r *http.Request) bool { return r.URL.Path == "/ping" }})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: --http_credentials: %w", err)

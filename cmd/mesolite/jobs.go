@@ -61,6 +61,37 @@ restarts it.`)
 	secretFile := fs.String("mesos_authentication_secret_file", "", "file holding the secret of --mesos_authentication_principal")
 	ssl := defineSSLFlags(fs, "CA bundle (PEM) the master is verified with when the cluster speaks TLS, and, besides the system's roots,\n"+
 		"the TLS certificates of --mail_server and an https --http_notification_url (with LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_CA_FILE when this is empty)")
+	taskCPU := fs.Float64("mesos_task_cpu", jobs.DefaultCPUs, "cpus of a job that gives none")
+	taskMem := fs.Float64("mesos_task_mem", jobs.DefaultMem, "mem (MB) of a job that gives none")
+	taskDisk := fs.Float64("mesos_task_disk", jobs.DefaultDisk, "disk (MB) of a job that gives none")
+	taskEpsilon := fs.Int64("task_epsilon", 60, "epsilon in seconds of a job that gives none: a run missed by more is skipped")
+	failureRetry := fs.Int64("failure_retry", jobs.DefaultRetryBackoff.Milliseconds(), "milliseconds before a failed run's first retry; each further one waits twice as long, up to 10 minutes")
+	declineFor := fs.Int64("decline_offer_duration", 0, "milliseconds an offer that fits no due run is declined for (0: Mesos's default, 5 s);\nwith no run due, offers are declined until one is")
+	minRevive := fs.Int64("min_revive_offers_interval", jobs.DefaultMinReviveInterval.Milliseconds(), "the fewest milliseconds between two requests for offers (REVIVE)")
+	reconcile := fs.Int64("reconciliation_interval", 600, "seconds between two reconciliations of the runs' task states with the master")
+	clusterName := fs.String("cluster_name", "", "the cluster's name, said in each failure notice (mail subject, webhook and chat messages)")
+	webuiURL := fs.String("webui_url", "", "the framework's web UI link in the master's UI (default: this API's URL)")
+	realm := fs.String("http_realm", "chronos", "the HTTP Basic realm of --http_credentials")
+	notifyCreds := fs.String("http_notification_credentials", "", "user:password sent (HTTP Basic) with each POST to --http_notification_url")
+	slackURL := fs.String("slack_url", "", "a Slack incoming webhook each failure notice is posted to as a message")
+	mattermostURL := fs.String("mattermost_url", "", "a Mattermost incoming webhook each failure notice is posted to as a message")
+	// Chronos's flags that have nothing to set here: accepted so that a
+	// Chronos command line starts, and said in the log when given.
+	horizon := fs.Int64("schedule_horizon", 60, "Chronos's scheduling look-ahead in seconds; no effect: runs are started at their time, with no look-ahead")
+	_ = fs.Int64("leader_max_idle_time", 5000, "Chronos's look-ahead in milliseconds; no effect here")
+	_ = fs.Bool("mesos_checkpoint", true, "Chronos's checkpointing switch; no effect: the framework always checkpoints, so runs survive an agent restart")
+	_ = fs.Bool("revive_offers_for_new_jobs", false, "Chronos's switch; no effect: offers are revived whenever a run is due")
+	_ = fs.Int("job_history_limit", 5, "Chronos's history view length; no effect here")
+	var ignored []string
+	for _, name := range []string{"cassandra_contact_points", "cassandra_port", "cassandra_keyspace", "cassandra_table", "cassandra_stat_count_table",
+		"cassandra_consistency", "cassandra_ttl", "graphite_host_port", "graphite_reporting_interval", "graphite_group_prefix", "raven_dsn", "assets_path", "https_port"} {
+		fs.Func(name, "Chronos's flag; no effect here (said in the log when given)", func(string) error {
+			ignored = append(ignored, "--"+name)
+			return nil
+		})
+	}
+	keystore := fs.String("ssl_keystore_path", "", "Chronos's Java keystore: refused; serve https with --ssl_cert_file and --ssl_key_file (PEM)")
+	_ = fs.String("ssl_keystore_password", "", "Chronos's keystore password; see --ssl_keystore_path")
 	level := fs.String("logging_level", "INFO", "log level: ERROR, WARNING, INFO, DEBUG")
 	format := fs.String("log_format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -88,6 +119,18 @@ restarts it.`)
 	case *failover < 0 || *zkTimeout <= 0:
 		fmt.Fprintln(stderr, "mesolite jobs: --failover_timeout must not be negative, --zk_timeout must be positive")
 		return 2
+	case *keystore != "":
+		fmt.Fprintln(stderr, "mesolite jobs: --ssl_keystore_path: a Java keystore is not read here; give the certificate and its key as PEM files with --ssl_cert_file and --ssl_key_file")
+		return 2
+	case *taskCPU < 0 || *taskMem < 0 || *taskDisk < 0 || *taskEpsilon < 0:
+		fmt.Fprintln(stderr, "mesolite jobs: --mesos_task_cpu, --mesos_task_mem, --mesos_task_disk and --task_epsilon must not be negative")
+		return 2
+	case *failureRetry <= 0 || *minRevive <= 0 || *reconcile <= 0 || *declineFor < 0 || *horizon <= 0:
+		fmt.Fprintln(stderr, "mesolite jobs: --failure_retry, --min_revive_offers_interval, --reconciliation_interval and --schedule_horizon must be positive, --decline_offer_duration not negative")
+		return 2
+	case *notifyCreds != "" && !strings.Contains(*notifyCreds, ":"):
+		fmt.Fprintln(stderr, "mesolite jobs: --http_notification_credentials must be user:password")
+		return 2
 	}
 	log, err := newLogger(stderr, *level, *format)
 	if err != nil {
@@ -97,7 +140,17 @@ restarts it.`)
 	cfg := jobs.Config{
 		Master: *master, HTTPPort: *httpPort, FrameworkName: *name, Role: *role, User: *user, WorkDir: *workDir,
 		FailoverTimeout: time.Duration(*failover) * time.Second, Logger: log,
-		DisableAfterFailures: *disableAfter, NotificationURL: *notifyURL,
+		DisableAfterFailures: *disableAfter, NotificationURL: *notifyURL, SlackURL: *slackURL, MattermostURL: *mattermostURL,
+		ClusterName: *clusterName, WebUIURL: *webuiURL, Realm: *realm,
+		Defaults:          jobs.JobDefaults{CPUs: *taskCPU, Mem: *taskMem, Disk: *taskDisk, Epsilon: fmt.Sprintf("PT%dS", *taskEpsilon)},
+		RetryBackoff:      time.Duration(*failureRetry) * time.Millisecond,
+		DeclineBusy:       time.Duration(*declineFor) * time.Millisecond,
+		MinReviveInterval: time.Duration(*minRevive) * time.Millisecond,
+		ReconcileInterval: time.Duration(*reconcile) * time.Second,
+	}
+	cfg.NotificationUser, cfg.NotificationPassword, _ = strings.Cut(*notifyCreds, ":")
+	if len(ignored) > 0 {
+		log.Warn("Chronos flags that have no effect here are ignored", "flags", ignored)
 	}
 	if *creds != "" {
 		c, err := apiCredentials(*creds)
