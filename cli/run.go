@@ -312,7 +312,13 @@ func (r *runner) handle(ctx context.Context, ev *schedv1.Event) (int, bool) {
 		f := ev.GetFailure()
 		if r.task != nil && f.GetAgentId().GetValue() == r.task.GetAgentId().GetValue() {
 			if f.ExecutorId != nil {
-				r.printf("executor %s on agent %s terminated (status %d)\n", f.GetExecutorId().GetValue(), f.GetAgentId().GetValue(), f.GetStatus())
+				// An executor that exits 0 did so after the agent took its
+				// task's last update, which follows (updates wait for the
+				// previous one's acknowledgement, the executor does not):
+				// only an abnormal end is news.
+				if f.GetStatus() != 0 {
+					r.printf("executor %s on agent %s terminated (status %d)\n", f.GetExecutorId().GetValue(), f.GetAgentId().GetValue(), f.GetStatus())
+				}
 			} else {
 				r.printf("agent %s was lost\n", f.GetAgentId().GetValue())
 			}

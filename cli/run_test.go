@@ -474,3 +474,49 @@ func TestRunResubscribeReconciles(t *testing.T) {
 		t.Fatal("a reconciliation answer was acknowledged")
 	}
 }
+
+// An executor's end is news only when abnormal: one that exits 0 before
+// its task's last update reaches the framework (the update waits for the
+// previous one's acknowledgement, the executor does not) is not printed
+// between the updates; one killed by a signal is.
+func TestRunExecutorEnd(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		status int32
+		last   *mesos.TaskStatus
+		code   int
+		says   string
+	}{
+		{"clean exit", 0, status(mesos.TaskState_TASK_FINISHED, "u3", "Command exited with status 0"), 0, ""},
+		{"killed", 9, status(mesos.TaskState_TASK_FAILED, "u3", "Executor terminated"), 1, "executor hi-exec on agent agent-1 terminated (status 9)\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFakeCluster(t)
+			f.OnCall = func(call *schedv1.Call) {
+				f.onCall(call)
+				if call.GetType() != schedv1.Call_ACCEPT {
+					return
+				}
+				go func() {
+					task := f.task()
+					f.sendUpdates(task, []*mesos.TaskStatus{status(mesos.TaskState_TASK_STARTING, "u1", ""), status(mesos.TaskState_TASK_RUNNING, "u2", "")})
+					f.send(&schedv1.Event{Type: schedv1.Event_FAILURE.Enum(), Failure: &schedv1.Event_Failure{
+						AgentId: task.GetAgentId(), ExecutorId: &mesos.ExecutorID{Value: mesos.Ptr("hi-exec")}, Status: mesos.Ptr(c.status)}})
+					f.sendUpdates(task, []*mesos.TaskStatus{c.last})
+				}()
+			}
+			f.updates = nil
+			code, out, errOut := runCmd(t, context.Background(), "--master="+f.Addr(), "--name=hi", "--command=true", "--resources=cpus:0.1;mem:32")
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, c.code, out, errOut)
+			}
+			printed := strings.Contains(out, "terminated (status")
+			if c.says == "" && printed {
+				t.Errorf("a clean executor exit printed:\n%s", out)
+			}
+			if c.says != "" && !strings.Contains(out, "TASK_RUNNING (source: SOURCE_EXECUTOR)\n"+c.says) {
+				t.Errorf("output lacks %q after TASK_RUNNING:\n%s", c.says, out)
+			}
+		})
+	}
+}
