@@ -130,7 +130,7 @@ type Schedule struct {
 var startLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04"}
 
 // ParseSchedule parses R[n]/[start]/period. An empty start means now.
-// tz, when not empty, is a tz database name (scheduleTimeZone) and takes
+// tz, when not empty, is a zone as LoadZone reads it (scheduleTimeZone) and takes
 // precedence over a zone in start: start's wall-clock time is read in tz,
 // as Chronos does, and periods are added in that zone.
 func ParseSchedule(s, tz string, now time.Time) (Schedule, error) {
@@ -139,9 +139,9 @@ func ParseSchedule(s, tz string, now time.Time) (Schedule, error) {
 	}
 	loc := time.UTC
 	if tz != "" {
-		l, err := time.LoadLocation(tz)
-		if err != nil || strings.Contains(tz, "..") {
-			return bad("scheduleTimeZone %q is not a tz database name", tz)
+		l, err := LoadZone(tz)
+		if err != nil {
+			return Schedule{}, fmt.Errorf("schedule %q: %w", s, err)
 		}
 		loc = l
 	}
