@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/httpauth"
@@ -201,6 +203,37 @@ func TestCredentials(t *testing.T) {
 		}
 		if c.code == 401 && rec.Header().Get("WWW-Authenticate") != `Basic realm="chronos"` {
 			t.Errorf("GET %s: challenge %q", c.path, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// Job names as Chronos allows them, spaces and '#' among them, go through
+// the API (escaped in paths as any client escapes them) and come back in
+// task ids; tabs, line breaks and ':' (the task id's separator) are
+// refused.
+func TestJobNamesWithSpacesAndHash(t *testing.T) {
+	s, _ := newTestService(t)
+	h := s.Handler()
+	const name = "nightly backup #2"
+	if code, b := do(t, h, "POST", "/scheduler/iso8601", `{"name":"`+name+`","command":"true","schedule":"R/2030-01-01T00:00:00Z/P1D"}`); code != 204 {
+		t.Fatalf("POST: %d %s", code, b)
+	}
+	if code, b := do(t, h, "GET", "/scheduler/jobs/search?name="+url.QueryEscape("backup #2"), ""); code != 200 || !strings.Contains(b, `"name":"`+name+`"`) {
+		t.Fatalf("search: %d %s", code, b)
+	}
+	if code, b := do(t, h, "GET", "/scheduler/job/stat/"+url.PathEscape(name), ""); code != 200 {
+		t.Fatalf("stat: %d %s", code, b)
+	}
+	id := TaskID(name, 1, time.Now())
+	if job, attempt, ok := ParseTaskID(id); !ok || job != name || attempt != 1 {
+		t.Errorf("ParseTaskID(%q) = %q, %d, %v", id, job, attempt, ok)
+	}
+	if code, b := do(t, h, "DELETE", "/scheduler/job/"+url.PathEscape(name), ""); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	for _, bad := range []string{`tab\there`, `line\nbreak`, `colon:name`, `slash/name`} {
+		if code, b := do(t, h, "POST", "/scheduler/iso8601", `{"name":"`+bad+`","command":"true","schedule":"R//P1D"}`); code != 400 || !strings.Contains(b, "not allowed") {
+			t.Errorf("name %q: %d %s, want 400", bad, code, b)
 		}
 	}
 }

@@ -176,9 +176,11 @@ func (d JobDefaults) Decode(b []byte) (*Job, error) {
 	return j, nil
 }
 
-// ValidName checks a job name: Chronos's letters, digits, '-', '_' and
-// '.', at least one, not "." or ".." (a name is a path segment in the
-// API and a store key), at most maxNameLen long.
+// ValidName checks a job name: Chronos's ([\w\s.#_-]+): letters, digits,
+// '-', '_', '.', '#' and spaces, at least one, not "." or ".." (a name is a
+// path segment in the API and a store key), at most maxNameLen long.
+// Chronos's \s also lets in tabs and line breaks; those are refused here:
+// a name goes into log lines, mail subjects and chat messages.
 func ValidName(name string) error {
 	if name == "" || len(name) > maxNameLen {
 		return fmt.Errorf("job name %.40q: must be 1 to %d characters: %w", name, maxNameLen, errdefs.ErrInvalid)
@@ -187,8 +189,8 @@ func ValidName(name string) error {
 		return fmt.Errorf("job name %q is not allowed: %w", name, errdefs.ErrInvalid)
 	}
 	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("job name %.40q: %q is not allowed; use letters, digits, '-', '_' and '.': %w", name, c, errdefs.ErrInvalid)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '#' || c == ' ') {
+			return fmt.Errorf("job name %.40q: %q is not allowed; use letters, digits, spaces, '-', '_', '.' and '#': %w", name, c, errdefs.ErrInvalid)
 		}
 	}
 	return nil

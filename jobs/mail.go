@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/url"
 	"net/smtp"
 	"net/textproto"
 	"strings"
@@ -165,7 +166,7 @@ func (m *mailer) message(n Notice, to []string, now time.Time) ([]byte, error) {
 		line("Owner:   %s", bodyText(n.OwnerName))
 	}
 	line("")
-	line("%s#/job/%s", m.pageURL, n.Job)
+	line("%s#/job/%s", m.pageURL, url.PathEscape(n.Job))
 	return b.Bytes(), nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -236,7 +237,7 @@ func (s *Service) chatText(n Notice) string {
 	if len(n.Owners) > 0 {
 		fmt.Fprintf(&b, "\nOwners: %s", strings.Join(n.Owners, ", "))
 	}
-	fmt.Fprintf(&b, "\n%s://%s/#/job/%s", s.scheme(), s.self(), n.Job)
+	fmt.Fprintf(&b, "\n%s://%s/#/job/%s", s.scheme(), s.self(), url.PathEscape(n.Job))
 	return b.String()
 }
 
