@@ -62,6 +62,11 @@ type Job struct {
 	Fetch                []Fetch    `json:"fetch"`
 	Constraints          [][]string `json:"constraints"`
 	DataProcessingJob    bool       `json:"dataProcessingJobType"`
+	// NextCronRun is when a job with a cron schedule runs next (RFC 3339,
+	// UTC): the scheduler keeps it, as it rewrites an ISO 8601 schedule's
+	// start, so that a restart or a new leader neither repeats nor loses a
+	// run. Empty for other jobs; what a client sends is not taken.
+	NextCronRun string `json:"nextCronRun,omitempty"`
 }
 
 // Container is a job's container: DOCKER (or MESOS) with an image.

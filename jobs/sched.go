@@ -193,11 +193,12 @@ func (s *Service) loop(ctx context.Context) {
 	}
 }
 
-// cachedSchedule is a job's schedule as parsed from its text.
+// cachedSchedule is a job's schedule as parsed from its text (and, for a
+// cron schedule, its next run).
 type cachedSchedule struct {
-	text, zone string
-	sc         Schedule
-	err        error
+	text, zone, next string
+	sc               Schedule
+	err              error
 }
 
 // scheduleLocked is j's parsed schedule, parsed again only when its text
@@ -205,9 +206,15 @@ type cachedSchedule struct {
 // not a parse (and, with scheduleTimeZone, a zoneinfo read).
 func (s *Service) scheduleLocked(j *Job, now time.Time) (Schedule, error) {
 	c, ok := s.schedules[j.Name]
-	if !ok || c.text != j.Schedule || c.zone != j.ScheduleTimeZone {
+	if !ok || c.text != j.Schedule || c.zone != j.ScheduleTimeZone || c.next != j.NextCronRun {
 		sc, err := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
-		c = cachedSchedule{text: j.Schedule, zone: j.ScheduleTimeZone, sc: sc, err: err}
+		if err == nil && sc.Cron != nil && j.NextCronRun != "" {
+			// A cron schedule's text stays; its next run is kept beside.
+			if next, perr := time.Parse(time.RFC3339Nano, j.NextCronRun); perr == nil {
+				sc.Start = next.In(sc.Loc)
+			}
+		}
+		c = cachedSchedule{text: j.Schedule, zone: j.ScheduleTimeZone, next: j.NextCronRun, sc: sc, err: err}
 		s.schedules[j.Name] = c
 	}
 	return c.sc, c.err
@@ -320,6 +327,9 @@ func (s *Service) tick(ctx context.Context, now time.Time) time.Time {
 			soonest(sc.Start)
 		}
 		nj.Schedule = sc.String()
+		if sc.Cron != nil {
+			nj.NextCronRun = sc.Start.UTC().Format(timeFormat)
+		}
 		op, err := jobOp(&nj)
 		if err != nil {
 			s.log.Warn("cannot encode the job", "job", name, "err", err)

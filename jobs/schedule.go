@@ -116,12 +116,18 @@ func ParsePeriod(s string) (Period, error) {
 const Forever = -1
 
 // Schedule is a Chronos schedule: an ISO 8601 repeating interval
-// R[n]/[start]/period. Run k (from 0) is due at Start plus k periods; with
-// Repeat n ≥ 0 only runs 0..n-1 exist (R0: none left), with Forever all do.
+// R[n]/[start]/period, or a cron expression (Cron set; cron.go). Run k
+// (from 0) is due at Start plus k periods, or at the k-th time after Start
+// the cron expression names; with Repeat n ≥ 0 only runs 0..n-1 exist
+// (R0: none left), with Forever (always so for cron) all do.
 type Schedule struct {
 	Repeat int
 	Start  time.Time
 	Period Period
+	// Cron and Loc, for a cron schedule: its expression and the zone its
+	// times are read in.
+	Cron *Cron
+	Loc  *time.Location
 }
 
 // startLayouts are the start forms accepted: RFC 3339 (with or without a
@@ -144,6 +150,20 @@ func ParseSchedule(s, tz string, now time.Time) (Schedule, error) {
 			return Schedule{}, fmt.Errorf("schedule %q: %w", s, err)
 		}
 		loc = l
+	}
+	if !isoSchedule(s) {
+		// Chronos 3 reads anything else as a cron expression. Its first
+		// run is the first time after now it names (the scheduler keeps
+		// the next one in Job.NextCronRun from then on).
+		c, err := ParseCron(s)
+		if err != nil {
+			return Schedule{}, err
+		}
+		first, ok := c.Next(now, loc)
+		if !ok {
+			return bad("the cron expression names no time in the next five years")
+		}
+		return Schedule{Repeat: Forever, Start: first, Cron: c, Loc: loc}, nil
 	}
 	parts := strings.Split(s, "/")
 	if len(parts) != 3 {
@@ -196,12 +216,41 @@ func ParseSchedule(s, tz string, now time.Time) (Schedule, error) {
 	return sc, nil
 }
 
+// isoSchedule says whether s is meant as R[n]/[start]/period: Chronos's
+// test (R, digits, '/', anything, '/P'), loosened to anything starting
+// with R and holding a '/' so that a mistyped one is told what is wrong
+// with it as such, not as a cron expression.
+func isoSchedule(s string) bool {
+	return strings.HasPrefix(s, "R") && strings.Contains(s, "/")
+}
+
 // At is the due time of run k.
-func (s Schedule) At(k int) time.Time { return s.Period.AddTo(s.Start, k) }
+func (s Schedule) At(k int) time.Time {
+	if s.Cron != nil {
+		t := s.Start
+		for ; k > 0; k-- {
+			n, ok := s.Cron.Next(t, s.Loc)
+			if !ok {
+				return time.Time{}
+			}
+			t = n
+		}
+		return t
+	}
+	return s.Period.AddTo(s.Start, k)
+}
 
 // Next returns the first run due at or after t and its index k; ok is
 // false when no run is left.
 func (s Schedule) Next(t time.Time) (at time.Time, k int, ok bool) {
+	if s.Cron != nil {
+		if !t.After(s.Start) {
+			return s.Start, 0, true
+		}
+		// The first at or after t: after the instant just before it.
+		at, ok = s.Cron.Next(t.Add(-time.Nanosecond), s.Loc)
+		return at, 1, ok
+	}
 	k = 0
 	if t.After(s.Start) {
 		k = int(t.Sub(s.Start) / s.Period.approx())
@@ -231,6 +280,9 @@ func (s Schedule) RunsLeft(t time.Time) int {
 // String is the schedule in Chronos's form, the start in RFC 3339 with
 // its zone (UTC unless scheduleTimeZone set one).
 func (s Schedule) String() string {
+	if s.Cron != nil {
+		return s.Cron.String()
+	}
 	r := "R"
 	if s.Repeat != Forever {
 		r += strconv.Itoa(s.Repeat)

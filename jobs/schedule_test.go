@@ -95,10 +95,10 @@ func TestParseSchedule(t *testing.T) {
 		})
 	}
 	bad := []struct{ in, tz, says string }{
-		{"", "", "parts"},
+		{"", "", "0 fields"},
 		{"R/PT5M", "", "parts"},
 		{"R/2015-01-16T05:00:00Z/PT5M/x", "", "parts"},
-		{"X/2015-01-16T05:00:00Z/PT5M", "", "R"},
+		{"X/2015-01-16T05:00:00Z/PT5M", "", "or a cron expression"},
 		{"R-1/2015-01-16T05:00:00Z/PT5M", "", "count"},
 		{"R+1/2015-01-16T05:00:00Z/PT5M", "", "count"},
 		{"Rx/2015-01-16T05:00:00Z/PT5M", "", "count"},

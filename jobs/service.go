@@ -368,13 +368,23 @@ func (s *Service) AddJob(ctx context.Context, j *Job, scheduled bool) error {
 	if err := j.Validate(scheduled, now); err != nil {
 		return err
 	}
+	j.NextCronRun = ""
+	var sc Schedule
 	if j.Schedule != "" {
-		sc, _ := ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
+		sc, _ = ParseSchedule(j.Schedule, j.ScheduleTimeZone, now)
 		j.Schedule = sc.String()
 	}
 	j.Parents = slices.Compact(slices.Sorted(slices.Values(j.Parents)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if sc.Cron != nil {
+		// Its first run is the first time after now the expression names;
+		// an update that keeps the schedule and zone keeps the next run.
+		j.NextCronRun = sc.Start.UTC().Format(timeFormat)
+		if old := s.jobs[j.Name]; old != nil && old.Schedule == j.Schedule && old.ScheduleTimeZone == j.ScheduleTimeZone && old.NextCronRun != "" {
+			j.NextCronRun = old.NextCronRun
+		}
+	}
 	for _, p := range j.Parents {
 		if _, ok := s.jobs[p]; !ok {
 			return fmt.Errorf("job %s: parent %s does not exist: %w", j.Name, p, errdefs.ErrInvalid)

@@ -23,10 +23,13 @@
 
   // lastRun is the later of a job's last success and last error.
   const lastRun = (j) => [j.lastSuccess, j.lastError].filter(Boolean).sort().pop() || '';
-  // nextRun is the start of a job's schedule while it repeats: the
-  // scheduler moves it forward after each run.
+  // nextRun is the start of a job's schedule while it repeats (the
+  // scheduler moves it forward after each run), or, for a cron schedule,
+  // the next run the scheduler keeps beside it.
   function nextRun(j) {
     if (!j.schedule || j.disabled) return '';
+    if (j.nextCronRun) return j.nextCronRun;
+    if (!j.schedule.startsWith('R')) return '';
     const [r, start] = j.schedule.split('/');
     return r === 'R0' ? '' : start || '';
   }
