@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesolite/mesolite/api/v1/mesos"
 	"github.com/mesolite/mesolite/frameworks"
 	"github.com/mesolite/mesolite/internal/testutil"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestJobDefaults: --mesos_task_cpu, --mesos_task_mem, --mesos_task_disk
@@ -153,5 +155,69 @@ func TestNoticeConfigRefused(t *testing.T) {
 		if _, err := New(context.Background(), cfg); err == nil {
 			t.Errorf("New accepted %+v", cfg)
 		}
+	}
+}
+
+// TestExecutorTaskInfo: a job with an executor gives its runs to a custom
+// executor the same for every run (one id per job, no per-run value in
+// its ExecutorInfo: an agent refuses a task whose ExecutorInfo differs
+// from its running executor's), with "executorFlags|command" as the
+// task's data, as Chronos; taskInfoData replaces that data, with or
+// without an executor; dataJob is taken as dataProcessingJobType.
+func TestExecutorTaskInfo(t *testing.T) {
+	s, _ := newTestService(t)
+	offer := &mesos.Offer{AgentId: &mesos.AgentID{Value: proto.String("a1")}, Hostname: proto.String("node1"),
+		Resources: []*mesos.Resource{scalar("cpus", 4), scalar("mem", 4096), scalar("disk", 4096)}}
+	decode := func(body string) *Job {
+		t.Helper()
+		j, err := DecodeJob([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	// One time for every placement: two runs of a job placed in one
+	// offers pass get two task ids all the same.
+	now := time.Now()
+	place := func(j *Job, args string) *mesos.TaskInfo {
+		t.Helper()
+		s.mu.Lock()
+		r := s.newRunLocked(j, 0, args, now)
+		s.mu.Unlock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		task, _, ok := s.place(j, r, offer, offer.GetResources(), now)
+		if !ok {
+			t.Fatal("the job does not fit the offer")
+		}
+		s.runs.byTask[task.GetTaskId().GetValue()] = r // as Offers does
+		return task
+	}
+	j := decode(`{"name":"wrapped","command":"make report","executor":"/usr/local/bin/shell-wrapper","executorFlags":"-v","runAsUser":"batch","schedule":"R//P1D"}`)
+	first, second := place(j, ""), place(j, "--again")
+	if first.Command != nil || first.Executor == nil || string(first.GetData()) != "-v|make report" {
+		t.Fatalf("task %v: want no command, an executor and data -v|make report", first)
+	}
+	ex := first.GetExecutor()
+	if ex.GetExecutorId().GetValue() != "chronos-executor-wrapped" || ex.GetCommand().GetValue() != "/usr/local/bin/shell-wrapper" || ex.GetCommand().GetUser() != "batch" {
+		t.Errorf("executor %v", ex)
+	}
+	if !proto.Equal(ex, second.GetExecutor()) {
+		t.Errorf("two runs' executors differ:\n%v\n%v", ex, second.GetExecutor())
+	}
+	if first.GetTaskId().GetValue() == second.GetTaskId().GetValue() {
+		t.Error("two runs with one task id")
+	}
+
+	for _, c := range []struct{ body, data string }{
+		{`{"name":"d1","command":"x","executor":"/bin/exec","taskInfoData":"{\"k\":1}","schedule":"R//P1D"}`, `{"k":1}`},
+		{`{"name":"d2","command":"true","taskInfoData":"payload","schedule":"R//P1D"}`, "payload"},
+	} {
+		if task := place(decode(c.body), ""); string(task.GetData()) != c.data {
+			t.Errorf("%s: data %q, want %q", c.body, task.GetData(), c.data)
+		}
+	}
+	if j := decode(`{"name":"dj","command":"true","dataJob":true,"schedule":"R//P1D"}`); !j.DataProcessingJob || j.DataJob {
+		t.Errorf("dataJob: %+v", j)
 	}
 }

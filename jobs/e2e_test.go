@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -405,5 +407,60 @@ func TestAsyncSoftErrorAndFailures(t *testing.T) {
 	}
 	if n := byJob["flaky"]; len(n) != 2 || n[0].Disabled || !n[1].Disabled || n[1].Failures != 2 || n[1].OwnerName != "Ops" {
 		t.Fatalf("notices of flaky: %+v", n)
+	}
+}
+
+// A job with a custom executor (Chronos's executor, executorFlags and
+// taskInfoData) runs through it on a real agent: the executor (installed on
+// the agent, here the example executor) gets the job's environment and
+// runs the task's data, and both runs of the job go to the one executor of
+// the job. (Fetching an executor with the job's URIs is the agent's
+// fetcher's, tested with it.)
+func TestCustomExecutorJob(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "executor"), "../examples/executor").CombinedOutput(); err != nil {
+		t.Fatalf("build the example executor: %v\n%s", err, out)
+	}
+	c := clustertest.New(t)
+	a := c.AddAgent(t, clustertest.AgentOptions{})
+	s := startJobs(t, c.Addr, t.TempDir())
+	s.mustCall(t, 204, "POST", "/scheduler/iso8601", `{"name":"custom","executor":"`+filepath.Join(dir, "executor")+`","executorFlags":"-v","command":"echo unused",
+		"taskInfoData":"test \"$CHRONOS_JOB_NAME\" = custom","schedule":"R/2099-01-01T00:00:00Z/P1D","retries":0,"concurrent":true}`)
+	s.mustCall(t, 204, "PUT", "/scheduler/job/custom", "")
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool { return s.job(t, "custom").SuccessCount == 1 },
+		"the first run through the custom executor")
+	s.mustCall(t, 204, "PUT", "/scheduler/job/custom", "")
+	testutil.Eventually(t, 60*time.Second, 100*time.Millisecond, func() bool { return s.job(t, "custom").SuccessCount == 2 },
+		"the second run through the custom executor")
+	if j := s.job(t, "custom"); j.ErrorCount != 0 {
+		t.Fatalf("custom: %d errors", j.ErrorCount)
+	}
+	// The agent's state: each executor with the tasks it ran.
+	var state struct {
+		Frameworks []struct {
+			Executors []struct {
+				ID        string            `json:"id"`
+				Tasks     []json.RawMessage `json:"tasks"`
+				Completed []json.RawMessage `json:"completed_tasks"`
+			} `json:"executors"`
+		} `json:"frameworks"`
+	}
+	resp, err := http.Get("http://" + a.Endpoint() + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs := map[string]int{}
+	for _, f := range state.Frameworks {
+		for _, e := range f.Executors {
+			execs[e.ID] += len(e.Tasks) + len(e.Completed)
+		}
+	}
+	if execs["chronos-executor-custom"] != 2 || len(execs) != 1 {
+		t.Errorf("the runs' executors on the agent: %v, want both on chronos-executor-custom", execs)
 	}
 }

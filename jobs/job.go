@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mesolite/mesolite/api/v1/validate"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/frameworks"
 )
@@ -23,22 +24,29 @@ const (
 	DefaultEpsilon = "PT60S"
 	maxNameLen     = 200
 	maxRetries     = 100
+	// maxExecutorText bounds executorFlags and taskInfoData, which go
+	// into every run's task.
+	maxExecutorText = 64 << 10
 )
 
 // Job is a job definition in Chronos's JSON shape, with the counts and
 // times Chronos keeps in it. A job has a Schedule or Parents, never both.
 type Job struct {
-	Name                 string     `json:"name"`
-	Description          string     `json:"description"`
-	Command              string     `json:"command"`
-	Shell                bool       `json:"shell"`
-	Arguments            []string   `json:"arguments"`
-	Schedule             string     `json:"schedule,omitempty"`
-	ScheduleTimeZone     string     `json:"scheduleTimeZone"`
-	Parents              []string   `json:"parents,omitempty"`
-	Epsilon              string     `json:"epsilon"`
+	Name             string   `json:"name"`
+	Description      string   `json:"description"`
+	Command          string   `json:"command"`
+	Shell            bool     `json:"shell"`
+	Arguments        []string `json:"arguments"`
+	Schedule         string   `json:"schedule,omitempty"`
+	ScheduleTimeZone string   `json:"scheduleTimeZone"`
+	Parents          []string `json:"parents,omitempty"`
+	Epsilon          string   `json:"epsilon"`
+	// Executor, when set, is the command of a custom executor the job's
+	// runs go to (ExecutorFlags and the command in its task's data, as
+	// "flags|command"); TaskInfoData, when set, is the task's data instead.
 	Executor             string     `json:"executor"`
 	ExecutorFlags        string     `json:"executorFlags"`
+	TaskInfoData         string     `json:"taskInfoData"`
 	Retries              int        `json:"retries"`
 	Owner                string     `json:"owner"`
 	OwnerName            string     `json:"ownerName"`
@@ -62,6 +70,9 @@ type Job struct {
 	Fetch                []Fetch    `json:"fetch"`
 	Constraints          [][]string `json:"constraints"`
 	DataProcessingJob    bool       `json:"dataProcessingJobType"`
+	// DataJob is the name Chronos's documentation gives
+	// dataProcessingJobType; taken on input only.
+	DataJob bool `json:"dataJob,omitempty"`
 	// NextCronRun is when a job with a cron schedule runs next (RFC 3339,
 	// UTC): the scheduler keeps it, as it rewrites an ISO 8601 schedule's
 	// start, so that a restart or a new leader neither repeats nor loses a
@@ -172,6 +183,7 @@ func (d JobDefaults) Decode(b []byte) (*Job, error) {
 	if j.Epsilon == "" {
 		j.Epsilon = d.Epsilon
 	}
+	j.DataProcessingJob, j.DataJob = j.DataProcessingJob || j.DataJob, false
 	// Chronos lists empty lists as [], not null; clients index them.
 	j.Arguments = nonNil(j.Arguments)
 	j.EnvironmentVariables = nonNil(j.EnvironmentVariables)
@@ -211,8 +223,14 @@ func (j *Job) Validate(scheduled bool, now time.Time) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("job %s: %s: %w", j.Name, fmt.Sprintf(format, a...), errdefs.ErrInvalid)
 	}
-	if strings.TrimSpace(j.Command) == "" && j.Container == nil {
+	if strings.TrimSpace(j.Command) == "" && j.Container == nil && j.Executor == "" {
 		return bad("no command")
+	}
+	if err := validate.Text("executorFlags", j.ExecutorFlags, maxExecutorText); err != nil {
+		return fmt.Errorf("job %s: %w", j.Name, err)
+	}
+	if err := validate.Text("taskInfoData", j.TaskInfoData, maxExecutorText); err != nil {
+		return fmt.Errorf("job %s: %w", j.Name, err)
 	}
 	switch {
 	case scheduled && j.Schedule == "":

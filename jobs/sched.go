@@ -548,15 +548,53 @@ func (s *Service) place(j *Job, r *run, o *mesos.Offer, left []*mesos.Resource, 
 	if err != nil {
 		return nil, nil, false
 	}
-	taskID := TaskID(j.Name, r.attempt, now)
-	return &mesos.TaskInfo{
+	// Two runs of a concurrent job placed in one pass (or in one
+	// millisecond) would get one task id: a later millisecond is taken,
+	// as unique as Chronos's form allows.
+	at := now
+	taskID := TaskID(j.Name, r.attempt, at)
+	for s.runs.byTask[taskID] != nil {
+		at = at.Add(time.Millisecond)
+		taskID = TaskID(j.Name, r.attempt, at)
+	}
+	t := &mesos.TaskInfo{
 		Name:      proto.String("ChronosTask:" + j.Name),
 		TaskId:    &mesos.TaskID{Value: proto.String(taskID)},
 		AgentId:   o.GetAgentId(),
 		Resources: used,
 		Command:   command(j, r, taskID, o.GetHostname()),
 		Container: containerInfo(j),
-	}, used, true
+	}
+	if j.Executor != "" {
+		// As Chronos: the job's runs go to its custom executor, which
+		// reads "executorFlags|command" from the task's data. The
+		// executor's command is the job's otherwise (its environment, its
+		// URIs, which may fetch the executor, its user). One executor id
+		// per job: its runs on an agent share the executor, as Chronos's
+		// share theirs, and no other job's executor is taken for it.
+		// Its ExecutorInfo must be the same for every run (an agent
+		// refuses a task whose ExecutorInfo differs from that of the
+		// executor of its id), so nothing of one run goes into it: not the
+		// task id (the executor reads it off the task), not ?arguments=.
+		ex := t.Command
+		ex.Value, ex.Shell, ex.Arguments = proto.String(j.Executor), proto.Bool(true), nil
+		ex.Environment.Variables = slices.DeleteFunc(ex.Environment.Variables, func(v *mesos.Environment_Variable) bool {
+			return v.GetName() == "mesos_task_id"
+		})
+		t.Executor = &mesos.ExecutorInfo{
+			Type:       mesos.ExecutorInfo_CUSTOM.Enum(),
+			ExecutorId: &mesos.ExecutorID{Value: proto.String("chronos-executor-" + j.Name)},
+			Name:       proto.String("Chronos executor of " + j.Name),
+			Command:    ex,
+			Container:  t.Container,
+		}
+		t.Command, t.Container = nil, nil
+		t.Data = []byte(j.ExecutorFlags + "|" + j.Command)
+	}
+	if j.TaskInfoData != "" {
+		t.Data = []byte(j.TaskInfoData)
+	}
+	return t, used, true
 }
 
 func scalar(name string, v float64) *mesos.Resource {
