@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -219,5 +220,38 @@ func TestExecutorTaskInfo(t *testing.T) {
 	}
 	if j := decode(`{"name":"dj","command":"true","dataJob":true,"schedule":"R//P1D"}`); !j.DataProcessingJob || j.DataJob {
 		t.Errorf("dataJob: %+v", j)
+	}
+}
+
+// TestRemoteExecutableCommand: a command that is an http(s) or ftp URL is
+// fetched into the sandbox as an executable and run from there, as
+// Chronos's "remote executables"; a command that only starts with "http"
+// stays a command.
+func TestRemoteExecutableCommand(t *testing.T) {
+	for _, c := range []struct {
+		command, value, uri string
+	}{
+		{"https://artifacts.example/bin/report.sh", "'./report.sh'", "https://artifacts.example/bin/report.sh"},
+		{"http://artifacts.example/it's", `'./it'\''s'`, "http://artifacts.example/it's"},
+		{"ftp://files.example/nightly", "'./nightly'", "ftp://files.example/nightly"},
+		{"httpd -k graceful", "httpd -k graceful", ""},
+		{"http://host.example/", "http://host.example/", ""},
+		{"https://artifacts.example/bin/report.sh --full", "https://artifacts.example/bin/report.sh --full", ""},
+	} {
+		j, err := DecodeJob([]byte(`{"name":"r","schedule":"R//P1D","command":` + strconv.Quote(c.command) + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci := command(j, &run{}, "ct:1:0:r:", "node1")
+		var uris []string
+		for _, u := range ci.GetUris() {
+			if !u.GetExecutable() {
+				t.Errorf("%s: URI %s not executable", c.command, u.GetValue())
+			}
+			uris = append(uris, u.GetValue())
+		}
+		if ci.GetValue() != c.value || strings.Join(uris, " ") != c.uri || !ci.GetShell() {
+			t.Errorf("%s: value %q uris %v shell %v, want %q %q", c.command, ci.GetValue(), uris, ci.GetShell(), c.value, c.uri)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -605,7 +607,12 @@ func scalar(name string, v float64) *mesos.Resource {
 // task.
 func command(j *Job, r *run, taskID, host string) *mesos.CommandInfo {
 	ci := &mesos.CommandInfo{}
-	if j.Shell {
+	if u, ok := remoteExecutable(j.Command); ok {
+		// Chronos's "remote executable": the command is a URL, fetched
+		// into the sandbox, made executable and run from there.
+		ci.Uris = append(ci.Uris, &mesos.CommandInfo_URI{Value: proto.String(j.Command), Executable: proto.Bool(true)})
+		ci.Shell, ci.Value = proto.Bool(true), proto.String(u)
+	} else if j.Shell {
 		ci.Shell, ci.Value = proto.Bool(true), proto.String(j.Command)
 	} else {
 		args := append([]string{j.Command}, j.Arguments...)
@@ -638,6 +645,23 @@ func command(j *Job, r *run, taskID, host string) *mesos.CommandInfo {
 			Extract: proto.Bool(f.Extract), Cache: proto.Bool(f.Cache)})
 	}
 	return ci
+}
+
+// remoteExecutable says whether command is a URL to fetch and run, as
+// Chronos takes an http(s) or ftp URL (with nothing after it), and gives
+// the shell command that runs it from the sandbox: the file's name,
+// quoted. (Chronos takes any command starting "http" so; a command like
+// "httpd -k graceful" is a command here.)
+func remoteExecutable(command string) (string, bool) {
+	u, err := url.Parse(command)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ftp") || u.Host == "" || strings.ContainsAny(command, " \t\n") {
+		return "", false
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" {
+		return "", false
+	}
+	return "'./" + strings.ReplaceAll(name, "'", `'\''`) + "'", true
 }
 
 // containerInfo is the job's docker container, if it has one.
