@@ -176,6 +176,9 @@ func (ip *initProc) handoff(ctx context.Context, spec Spec, stdout, stderr *os.F
 		if err := spec.Cgroup.Adopt(staging); err == nil {
 			adopted = true
 		} else {
+			if ip.pool != nil {
+				ip.pool.opts.Logger.Warn("a prestarted init's staging cgroup could not become the container's; its processes are moved instead", "error", err)
+			}
 			// Moved below; then the staging cgroup, emptied, goes, off
 			// the launch's path (Delete waits for it to be empty); the
 			// pool's close waits for that.
@@ -484,6 +487,7 @@ func (p *initPool) fill(ns Namespaces) {
 					// Ready, it has started what it starts ahead: all of
 					// it goes into the staging cgroup.
 					if err := ip.stage(context.Background(), p.opts.Staging); err != nil {
+						p.opts.Logger.Warn("no staging cgroup for a prestarted init; it is not kept", "error", err)
 						ip.kill()
 						ip = nil
 					}

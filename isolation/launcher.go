@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mesolite/mesolite/internal/safefile"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,9 +150,16 @@ type LauncherOptions struct {
 	// (Cgroup.Adopt) instead of moving the init's processes into the
 	// container's cgroup on the launch's path.
 	Staging func(ctx context.Context) (*Cgroup, error)
+	// Logger says what the launcher works around: a staging cgroup that
+	// could not be made or adopted (the launch then moves the processes,
+	// slower but the same). Default: nothing logged.
+	Logger *slog.Logger
 }
 
 func (o LauncherOptions) withDefaults() LauncherOptions {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.InitPath == "" {
 		o.InitPath = "/proc/self/exe"
 	}

@@ -2,7 +2,9 @@ package isolation
 
 import (
 	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -134,5 +136,85 @@ func TestCloseWaitsForInitsStarting(t *testing.T) {
 	}
 	if ids, err := m.List(); err != nil || len(ids) != 0 {
 		t.Errorf("cgroups after Close: %v (%v), want none", ids, err)
+	}
+}
+
+// TestStagingAdoptFallsBack: when a staging cgroup cannot become the
+// container's (here the container's cgroup is not empty, so it cannot be
+// replaced), the launch moves the init's processes into the container's
+// cgroup as without staging, says so in the log, and the staging cgroup is
+// gone once the launcher closed.
+func TestStagingAdoptFallsBack(t *testing.T) {
+	if requireCgroups(t) == 2 {
+		t.Skip("staging cgroups are cgroup v1's")
+	}
+	ctx := testCtx(t, 30*time.Second)
+	m := newTestManager(t, allCgroups, DefaultCgroupsHierarchy)
+	logs := &testutil.SyncBuffer{}
+	opts := testLauncherOptions(t)
+	opts.Prestart = 1
+	opts.Staging = m.Staging
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	l := NewLinuxLauncher(opts)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = l.Close()
+		}
+	})
+	ns := NamespacePID | NamespaceMount
+	l.Prestart(ns)
+	waitPrestarted(t, l.pool, ns)
+
+	cg, err := m.Create(ctx, "occupied", Limits{MemoryBytes: 128 << 20, Pids: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	if err := cg.AddProcess(sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	spec := modeSpec(t, "nsinfo")
+	spec.Namespaces = ns
+	spec.Cgroup = cg
+	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+	p, err := l.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+		t.Fatalf("executor: %v, %v", st, err)
+	}
+	out, _ := os.ReadFile(spec.StdoutPath)
+	if want := m.Root() + "/occupied"; !strings.Contains(string(out), "memcg="+want+"\n") {
+		t.Fatalf("executor's memory cgroup, want %s:\n%s", want, out)
+	}
+	if !strings.Contains(logs.String(), "staging cgroup could not become the container's") {
+		t.Errorf("the fallback is not logged:\n%s", logs)
+	}
+	closed = true
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := m.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if m.OwnStaging(id) {
+			t.Errorf("staging cgroup %s left after the launcher closed", id)
+		}
+	}
+	_ = sleeper.Process.Kill()
+	_ = sleeper.Wait()
+	if err := cg.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Delete(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -140,6 +140,9 @@ func New(opts Options) (*Containerizer, error) {
 			opts.Launcher.Staging = mgr.Staging
 		}
 	}
+	if opts.Launcher.Logger == nil {
+		opts.Launcher.Logger = c.log
+	}
 	l, err := isolation.NewLauncher(opts.Isolator.Launcher, opts.Launcher)
 	if err != nil {
 		return nil, err
