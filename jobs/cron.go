@@ -29,6 +29,9 @@ type Cron struct {
 	minute, hour, dom, month, dow uint64 // bit v set: value v allowed
 	// domAny, dowAny: the day fields were * (so only the other decides).
 	domAny, dowAny bool
+	// fixedTime: neither the minute nor the hour field is *: the
+	// expression names times of day, read on the wall clock (Next).
+	fixedTime bool
 }
 
 var cronNicknames = map[string]string{
@@ -85,6 +88,7 @@ func ParseCron(s string) (*Cron, error) {
 		c.dow |= 1
 	}
 	c.domAny, c.dowAny = strings.HasPrefix(fields[2], "*"), strings.HasPrefix(fields[4], "*")
+	c.fixedTime = !strings.HasPrefix(fields[0], "*") && !strings.HasPrefix(fields[1], "*")
 	return c, nil
 }
 
@@ -167,36 +171,80 @@ func (c *Cron) dayMatches(t time.Time) bool {
 const cronHorizon = 5 * 366 * 24 * time.Hour
 
 // Next is the first time after t (at a whole minute of loc's wall clock)
-// that c runs; ok is false when none is within cronHorizon.
+// that c runs; ok is false when none is within cronHorizon. Around
+// daylight saving changes it does as cron does: an expression with a fixed
+// time (neither minute nor hour *) is read on the wall clock, so a time
+// that comes twice runs once and one the clocks skip runs just after the
+// change (02:30 as 03:30); others run by the minutes that pass, on
+// whatever the clock says (every 20 minutes through a repeated hour too).
 func (c *Cron) Next(t time.Time, loc *time.Location) (time.Time, bool) {
-	t = t.In(loc)
-	// A wall-clock time repeats when the clocks go back: what ran at its
-	// first occurrence does not run at its second.
-	after := wall(t)
-	t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, loc).Add(time.Minute)
-	limit := t.Add(cronHorizon)
-	for t.Before(limit) {
-		var n time.Time
-		switch {
-		case c.month&(1<<int(t.Month())) == 0:
-			n = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, loc)
-		case !c.dayMatches(t):
-			n = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
-		case c.hour&(1<<t.Hour()) == 0:
-			n = time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, loc)
-		case c.minute&(1<<t.Minute()) == 0:
-			n = t.Add(time.Minute)
-		case !wall(t).After(after):
-			n = t.Add(time.Minute)
-		default:
+	if c.fixedTime {
+		return c.nextOnWall(t, loc)
+	}
+	return c.nextPassing(t, loc)
+}
+
+// match says which field of wall-clock reading w (its fields, whatever its
+// zone) first fails: the next candidate after it, at that field's step,
+// or w itself when all match.
+func (c *Cron) match(w time.Time) (next time.Time, ok bool) {
+	loc := w.Location()
+	switch {
+	case c.month&(1<<int(w.Month())) == 0:
+		return time.Date(w.Year(), w.Month()+1, 1, 0, 0, 0, 0, loc), false
+	case !c.dayMatches(w):
+		return time.Date(w.Year(), w.Month(), w.Day()+1, 0, 0, 0, 0, loc), false
+	case c.hour&(1<<w.Hour()) == 0:
+		return time.Date(w.Year(), w.Month(), w.Day(), w.Hour()+1, 0, 0, 0, loc), false
+	case c.minute&(1<<w.Minute()) == 0:
+		return w.Add(time.Minute), false
+	}
+	return w, true
+}
+
+// nextOnWall searches wall-clock readings (in UTC, where none repeats or
+// is skipped) after t's, and takes the first whose instant in loc is after
+// t.
+func (c *Cron) nextOnWall(t time.Time, loc *time.Location) (time.Time, bool) {
+	w := wall(t.In(loc)).Add(time.Minute)
+	for limit := w.Add(cronHorizon); w.Before(limit); {
+		next, ok := c.match(w)
+		if !ok {
+			w = next
+			continue
+		}
+		at := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), 0, 0, loc)
+		if got := wall(at.In(loc)); !got.Equal(w) {
+			// A reading the clocks skip (time.Date reads it with the
+			// offset after the change, which lands before it): it comes
+			// as far after the change as it was into the gap.
+			at = at.Add(w.Sub(got))
+		}
+		if at.After(t) {
+			return at, true
+		}
+		w = w.Add(time.Minute)
+	}
+	return time.Time{}, false
+}
+
+// nextPassing searches the instants after t, minute by minute (faster by
+// fields), reading each on loc's clock.
+func (c *Cron) nextPassing(t time.Time, loc *time.Location) (time.Time, bool) {
+	// Truncated as an instant: read back from the wall clock, a reading
+	// that comes twice would be taken at its first.
+	t = t.In(loc).Truncate(time.Minute).Add(time.Minute)
+	for limit := t.Add(cronHorizon); t.Before(limit); {
+		next, ok := c.match(t)
+		if ok {
 			return t, true
 		}
-		// Across a daylight saving change a wall-clock time may come out
-		// at or before t: a minute on is always progress.
-		if !n.After(t) {
-			n = t.Add(time.Minute)
+		// Across a daylight saving change a wall-clock reading may come
+		// out at or before t: a minute on is always progress.
+		if !next.After(t) {
+			next = t.Add(time.Minute)
 		}
-		t = n
+		t = next
 	}
 	return time.Time{}, false
 }

@@ -19,6 +19,10 @@ func TestCronNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saoPaulo, err := LoadZone("America/Sao_Paulo")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		expr  string
 		loc   *time.Location
@@ -38,8 +42,19 @@ func TestCronNext(t *testing.T) {
 		{"0 0 29 2 *", time.UTC, "2026-12-02T00:00:00Z", []string{"2028-02-29T00:00:00Z"}},
 		{"0 9 * * *", ny, "2026-12-02T15:00:00Z", []string{"2026-12-03T14:00:00Z"}}, // 09:00 EST
 		{"0 9 * * *", ny, "2026-07-02T14:00:00Z", []string{"2026-07-03T13:00:00Z"}}, // 09:00 EDT
-		// 01:30 comes twice on 2026-11-01 in New York; it runs at the first.
+		// 01:30 comes twice on 2026-11-01 in New York; a fixed time runs
+		// at the first.
 		{"30 1 * * *", ny, "2026-11-01T04:00:00Z", []string{"2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"}},
+		// Through the repeated hour, the others run on the clock as it
+		// goes: 01:40 EDT, 01:00 EST, 01:20 EST...
+		{"*/20 * * * *", ny, "2026-11-01T05:30:00Z", []string{"2026-11-01T05:40:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:20:00Z"}},
+		{"0 * * * *", ny, "2026-11-01T05:00:00Z", []string{"2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"}},
+		// 02:30 does not come on 2026-03-08 in New York: a fixed time runs
+		// just after the change, at 03:30 EDT; hourly skips the hour.
+		{"30 2 * * *", ny, "2026-03-07T12:00:00Z", []string{"2026-03-08T07:30:00Z", "2026-03-09T06:30:00Z"}},
+		{"0 * * * *", ny, "2026-03-08T06:30:00Z", []string{"2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"}},
+		// Midnight did not come on 2018-11-04 in São Paulo: 01:00 -02 then.
+		{"0 0 * * *", saoPaulo, "2018-11-03T12:00:00Z", []string{"2018-11-04T03:00:00Z", "2018-11-05T02:00:00Z"}},
 	} {
 		after, err := time.Parse(time.RFC3339, c.after)
 		if err != nil {
