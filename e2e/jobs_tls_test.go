@@ -134,3 +134,31 @@ func TestJobsOverTLSWithAuthentication(t *testing.T) {
 		t.Errorf("frameworks in the master's state with the impostor running: %+v, want only the first", st.Frameworks)
 	}
 }
+
+// TestJobsCAAloneKeepsAPlainMaster: --ssl_ca_file, which jobs also takes
+// for its mail server and webhooks, does not by itself switch the master
+// to https: jobs with a CA subscribes to a plain-http cluster.
+func TestJobsCAAloneKeepsAPlainMaster(t *testing.T) {
+	pki := newTestPKI(t)
+	c := startCluster(t)
+	port := strconv.Itoa(testutil.FreePort(t))
+	jobsProc := start(t, "jobs", "jobs", "--master="+c.masterAddr, "--http_port="+port, "--hostname=127.0.0.1",
+		"--work_dir="+t.TempDir(), "--ssl_ca_file="+pki.CA)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() bool {
+		var st struct {
+			Frameworks []struct {
+				Name   string `json:"name"`
+				Active bool   `json:"active"`
+			} `json:"frameworks"`
+		}
+		if getJSONAccept("http://"+c.masterAddr+"/master/state", &st) != nil {
+			return false
+		}
+		for _, f := range st.Frameworks {
+			if f.Name == "chronos" && f.Active {
+				return true
+			}
+		}
+		return false
+	}, "jobs with only a CA subscribed to the plain master:\n%s", jobsProc.out)
+}

@@ -160,9 +160,9 @@ func TestNoticeConfigRefused(t *testing.T) {
 }
 
 // TestExecutorTaskInfo: a job with an executor gives its runs to a custom
-// executor the same for every run (one id per job, no per-run value in
-// its ExecutorInfo: an agent refuses a task whose ExecutorInfo differs
-// from its running executor's), with "executorFlags|command" as the
+// executor the same for every run (one id per job and version of it, no
+// per-run value in its ExecutorInfo: an agent refuses a task whose
+// ExecutorInfo differs from its running executor's), with "executorFlags|command" as the
 // task's data, as Chronos; taskInfoData replaces that data, with or
 // without an executor; dataJob is taken as dataProcessingJobType.
 func TestExecutorTaskInfo(t *testing.T) {
@@ -200,7 +200,7 @@ func TestExecutorTaskInfo(t *testing.T) {
 		t.Fatalf("task %v: want no command, an executor and data -v|make report", first)
 	}
 	ex := first.GetExecutor()
-	if ex.GetExecutorId().GetValue() != "chronos-executor-wrapped" || ex.GetCommand().GetValue() != "/usr/local/bin/shell-wrapper" || ex.GetCommand().GetUser() != "batch" {
+	if !strings.HasPrefix(ex.GetExecutorId().GetValue(), "chronos-executor-wrapped-") || ex.GetCommand().GetValue() != "/usr/local/bin/shell-wrapper" || ex.GetCommand().GetUser() != "batch" {
 		t.Errorf("executor %v", ex)
 	}
 	if !proto.Equal(ex, second.GetExecutor()) {
@@ -208,6 +208,11 @@ func TestExecutorTaskInfo(t *testing.T) {
 	}
 	if first.GetTaskId().GetValue() == second.GetTaskId().GetValue() {
 		t.Error("two runs with one task id")
+	}
+	// The job changed: its runs go to another executor.
+	changed := decode(`{"name":"wrapped","command":"make report","executor":"/usr/local/bin/shell-wrapper","executorFlags":"-v","runAsUser":"batch","mem":256,"schedule":"R//P1D"}`)
+	if id := place(changed, "").GetExecutor().GetExecutorId().GetValue(); id == ex.GetExecutorId().GetValue() {
+		t.Errorf("a changed job's runs keep executor %s", id)
 	}
 
 	for _, c := range []struct{ body, data string }{
@@ -223,17 +228,17 @@ func TestExecutorTaskInfo(t *testing.T) {
 	}
 }
 
-// TestRemoteExecutableCommand: a command that is an http(s) or ftp URL is
-// fetched into the sandbox as an executable and run from there, as
-// Chronos's "remote executables"; a command that only starts with "http"
-// stays a command.
+// TestRemoteExecutableCommand: a command that is an http(s) URL is fetched
+// into the sandbox as an executable and run from there, as Chronos's
+// "remote executables"; a command that only starts with "http" stays a
+// command, and so does an ftp URL (the fetcher has no ftp).
 func TestRemoteExecutableCommand(t *testing.T) {
 	for _, c := range []struct {
 		command, value, uri string
 	}{
 		{"https://artifacts.example/bin/report.sh", "'./report.sh'", "https://artifacts.example/bin/report.sh"},
 		{"http://artifacts.example/it's", `'./it'\''s'`, "http://artifacts.example/it's"},
-		{"ftp://files.example/nightly", "'./nightly'", "ftp://files.example/nightly"},
+		{"ftp://files.example/nightly", "ftp://files.example/nightly", ""},
 		{"httpd -k graceful", "httpd -k graceful", ""},
 		{"http://host.example/", "http://host.example/", ""},
 		{"https://artifacts.example/bin/report.sh --full", "https://artifacts.example/bin/report.sh --full", ""},
@@ -253,5 +258,26 @@ func TestRemoteExecutableCommand(t *testing.T) {
 		if ci.GetValue() != c.value || strings.Join(uris, " ") != c.uri || !ci.GetShell() {
 			t.Errorf("%s: value %q uris %v shell %v, want %q %q", c.command, ci.GetValue(), uris, ci.GetShell(), c.value, c.uri)
 		}
+	}
+}
+
+// TestChatTextEscaped: what a task or a job says cannot mention @channel
+// or dress up a link in Slack's markup; the notice the other sinks get
+// keeps its owners as they were.
+func TestChatTextEscaped(t *testing.T) {
+	s, _ := newTestService(t)
+	n := Notice{Job: "nightly", Owners: []string{"<!channel>", "ops@example.com"}, TaskID: "ct:1:0:nightly:", TaskState: "TASK_FAILED",
+		Message: "see <https://evil.example|the dashboard> & <!here>", Cluster: "prod<eu>"}
+	text := s.chatText(n)
+	for _, bad := range []string{"<!channel>", "<!here>", "<https://evil.example|", "prod<eu>"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("chat text holds %q:\n%s", bad, text)
+		}
+	}
+	if !strings.Contains(text, "&lt;!channel&gt;") || !strings.Contains(text, "&amp; &lt;!here&gt;") {
+		t.Errorf("chat text not escaped as Slack says:\n%s", text)
+	}
+	if n.Owners[0] != "<!channel>" {
+		t.Errorf("the shared notice's owners changed: %v", n.Owners)
 	}
 }

@@ -145,18 +145,24 @@ func (f *flexFloat) UnmarshalJSON(b []byte) error {
 
 // JobDefaults are what a job that leaves out its resources or epsilon
 // gets: --mesos_task_cpu, --mesos_task_mem, --mesos_task_disk and
-// --task_epsilon. The zero JobDefaults are Chronos's defaults; an empty
-// Epsilon is Chronos's.
+// --task_epsilon. A CPUs, Mem or Epsilon left zero is Chronos's default;
+// Disk too when all are zero (a zero disk is a valid default otherwise).
 type JobDefaults struct {
 	CPUs, Mem, Disk float64
 	// Epsilon is an ISO 8601 duration (PT60S).
 	Epsilon string
 }
 
-// orChronos is d, or Chronos's defaults when d is zero.
+// orChronos is d with Chronos's defaults where it says nothing.
 func (d JobDefaults) orChronos() JobDefaults {
 	if d == (JobDefaults{}) {
-		d = JobDefaults{CPUs: DefaultCPUs, Mem: DefaultMem, Disk: DefaultDisk}
+		d.Disk = DefaultDisk
+	}
+	if d.CPUs <= 0 {
+		d.CPUs = DefaultCPUs
+	}
+	if d.Mem <= 0 {
+		d.Mem = DefaultMem
 	}
 	if d.Epsilon == "" {
 		d.Epsilon = DefaultEpsilon

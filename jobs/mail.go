@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/mail"
 	"net/smtp"
@@ -137,7 +138,8 @@ func (m *mailer) message(n Notice, to []string, now time.Time) ([]byte, error) {
 	header := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
 	header("From", from.String())
 	header("To", strings.Join(rcpts, ", "))
-	header("Subject", subject)
+	// A cluster name may be UTF-8, which a header carries encoded.
+	header("Subject", mime.QEncoding.Encode("utf-8", subject))
 	header("Date", now.Format(time.RFC1123Z))
 	header("Message-ID", "<"+hex.EncodeToString(id)+"@mesolite.jobs>")
 	header("MIME-Version", "1.0")

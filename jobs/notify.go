@@ -217,9 +217,22 @@ func (s *Service) post(ctx context.Context, client *http.Client, url string, bod
 	return nil
 }
 
+// chatEscaper escapes what Slack (and Mattermost) read as markup in a
+// message: a task's message or an owner could otherwise mention
+// @channel (<!channel>) or make a link say something else (<url|text>).
+var chatEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // chatText is notice n as one chat message: what a mail's subject and
-// body say, with a link to the job's page.
+// body say, with a link to the job's page; what jobs and tasks say is
+// escaped.
 func (s *Service) chatText(n Notice) string {
+	// n is a copy, its Owners not: the other sinks share them.
+	n.Message, n.Cluster = chatEscaper.Replace(n.Message), chatEscaper.Replace(n.Cluster)
+	owners := make([]string, len(n.Owners))
+	for i, o := range n.Owners {
+		owners[i] = chatEscaper.Replace(o)
+	}
+	n.Owners = owners
 	var b strings.Builder
 	if n.Cluster != "" {
 		fmt.Fprintf(&b, "[%s] ", n.Cluster)

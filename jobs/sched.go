@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"path"
@@ -572,8 +574,9 @@ func (s *Service) place(j *Job, r *run, o *mesos.Offer, left []*mesos.Resource, 
 		// reads "executorFlags|command" from the task's data. The
 		// executor's command is the job's otherwise (its environment, its
 		// URIs, which may fetch the executor, its user). One executor id
-		// per job: its runs on an agent share the executor, as Chronos's
-		// share theirs, and no other job's executor is taken for it.
+		// per job (and version of it): its runs on an agent share the
+		// executor, as Chronos's share theirs, and no other job's executor
+		// is taken for it.
 		// Its ExecutorInfo must be the same for every run (an agent
 		// refuses a task whose ExecutorInfo differs from that of the
 		// executor of its id), so nothing of one run goes into it: not the
@@ -584,12 +587,17 @@ func (s *Service) place(j *Job, r *run, o *mesos.Offer, left []*mesos.Resource, 
 			return v.GetName() == "mesos_task_id"
 		})
 		t.Executor = &mesos.ExecutorInfo{
-			Type:       mesos.ExecutorInfo_CUSTOM.Enum(),
-			ExecutorId: &mesos.ExecutorID{Value: proto.String("chronos-executor-" + j.Name)},
-			Name:       proto.String("Chronos executor of " + j.Name),
-			Command:    ex,
-			Container:  t.Container,
+			Type:      mesos.ExecutorInfo_CUSTOM.Enum(),
+			Name:      proto.String("Chronos executor of " + j.Name),
+			Command:   ex,
+			Container: t.Container,
 		}
+		// The id names this ExecutorInfo: once the job is changed (its
+		// executor, environment, user...), its runs go to a new executor,
+		// not to the old one, which an agent would refuse them as differing.
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(t.Executor)
+		sum := sha256.Sum256(b)
+		t.Executor.ExecutorId = &mesos.ExecutorID{Value: proto.String("chronos-executor-" + j.Name + "-" + hex.EncodeToString(sum[:4]))}
 		t.Command, t.Container = nil, nil
 		t.Data = []byte(j.ExecutorFlags + "|" + j.Command)
 	}
@@ -648,13 +656,14 @@ func command(j *Job, r *run, taskID, host string) *mesos.CommandInfo {
 }
 
 // remoteExecutable says whether command is a URL to fetch and run, as
-// Chronos takes an http(s) or ftp URL (with nothing after it), and gives
-// the shell command that runs it from the sandbox: the file's name,
-// quoted. (Chronos takes any command starting "http" so; a command like
-// "httpd -k graceful" is a command here.)
+// Chronos takes an http(s) URL (with nothing after it), and gives the
+// shell command that runs it from the sandbox: the file's name, quoted.
+// (Chronos takes any command starting "http" so; a command like "httpd -k
+// graceful" is a command here. Its ftp URLs are not taken: the agents'
+// fetcher has no ftp.)
 func remoteExecutable(command string) (string, bool) {
 	u, err := url.Parse(command)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ftp") || u.Host == "" || strings.ContainsAny(command, " \t\n") {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(command, " \t\n") {
 		return "", false
 	}
 	name := path.Base(u.Path)

@@ -66,7 +66,7 @@ func LoadZone(tz string) (*time.Location, error) {
 
 // parseGMTOffset reads what follows GMT in a Java custom zone id: a sign,
 // hours (one or two digits, 0 to 23), and minutes (two digits, with or
-// without a colon). It returns the offset in seconds east of UTC.
+// without a colon: GMT+530 is +05:30). It returns the offset in seconds east of UTC.
 func parseGMTOffset(s string) (int, bool) {
 	if len(s) < 2 || (s[0] != '+' && s[0] != '-') {
 		return 0, false
@@ -80,8 +80,8 @@ func parseGMTOffset(s string) (int, bool) {
 	switch {
 	case len(s) <= 2:
 		hh = s
-	case len(s) == 4 && !strings.Contains(s, ":"):
-		hh, mm = s[:2], s[2:]
+	case (len(s) == 3 || len(s) == 4) && !strings.Contains(s, ":"):
+		hh, mm = s[:len(s)-2], s[len(s)-2:]
 	default:
 		var ok bool
 		if hh, mm, ok = strings.Cut(s, ":"); !ok || len(mm) != 2 || len(hh) < 1 || len(hh) > 2 {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -122,8 +123,8 @@ restarts it.`)
 	case *keystore != "":
 		fmt.Fprintln(stderr, "mesolite jobs: --ssl_keystore_path: a Java keystore is not read here; give the certificate and its key as PEM files with --ssl_cert_file and --ssl_key_file")
 		return 2
-	case *taskCPU < 0 || *taskMem < 0 || *taskDisk < 0 || *taskEpsilon < 0:
-		fmt.Fprintln(stderr, "mesolite jobs: --mesos_task_cpu, --mesos_task_mem, --mesos_task_disk and --task_epsilon must not be negative")
+	case !(*taskCPU > 0 && *taskMem > 0) || *taskDisk < 0 || *taskEpsilon < 0 || math.IsInf(*taskCPU+*taskMem+*taskDisk, 0):
+		fmt.Fprintln(stderr, "mesolite jobs: --mesos_task_cpu and --mesos_task_mem must be positive, --mesos_task_disk and --task_epsilon not negative")
 		return 2
 	case *failureRetry <= 0 || *minRevive <= 0 || *reconcile <= 0 || *declineFor < 0 || *horizon <= 0:
 		fmt.Fprintln(stderr, "mesolite jobs: --failure_retry, --min_revive_offers_interval, --reconciliation_interval and --schedule_horizon must be positive, --decline_offer_duration not negative")
@@ -182,9 +183,15 @@ restarts it.`)
 		fmt.Fprintln(stderr, "mesolite jobs: TLS:", err)
 		return 2
 	}
-	if cfg.MasterTLS, err = st.client(); err != nil {
-		fmt.Fprintln(stderr, "mesolite jobs: TLS:", err)
-		return 2
+	// Unlike the other commands, --ssl_ca_file alone does not switch the
+	// master to https here: jobs takes it for its mail server and webhooks
+	// too, which a plain-http cluster may well have behind TLS.
+	// A certificate, LIBPROCESS_SSL_ENABLED or an https:// master does.
+	if _, envOn := tlsconfig.FromEnv(os.Getenv); st.server != nil || envOn || strings.HasPrefix(*master, "https://") {
+		if cfg.MasterTLS, err = st.client(); err != nil {
+			fmt.Fprintln(stderr, "mesolite jobs: TLS:", err)
+			return 2
+		}
 	}
 	cfg.HTTPS = st.server != nil
 	// The receivers of notices may be public servers: the CA besides the

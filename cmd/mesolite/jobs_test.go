@@ -50,7 +50,8 @@ func TestJobsChronosCommandLine(t *testing.T) {
 		says string
 	}{
 		{[]string{"--ssl_keystore_path", "/etc/chronos/keystore.jks", "--ssl_keystore_password", "x"}, "--ssl_cert_file and --ssl_key_file"},
-		{[]string{"--task_epsilon", "-1"}, "must not be negative"},
+		{[]string{"--task_epsilon", "-1"}, "not negative"},
+		{[]string{"--mesos_task_mem", "0"}, "must be positive"},
 		{[]string{"--failure_retry", "0"}, "must be positive"},
 		{[]string{"--http_notification_credentials", "nopassword"}, "user:password"},
 		{[]string{"--cluster_name", "a\nb"}, "--cluster_name"},
