@@ -410,7 +410,10 @@ type initPool struct {
 	mu      sync.Mutex
 	idle    map[Namespaces][]*initProc
 	filling map[Namespaces]int
-	closed  bool
+	// starting are the inits being started (not yet ready or kept), for
+	// close to kill rather than wait for them to come up.
+	starting map[*initProc]struct{}
+	closed   bool
 	// bg counts the goroutines filling the pool and those deleting an
 	// init's staging cgroup after a launch: close waits for them, so no
 	// init or cgroup of the pool outlives it.
@@ -418,7 +421,7 @@ type initPool struct {
 }
 
 func newInitPool(opts LauncherOptions) *initPool {
-	return &initPool{opts: opts, idle: map[Namespaces][]*initProc{}, filling: map[Namespaces]int{}}
+	return &initPool{opts: opts, idle: map[Namespaces][]*initProc{}, filling: map[Namespaces]int{}, starting: map[*initProc]struct{}{}}
 }
 
 // take returns a waiting init for ns, or nil. The caller refills the pool
@@ -470,8 +473,16 @@ func (p *initPool) fill(ns Namespaces) {
 		go func() {
 			defer p.bg.Done()
 			ip, err := startInit(p.opts, ns, true, "/", nil, nil, nil)
+			started := ip // ip becomes nil once it is not kept
 			if err == nil {
 				ip.pool = p
+				p.mu.Lock()
+				if p.closed {
+					_ = ip.cmd.Process.Kill() // waitReady fails at once
+				} else {
+					p.starting[ip] = struct{}{}
+				}
+				p.mu.Unlock()
 				// At once, while its runtime starts; and again once it is
 				// ready, for threads created meanwhile by one not yet moved.
 				ip.idle = idle.Park(ip.cmd.Process.Pid)
@@ -487,7 +498,12 @@ func (p *initPool) fill(ns Namespaces) {
 					// Ready, it has started what it starts ahead: all of
 					// it goes into the staging cgroup.
 					if err := ip.stage(context.Background(), p.opts.Staging); err != nil {
-						p.opts.Logger.Warn("no staging cgroup for a prestarted init; it is not kept", "error", err)
+						p.mu.Lock()
+						closing := p.closed // close killed it: nothing to say
+						p.mu.Unlock()
+						if !closing {
+							p.opts.Logger.Warn("no staging cgroup for a prestarted init; it is not kept", "error", err)
+						}
 						ip.kill()
 						ip = nil
 					}
@@ -507,6 +523,7 @@ func (p *initPool) fill(ns Namespaces) {
 			}
 			p.mu.Lock()
 			p.filling[ns]--
+			delete(p.starting, started)
 			keep := ip != nil && !p.closed
 			if keep {
 				p.idle[ns] = append(p.idle[ns], ip)
@@ -547,6 +564,12 @@ func (p *initPool) close() error {
 	p.closed = true
 	idle := p.idle
 	p.idle = map[Namespaces][]*initProc{}
+	// Those coming up are killed: their goroutines see it (waitReady
+	// fails) and reap them. os.Process signals through a pidfd, so one
+	// reaped meanwhile is not mistaken for another process.
+	for ip := range p.starting {
+		_ = ip.cmd.Process.Kill()
+	}
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, ip := range list {
