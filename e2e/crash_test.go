@@ -238,8 +238,11 @@ func (f *crashFramework) waitEveryTaskEndedOnce(t *testing.T, c *cluster, n int)
 	}
 	// Nothing of an abandoned launch runs on, unwatched: executors exit
 	// once their last update is acknowledged, and the tasks' processes
-	// (which carry the sandbox in their environment too) with them.
-	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() bool {
+	// (which carry the sandbox in their environment too) with them. An
+	// executor whose acknowledgement a crash lost leaves on its own after
+	// its wait for it (30 s, executor/command's terminalAckTimeout): the
+	// wait here is longer.
+	testutil.Eventually(t, 45*time.Second, 100*time.Millisecond, func() bool {
 		return len(executorsUnder(c.agentDir)) == 0
 	}, "executor or task processes left running: %v", executorsUnder(c.agentDir))
 }
