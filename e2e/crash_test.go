@@ -242,9 +242,13 @@ func (f *crashFramework) waitEveryTaskEndedOnce(t *testing.T, c *cluster, n int)
 	// executor whose acknowledgement a crash lost leaves on its own after
 	// its wait for it (30 s, executor/command's terminalAckTimeout): the
 	// wait here is longer.
+	leakStart := time.Now()
 	testutil.Eventually(t, 45*time.Second, 100*time.Millisecond, func() bool {
 		return len(executorsUnder(c.agentDir)) == 0
 	}, "executor or task processes left running: %v", executorsUnder(c.agentDir))
+	if d := time.Since(leakStart); d > 5*time.Second {
+		t.Logf("the last executors took %v more to leave (an acknowledgement lost to a crash?)", d.Round(time.Second))
+	}
 }
 
 // executorsUnder lists the processes of executors and tasks whose
