@@ -110,13 +110,13 @@ func (s *Service) handleInfo(w http.ResponseWriter, r *http.Request) {
 			"local_port_max":      s.cfg.ServicePortMax,
 			"executor":            "//cmd",
 			"hostname":            s.cfg.Hostname,
-			"webui_url":           s.webUIURL(),
+			"webui_url":           s.frameworkWebUIURL(),
 			"mesos_role":          role,
 			"task_launch_timeout": s.cfg.TaskLaunchTimeout.Milliseconds(),
 			"mesos_user":          s.cfg.User,
 			// The leading master's web UI, where the apps' tasks are
 			// (Marathon's field; the web page links tasks there).
-			"mesos_leader_ui_url": s.driver.MasterWebURL(),
+			"mesos_leader_ui_url": s.mesosLeaderUIURL(),
 		},
 		"zookeeper_config": s.zookeeperConfig(),
 		"event_subscriber": nil,
@@ -490,4 +490,13 @@ func (s *Service) zookeeperConfig() map[string]any {
 		"zk_session_timeout": s.cfg.HA.SessionTimeout().Milliseconds(),
 		"zk_timeout":         s.cfg.HA.SessionTimeout().Milliseconds(),
 	}
+}
+
+// mesosLeaderUIURL is the master's UI: --mesos_leader_ui_url, else the
+// leading master's as the driver knows it.
+func (s *Service) mesosLeaderUIURL() string {
+	if s.cfg.MesosLeaderUIURL != "" {
+		return s.cfg.MesosLeaderUIURL
+	}
+	return s.driver.MasterWebURL()
 }

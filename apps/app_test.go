@@ -212,7 +212,7 @@ func TestPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Version = "2024-01-01T00:00:00.000Z"
-	p, err := a.place("prod_api.1", offerOf("cpus:4;mem:1024;disk:100;ports:[31000-31010]"), offerOf("cpus:4;mem:1024;disk:100;ports:[31000-31010]").Resources, "")
+	p, err := a.place("prod_api.1", offerOf("cpus:4;mem:1024;disk:100;ports:[31000-31010]"), offerOf("cpus:4;mem:1024;disk:100;ports:[31000-31010]").Resources, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestPlace(t *testing.T) {
 	if task.GetCommand().GetValue() != "serve" || !task.GetCommand().GetShell() {
 		t.Errorf("command %v", task.GetCommand())
 	}
-	if _, err := a.place("prod_api.2", offerOf("cpus:0.1;mem:1024"), offerOf("cpus:0.1;mem:1024").Resources, ""); !errors.Is(err, resources.ErrNoFit) {
+	if _, err := a.place("prod_api.2", offerOf("cpus:0.1;mem:1024"), offerOf("cpus:0.1;mem:1024").Resources, "", ""); !errors.Is(err, resources.ErrNoFit) {
 		t.Errorf("a small offer: %v", err)
 	}
 }
@@ -264,7 +264,7 @@ func TestPlaceDockerBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	offer := offerOf("cpus:1;mem:128;ports:[31000-31010]")
-	p, err := a.place("nginx.1", offer, offer.Resources, "")
+	p, err := a.place("nginx.1", offer, offer.Resources, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,5 +404,33 @@ func TestBuildGroup(t *testing.T) {
 	}
 	if g, ok := buildGroup(apps, nil, "/prod/db"); !ok || g.ID != "/prod/db" || len(g.Apps) != 1 {
 		t.Fatalf("/prod/db %+v", g)
+	}
+}
+
+// --env_vars_prefix goes before HOST and the PORT variables, as Marathon
+// puts it; MESOS_TASK_ID, MARATHON_APP_* and the app's own variables keep
+// their names.
+func TestPlaceEnvVarsPrefix(t *testing.T) {
+	a, err := checked(`{"id":"/web","cmd":"serve","cpus":0.1,"mem":16,"instances":1,
+		"portDefinitions":[{"port":0,"name":"http"}],"env":{"X":"1","PORT_OWN":"7"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := offerOf("cpus:1;mem:128;ports:[31000-31000]")
+	p, err := a.place("web.1", offer, offer.Resources, "", "ACME_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(p.task)
+	for k, v := range map[string]string{"ACME_PORT0": "31000", "ACME_PORT": "31000", "ACME_PORTS": "31000", "ACME_PORT_HTTP": "31000",
+		"ACME_HOST": offer.GetHostname(), "MESOS_TASK_ID": "web.1", "MARATHON_APP_ID": "/web", "X": "1", "PORT_OWN": "7"} {
+		if env[k] != v {
+			t.Errorf("%s=%q, want %q", k, env[k], v)
+		}
+	}
+	for _, k := range []string{"PORT0", "PORT", "PORTS", "HOST", "ACME_MESOS_TASK_ID", "ACME_PORT_OWN"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("%s set: %v", k, env)
+		}
 	}
 }

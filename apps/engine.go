@@ -46,7 +46,10 @@ type engineConfig struct {
 	MaxVersions       int
 	ServicePortMin    int
 	ServicePortMax    int
-	Logger            *slog.Logger
+	// EnvVarsPrefix is put before the names of the variables HOST and
+	// PORT* of every task (--env_vars_prefix).
+	EnvVarsPrefix string
+	Logger        *slog.Logger
 }
 
 // appState is an app with what the engine knows of it.

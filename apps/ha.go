@@ -28,10 +28,13 @@ func RunHA(ctx context.Context, cfg Config, h *ha.HA, ln net.Listener) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Realm == "" {
+		cfg.Realm = "marathon"
+	}
 	var auth *httpauth.Authenticator
 	if len(cfg.Credentials) > 0 {
 		var err error
-		auth, err = httpauth.New(httpauth.Options{Enabled: true, Realm: "marathon", Credentials: cfg.Credentials, Logger: cfg.Logger})
+		auth, err = httpauth.New(httpauth.Options{Enabled: true, Realm: cfg.Realm, Credentials: cfg.Credentials, Logger: cfg.Logger})
 		if err != nil {
 			return err
 		}
@@ -64,7 +67,7 @@ func RunHA(ctx context.Context, cfg Config, h *ha.HA, ln net.Listener) error {
 		writeStandbyMetrics(w, started)
 	})
 	mux.Handle("/", api)
-	srv := newServer(ctx, bounded(authenticated(auth, mux), h.LeaderURL), cfg.Logger)
+	srv := newServer(ctx, bounded(allowingOrigins(cfg.AllowOrigins, authenticated(auth, cfg.Realm, mux)), h.LeaderURL), cfg.Logger)
 	cfg.Logger.Info("apps service started; contending for leadership", "address", ln.Addr().String(), "master", cfg.Master, "self", h.Self())
 	return serve(ctx, srv, ln, func(ctx context.Context) error {
 		return h.Run(ctx, func(ctx context.Context, st frameworks.Store) (ha.Term, error) {

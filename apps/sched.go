@@ -110,7 +110,7 @@ func (e *engine) match(tx *txn, offers []*mesos.Offer) []frameworks.Launch {
 					break
 				}
 				taskID := NewTaskID(PathID(st.app.ID))
-				p, err := st.app.place(taskID, o, left, e.cfg.Role)
+				p, err := st.app.place(taskID, o, left, e.cfg.Role, e.cfg.EnvVarsPrefix)
 				if err != nil {
 					if errors.Is(err, resources.ErrNoFit) {
 						st.lastNoFit = o.GetHostname() + ": " + describeNoFit(err)

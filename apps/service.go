@@ -67,14 +67,44 @@ type Config struct {
 	// --leader_proxy_connection_timeout and --leader_proxy_read_timeout;
 	// zero: 5 s and 10 s, see ha.ProxyConfig).
 	LeaderProxyConnectTimeout, LeaderProxyReadTimeout time.Duration
+	// WebUIURL is the framework's web UI link in the master's UI
+	// (--webui_url); empty: this instance's API.
+	WebUIURL string
+	// MesosLeaderUIURL is the master's UI /v2/info names, which the web
+	// page links tasks to (--mesos_leader_ui_url); empty: the leading
+	// master's, as the driver finds it.
+	MesosLeaderUIURL string
+	// Realm is the HTTP Basic realm of Credentials (--http_realm);
+	// empty: "marathon".
+	Realm string
+	// MaxVersions is how many versions of each app are kept
+	// (--zk_max_versions); zero: 50.
+	MaxVersions int
+	// AllowOrigins are the origins whose pages may read the API from a
+	// browser (--access_control_allow_origin; "*": any), see
+	// allowingOrigins; empty: none but the API's own.
+	AllowOrigins []string
+	// EnvVarsPrefix is put before the names of the variables HOST and
+	// PORT* that every task is given (--env_vars_prefix).
+	EnvVarsPrefix string
 
 	Logger *slog.Logger
 
-	// Tuning for tests; zero values are the defaults.
-	Tick                     time.Duration
+	// KillRetry is how long a kill waits for its task to end before it is
+	// sent again (--kill_retry_timeout); DeclineIdle how long offers are
+	// declined for when no instance waits for one
+	// (--decline_offer_duration); MinReviveInterval the fewest time
+	// between two REVIVEs (--min_revive_offers_interval);
+	// ReconcileInterval how often the instances' states are reconciled
+	// with the master (--reconciliation_interval). Zero values are the
+	// defaults (frameworks.DriverConfig's for the last three).
 	KillRetry                time.Duration
 	DeclineIdle, DeclineBusy time.Duration
 	MinReviveInterval        time.Duration
+	ReconcileInterval        time.Duration
+
+	// Tick is the engine's period (tests); zero: 1 s.
+	Tick time.Duration
 }
 
 // Defaults of Config, Marathon's where it has them.
@@ -113,6 +143,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ServicePortMin <= 0 || cfg.ServicePortMax > 65535 || cfg.ServicePortMin > cfg.ServicePortMax {
 		return cfg, fmt.Errorf("apps: service ports %d-%d are not a range of ports: %w", cfg.ServicePortMin, cfg.ServicePortMax, errdefs.ErrInvalid)
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "marathon"
+	}
+	if cfg.MaxVersions <= 0 {
+		cfg.MaxVersions = 50
 	}
 	if cfg.MaxEventStreams <= 0 {
 		cfg.MaxEventStreams = 256
@@ -165,7 +201,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.bus = newEventBus(cfg.MaxEventStreams)
 	s.eng = newEngine(engineConfig{
 		Role: cfg.Role, TaskLaunchTimeout: cfg.TaskLaunchTimeout, KillRetry: cfg.KillRetry, Tick: cfg.Tick,
-		MaxVersions: 50, ServicePortMin: cfg.ServicePortMin, ServicePortMax: cfg.ServicePortMax, Logger: cfg.Logger,
+		MaxVersions: cfg.MaxVersions, ServicePortMin: cfg.ServicePortMin, ServicePortMax: cfg.ServicePortMax, Logger: cfg.Logger,
+		EnvVarsPrefix: cfg.EnvVarsPrefix,
 	}, s.store, s.bus)
 	if err := s.eng.load(ctx); err != nil {
 		return fail(fmt.Errorf("reading the state: %w", err))
@@ -174,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Name:            proto.String(cfg.FrameworkName),
 		FailoverTimeout: proto.Float64(cfg.FailoverTimeout.Seconds()),
 		Hostname:        proto.String(cfg.Hostname),
-		WebuiUrl:        proto.String(s.webUIURL()),
+		WebuiUrl:        proto.String(s.frameworkWebUIURL()),
 	}
 	if cfg.User != "" {
 		fw.User = proto.String(cfg.User)
@@ -188,24 +225,34 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.driver, err = frameworks.NewDriver(ctx, frameworks.DriverConfig{
 		Master: cfg.Master, Framework: fw, Store: s.store, Principal: cfg.Principal, Secret: cfg.Secret, TLS: cfg.MasterTLS,
 		Logger: cfg.Logger, DeclineIdle: cfg.DeclineIdle, DeclineBusy: cfg.DeclineBusy, MinReviveInterval: cfg.MinReviveInterval,
+		ReconcileInterval: cfg.ReconcileInterval,
 	}, s.eng)
 	if err != nil {
 		return fail(err)
 	}
 	s.eng.master = s.driver
 	if len(cfg.Credentials) > 0 {
-		s.auth, err = httpauth.New(httpauth.Options{Enabled: true, Realm: "marathon", Credentials: cfg.Credentials, Logger: cfg.Logger})
+		s.auth, err = httpauth.New(httpauth.Options{Enabled: true, Realm: cfg.Realm, Credentials: cfg.Credentials, Logger: cfg.Logger})
 		if err != nil {
 			return fail(err)
 		}
 	}
 	s.api = s.routes()
-	s.handler = bounded(authenticated(s.auth, s.api), s.leaderURL)
+	s.handler = bounded(allowingOrigins(cfg.AllowOrigins, authenticated(s.auth, cfg.Realm, s.api)), s.leaderURL)
 	return s, nil
 }
 
 // webUIURL is this instance's API, the framework's web UI link.
 func (s *Service) webUIURL() string { return s.scheme() + "://" + s.self() }
+
+// frameworkWebUIURL is the link the master's UI shows for the framework:
+// --webui_url, else this instance's API.
+func (s *Service) frameworkWebUIURL() string {
+	if s.cfg.WebUIURL != "" {
+		return s.cfg.WebUIURL
+	}
+	return s.webUIURL()
+}
 
 // leaderURL is the leading instance's API: this one's, unless it takes
 // part in an election.
@@ -231,7 +278,7 @@ func (s *Service) FrameworkID() string { return s.driver.FrameworkID() }
 
 // authenticated requires the credentials on every endpoint but /ping,
 // answering 401 as Marathon does; a nil auth requires none.
-func authenticated(auth *httpauth.Authenticator, next http.Handler) http.Handler {
+func authenticated(auth *httpauth.Authenticator, realm string, next http.Handler) http.Handler {
 	if auth == nil {
 		return next
 	}
@@ -241,7 +288,7 @@ func authenticated(auth *httpauth.Authenticator, next http.Handler) http.Handler
 			return
 		}
 		if _, err := auth.Authenticate(r); err != nil {
-			w.Header().Set("WWW-Authenticate", `Basic realm="marathon"`)
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
 			writeJSON(w, http.StatusUnauthorized, errorJSON{Message: "Invalid username or password."})
 			return
 		}

@@ -82,8 +82,9 @@ func (a *App) wantResources() (want []*mesos.Resource, pick int) {
 
 // place builds the TaskInfo of an instance of a (id taskID) on offer,
 // taking its resources from offered (what is left of the offer), or says
-// why it does not fit (an error wrapping resources.ErrNoFit).
-func (a *App) place(taskID string, offer *mesos.Offer, offered []*mesos.Resource, frameworkRole string) (*placement, error) {
+// why it does not fit (an error wrapping resources.ErrNoFit). envPrefix
+// is --env_vars_prefix (see environment).
+func (a *App) place(taskID string, offer *mesos.Offer, offered []*mesos.Resource, frameworkRole, envPrefix string) (*placement, error) {
 	want, pick := a.wantResources()
 	used, picked, err := resources.Allocate(acceptedResources(offered, a.AcceptedResourceRoles, frameworkRole), want, pick)
 	if err != nil {
@@ -115,7 +116,7 @@ func (a *App) place(taskID string, offer *mesos.Offer, offered []*mesos.Resource
 		TaskId:    &mesos.TaskID{Value: proto.String(taskID)},
 		AgentId:   offer.GetAgentId(),
 		Resources: used,
-		Command:   a.command(taskID, offer.GetHostname(), hostPorts),
+		Command:   a.command(taskID, offer.GetHostname(), hostPorts, envPrefix),
 		Container: a.containerInfo(hostPorts),
 		Discovery: a.discovery(hostPorts),
 	}
@@ -135,8 +136,8 @@ func (a *App) place(taskID string, offer *mesos.Offer, offered []*mesos.Resource
 	return &placement{task: task, used: used, hostPorts: hostPorts}, nil
 }
 
-func (a *App) command(taskID, host string, hostPorts []uint64) *mesos.CommandInfo {
-	ci := &mesos.CommandInfo{Environment: a.environment(taskID, host, hostPorts)}
+func (a *App) command(taskID, host string, hostPorts []uint64, envPrefix string) *mesos.CommandInfo {
+	ci := &mesos.CommandInfo{Environment: a.environment(taskID, host, hostPorts, envPrefix)}
 	docker := a.Container != nil && a.Container.Type == ContainerDocker
 	switch {
 	case a.Cmd != "":
@@ -181,8 +182,10 @@ func envName(s string) string {
 const maxLabelEnv = 512
 
 // environment is what Marathon puts in every task's environment, then the
-// app's own variables, which win.
-func (a *App) environment(taskID, host string, hostPorts []uint64) *mesos.Environment {
+// app's own variables, which win. A prefix (--env_vars_prefix) is put
+// before the names of HOST and the PORT variables, as Marathon does; the
+// names already its own (MESOS_TASK_ID, MARATHON_APP_*) keep theirs.
+func (a *App) environment(taskID, host string, hostPorts []uint64, prefix string) *mesos.Environment {
 	env := map[string]string{
 		"MESOS_TASK_ID":              taskID,
 		"MARATHON_APP_ID":            a.ID,
@@ -231,6 +234,14 @@ func (a *App) environment(taskID, host string, hostPorts []uint64) *mesos.Enviro
 				if p.Name != "" {
 					env["PORT_"+envName(p.Name)] = all[i]
 				}
+			}
+		}
+	}
+	if prefix != "" {
+		for _, k := range slices.Collect(maps.Keys(env)) {
+			if k == "HOST" || strings.HasPrefix(k, "PORT") {
+				env[prefix+k] = env[k]
+				delete(env, k)
 			}
 		}
 	}

@@ -220,6 +220,12 @@ func (fs *FlagSet) explain(err error) error {
 	if i := strings.Index(msg, " for flag -"); i >= 0 && !strings.HasPrefix(msg[i+len(" for flag -"):], "-") {
 		msg = msg[:i] + " for flag --" + msg[i+len(" for flag -"):]
 	}
+	// A boolean's bad value: "invalid boolean value "x" for -name: ...".
+	if rest, ok := strings.CutPrefix(msg, "invalid boolean value "); ok {
+		if i := strings.Index(rest, " for -"); i >= 0 && !strings.HasPrefix(rest[i+len(" for -"):], "-") {
+			msg = "invalid boolean value " + rest[:i] + " for flag --" + rest[i+len(" for -"):]
+		}
+	}
 	if rest, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
 		msg = "flag needs an argument: --" + strings.TrimLeft(rest, "-")
 	}

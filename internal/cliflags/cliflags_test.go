@@ -76,12 +76,14 @@ func TestErrorsSpeakDoubleDash(t *testing.T) {
 		{[]string{"--zzzzzz"}, "unknown flag --zzzzzz"},
 		{[]string{"--timeout=soon"}, `invalid value "soon" for flag --timeout`},
 		{[]string{"--command"}, "flag needs an argument: --command"},
+		{[]string{"--verbose=maybe"}, `invalid boolean value "maybe" for flag --verbose`},
 	} {
 		fs := New("test", "usage")
 		fs.SetOutput(io.Discard)
 		fs.SetLookupEnv(func(string) (string, bool) { return "", false })
 		fs.String("command", "", "")
 		fs.Duration("timeout", 0, "")
+		fs.Bool("verbose", false, "")
 		err := fs.Parse(tt.args)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("%q: %v, want %q", tt.args, err, tt.want)
