@@ -47,7 +47,7 @@ func TestAppsLeaderProxyFlags(t *testing.T) {
 func TestAppsMarathonCommandLine(t *testing.T) {
 	port := testutil.FreePort(t)
 	args := []string{"--master", "127.0.0.1:1", "--http_port", strconv.Itoa(port), "--work_dir", t.TempDir(),
-		"--checkpoint", "--ha", "--disable_checkpoint", "--zk_timeout", "10000", "--framework_name", "marathon-prod",
+		"--checkpoint", "--ha", "--zk_timeout", "10000", "--framework_name", "marathon-prod",
 		"--webui_url", "https://marathon.example", "--http_realm", "Mesosphere", "--http_credentials", "ops:s3cret",
 		"--reconciliation_interval", "600000", "--reconciliation_initial_delay", "15000", "--min_revive_offers_interval", "5000",
 		"--decline_offer_duration", "120000", "--zk_max_versions", "25", "--kill_retry_timeout", "10000",
@@ -55,6 +55,8 @@ func TestAppsMarathonCommandLine(t *testing.T) {
 		"--artifact_store", "hdfs://nn:54310/store", "--event_subscriber", "http_callback", "--http_endpoints", "http://hooks.example/x",
 		"--enable_features", "vips,task_killing", "--tracing", "--disable_metrics", "--https_port", "8443",
 		"--task_launch_confirm_timeout", "300000", "--logging_level", "warn"}
+	// Marathon's environment form: MARATHON_<FLAG>, a switch on when empty.
+	t.Setenv("MARATHON_DISABLE_CHECKPOINT", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr testutil.SyncBuffer
