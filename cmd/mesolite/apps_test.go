@@ -3,25 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mesolite/mesolite/internal/testutil"
+	"github.com/mesolite/mesolite/internal/tlsconfig/tlstest"
 )
 
 // Marathon's --leader_proxy_* flags are taken in its unit (milliseconds)
@@ -130,7 +121,8 @@ func TestAppsMarathonCommandLine(t *testing.T) {
 // With a certificate, Marathon's --https_port and --https_address say
 // where the API is served (https only, which --disable_http asks for).
 func TestAppsHTTPSPort(t *testing.T) {
-	cert, key := selfSignedCert(t)
+	pki := tlstest.NewPKI(t)
+	cert, key := pki.Cert, pki.Key
 	port := testutil.FreePort(t)
 	args := []string{"--master", "127.0.0.1:1", "--work_dir", t.TempDir(), "--http_port", strconv.Itoa(testutil.FreePort(t)),
 		"--ssl_cert_file", cert, "--ssl_key_file", key, "--disable_http", "--https_port", strconv.Itoa(port), "--https_address", "127.0.0.1"}
@@ -139,13 +131,7 @@ func TestAppsHTTPSPort(t *testing.T) {
 	var stdout, stderr testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- appsMain(ctx, args, &stdout, &stderr) }()
-	certPEM, err := os.ReadFile(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}}}
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
 		resp, err := client.Get("https://127.0.0.1:" + strconv.Itoa(port) + "/ping")
 		if err != nil {
@@ -161,34 +147,4 @@ func TestAppsHTTPSPort(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d\n%s", code, &stderr)
 	}
-}
-
-// selfSignedCert writes a certificate for 127.0.0.1 and its key.
-func selfSignedCert(t *testing.T) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }
