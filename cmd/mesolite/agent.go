@@ -80,6 +80,7 @@ func newAgentFlags(name string) *agentFlags {
 Runs a node agent: registers with the master, offers this machine's
 resources, and runs tasks as Docker containers or as processes under cgroup
 and namespace isolation, keeping each task's sandbox under --work_dir.`)
+	fs.NoArgs = true
 	f := &agentFlags{fs: fs}
 	f.master = fs.String("master", "127.0.0.1:5050", "the master: host:port, zk://host1:port1,host2:port2/path, or file:///path/to/file holding one of those")
 	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")

@@ -35,6 +35,7 @@ Serves the files under DIR over HTTP (HTTPS with --ssl_cert_file and
 --ssl_key_file) for agents to fetch (executor binaries, archives): Range
 and conditional requests, directory indexes in HTML or JSON, sha256
 digests, and uploads with a bearer token.`)
+	fs.NoArgs = true
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "the directory to serve (required)")
 	ip := fs.String("ip", artifactsrv.DefaultIP, "IP address to listen on")

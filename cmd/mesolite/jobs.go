@@ -37,6 +37,7 @@ instances elect a leader: the others answer the API with 307 to it, and
 one takes over when it dies. An instance that loses its ZooKeeper session
 while leading exits (status 1); run it under a service manager that
 restarts it.`)
+	fs.NoArgs = true
 	fs.EnvPrefix = "CHRONOS_"
 	master := fs.String("master", "", "the Mesos master: host:port, zk://host:2181/mesos or file:///path (required)")
 	zkHosts := fs.String("zk_hosts", "", "ZooKeeper hosts for the state and leader election: host1:2181,host2:2181\n(user:password@host1:2181,... for digest authentication); empty: one instance, state in --work_dir")

@@ -56,6 +56,9 @@ func TestJobsChronosCommandLine(t *testing.T) {
 		{[]string{"--http_notification_credentials", "nopassword"}, "user:password"},
 		{[]string{"--cluster_name", "a\nb"}, "--cluster_name"},
 		{[]string{"--slack_url", "ftp://hooks.example/x"}, "--slack_url must be an http:// or https:// URL"},
+		// A switch's value as a word would end the flags: what follows
+		// (credentials here) would be dropped without a word.
+		{[]string{"--mesos_checkpoint", "true", "--http_credentials", "ops:s3cret"}, `unexpected argument "true"`},
 	} {
 		var out, errOut bytes.Buffer
 		args := append([]string{"--master=127.0.0.1:1", "--work_dir=" + t.TempDir(), "--http_port=" + strconv.Itoa(testutil.FreePort(t))}, c.args...)

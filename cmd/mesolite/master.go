@@ -48,6 +48,7 @@ func newMasterFlags(name string) *masterFlags {
 Runs a master: agents register with it, frameworks subscribe through the
 Mesos v1 scheduler HTTP API and get resource offers. With --zk, several
 masters elect a leader through ZooKeeper; the others redirect to it.`)
+	fs.NoArgs = true
 	f := &masterFlags{fs: fs}
 	f.ip = fs.String("ip", "127.0.0.1", "IP address to listen on")
 	f.port = fs.Int("port", 5050, "port to listen on")

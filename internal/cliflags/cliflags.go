@@ -33,6 +33,11 @@ type FlagSet struct {
 	// inert are Mesos's flags accepted without effect (Inert), each with
 	// whether it was given.
 	inert map[string]*bool
+	// NoArgs refuses words left after the flags: a command that takes
+	// none would otherwise drop every flag after a stray word (the flag
+	// package stops at the first one), such as a switch's value written
+	// "--switch true".
+	NoArgs bool
 }
 
 // New returns a FlagSet for the subcommand name. synopsis is the usage line
@@ -141,6 +146,9 @@ func (fs *FlagSet) Parse(args []string) error {
 			fs.PrintUsage(fs.HelpOutput)
 		}
 		return fs.explain(err)
+	}
+	if fs.NoArgs && fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %s takes only flags (--name=value or --name value; a switch is --name or --name=false), and none after it would be read", fs.Arg(0), fs.name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
