@@ -434,3 +434,28 @@ func TestPlaceEnvVarsPrefix(t *testing.T) {
 		}
 	}
 }
+
+// A prefix that makes a renamed variable look like another port's
+// (PORT_ before PORT is PORT_PORT, a port named "port"'s own) gives the
+// same environment every time: each renamed once, from its own value.
+func TestPlaceEnvVarsPrefixCollision(t *testing.T) {
+	a, err := checked(`{"id":"/web","cmd":"serve","cpus":0.1,"mem":16,"instances":1,
+		"portDefinitions":[{"port":0,"name":"port"},{"port":0,"name":"admin"}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := offerOf("cpus:1;mem:128;ports:[31000-31001]")
+	for range 20 {
+		p, err := a.place("web.1", offer, offer.Resources, "", "PORT_")
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := envOf(p.task)
+		for k, v := range map[string]string{"PORT_PORT": "31000", "PORT_PORT_PORT": "31000", "PORT_PORT0": "31000", "PORT_PORT1": "31001",
+			"PORT_PORT_ADMIN": "31001"} {
+			if env[k] != v {
+				t.Fatalf("%s=%q, want %q: %v", k, env[k], v, env)
+			}
+		}
+	}
+}

@@ -7,7 +7,8 @@ import (
 
 // allowingOrigins lets the pages of origins (--access_control_allow_origin;
 // "*" for any) read the API from a browser, as Marathon's CORS filter
-// does: GET, HEAD and OPTIONS only, with the headers a preflight asks for,
+// does: GET, HEAD and OPTIONS only (a preflight for another method is
+// refused, a write gets no CORS headers), with the headers a preflight asks for,
 // cached a day. Unlike Marathon, the answer names the request's own origin
 // (or *) rather than the whole list, which browsers would refuse. No
 // credentials (cookies) are allowed, so a page reaches an API with
@@ -32,7 +33,25 @@ func allowingOrigins(origins []string, next http.Handler) http.Handler {
 		}
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		if origin == "" || allow == "" {
+		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+		// Reads only: a browser sends a POST (a "simple" one at least)
+		// whatever a preflight said, so the writes must not be answered
+		// with the headers that let the page read the result, and a
+		// preflight for anything but a read is not approved (the page's
+		// JSON POST then never leaves the browser).
+		read := r.Method == http.MethodGet || r.Method == http.MethodHead
+		if preflight {
+			m := r.Header.Get("Access-Control-Request-Method")
+			read = m == http.MethodGet || m == http.MethodHead
+		}
+		switch {
+		case origin == "" || allow == "":
+			next.ServeHTTP(w, r)
+			return
+		case !read && preflight:
+			w.WriteHeader(http.StatusForbidden)
+			return
+		case !read:
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -42,7 +61,7 @@ func allowingOrigins(origins []string, next http.Handler) http.Handler {
 		if asked := r.Header.Values("Access-Control-Request-Headers"); len(asked) > 0 {
 			h.Set("Access-Control-Allow-Headers", strings.Join(asked, ", "))
 		}
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		if preflight {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}

@@ -3,6 +3,8 @@ package apps
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -29,12 +31,21 @@ func TestAllowingOrigins(t *testing.T) {
 		{"any origin", []string{"*"}, "GET", "http://elsewhere.example", 200, "*", ""},
 		{"unlisted origin", []string{"http://domain.com"}, "OPTIONS", "http://evil.example", 401, "", ""},
 		{"no flag", nil, "GET", "http://domain.com", 200, "", ""},
+		// Writes: a preflight for one is refused, and one sent anyway (a
+		// browser sends a simple POST without asking) gets no CORS
+		// headers, so the page cannot read what it did.
+		{"write preflight", []string{"*"}, "OPTIONS POST", "http://elsewhere.example", 403, "", ""},
+		{"write", []string{"*"}, "POST", "http://elsewhere.example", 200, "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := httptest.NewRequest(c.method, "/v2/apps", nil)
+			method, asks, _ := strings.Cut(c.method, " ")
+			if asks == "" {
+				asks = "GET"
+			}
+			r := httptest.NewRequest(method, "/v2/apps", nil)
 			r.Header.Set("Origin", c.origin)
-			if c.method == "OPTIONS" {
-				r.Header.Set("Access-Control-Request-Method", "GET")
+			if method == "OPTIONS" {
+				r.Header.Set("Access-Control-Request-Method", asks)
 				r.Header.Set("Access-Control-Request-Headers", "Authorization, Content-Type")
 			} else {
 				r.Header.Set("Authorization", "Basic b3BzOnMzY3JldA==")
@@ -44,6 +55,9 @@ func TestAllowingOrigins(t *testing.T) {
 			h := w.Result().Header
 			if w.Code != c.wantCode || h.Get("Access-Control-Allow-Origin") != c.wantAllow || h.Get("Access-Control-Allow-Headers") != c.wantHdrs {
 				t.Fatalf("%d %v; want %d, allowing %q with headers %q", w.Code, h, c.wantCode, c.wantAllow, c.wantHdrs)
+			}
+			if c.origins != nil && !slices.Contains(h.Values("Vary"), "Origin") {
+				t.Errorf("Vary %v: want Origin", h.Values("Vary"))
 			}
 			if c.wantAllow != "" && (h.Get("Access-Control-Allow-Methods") != "GET, HEAD, OPTIONS" || h.Get("Access-Control-Allow-Credentials") != "") {
 				t.Errorf("methods %q, credentials %q: want reads only, no credentials", h.Get("Access-Control-Allow-Methods"), h.Get("Access-Control-Allow-Credentials"))

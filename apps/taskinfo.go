@@ -238,12 +238,20 @@ func (a *App) environment(taskID, host string, hostPorts []uint64, prefix string
 		}
 	}
 	if prefix != "" {
-		for _, k := range slices.Collect(maps.Keys(env)) {
-			if k == "HOST" || strings.HasPrefix(k, "PORT") {
-				env[prefix+k] = env[k]
-				delete(env, k)
+		// Into a new map: renamed in place, a PORT_<NAME> made from PORT
+		// could meet (and be renamed again with) a port's own.
+		prefixed := make(map[string]string, len(env))
+		for k, v := range env {
+			if k != "HOST" && !strings.HasPrefix(k, "PORT") {
+				prefixed[k] = v
 			}
 		}
+		for k, v := range env {
+			if k == "HOST" || strings.HasPrefix(k, "PORT") {
+				prefixed[prefix+k] = v
+			}
+		}
+		env = prefixed
 	}
 	maps.Copy(env, a.Env)
 	out := &mesos.Environment{}

@@ -41,6 +41,7 @@ takes over when it dies. A restarted or new leader fails over to the
 framework and keeps every instance running. An instance that loses its
 ZooKeeper session while leading exits (status 1); run it under a service
 manager that restarts it.`)
+	fs.NoArgs = true
 	fs.EnvPrefix = "MARATHON_"
 	master := fs.String("master", "", "the Mesos master: host:port, zk://host:2181/mesos or file:///path (required)")
 	zk := fs.String("zk", "", "ZooKeeper for the state and leader election: zk://[user:password@]host1:2181,host2:2181/marathon;\nempty: one instance, state in --work_dir")
@@ -79,7 +80,19 @@ manager that restarts it.`)
 	checkpoint := marathonToggle(fs, "checkpoint", true, "checkpoint tasks (always: --disable_checkpoint has no effect and is said in the log)")
 	haOn := marathonToggle(fs, "ha", true, "take part in leader election through --zk (always with --zk: --disable_ha has no effect and is said in the log)")
 	mesosAuth := marathonToggle(fs, "mesos_authentication", false, "authenticate with the master (needs --mesos_authentication_principal, which alone turns it on)")
-	disableHTTP := fs.Bool("disable_http", false, "serve only https: needs --ssl_cert_file and --ssl_key_file, with which the API speaks https only anyway")
+	disableHTTP := new(bool)
+	fs.BoolFunc("disable_http", "serve only https: needs --ssl_cert_file and --ssl_key_file, with which the API speaks https only anyway", func(v string) error {
+		// MARATHON_DISABLE_HTTP= (empty) turns it on, as Marathon reads it.
+		b := true
+		if v != "" {
+			var err error
+			if b, err = strconv.ParseBool(v); err != nil {
+				return errors.New("not a boolean")
+			}
+		}
+		*disableHTTP = b
+		return nil
+	})
 	httpsPort := fs.Int("https_port", 8443, "port the API listens on with --ssl_cert_file (https) when given; else --http_port")
 	httpsAddr := fs.String("https_address", "", "address the API listens on with --ssl_cert_file (https) when given; else --http_address")
 	keystore := fs.String("ssl_keystore_path", "", "Marathon's Java keystore: refused; serve https with --ssl_cert_file and --ssl_key_file (PEM)")
@@ -100,7 +113,12 @@ manager that restarts it.`)
 		"reporter_datadog", "metrics_name_prefix", "metrics_statsd_host", "metrics_statsd_port", "assets_path", "enable_features", "deprecated_features",
 		"default_accepted_resource_roles", "executor", "max_apps", "http_max_concurrent_requests", "gpu_scheduling_behavior",
 		"mesos_bridge_name", "default_network_name", "backup_location", "draining_seconds", "sentry", "sentry_tags", "new_group_enforce_role"} {
-		fs.Func(name, "Marathon's flag; no effect here (said in the log when given)", func(string) error {
+		fs.Func(name, "Marathon's flag; no effect here (said in the log when given)", func(v string) error {
+			if strings.HasPrefix(v, "--") {
+				// "--artifact_store --http_credentials=..." would drop
+				// the credentials without a word.
+				return fmt.Errorf("takes a value, not the flag %q", v)
+			}
 			note(name)
 			return nil
 		})
@@ -155,8 +173,10 @@ manager that restarts it.`)
 		return usage("--failover_timeout, --task_launch_timeout, --zk_session_timeout and --leader_proxy_* must be positive")
 	case *keystore != "":
 		return usage("--ssl_keystore_path: a Java keystore is not read here; give the certificate and its key as PEM files with --ssl_cert_file and --ssl_key_file")
-	case *zkOpTimeout <= 0 || *reconcile <= 0 || *minRevive <= 0 || *killRetry <= 0 || *declineFor < 0:
-		return usage("--zk_timeout, --reconciliation_interval, --min_revive_offers_interval and --kill_retry_timeout must be positive, --decline_offer_duration not negative")
+	case *zkOpTimeout <= 0 || *reconcile <= 0 || *minRevive <= 0 || *killRetry <= 0 || *declineFor <= 0:
+		return usage("--zk_timeout, --reconciliation_interval, --min_revive_offers_interval, --kill_retry_timeout and --decline_offer_duration must be positive")
+	case max(*zkOpTimeout, *reconcile, *minRevive, *killRetry, *declineFor) > maxFlagMillis:
+		return usage("--zk_timeout, --reconciliation_interval, --min_revive_offers_interval, --kill_retry_timeout and --decline_offer_duration must be at most a year (in milliseconds)")
 	case *maxVersions <= 0:
 		return usage("--zk_max_versions must be positive")
 	case *httpsPort <= 0 || *httpsPort > 65535:
@@ -167,12 +187,12 @@ manager that restarts it.`)
 		return usage("--mesos_authentication_secret_file needs --mesos_authentication_principal")
 	case !webURL(*webuiURL) || !webURL(*leaderUI):
 		return usage("--webui_url and --mesos_leader_ui_url must be http:// or https:// URLs")
-	case strings.IndexFunc(*envPrefix, notEnvNameChar) >= 0:
-		return usage("--env_vars_prefix must be letters, digits and underscores")
+	case strings.IndexFunc(*envPrefix, notEnvNameChar) >= 0 || *envPrefix != "" && (*envPrefix)[0] >= '0' && (*envPrefix)[0] <= '9':
+		return usage("--env_vars_prefix must be letters, digits and underscores, not starting with a digit")
 	case corsOrigins(*allowOrigin) == nil && *allowOrigin != "":
 		return usage("--access_control_allow_origin must be * or origins (scheme://host[:port]), comma-separated")
-	case strings.ContainsAny(*realm, "\"\\\r\n"):
-		return usage("--http_realm must not hold quotes, backslashes or line breaks")
+	case strings.ContainsFunc(*realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) || strings.HasPrefix(*realm, "--"):
+		return usage("--http_realm must be printable ASCII without quotes or backslashes")
 	}
 	if !*checkpoint {
 		note("disable_checkpoint")
@@ -233,7 +253,9 @@ manager that restarts it.`)
 			listenPort = *httpsPort
 		}
 		if given["https_address"] {
-			listenAddr = *httpsAddr
+			if *httpsAddr != "" { // MARATHON_HTTPS_ADDRESS= is not every interface
+				listenAddr = *httpsAddr
+			}
 		}
 	case *disableHTTP:
 		return usage("--disable_http: without https the API would not be served at all; give --ssl_cert_file and --ssl_key_file (PEM)")
@@ -327,6 +349,10 @@ func marathonToggle(fs *cliflags.FlagSet, name string, def bool, usage string) *
 	fs.BoolFunc("disable_"+name, "turns --"+name+" off", set(true))
 	return &on
 }
+
+// maxFlagMillis bounds the millisecond flags: a year, far below what a
+// time.Duration holds (a larger one would overflow into the defaults).
+const maxFlagMillis = 365 * 24 * 3600 * 1000
 
 // marathonLevel reads Marathon's --logging_level values as the levels
 // mesolite has: off and fatal as ERROR, trace and all as DEBUG.

@@ -100,7 +100,12 @@ func TestAppsMarathonCommandLine(t *testing.T) {
 		{[]string{"--mesos_authentication"}, "needs --mesos_authentication_principal"},
 		{[]string{"--mesos_authentication_secret_file", "/etc/marathon/secret"}, "needs --mesos_authentication_principal"},
 		{[]string{"--reconciliation_interval", "0"}, "must be positive"},
-		{[]string{"--decline_offer_duration", "-1"}, "not negative"},
+		{[]string{"--decline_offer_duration", "0"}, "must be positive"},
+		{[]string{"--reconciliation_interval", "99999999999999"}, "at most a year"},
+		{[]string{"--tracing", "true", "--http_credentials", "ops:s3cret"}, `unexpected argument "true"`},
+		{[]string{"--artifact_store", "--http_credentials=ops:s3cret"}, "takes a value, not the flag"},
+		{[]string{"--env_vars_prefix", "1X_"}, "not starting with a digit"},
+		{[]string{"--http_realm", "caf\u00e9"}, "--http_realm"},
 		{[]string{"--zk_max_versions", "0"}, "--zk_max_versions must be positive"},
 		{[]string{"--scale_apps_interval", "-5"}, "--scale_apps_interval"},
 		{[]string{"--webui_url", "javascript:alert(1)"}, "http:// or https://"},
@@ -114,6 +119,17 @@ func TestAppsMarathonCommandLine(t *testing.T) {
 		code := appsMain(context.Background(), args, &out, &errOut)
 		if code != 2 || !strings.Contains(errOut.String(), c.says) {
 			t.Errorf("%v: exit %d, want 2 saying %q:\n%s", c.args, code, c.says, &errOut)
+		}
+	}
+	// MARATHON_DISABLE_HTTP= (empty) is --disable_http, as Marathon reads
+	// its switches: without a certificate, refused for what it asks.
+	t.Setenv("MARATHON_DISABLE_HTTP", "")
+	{
+		var out, errOut bytes.Buffer
+		args := []string{"--master=127.0.0.1:1", "--work_dir=" + t.TempDir(), "--http_port=" + strconv.Itoa(testutil.FreePort(t))}
+		code := appsMain(context.Background(), args, &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), "--disable_http: without https") {
+			t.Errorf("MARATHON_DISABLE_HTTP=: exit %d, want 2 refusing --disable_http without a certificate:\n%s", code, &errOut)
 		}
 	}
 }
