@@ -86,6 +86,10 @@ func New(opts Options) (*Authenticator, error) {
 	if a.realm == "" {
 		a.realm = AgentReadonlyRealm
 	}
+	// The realm goes into WWW-Authenticate as a quoted string, as it is.
+	if strings.ContainsFunc(a.realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) {
+		return nil, fmt.Errorf("realm %.40q: printable ASCII without quotes or backslashes: %w", a.realm, errdefs.ErrInvalid)
+	}
 	creds := append([]Credential(nil), opts.Credentials...)
 	if opts.CredentialsFile != "" {
 		fromFile, err := LoadCredentials(opts.CredentialsFile)

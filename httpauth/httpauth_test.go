@@ -216,3 +216,16 @@ func TestLoadCredential(t *testing.T) {
 		})
 	}
 }
+
+// A realm that would break out of WWW-Authenticate's quoted string (or
+// carry a line break into the headers) is refused.
+func TestRealmRefused(t *testing.T) {
+	for _, realm := range []string{`a"b`, "a\r\nSet-Cookie: x=1", `a\b`, "café"} {
+		if _, err := New(Options{Enabled: true, Realm: realm, Credentials: []Credential{{Principal: "p", Secret: "s"}}}); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("realm %q: %v, want refused", realm, err)
+		}
+	}
+	if _, err := New(Options{Enabled: true, Realm: "marathon", Credentials: []Credential{{Principal: "p", Secret: "s"}}}); err != nil {
+		t.Errorf("realm marathon: %v", err)
+	}
+}

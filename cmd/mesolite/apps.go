@@ -191,7 +191,7 @@ manager that restarts it.`)
 		return usage("--env_vars_prefix must be letters, digits and underscores, not starting with a digit")
 	case corsOrigins(*allowOrigin) == nil && *allowOrigin != "":
 		return usage("--access_control_allow_origin must be * or origins (scheme://host[:port]), comma-separated")
-	case strings.ContainsFunc(*realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) || strings.HasPrefix(*realm, "--"):
+	case !validRealm(*realm):
 		return usage("--http_realm must be printable ASCII without quotes or backslashes")
 	}
 	if !*checkpoint {
@@ -348,6 +348,13 @@ func marathonToggle(fs *cliflags.FlagSet, name string, def bool, usage string) *
 	fs.BoolFunc(name, usage, set(false))
 	fs.BoolFunc("disable_"+name, "turns --"+name+" off", set(true))
 	return &on
+}
+
+// validRealm says whether realm can go into a WWW-Authenticate header's
+// quoted realm as it is: printable ASCII without quotes or backslashes
+// (and not a flag taken as its value).
+func validRealm(realm string) bool {
+	return !strings.ContainsFunc(realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) && !strings.HasPrefix(realm, "--")
 }
 
 // maxFlagMillis bounds the millisecond flags: a year, far below what a

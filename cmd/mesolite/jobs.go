@@ -130,6 +130,9 @@ restarts it.`)
 	case *failureRetry <= 0 || *minRevive <= 0 || *reconcile <= 0 || *declineFor < 0 || *horizon <= 0:
 		fmt.Fprintln(stderr, "mesolite jobs: --failure_retry, --min_revive_offers_interval, --reconciliation_interval and --schedule_horizon must be positive, --decline_offer_duration not negative")
 		return 2
+	case !validRealm(*realm):
+		fmt.Fprintln(stderr, "mesolite jobs: --http_realm must be printable ASCII without quotes or backslashes")
+		return 2
 	case *notifyCreds != "" && !strings.Contains(*notifyCreds, ":"):
 		fmt.Fprintln(stderr, "mesolite jobs: --http_notification_credentials must be user:password")
 		return 2

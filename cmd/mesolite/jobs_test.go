@@ -54,6 +54,7 @@ func TestJobsChronosCommandLine(t *testing.T) {
 		{[]string{"--mesos_task_mem", "0"}, "must be positive"},
 		{[]string{"--failure_retry", "0"}, "must be positive"},
 		{[]string{"--http_notification_credentials", "nopassword"}, "user:password"},
+		{[]string{"--http_realm", `chronos", evil="1`}, "--http_realm"},
 		{[]string{"--cluster_name", "a\nb"}, "--cluster_name"},
 		{[]string{"--slack_url", "ftp://hooks.example/x"}, "--slack_url must be an http:// or https:// URL"},
 		// A switch's value as a word would end the flags: what follows
