@@ -71,6 +71,16 @@ type entry struct {
 	secret    [32]byte
 }
 
+// ValidRealm checks a realm: it goes into WWW-Authenticate as a quoted
+// string, as it is, so it is printable ASCII without quotes or
+// backslashes. The error wraps errdefs.ErrInvalid.
+func ValidRealm(realm string) error {
+	if strings.ContainsFunc(realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) {
+		return fmt.Errorf("realm %.40q: printable ASCII without quotes or backslashes: %w", realm, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
 // New loads the files and returns the authenticator, or nil when not
 // enabled. Enabled without a single credential or token is an error, as in
 // Mesos: such an agent would refuse everyone.
@@ -86,9 +96,8 @@ func New(opts Options) (*Authenticator, error) {
 	if a.realm == "" {
 		a.realm = AgentReadonlyRealm
 	}
-	// The realm goes into WWW-Authenticate as a quoted string, as it is.
-	if strings.ContainsFunc(a.realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) {
-		return nil, fmt.Errorf("realm %.40q: printable ASCII without quotes or backslashes: %w", a.realm, errdefs.ErrInvalid)
+	if err := ValidRealm(a.realm); err != nil {
+		return nil, err
 	}
 	creds := append([]Credential(nil), opts.Credentials...)
 	if opts.CredentialsFile != "" {

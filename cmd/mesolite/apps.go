@@ -350,11 +350,10 @@ func marathonToggle(fs *cliflags.FlagSet, name string, def bool, usage string) *
 	return &on
 }
 
-// validRealm says whether realm can go into a WWW-Authenticate header's
-// quoted realm as it is: printable ASCII without quotes or backslashes
-// (and not a flag taken as its value).
+// validRealm says whether realm can be --http_realm: a realm httpauth
+// takes, and not a flag taken as its value.
 func validRealm(realm string) bool {
-	return !strings.ContainsFunc(realm, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) && !strings.HasPrefix(realm, "--")
+	return httpauth.ValidRealm(realm) == nil && !strings.HasPrefix(realm, "--")
 }
 
 // maxFlagMillis bounds the millisecond flags: a year, far below what a
