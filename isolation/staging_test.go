@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -55,21 +56,7 @@ func TestPrestartedInitAdoptsItsStagingCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := modeSpec(t, "nsinfo")
-	spec.Namespaces = ns
-	spec.Cgroup = cg
-	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
-	p, err := l.Launch(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
-		t.Fatalf("executor: %v, %v", st, err)
-	}
-	out, _ := os.ReadFile(spec.StdoutPath)
-	if want := m.Root() + "/adopter"; !strings.Contains(string(out), "memcg="+want+"\n") {
-		t.Fatalf("executor's memory cgroup, want %s:\n%s", want, out)
-	}
+	launchInCgroup(ctx, t, l, ns, cg, m.Root()+"/adopter")
 	if b, err := os.ReadFile(filepath.Join(DefaultCgroupsHierarchy, "memory", m.Root(), "adopter", "memory.limit_in_bytes")); err != nil || strings.TrimSpace(string(b)) != "134217728" {
 		t.Fatalf("the adopted cgroup's memory limit: %q (%v), want 134217728", b, err)
 	}
@@ -178,21 +165,7 @@ func TestStagingAdoptFallsBack(t *testing.T) {
 	if err := cg.AddProcess(sleeper.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	spec := modeSpec(t, "nsinfo")
-	spec.Namespaces = ns
-	spec.Cgroup = cg
-	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
-	p, err := l.Launch(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
-		t.Fatalf("executor: %v, %v", st, err)
-	}
-	out, _ := os.ReadFile(spec.StdoutPath)
-	if want := m.Root() + "/occupied"; !strings.Contains(string(out), "memcg="+want+"\n") {
-		t.Fatalf("executor's memory cgroup, want %s:\n%s", want, out)
-	}
+	launchInCgroup(ctx, t, l, ns, cg, m.Root()+"/occupied")
 	if !strings.Contains(logs.String(), "staging cgroup could not become the container's") {
 		t.Errorf("the fallback is not logged:\n%s", logs)
 	}
@@ -216,5 +189,26 @@ func TestStagingAdoptFallsBack(t *testing.T) {
 	}
 	if err := cg.Delete(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// launchInCgroup launches an executor in namespaces ns and cgroup cg with
+// l, waits for it, and checks it ran in memory cgroup memcg.
+func launchInCgroup(ctx context.Context, t *testing.T, l *LinuxLauncher, ns Namespaces, cg *Cgroup, memcg string) {
+	t.Helper()
+	spec := modeSpec(t, "nsinfo")
+	spec.Namespaces = ns
+	spec.Cgroup = cg
+	spec.StdoutPath = filepath.Join(spec.Dir, "stdout")
+	p, err := l.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+		t.Fatalf("executor: %v, %v", st, err)
+	}
+	out, _ := os.ReadFile(spec.StdoutPath)
+	if !strings.Contains(string(out), "memcg="+memcg+"\n") {
+		t.Fatalf("executor's memory cgroup, want %s:\n%s", memcg, out)
 	}
 }
