@@ -63,11 +63,7 @@ type cluster struct {
 // sets one, else a free port) and stops it when the test ends.
 func newCluster(t *testing.T, mutate func(*master.Config)) *cluster {
 	t.Helper()
-	cfg := master.DefaultConfig()
-	cfg.IP, cfg.Port, cfg.WorkDir, cfg.Logger = "127.0.0.1", 0, t.TempDir(), testLogger()
-	// Offers follow a launch, an ended task or a new agent within
-	// milliseconds, so a test never waits for the default second.
-	cfg.AllocationInterval = 10 * time.Millisecond
+	cfg := clusterConfig(t)
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -75,6 +71,23 @@ func newCluster(t *testing.T, mutate func(*master.Config)) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newClusterOn(t, l, cfg)
+}
+
+// clusterConfig is the configuration of a test's master.
+func clusterConfig(t *testing.T) master.Config {
+	cfg := master.DefaultConfig()
+	cfg.IP, cfg.Port, cfg.WorkDir, cfg.Logger = "127.0.0.1", 0, t.TempDir(), testLogger()
+	// Offers follow a launch, an ended task or a new agent within
+	// milliseconds, so a test never waits for the default second.
+	cfg.AllocationInterval = 10 * time.Millisecond
+	return cfg
+}
+
+// newClusterOn is newCluster's master, configured as cfg, serving on l
+// (which the test held until then).
+func newClusterOn(t *testing.T, l net.Listener, cfg master.Config) *cluster {
+	t.Helper()
 	cfg.Port = l.Addr().(*net.TCPAddr).Port
 	tl := &trackingListener{Listener: l, conns: map[net.Conn]bool{}}
 	m, err := master.New(cfg)

@@ -21,7 +21,6 @@ import (
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	mesoscz "github.com/mesolite/mesolite/containerizer/mesos"
 	"github.com/mesolite/mesolite/internal/testutil"
-	"github.com/mesolite/mesolite/master"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -213,7 +212,26 @@ func TestExecutorAPIRejectsBadCalls(t *testing.T) {
 // TestMasterDownIsRetried: an agent whose master is not up says so, keeps
 // serving and keeps trying; it registers once the master comes up.
 func TestMasterDownIsRetried(t *testing.T) {
-	masterPort := testutil.FreePort(t) // nobody listens there yet
+	// The master's port is held (a free port left unbound could be taken
+	// meanwhile, by another process or by the agent's own dials
+	// connecting to themselves) and every connection to it refused until
+	// the master takes it over.
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterPort := ml.Addr().(*net.TCPAddr).Port
+	refused := make(chan struct{})
+	go func() {
+		defer close(refused)
+		for {
+			c, err := ml.Accept()
+			if err != nil {
+				return // the deadline below: the master's turn
+			}
+			c.Close()
+		}
+	}()
 	port := testutil.FreePort(t)
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
@@ -243,8 +261,11 @@ func TestMasterDownIsRetried(t *testing.T) {
 		t.Fatalf("agent not healthy while the master is down: %v", err)
 	}
 	resp.Body.Close()
-	// The master comes up: the agent's next try registers.
-	newCluster(t, func(c *master.Config) { c.Port = masterPort })
+	// The master comes up on its port: the agent's next try registers.
+	_ = ml.(*net.TCPListener).SetDeadline(time.Now())
+	<-refused
+	_ = ml.(*net.TCPListener).SetDeadline(time.Time{})
+	newClusterOn(t, ml, clusterConfig(t))
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() bool { return a.Connected() && a.ID() != "" }, "agent registered once the master is up")
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
