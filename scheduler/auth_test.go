@@ -6,12 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/mesolite/mesolite/api/v1/mesos"
 	schedv1 "github.com/mesolite/mesolite/api/v1/scheduler"
 	"github.com/mesolite/mesolite/errdefs"
 	"github.com/mesolite/mesolite/httpauth"
+	"github.com/mesolite/mesolite/internal/testutil"
 	"github.com/mesolite/mesolite/master"
 	"github.com/mesolite/mesolite/scheduler"
 )
@@ -24,19 +27,33 @@ func authMaster(t *testing.T) string {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.AuthenticateHTTPFrameworks = true
 	cfg.Credentials = []httpauth.Credential{{Principal: "ops", Secret: "s3cret"}}
-	m, err := master.New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	m, err := master.New(cfg)
 	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	// Until it has elected itself the master answers 503 (No leader
+	// elected), which a client that gives up at once would take as final.
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		resp, err := noRedirect.Get("http://" + addr + "/master/redirect")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusServiceUnavailable
+	}, "the master leading")
+	return addr
 }
 
 // TestPrincipalAndSecret: the client authenticates SUBSCRIBE and the calls
